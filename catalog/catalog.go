@@ -1,0 +1,346 @@
+// Package catalog owns lbt's archive: the segment files that hold the changes,
+// the basebackup files, and the SQLite catalog that indexes them by table,
+// LSN, commit time and row key. docs/FORMAT.md specifies all of it.
+//
+// Write ordering, the archive's invariant: segment bytes are written and
+// fsynced first, then the catalog rows that point at them are committed, then
+// (by the caller) the position is confirmed to the server. Removal runs the
+// other way round: catalog rows first, then the bytes.
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// FormatVersion is the version of the archive format this lbt writes and
+// reads. It is stored in the catalog's meta table.
+const FormatVersion = 1
+
+// CatalogFile is the catalog's name inside the archive directory.
+const CatalogFile = "catalog.db"
+
+// ErrNotArchive reports a directory that holds no lbt archive.
+var ErrNotArchive = errors.New("not an lbt archive")
+
+// Catalog is an open archive catalog.
+type Catalog struct {
+	db       *sql.DB
+	dir      string
+	readOnly bool
+}
+
+const schemaSQL = `
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE epoch (
+	id         INTEGER PRIMARY KEY,
+	start_lsn  INTEGER NOT NULL,
+	started_at INTEGER NOT NULL,
+	slot       TEXT NOT NULL,
+	reason     TEXT NOT NULL
+);
+
+CREATE TABLE position (
+	id          INTEGER PRIMARY KEY CHECK (id = 1),
+	epoch       INTEGER NOT NULL,
+	end_lsn     INTEGER NOT NULL,
+	commit_lsn  INTEGER NOT NULL,
+	commit_time INTEGER NOT NULL,
+	updated_at  INTEGER NOT NULL
+);
+
+CREATE TABLE rel (
+	id        INTEGER PRIMARY KEY,
+	oid       INTEGER NOT NULL,
+	first_lsn INTEGER NOT NULL
+);
+CREATE INDEX rel_oid ON rel (oid);
+
+CREATE TABLE schema_version (
+	table_id    INTEGER NOT NULL,
+	version     INTEGER NOT NULL,
+	from_lsn    INTEGER NOT NULL,
+	nspname     TEXT NOT NULL,
+	relname     TEXT NOT NULL,
+	replident   TEXT NOT NULL,
+	columns     TEXT NOT NULL,
+	primary_key TEXT NOT NULL DEFAULT '[]',
+	PRIMARY KEY (table_id, version)
+) WITHOUT ROWID;
+CREATE INDEX schema_version_name ON schema_version (relname, nspname);
+
+CREATE TABLE segment (
+	id         INTEGER PRIMARY KEY,
+	created_at INTEGER NOT NULL,
+	size       INTEGER NOT NULL,
+	sealed     INTEGER NOT NULL DEFAULT 0,
+	retired_at INTEGER
+);
+
+CREATE TABLE blob (
+	id         INTEGER PRIMARY KEY,
+	table_id   INTEGER NOT NULL,
+	segment_id INTEGER NOT NULL,
+	offset     INTEGER NOT NULL,
+	length     INTEGER NOT NULL,
+	crc        INTEGER NOT NULL,
+	schema     INTEGER NOT NULL,
+	first_lsn  INTEGER NOT NULL,
+	last_lsn   INTEGER NOT NULL,
+	changes    INTEGER NOT NULL,
+	raw_length INTEGER NOT NULL
+);
+CREATE INDEX blob_table ON blob (table_id, last_lsn);
+CREATE INDEX blob_segment ON blob (segment_id);
+
+CREATE TABLE tx (
+	commit_lsn  INTEGER PRIMARY KEY,
+	end_lsn     INTEGER NOT NULL,
+	xid         INTEGER NOT NULL,
+	commit_time INTEGER NOT NULL,
+	origin      TEXT
+);
+CREATE INDEX tx_time ON tx (commit_time);
+CREATE INDEX tx_xid ON tx (xid);
+
+CREATE TABLE tx_table (
+	table_id   INTEGER NOT NULL,
+	commit_lsn INTEGER NOT NULL,
+	blob_id    INTEGER NOT NULL,
+	inserts    INTEGER NOT NULL,
+	updates    INTEGER NOT NULL,
+	deletes    INTEGER NOT NULL,
+	truncates  INTEGER NOT NULL,
+	PRIMARY KEY (table_id, commit_lsn)
+) WITHOUT ROWID;
+
+CREATE TABLE row_key (
+	table_id   INTEGER NOT NULL,
+	key_hash   INTEGER NOT NULL,
+	commit_lsn INTEGER NOT NULL,
+	PRIMARY KEY (table_id, key_hash, commit_lsn)
+) WITHOUT ROWID;
+
+CREATE TABLE tx_message (
+	commit_lsn INTEGER NOT NULL,
+	seq        INTEGER NOT NULL,
+	prefix     TEXT NOT NULL,
+	content    BLOB NOT NULL,
+	PRIMARY KEY (commit_lsn, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE table_state (
+	table_id           INTEGER PRIMARY KEY,
+	changes_since_base INTEGER NOT NULL DEFAULT 0,
+	blobs_since_base   INTEGER NOT NULL DEFAULT 0,
+	last_change_lsn    INTEGER NOT NULL DEFAULT 0,
+	last_change_time   INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE basebackup (
+	id          INTEGER PRIMARY KEY,
+	table_id    INTEGER NOT NULL,
+	lsn         INTEGER NOT NULL,
+	path        TEXT NOT NULL,
+	rows        INTEGER NOT NULL,
+	bytes       INTEGER NOT NULL,
+	raw_bytes   INTEGER NOT NULL,
+	crc         INTEGER NOT NULL,
+	definition  TEXT NOT NULL,
+	sequences   TEXT NOT NULL,
+	reason      TEXT NOT NULL,
+	started_at  INTEGER NOT NULL,
+	finished_at INTEGER NOT NULL
+);
+CREATE INDEX basebackup_table ON basebackup (table_id, lsn);
+
+CREATE TABLE purge_log (
+	id         INTEGER PRIMARY KEY,
+	at         INTEGER NOT NULL,
+	table_id   INTEGER NOT NULL,
+	before_lsn INTEGER NOT NULL,
+	blobs      INTEGER NOT NULL,
+	txs        INTEGER NOT NULL,
+	bytes      INTEGER NOT NULL
+);
+`
+
+// Create makes a new, empty archive in dir, recording the source it belongs
+// to. It fails if dir already holds a catalog.
+func Create(ctx context.Context, dir string, source Source) (*Catalog, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create archive: %w", err)
+	}
+	path := filepath.Join(dir, CatalogFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("create archive: %s already exists", path)
+	}
+	c, err := open(dir, false)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("create archive: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("create archive schema: %w", err)
+	}
+	meta := map[string]string{
+		"format_version":    strconv.Itoa(FormatVersion),
+		"system_identifier": source.SystemID,
+		"database":          source.Database,
+		"server_version":    source.ServerVersion,
+		"created_at":        time.Now().UTC().Format(time.RFC3339),
+	}
+	for k, v := range meta {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)`, k, v); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("create archive: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("create archive: %w", err)
+	}
+	return c, nil
+}
+
+// Open opens the archive in dir for writing.
+func Open(ctx context.Context, dir string) (*Catalog, error) {
+	return openExisting(ctx, dir, false)
+}
+
+// OpenReadOnly opens the archive in dir for reading; it never writes, and works
+// while a daemon writes the same archive.
+func OpenReadOnly(ctx context.Context, dir string) (*Catalog, error) {
+	return openExisting(ctx, dir, true)
+}
+
+func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, error) {
+	path := filepath.Join(dir, CatalogFile)
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s has no %s (is archiveDir right? lbt backup creates it)", ErrNotArchive, dir, CatalogFile)
+		}
+		return nil, fmt.Errorf("open archive: %w", err)
+	}
+	c, err := open(dir, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.Meta(ctx, "format_version")
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: %s: %v", ErrNotArchive, path, err)
+	}
+	if n, _ := strconv.Atoi(v); n != FormatVersion {
+		c.Close()
+		return nil, fmt.Errorf("archive %s has format version %s; this lbt reads version %d", dir, v, FormatVersion)
+	}
+	return c, nil
+}
+
+func open(dir string, readOnly bool) (*Catalog, error) {
+	path := filepath.Join(dir, CatalogFile)
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	if readOnly {
+		q.Set("mode", "ro")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(FULL)")
+	}
+	q.Add("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open catalog %s: %w", path, err)
+	}
+	if !readOnly {
+		// One connection: SQLite has one writer, and the ingest transaction
+		// must see its own uncommitted rows.
+		db.SetMaxOpenConns(1)
+	}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open catalog %s: %w", path, err)
+	}
+	return &Catalog{db: db, dir: dir, readOnly: readOnly}, nil
+}
+
+// Close closes the catalog.
+func (c *Catalog) Close() error { return c.db.Close() }
+
+// Dir is the archive directory.
+func (c *Catalog) Dir() string { return c.dir }
+
+// DB gives packages that answer their own queries (inspect, status) the
+// catalog's database. The schema is documented in docs/FORMAT.md.
+func (c *Catalog) DB() *sql.DB { return c.db }
+
+// SetSynchronous turns SQLite's fsync on commit off when the operator set
+// fsync: false, trading durability for speed as the setting says.
+func (c *Catalog) SetSynchronous(ctx context.Context, on bool) error {
+	mode := "FULL"
+	if !on {
+		mode = "OFF"
+	}
+	_, err := c.db.ExecContext(ctx, "PRAGMA synchronous = "+mode)
+	return err
+}
+
+// Meta returns one value of the meta table.
+func (c *Catalog) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := c.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if err != nil {
+		return "", fmt.Errorf("catalog meta %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// Source identifies the database an archive belongs to.
+type Source struct {
+	SystemID      string // pg_control system identifier
+	Database      string
+	ServerVersion string
+}
+
+// CheckSource refuses an archive that belongs to another cluster or database.
+func (c *Catalog) CheckSource(ctx context.Context, s Source) error {
+	sys, err := c.Meta(ctx, "system_identifier")
+	if err != nil {
+		return err
+	}
+	db, err := c.Meta(ctx, "database")
+	if err != nil {
+		return err
+	}
+	if sys != s.SystemID || db != s.Database {
+		return fmt.Errorf("archive %s belongs to database %q of cluster %s, not %q of cluster %s: use another archiveDir", c.dir, db, sys, s.Database, s.SystemID)
+	}
+	return nil
+}
+
+// Micros converts a time to the catalog's representation: microseconds since
+// the Unix epoch, UTC.
+func Micros(t time.Time) int64 { return t.UnixMicro() }
+
+// FromMicros is the inverse of Micros.
+func FromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }

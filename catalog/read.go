@@ -1,0 +1,295 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"lbt/schema"
+)
+
+// SchemaVersion is a table's definition from the commit LSN of the
+// transaction in which the stream first showed it.
+type SchemaVersion struct {
+	TableID int64
+	Version int
+	FromLSN uint64
+	schema.Table
+}
+
+func (s SchemaVersion) columnsJSON() (string, error) {
+	b, err := json.Marshal(s.Columns)
+	if err != nil {
+		return "", fmt.Errorf("encode columns of %s: %w", s.QualifiedName(), err)
+	}
+	return string(b), nil
+}
+
+func (s SchemaVersion) primaryKeyJSON() (string, error) {
+	pk := s.PrimaryKey
+	if pk == nil {
+		pk = []string{}
+	}
+	b, err := json.Marshal(pk)
+	if err != nil {
+		return "", fmt.Errorf("encode primary key of %s: %w", s.QualifiedName(), err)
+	}
+	return string(b), nil
+}
+
+// Epoch is a stretch of the archive's history fed by one unbroken slot.
+type Epoch struct {
+	ID       int64
+	StartLSN uint64
+	Slot     string
+	Reason   string
+}
+
+// Position returns how far the archive reaches; ok is false for an archive
+// that holds no transaction yet.
+func (c *Catalog) Position(ctx context.Context) (p Position, ok bool, err error) {
+	var endLSN, commitLSN, commitTime int64
+	err = c.db.QueryRowContext(ctx, `SELECT epoch, end_lsn, commit_lsn, commit_time FROM position WHERE id = 1`).
+		Scan(&p.Epoch, &endLSN, &commitLSN, &commitTime)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, false, nil
+	}
+	if err != nil {
+		return p, false, fmt.Errorf("catalog position: %w", err)
+	}
+	p.EndLSN, p.CommitLSN, p.CommitTime = uint64(endLSN), uint64(commitLSN), FromMicros(commitTime)
+	return p, true, nil
+}
+
+// Epochs lists the archive's epochs, oldest first.
+func (c *Catalog) Epochs(ctx context.Context) ([]Epoch, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, start_lsn, slot, reason FROM epoch ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog epochs: %w", err)
+	}
+	defer rows.Close()
+	var out []Epoch
+	for rows.Next() {
+		var e Epoch
+		var start int64
+		if err := rows.Scan(&e.ID, &start, &e.Slot, &e.Reason); err != nil {
+			return nil, fmt.Errorf("catalog epochs: %w", err)
+		}
+		e.StartLSN = uint64(start)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// TableRef is an archived table: the catalog's id and the source's OID.
+type TableRef struct {
+	ID  int64
+	OID uint32
+}
+
+// Tables lists every table the archive has seen.
+func (c *Catalog) Tables(ctx context.Context) ([]TableRef, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, oid FROM rel ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog tables: %w", err)
+	}
+	defer rows.Close()
+	var out []TableRef
+	for rows.Next() {
+		var t TableRef
+		var oid int64
+		if err := rows.Scan(&t.ID, &oid); err != nil {
+			return nil, fmt.Errorf("catalog tables: %w", err)
+		}
+		t.OID = uint32(oid)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// SchemaVersions returns every version of a table's definition, oldest first.
+func (c *Catalog) SchemaVersions(ctx context.Context, tableID int64) ([]SchemaVersion, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT table_id, version, from_lsn, nspname, relname, replident, columns, primary_key
+		FROM schema_version WHERE table_id = ? ORDER BY version`, tableID)
+	if err != nil {
+		return nil, fmt.Errorf("catalog schema of table %d: %w", tableID, err)
+	}
+	defer rows.Close()
+	var out []SchemaVersion
+	for rows.Next() {
+		var s SchemaVersion
+		var from int64
+		var ident, cols, pk string
+		if err := rows.Scan(&s.TableID, &s.Version, &from, &s.Schema, &s.Name, &ident, &cols, &pk); err != nil {
+			return nil, fmt.Errorf("catalog schema of table %d: %w", tableID, err)
+		}
+		s.FromLSN = uint64(from)
+		if ident != "" {
+			s.ReplicaIdentity = ident[0]
+		}
+		if err := json.Unmarshal([]byte(cols), &s.Columns); err != nil {
+			return nil, fmt.Errorf("catalog schema of table %d version %d: %w", tableID, s.Version, err)
+		}
+		if err := json.Unmarshal([]byte(pk), &s.PrimaryKey); err != nil {
+			return nil, fmt.Errorf("catalog schema of table %d version %d: %w", tableID, s.Version, err)
+		}
+		if len(s.PrimaryKey) == 0 {
+			s.PrimaryKey = nil
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// FindTable returns the ids of the tables that were ever named schema.name,
+// most recently seen first. A name can have been used by a table that was
+// dropped and recreated.
+func (c *Catalog) FindTable(ctx context.Context, schemaName, name string) ([]int64, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT table_id FROM schema_version WHERE nspname = ? AND relname = ?
+		GROUP BY table_id ORDER BY max(from_lsn) DESC, table_id DESC`, schemaName, name)
+	if err != nil {
+		return nil, fmt.Errorf("catalog find table %s.%s: %w", schemaName, name, err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// Blobs returns a table's blobs that may hold transactions committed in
+// [fromLSN, toLSN], in the order they were written, which is commit order.
+func (c *Catalog) Blobs(ctx context.Context, tableID int64, fromLSN, toLSN uint64) ([]Blob, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
+		FROM blob WHERE table_id = ? AND last_lsn >= ? AND first_lsn <= ? ORDER BY id`,
+		tableID, int64(fromLSN), int64(toLSN))
+	if err != nil {
+		return nil, fmt.Errorf("catalog blobs of table %d: %w", tableID, err)
+	}
+	defer rows.Close()
+	var out []Blob
+	for rows.Next() {
+		b, err := scanBlob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("catalog blobs of table %d: %w", tableID, err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// BlobByID returns one blob's record.
+func (c *Catalog) BlobByID(ctx context.Context, id int64) (Blob, error) {
+	row := c.db.QueryRowContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
+		FROM blob WHERE id = ?`, id)
+	b, err := scanBlob(row)
+	if err != nil {
+		return b, fmt.Errorf("catalog blob %d: %w", id, err)
+	}
+	return b, nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanBlob(s scanner) (Blob, error) {
+	var b Blob
+	var crc, first, last int64
+	err := s.Scan(&b.ID, &b.TableID, &b.SegmentID, &b.Offset, &b.Length, &crc, &b.Schema, &first, &last, &b.Changes, &b.RawLength)
+	b.CRC, b.FirstLSN, b.LastLSN = uint32(crc), uint64(first), uint64(last)
+	return b, err
+}
+
+// OpenSegmentState is the segment that ingest appends to.
+type OpenSegmentState struct {
+	ID   int64
+	Size int64 // bytes the catalog references
+}
+
+// ActiveSegment returns the newest unsealed segment, if any.
+func (c *Catalog) ActiveSegment(ctx context.Context) (OpenSegmentState, bool, error) {
+	var s OpenSegmentState
+	err := c.db.QueryRowContext(ctx, `SELECT id, size FROM segment WHERE sealed = 0 ORDER BY id DESC LIMIT 1`).Scan(&s.ID, &s.Size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return s, false, nil
+	}
+	if err != nil {
+		return s, false, fmt.Errorf("catalog active segment: %w", err)
+	}
+	return s, true, nil
+}
+
+// NextIDs returns the ids the next segment and blob get.
+func (c *Catalog) NextIDs(ctx context.Context) (segment, blob int64, err error) {
+	err = c.db.QueryRowContext(ctx, `SELECT (SELECT coalesce(max(id), 0) + 1 FROM segment), (SELECT coalesce(max(id), 0) + 1 FROM blob)`).
+		Scan(&segment, &blob)
+	if err != nil {
+		return 0, 0, fmt.Errorf("catalog next ids: %w", err)
+	}
+	return segment, blob, nil
+}
+
+// BlobSource reads blobs from the archive's segment files, keeping the files
+// open between reads. It is safe for concurrent use.
+type BlobSource struct {
+	dir   string
+	mu    sync.Mutex
+	files map[int64]*os.File
+}
+
+// NewBlobSource reads blobs from the archive in dir.
+func NewBlobSource(dir string) *BlobSource {
+	return &BlobSource{dir: dir, files: make(map[int64]*os.File)}
+}
+
+// Read returns a blob's decompressed records after checking them against the
+// catalog's checksum and the blob's own. buf is reused when large enough.
+func (s *BlobSource) Read(b Blob, buf []byte) ([]byte, error) {
+	f, err := s.file(b.SegmentID)
+	if err != nil {
+		return nil, err
+	}
+	frame := make([]byte, b.Length)
+	h, _, raw, err := ReadBlob(f, b.Offset, b.Length, frame, buf)
+	if err != nil {
+		return nil, fmt.Errorf("blob %d in %s at offset %d: %w", b.ID, SegmentName(b.SegmentID), b.Offset, err)
+	}
+	if h.CRC != b.CRC || h.TableID != b.TableID {
+		return nil, fmt.Errorf("blob %d in %s at offset %d: %w: header does not match the catalog", b.ID, SegmentName(b.SegmentID), b.Offset, ErrCorrupt)
+	}
+	return raw, nil
+}
+
+func (s *BlobSource) file(id int64) (*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.files[id]; ok {
+		return f, nil
+	}
+	f, err := os.Open(filepath.Join(s.dir, SegmentName(id)))
+	if err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	s.files[id] = f
+	return f, nil
+}
+
+// Close closes the segment files.
+func (s *BlobSource) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, f := range s.files {
+		f.Close()
+		delete(s.files, id)
+	}
+	return nil
+}

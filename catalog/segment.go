@@ -1,0 +1,303 @@
+package catalog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/pierrec/lz4/v4"
+)
+
+// Segment and blob framing; see docs/FORMAT.md. Every number is little-endian.
+const (
+	segmentMagic      = "LBTSEG\x00\x01"
+	SegmentHeaderSize = 16 // magic, segment id (u64)
+
+	blobMagic      = "LBTB"
+	blobVersion    = 1
+	BlobHeaderSize = 36
+
+	compressionNone = 0
+	compressionLZ4  = 1
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// BlobHeader describes one blob: a run of consecutive transactions' changes to
+// one table.
+type BlobHeader struct {
+	TableID  int64
+	Schema   int    // schema version in force at the first record
+	RawLen   int    // length of the decompressed records
+	CompLen  int    // length of the payload after the header
+	FirstLSN uint64 // commit LSN of the first transaction in the blob
+	CRC      uint32 // CRC-32C of the header (CRC field excluded) and the payload
+	lz4      bool
+}
+
+// BlobEncoder compresses and frames blobs. It keeps buffers between calls;
+// it is not safe for concurrent use.
+type BlobEncoder struct {
+	c   lz4.Compressor
+	out []byte
+}
+
+// Encode frames raw records as a blob. The result is valid until the next
+// call of Encode.
+func (e *BlobEncoder) Encode(tableID int64, schema int, firstLSN uint64, raw []byte) ([]byte, BlobHeader, error) {
+	need := BlobHeaderSize + lz4.CompressBlockBound(len(raw))
+	if cap(e.out) < need {
+		e.out = make([]byte, need)
+	}
+	out := e.out[:need]
+	n, err := e.c.CompressBlock(raw, out[BlobHeaderSize:])
+	if err != nil {
+		return nil, BlobHeader{}, fmt.Errorf("compress blob: %w", err)
+	}
+	h := BlobHeader{TableID: tableID, Schema: schema, RawLen: len(raw), FirstLSN: firstLSN, lz4: true}
+	if n == 0 || n >= len(raw) { // incompressible: store as is
+		n = copy(out[BlobHeaderSize:], raw)
+		h.lz4 = false
+	}
+	h.CompLen = n
+	out = out[:BlobHeaderSize+n]
+	h.putHeader(out)
+	h.CRC = blobCRC(out)
+	binary.LittleEndian.PutUint32(out[32:36], h.CRC)
+	return out, h, nil
+}
+
+func (h *BlobHeader) putHeader(b []byte) {
+	copy(b[0:4], blobMagic)
+	b[4] = blobVersion
+	b[5] = compressionNone
+	if h.lz4 {
+		b[5] = compressionLZ4
+	}
+	binary.LittleEndian.PutUint16(b[6:8], 0)
+	binary.LittleEndian.PutUint32(b[8:12], uint32(h.TableID))
+	binary.LittleEndian.PutUint32(b[12:16], uint32(h.Schema))
+	binary.LittleEndian.PutUint32(b[16:20], uint32(h.RawLen))
+	binary.LittleEndian.PutUint32(b[20:24], uint32(h.CompLen))
+	binary.LittleEndian.PutUint64(b[24:32], h.FirstLSN)
+}
+
+func blobCRC(frame []byte) uint32 {
+	crc := crc32.Update(0, castagnoli, frame[:32])
+	return crc32.Update(crc, castagnoli, frame[BlobHeaderSize:])
+}
+
+// ParseBlobHeader decodes and checks the fixed header of a blob.
+func ParseBlobHeader(b []byte) (BlobHeader, error) {
+	var h BlobHeader
+	if len(b) < BlobHeaderSize || string(b[0:4]) != blobMagic {
+		return h, fmt.Errorf("%w: no blob header", ErrCorrupt)
+	}
+	if b[4] != blobVersion {
+		return h, fmt.Errorf("%w: blob format version %d is not supported by this lbt", ErrCorrupt, b[4])
+	}
+	switch b[5] {
+	case compressionNone:
+	case compressionLZ4:
+		h.lz4 = true
+	default:
+		return h, fmt.Errorf("%w: unknown blob compression %d", ErrCorrupt, b[5])
+	}
+	h.TableID = int64(binary.LittleEndian.Uint32(b[8:12]))
+	h.Schema = int(binary.LittleEndian.Uint32(b[12:16]))
+	h.RawLen = int(binary.LittleEndian.Uint32(b[16:20]))
+	h.CompLen = int(binary.LittleEndian.Uint32(b[20:24]))
+	h.FirstLSN = binary.LittleEndian.Uint64(b[24:32])
+	h.CRC = binary.LittleEndian.Uint32(b[32:36])
+	return h, nil
+}
+
+// DecodeBlob checks a framed blob's checksum and returns its header and
+// decompressed records, reusing buf when it is large enough.
+func DecodeBlob(frame, buf []byte) (BlobHeader, []byte, error) {
+	h, err := ParseBlobHeader(frame)
+	if err != nil {
+		return h, nil, err
+	}
+	if len(frame) != BlobHeaderSize+h.CompLen {
+		return h, nil, fmt.Errorf("%w: blob is %d bytes, header says %d", ErrCorrupt, len(frame), BlobHeaderSize+h.CompLen)
+	}
+	if got := blobCRC(frame); got != h.CRC {
+		return h, nil, fmt.Errorf("%w: blob checksum %08x, expected %08x", ErrCorrupt, got, h.CRC)
+	}
+	payload := frame[BlobHeaderSize:]
+	if !h.lz4 {
+		return h, payload, nil
+	}
+	if cap(buf) < h.RawLen {
+		buf = make([]byte, h.RawLen)
+	}
+	buf = buf[:h.RawLen]
+	n, err := lz4.UncompressBlock(payload, buf)
+	if err != nil || n != h.RawLen {
+		return h, nil, fmt.Errorf("%w: blob does not decompress to %d bytes: %v", ErrCorrupt, h.RawLen, err)
+	}
+	return h, buf, nil
+}
+
+// SegmentName is the archive-relative path of segment id.
+func SegmentName(id int64) string {
+	return filepath.Join("segments", fmt.Sprintf("%08d.lbs", id))
+}
+
+// SegmentWriter appends blobs to one segment file.
+type SegmentWriter struct {
+	ID   int64
+	f    *os.File
+	size int64
+}
+
+// CreateSegment creates segment id under dir and writes its header.
+func CreateSegment(dir string, id int64) (*SegmentWriter, error) {
+	path := filepath.Join(dir, SegmentName(id))
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	hdr := make([]byte, SegmentHeaderSize)
+	copy(hdr, segmentMagic)
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(id))
+	if _, err := f.Write(hdr); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create segment %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &SegmentWriter{ID: id, f: f, size: SegmentHeaderSize}, nil
+}
+
+// OpenSegment opens segment id for appending after its last byte that the
+// catalog references, cutting off a torn or unreferenced tail beyond size.
+func OpenSegment(dir string, id, size int64) (*SegmentWriter, error) {
+	path := filepath.Join(dir, SegmentName(id))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	if err := checkSegmentHeader(f, id); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open segment %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	if st.Size() < size {
+		f.Close()
+		return nil, fmt.Errorf("open segment %s: %w: %d bytes on disk, the catalog references %d", path, ErrCorrupt, st.Size(), size)
+	}
+	if st.Size() > size {
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("cut torn tail of %s: %w", path, err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("cut torn tail of %s: %w", path, err)
+		}
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	return &SegmentWriter{ID: id, f: f, size: size}, nil
+}
+
+func checkSegmentHeader(r io.ReaderAt, id int64) error {
+	hdr := make([]byte, SegmentHeaderSize)
+	if _, err := r.ReadAt(hdr, 0); err != nil {
+		return fmt.Errorf("%w: no segment header: %v", ErrCorrupt, err)
+	}
+	if string(hdr[:8]) != segmentMagic {
+		return fmt.Errorf("%w: not an lbt segment", ErrCorrupt)
+	}
+	if got := int64(binary.LittleEndian.Uint64(hdr[8:])); got != id {
+		return fmt.Errorf("%w: segment header says id %d, expected %d", ErrCorrupt, got, id)
+	}
+	return nil
+}
+
+// Append writes a framed blob and returns its offset. The bytes are durable
+// only after Sync.
+func (w *SegmentWriter) Append(frame []byte) (int64, error) {
+	off := w.size
+	if _, err := w.f.Write(frame); err != nil {
+		return 0, fmt.Errorf("append to segment %d: %w", w.ID, err)
+	}
+	w.size += int64(len(frame))
+	return off, nil
+}
+
+// Size is the segment's length in bytes, header included.
+func (w *SegmentWriter) Size() int64 { return w.size }
+
+// Truncate cuts the segment back to size, dropping blobs that will never be
+// referenced (those of a transaction that was not completed).
+func (w *SegmentWriter) Truncate(size int64) error {
+	if err := w.f.Truncate(size); err != nil {
+		return fmt.Errorf("truncate segment %d: %w", w.ID, err)
+	}
+	if _, err := w.f.Seek(size, io.SeekStart); err != nil {
+		return fmt.Errorf("truncate segment %d: %w", w.ID, err)
+	}
+	w.size = size
+	return nil
+}
+
+// Sync makes everything appended so far durable.
+func (w *SegmentWriter) Sync() error {
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("fsync segment %d: %w", w.ID, err)
+	}
+	return nil
+}
+
+// Close closes the file without syncing.
+func (w *SegmentWriter) Close() error { return w.f.Close() }
+
+// ReadBlob reads and checks the blob at off in r and returns its header and
+// decompressed records, reusing buf when it is large enough.
+func ReadBlob(r io.ReaderAt, off, length int64, frame, buf []byte) (BlobHeader, []byte, []byte, error) {
+	if length < BlobHeaderSize || length > 1<<31 {
+		return BlobHeader{}, frame, nil, fmt.Errorf("%w: blob length %d", ErrCorrupt, length)
+	}
+	if int64(cap(frame)) < length {
+		frame = make([]byte, length)
+	}
+	frame = frame[:length]
+	if _, err := r.ReadAt(frame, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			return BlobHeader{}, frame, nil, fmt.Errorf("%w: blob at offset %d runs past the end of its segment", ErrCorrupt, off)
+		}
+		return BlobHeader{}, frame, nil, err
+	}
+	h, raw, err := DecodeBlob(frame, buf)
+	return h, frame, raw, err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,301 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Position is how far the archive reaches: the last transaction it holds
+// completely. EndLSN is what was confirmed to the server.
+type Position struct {
+	Epoch      int64
+	EndLSN     uint64
+	CommitLSN  uint64
+	CommitTime time.Time
+}
+
+// Tx is one archived transaction.
+type Tx struct {
+	CommitLSN  uint64
+	EndLSN     uint64
+	Xid        uint32
+	CommitTime time.Time
+	Origin     string
+}
+
+// TxTable says where one transaction's changes to one table are and what
+// they were.
+type TxTable struct {
+	TableID   int64
+	CommitLSN uint64
+	BlobID    int64 // first blob holding them; later ones follow in id order
+	Inserts   int
+	Updates   int
+	Deletes   int
+	Truncates int
+}
+
+// Blob is the catalog's record of one blob in a segment.
+type Blob struct {
+	ID        int64
+	TableID   int64
+	SegmentID int64
+	Offset    int64
+	Length    int64
+	CRC       uint32
+	Schema    int
+	FirstLSN  uint64
+	LastLSN   uint64
+	Changes   int
+	RawLength int
+}
+
+// TableActivity accumulates what a flush adds to a table's state.
+type TableActivity struct {
+	Changes        int
+	Blobs          int
+	LastChangeLSN  uint64
+	LastChangeTime time.Time
+}
+
+// Writer adds rows to the catalog inside one SQLite transaction, batching
+// them into multi-row INSERTs: one statement per row would make catch-up
+// crawl. Nothing is visible to readers, or durable, before Commit.
+type Writer struct {
+	tx       *sql.Tx
+	ctx      context.Context
+	rowKeys  *batchInsert
+	txs      *batchInsert
+	txTables *batchInsert
+	blobs    *batchInsert
+}
+
+// Begin starts a write transaction.
+func (c *Catalog) Begin(ctx context.Context) (*Writer, error) {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("catalog begin: %w", err)
+	}
+	return &Writer{
+		tx:       tx,
+		ctx:      ctx,
+		rowKeys:  newBatchInsert("row_key", "table_id, key_hash, commit_lsn", 3, 256, "OR IGNORE"),
+		txs:      newBatchInsert("tx", "commit_lsn, end_lsn, xid, commit_time, origin", 5, 128, ""),
+		txTables: newBatchInsert("tx_table", "table_id, commit_lsn, blob_id, inserts, updates, deletes, truncates", 7, 128, ""),
+		blobs:    newBatchInsert("blob", "id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length", 11, 64, ""),
+	}, nil
+}
+
+// Tx exposes the transaction for rare writes that have no helper here.
+func (w *Writer) Tx() *sql.Tx { return w.tx }
+
+// AddRowKey indexes one change of a row by the hash of its key.
+func (w *Writer) AddRowKey(tableID int64, keyHash int64, commitLSN uint64) error {
+	return w.rowKeys.add(w.ctx, w.tx, tableID, keyHash, int64(commitLSN))
+}
+
+// AddTx records a transaction.
+func (w *Writer) AddTx(t Tx) error {
+	var origin any
+	if t.Origin != "" {
+		origin = t.Origin
+	}
+	return w.txs.add(w.ctx, w.tx, int64(t.CommitLSN), int64(t.EndLSN), int64(t.Xid), Micros(t.CommitTime), origin)
+}
+
+// AddTxTable records one transaction's changes to one table.
+func (w *Writer) AddTxTable(t TxTable) error {
+	return w.txTables.add(w.ctx, w.tx, t.TableID, int64(t.CommitLSN), t.BlobID, t.Inserts, t.Updates, t.Deletes, t.Truncates)
+}
+
+// AddBlob records a blob whose bytes are already in its segment.
+func (w *Writer) AddBlob(b Blob) error {
+	return w.blobs.add(w.ctx, w.tx, b.ID, b.TableID, b.SegmentID, b.Offset, b.Length, int64(b.CRC), b.Schema,
+		int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength)
+}
+
+// AddMessage records a transactional logical message.
+func (w *Writer) AddMessage(commitLSN uint64, seq int, prefix string, content []byte) error {
+	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO tx_message (commit_lsn, seq, prefix, content) VALUES (?, ?, ?, ?)`,
+		int64(commitLSN), seq, prefix, content)
+	if err != nil {
+		return fmt.Errorf("catalog add message: %w", err)
+	}
+	return nil
+}
+
+// AddTable records a table seen for the first time and returns its id.
+func (w *Writer) AddTable(oid uint32, firstLSN uint64) (int64, error) {
+	res, err := w.tx.ExecContext(w.ctx, `INSERT INTO rel (oid, first_lsn) VALUES (?, ?)`, int64(oid), int64(firstLSN))
+	if err != nil {
+		return 0, fmt.Errorf("catalog add table %d: %w", oid, err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("catalog add table %d: %w", oid, err)
+	}
+	if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO table_state (table_id) VALUES (?)`, id); err != nil {
+		return 0, fmt.Errorf("catalog add table %d: %w", oid, err)
+	}
+	return id, nil
+}
+
+// AddSchemaVersion records a table definition from the LSN where it took effect.
+func (w *Writer) AddSchemaVersion(s SchemaVersion) error {
+	cols, err := s.columnsJSON()
+	if err != nil {
+		return err
+	}
+	pk, err := s.primaryKeyJSON()
+	if err != nil {
+		return err
+	}
+	_, err = w.tx.ExecContext(w.ctx, `INSERT INTO schema_version (table_id, version, from_lsn, nspname, relname, replident, columns, primary_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.TableID, s.Version, int64(s.FromLSN), s.Schema, s.Name, string(rune(s.ReplicaIdentity)), cols, pk)
+	if err != nil {
+		return fmt.Errorf("catalog add schema version %d of %s: %w", s.Version, s.QualifiedName(), err)
+	}
+	return nil
+}
+
+// AddSegment records a new segment file.
+func (w *Writer) AddSegment(id int64, size int64) error {
+	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO segment (id, created_at, size) VALUES (?, ?, ?)`, id, Micros(time.Now()), size)
+	if err != nil {
+		return fmt.Errorf("catalog add segment %d: %w", id, err)
+	}
+	return nil
+}
+
+// SetSegmentSize records how many bytes of a segment the catalog references,
+// and whether it is sealed (no more blobs will be appended).
+func (w *Writer) SetSegmentSize(id int64, size int64, sealed bool) error {
+	_, err := w.tx.ExecContext(w.ctx, `UPDATE segment SET size = ?, sealed = ? WHERE id = ?`, size, sealed, id)
+	if err != nil {
+		return fmt.Errorf("catalog segment %d: %w", id, err)
+	}
+	return nil
+}
+
+// AddTableActivity adds a flush's changes to a table's state.
+func (w *Writer) AddTableActivity(tableID int64, a TableActivity) error {
+	_, err := w.tx.ExecContext(w.ctx, `UPDATE table_state SET
+		changes_since_base = changes_since_base + ?,
+		blobs_since_base = blobs_since_base + ?,
+		last_change_lsn = max(last_change_lsn, ?),
+		last_change_time = max(last_change_time, ?)
+		WHERE table_id = ?`,
+		a.Changes, a.Blobs, int64(a.LastChangeLSN), Micros(a.LastChangeTime), tableID)
+	if err != nil {
+		return fmt.Errorf("catalog table state %d: %w", tableID, err)
+	}
+	return nil
+}
+
+// SetPosition records how far the archive reaches.
+func (w *Writer) SetPosition(p Position) error {
+	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO position (id, epoch, end_lsn, commit_lsn, commit_time, updated_at)
+		VALUES (1, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, end_lsn = excluded.end_lsn,
+			commit_lsn = excluded.commit_lsn, commit_time = excluded.commit_time, updated_at = excluded.updated_at`,
+		p.Epoch, int64(p.EndLSN), int64(p.CommitLSN), Micros(p.CommitTime), Micros(time.Now()))
+	if err != nil {
+		return fmt.Errorf("catalog set position: %w", err)
+	}
+	return nil
+}
+
+// AddEpoch starts a new epoch of the archive's history and returns its id.
+func (w *Writer) AddEpoch(startLSN uint64, slot, reason string) (int64, error) {
+	res, err := w.tx.ExecContext(w.ctx, `INSERT INTO epoch (start_lsn, started_at, slot, reason) VALUES (?, ?, ?, ?)`,
+		int64(startLSN), Micros(time.Now()), slot, reason)
+	if err != nil {
+		return 0, fmt.Errorf("catalog add epoch: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// Commit writes the pending batches and commits. Segment bytes the rows point
+// at must already be durable.
+func (w *Writer) Commit() error {
+	for _, b := range []*batchInsert{w.blobs, w.txs, w.txTables, w.rowKeys} {
+		if err := b.flush(w.ctx, w.tx); err != nil {
+			w.tx.Rollback()
+			return err
+		}
+	}
+	if err := w.tx.Commit(); err != nil {
+		return fmt.Errorf("catalog commit: %w", err)
+	}
+	return nil
+}
+
+// Rollback abandons the transaction.
+func (w *Writer) Rollback() error { return w.tx.Rollback() }
+
+// batchInsert collects rows for one table and inserts them many at a time.
+type batchInsert struct {
+	table, cols, verb string
+	ncols, perStmt    int
+	full              *sql.Stmt
+	args              []any
+}
+
+func newBatchInsert(table, cols string, ncols, perStmt int, conflict string) *batchInsert {
+	verb := "INSERT"
+	if conflict != "" {
+		verb += " " + conflict
+	}
+	return &batchInsert{table: table, cols: cols, verb: verb, ncols: ncols, perStmt: perStmt}
+}
+
+func (b *batchInsert) sql(rows int) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s INTO %s (%s) VALUES ", b.verb, b.table, b.cols)
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", b.ncols), ",") + ")"
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(row)
+	}
+	return sb.String()
+}
+
+func (b *batchInsert) add(ctx context.Context, tx *sql.Tx, vals ...any) error {
+	b.args = append(b.args, vals...)
+	if len(b.args) < b.ncols*b.perStmt {
+		return nil
+	}
+	if b.full == nil {
+		st, err := tx.PrepareContext(ctx, b.sql(b.perStmt))
+		if err != nil {
+			return fmt.Errorf("catalog insert into %s: %w", b.table, err)
+		}
+		b.full = st
+	}
+	if _, err := b.full.ExecContext(ctx, b.args...); err != nil {
+		return fmt.Errorf("catalog insert into %s: %w", b.table, err)
+	}
+	b.args = b.args[:0]
+	return nil
+}
+
+func (b *batchInsert) flush(ctx context.Context, tx *sql.Tx) error {
+	if b.full != nil {
+		b.full.Close()
+		b.full = nil
+	}
+	if len(b.args) == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, b.sql(len(b.args)/b.ncols), b.args...); err != nil {
+		return fmt.Errorf("catalog insert into %s: %w", b.table, err)
+	}
+	b.args = b.args[:0]
+	return nil
+}

@@ -1,0 +1,306 @@
+// Package config holds lbt's settings: their defaults, the YAML config file,
+// LBT_* environment overrides, validation, and the PostgreSQL connection
+// settings derived from them.
+//
+// The file format is the one of LBT (mkabilov/logical_backup), read
+// unchanged: every key LBT's code read is accepted with LBT's meaning, and the
+// names LBT used at different times (stagingDir, messagesPerDelta,
+// prometheusPort, log.level, ...) map onto one canonical setting. lbt's own
+// additions use the same camelCase style.
+//
+// Settings are layered, later layers winning:
+//
+//	Default()        built-in defaults, defined in one place
+//	Load(path)       the config file
+//	ApplyEnv(getenv) LBT_* environment variables
+//	flags            applied by the command line last
+//
+// Unknown keys, values of the wrong type and bad durations are errors that
+// name the key and the line: a typo in a backup tool's config must not
+// silently fall back to a default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config is the complete lbt configuration. The yaml tags are the keys of the
+// config file; see Load for the names LBT used that are accepted as well.
+type Config struct {
+	// ArchiveDir is the directory holding the archive. Required.
+	ArchiveDir string `yaml:"archiveDir"`
+	// TempDir holds files being written before they are moved into the
+	// archive (LBT: tempDir, later stagingDir). Empty, or equal to
+	// ArchiveDir (LBT's "no staging"), means <archiveDir>/tmp; use
+	// EffectiveTempDir. It should be on the archive's filesystem so that
+	// the final rename is atomic.
+	TempDir string `yaml:"tempDir"`
+
+	// SlotName is the logical replication slot. It is pasted unquoted into
+	// replication commands, hence the strict syntax checked by Validate.
+	SlotName string `yaml:"slotname"`
+	// Publication names the publication whose tables are backed up.
+	Publication string `yaml:"publication"`
+	// TrackNewTables backs up tables that join the publication while lbt
+	// runs, and allows starting with an empty publication (LBT's meaning
+	// and default: false).
+	TrackNewTables bool `yaml:"trackNewTables"`
+	// InitialBasebackup takes a fresh basebackup of every table at
+	// startup, starting a new epoch of each table's history.
+	InitialBasebackup bool `yaml:"initialBasebackup"`
+
+	// DeltasPerFile is the most changes one delta segment holds; a full
+	// segment is closed and a new one started, even inside a transaction
+	// (LBT: deltasPerFile, later messagesPerDelta).
+	DeltasPerFile int `yaml:"deltasPerFile"`
+	// BackupThreshold is the number of delta segments written for a table
+	// since its last basebackup after which a new basebackup of that table
+	// is requested. With DeltasPerFile it bounds how many changes a
+	// restore has to replay on top of a basebackup.
+	BackupThreshold int `yaml:"backupThreshold"`
+	// ConcurrentBasebackups is how many basebackups may run at once; each
+	// holds one PostgreSQL connection.
+	ConcurrentBasebackups int `yaml:"concurrentBasebackups"`
+	// ForceBasebackupAfterInactivityInterval requests a basebackup of a
+	// table that changed since its last basebackup but has seen no change
+	// for this long. Truncated to whole minutes, as LBT did; 0 is off.
+	ForceBasebackupAfterInactivityInterval time.Duration `yaml:"forceBasebackupAfterInactivityInterval"`
+	// BasebackupSchedule takes a basebackup of every table at this interval
+	// (for example 24h); 0 is off.
+	BasebackupSchedule time.Duration `yaml:"basebackupSchedule"`
+	// ArchiverTimeout closes a table's open, non-empty delta segment after
+	// this long without a new change, so that quiet tables do not keep a
+	// segment open indefinitely (LBT's meaning); 0 is off.
+	ArchiverTimeout time.Duration `yaml:"archiverTimeout"`
+	// Fsync makes every write durable before the position is confirmed to
+	// the server. Turning it off risks losing confirmed changes on a crash
+	// of the machine (LBT defaulted to false; lbt does not).
+	Fsync bool `yaml:"fsync"`
+
+	// Retention is how long history is kept: purge removes what only
+	// serves restores to points older than this. 0 keeps everything.
+	Retention time.Duration `yaml:"retention"`
+	// RetentionBasebackups is how many basebackups per table purge keeps
+	// at least, whatever their age. 0 means no limit by count.
+	RetentionBasebackups int `yaml:"retentionBasebackups"`
+
+	// StatusInterval is how often the confirmed position is reported to the
+	// server when nothing else prompts it. It must stay well below the
+	// server's wal_sender_timeout (60s by default).
+	StatusInterval time.Duration `yaml:"statusInterval"`
+	// FlushInterval is how long received changes may wait in memory before
+	// they are written, synced and cataloged.
+	FlushInterval time.Duration `yaml:"flushInterval"`
+
+	// MetricsAddr is the host:port of the Prometheus metrics endpoint;
+	// empty disables it. LBT's prometheusPort N maps to 127.0.0.1:N.
+	MetricsAddr string `yaml:"metricsAddr"`
+	// DebugAddr is the host:port of the net/http/pprof endpoint; empty
+	// (the default) disables it. LBT served pprof on :8080 on all
+	// interfaces, unconditionally; lbt serves it only when asked.
+	DebugAddr string `yaml:"debugAddr"`
+
+	// LogLevel is one of trace, debug, info, warn, error.
+	LogLevel string `yaml:"logLevel"`
+	// LogFormat is text or json.
+	LogFormat string `yaml:"logFormat"`
+
+	// DB holds the source database connection settings.
+	DB DBConfig `yaml:"db"`
+
+	// warnings collects notes about accepted but ineffective LBT keys.
+	warnings []string
+}
+
+// DBConfig holds the connection settings of the source database. Every field
+// is optional: what is left unset comes from the PG* environment variables,
+// ~/.pgpass and libpq's defaults, as with psql. See Config.ConnConfig.
+type DBConfig struct {
+	// DSN is a libpq connection string, keyword/value ("host=/tmp
+	// dbname=app") or URL ("postgres://user@host/app"). Host, Port, User,
+	// Database and Password, when set, override the DSN's values.
+	DSN      string `yaml:"dsn"`
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	User     string `yaml:"user"`
+	Database string `yaml:"database"`
+	Password string `yaml:"password"`
+	// RuntimeParams are sent to the server at connection start, as session
+	// defaults (LBT: db.runtimeparams).
+	RuntimeParams map[string]string `yaml:"runtimeParams"`
+}
+
+// Default returns the built-in defaults. It is the only place defaults are
+// defined.
+func Default() Config {
+	return Config{
+		SlotName:              "lbt",
+		Publication:           "lbt",
+		TrackNewTables:        false,
+		InitialBasebackup:     false,
+		DeltasPerFile:         100000,
+		BackupThreshold:       100,
+		ConcurrentBasebackups: 1,
+		Fsync:                 true,
+		StatusInterval:        10 * time.Second,
+		FlushInterval:         time.Second,
+		MetricsAddr:           "127.0.0.1:9187",
+		LogLevel:              "info",
+		LogFormat:             "text",
+	}
+}
+
+// Load reads the config file at path over Default(). Errors name the file,
+// the line and the key:
+//
+//	config lbt.yaml:7: unknown key "fsynk" (did you mean "fsync"?)
+//
+// Besides the keys of Config, Load accepts what LBT read: stagingDir and
+// StagingDir for tempDir, messagesPerDelta for deltasPerFile, prometheusPort
+// N for metricsAddr 127.0.0.1:N, log.level and log.development for logLevel
+// and logFormat, db.runtimeparams for db.runtimeParams, and YAML 1.1
+// booleans (yes, no, on, off). The keys sendStatusOnCommit, tables,
+// periodBetweenBackups, log.location, db.usefallbacktls,
+// db.prefersimpleprotocol and db.loglevel are accepted and have no effect;
+// Warnings lists them. A setting given twice, under any of its names, is an
+// error. A key without a value keeps the default.
+func Load(path string) (Config, error) {
+	c := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := decodeYAML(&c, path, data); err != nil {
+		return Config{}, err
+	}
+	c.normalize()
+	return c, nil
+}
+
+// Warnings returns notes about keys that were accepted for LBT compatibility
+// but have no effect in lbt. The command line logs them at startup.
+func (c Config) Warnings() []string {
+	return append([]string(nil), c.warnings...)
+}
+
+// EffectiveTempDir returns the directory for files being written: TempDir,
+// or <archiveDir>/tmp when TempDir is empty or is the archive itself.
+func (c Config) EffectiveTempDir() string {
+	if c.TempDir == "" || (c.ArchiveDir != "" && filepath.Clean(c.TempDir) == filepath.Clean(c.ArchiveDir)) {
+		if c.ArchiveDir == "" {
+			return ""
+		}
+		return filepath.Join(c.ArchiveDir, "tmp")
+	}
+	return c.TempDir
+}
+
+// normalize applies the adjustments LBT made after reading its file.
+func (c *Config) normalize() {
+	// Forcing basebackups after sub-minute inactivity makes no sense
+	// (LBT's reasoning, kept for compatibility).
+	c.ForceBasebackupAfterInactivityInterval = c.ForceBasebackupAfterInactivityInterval.Truncate(time.Minute)
+}
+
+// slotNameRE is stricter than PostgreSQL's rule for slot names only in
+// length: the name is pasted unquoted into replication commands.
+var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+var (
+	logLevels  = []string{"trace", "debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
+// Validate reports every setting that is out of range or inconsistent, in
+// one error. It does not touch the file system or the network.
+func (c Config) Validate() error {
+	var problems []string
+	add := func(format string, args ...any) {
+		problems = append(problems, fmt.Sprintf(format, args...))
+	}
+
+	if c.ArchiveDir == "" {
+		add("archiveDir is required (set it in the config file or with LBT_ARCHIVE_DIR)")
+	}
+	if !slotNameRE.MatchString(c.SlotName) {
+		add("slotname %q must be 1-63 characters of a-z, 0-9 and _ (it is used unquoted in replication commands)", c.SlotName)
+	}
+	switch {
+	case c.Publication == "":
+		add("publication must not be empty")
+	case len(c.Publication) > 63:
+		add("publication %q is longer than 63 bytes", c.Publication)
+	case strings.ContainsRune(c.Publication, 0):
+		add("publication must not contain a NUL byte")
+	}
+	for _, v := range []struct {
+		key string
+		n   int
+	}{
+		{"deltasPerFile", c.DeltasPerFile},
+		{"backupThreshold", c.BackupThreshold},
+		{"concurrentBasebackups", c.ConcurrentBasebackups},
+	} {
+		if v.n <= 0 {
+			add("%s must be greater than 0, not %d", v.key, v.n)
+		}
+	}
+	if c.RetentionBasebackups < 0 {
+		add("retentionBasebackups must not be negative, not %d", c.RetentionBasebackups)
+	}
+	for _, v := range []struct {
+		key      string
+		d        time.Duration
+		positive bool
+	}{
+		{"forceBasebackupAfterInactivityInterval", c.ForceBasebackupAfterInactivityInterval, false},
+		{"basebackupSchedule", c.BasebackupSchedule, false},
+		{"archiverTimeout", c.ArchiverTimeout, false},
+		{"retention", c.Retention, false},
+		{"statusInterval", c.StatusInterval, true},
+		{"flushInterval", c.FlushInterval, true},
+	} {
+		switch {
+		case v.d < 0:
+			add("%s must not be negative, not %s", v.key, formatDuration(v.d))
+		case v.positive && v.d == 0:
+			add("%s must be greater than 0", v.key)
+		}
+	}
+	if c.BasebackupSchedule > 0 && c.BasebackupSchedule < time.Minute {
+		add("basebackupSchedule %s is shorter than a minute", formatDuration(c.BasebackupSchedule))
+	}
+	for _, v := range []struct{ key, addr string }{
+		{"metricsAddr", c.MetricsAddr},
+		{"debugAddr", c.DebugAddr},
+	} {
+		if v.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(v.addr); err != nil {
+			add("%s %q must be host:port, for example 127.0.0.1:9187", v.key, v.addr)
+		}
+	}
+	if !slices.Contains(logLevels, c.LogLevel) {
+		add("logLevel %q must be one of %s", c.LogLevel, strings.Join(logLevels, ", "))
+	}
+	if !slices.Contains(logFormats, c.LogFormat) {
+		add("logFormat %q must be one of %s", c.LogFormat, strings.Join(logFormats, ", "))
+	}
+	if c.DB.Port < 0 || c.DB.Port > 65535 {
+		add("db.port %d is not a TCP port", c.DB.Port)
+	}
+
+	if len(problems) > 0 {
+		return errors.New("invalid configuration: " + strings.Join(problems, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,538 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Keys LBT read under another name. Both the old and the new name may not be
+// given together.
+var keyAliases = map[string]string{
+	"stagingDir":       "tempDir",          // LBT after tempDir was renamed
+	"StagingDir":       "tempDir",          // LBT versions with a capitalised tag
+	"messagesPerDelta": "deltasPerFile",    // LBT after deltasPerFile was renamed
+	"db.runtimeparams": "db.runtimeParams", // pgx v3 ConnConfig field, lowercased by yaml.v2
+}
+
+// suggestionHints names the key meant by common mistakes that are too far
+// from it for the edit distance to find.
+var suggestionHints = map[string]string{
+	"db.dbname": "db.database",
+	"slot":      "slotname",
+	"dsn":       "db.dsn",
+	"host":      "db.host",
+	"port":      "db.port",
+	"user":      "db.user",
+	"database":  "db.database",
+	"password":  "db.password",
+}
+
+// legacyKey handles a key LBT read that has no direct counterpart: it is
+// converted, or accepted with a warning because it has no effect in lbt.
+type legacyKey struct {
+	// claims is the canonical setting the key sets, for duplicate
+	// detection; empty if it sets none.
+	claims string
+	decode func(d *decoder, c *Config, key string, n *yaml.Node) error
+}
+
+var legacyKeys = map[string]legacyKey{
+	// LBT's metrics port, served on all interfaces. lbt keeps it on the
+	// loopback interface unless metricsAddr says otherwise.
+	"prometheusPort": {claims: "metricsAddr", decode: func(d *decoder, c *Config, key string, n *yaml.Node) error {
+		port, err := d.int(key, n)
+		if err != nil {
+			return err
+		}
+		if port <= 0 || port > 65535 {
+			return d.errorf(n, "%s: %d is not a TCP port", key, port)
+		}
+		c.MetricsAddr = "127.0.0.1:" + strconv.Itoa(port)
+		return nil
+	}},
+	// LBT's logger settings (zap): level, location, development.
+	"log": {decode: decodeLBTLog},
+	// LBT could confirm the position after every commit; lbt confirms it
+	// only once the data is durable, which is what makes it safe.
+	"sendStatusOnCommit": ignoredKey((*decoder).bool, "lbt confirms the position to the server only after the data is durable"),
+	// An early LBT read a table list; lbt backs up the publication's tables.
+	"tables": ignoredKey((*decoder).stringList, "lbt backs up the tables of the publication; create it FOR TABLE ... to choose tables"),
+	// An early LBT read a period its code never acted on.
+	"periodBetweenBackups": ignoredKey((*decoder).duration, "use basebackupSchedule for periodic basebackups"),
+	// Fields of pgx v3's ConnConfig that LBT's yaml.v2 decoding exposed
+	// under db and that have no meaning for lbt's connections.
+	"db.usefallbacktls":       ignoredKey((*decoder).bool, "set sslmode in db.dsn instead"),
+	"db.prefersimpleprotocol": ignoredKey((*decoder).bool, "lbt chooses the protocol itself"),
+	"db.loglevel":             ignoredKey((*decoder).int, "use logLevel"),
+}
+
+// ignoredKey accepts a value of the type LBT read and records a warning.
+func ignoredKey[T any](parse func(*decoder, string, *yaml.Node) (T, error), why string) legacyKey {
+	return legacyKey{decode: func(d *decoder, c *Config, key string, n *yaml.Node) error {
+		if _, err := parse(d, key, n); err != nil {
+			return err
+		}
+		c.warnings = append(c.warnings, fmt.Sprintf("config %s:%d: %q is accepted for LBT compatibility but has no effect: %s", d.path, n.Line, key, why))
+		return nil
+	}}
+}
+
+// decodeLBTLog maps LBT's log block onto logLevel and logFormat.
+func decodeLBTLog(d *decoder, c *Config, key string, n *yaml.Node) error {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		return d.errorf(n, "%s: expected a mapping, got %s", key, kindName(n))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		name := key + "." + k.Value
+		known := []string{"level", "development", "location"}
+		if !slices.Contains(known, k.Value) {
+			return d.errorf(k, "unknown key %q%s", name, suggest(k.Value, known, key+"."))
+		}
+		if isNull(resolve(v)) {
+			continue
+		}
+		switch k.Value {
+		case "level":
+			if err := d.claim("logLevel", name, k); err != nil {
+				return err
+			}
+			s, err := d.string(name, v)
+			if err != nil {
+				return err
+			}
+			// zap's levels; the ones above error map to error.
+			switch strings.ToLower(s) {
+			case "":
+			case "debug", "info", "warn", "error":
+				c.LogLevel = strings.ToLower(s)
+			case "dpanic", "panic", "fatal":
+				c.LogLevel = "error"
+			default:
+				return d.errorf(v, "%s: unknown level %q (one of debug, info, warn, error, dpanic, panic, fatal)", name, s)
+			}
+		case "development":
+			if err := d.claim("logFormat", name, k); err != nil {
+				return err
+			}
+			dev, err := d.bool(name, v)
+			if err != nil {
+				return err
+			}
+			// zap's development logger wrote text, its production
+			// logger JSON.
+			c.LogFormat = "json"
+			if dev {
+				c.LogFormat = "text"
+			}
+		case "location":
+			if _, err := d.bool(name, v); err != nil {
+				return err
+			}
+			c.warnings = append(c.warnings, fmt.Sprintf("config %s:%d: %q is accepted for LBT compatibility but has no effect", d.path, k.Line, name))
+		}
+	}
+	return nil
+}
+
+// decoder walks a parsed YAML document, so that every error can name the
+// key and the line it is on.
+type decoder struct {
+	path string
+	// seen maps a canonical key to the key that set it.
+	seen map[string]seenKey
+}
+
+type seenKey struct {
+	name string
+	line int
+}
+
+func decodeYAML(c *Config, path string, data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return syntaxError(path, err)
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 { // empty file
+		return nil
+	}
+	d := &decoder{path: path, seen: make(map[string]seenKey)}
+	root := resolve(doc.Content[0])
+	if isNull(root) {
+		return nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return d.errorf(root, "expected a mapping of keys to values, got %s", kindName(root))
+	}
+	return d.mapping(c, reflect.ValueOf(c).Elem(), root, "")
+}
+
+// yamlLineRE matches the position yaml.v3 puts into its syntax errors.
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func syntaxError(path string, err error) error {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("config %s:%s: %s", path, m[1], m[2])
+	}
+	return fmt.Errorf("config %s: %s", path, strings.TrimPrefix(msg, "yaml: "))
+}
+
+func (d *decoder) errorf(n *yaml.Node, format string, args ...any) error {
+	return fmt.Errorf("config %s:%d: %s", d.path, n.Line, fmt.Sprintf(format, args...))
+}
+
+// claim records that the key node k, spelled name, sets the canonical
+// setting; a second key setting the same one is an error.
+func (d *decoder) claim(canonical, name string, k *yaml.Node) error {
+	if first, ok := d.seen[canonical]; ok {
+		if first.name == name {
+			return d.errorf(k, "duplicate key %q (first given on line %d)", name, first.line)
+		}
+		return d.errorf(k, "%q sets the same setting as %q on line %d; keep one (%q is the current name)", name, first.name, first.line, canonical)
+	}
+	d.seen[canonical] = seenKey{name: name, line: k.Line}
+	return nil
+}
+
+// mapping decodes the mapping n into the struct v, whose keys are prefixed
+// with prefix ("db." for the db block).
+func (d *decoder) mapping(c *Config, v reflect.Value, n *yaml.Node, prefix string) error {
+	fields := structFields(v)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			return d.errorf(k, "expected a key, got %s", kindName(k))
+		}
+		if k.Value == "<<" {
+			return d.errorf(k, "merge keys (<<) are not supported")
+		}
+		name := prefix + k.Value
+
+		lk, legacy := legacyKeys[name]
+		canonical := name
+		if to, ok := keyAliases[name]; ok {
+			canonical = to
+		}
+		if legacy && lk.claims != "" {
+			canonical = lk.claims
+		}
+		f, ok := fields[strings.TrimPrefix(canonical, prefix)]
+		if !ok && !legacy {
+			return d.errorf(k, "unknown key %q%s", name, suggest(k.Value, knownKeys(fields, prefix), prefix))
+		}
+		if err := d.claim(canonical, name, k); err != nil {
+			return err
+		}
+		if isNull(resolve(val)) {
+			// "key:" without a value keeps the default rather than
+			// zeroing the setting.
+			continue
+		}
+		var err error
+		if legacy {
+			err = lk.decode(d, c, name, val)
+		} else {
+			err = d.value(c, f, val, name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// knownKeys lists the names accepted at one level, for suggestions.
+func knownKeys(fields map[string]reflect.Value, prefix string) []string {
+	var keys []string
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	for k := range keyAliases {
+		if rest, ok := strings.CutPrefix(k, prefix); ok && !strings.Contains(rest, ".") {
+			keys = append(keys, rest)
+		}
+	}
+	for k := range legacyKeys {
+		if rest, ok := strings.CutPrefix(k, prefix); ok && !strings.Contains(rest, ".") {
+			keys = append(keys, rest)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// value decodes n into the field f of the setting named key.
+func (d *decoder) value(c *Config, f reflect.Value, n *yaml.Node, key string) error {
+	n = resolve(n)
+	switch {
+	case f.Type() == durationType:
+		v, err := d.duration(key, n)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(v))
+	case f.Kind() == reflect.String:
+		v, err := d.string(key, n)
+		if err != nil {
+			return err
+		}
+		f.SetString(v)
+	case f.Kind() == reflect.Bool:
+		v, err := d.bool(key, n)
+		if err != nil {
+			return err
+		}
+		f.SetBool(v)
+	case f.Kind() == reflect.Int:
+		v, err := d.int(key, n)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(v))
+	case f.Kind() == reflect.Map:
+		v, err := d.stringMap(key, n)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(v))
+	case f.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return d.errorf(n, "%s: expected a mapping, got %s", key, kindName(n))
+		}
+		return d.mapping(c, f, n, key+".")
+	default:
+		panic("config: no decoder for field type " + f.Type().String())
+	}
+	return nil
+}
+
+// show quotes a value for an error message, unless the key holds a secret.
+func show(key, value string) string {
+	if isSecretKey(key) {
+		return "(value hidden)"
+	}
+	return strconv.Quote(value)
+}
+
+func (d *decoder) scalar(key string, n *yaml.Node, want string) (*yaml.Node, error) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode {
+		return nil, d.errorf(n, "%s: expected %s, got %s", key, want, kindName(n))
+	}
+	return n, nil
+}
+
+func (d *decoder) string(key string, n *yaml.Node) (string, error) {
+	n, err := d.scalar(key, n, "a string")
+	if err != nil {
+		return "", err
+	}
+	if isNull(n) {
+		return "", nil
+	}
+	// Like yaml.v2, which LBT used, take a number or a boolean written
+	// where a string is expected (password: 12345) as the text written.
+	return n.Value, nil
+}
+
+// yaml11Bools are the booleans of YAML 1.1, which LBT's yaml.v2 accepted and
+// yaml.v3 reads as strings.
+var yaml11Bools = map[string]bool{
+	"y": true, "Y": true, "yes": true, "Yes": true, "YES": true,
+	"on": true, "On": true, "ON": true,
+	"n": false, "N": false, "no": false, "No": false, "NO": false,
+	"off": false, "Off": false, "OFF": false,
+}
+
+func (d *decoder) bool(key string, n *yaml.Node) (bool, error) {
+	n, err := d.scalar(key, n, "true or false")
+	if err != nil {
+		return false, err
+	}
+	if n.ShortTag() == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err == nil {
+			return b, nil
+		}
+	}
+	if b, ok := yaml11Bools[n.Value]; ok && n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) == 0 {
+		return b, nil
+	}
+	return false, d.errorf(n, "%s: expected true or false, got %s", key, show(key, n.Value))
+}
+
+func (d *decoder) int(key string, n *yaml.Node) (int, error) {
+	n, err := d.scalar(key, n, "an integer")
+	if err != nil {
+		return 0, err
+	}
+	if n.ShortTag() != "!!int" {
+		return 0, d.errorf(n, "%s: expected an integer, got %s", key, show(key, n.Value))
+	}
+	var v int
+	if err := n.Decode(&v); err != nil {
+		return 0, d.errorf(n, "%s: %s is out of range", key, show(key, n.Value))
+	}
+	return v, nil
+}
+
+func (d *decoder) duration(key string, n *yaml.Node) (time.Duration, error) {
+	n, err := d.scalar(key, n, "a duration")
+	if err != nil {
+		return 0, err
+	}
+	if n.ShortTag() == "!!int" {
+		// A bare 0 needs no unit; any other number is ambiguous.
+		if v, err := strconv.ParseInt(n.Value, 0, 64); err == nil && v == 0 {
+			return 0, nil
+		}
+		return 0, d.errorf(n, "%s: duration %s needs a unit, like 90s, 10m, 24h or 7d", key, show(key, n.Value))
+	}
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return 0, d.errorf(n, "%s: invalid duration %s (use units s, m, h or d, like 10m, 24h or 7d)", key, show(key, n.Value))
+	}
+	return v, nil
+}
+
+func (d *decoder) stringList(key string, n *yaml.Node) ([]string, error) {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		return nil, d.errorf(n, "%s: expected a list, got %s", key, kindName(n))
+	}
+	var out []string
+	for _, item := range n.Content {
+		s, err := d.string(key, item)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (d *decoder) stringMap(key string, n *yaml.Node) (map[string]string, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, d.errorf(n, "%s: expected a mapping, got %s", key, kindName(n))
+	}
+	out := make(map[string]string)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, err := d.string(key, n.Content[i])
+		if err != nil {
+			return nil, err
+		}
+		name := key + "." + k
+		if _, dup := out[k]; dup {
+			return nil, d.errorf(n.Content[i], "duplicate key %q", name)
+		}
+		v, err := d.string(name, n.Content[i+1])
+		if err != nil {
+			return nil, err
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// resolve follows YAML aliases (*anchor) to the node they refer to.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return "a scalar"
+	default:
+		return "nothing"
+	}
+}
+
+// structFields maps the yaml tag of every exported field of the struct v to
+// the field.
+func structFields(v reflect.Value) map[string]reflect.Value {
+	fields := make(map[string]reflect.Value)
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		tag, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		fields[tag] = v.Field(i)
+	}
+	return fields
+}
+
+// suggest returns ` (did you mean "x"?)` for the known key closest to name,
+// or nothing when none is close.
+func suggest(name string, known []string, prefix string) string {
+	if hint, ok := suggestionHints[prefix+name]; ok {
+		return fmt.Sprintf(" (did you mean %q?)", hint)
+	}
+	best, bestDist := "", len(name)/3+2
+	for _, k := range known {
+		if canonical, ok := keyAliases[prefix+k]; ok {
+			k = strings.TrimPrefix(canonical, prefix)
+		}
+		ln, lk := strings.ToLower(name), strings.ToLower(k)
+		dist := levenshtein(ln, lk)
+		if len(lk) >= 3 && len(ln) >= 3 && (strings.HasPrefix(ln, lk) || strings.HasPrefix(lk, ln)) {
+			// hostname for host, archive for archiveDir
+			dist = min(dist, 1)
+		}
+		if dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", prefix+best)
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,770 @@
+package ingest
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"lbt/catalog"
+	"lbt/schema"
+)
+
+const (
+	// A table's records become a blob at a flush, or mid-transaction once
+	// they reach blobMaxRaw, so that a huge transaction streams to disk.
+	blobMaxRaw = 4 << 20
+	// All tables' unwritten records together stay under this.
+	maxBuffered = 32 << 20
+	// A flush is due when this much is buffered, whatever the interval.
+	flushBytes = 16 << 20
+)
+
+// archiver turns decoded pgoutput messages into blobs in segments and rows in
+// the catalog. It runs in one goroutine; only durable is shared.
+type archiver struct {
+	log    hclog.Logger
+	opts   *Options
+	cat    *catalog.Catalog
+	lookup *pgx.Conn // resolves type names and primary keys of new schema versions
+	ctx    context.Context
+
+	seg        *catalog.SegmentWriter
+	segChanges int
+	nextSegID  int64
+	nextBlobID int64
+	enc        catalog.BlobEncoder
+	w          *catalog.Writer // open catalog transaction, nil when none
+
+	tables    map[uint32]*table // by source OID
+	published map[uint32]bool   // tables in the publication at start
+	epoch     int64
+
+	archived     catalog.Position // newest transaction archived (pending or durable)
+	pending      catalog.Position // what the next flush makes durable
+	dirty        bool             // pending differs from what is durable
+	pendingSince time.Time
+	buffered     int // bytes in all tables' bufs
+	touchedSince map[*table]bool
+
+	tx txState
+
+	durable *atomic.Uint64 // end LSN safe to confirm to the server
+}
+
+// txState is the transaction being received.
+type txState struct {
+	active, skip, spilled bool
+	commitLSN             uint64
+	xid                   uint32
+	commitTime            time.Time
+	origin                string
+	touched               []*table
+	keys                  []rowKey
+	messages              []message
+}
+
+type rowKey struct {
+	table int64
+	hash  int64
+}
+
+type message struct {
+	prefix  string
+	content []byte
+}
+
+// table is the archiver's state for one source table.
+type table struct {
+	id      int64
+	oid     uint32
+	def     schema.Table
+	version int
+	keyCols []int
+	tracked bool
+	warned  bool
+
+	// records not yet written as a blob
+	buf       []byte
+	blobID    int64
+	bufSchema int // schema version at the start of buf
+	curSchema int // schema version of the last record in buf
+	firstLSN  uint64
+	markLSN   uint64 // commit LSN of the last transaction marker in buf
+	markXid   uint32
+	changes   int
+
+	// the current transaction's changes to this table
+	txFirstBlob               int64
+	txStartOff                int
+	txStartSchema             int
+	txPrevMarkLSN             uint64
+	txPrevMarkXid             uint32
+	ins, upd, del, trunc, txN int
+
+	act catalog.TableActivity // since the last flush
+}
+
+func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *catalog.Catalog, lookup *pgx.Conn,
+	published map[uint32]bool, epoch int64, durable *atomic.Uint64) (*archiver, error) {
+	a := &archiver{
+		log: log, opts: opts, cat: cat, lookup: lookup, ctx: ctx,
+		tables: make(map[uint32]*table), published: published, epoch: epoch,
+		touchedSince: make(map[*table]bool), durable: durable,
+	}
+	pos, _, err := cat.Position(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pos.Epoch = epoch
+	a.archived, a.pending = pos, pos
+	if a.nextSegID, a.nextBlobID, err = cat.NextIDs(ctx); err != nil {
+		return nil, err
+	}
+	refs, err := cat.Tables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range refs {
+		versions, err := cat.SchemaVersions(ctx, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		if len(versions) == 0 {
+			continue
+		}
+		v := versions[len(versions)-1]
+		a.tables[r.OID] = &table{id: r.ID, oid: r.OID, def: v.Table, version: v.Version, keyCols: v.KeyColumns(), tracked: true}
+	}
+	active, ok, err := cat.ActiveSegment(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		a.seg, err = catalog.OpenSegment(cat.Dir(), active.ID, active.Size)
+		if err != nil {
+			return nil, err
+		}
+		var n int
+		if err := cat.DB().QueryRowContext(ctx, `SELECT coalesce(sum(changes), 0) FROM blob WHERE segment_id = ?`, active.ID).Scan(&n); err != nil {
+			a.seg.Close()
+			return nil, fmt.Errorf("catalog segment %d: %w", active.ID, err)
+		}
+		a.segChanges = n
+	} else if err := a.newSegment(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// newSegment creates the next segment and records it at once, so that the
+// catalog never references a segment that is not on disk.
+func (a *archiver) newSegment() error {
+	id := a.nextSegID
+	// A file with this id can only be left from a crash before its catalog
+	// row was committed: nothing references it.
+	os.Remove(filepath.Join(a.cat.Dir(), catalog.SegmentName(id)))
+	seg, err := catalog.CreateSegment(a.cat.Dir(), id)
+	if err != nil {
+		return err
+	}
+	w, err := a.cat.Begin(a.ctx)
+	if err != nil {
+		seg.Close()
+		return err
+	}
+	if err := w.AddSegment(id, seg.Size()); err != nil {
+		w.Rollback()
+		seg.Close()
+		return err
+	}
+	if err := w.Commit(); err != nil {
+		seg.Close()
+		return err
+	}
+	a.seg, a.segChanges, a.nextSegID = seg, 0, id+1
+	a.log.Debug("new segment", "segment", id)
+	return nil
+}
+
+func (a *archiver) close() {
+	if a.w != nil {
+		a.w.Rollback()
+		a.w = nil
+	}
+	if a.seg != nil {
+		a.seg.Close()
+	}
+}
+
+func (a *archiver) writer() (*catalog.Writer, error) {
+	if a.w == nil {
+		w, err := a.cat.Begin(a.ctx)
+		if err != nil {
+			return nil, err
+		}
+		a.w = w
+	}
+	return a.w, nil
+}
+
+// handle processes one pgoutput message.
+func (a *archiver) handle(data []byte) error {
+	if len(data) == 0 {
+		return fmt.Errorf("empty pgoutput message")
+	}
+	switch data[0] {
+	case 'I', 'U', 'D':
+		return a.change(data)
+	case 'B':
+		var m pglogrepl.BeginMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode BEGIN: %w", err)
+		}
+		return a.begin(&m)
+	case 'C':
+		var m pglogrepl.CommitMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode COMMIT: %w", err)
+		}
+		return a.commit(&m)
+	case 'R':
+		var m pglogrepl.RelationMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode RELATION: %w", err)
+		}
+		return a.relation(&m)
+	case 'T':
+		var m pglogrepl.TruncateMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode TRUNCATE: %w", err)
+		}
+		return a.truncate(&m)
+	case 'O':
+		var m pglogrepl.OriginMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode ORIGIN: %w", err)
+		}
+		a.tx.origin = m.Name
+		return nil
+	case 'M':
+		var m pglogrepl.LogicalDecodingMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode MESSAGE: %w", err)
+		}
+		if m.Transactional && a.tx.active {
+			if !a.tx.skip {
+				a.tx.messages = append(a.tx.messages, message{prefix: m.Prefix, content: append([]byte(nil), m.Content...)})
+			}
+		} else {
+			a.log.Debug("non-transactional logical message not archived", "prefix", m.Prefix, "lsn", m.LSN)
+		}
+		return nil
+	case 'Y':
+		return nil // type names are resolved on the source with the schema version
+	default:
+		return fmt.Errorf("unexpected pgoutput message %q", data[0])
+	}
+}
+
+func (a *archiver) begin(m *pglogrepl.BeginMessage) error {
+	if a.tx.active {
+		return fmt.Errorf("BEGIN of xid %d inside transaction xid %d", m.Xid, a.tx.xid)
+	}
+	a.tx = txState{active: true, commitLSN: uint64(m.FinalLSN), xid: m.Xid, commitTime: m.CommitTime,
+		touched: a.tx.touched[:0], keys: a.tx.keys[:0]}
+	if uint64(m.FinalLSN) <= a.archived.CommitLSN {
+		// Already archived: the server resends what it was not yet told was durable.
+		a.tx.skip = true
+		a.log.Debug("skipping transaction already archived", "xid", m.Xid, "lsn", m.FinalLSN)
+	}
+	return nil
+}
+
+func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
+	def := schema.Table{Schema: m.Namespace, Name: m.RelationName, ReplicaIdentity: m.ReplicaIdentity}
+	for _, c := range m.Columns {
+		def.Columns = append(def.Columns, schema.Column{Name: c.Name, TypeOID: c.DataType, TypeMod: c.TypeModifier, Key: c.Flags&1 != 0})
+	}
+	t := a.tables[m.RelationID]
+	if t == nil {
+		t = &table{oid: m.RelationID, tracked: a.opts.TrackNewTables || a.published[m.RelationID]}
+		a.tables[m.RelationID] = t
+		if !t.tracked {
+			a.log.Info("table not archived: it was not in the publication at start and trackNewTables is false", "table", def.QualifiedName())
+		}
+	}
+	if !t.tracked || (a.tx.skip && t.version > 0) {
+		return nil
+	}
+	if t.version > 0 && sameStreamShape(t.def, def) {
+		return nil
+	}
+	if err := describeTable(a.ctx, a.lookup, m.RelationID, &def); err != nil {
+		return err
+	}
+	if t.version > 0 && t.def.SameShape(def) {
+		return nil
+	}
+	w, err := a.writer()
+	if err != nil {
+		return err
+	}
+	from := a.tx.commitLSN
+	if !a.tx.active {
+		from = a.archived.CommitLSN + 1
+	}
+	if t.id == 0 {
+		if t.id, err = w.AddTable(m.RelationID, from); err != nil {
+			return err
+		}
+		a.log.Info("archiving new table", "table", def.QualifiedName(), "oid", m.RelationID)
+	} else {
+		a.log.Info("table definition changed", "table", def.QualifiedName(), "version", t.version+1, "lsn", pglogrepl.LSN(from))
+	}
+	sv := catalog.SchemaVersion{TableID: t.id, Version: t.version + 1, FromLSN: from, Table: def}
+	if err := w.AddSchemaVersion(sv); err != nil {
+		return err
+	}
+	t.def, t.version, t.keyCols = def, sv.Version, def.KeyColumns()
+	if p := replicaIdentityProblem(def.QualifiedName(), def.ReplicaIdentity, len(t.keyCols) > 0); p != "" && !t.warned {
+		a.log.Warn(p, "table", def.QualifiedName())
+		t.warned = true
+	}
+	return nil
+}
+
+// sameStreamShape compares what the stream says of a table, before the
+// source is asked for type names and the primary key.
+func sameStreamShape(old, cur schema.Table) bool {
+	if old.Schema != cur.Schema || old.Name != cur.Name || old.ReplicaIdentity != cur.ReplicaIdentity || len(old.Columns) != len(cur.Columns) {
+		return false
+	}
+	for i, c := range cur.Columns {
+		o := old.Columns[i]
+		if o.Name != c.Name || o.TypeOID != c.TypeOID || o.TypeMod != c.TypeMod || o.Key != c.Key {
+			return false
+		}
+	}
+	return true
+}
+
+// startRecord prepares t's buffer for a record of the current transaction:
+// a transaction marker when the transaction first writes there, and a schema
+// switch when the definition changed.
+func (a *archiver) startRecord(t *table) {
+	if len(t.buf) == 0 {
+		t.blobID = a.nextBlobID
+		a.nextBlobID++
+		t.bufSchema, t.curSchema = t.version, t.version
+		t.firstLSN = a.tx.commitLSN
+		t.markLSN, t.markXid = 0, 0
+	}
+	if t.markLSN != a.tx.commitLSN {
+		if t.txFirstBlob == 0 {
+			t.txFirstBlob = t.blobID
+			t.txStartOff, t.txStartSchema = len(t.buf), t.curSchema
+			t.txPrevMarkLSN, t.txPrevMarkXid = t.markLSN, t.markXid
+			a.tx.touched = append(a.tx.touched, t)
+		}
+		t.buf = catalog.AppendTx(t.buf, a.tx.commitLSN, t.markLSN, a.tx.xid, t.markXid)
+		t.markLSN, t.markXid = a.tx.commitLSN, a.tx.xid
+	}
+	if t.curSchema != t.version {
+		t.buf = catalog.AppendSchema(t.buf, t.version)
+		t.curSchema = t.version
+	}
+}
+
+func (a *archiver) change(data []byte) error {
+	if !a.tx.active {
+		return fmt.Errorf("change outside a transaction")
+	}
+	if a.tx.skip {
+		return nil
+	}
+	if len(data) < 6 {
+		return errShort
+	}
+	oid := binary.BigEndian.Uint32(data[1:5])
+	t := a.tables[oid]
+	if t == nil {
+		return fmt.Errorf("change of relation %d before its RELATION message", oid)
+	}
+	if !t.tracked {
+		return nil
+	}
+	a.startRecord(t)
+	before := len(t.buf)
+	p := 5
+	var err error
+	var n int
+	var key, oldKey int64
+	var hasKey, hasOld bool
+	switch data[0] {
+	case 'I':
+		if data[p] != 'N' {
+			return fmt.Errorf("INSERT into %s: unexpected tuple type %q", t.def.QualifiedName(), data[p])
+		}
+		t.buf = append(t.buf, catalog.TagInsert)
+		t.buf, n, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
+		t.ins++
+	case 'U':
+		t.buf = append(t.buf, catalog.TagUpdate)
+		if data[p] == 'K' || data[p] == 'O' {
+			t.buf = append(t.buf, data[p])
+			t.buf, n, oldKey, hasOld, err = appendTuple(t.buf, data[p+1:], t.keyCols)
+			if err != nil {
+				break
+			}
+			p += 1 + n
+		} else {
+			t.buf = append(t.buf, catalog.OldNone)
+		}
+		if p >= len(data) || data[p] != 'N' {
+			return fmt.Errorf("UPDATE of %s: no new tuple", t.def.QualifiedName())
+		}
+		t.buf, n, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
+		t.upd++
+	case 'D':
+		if data[p] != 'K' && data[p] != 'O' {
+			return fmt.Errorf("DELETE from %s: unexpected tuple type %q", t.def.QualifiedName(), data[p])
+		}
+		t.buf = append(t.buf, catalog.TagDelete, data[p])
+		t.buf, n, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
+		t.del++
+	}
+	if err != nil {
+		return fmt.Errorf("decode change of %s: %w", t.def.QualifiedName(), err)
+	}
+	if hasKey {
+		a.addKey(t, key)
+	}
+	if hasOld && oldKey != key {
+		a.addKey(t, oldKey)
+	}
+	t.changes++
+	t.txN++
+	a.buffered += len(t.buf) - before
+	return a.bound(t)
+}
+
+func (a *archiver) addKey(t *table, hash int64) {
+	a.tx.keys = append(a.tx.keys, rowKey{t.id, hash})
+}
+
+func (a *archiver) spillKeys() error {
+	for _, k := range a.tx.keys {
+		if err := a.w.AddRowKey(k.table, k.hash, a.tx.commitLSN); err != nil {
+			return err
+		}
+	}
+	a.tx.keys = a.tx.keys[:0]
+	return nil
+}
+
+// bound keeps memory bounded inside a large transaction by writing buffers
+// out as blobs before the transaction ends.
+func (a *archiver) bound(t *table) error {
+	if a.tx.spilled && len(a.tx.keys) >= 4096 {
+		// A huge transaction's row keys go to the catalog as they come.
+		if err := a.spillKeys(); err != nil {
+			return err
+		}
+	}
+	if len(t.buf) < blobMaxRaw && a.buffered < maxBuffered && len(a.tx.keys) < 1<<16 {
+		return nil
+	}
+	if !a.tx.spilled {
+		// Make everything before this transaction durable first, so that the
+		// catalog transaction from here on holds this transaction alone and
+		// can be abandoned whole if it never commits.
+		if err := a.flushBeforeCurrentTx(); err != nil {
+			return err
+		}
+		a.tx.spilled = true
+		if _, err := a.writer(); err != nil {
+			return err
+		}
+		a.log.Debug("large transaction: writing it out as it arrives", "xid", a.tx.xid, "lsn", pglogrepl.LSN(a.tx.commitLSN))
+	}
+	if err := a.spillKeys(); err != nil {
+		return err
+	}
+	if len(t.buf) >= blobMaxRaw {
+		return a.writeBlob(t)
+	}
+	for _, u := range a.tables {
+		if len(u.buf) > 0 {
+			if err := a.writeBlob(u); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (a *archiver) truncate(m *pglogrepl.TruncateMessage) error {
+	if !a.tx.active {
+		return fmt.Errorf("TRUNCATE outside a transaction")
+	}
+	if a.tx.skip {
+		return nil
+	}
+	for _, oid := range m.RelationIDs {
+		t := a.tables[oid]
+		if t == nil {
+			return fmt.Errorf("TRUNCATE of relation %d before its RELATION message", oid)
+		}
+		if !t.tracked {
+			continue
+		}
+		a.startRecord(t)
+		t.buf = append(t.buf, catalog.TagTruncate, m.Option)
+		a.buffered += 2
+		t.trunc++
+		t.changes++
+		t.txN++
+	}
+	return nil
+}
+
+func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
+	if !a.tx.active {
+		return fmt.Errorf("COMMIT outside a transaction")
+	}
+	if uint64(m.CommitLSN) != a.tx.commitLSN {
+		return fmt.Errorf("COMMIT at %s does not match BEGIN's %s", m.CommitLSN, pglogrepl.LSN(a.tx.commitLSN))
+	}
+	defer func() { a.tx.active = false }()
+	if a.tx.skip {
+		return nil
+	}
+	if len(a.tx.touched) > 0 || len(a.tx.messages) > 0 {
+		w, err := a.writer()
+		if err != nil {
+			return err
+		}
+		if err := w.AddTx(catalog.Tx{CommitLSN: a.tx.commitLSN, EndLSN: uint64(m.TransactionEndLSN), Xid: a.tx.xid,
+			CommitTime: m.CommitTime, Origin: a.tx.origin}); err != nil {
+			return err
+		}
+		for _, t := range a.tx.touched {
+			if err := w.AddTxTable(catalog.TxTable{TableID: t.id, CommitLSN: a.tx.commitLSN, BlobID: t.txFirstBlob,
+				Inserts: t.ins, Updates: t.upd, Deletes: t.del, Truncates: t.trunc}); err != nil {
+				return err
+			}
+			t.act.Changes += t.txN
+			t.act.LastChangeLSN, t.act.LastChangeTime = a.tx.commitLSN, m.CommitTime
+			a.touchedSince[t] = true
+			t.txFirstBlob, t.ins, t.upd, t.del, t.trunc, t.txN = 0, 0, 0, 0, 0, 0
+		}
+		for _, k := range a.tx.keys {
+			if err := w.AddRowKey(k.table, k.hash, a.tx.commitLSN); err != nil {
+				return err
+			}
+		}
+		for i, msg := range a.tx.messages {
+			if err := w.AddMessage(a.tx.commitLSN, i, msg.prefix, msg.content); err != nil {
+				return err
+			}
+		}
+	}
+	a.archived = catalog.Position{Epoch: a.epoch, EndLSN: uint64(m.TransactionEndLSN), CommitLSN: a.tx.commitLSN, CommitTime: m.CommitTime}
+	a.markPending(a.archived)
+	return nil
+}
+
+func (a *archiver) markPending(p catalog.Position) {
+	a.pending = p
+	if !a.dirty {
+		a.dirty = true
+		a.pendingSince = time.Now()
+	}
+}
+
+// keepalive records that the server has nothing more for lbt up to walEnd.
+// Confirming it lets an idle slot advance, so that WAL does not pile up on a
+// busy source whose tracked tables are quiet. It is safe only between
+// transactions, with everything received before it archived.
+func (a *archiver) keepalive(walEnd uint64) {
+	if a.tx.active || walEnd <= a.pending.EndLSN {
+		return
+	}
+	p := a.pending
+	p.EndLSN = walEnd
+	a.markPending(p)
+}
+
+// flushDue says whether a flush should run now.
+func (a *archiver) flushDue() bool {
+	return a.dirty && !a.tx.active && (time.Since(a.pendingSince) >= a.opts.FlushInterval || a.buffered >= flushBytes)
+}
+
+// flush makes every completed transaction durable: blobs written and
+// fsynced, then the catalog committed, then the position published for the
+// server.
+func (a *archiver) flush() error {
+	if a.tx.active {
+		return fmt.Errorf("flush inside a transaction")
+	}
+	for _, t := range a.tables {
+		if len(t.buf) > 0 {
+			if err := a.writeBlob(t); err != nil {
+				return err
+			}
+		}
+	}
+	return a.commitFlush()
+}
+
+// flushBeforeCurrentTx makes durable everything before the current
+// transaction, keeping that transaction's records in the buffers.
+func (a *archiver) flushBeforeCurrentTx() error {
+	for _, t := range a.tables {
+		if len(t.buf) == 0 {
+			continue
+		}
+		if t.txFirstBlob == 0 { // untouched by the current transaction
+			if err := a.writeBlob(t); err != nil {
+				return err
+			}
+			continue
+		}
+		if t.txStartOff == 0 {
+			continue
+		}
+		restLen := len(t.buf) - t.txStartOff
+		rest := rebaseMarker(t.buf[t.txStartOff:], a.tx.commitLSN, a.tx.xid)
+		t.buf = t.buf[:t.txStartOff]
+		a.buffered -= restLen
+		t.markLSN, t.markXid = t.txPrevMarkLSN, t.txPrevMarkXid
+		t.changes -= t.txN
+		if err := a.writeBlob(t); err != nil {
+			return err
+		}
+		t.buf = append(t.buf[:0], rest...)
+		a.buffered += len(t.buf)
+		t.blobID = a.nextBlobID
+		a.nextBlobID++
+		t.txFirstBlob = t.blobID
+		t.bufSchema, t.firstLSN = t.txStartSchema, a.tx.commitLSN
+		t.markLSN, t.markXid = a.tx.commitLSN, a.tx.xid
+		t.changes = t.txN
+		t.txStartOff = 0
+	}
+	if !a.dirty {
+		return nil
+	}
+	return a.commitFlush()
+}
+
+// rebaseMarker rewrites the transaction marker at the start of recs, which is
+// relative to the marker before it, as an absolute one.
+func rebaseMarker(recs []byte, commitLSN uint64, xid uint32) []byte {
+	_, n1 := binary.Uvarint(recs[1:])
+	_, n2 := binary.Varint(recs[1+n1:])
+	out := catalog.AppendTx(nil, commitLSN, 0, xid, 0)
+	return append(out, recs[1+n1+n2:]...)
+}
+
+// discardCurrentTx drops the records of a transaction that will not commit
+// here (lbt is stopping inside it); the server sends it again after restart.
+func (a *archiver) discardCurrentTx() bool {
+	if !a.tx.active || a.tx.skip {
+		a.tx.active = false
+		return true
+	}
+	if a.tx.spilled {
+		return false
+	}
+	for _, t := range a.tx.touched {
+		a.buffered -= len(t.buf) - t.txStartOff
+		t.buf = t.buf[:t.txStartOff]
+		t.markLSN, t.markXid = t.txPrevMarkLSN, t.txPrevMarkXid
+		t.curSchema = t.txStartSchema
+		t.changes -= t.txN
+		t.txFirstBlob, t.ins, t.upd, t.del, t.trunc, t.txN = 0, 0, 0, 0, 0, 0
+	}
+	a.tx = txState{}
+	return true
+}
+
+func (a *archiver) writeBlob(t *table) error {
+	w, err := a.writer()
+	if err != nil {
+		return err
+	}
+	frame, h, err := a.enc.Encode(t.id, t.bufSchema, t.firstLSN, t.buf)
+	if err != nil {
+		return err
+	}
+	off, err := a.seg.Append(frame)
+	if err != nil {
+		return err
+	}
+	err = w.AddBlob(catalog.Blob{ID: t.blobID, TableID: t.id, SegmentID: a.seg.ID, Offset: off, Length: int64(len(frame)),
+		CRC: h.CRC, Schema: t.bufSchema, FirstLSN: t.firstLSN, LastLSN: t.markLSN, Changes: t.changes, RawLength: len(t.buf)})
+	if err != nil {
+		return err
+	}
+	a.segChanges += t.changes
+	a.buffered -= len(t.buf)
+	t.act.Blobs++
+	a.touchedSince[t] = true
+	if cap(t.buf) > 1<<20 {
+		t.buf = nil // do not keep a huge transaction's buffer for a quiet table
+	} else {
+		t.buf = t.buf[:0]
+	}
+	t.changes = 0
+	t.markLSN, t.markXid = 0, 0
+	return nil
+}
+
+func (a *archiver) commitFlush() error {
+	w, err := a.writer()
+	if err != nil {
+		return err
+	}
+	if a.opts.Fsync {
+		if err := a.seg.Sync(); err != nil {
+			return err
+		}
+	}
+	for t := range a.touchedSince {
+		if err := w.AddTableActivity(t.id, t.act); err != nil {
+			return err
+		}
+		t.act = catalog.TableActivity{}
+		delete(a.touchedSince, t)
+	}
+	sealed := a.segChanges >= a.opts.DeltasPerFile || a.seg.Size() >= a.opts.SegmentMaxBytes
+	if err := w.SetSegmentSize(a.seg.ID, a.seg.Size(), sealed); err != nil {
+		return err
+	}
+	if err := w.SetPosition(a.pending); err != nil {
+		return err
+	}
+	a.w = nil
+	if err := w.Commit(); err != nil {
+		return err
+	}
+	a.durable.Store(a.pending.EndLSN)
+	a.dirty = false
+	if sealed {
+		a.seg.Close()
+		a.seg = nil
+		if err := a.newSegment(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,348 @@
+// Package ingest turns a logical replication slot's pgoutput stream into the
+// durable archive: it creates the publication and slot when missing, streams
+// every committed transaction into segments and the catalog exactly once, and
+// confirms to the server only what is durable.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"lbt/catalog"
+)
+
+// Options configures the backup daemon. NewOptions gives the defaults.
+type Options struct {
+	ArchiveDir      string
+	Conn            *pgconn.Config // a normal connection to the source database
+	Slot            string
+	Publication     string
+	TrackNewTables  bool
+	DeltasPerFile   int   // changes per segment before a new one begins
+	SegmentMaxBytes int64 // bytes per segment before a new one begins
+	Fsync           bool
+	FlushInterval   time.Duration // longest a committed transaction waits to become durable
+	StatusInterval  time.Duration // standby status updates at least this often
+	Logger          hclog.Logger
+
+	// Ready, when set, is called once the stream runs (for sd_notify).
+	Ready func()
+}
+
+// NewOptions returns the defaults.
+func NewOptions() Options {
+	return Options{
+		Slot:            "lbt",
+		Publication:     "lbt",
+		TrackNewTables:  true,
+		DeltasPerFile:   100000,
+		SegmentMaxBytes: 256 << 20,
+		Fsync:           true,
+		FlushInterval:   time.Second,
+		StatusInterval:  10 * time.Second,
+		Logger:          hclog.NewNullLogger(),
+	}
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.ArchiveDir == "":
+		return fatalf("archiveDir is not set")
+	case o.Conn == nil:
+		return fatalf("no source connection configured")
+	case !slotNameRE.MatchString(o.Slot):
+		return fatalf("slot name %q is invalid: use 1-63 characters of a-z, 0-9 and _", o.Slot)
+	case o.Publication == "":
+		return fatalf("publication is not set")
+	case o.DeltasPerFile <= 0 || o.SegmentMaxBytes <= 0 || o.FlushInterval <= 0 || o.StatusInterval <= 0:
+		return fatalf("deltasPerFile, flush and status intervals must be positive")
+	}
+	return nil
+}
+
+// Run streams the slot into the archive until ctx is cancelled, then makes
+// everything received durable, confirms it and returns nil. A lost
+// connection is retried with backoff; an error the operator must fix is
+// returned.
+func Run(ctx context.Context, opts Options) error {
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	log := opts.Logger
+	if err := os.MkdirAll(opts.ArchiveDir, 0o750); err != nil {
+		return fatalf("archive directory: %w", err)
+	}
+	unlock, err := lockArchive(opts.ArchiveDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	d := &daemon{opts: &opts, log: log}
+	defer d.close()
+	backoff := time.Second
+	for attempt := 0; ; attempt++ {
+		started := time.Now()
+		err := d.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("replication stream ended")
+		}
+		if IsFatal(err) || !d.streamed {
+			// Never streamed: the setup is wrong, not the network. Exit so
+			// that the operator (or the supervisor) sees it.
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			backoff = time.Second
+		}
+		log.Error("replication interrupted; retrying", "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+// lockArchive makes sure one daemon at a time writes an archive.
+func lockArchive(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fatalf("lock archive: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		pid, _ := io.ReadAll(f)
+		f.Close()
+		return nil, fatalf("archive %s is in use by another lbt backup (pid %s): stop it first, or use another archiveDir", dir, strings.TrimSpace(string(pid)))
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
+}
+
+// daemon holds what outlives one replication session.
+type daemon struct {
+	opts     *Options
+	log      hclog.Logger
+	cat      *catalog.Catalog
+	streamed bool // a session got as far as streaming
+}
+
+func (d *daemon) close() {
+	if d.cat != nil {
+		d.cat.Close()
+	}
+}
+
+// session connects, checks, streams until an error or ctx ends, and closes.
+func (d *daemon) session(ctx context.Context) error {
+	o := d.opts
+	conn, err := pgx.ConnectConfig(ctx, connConfig(o.Conn))
+	if err != nil {
+		return fmt.Errorf("connect to source %s: %w", describeConn(o.Conn), err)
+	}
+	defer conn.Close(context.Background())
+	info, err := checkSource(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if created, err := ensurePublication(ctx, conn, o.Publication); err != nil {
+		return err
+	} else if created {
+		d.log.Info("created publication FOR ALL TABLES", "publication", o.Publication)
+	}
+	tables, err := publishedTables(ctx, conn, o.Publication)
+	if err != nil {
+		return err
+	}
+	published := make(map[uint32]bool, len(tables))
+	for _, t := range tables {
+		published[t.oid] = true
+		if p := replicaIdentityProblem(t.name, t.replident, t.hasKey); p != "" {
+			d.log.Warn(p, "table", t.name)
+		}
+	}
+
+	rc := o.Conn.Copy()
+	rc.RuntimeParams["replication"] = "database"
+	repl, err := pgconn.ConnectConfig(ctx, rc)
+	if err != nil {
+		return fmt.Errorf("open replication connection to %s: %w", describeConn(o.Conn), err)
+	}
+	defer repl.Close(context.Background())
+	sys, err := pglogrepl.IdentifySystem(ctx, repl)
+	if err != nil {
+		return fmt.Errorf("identify system: %w", err)
+	}
+	info.systemID, info.timeline = sys.SystemID, sys.Timeline
+	source := catalog.Source{SystemID: sys.SystemID, Database: info.database, ServerVersion: strconv.Itoa(info.serverVersion)}
+	if err := d.openCatalog(ctx, source); err != nil {
+		return err
+	}
+
+	slot, err := checkSlot(ctx, conn, o.Slot, info.database)
+	if err != nil {
+		return err
+	}
+	epoch, err := d.ensureSlot(ctx, repl, slot)
+	if err != nil {
+		return err
+	}
+	pos, _, err := d.cat.Position(ctx)
+	if err != nil {
+		return err
+	}
+	start := max(pos.EndLSN, uint64(slot.confirmedFlush))
+	if !slot.exists {
+		start = max(pos.EndLSN, epoch.StartLSN)
+	}
+
+	var durable atomic.Uint64
+	durable.Store(start)
+	a, err := newArchiver(ctx, d.log, o, d.cat, conn, published, epoch.ID, &durable)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	err = pglogrepl.StartReplication(ctx, repl, o.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
+		Mode: pglogrepl.LogicalReplication, PluginArgs: pluginArgs(info.serverVersion, o.Publication)})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return fmt.Errorf("start replication: slot %q is in use by another process (a previous lbt may still be exiting): %w", o.Slot, err)
+		}
+		return fatalf("start replication on slot %q: %w", o.Slot, err)
+	}
+	d.log.Info("streaming", "slot", o.Slot, "publication", o.Publication, "lsn", pglogrepl.LSN(start),
+		"proto_version", protoVersion(info.serverVersion), "tables", len(tables))
+	d.streamed = true
+	if o.Ready != nil {
+		o.Ready()
+	}
+	return stream(ctx, d.log, o, repl, a, &durable)
+}
+
+// connConfig turns the pgconn settings into a pgx.ConnConfig.
+func connConfig(c *pgconn.Config) *pgx.ConnConfig {
+	cc, _ := pgx.ParseConfig("")
+	cc.Config = *c.Copy()
+	return cc
+}
+
+func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {
+	if d.cat != nil {
+		return d.cat.CheckSource(ctx, source)
+	}
+	cat, err := catalog.Open(ctx, d.opts.ArchiveDir)
+	if errors.Is(err, catalog.ErrNotArchive) {
+		cat, err = catalog.Create(ctx, d.opts.ArchiveDir, source)
+		if err == nil {
+			d.log.Info("created archive", "dir", d.opts.ArchiveDir)
+		}
+	}
+	if err != nil {
+		return fatalError{err}
+	}
+	if err := cat.CheckSource(ctx, source); err != nil {
+		cat.Close()
+		return fatalError{err}
+	}
+	if err := cat.SetSynchronous(ctx, d.opts.Fsync); err != nil {
+		cat.Close()
+		return err
+	}
+	d.cat = cat
+	return nil
+}
+
+// ensureSlot creates the slot when missing and returns the epoch the stream
+// feeds. A missing slot for an existing archive, or a slot that something
+// else advanced past the archive, starts a new epoch: changes in between
+// are lost, and the archive says so instead of hiding a gap.
+func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot slotInfo) (catalog.Epoch, error) {
+	o := d.opts
+	epochs, err := d.cat.Epochs(ctx)
+	if err != nil {
+		return catalog.Epoch{}, err
+	}
+	pos, hasPos, err := d.cat.Position(ctx)
+	if err != nil {
+		return catalog.Epoch{}, err
+	}
+	var reason string
+	startLSN := uint64(slot.confirmedFlush)
+	if !slot.exists {
+		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, o.Slot, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		if err != nil {
+			return catalog.Epoch{}, fatalf("create replication slot %q: %w", o.Slot, err)
+		}
+		lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+		if err != nil {
+			return catalog.Epoch{}, fmt.Errorf("create replication slot %q: %w", o.Slot, err)
+		}
+		startLSN = uint64(lsn)
+		d.log.Info("created replication slot", "slot", o.Slot, "lsn", lsn)
+		if len(epochs) > 0 {
+			reason = fmt.Sprintf("replication slot %s was missing and was created again at %s: changes committed after %s and before it were not archived",
+				o.Slot, lsn, pglogrepl.LSN(pos.EndLSN))
+		}
+	} else if hasPos && startLSN > pos.EndLSN && len(epochs) > 0 {
+		reason = fmt.Sprintf("replication slot %s was advanced to %s by something other than this archive (at %s): changes in between were not archived",
+			o.Slot, pglogrepl.LSN(startLSN), pglogrepl.LSN(pos.EndLSN))
+	}
+	if len(epochs) > 0 && reason == "" {
+		return epochs[len(epochs)-1], nil
+	}
+	if len(epochs) == 0 {
+		reason = "new archive"
+	} else {
+		d.log.Warn("archive history has a gap; a new epoch begins and tables need new basebackups", "reason", reason)
+	}
+	w, err := d.cat.Begin(ctx)
+	if err != nil {
+		return catalog.Epoch{}, err
+	}
+	id, err := w.AddEpoch(startLSN, o.Slot, reason)
+	if err != nil {
+		w.Rollback()
+		return catalog.Epoch{}, err
+	}
+	p := pos
+	p.Epoch, p.EndLSN = id, max(pos.EndLSN, startLSN)
+	if err := w.SetPosition(p); err != nil {
+		w.Rollback()
+		return catalog.Epoch{}, err
+	}
+	if err := w.Commit(); err != nil {
+		return catalog.Epoch{}, err
+	}
+	return catalog.Epoch{ID: id, StartLSN: startLSN, Slot: o.Slot, Reason: reason}, nil
+}
+
+// isTimeout reports a read deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

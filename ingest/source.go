@@ -1,0 +1,241 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"lbt/schema"
+)
+
+// fatalError marks an error that retrying cannot fix: the operator must act.
+type fatalError struct{ err error }
+
+func (e fatalError) Error() string { return e.err.Error() }
+func (e fatalError) Unwrap() error { return e.err }
+
+func fatalf(format string, args ...any) error { return fatalError{fmt.Errorf(format, args...)} }
+
+// IsFatal reports whether err needs the operator rather than a retry.
+func IsFatal(err error) bool {
+	var f fatalError
+	return errors.As(err, &f)
+}
+
+var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// sourceInfo is what lbt learns about the source at connect time.
+type sourceInfo struct {
+	systemID      string
+	timeline      int32
+	database      string
+	serverVersion int // server_version_num
+	user          string
+}
+
+// describeConn names a connection for error messages, without its password.
+func describeConn(c *pgconn.Config) string {
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s", c.Host, c.Port, c.User, c.Database)
+}
+
+// checkSource verifies that the source can feed lbt at all, with one clear
+// message per thing the operator must fix.
+func checkSource(ctx context.Context, conn *pgx.Conn) (sourceInfo, error) {
+	var info sourceInfo
+	var walLevel string
+	var canReplicate bool
+	err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('server_version_num')::int,
+		current_database(), current_user,
+		(SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)`).
+		Scan(&walLevel, &info.serverVersion, &info.database, &info.user, &canReplicate)
+	if err != nil {
+		return info, fmt.Errorf("query source settings: %w", err)
+	}
+	if walLevel != "logical" {
+		return info, fatalf("source has wal_level=%s: set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel)
+	}
+	if info.serverVersion < 100000 {
+		return info, fatalf("source runs PostgreSQL %d: lbt needs PostgreSQL 10 or newer", info.serverVersion/10000)
+	}
+	if !canReplicate {
+		return info, fatalf("role %q lacks the REPLICATION attribute: run ALTER ROLE %s REPLICATION as a superuser", info.user, schema.QuoteIdent(info.user))
+	}
+	return info, nil
+}
+
+// ensurePublication uses the named publication, creating it FOR ALL TABLES
+// when it is missing.
+func ensurePublication(ctx context.Context, conn *pgx.Conn, name string) (created bool, err error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
+		return false, fmt.Errorf("look up publication %q: %w", name, err)
+	}
+	if exists {
+		return false, nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+schema.QuoteIdent(name)+" FOR ALL TABLES"); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+			return false, fatalf("publication %q does not exist and role cannot create it FOR ALL TABLES (needs superuser): as a superuser run CREATE PUBLICATION %s FOR ALL TABLES, or set publication to an existing one",
+				name, schema.QuoteIdent(name))
+		}
+		return false, fatalf("create publication %q: %w", name, err)
+	}
+	return true, nil
+}
+
+// slotInfo describes an existing replication slot.
+type slotInfo struct {
+	exists         bool
+	confirmedFlush pglogrepl.LSN
+}
+
+// checkSlot looks up the slot and refuses one that lbt cannot use.
+func checkSlot(ctx context.Context, conn *pgx.Conn, name, database string) (slotInfo, error) {
+	var s slotInfo
+	var plugin, slotType, db, confirmed *string
+	err := conn.QueryRow(ctx, `SELECT plugin, slot_type, database, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, name).
+		Scan(&plugin, &slotType, &db, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("look up replication slot %q: %w", name, err)
+	}
+	s.exists = true
+	switch {
+	case slotType == nil || *slotType != "logical":
+		return s, fatalf("replication slot %q is a physical slot: set slotname to another name", name)
+	case plugin == nil || *plugin != "pgoutput":
+		return s, fatalf("replication slot %q uses plugin %s, lbt needs pgoutput: set slotname to another name", name, deref(plugin))
+	case db == nil || *db != database:
+		return s, fatalf("replication slot %q belongs to database %s, not %s: set slotname to another name", name, deref(db), database)
+	}
+	if confirmed != nil {
+		s.confirmedFlush, err = pglogrepl.ParseLSN(*confirmed)
+		if err != nil {
+			return s, fmt.Errorf("replication slot %q: %w", name, err)
+		}
+	}
+	return s, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "(none)"
+	}
+	return *s
+}
+
+// publishedTable is a table of the publication as the source catalog says.
+type publishedTable struct {
+	oid       uint32
+	name      string // quoted, qualified
+	replident byte
+	hasKey    bool // a primary key or a replica-identity index
+}
+
+func publishedTables(ctx context.Context, conn *pgx.Conn, publication string) ([]publishedTable, error) {
+	rows, err := conn.Query(ctx, `SELECT c.oid, quote_ident(pt.schemaname) || '.' || quote_ident(pt.tablename), c.relreplident::text,
+			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident))
+		FROM pg_publication_tables pt
+		JOIN pg_namespace n ON n.nspname = pt.schemaname
+		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+		WHERE pt.pubname = $1 ORDER BY 2`, publication)
+	if err != nil {
+		return nil, fmt.Errorf("list tables of publication %q: %w", publication, err)
+	}
+	var out []publishedTable
+	for rows.Next() {
+		var t publishedTable
+		var ident string
+		if err := rows.Scan(&t.oid, &t.name, &ident, &t.hasKey); err != nil {
+			return nil, fmt.Errorf("list tables of publication %q: %w", publication, err)
+		}
+		t.replident = ident[0]
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// replicaIdentityProblem says what is wrong with a table whose UPDATEs and
+// DELETEs cannot reach lbt, and how to fix it; "" when nothing is.
+func replicaIdentityProblem(name string, replident byte, hasKey bool) string {
+	switch {
+	case replident == 'f':
+		return ""
+	case replident == 'n':
+		return fmt.Sprintf("table %s has REPLICA IDENTITY NOTHING: its UPDATEs and DELETEs fail on the source while it is published; fix: add a primary key, or ALTER TABLE %s REPLICA IDENTITY FULL", name, name)
+	case !hasKey:
+		return fmt.Sprintf("table %s has no primary key or replica-identity index: its UPDATEs and DELETEs fail on the source while it is published; fix: add a primary key, or ALTER TABLE %s REPLICA IDENTITY FULL", name, name)
+	}
+	return ""
+}
+
+// protoVersion is the newest pgoutput protocol the server speaks that lbt
+// decodes. Streaming of in-progress transactions is not requested, so
+// versions 2 and 3 carry the same messages as version 1.
+func protoVersion(serverVersion int) int {
+	switch {
+	case serverVersion >= 150000:
+		return 3
+	case serverVersion >= 140000:
+		return 2
+	default:
+		return 1
+	}
+}
+
+// pluginArgs are the START_REPLICATION options; pglogrepl pastes them verbatim.
+func pluginArgs(serverVersion int, publication string) []string {
+	args := []string{
+		"proto_version '" + strconv.Itoa(protoVersion(serverVersion)) + "'",
+		"publication_names '" + strings.ReplaceAll(schema.QuoteIdent(publication), "'", "''") + "'",
+	}
+	if serverVersion >= 140000 {
+		args = append(args, "messages 'true'")
+	}
+	return args
+}
+
+// describeTable resolves the SQL names of a table's column types and its
+// primary key on the source. The stream only carries type OIDs; the names
+// let restore create the table anywhere, years later.
+func describeTable(ctx context.Context, conn *pgx.Conn, oid uint32, t *schema.Table) error {
+	oids := make([]uint32, len(t.Columns))
+	mods := make([]int32, len(t.Columns))
+	for i, c := range t.Columns {
+		oids[i], mods[i] = c.TypeOID, c.TypeMod
+	}
+	rows, err := conn.Query(ctx, `SELECT format_type(o, m) FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS u(o, m, n) ORDER BY n`, oids, mods)
+	if err != nil {
+		return fmt.Errorf("resolve column types of %s: %w", t.QualifiedName(), err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(names) != len(t.Columns) {
+		return fmt.Errorf("resolve column types of %s: %v", t.QualifiedName(), err)
+	}
+	for i := range t.Columns {
+		t.Columns[i].TypeName = names[i]
+	}
+	rows, err = conn.Query(ctx, `SELECT a.attname FROM pg_index i
+		JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.n`, oid)
+	if err != nil {
+		return fmt.Errorf("primary key of %s: %w", t.QualifiedName(), err)
+	}
+	pk, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("primary key of %s: %w", t.QualifiedName(), err)
+	}
+	t.PrimaryKey = pk
+	return nil
+}

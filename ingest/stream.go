@@ -1,0 +1,273 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// batch carries received messages from the reader to the archiver. Message
+// bytes are copied into one arena: pgconn reuses its read buffer.
+type batch struct {
+	arena []byte
+	msgs  []batchMsg
+}
+
+type batchMsg struct {
+	start, end int
+	keepalive  uint64 // a keepalive's WAL end; the message has no data
+}
+
+const (
+	batchMaxBytes = 1 << 20
+	batchMaxMsgs  = 8192
+	readWait      = 100 * time.Millisecond
+)
+
+func (b *batch) full() bool { return len(b.arena) >= batchMaxBytes || len(b.msgs) >= batchMaxMsgs }
+
+// stream runs the reader in this goroutine and the archiver in another until
+// ctx ends or either fails, then confirms what is durable.
+func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgConn, a *archiver, durable *atomic.Uint64) error {
+	batches := make(chan *batch)
+	free := make(chan *batch, 4)
+	done := make(chan struct{})
+	archErr := make(chan error, 1)
+	go func() {
+		defer close(done)
+		archErr <- a.loop(batches, free)
+	}()
+	r := &reader{log: log, o: o, conn: conn, out: batches, free: free, done: done, durable: durable}
+	readErr := r.run(ctx)
+	close(batches)
+	err := <-archErr
+	if err == nil {
+		err = readErr
+	}
+	if conn.IsClosed() {
+		return err
+	}
+	// Tell the server what is durable now, so that it resends no more than needed.
+	if serr := r.sendStatus(); serr != nil && err == nil && ctx.Err() == nil {
+		err = serr
+	}
+	if err == nil && ctx.Err() != nil {
+		log.Info("stopped", "confirmed_lsn", pglogrepl.LSN(durable.Load()))
+	}
+	return err
+}
+
+// reader owns the replication connection: nothing else touches it.
+type reader struct {
+	log      hclog.Logger
+	o        *Options
+	conn     *pgconn.PgConn
+	out      chan<- *batch
+	free     chan *batch
+	done     <-chan struct{}
+	durable  *atomic.Uint64
+	received uint64
+	sentAt   time.Time
+	sent     uint64
+}
+
+var errArchiverStopped = errors.New("archiver stopped")
+
+func (r *reader) run(ctx context.Context) error {
+	cur := r.newBatch()
+	for {
+		if ctx.Err() != nil {
+			return r.handOff(cur, true)
+		}
+		if time.Since(r.sentAt) >= r.o.StatusInterval || r.durable.Load() != r.sent {
+			if err := r.sendStatus(); err != nil {
+				return err
+			}
+		}
+		if len(cur.msgs) > 0 {
+			// Hand over whenever the archiver waits; make it wait for us only
+			// when the batch is full, which bounds memory.
+			select {
+			case r.out <- cur:
+				cur = r.newBatch()
+			case <-r.done:
+				return errArchiverStopped
+			default:
+				if cur.full() {
+					if err := r.handOff(cur, false); err != nil {
+						return err
+					}
+					cur = r.newBatch()
+				}
+			}
+		}
+		r.conn.Conn().SetReadDeadline(time.Now().Add(readWait))
+		msg, err := r.conn.ReceiveMessage(context.Background())
+		if err != nil {
+			if isTimeout(err) {
+				if len(cur.msgs) > 0 {
+					if err := r.handOff(cur, false); err != nil {
+						return err
+					}
+					cur = r.newBatch()
+				}
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("replication stream: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := r.copyData(m.Data, cur); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.CopyDone:
+			return errors.New("replication stream: the server ended it")
+		case *pgproto3.NoticeResponse:
+			r.log.Info("server notice", "message", m.Message)
+		}
+	}
+}
+
+func (r *reader) copyData(data []byte, cur *batch) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		k, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse keepalive: %w", err)
+		}
+		cur.msgs = append(cur.msgs, batchMsg{keepalive: uint64(k.ServerWALEnd)})
+		if k.ReplyRequested {
+			return r.sendStatus()
+		}
+	case pglogrepl.XLogDataByteID:
+		x, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse XLogData: %w", err)
+		}
+		start := len(cur.arena)
+		cur.arena = append(cur.arena, x.WALData...)
+		cur.msgs = append(cur.msgs, batchMsg{start: start, end: len(cur.arena)})
+		r.received = max(r.received, uint64(x.WALStart))
+	}
+	return nil
+}
+
+// handOff gives the batch to the archiver, waiting as long as it takes but
+// keeping the walsender informed meanwhile.
+func (r *reader) handOff(b *batch, final bool) error {
+	if len(b.msgs) == 0 {
+		return nil
+	}
+	tick := time.NewTicker(r.o.StatusInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case r.out <- b:
+			return nil
+		case <-r.done:
+			return errArchiverStopped
+		case <-tick.C:
+			if !final {
+				if err := r.sendStatus(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (r *reader) newBatch() *batch {
+	select {
+	case b := <-r.free:
+		b.arena, b.msgs = b.arena[:0], b.msgs[:0]
+		return b
+	default:
+		return &batch{arena: make([]byte, 0, 64<<10)}
+	}
+}
+
+// sendStatus reports the durable position as flushed. The flush field is
+// never zero: the server would take the write position for it.
+func (r *reader) sendStatus() error {
+	d := r.durable.Load()
+	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), r.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(max(r.received, d)),
+		WALFlushPosition: pglogrepl.LSN(d),
+		WALApplyPosition: pglogrepl.LSN(d),
+		ClientTime:       time.Now(),
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	r.sentAt, r.sent = time.Now(), d
+	return nil
+}
+
+// loop runs the archiver over the batches until the reader closes them.
+func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
+	for {
+		select {
+		case b, ok := <-in:
+			if !ok {
+				return a.finish()
+			}
+			for _, m := range b.msgs {
+				if m.keepalive != 0 {
+					a.keepalive(m.keepalive)
+					continue
+				}
+				if err := a.handle(b.arena[m.start:m.end]); err != nil {
+					return err
+				}
+			}
+			select {
+			case free <- b:
+			default:
+			}
+		case <-timer.C:
+			armed = false
+		}
+		if a.flushDue() {
+			if err := a.flush(); err != nil {
+				return err
+			}
+		}
+		if a.dirty && !armed {
+			timer.Reset(max(a.opts.FlushInterval-time.Since(a.pendingSince), 10*time.Millisecond))
+			armed = true
+		}
+	}
+}
+
+// finish makes every completed transaction durable when the stream stops.
+// A transaction cut off in the middle is dropped; the server sends it again.
+func (a *archiver) finish() error {
+	if !a.discardCurrentTx() {
+		// A large transaction already wrote part of itself; everything
+		// before it is durable, and its own rows are abandoned with the
+		// catalog transaction. Its blobs are cut off at the next start.
+		return nil
+	}
+	if !a.dirty {
+		return nil
+	}
+	return a.flush()
+}

@@ -1,0 +1,202 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"lbt/catalog"
+	"lbt/ingest"
+	"lbt/schema"
+	"lbt/test/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// daemon is an in-process lbt backup against one test database.
+type daemon struct {
+	t      *testing.T
+	c      *pgtest.Cluster
+	dsn    string
+	dir    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+var syncSeq atomic.Int64
+
+// startBackup runs the backup daemon until the test ends.
+func startBackup(t *testing.T, c *pgtest.Cluster, dsn, dir string, tune ...func(*ingest.Options)) *daemon {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := ingest.NewOptions()
+	opts.ArchiveDir = dir
+	opts.Conn = cfg
+	opts.Slot = fmt.Sprintf("lbt_%d", time.Now().UnixNano()%1e9)
+	opts.FlushInterval = 50 * time.Millisecond
+	opts.StatusInterval = time.Second
+	opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "lbt", Level: hclog.Debug, Output: testWriter{t}})
+	for _, f := range tune {
+		f(&opts)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &daemon{t: t, c: c, dsn: dsn, dir: dir, cancel: cancel, done: make(chan error, 1)}
+	go func() { d.done <- ingest.Run(ctx, opts) }()
+	t.Cleanup(func() { d.stop() })
+	return d
+}
+
+// stop shuts the daemon down cleanly and fails the test if it failed.
+func (d *daemon) stop() {
+	d.t.Helper()
+	if d.cancel == nil {
+		return
+	}
+	d.cancel()
+	d.cancel = nil
+	select {
+	case err := <-d.done:
+		if err != nil {
+			d.t.Errorf("lbt backup: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		d.t.Error("lbt backup did not stop within 30s")
+	}
+}
+
+// waitArchived emits a marker transaction and waits until the archive holds
+// it, which means it holds everything committed before it.
+func waitArchived(t *testing.T, c *pgtest.Cluster, dsn, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		// A marker emitted before the daemon created its slot is never
+		// streamed, so emit another one now and then.
+		token := fmt.Sprintf("sync-%d", syncSeq.Add(1))
+		c.Exec(t, dsn, fmt.Sprintf("SELECT pg_logical_emit_message(true, 'lbt.test.sync', '%s')", token))
+		for i := 0; i < 40; i++ {
+			if n := countArchived(t, dir, `SELECT count(*) FROM tx_message WHERE prefix = 'lbt.test.sync' AND content = CAST(? AS BLOB)`, token); n > 0 {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Fatalf("archive %s did not catch up within 90s", dir)
+}
+
+func countArchived(t *testing.T, dir, query string, args ...any) int {
+	t.Helper()
+	cat, err := catalog.OpenReadOnly(context.Background(), dir)
+	if err != nil {
+		return -1
+	}
+	defer cat.Close()
+	var n int
+	if err := cat.DB().QueryRow(query, args...).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+// archivedChange is a change read back from the archive, with values as text.
+type archivedChange struct {
+	Op        string
+	CommitLSN uint64
+	Xid       uint32
+	Old, New  []*string // nil pointer: NULL; "\x00unchanged" for an unchanged TOAST value
+}
+
+const unchanged = "\x00unchanged"
+
+// readArchive returns every archived change of one table, in commit order.
+func readArchive(t *testing.T, dir, table string) (schema.Table, []archivedChange) {
+	t.Helper()
+	ctx := context.Background()
+	cat, err := catalog.OpenReadOnly(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	ns, name, err := schema.ParseName(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := cat.FindTable(ctx, ns, name)
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("table %s not in archive: %v", table, err)
+	}
+	versions, err := cat.SchemaVersions(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := cat.Blobs(ctx, ids[0], 0, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := catalog.NewBlobSource(dir)
+	defer src.Close()
+	var out []archivedChange
+	for _, b := range blobs {
+		raw, err := src.Read(b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := catalog.NewRecordReader(raw, b.Schema)
+		for {
+			ch, ok, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			out = append(out, archivedChange{Op: string(ch.Tag), CommitLSN: ch.CommitLSN, Xid: ch.Xid, Old: texts(ch.Old), New: texts(ch.New)})
+		}
+	}
+	return versions[len(versions)-1].Table, out
+}
+
+func texts(t catalog.Tuple) []*string {
+	var out []*string
+	for _, v := range t {
+		switch v.Kind {
+		case catalog.ValueNull:
+			out = append(out, nil)
+		case catalog.ValueUnchanged:
+			s := unchanged
+			out = append(out, &s)
+		default:
+			s := string(v.Data)
+			out = append(out, &s)
+		}
+	}
+	return out
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func catalogQueryRow(t *testing.T, dir, query string, args []any, dest ...any) {
+	t.Helper()
+	cat, err := catalog.OpenReadOnly(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	if err := cat.DB().QueryRow(query, args...).Scan(dest...); err != nil {
+		t.Fatalf("catalog query: %v", err)
+	}
+}
