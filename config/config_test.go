@@ -210,10 +210,7 @@ func TestLoad(t *testing.T) {
 			path := writeConfig(t, tt.yaml)
 			got, err := config.Load(path)
 			if tt.want == nil {
-				wantErr := tt.err
-				if strings.Contains(wantErr, "%s") {
-					wantErr = strings.Replace(wantErr, "%s", path, 1)
-				}
+				wantErr := strings.Replace(tt.err, "%s", path, 1)
 				checkErr(t, err, wantErr)
 				return
 			}

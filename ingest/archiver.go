@@ -414,7 +414,7 @@ func (a *archiver) change(data []byte) error {
 			return fmt.Errorf("INSERT into %s: unexpected tuple type %q", t.def.QualifiedName(), data[p])
 		}
 		t.buf = append(t.buf, catalog.TagInsert)
-		t.buf, n, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
+		t.buf, _, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
 		t.ins++
 	case 'U':
 		t.buf = append(t.buf, catalog.TagUpdate)
@@ -431,14 +431,14 @@ func (a *archiver) change(data []byte) error {
 		if p >= len(data) || data[p] != 'N' {
 			return fmt.Errorf("UPDATE of %s: no new tuple", t.def.QualifiedName())
 		}
-		t.buf, n, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
+		t.buf, _, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
 		t.upd++
 	case 'D':
 		if data[p] != 'K' && data[p] != 'O' {
 			return fmt.Errorf("DELETE from %s: unexpected tuple type %q", t.def.QualifiedName(), data[p])
 		}
 		t.buf = append(t.buf, catalog.TagDelete, data[p])
-		t.buf, n, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
+		t.buf, _, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
 		t.del++
 	}
 	if err != nil {

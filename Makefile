@@ -1,0 +1,79 @@
+# Build, test and check lbt. "make deps" installs PostgreSQL, which the
+# tests and the demo need, when no server is found.
+
+SHELL := /bin/bash
+
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# staticcheck 2026.2.2, a release that supports go 1.26.
+STATICCHECK_VERSION := v0.8.2
+BENCHTIME ?= 1x
+# apt-get needs root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: all build test race bench soak lint demo deps clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/lbt ./cmd/lbt
+
+test:
+	$(GO) test -count=1 -timeout 20m ./...
+
+# The race detector needs cgo, hence a C compiler. The end-to-end tests in
+# test/ are left out: they are slow, and the code they drive runs in child
+# processes the detector does not see. The harness in test/pgtest stays in.
+race:
+	@if ! command -v gcc >/dev/null 2>&1; then \
+		echo "race: skipped: no gcc, and the race detector needs cgo"; \
+		exit 0; \
+	fi; \
+	pkgs="$$($(GO) list ./... | grep -v -E '^lbt/test(/|$$)') lbt/test/pgtest"; \
+	echo CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $$pkgs; \
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $$pkgs
+
+bench:
+	@if [ -d test/bench ]; then \
+		$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./test/bench/...; \
+	else \
+		echo "bench: no benchmarks yet (test/bench does not exist)"; \
+	fi
+
+soak:
+	@if [ -d test/soak ]; then \
+		$(GO) test -count=1 -v -timeout 2h ./test/soak/...; \
+	else \
+		echo "soak: no soak tests yet (test/soak does not exist)"; \
+	fi
+
+lint:
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "lint: gofmt wants to change:"; \
+		echo "$$unformatted"; \
+		exit 1; \
+	fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+demo:
+	bash scripts/demo.sh
+
+# Looks where test/pgtest looks, in the same order.
+deps:
+	@if [ -n "$$LBT_PG_BINDIR" ] && [ -x "$$LBT_PG_BINDIR/postgres" ]; then \
+		echo "deps: PostgreSQL server found: $$LBT_PG_BINDIR/postgres (LBT_PG_BINDIR)"; \
+	elif command -v postgres >/dev/null 2>&1; then \
+		echo "deps: PostgreSQL server found: $$(command -v postgres)"; \
+	elif found="$$(ls -d /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sort -V | tail -n 1)" && [ -n "$$found" ]; then \
+		echo "deps: PostgreSQL server found: $$found"; \
+	else \
+		echo "deps: no PostgreSQL server found; installing it with apt-get"; \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql postgresql-contrib; \
+	fi
+
+clean:
+	rm -rf bin demo-data
+	rm -f coverage.out coverage.html *.coverprofile

@@ -1,0 +1,105 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"lbt/schema"
+)
+
+// Basebackup is a complete, consistent dump of one table. Transactions that
+// committed before LSN (commit LSN < LSN) are in it; those at or after LSN
+// are in the deltas.
+type Basebackup struct {
+	ID         int64
+	TableID    int64
+	LSN        uint64 // the snapshot's consistent point
+	Path       string // archive-relative; see BasebackupName
+	Rows       int64
+	Bytes      int64  // on disk (compressed)
+	RawBytes   int64  // COPY text
+	CRC        uint32 // CRC-32C of the file's bytes
+	Definition schema.Definition
+	Sequences  []schema.Sequence
+	Reason     string // why it was taken: "new table", "threshold", "request", ...
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// BasebackupName is where a table's basebackup at lsn lives in the archive.
+func BasebackupName(tableID int64, lsn uint64) string {
+	return filepath.Join("base", fmt.Sprint(tableID), fmt.Sprintf("%016X.copy.lz4", lsn))
+}
+
+// AddBasebackup records a basebackup whose file is already durable in the
+// archive, and restarts the table's change counters from it.
+func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error) {
+	def, err := json.Marshal(b.Definition)
+	if err != nil {
+		return 0, fmt.Errorf("encode definition: %w", err)
+	}
+	seqs, err := json.Marshal(b.Sequences)
+	if err != nil {
+		return 0, fmt.Errorf("encode sequences: %w", err)
+	}
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("catalog add basebackup: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO basebackup (table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.TableID, int64(b.LSN), b.Path, b.Rows, b.Bytes, b.RawBytes, int64(b.CRC), string(def), string(seqs), b.Reason,
+		Micros(b.StartedAt), Micros(b.FinishedAt))
+	if err != nil {
+		return 0, fmt.Errorf("catalog add basebackup: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("catalog add basebackup: %w", err)
+	}
+	// Count from the deltas themselves what came after the snapshot, so that
+	// changes archived while the dump ran are not forgotten.
+	_, err = tx.ExecContext(ctx, `UPDATE table_state SET
+		changes_since_base = (SELECT coalesce(sum(inserts + updates + deletes + truncates), 0) FROM tx_table WHERE table_id = ?1 AND commit_lsn >= ?2),
+		blobs_since_base = (SELECT count(*) FROM blob WHERE table_id = ?1 AND last_lsn >= ?2)
+		WHERE table_id = ?1`, b.TableID, int64(b.LSN))
+	if err != nil {
+		return 0, fmt.Errorf("catalog add basebackup: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("catalog add basebackup: %w", err)
+	}
+	return id, nil
+}
+
+// Basebackups lists a table's basebackups, oldest first.
+func (c *Catalog) Basebackups(ctx context.Context, tableID int64) ([]Basebackup, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at
+		FROM basebackup WHERE table_id = ? ORDER BY lsn`, tableID)
+	if err != nil {
+		return nil, fmt.Errorf("catalog basebackups of table %d: %w", tableID, err)
+	}
+	defer rows.Close()
+	var out []Basebackup
+	for rows.Next() {
+		var b Basebackup
+		var lsn, crc, started, finished int64
+		var def, seqs string
+		if err := rows.Scan(&b.ID, &b.TableID, &lsn, &b.Path, &b.Rows, &b.Bytes, &b.RawBytes, &crc, &def, &seqs, &b.Reason, &started, &finished); err != nil {
+			return nil, fmt.Errorf("catalog basebackups of table %d: %w", tableID, err)
+		}
+		b.LSN, b.CRC, b.StartedAt, b.FinishedAt = uint64(lsn), uint32(crc), FromMicros(started), FromMicros(finished)
+		if err := json.Unmarshal([]byte(def), &b.Definition); err != nil {
+			return nil, fmt.Errorf("catalog basebackup %d definition: %w", b.ID, err)
+		}
+		if err := json.Unmarshal([]byte(seqs), &b.Sequences); err != nil {
+			return nil, fmt.Errorf("catalog basebackup %d sequences: %w", b.ID, err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
