@@ -114,7 +114,32 @@ func (c *Catalog) Tables(ctx context.Context) ([]TableRef, error) {
 
 // SchemaVersions returns every version of a table's definition, oldest first.
 func (c *Catalog) SchemaVersions(ctx context.Context, tableID int64) ([]SchemaVersion, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT table_id, version, from_lsn, nspname, relname, replident, columns, primary_key
+	return schemaVersions(ctx, c.db, tableID)
+}
+
+// TableByOID finds, inside the write transaction, the newest table with a
+// source OID and its latest definition; ok is false when there is none.
+func (w *Writer) TableByOID(oid uint32) (id int64, latest SchemaVersion, ok bool, err error) {
+	err = w.tx.QueryRowContext(w.ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, latest, false, nil
+	}
+	if err != nil {
+		return 0, latest, false, fmt.Errorf("catalog table by oid %d: %w", oid, err)
+	}
+	versions, err := schemaVersions(w.ctx, w.tx, id)
+	if err != nil || len(versions) == 0 {
+		return id, latest, false, err
+	}
+	return id, versions[len(versions)-1], true, nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func schemaVersions(ctx context.Context, q querier, tableID int64) ([]SchemaVersion, error) {
+	rows, err := q.QueryContext(ctx, `SELECT table_id, version, from_lsn, nspname, relname, replident, columns, primary_key
 		FROM schema_version WHERE table_id = ? ORDER BY version`, tableID)
 	if err != nil {
 		return nil, fmt.Errorf("catalog schema of table %d: %w", tableID, err)

@@ -297,6 +297,18 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	if t == nil {
 		t = &table{oid: m.RelationID, tracked: a.opts.TrackNewTables || a.published[m.RelationID]}
 		a.tables[m.RelationID] = t
+		// A basebackup may have registered the table before its first change.
+		w, err := a.writer()
+		if err != nil {
+			return err
+		}
+		id, v, ok, err := w.TableByOID(m.RelationID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			t.id, t.def, t.version, t.keyCols, t.tracked = id, v.Table, v.Version, v.KeyColumns(), true
+		}
 		if !t.tracked {
 			a.log.Info("table not archived: it was not in the publication at start and trackNewTables is false", "table", def.QualifiedName())
 		}

@@ -7,7 +7,10 @@ import (
 	"io"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"lbt/ingest"
 )
 
 type backupCmd struct {
@@ -42,14 +45,45 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 		return fmt.Errorf("connect to source %s: %s", source, cfg.RedactSecrets(connectCause(err)))
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	defer conn.Close(closeCtx)
+	conn.Close(closeCtx)
+	cancel()
 
-	// INGEST: this is where the daemon starts, once package lbt/ingest
-	// exists: hand it ctx, cfg and log, and return its error. It owns
-	// the connections from here on; the probe above only makes
-	// configuration and connection errors fail fast with a clear message.
-	return fmt.Errorf("connected to source %s, but the backup daemon is %w", source, errNotImplemented)
+	opts := ingest.NewOptions()
+	opts.ArchiveDir = cfg.ArchiveDir
+	opts.Conn = pc
+	opts.Slot = cfg.SlotName
+	opts.Publication = cfg.Publication
+	opts.TrackNewTables = cfg.TrackNewTables
+	opts.DeltasPerFile = cfg.DeltasPerFile
+	opts.Fsync = cfg.Fsync
+	opts.FlushInterval = cfg.FlushInterval
+	opts.StatusInterval = cfg.StatusInterval
+	opts.Logger = log
+	opts.Ready = func() {
+		// Tell systemd (Type=notify) that lbt is streaming; a no-op elsewhere.
+		daemon.SdNotify(false, daemon.SdNotifyReady)
+	}
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errs := make(chan error, 2)
+	go func() { errs <- ingest.Run(ctx, opts) }()
+	workers := 1
+	// SCHEDULER: the basebackup scheduler runs here beside ingest, in the
+	// same ctx (workers++ and send its result to errs).
+	var first error
+	for i := 0; i < workers; i++ {
+		err := <-errs
+		if err != nil && first == nil {
+			first = err
+			stop() // one part failing stops the other cleanly
+		}
+	}
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	if first != nil {
+		return errors.New(cfg.RedactSecrets(first.Error()))
+	}
+	return nil
 }
 
 // describeConn names the server and role of a connection without its

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// parseTimeFlag reads a moment given on the command line: RFC 3339;
+// 'YYYY-MM-DD HH:MM:SS[.frac]' with or without a zone offset (local time
+// when none, as psql users expect); a date alone (midnight); or a relative
+// form such as -2h, -30m or -1d12h, counted back from now.
+func parseTimeFlag(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, fmt.Errorf("empty time")
+	}
+	if s == "now" {
+		return now, nil
+	}
+	if s[0] == '-' {
+		d, err := parseRelative(s[1:])
+		if err != nil {
+			return time.Time{}, fmt.Errorf("time %q: %v", s, err)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	s = strings.Replace(s, "T", " ", 1)
+	for _, layout := range []string{
+		"2006-01-02 15:04:05.999999999Z07:00",
+		"2006-01-02 15:04:05.999999999Z07",
+		"2006-01-02 15:04:05.999999999 Z07:00",
+		"2006-01-02 15:04:05.999999999 MST",
+	} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, now.Location()); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("time %q: use RFC 3339 (2026-11-21T14:03:00Z), 'YYYY-MM-DD HH:MM:SS[.frac][+zone]' or a relative time like -2h", s)
+}
+
+// parseRelative reads a Go duration, also with days (1d, 1d12h).
+func parseRelative(s string) (time.Duration, error) {
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		var n int
+		if _, err := fmt.Sscanf(s[:i], "%d", &n); err != nil || fmt.Sprint(n) != s[:i] {
+			return 0, fmt.Errorf("bad number of days %q", s[:i])
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		s = s[i+1:]
+		if s == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad relative time (want e.g. -2h, -90m, -1d)")
+	}
+	return days + d, nil
+}

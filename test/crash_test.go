@@ -1,0 +1,137 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"lbt/test/pgtest"
+)
+
+// lbt killed with SIGKILL at random moments under a concurrent write load,
+// and restarted each time, archives every committed transaction exactly
+// once. The ledger table is the server's own record: each transaction
+// writes its txid there, so the ledger lists exactly what committed.
+func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	dir := t.TempDir()
+	c.Exec(t, dsn, `
+		CREATE TABLE ledger (id bigserial PRIMARY KEY, txid bigint NOT NULL, note text);
+		CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
+		INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 100) g;`)
+	cfg := writeConfig(t, c, dsn, dir, "crash")
+	// Only what commits after the slot exists can be archived: let the first
+	// run create it before the load begins.
+	p := startLBT(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, dir)
+
+	ctx, stopLoad := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var loadErr error
+	var loadMu sync.Mutex
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			conn := c.Connect(t, dsn)
+			for i := 0; ctx.Err() == nil; i++ {
+				// Transactions of varied size, some large enough to spill.
+				rows := 1 + rand.IntN(5)
+				if i%200 == 0 {
+					rows = 5000
+				}
+				_, err := conn.Exec(context.Background(), fmt.Sprintf(`BEGIN;
+					INSERT INTO ledger (txid, note) SELECT txid_current(), repeat('x', 20) || g FROM generate_series(1, %d) g;
+					UPDATE accounts SET balance = balance + 1 WHERE id = %d;
+					COMMIT`, rows, 1+rand.IntN(100)))
+				if err != nil {
+					loadMu.Lock()
+					loadErr = err
+					loadMu.Unlock()
+					return
+				}
+			}
+		}(w)
+	}
+
+	for i := 0; i < 6; i++ {
+		time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
+		p.signal(syscall.SIGKILL)
+		p.wait(t, 30*time.Second)
+		p = startLBT(t, "backup", "--config", cfg)
+	}
+	time.Sleep(time.Second)
+	stopLoad()
+	wg.Wait()
+	if loadErr != nil {
+		t.Fatalf("load: %v", loadErr)
+	}
+	waitArchived(t, c, dsn, dir)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exited %d after SIGTERM:\n%s", code, p.stderr)
+	}
+
+	// What committed, according to the server.
+	conn := c.Connect(t, dsn)
+	want := map[int64]int{} // ledger id -> 1
+	rows, err := conn.Query(context.Background(), `SELECT id FROM ledger`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		rows.Scan(&id)
+		want[id] = 1
+	}
+	var wantTxs int
+	conn.QueryRow(context.Background(), `SELECT count(DISTINCT txid) FROM ledger`).Scan(&wantTxs)
+
+	// What the archive holds.
+	_, changes := readArchive(t, dir, "ledger")
+	got := map[int64]int{}
+	for _, ch := range changes {
+		if ch.Op != "I" {
+			t.Fatalf("unexpected %s in ledger", ch.Op)
+		}
+		var id int64
+		fmt.Sscan(*ch.New[0], &id)
+		got[id]++
+	}
+	var missing, twice []int64
+	for id := range want {
+		if got[id] == 0 {
+			missing = append(missing, id)
+		}
+	}
+	for id, n := range got {
+		if n > 1 || want[id] == 0 {
+			twice = append(twice, id)
+		}
+	}
+	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+	if len(missing) > 0 || len(twice) > 0 {
+		t.Fatalf("archive differs from the server's ledger: %d rows missing (first %v), %d archived twice or never committed (first %v)",
+			len(missing), first(missing), len(twice), first(twice))
+	}
+	var archivedTxs int
+	catalogQueryRow(t, dir, `SELECT count(*) FROM tx_table tt JOIN schema_version sv ON sv.table_id = tt.table_id AND sv.version = 1
+		WHERE sv.relname = 'ledger'`, nil, &archivedTxs)
+	if archivedTxs != wantTxs {
+		t.Fatalf("catalog lists %d ledger transactions, the server committed %d", archivedTxs, wantTxs)
+	}
+	t.Logf("%d transactions, %d ledger rows archived exactly once across 6 kills", wantTxs, len(want))
+}
+
+func first(ids []int64) []int64 {
+	if len(ids) > 5 {
+		return ids[:5]
+	}
+	return ids
+}
