@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
 
@@ -28,7 +29,7 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 	cfg := writeConfig(t, c, dsn, dir, "crash")
 	// Only what commits after the slot exists can be archived: let the first
 	// run create it before the load begins.
-	p := startLBT(t, "backup", "--config", cfg)
+	p := lbtrun.Start(t, "backup", "--config", cfg)
 	waitArchived(t, c, dsn, dir)
 
 	ctx, stopLoad := context.WithCancel(context.Background())
@@ -62,9 +63,9 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 
 	for i := 0; i < 6; i++ {
 		time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
-		p.signal(syscall.SIGKILL)
-		p.wait(t, 30*time.Second)
-		p = startLBT(t, "backup", "--config", cfg)
+		p.Signal(syscall.SIGKILL)
+		p.Wait(t, 30*time.Second)
+		p = lbtrun.Start(t, "backup", "--config", cfg)
 	}
 	time.Sleep(time.Second)
 	stopLoad()
@@ -73,9 +74,9 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 		t.Fatalf("load: %v", loadErr)
 	}
 	waitArchived(t, c, dsn, dir)
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exited %d after SIGTERM:\n%s", code, p.stderr)
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exited %d after SIGTERM:\n%s", code, p.Output())
 	}
 
 	// What committed, according to the server.

@@ -1,0 +1,66 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Summary is the archive's state as the catalog records it.
+type Summary struct {
+	Position           Position
+	HasPosition        bool
+	UpdatedAt          time.Time // when the daemon last committed a flush
+	Epochs             []Epoch
+	Tables             int
+	TablesWithoutBase  int // archived tables that no basebackup covers yet
+	Transactions       int64
+	Changes            int64
+	Segments           int
+	SegmentBytes       int64
+	Basebackups        int
+	BasebackupBytes    int64
+	OldestRestorableAt time.Time // commit time of the oldest basebackup's snapshot, roughly
+}
+
+// Summarize reads the archive's summary.
+func (c *Catalog) Summarize(ctx context.Context) (Summary, error) {
+	var s Summary
+	var err error
+	if s.Position, s.HasPosition, err = c.Position(ctx); err != nil {
+		return s, err
+	}
+	if s.HasPosition {
+		var us int64
+		if err := c.db.QueryRowContext(ctx, `SELECT updated_at FROM position WHERE id = 1`).Scan(&us); err == nil {
+			s.UpdatedAt = FromMicros(us)
+		}
+	}
+	if s.Epochs, err = c.Epochs(ctx); err != nil {
+		return s, err
+	}
+	var oldestBaseLSN *int64
+	err = c.db.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM rel),
+		(SELECT count(*) FROM rel r WHERE NOT EXISTS (SELECT 1 FROM basebackup b WHERE b.table_id = r.id)),
+		(SELECT count(*) FROM tx),
+		(SELECT coalesce(sum(inserts + updates + deletes + truncates), 0) FROM tx_table),
+		(SELECT count(*) FROM segment WHERE retired_at IS NULL),
+		(SELECT coalesce(sum(size), 0) FROM segment WHERE retired_at IS NULL),
+		(SELECT count(*) FROM basebackup),
+		(SELECT coalesce(sum(bytes), 0) FROM basebackup),
+		(SELECT min(lsn) FROM basebackup)`).
+		Scan(&s.Tables, &s.TablesWithoutBase, &s.Transactions, &s.Changes, &s.Segments, &s.SegmentBytes,
+			&s.Basebackups, &s.BasebackupBytes, &oldestBaseLSN)
+	if err != nil {
+		return s, fmt.Errorf("catalog summary: %w", err)
+	}
+	if oldestBaseLSN != nil {
+		var us *int64
+		c.db.QueryRowContext(ctx, `SELECT min(commit_time) FROM tx WHERE commit_lsn >= ?`, *oldestBaseLSN).Scan(&us)
+		if us != nil {
+			s.OldestRestorableAt = FromMicros(*us)
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,285 @@
+package catalog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pierrec/lz4/v4"
+)
+
+// VerifyReport says what Verify checked and what it found wrong.
+type VerifyReport struct {
+	Segments    int
+	Blobs       int
+	Basebackups int
+	BytesRead   int64
+	Problems    []string
+	Warnings    []string // harmless findings: unreferenced files
+}
+
+// VerifyError reports an archive that failed verification.
+type VerifyError struct{ Problems []string }
+
+func (e *VerifyError) Error() string {
+	more := ""
+	if len(e.Problems) > 1 {
+		more = fmt.Sprintf(" (and %d more problems)", len(e.Problems)-1)
+	}
+	return "archive damaged: " + e.Problems[0] + more
+}
+
+// VerificationFailed marks the error for the exit status of verification.
+func (e *VerifyError) VerificationFailed() bool { return true }
+
+// Verify checks the archive: the catalog's own integrity, that every file it
+// references is there and long enough, and that references agree. With
+// readData it also reads every blob and basebackup, checks their checksums
+// and decodes every record. It returns a *VerifyError listing the problems.
+func (c *Catalog) Verify(ctx context.Context, readData bool) (VerifyReport, error) {
+	var r VerifyReport
+	problem := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
+
+	check := "quick_check"
+	if readData {
+		check = "integrity_check"
+	}
+	var res string
+	if err := c.db.QueryRowContext(ctx, "PRAGMA "+check).Scan(&res); err != nil {
+		return r, fmt.Errorf("verify catalog: %w", err)
+	}
+	if res != "ok" {
+		problem("catalog %s: %s", CatalogFile, res)
+	}
+
+	segSize := map[int64]int64{}
+	rows, err := c.db.QueryContext(ctx, `SELECT id, size FROM segment WHERE retired_at IS NULL ORDER BY id`)
+	if err != nil {
+		return r, fmt.Errorf("verify: %w", err)
+	}
+	for rows.Next() {
+		var id, size int64
+		if err := rows.Scan(&id, &size); err != nil {
+			rows.Close()
+			return r, fmt.Errorf("verify: %w", err)
+		}
+		segSize[id] = size
+	}
+	rows.Close()
+	for id, size := range segSize {
+		r.Segments++
+		path := filepath.Join(c.dir, SegmentName(id))
+		f, err := os.Open(path)
+		if err != nil {
+			problem("segment %d: %v", id, err)
+			continue
+		}
+		st, err := f.Stat()
+		if err == nil && st.Size() < size {
+			problem("segment %s is %d bytes, the catalog references %d", path, st.Size(), size)
+		}
+		if err := checkSegmentHeader(f, id); err != nil {
+			problem("segment %s: %v", path, err)
+		}
+		f.Close()
+	}
+
+	src := NewBlobSource(c.dir)
+	defer src.Close()
+	var buf []byte
+	rows, err = c.db.QueryContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
+		FROM blob ORDER BY segment_id, offset`)
+	if err != nil {
+		return r, fmt.Errorf("verify: %w", err)
+	}
+	var blobs []Blob
+	for rows.Next() {
+		b, err := scanBlob(rows)
+		if err != nil {
+			rows.Close()
+			return r, fmt.Errorf("verify: %w", err)
+		}
+		blobs = append(blobs, b)
+	}
+	rows.Close()
+	for _, b := range blobs {
+		if err := ctx.Err(); err != nil {
+			return r, err
+		}
+		r.Blobs++
+		size, ok := segSize[b.SegmentID]
+		if !ok {
+			problem("blob %d is in segment %d, which the catalog does not list", b.ID, b.SegmentID)
+			continue
+		}
+		if b.Offset+b.Length > size {
+			problem("blob %d ends at byte %d of segment %d, beyond its recorded size %d", b.ID, b.Offset+b.Length, b.SegmentID, size)
+			continue
+		}
+		if !readData {
+			continue
+		}
+		raw, err := src.Read(b, buf)
+		r.BytesRead += b.Length
+		if err != nil {
+			problem("%v", err)
+			continue
+		}
+		buf = raw
+		if msg := checkRecords(b, raw); msg != "" {
+			problem("blob %d in %s: %s", b.ID, SegmentName(b.SegmentID), msg)
+		}
+	}
+
+	var dangling int
+	if err := c.db.QueryRowContext(ctx, `SELECT count(*) FROM tx_table tt WHERE NOT EXISTS (SELECT 1 FROM blob b WHERE b.id = tt.blob_id)
+		AND tt.inserts + tt.updates + tt.deletes + tt.truncates > 0`).Scan(&dangling); err != nil {
+		return r, fmt.Errorf("verify: %w", err)
+	}
+	if dangling > 0 {
+		problem("%d transactions point at blobs the catalog does not have", dangling)
+	}
+
+	bases, err := c.allBasebackups(ctx)
+	if err != nil {
+		return r, err
+	}
+	for _, b := range bases {
+		r.Basebackups++
+		n, msg := c.checkBasebackup(b, readData)
+		r.BytesRead += n
+		if msg != "" {
+			problem("basebackup %s: %s", b.Path, msg)
+		}
+	}
+	r.Warnings = c.unreferencedFiles(segSize, bases)
+	if len(r.Problems) > 0 {
+		return r, &VerifyError{Problems: r.Problems}
+	}
+	return r, nil
+}
+
+// checkRecords decodes every record of a blob and checks it against the
+// catalog's account of it.
+func checkRecords(b Blob, raw []byte) string {
+	rr := NewRecordReader(raw, b.Schema)
+	n := 0
+	var last uint64
+	for {
+		ch, ok, err := rr.Next()
+		if err != nil {
+			return err.Error()
+		}
+		if !ok {
+			break
+		}
+		if ch.CommitLSN < b.FirstLSN || ch.CommitLSN > b.LastLSN || ch.CommitLSN < last {
+			return fmt.Sprintf("record of transaction %X outside the blob's range %X-%X or out of order", ch.CommitLSN, b.FirstLSN, b.LastLSN)
+		}
+		last = ch.CommitLSN
+		n++
+	}
+	if n != b.Changes {
+		return fmt.Sprintf("holds %d changes, the catalog says %d", n, b.Changes)
+	}
+	return ""
+}
+
+func (c *Catalog) allBasebackups(ctx context.Context) ([]Basebackup, error) {
+	refs, err := c.Tables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Basebackup
+	for _, t := range refs {
+		bs, err := c.Basebackups(ctx, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bs...)
+	}
+	return out, nil
+}
+
+// checkBasebackup checks a basebackup file's presence and size, and with
+// readData its checksum, its lz4 frame and its row count.
+func (c *Catalog) checkBasebackup(b Basebackup, readData bool) (int64, string) {
+	path := filepath.Join(c.dir, b.Path)
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err.Error()
+	}
+	if st.Size() != b.Bytes {
+		return 0, fmt.Sprintf("file is %d bytes, the catalog says %d", st.Size(), b.Bytes)
+	}
+	if !readData {
+		return 0, ""
+	}
+	h := crc32.New(castagnoli)
+	zr := lz4.NewReader(io.TeeReader(f, h))
+	lines, err := countLines(zr)
+	if err != nil {
+		return st.Size(), fmt.Sprintf("does not decompress: %v", err)
+	}
+	if h.Sum32() != b.CRC {
+		return st.Size(), fmt.Sprintf("checksum %08x, the catalog says %08x", h.Sum32(), b.CRC)
+	}
+	if lines != b.Rows {
+		return st.Size(), fmt.Sprintf("holds %d rows, the catalog says %d", lines, b.Rows)
+	}
+	return st.Size(), ""
+}
+
+func countLines(r io.Reader) (int64, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	var n int64
+	buf := make([]byte, 1<<16)
+	for {
+		k, err := br.Read(buf)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// unreferencedFiles lists files in the archive that the catalog does not
+// reference: left by a crash before their catalog rows were committed.
+func (c *Catalog) unreferencedFiles(segs map[int64]int64, bases []Basebackup) []string {
+	var out []string
+	known := map[string]bool{}
+	for id := range segs {
+		known[SegmentName(id)] = true
+	}
+	for _, b := range bases {
+		known[b.Path] = true
+	}
+	for _, sub := range []string{"segments", "base"} {
+		filepath.WalkDir(filepath.Join(c.dir, sub), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			rel, _ := filepath.Rel(c.dir, path)
+			if !known[rel] && !strings.HasSuffix(rel, ".partial") {
+				out = append(out, "file not referenced by the catalog: "+rel)
+			}
+			return nil
+		})
+	}
+	return out
+}
