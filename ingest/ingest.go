@@ -105,6 +105,11 @@ func Run(ctx context.Context, opts Options) error {
 		if err == nil {
 			err = errors.New("replication stream ended")
 		}
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			// Everything durable is confirmed and nothing is lost: the server
+			// keeps the rest. Retrying cannot make room.
+			return fatalf("archive %s: disk full: free space (or run lbt purge), then start lbt again: %w", opts.ArchiveDir, err)
+		}
 		if IsFatal(err) || !d.streamed {
 			// Never streamed: the setup is wrong, not the network. Exit so
 			// that the operator (or the supervisor) sees it.

@@ -19,6 +19,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
+// ingestOptions are the daemon's options, for tests that tune them.
+type ingestOptions = ingest.Options
+
 // daemon is an in-process lbt backup against one test database.
 type daemon struct {
 	t      *testing.T
