@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"lbt/catalog"
 	"lbt/schema"
@@ -52,6 +53,7 @@ type archiver struct {
 	dirty        bool             // pending differs from what is durable
 	pendingSince time.Time
 	buffered     int // bytes in all tables' bufs
+	pendingTxs   int // transactions the next flush makes durable
 	touchedSince map[*table]bool
 
 	tx txState
@@ -83,13 +85,14 @@ type message struct {
 
 // table is the archiver's state for one source table.
 type table struct {
-	id      int64
-	oid     uint32
-	def     schema.Table
-	version int
-	keyCols []int
-	tracked bool
-	warned  bool
+	id            int64
+	oid           uint32
+	def           schema.Table
+	version       int
+	keyCols       []int
+	tracked       bool
+	warned        bool
+	changesMetric prometheus.Counter
 
 	// records not yet written as a blob
 	buf       []byte
@@ -590,6 +593,7 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		}
 	}
 	a.archived = catalog.Position{Epoch: a.epoch, EndLSN: uint64(m.TransactionEndLSN), CommitLSN: a.tx.commitLSN, CommitTime: m.CommitTime}
+	a.pendingTxs++
 	a.markPending(a.archived)
 	return nil
 }
@@ -729,6 +733,9 @@ func (a *archiver) writeBlob(t *table) error {
 	}
 	a.segChanges += t.changes
 	a.buffered -= len(t.buf)
+	if m := a.opts.Metrics; m != nil {
+		m.blobBytes.Add(float64(len(frame)))
+	}
 	t.act.Blobs++
 	a.touchedSince[t] = true
 	if cap(t.buf) > 1<<20 {
@@ -751,9 +758,17 @@ func (a *archiver) commitFlush() error {
 			return err
 		}
 	}
+	flushStart := time.Now()
+	committedTxs := a.pendingTxs
 	for t := range a.touchedSince {
 		if err := w.AddTableActivity(t.id, t.act); err != nil {
 			return err
+		}
+		if m := a.opts.Metrics; m != nil && t.act.Changes > 0 {
+			if t.changesMetric == nil {
+				t.changesMetric = m.changes.WithLabelValues(t.def.QualifiedName())
+			}
+			t.changesMetric.Add(float64(t.act.Changes))
 		}
 		t.act = catalog.TableActivity{}
 		delete(a.touchedSince, t)
@@ -771,6 +786,15 @@ func (a *archiver) commitFlush() error {
 	}
 	a.durable.Store(a.pending.EndLSN)
 	a.dirty = false
+	a.pendingTxs = 0
+	if m := a.opts.Metrics; m != nil {
+		m.transactions.Add(float64(committedTxs))
+		m.flushes.Observe(time.Since(flushStart).Seconds())
+		m.archivedLSN.Set(float64(a.pending.EndLSN))
+		if !a.pending.CommitTime.IsZero() {
+			m.lastCommit.Set(float64(a.pending.CommitTime.UnixMicro()) / 1e6)
+		}
+	}
 	if sealed {
 		a.seg.Close()
 		a.seg = nil

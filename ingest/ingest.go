@@ -42,6 +42,8 @@ type Options struct {
 
 	// Ready, when set, is called once the stream runs (for sd_notify).
 	Ready func()
+	// Metrics, when set, receive the daemon's figures.
+	Metrics *Metrics
 }
 
 // NewOptions returns the defaults.
@@ -119,6 +121,9 @@ func Run(ctx context.Context, opts Options) error {
 			backoff = time.Second
 		}
 		log.Error("replication interrupted; retrying", "error", err, "retry_in", backoff)
+		if opts.Metrics != nil {
+			opts.Metrics.retries.Inc()
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -3,6 +3,8 @@ package test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +49,16 @@ func TestBackup_LBTConfigFileDrivesDaemon(t *testing.T) {
 	waitArchived(t, c, dsn, archive)
 	c.Exec(t, dsn, `INSERT INTO t VALUES (1, 'a'), (2, 'b')`)
 	waitArchived(t, c, dsn, archive)
+	// Metrics are served on loopback by default (LBT's port listened on all interfaces).
+	resp, err := http.Get("http://127.0.0.1:9187/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `lbt_archived_changes_total{table="public.t"} 2`) {
+		t.Errorf("metrics lack the archived changes of t:\n%.2000s", body)
+	}
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(t, time.Minute); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p.Output())

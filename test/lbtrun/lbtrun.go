@@ -62,6 +62,7 @@ publication: lbt
 fsync: true
 flushInterval: 100ms
 statusInterval: 1s
+metricsAddr: 127.0.0.1:0
 db:
   host: %s
   port: %d
