@@ -21,9 +21,10 @@ build:
 test:
 	$(GO) test -count=1 -timeout 20m ./...
 
-# The race detector needs cgo, hence a C compiler. The end-to-end tests in
-# test/ are left out: they are slow, and the code they drive runs in child
-# processes the detector does not see. The harness in test/pgtest stays in.
+# The race detector needs cgo, hence a C compiler. Of the end-to-end tests in
+# test/, only those that run the daemon in-process are included: the others
+# drive child processes the detector does not see.
+RACE_E2E := TestBackup_ArchivesWorkloadExactly|TestBackup_IdleSlot|TestBackup_LostSlot
 race:
 	@if ! command -v gcc >/dev/null 2>&1; then \
 		echo "race: skipped: no gcc, and the race detector needs cgo"; \
@@ -31,7 +32,9 @@ race:
 	fi; \
 	pkgs="$$($(GO) list ./... | grep -v -E '^lbt/test(/|$$)') lbt/test/pgtest"; \
 	echo CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $$pkgs; \
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $$pkgs
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $$pkgs && \
+	echo "race: the daemon in-process (reader and archiver goroutines):" && \
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./test -run '$(RACE_E2E)'
 
 bench:
 	@if [ -d test/bench ]; then \
