@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -101,4 +102,34 @@ func show(vals []*string) string {
 		}
 	}
 	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// A transaction replayed under a replication origin (as a subscriber or
+// another replication tool would) is archived with that origin's name.
+func TestBackup_ArchivesReplicationOrigin(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	dir := t.TempDir()
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY)`)
+	startBackup(t, c, dsn, dir)
+	waitArchived(t, c, dsn, dir)
+	conn := c.Connect(t, dsn)
+	for _, q := range []string{
+		`SELECT pg_replication_origin_create('upstream_a')`,
+		`SELECT pg_replication_origin_session_setup('upstream_a')`,
+		`INSERT INTO t VALUES (1)`,
+		`SELECT pg_replication_origin_session_reset()`,
+		`INSERT INTO t VALUES (2)`,
+	} {
+		if _, err := conn.Exec(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	waitArchived(t, c, dsn, dir)
+	var withOrigin, without int
+	catalogQueryRow(t, dir, `SELECT count(*) FILTER (WHERE tx.origin = 'upstream_a'), count(*) FILTER (WHERE tx.origin IS NULL)
+		FROM tx JOIN tx_table tt USING (commit_lsn) JOIN schema_version sv ON sv.table_id = tt.table_id AND sv.relname = 't'`, nil, &withOrigin, &without)
+	if withOrigin != 1 || without != 1 {
+		t.Fatalf("transactions of t with origin upstream_a: %d, without: %d; want 1 and 1", withOrigin, without)
+	}
 }
