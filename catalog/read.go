@@ -120,14 +120,21 @@ func (c *Catalog) SchemaVersions(ctx context.Context, tableID int64) ([]SchemaVe
 // TableByOID finds, inside the write transaction, the newest table with a
 // source OID and its latest definition; ok is false when there is none.
 func (w *Writer) TableByOID(oid uint32) (id int64, latest SchemaVersion, ok bool, err error) {
-	err = w.tx.QueryRowContext(w.ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
+	var q interface {
+		querier
+		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	} = w.db
+	if w.tx != nil {
+		q = w.tx // the one connection is inside the transaction
+	}
+	err = q.QueryRowContext(w.ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, latest, false, nil
 	}
 	if err != nil {
 		return 0, latest, false, fmt.Errorf("catalog table by oid %d: %w", oid, err)
 	}
-	versions, err := schemaVersions(w.ctx, w.tx, id)
+	versions, err := schemaVersions(w.ctx, q, id)
 	if err != nil || len(versions) == 0 {
 		return id, latest, false, err
 	}

@@ -178,12 +178,8 @@ func TestCatalog_CreateOpenForeign(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 1000; i++ { // crosses the multi-row batch size
-		if err := w.AddRowKey(1, int64(i), uint64(i)); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.AddTx(catalog.Tx{CommitLSN: uint64(i + 1), EndLSN: uint64(i + 2), Xid: uint32(i), CommitTime: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		w.AddRowKey(1, int64(i), uint64(i))
+		w.AddTx(catalog.Tx{CommitLSN: uint64(i + 1), EndLSN: uint64(i + 2), Xid: uint32(i), CommitTime: time.Now()})
 	}
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)

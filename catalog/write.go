@@ -61,74 +61,109 @@ type TableActivity struct {
 	LastChangeTime time.Time
 }
 
-// Writer adds rows to the catalog inside one SQLite transaction, batching
-// them into multi-row INSERTs: one statement per row would make catch-up
-// crawl. Nothing is visible to readers, or durable, before Commit.
+// Writer adds rows to the catalog as one SQLite transaction. The rows of
+// the high-volume tables wait in memory and are inserted many at a time at
+// Commit, so that SQLite's single write lock is held only for the commit
+// itself and other writers (basebackups, purge) get their turn. Rows that
+// callers need at once (a new table's id) open the transaction early.
+// Nothing is visible to readers, or durable, before Commit.
 type Writer struct {
-	tx       *sql.Tx
+	db       *sql.DB
+	tx       *sql.Tx // nil until a write needs it
 	ctx      context.Context
 	rowKeys  *batchInsert
 	txs      *batchInsert
 	txTables *batchInsert
 	blobs    *batchInsert
+	messages *batchInsert
 }
 
 // Begin starts a write transaction.
 func (c *Catalog) Begin(ctx context.Context) (*Writer, error) {
-	tx, err := c.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("catalog begin: %w", err)
-	}
 	return &Writer{
-		tx:       tx,
+		db:       c.db,
 		ctx:      ctx,
 		rowKeys:  newBatchInsert("row_key", "table_id, key_hash, commit_lsn", 3, 256, "OR IGNORE"),
 		txs:      newBatchInsert("tx", "commit_lsn, end_lsn, xid, commit_time, origin", 5, 128, ""),
 		txTables: newBatchInsert("tx_table", "table_id, commit_lsn, blob_id, inserts, updates, deletes, truncates", 7, 128, ""),
 		blobs:    newBatchInsert("blob", "id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length", 11, 64, ""),
+		messages: newBatchInsert("tx_message", "commit_lsn, seq, prefix, content", 4, 64, ""),
 	}, nil
 }
 
-// Tx exposes the transaction for rare writes that have no helper here.
-func (w *Writer) Tx() *sql.Tx { return w.tx }
-
-// AddRowKey indexes one change of a row by the hash of its key.
-func (w *Writer) AddRowKey(tableID int64, keyHash int64, commitLSN uint64) error {
-	return w.rowKeys.add(w.ctx, w.tx, tableID, keyHash, int64(commitLSN))
-}
-
-// AddTx records a transaction.
-func (w *Writer) AddTx(t Tx) error {
-	var origin any
-	if t.Origin != "" {
-		origin = t.Origin
+// open begins the SQLite transaction if it has not begun.
+func (w *Writer) open() error {
+	if w.tx != nil {
+		return nil
 	}
-	return w.txs.add(w.ctx, w.tx, int64(t.CommitLSN), int64(t.EndLSN), int64(t.Xid), Micros(t.CommitTime), origin)
-}
-
-// AddTxTable records one transaction's changes to one table.
-func (w *Writer) AddTxTable(t TxTable) error {
-	return w.txTables.add(w.ctx, w.tx, t.TableID, int64(t.CommitLSN), t.BlobID, t.Inserts, t.Updates, t.Deletes, t.Truncates)
-}
-
-// AddBlob records a blob whose bytes are already in its segment.
-func (w *Writer) AddBlob(b Blob) error {
-	return w.blobs.add(w.ctx, w.tx, b.ID, b.TableID, b.SegmentID, b.Offset, b.Length, int64(b.CRC), b.Schema,
-		int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength)
-}
-
-// AddMessage records a transactional logical message.
-func (w *Writer) AddMessage(commitLSN uint64, seq int, prefix string, content []byte) error {
-	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO tx_message (commit_lsn, seq, prefix, content) VALUES (?, ?, ?, ?)`,
-		int64(commitLSN), seq, prefix, content)
+	tx, err := w.db.BeginTx(w.ctx, nil)
 	if err != nil {
-		return fmt.Errorf("catalog add message: %w", err)
+		return fmt.Errorf("catalog begin: %w", err)
+	}
+	w.tx = tx
+	return nil
+}
+
+// Tx exposes the transaction for rare writes that have no helper here.
+func (w *Writer) Tx() *sql.Tx {
+	if err := w.open(); err != nil {
+		// BeginTx only fails on a closed database or a cancelled context;
+		// the caller's next statement reports that.
+		return nil
+	}
+	return w.tx
+}
+
+// WritePending inserts the rows waiting in memory now, holding the
+// transaction open: a huge transaction's rows go to SQLite as they come
+// instead of piling up in memory.
+func (w *Writer) WritePending() error {
+	if err := w.open(); err != nil {
+		return err
+	}
+	for _, b := range []*batchInsert{w.blobs, w.txs, w.txTables, w.rowKeys, w.messages} {
+		if err := b.flush(w.ctx, w.tx); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
+// AddRowKey indexes one change of a row by the hash of its key.
+func (w *Writer) AddRowKey(tableID int64, keyHash int64, commitLSN uint64) {
+	w.rowKeys.add(tableID, keyHash, int64(commitLSN))
+}
+
+// AddTx records a transaction.
+func (w *Writer) AddTx(t Tx) {
+	var origin any
+	if t.Origin != "" {
+		origin = t.Origin
+	}
+	w.txs.add(int64(t.CommitLSN), int64(t.EndLSN), int64(t.Xid), Micros(t.CommitTime), origin)
+}
+
+// AddTxTable records one transaction's changes to one table.
+func (w *Writer) AddTxTable(t TxTable) {
+	w.txTables.add(t.TableID, int64(t.CommitLSN), t.BlobID, t.Inserts, t.Updates, t.Deletes, t.Truncates)
+}
+
+// AddBlob records a blob whose bytes are already in its segment.
+func (w *Writer) AddBlob(b Blob) {
+	w.blobs.add(b.ID, b.TableID, b.SegmentID, b.Offset, b.Length, int64(b.CRC), b.Schema,
+		int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength)
+}
+
+// AddMessage records a transactional logical message.
+func (w *Writer) AddMessage(commitLSN uint64, seq int, prefix string, content []byte) {
+	w.messages.add(int64(commitLSN), seq, prefix, content)
+}
+
 // AddTable records a table seen for the first time and returns its id.
 func (w *Writer) AddTable(oid uint32, firstLSN uint64) (int64, error) {
+	if err := w.open(); err != nil {
+		return 0, err
+	}
 	res, err := w.tx.ExecContext(w.ctx, `INSERT INTO rel (oid, first_lsn) VALUES (?, ?)`, int64(oid), int64(firstLSN))
 	if err != nil {
 		return 0, fmt.Errorf("catalog add table %d: %w", oid, err)
@@ -145,6 +180,9 @@ func (w *Writer) AddTable(oid uint32, firstLSN uint64) (int64, error) {
 
 // AddSchemaVersion records a table definition from the LSN where it took effect.
 func (w *Writer) AddSchemaVersion(s SchemaVersion) error {
+	if err := w.open(); err != nil {
+		return err
+	}
 	cols, err := s.columnsJSON()
 	if err != nil {
 		return err
@@ -164,6 +202,9 @@ func (w *Writer) AddSchemaVersion(s SchemaVersion) error {
 
 // AddSegment records a new segment file.
 func (w *Writer) AddSegment(id int64, size int64) error {
+	if err := w.open(); err != nil {
+		return err
+	}
 	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO segment (id, created_at, size) VALUES (?, ?, ?)`, id, Micros(time.Now()), size)
 	if err != nil {
 		return fmt.Errorf("catalog add segment %d: %w", id, err)
@@ -174,6 +215,9 @@ func (w *Writer) AddSegment(id int64, size int64) error {
 // SetSegmentSize records how many bytes of a segment the catalog references,
 // and whether it is sealed (no more blobs will be appended).
 func (w *Writer) SetSegmentSize(id int64, size int64, sealed bool) error {
+	if err := w.open(); err != nil {
+		return err
+	}
 	_, err := w.tx.ExecContext(w.ctx, `UPDATE segment SET size = ?, sealed = ? WHERE id = ?`, size, sealed, id)
 	if err != nil {
 		return fmt.Errorf("catalog segment %d: %w", id, err)
@@ -183,6 +227,9 @@ func (w *Writer) SetSegmentSize(id int64, size int64, sealed bool) error {
 
 // AddTableActivity adds a flush's changes to a table's state.
 func (w *Writer) AddTableActivity(tableID int64, a TableActivity) error {
+	if err := w.open(); err != nil {
+		return err
+	}
 	_, err := w.tx.ExecContext(w.ctx, `UPDATE table_state SET
 		changes_since_base = changes_since_base + ?,
 		blobs_since_base = blobs_since_base + ?,
@@ -198,6 +245,9 @@ func (w *Writer) AddTableActivity(tableID int64, a TableActivity) error {
 
 // SetPosition records how far the archive reaches.
 func (w *Writer) SetPosition(p Position) error {
+	if err := w.open(); err != nil {
+		return err
+	}
 	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO position (id, epoch, end_lsn, commit_lsn, commit_time, updated_at)
 		VALUES (1, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, end_lsn = excluded.end_lsn,
@@ -211,6 +261,9 @@ func (w *Writer) SetPosition(p Position) error {
 
 // AddEpoch starts a new epoch of the archive's history and returns its id.
 func (w *Writer) AddEpoch(startLSN uint64, slot, reason string) (int64, error) {
+	if err := w.open(); err != nil {
+		return 0, err
+	}
 	res, err := w.tx.ExecContext(w.ctx, `INSERT INTO epoch (start_lsn, started_at, slot, reason) VALUES (?, ?, ?, ?)`,
 		int64(startLSN), Micros(time.Now()), slot, reason)
 	if err != nil {
@@ -219,23 +272,30 @@ func (w *Writer) AddEpoch(startLSN uint64, slot, reason string) (int64, error) {
 	return res.LastInsertId()
 }
 
-// Commit writes the pending batches and commits. Segment bytes the rows point
+// Commit writes the pending rows and commits. Segment bytes the rows point
 // at must already be durable.
 func (w *Writer) Commit() error {
-	for _, b := range []*batchInsert{w.blobs, w.txs, w.txTables, w.rowKeys} {
-		if err := b.flush(w.ctx, w.tx); err != nil {
-			w.tx.Rollback()
-			return err
-		}
+	if err := w.WritePending(); err != nil {
+		w.Rollback()
+		return err
 	}
-	if err := w.tx.Commit(); err != nil {
+	err := w.tx.Commit()
+	w.tx = nil
+	if err != nil {
 		return fmt.Errorf("catalog commit: %w", err)
 	}
 	return nil
 }
 
-// Rollback abandons the transaction.
-func (w *Writer) Rollback() error { return w.tx.Rollback() }
+// Rollback abandons the transaction and the rows waiting in memory.
+func (w *Writer) Rollback() error {
+	if w.tx == nil {
+		return nil
+	}
+	err := w.tx.Rollback()
+	w.tx = nil
+	return err
+}
 
 // batchInsert collects rows for one table and inserts them many at a time.
 type batchInsert struct {
@@ -266,36 +326,37 @@ func (b *batchInsert) sql(rows int) string {
 	return sb.String()
 }
 
-func (b *batchInsert) add(ctx context.Context, tx *sql.Tx, vals ...any) error {
+func (b *batchInsert) add(vals ...any) {
 	b.args = append(b.args, vals...)
-	if len(b.args) < b.ncols*b.perStmt {
-		return nil
-	}
-	if b.full == nil {
-		st, err := tx.PrepareContext(ctx, b.sql(b.perStmt))
-		if err != nil {
-			return fmt.Errorf("catalog insert into %s: %w", b.table, err)
-		}
-		b.full = st
-	}
-	if _, err := b.full.ExecContext(ctx, b.args...); err != nil {
-		return fmt.Errorf("catalog insert into %s: %w", b.table, err)
-	}
-	b.args = b.args[:0]
-	return nil
 }
 
+// flush inserts the collected rows, perStmt at a time.
 func (b *batchInsert) flush(ctx context.Context, tx *sql.Tx) error {
-	if b.full != nil {
-		b.full.Close()
-		b.full = nil
+	defer func() {
+		if b.full != nil {
+			b.full.Close()
+			b.full = nil
+		}
+	}()
+	chunk := b.ncols * b.perStmt
+	for len(b.args) >= chunk {
+		if b.full == nil {
+			st, err := tx.PrepareContext(ctx, b.sql(b.perStmt))
+			if err != nil {
+				return fmt.Errorf("catalog insert into %s: %w", b.table, err)
+			}
+			b.full = st
+		}
+		if _, err := b.full.ExecContext(ctx, b.args[:chunk]...); err != nil {
+			return fmt.Errorf("catalog insert into %s: %w", b.table, err)
+		}
+		b.args = b.args[chunk:]
 	}
-	if len(b.args) == 0 {
-		return nil
+	if len(b.args) > 0 {
+		if _, err := tx.ExecContext(ctx, b.sql(len(b.args)/b.ncols), b.args...); err != nil {
+			return fmt.Errorf("catalog insert into %s: %w", b.table, err)
+		}
 	}
-	if _, err := tx.ExecContext(ctx, b.sql(len(b.args)/b.ncols), b.args...); err != nil {
-		return fmt.Errorf("catalog insert into %s: %w", b.table, err)
-	}
-	b.args = b.args[:0]
+	b.args = nil
 	return nil
 }

@@ -4,36 +4,87 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"syscall"
 
 	"github.com/jackc/pgx/v5"
 
 	"lbt/schema"
 )
 
-var syscallEXDEV = syscall.EXDEV
+// ErrNoTable reports a table that does not exist on the source (any more).
+var ErrNoTable = errors.New("no such table on the source")
+
+// ErrNotPublished reports a table outside the publication: the daemon does
+// not archive its changes, so a basebackup of it could not be brought
+// forward in time.
+var ErrNotPublished = errors.New("table is not in the publication")
+
+// resolve finds a table's OID by name under the dump's snapshot.
+func resolve(ctx context.Context, tx pgx.Tx, nsp, rel string) (uint32, error) {
+	var oid uint32
+	err := tx.QueryRow(ctx, `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2`, nsp, rel).Scan(&oid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("%w: %s (check the name; an unqualified name means schema public)", ErrNoTable, schema.QuoteIdent(nsp)+"."+schema.QuoteIdent(rel))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up table %s: %w", rel, err)
+	}
+	return oid, nil
+}
+
+// checkTable refuses a table that no longer exists, and one that the
+// publication (when given) does not carry.
+func checkTable(ctx context.Context, tx pgx.Tx, oid uint32, publication string) error {
+	var name string
+	var pubExists, published bool
+	err := tx.QueryRow(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+			EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2),
+			EXISTS (SELECT 1 FROM pg_publication_tables pt WHERE pt.pubname = $2 AND pt.schemaname = n.nspname AND pt.tablename = c.relname)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid, publication).
+		Scan(&name, &pubExists, &published)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%w: the table with OID %d was dropped", ErrNoTable, oid)
+	case err != nil:
+		return fmt.Errorf("look up table %d: %w", oid, err)
+	case publication == "":
+		return nil
+	case !pubExists:
+		return fmt.Errorf("%w: publication %s does not exist (lbt backup creates it)", ErrNotPublished, schema.QuoteIdent(publication))
+	case !published:
+		return fmt.Errorf("%w: %s is not in publication %s, so its changes are not archived; add it with ALTER PUBLICATION %s ADD TABLE %s",
+			ErrNotPublished, name, schema.QuoteIdent(publication), schema.QuoteIdent(publication), name)
+	}
+	return nil
+}
+
+// described is a table's definition and how to read it.
+type described struct {
+	schema.Definition
+	Partitioned bool
+}
 
 // describe reads a table's full definition and its owned sequences from the
 // source catalog, under the dump's snapshot.
-func describe(ctx context.Context, tx pgx.Tx, nsp, rel string) (uint32, schema.Definition, []schema.Sequence, error) {
-	var def schema.Definition
-	var oid uint32
-	var relkind, persistence, ident string
-	err := tx.QueryRow(ctx, `SELECT c.oid, c.relkind::text, c.relpersistence::text, c.relreplident::text
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, nsp, rel).
-		Scan(&oid, &relkind, &persistence, &ident)
+func describe(ctx context.Context, tx pgx.Tx, oid uint32) (described, []schema.Sequence, error) {
+	var def described
+	var nsp, rel, relkind, persistence, ident string
+	err := tx.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relkind::text, c.relpersistence::text, c.relreplident::text
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).
+		Scan(&nsp, &rel, &relkind, &persistence, &ident)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, def, nil, fmt.Errorf("no table %s on the source (check the name; unqualified means schema public)", schema.QuoteIdent(nsp)+"."+schema.QuoteIdent(rel))
+		return def, nil, fmt.Errorf("%w: the table with OID %d was dropped", ErrNoTable, oid)
 	}
 	if err != nil {
-		return 0, def, nil, fmt.Errorf("look up table: %w", err)
+		return def, nil, fmt.Errorf("look up table %d: %w", oid, err)
 	}
 	switch {
 	case relkind != "r" && relkind != "p":
-		return 0, def, nil, fmt.Errorf("%s is not a table (relkind %s)", rel, relkind)
+		return def, nil, fmt.Errorf("%s is not a table (relkind %s)", rel, relkind)
 	case persistence != "p":
-		return 0, def, nil, fmt.Errorf("%s is a temporary or unlogged table: logical replication does not carry it, so lbt cannot back it up", rel)
+		return def, nil, fmt.Errorf("%s is a temporary or unlogged table: logical replication does not carry it, so lbt cannot back it up", rel)
 	}
+	def.Partitioned = relkind == "p"
 	def.Table = schema.Table{Schema: nsp, Name: rel, ReplicaIdentity: ident[0]}
 
 	rows, err := tx.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -46,7 +97,7 @@ func describe(ctx context.Context, tx pgx.Tx, nsp, rel string) (uint32, schema.D
 		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, oid)
 	if err != nil {
-		return 0, def, nil, fmt.Errorf("read columns: %w", err)
+		return def, nil, fmt.Errorf("read columns: %w", err)
 	}
 	for rows.Next() {
 		var c schema.ColumnDef
@@ -54,7 +105,7 @@ func describe(ctx context.Context, tx pgx.Tx, nsp, rel string) (uint32, schema.D
 		var typmod int32
 		if err := rows.Scan(&c.Name, &typOID, &typmod, &c.Type, &c.NotNull, &c.Default, &c.Identity, &c.Generated, &c.Collation); err != nil {
 			rows.Close()
-			return 0, def, nil, fmt.Errorf("read columns: %w", err)
+			return def, nil, fmt.Errorf("read columns: %w", err)
 		}
 		if c.Generated != "" {
 			c.Generated, c.Default = c.Default, "" // the expression is stored as the default
@@ -65,7 +116,7 @@ func describe(ctx context.Context, tx pgx.Tx, nsp, rel string) (uint32, schema.D
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, def, nil, fmt.Errorf("read columns: %w", err)
+		return def, nil, fmt.Errorf("read columns: %w", err)
 	}
 
 	// Which columns the stream marks as the replica identity, and the primary key.
@@ -74,7 +125,7 @@ func describe(ctx context.Context, tx pgx.Tx, nsp, rel string) (uint32, schema.D
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 		WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisreplident) ORDER BY i.indisprimary DESC, k.n`, oid)
 	if err != nil {
-		return 0, def, nil, fmt.Errorf("read keys: %w", err)
+		return def, nil, fmt.Errorf("read keys: %w", err)
 	}
 	identCols := map[string]bool{}
 	for rows.Next() {
@@ -82,7 +133,7 @@ func describe(ctx context.Context, tx pgx.Tx, nsp, rel string) (uint32, schema.D
 		var col string
 		if err := rows.Scan(&primary, &replident, &col); err != nil {
 			rows.Close()
-			return 0, def, nil, fmt.Errorf("read keys: %w", err)
+			return def, nil, fmt.Errorf("read keys: %w", err)
 		}
 		if primary {
 			def.Table.PrimaryKey = append(def.Table.PrimaryKey, col)
@@ -92,6 +143,9 @@ func describe(ctx context.Context, tx pgx.Tx, nsp, rel string) (uint32, schema.D
 		}
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return def, nil, fmt.Errorf("read keys: %w", err)
+	}
 	for i := range def.Table.Columns {
 		def.Table.Columns[i].Key = ident == "f" || identCols[def.Table.Columns[i].Name]
 	}
@@ -99,34 +153,37 @@ func describe(ctx context.Context, tx pgx.Tx, nsp, rel string) (uint32, schema.D
 	rows, err = tx.Query(ctx, `SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
 		WHERE conrelid = $1 AND contype IN ('p', 'u', 'c', 'x') ORDER BY contype = 'p' DESC, conname`, oid)
 	if err != nil {
-		return 0, def, nil, fmt.Errorf("read constraints: %w", err)
+		return def, nil, fmt.Errorf("read constraints: %w", err)
 	}
 	for rows.Next() {
 		var c schema.Constraint
 		if err := rows.Scan(&c.Name, &c.Def); err != nil {
 			rows.Close()
-			return 0, def, nil, fmt.Errorf("read constraints: %w", err)
+			return def, nil, fmt.Errorf("read constraints: %w", err)
 		}
 		def.Constraints = append(def.Constraints, c)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return def, nil, fmt.Errorf("read constraints: %w", err)
+	}
 
 	rows, err = tx.Query(ctx, `SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
 		WHERE i.indrelid = $1 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
 		ORDER BY i.indexrelid`, oid)
 	if err != nil {
-		return 0, def, nil, fmt.Errorf("read indexes: %w", err)
+		return def, nil, fmt.Errorf("read indexes: %w", err)
 	}
 	def.Indexes, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return 0, def, nil, fmt.Errorf("read indexes: %w", err)
+		return def, nil, fmt.Errorf("read indexes: %w", err)
 	}
 
 	seqs, err := ownedSequences(ctx, tx, oid)
 	if err != nil {
-		return 0, def, nil, err
+		return def, nil, err
 	}
-	return oid, def, seqs, nil
+	return def, seqs, nil
 }
 
 // ownedSequences reads the sequences owned by the table's columns (serial
@@ -159,6 +216,9 @@ func ownedSequences(ctx context.Context, tx pgx.Tx, oid uint32) ([]schema.Sequen
 		found = append(found, r)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read owned sequences: %w", err)
+	}
 	var out []schema.Sequence
 	for _, r := range found {
 		if err := tx.QueryRow(ctx, "SELECT last_value, is_called FROM "+r.s.Name).Scan(&r.s.LastValue, &r.s.IsCalled); err != nil {

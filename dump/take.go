@@ -6,6 +6,7 @@ package dump
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,8 +33,11 @@ type Options struct {
 	ArchiveDir string
 	TempDir    string // incomplete dumps are written here; default <ArchiveDir>/tmp
 	Conn       *pgconn.Config
-	Logger     hclog.Logger
-	Reason     string // recorded with each basebackup: "new table", "threshold", "request", ...
+	// Publication, when set, limits basebackups to the tables it carries:
+	// a basebackup is only of use with the changes after it.
+	Publication string
+	Logger      hclog.Logger
+	Reason      string // recorded with each basebackup: "new table", "threshold", "request", ...
 }
 
 // NewOptions returns the defaults.
@@ -45,12 +50,38 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // slotSeq keeps temporary slot names of one process apart.
 var slotSeq atomic.Int64
 
+// partialPattern names the files of dumps in progress in the temp dir.
+const partialPattern = "base-%d-*.partial"
+
+// target is a table to dump: by OID when oid is set (the scheduler, which
+// knows tables by OID: names change), else by SQL name.
+type target struct {
+	oid      uint32
+	nsp, rel string
+	name     string // for messages
+}
+
 // Take dumps the named tables (SQL names) under one exported snapshot and
 // records each basebackup in the catalog. Every transaction that committed
 // before the snapshot's consistent point is in the dumps, and every one
 // after it is in the deltas: a temporary logical slot created with
-// EXPORT_SNAPSHOT gives both the snapshot and the point.
+// EXPORT_SNAPSHOT gives both the snapshot and the point. All names are
+// checked before anything is dumped; an unknown table is an error that
+// wraps ErrNoTable, a table outside opts.Publication one that wraps
+// ErrNotPublished.
 func Take(ctx context.Context, cat *catalog.Catalog, opts Options, tables []string) ([]catalog.Basebackup, error) {
+	targets := make([]target, len(tables))
+	for i, name := range tables {
+		nsp, rel, err := schema.ParseName(name)
+		if err != nil {
+			return nil, fmt.Errorf("basebackup: %w", err)
+		}
+		targets[i] = target{nsp: nsp, rel: rel, name: name}
+	}
+	return take(ctx, cat, opts, targets)
+}
+
+func take(ctx context.Context, cat *catalog.Catalog, opts Options, targets []target) ([]catalog.Basebackup, error) {
 	if opts.Conn == nil {
 		return nil, fmt.Errorf("basebackup: no source connection configured")
 	}
@@ -60,69 +91,112 @@ func Take(ctx context.Context, cat *catalog.Catalog, opts Options, tables []stri
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
+	if opts.Reason == "" {
+		opts.Reason = "request"
+	}
+	// Without the daemon's slot the changes after the snapshot would not be
+	// kept for the archive.
+	epochs, err := cat.Epochs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("basebackup: %w", err)
+	}
+	if len(epochs) == 0 {
+		return nil, fmt.Errorf("basebackup: archive %s does not stream changes yet: start lbt backup first, then take basebackups", cat.Dir())
+	}
 	if err := os.MkdirAll(opts.TempDir, 0o750); err != nil {
 		return nil, fmt.Errorf("basebackup: temp dir: %w", err)
 	}
 
-	rc := opts.Conn.Copy()
-	rc.RuntimeParams["replication"] = "database"
-	repl, err := pgconn.ConnectConfig(ctx, rc)
-	if err != nil {
-		return nil, fmt.Errorf("basebackup: replication connection: %w", err)
-	}
-	defer repl.Close(context.Background())
-	slot := fmt.Sprintf("lbt_base_%d_%d", os.Getpid(), slotSeq.Add(1))
-	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
-		Temporary: true, Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
-	if err != nil {
-		return nil, fmt.Errorf("basebackup: create temporary slot: %w", err)
-	}
-	point, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	started := time.Now()
+	conn, tx, point, err := snapshot(ctx, opts.Conn)
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
-
-	cc, _ := pgx.ParseConfig("")
-	cc.Config = *opts.Conn.Copy()
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		return nil, fmt.Errorf("basebackup: connect: %w", err)
-	}
 	defer conn.Close(context.Background())
-	// The snapshot must be imported before the replication connection runs
-	// another command, or it is gone.
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, fmt.Errorf("basebackup: begin: %w", err)
-	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+schema.QuoteLiteral(res.SnapshotName)); err != nil {
-		return nil, fmt.Errorf("basebackup: import snapshot: %w", err)
-	}
+	// Creating the slot waits for the transactions running at that moment.
+	opts.Logger.Debug("snapshot exported", "lsn", pglogrepl.LSN(point), "waited", time.Since(started).Round(time.Millisecond))
 
-	var out []catalog.Basebackup
-	for _, name := range tables {
-		b, err := dumpTable(ctx, cat, opts, tx, name, uint64(point))
-		if err != nil {
-			return out, fmt.Errorf("basebackup of %s: %w", name, err)
+	// Check every table before dumping any, so that a typo fails the whole
+	// request at once.
+	oids := make([]uint32, len(targets))
+	for i, t := range targets {
+		oids[i] = t.oid
+		if t.oid == 0 {
+			if oids[i], err = resolve(ctx, tx, t.nsp, t.rel); err != nil {
+				return nil, fmt.Errorf("basebackup: %w", err)
+			}
 		}
-		opts.Logger.Info("basebackup complete", "table", name, "lsn", point, "rows", b.Rows, "bytes", b.Bytes,
+		if err := checkTable(ctx, tx, oids[i], opts.Publication); err != nil {
+			return nil, fmt.Errorf("basebackup of %s: %w", t.name, err)
+		}
+	}
+	var out []catalog.Basebackup
+	for i, t := range targets {
+		b, err := dumpTable(ctx, cat, opts, tx, oids[i], point)
+		if err != nil {
+			return out, fmt.Errorf("basebackup of %s: %w", t.name, err)
+		}
+		opts.Logger.Info("basebackup complete", "table", b.Definition.Table.QualifiedName(), "table_id", b.TableID,
+			"lsn", pglogrepl.LSN(point), "reason", b.Reason, "rows", b.Rows, "bytes", b.Bytes,
 			"duration", b.FinishedAt.Sub(b.StartedAt).Round(time.Millisecond))
 		out = append(out, b)
 	}
 	return out, nil
 }
 
+// snapshot opens a connection whose transaction sees the database exactly
+// as of the returned LSN: the consistent point of a temporary logical slot
+// created with an exported snapshot.
+func snapshot(ctx context.Context, pc *pgconn.Config) (*pgx.Conn, pgx.Tx, uint64, error) {
+	rc := pc.Copy()
+	rc.RuntimeParams["replication"] = "database"
+	repl, err := pgconn.ConnectConfig(ctx, rc)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("replication connection: %w", err)
+	}
+	// Closing the replication connection drops the temporary slot; the
+	// imported snapshot lives on in the dump's transaction.
+	defer repl.Close(context.Background())
+	slot := fmt.Sprintf("lbt_base_%d_%d", os.Getpid(), slotSeq.Add(1))
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+		Temporary: true, Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("create temporary slot: %w", err)
+	}
+	point, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+
+	cc, _ := pgx.ParseConfig("")
+	cc.Config = *pc.Copy()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("connect: %w", err)
+	}
+	// The snapshot must be imported before the replication connection runs
+	// another command, or it is gone.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, nil, 0, fmt.Errorf("begin: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+schema.QuoteLiteral(res.SnapshotName)); err != nil {
+		conn.Close(context.Background())
+		return nil, nil, 0, fmt.Errorf("import snapshot: %w", err)
+	}
+	return conn, tx, uint64(point), nil
+}
+
 // dumpTable writes one table's COPY under the imported snapshot to a file
 // in the temp dir, moves it into the archive once complete and durable,
-// then records it.
-func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.Tx, name string, point uint64) (catalog.Basebackup, error) {
+// then records it. The file is locked (flock) from its creation until its
+// catalog row is committed, so that the clean-up of stray files never takes
+// a dump in progress for one left by a crash.
+func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.Tx, oid uint32, point uint64) (catalog.Basebackup, error) {
 	started := time.Now()
-	nsp, rel, err := schema.ParseName(name)
-	if err != nil {
-		return catalog.Basebackup{}, err
-	}
-	oid, def, seqs, err := describe(ctx, tx, nsp, rel)
+	def, seqs, err := describe(ctx, tx, oid)
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}
@@ -131,12 +205,15 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 		return catalog.Basebackup{}, err
 	}
 
-	tmp, err := os.CreateTemp(opts.TempDir, fmt.Sprintf("base-%d-*.partial", tableID))
+	tmp, err := os.CreateTemp(opts.TempDir, fmt.Sprintf(partialPattern, tableID))
 	if err != nil {
 		return catalog.Basebackup{}, fmt.Errorf("temp file: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
+	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX); err != nil {
+		return catalog.Basebackup{}, fmt.Errorf("lock %s: %w", tmp.Name(), err)
+	}
 	crc := &crcWriter{w: tmp}
 	zw := lz4.NewWriter(crc)
 	if err := zw.Apply(lz4.CompressionLevelOption(lz4.Fast), lz4.ChecksumOption(true)); err != nil {
@@ -147,9 +224,15 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	for i, c := range def.Table.Columns {
 		cols[i] = schema.QuoteIdent(c.Name)
 	}
-	copySQL := fmt.Sprintf("COPY %s (%s) TO STDOUT", def.Table.QualifiedName(), strings.Join(cols, ", "))
-	if len(cols) == 0 {
+	var copySQL string
+	switch {
+	case len(cols) == 0:
 		copySQL = fmt.Sprintf("COPY %s TO STDOUT", def.Table.QualifiedName())
+	case def.Partitioned:
+		// COPY refuses a partitioned table; a query reads all its partitions.
+		copySQL = fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", strings.Join(cols, ", "), def.Table.QualifiedName())
+	default:
+		copySQL = fmt.Sprintf("COPY %s (%s) TO STDOUT", def.Table.QualifiedName(), strings.Join(cols, ", "))
 	}
 	tag, err := tx.Conn().PgConn().CopyTo(ctx, counter, copySQL)
 	if err != nil {
@@ -164,33 +247,88 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	b := catalog.Basebackup{
 		TableID: tableID, LSN: point, Path: catalog.BasebackupName(tableID, point),
 		Rows: tag.RowsAffected(), Bytes: crc.n, RawBytes: counter.n, CRC: crc.sum,
-		Definition: def, Sequences: seqs, Reason: opts.Reason, StartedAt: started,
+		Definition: def.Definition, Sequences: seqs, Reason: opts.Reason, StartedAt: started,
 	}
-	if err := moveIntoArchive(tmp, filepath.Join(cat.Dir(), b.Path)); err != nil {
+	held, err := moveIntoArchive(tmp, filepath.Join(cat.Dir(), b.Path))
+	if err != nil {
 		return catalog.Basebackup{}, err
 	}
+	defer held.Close()
 	b.FinishedAt = time.Now()
-	if b.ID, err = retryBusy(ctx, func() (int64, error) { return cat.AddBasebackup(ctx, b) }); err != nil {
+	err = retryBusy(ctx, func() error {
+		var err error
+		b.ID, err = cat.AddBasebackup(ctx, b)
+		return err
+	})
+	if err != nil {
+		// Unless the row made it after all, nothing references the file:
+		// remove it now rather than leave it to the next clean-up.
+		if has, herr := cat.HasBasebackup(context.Background(), b.Path); herr == nil && !has {
+			os.Remove(filepath.Join(cat.Dir(), b.Path))
+		}
 		return catalog.Basebackup{}, err
 	}
 	return b, nil
 }
 
 // moveIntoArchive renames the finished temp file to its place in the
-// archive, copying it when the temp dir is on another file system.
-func moveIntoArchive(tmp *os.File, dst string) error {
+// archive, copying it when the temp dir is on another file system. It
+// returns the open, locked file now at dst: the caller closes it, which
+// releases the lock, once the catalog references the file.
+func moveIntoArchive(tmp *os.File, dst string) (io.Closer, error) {
 	dir := filepath.Dir(dst)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("archive dir: %w", err)
+		return nil, fmt.Errorf("archive dir: %w", err)
 	}
+	var held io.Closer = io.NopCloser(nil) // tmp is closed by the caller
 	if err := os.Rename(tmp.Name(), dst); err != nil {
-		if !errors.Is(err, syscallEXDEV) {
-			return fmt.Errorf("move basebackup into archive: %w", err)
+		if !errors.Is(err, syscall.EXDEV) {
+			return nil, fmt.Errorf("move basebackup into archive: %w", err)
 		}
-		if err := copyFile(tmp, dst); err != nil {
-			return err
+		f, err := copyFile(tmp, dst)
+		if err != nil {
+			return nil, err
 		}
+		held = f
 	}
+	if err := syncDir(dir); err != nil {
+		held.Close()
+		return nil, err
+	}
+	return held, nil
+}
+
+// copyFile copies src to dst through dst.partial, locked like the temp file.
+func copyFile(src *os.File, dst string) (*os.File, error) {
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	part := dst + ".partial"
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("copy basebackup into archive: %w", err)
+	}
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		os.Remove(part)
+		return nil, fmt.Errorf("copy basebackup into archive: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fail(err)
+	}
+	if _, err := io.Copy(f, src); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(part, dst); err != nil {
+		return fail(err)
+	}
+	return f, nil
+}
+
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", dir, err)
@@ -202,65 +340,55 @@ func moveIntoArchive(tmp *os.File, dst string) error {
 	return nil
 }
 
-func copyFile(src *os.File, dst string) error {
-	if _, err := src.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	part := dst + ".partial"
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("copy basebackup into archive: %w", err)
-	}
-	defer os.Remove(part)
-	if _, err := io.Copy(f, src); err != nil {
-		f.Close()
-		return fmt.Errorf("copy basebackup into archive: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("copy basebackup into archive: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(part, dst)
-}
-
 // registerTable finds the table's catalog id by OID, adding the table when
 // the stream has not shown it yet (no change since lbt began).
 func registerTable(ctx context.Context, cat *catalog.Catalog, oid uint32, t schema.Table, point uint64) (int64, error) {
-	return retryBusy(ctx, func() (int64, error) {
+	var id int64
+	// Most tables are known: look without taking the write lock, which the
+	// daemon holds most of the time under load.
+	err := cat.DB().QueryRowContext(ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("catalog table by oid %d: %w", oid, err)
+	}
+	err = retryBusy(ctx, func() error {
 		w, err := cat.Begin(ctx)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		defer w.Rollback()
-		var id int64
 		err = w.Tx().QueryRowContext(ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
 		if err == nil {
-			return id, nil
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("catalog table by oid %d: %w", oid, err)
 		}
 		if id, err = w.AddTable(oid, point); err != nil {
-			return 0, err
+			return err
 		}
 		if err := w.AddSchemaVersion(catalog.SchemaVersion{TableID: id, Version: 1, FromLSN: point, Table: t}); err != nil {
-			return 0, err
+			return err
 		}
-		return id, w.Commit()
+		return w.Commit()
 	})
+	return id, err
 }
 
 // retryBusy retries a catalog write that found the daemon holding SQLite's
-// write lock for longer than the busy timeout (a huge transaction).
-func retryBusy(ctx context.Context, f func() (int64, error)) (int64, error) {
-	for i := 0; ; i++ {
-		v, err := f()
-		if err == nil || i == 30 || !strings.Contains(err.Error(), "SQLITE_BUSY") && !strings.Contains(err.Error(), "database is locked") {
-			return v, err
+// write lock for longer than the busy timeout (it does for the whole of a
+// huge source transaction), for as long as ctx lasts.
+func retryBusy(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if !catalog.IsBusy(err) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return fmt.Errorf("%w (gave up waiting for the catalog: %v)", ctx.Err(), err)
 		case <-time.After(time.Second):
 		}
 	}

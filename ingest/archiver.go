@@ -297,10 +297,14 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 		def.Columns = append(def.Columns, schema.Column{Name: c.Name, TypeOID: c.DataType, TypeMod: c.TypeModifier, Key: c.Flags&1 != 0})
 	}
 	t := a.tables[m.RelationID]
-	if t == nil {
+	isNew := t == nil
+	if isNew {
 		t = &table{oid: m.RelationID, tracked: a.opts.TrackNewTables || a.published[m.RelationID]}
 		a.tables[m.RelationID] = t
-		// A basebackup may have registered the table before its first change.
+	}
+	if !t.tracked || isNew {
+		// A basebackup (lbt basebackup --table) may have registered the
+		// table: then it is archived from now on, whatever trackNewTables says.
 		w, err := a.writer()
 		if err != nil {
 			return err
@@ -312,7 +316,7 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 		if ok {
 			t.id, t.def, t.version, t.keyCols, t.tracked = id, v.Table, v.Version, v.KeyColumns(), true
 		}
-		if !t.tracked {
+		if !t.tracked && isNew {
 			a.log.Info("table not archived: it was not in the publication at start and trackNewTables is false", "table", def.QualifiedName())
 		}
 	}
@@ -475,14 +479,17 @@ func (a *archiver) addKey(t *table, hash int64) {
 	a.tx.keys = append(a.tx.keys, rowKey{t.id, hash})
 }
 
+// spillKeys hands a large transaction's row keys to SQLite now.
 func (a *archiver) spillKeys() error {
+	w, err := a.writer()
+	if err != nil {
+		return err
+	}
 	for _, k := range a.tx.keys {
-		if err := a.w.AddRowKey(k.table, k.hash, a.tx.commitLSN); err != nil {
-			return err
-		}
+		w.AddRowKey(k.table, k.hash, a.tx.commitLSN)
 	}
 	a.tx.keys = a.tx.keys[:0]
-	return nil
+	return w.WritePending()
 }
 
 // bound keeps memory bounded inside a large transaction by writing buffers
@@ -567,29 +574,21 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		if err != nil {
 			return err
 		}
-		if err := w.AddTx(catalog.Tx{CommitLSN: a.tx.commitLSN, EndLSN: uint64(m.TransactionEndLSN), Xid: a.tx.xid,
-			CommitTime: m.CommitTime, Origin: a.tx.origin}); err != nil {
-			return err
-		}
+		w.AddTx(catalog.Tx{CommitLSN: a.tx.commitLSN, EndLSN: uint64(m.TransactionEndLSN), Xid: a.tx.xid,
+			CommitTime: m.CommitTime, Origin: a.tx.origin})
 		for _, t := range a.tx.touched {
-			if err := w.AddTxTable(catalog.TxTable{TableID: t.id, CommitLSN: a.tx.commitLSN, BlobID: t.txFirstBlob,
-				Inserts: t.ins, Updates: t.upd, Deletes: t.del, Truncates: t.trunc}); err != nil {
-				return err
-			}
+			w.AddTxTable(catalog.TxTable{TableID: t.id, CommitLSN: a.tx.commitLSN, BlobID: t.txFirstBlob,
+				Inserts: t.ins, Updates: t.upd, Deletes: t.del, Truncates: t.trunc})
 			t.act.Changes += t.txN
 			t.act.LastChangeLSN, t.act.LastChangeTime = a.tx.commitLSN, m.CommitTime
 			a.touchedSince[t] = true
 			t.txFirstBlob, t.ins, t.upd, t.del, t.trunc, t.txN = 0, 0, 0, 0, 0, 0
 		}
 		for _, k := range a.tx.keys {
-			if err := w.AddRowKey(k.table, k.hash, a.tx.commitLSN); err != nil {
-				return err
-			}
+			w.AddRowKey(k.table, k.hash, a.tx.commitLSN)
 		}
 		for i, msg := range a.tx.messages {
-			if err := w.AddMessage(a.tx.commitLSN, i, msg.prefix, msg.content); err != nil {
-				return err
-			}
+			w.AddMessage(a.tx.commitLSN, i, msg.prefix, msg.content)
 		}
 	}
 	a.archived = catalog.Position{Epoch: a.epoch, EndLSN: uint64(m.TransactionEndLSN), CommitLSN: a.tx.commitLSN, CommitTime: m.CommitTime}
@@ -726,11 +725,8 @@ func (a *archiver) writeBlob(t *table) error {
 	if err != nil {
 		return err
 	}
-	err = w.AddBlob(catalog.Blob{ID: t.blobID, TableID: t.id, SegmentID: a.seg.ID, Offset: off, Length: int64(len(frame)),
+	w.AddBlob(catalog.Blob{ID: t.blobID, TableID: t.id, SegmentID: a.seg.ID, Offset: off, Length: int64(len(frame)),
 		CRC: h.CRC, Schema: t.bufSchema, FirstLSN: t.firstLSN, LastLSN: t.markLSN, Changes: t.changes, RawLength: len(t.buf)})
-	if err != nil {
-		return err
-	}
 	a.segChanges += t.changes
 	a.buffered -= len(t.buf)
 	if m := a.opts.Metrics; m != nil {

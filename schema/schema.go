@@ -4,6 +4,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,11 +23,43 @@ type Column struct {
 
 // Table is a table's shape at one point of its history.
 type Table struct {
+	Schema          string
+	Name            string
+	ReplicaIdentity byte // 'd' default, 'n' nothing, 'f' full, 'i' index
+	Columns         []Column
+	PrimaryKey      []string // from the source catalog when known
+}
+
+// tableJSON is Table with the replica identity as a letter, readable in
+// the catalog's JSON.
+type tableJSON struct {
 	Schema          string   `json:"schema"`
 	Name            string   `json:"name"`
-	ReplicaIdentity byte     `json:"-"` // 'd' default, 'n' nothing, 'f' full, 'i' index
+	ReplicaIdentity string   `json:"replica_identity,omitempty"` // d, n, f or i
 	Columns         []Column `json:"columns"`
-	PrimaryKey      []string `json:"primary_key,omitempty"` // from the source catalog when known
+	PrimaryKey      []string `json:"primary_key,omitempty"`
+}
+
+// MarshalJSON writes the replica identity as its letter.
+func (t Table) MarshalJSON() ([]byte, error) {
+	j := tableJSON{Schema: t.Schema, Name: t.Name, Columns: t.Columns, PrimaryKey: t.PrimaryKey}
+	if t.ReplicaIdentity != 0 {
+		j.ReplicaIdentity = string(rune(t.ReplicaIdentity))
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (t *Table) UnmarshalJSON(b []byte) error {
+	var j tableJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*t = Table{Schema: j.Schema, Name: j.Name, Columns: j.Columns, PrimaryKey: j.PrimaryKey}
+	if j.ReplicaIdentity != "" {
+		t.ReplicaIdentity = j.ReplicaIdentity[0]
+	}
+	return nil
 }
 
 // QualifiedName is the table's name as SQL, quoted where needed.

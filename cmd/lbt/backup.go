@@ -9,7 +9,9 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"lbt/dump"
 	"lbt/ingest"
 )
 
@@ -66,11 +68,38 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	if cfg.MetricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		opts.Metrics = ingest.NewMetrics(reg)
+		if err := serveHTTP(ctx, log, "metrics", cfg.MetricsAddr, metricsHandler(reg)); err != nil {
+			return err
+		}
+	}
+	if cfg.DebugAddr != "" {
+		if err := serveHTTP(ctx, log, "debug", cfg.DebugAddr, debugHandler()); err != nil {
+			return err
+		}
+	}
 	errs := make(chan error, 2)
 	go func() { errs <- ingest.Run(ctx, opts) }()
 	workers := 1
 	// SCHEDULER: the basebackup scheduler runs here beside ingest, in the
-	// same ctx (workers++ and send its result to errs).
+	// same ctx.
+	sched := dump.NewSchedulerOptions()
+	sched.ArchiveDir = cfg.ArchiveDir
+	sched.TempDir = cfg.EffectiveTempDir()
+	sched.Conn = pc
+	sched.Publication = cfg.Publication
+	sched.Logger = log.Named("basebackup")
+	sched.Concurrent = cfg.ConcurrentBasebackups
+	sched.Threshold = cfg.BackupThreshold
+	sched.InactivityInterval = cfg.ForceBasebackupAfterInactivityInterval
+	sched.Schedule = cfg.BasebackupSchedule
+	sched.Initial = cfg.InitialBasebackup
+	sched.Retention = cfg.Retention
+	sched.RetentionBasebackups = cfg.RetentionBasebackups
+	workers++
+	go func() { errs <- dump.RunScheduler(ctx, sched) }()
 	var first error
 	for i := 0; i < workers; i++ {
 		err := <-errs

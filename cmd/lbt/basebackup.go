@@ -3,11 +3,25 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"lbt/catalog"
+	"lbt/dump"
+	"lbt/schema"
 )
 
 type basebackupCmd struct {
 	Table []string `short:"t" xor:"what" placeholder:"TABLE" help:"Table to back up, as a SQL name (schema.table, parts quoted as in SQL); repeat for several (default: none)."`
 	All   bool     `xor:"what" help:"Back up every table of the publication (default: false)."`
+}
+
+func (cmd *basebackupCmd) Help() string {
+	return `Dumps the tables now, all under one snapshot whose place in the change stream is exactly known, and records the basebackups in the archive. Works while lbt backup runs: it uses its own connections. The archive must exist (lbt backup creates it), and the tables must be in the publication, or their later changes would be missing.`
 }
 
 func (cmd *basebackupCmd) Validate() error {
@@ -18,8 +32,97 @@ func (cmd *basebackupCmd) Validate() error {
 }
 
 func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
-	// Plug the implementation in here: cfg, err := g.loadConfig(), then
-	// log := g.logger(cfg), and ask the archive for basebackups of
-	// cmd.Table (or all tables).
-	return errNotImplemented
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	log := g.logger(cfg)
+	pc, err := cfg.ConnConfig()
+	if err != nil {
+		return usageError{err}
+	}
+	cat, err := catalog.Open(ctx, cfg.ArchiveDir)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+
+	tables := cmd.Table
+	if cmd.All {
+		if tables, err = publishedTables(ctx, pc, cfg.Publication); err != nil {
+			return err
+		}
+	}
+	if !cfg.TrackNewTables {
+		// The running daemon archives only the tables it already tracks;
+		// a dump of another table would have no deltas after it.
+		if tables, err = trackedOnly(ctx, cat, tables, cmd.All, log); err != nil {
+			return err
+		}
+	}
+	opts := dump.NewOptions()
+	opts.ArchiveDir = cfg.ArchiveDir
+	opts.TempDir = cfg.EffectiveTempDir()
+	opts.Conn = pc
+	opts.Publication = cfg.Publication
+	opts.Logger = log
+	opts.Reason = dump.ReasonRequest
+	bases, err := dump.Take(ctx, cat, opts, tables)
+	for _, b := range bases {
+		fmt.Fprintf(g.stdout, "%s\tlsn %s\t%d rows\t%d bytes\t%s\n", b.Definition.Table.QualifiedName(), pglogrepl.LSN(b.LSN), b.Rows, b.Bytes, b.Path)
+	}
+	if errors.Is(err, dump.ErrNoTable) || errors.Is(err, dump.ErrNotPublished) {
+		return usageError{err}
+	}
+	return err
+}
+
+// publishedTables lists the SQL names of the tables of a publication.
+func publishedTables(ctx context.Context, pc *pgconn.Config, publication string) ([]string, error) {
+	cc, _ := pgx.ParseConfig("")
+	cc.Config = *pc.Copy()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source %s: %s", describeConn(pc), connectCause(err))
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, `SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_publication_tables
+		WHERE pubname = $1 ORDER BY 1`, publication)
+	if err != nil {
+		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
+	}
+	if len(names) == 0 {
+		return nil, usageError{fmt.Errorf("publication %s has no tables (or does not exist): nothing to back up", publication)}
+	}
+	return names, nil
+}
+
+// trackedOnly keeps the tables the archive already holds. Naming another
+// table is an error; with --all the others are skipped with a warning.
+func trackedOnly(ctx context.Context, cat *catalog.Catalog, tables []string, all bool, log hclog.Logger) ([]string, error) {
+	var keep []string
+	for _, name := range tables {
+		nsp, rel, err := schema.ParseName(name)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		ids, err := cat.FindTable(ctx, nsp, rel)
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) > 0 {
+			keep = append(keep, name)
+			continue
+		}
+		msg := fmt.Sprintf("table %s is not archived: trackNewTables is false and it was not in the publication when lbt backup started; set trackNewTables: true, or restart lbt backup to pick it up", name)
+		if !all {
+			return nil, usageError{errors.New(msg)}
+		}
+		log.Warn(msg)
+	}
+	return keep, nil
 }

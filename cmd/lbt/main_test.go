@@ -107,7 +107,8 @@ func TestRun(t *testing.T) {
 			code   int
 			stderr string
 			stdout string
-		}{name: path + " not implemented", args: cmd, code: 2, stderr: "lbt " + path + ": not implemented yet"})
+		}{name: path + " without archiveDir", args: cmd, code: 2,
+			stderr: "lbt " + path + ": invalid configuration: archiveDir is required (set it in the config file or with LBT_ARCHIVE_DIR)"})
 	}
 
 	for _, tt := range tests {
@@ -160,13 +161,12 @@ func TestRun_Help(t *testing.T) {
 			t.Errorf("%s --help: exit status %d", cmd, code)
 		}
 		_, flags, _ := strings.Cut(stdout, "\nFlags:\n")
-		flags = strings.Join(strings.Fields(flags), " ") // undo the wrapping
-		for _, f := range strings.Split(flags, " --")[1:] {
-			if strings.HasPrefix(f, "help ") {
+		for _, f := range flagEntries(flags) {
+			if strings.HasPrefix(f, "--help ") {
 				continue
 			}
 			if !strings.Contains(f, "(default") && !strings.Contains(f, "(required)") {
-				t.Errorf("lbt %s --help: flag --%s documents no default", strings.Join(cmd, " "), f)
+				t.Errorf("lbt %s --help: flag %s documents no default", strings.Join(cmd, " "), f)
 			}
 		}
 	}
@@ -307,4 +307,26 @@ func TestOneLine(t *testing.T) {
 			t.Errorf("oneLine(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// flagEntries splits kong's Flags section into one string per flag: an entry
+// starts on a line whose first word is a flag, and continues on the wrapped
+// lines below it.
+func flagEntries(section string) []string {
+	var out []string
+	for _, line := range strings.Split(section, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case trimmed == "":
+			continue
+		case strings.HasPrefix(trimmed, "--") || (strings.HasPrefix(trimmed, "-") && strings.Contains(trimmed, ", --")):
+			if i := strings.Index(trimmed, "--"); i > 0 {
+				trimmed = trimmed[i:]
+			}
+			out = append(out, trimmed)
+		case len(out) > 0:
+			out[len(out)-1] += " " + trimmed
+		}
+	}
+	return out
 }

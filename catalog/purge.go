@@ -1,0 +1,455 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Purge support: the catalog side of removing history that retention no
+// longer keeps, and of rewriting segments whose blobs are mostly gone. The
+// caller (package dump) decides what goes; these helpers remove rows in
+// short transactions, so that the daemon, which needs SQLite's write lock
+// at every flush, is never kept waiting for long.
+//
+// Write ordering: every helper here changes catalog rows only. The caller
+// removes the bytes (basebackup files, segment files) after the rows that
+// point at them are gone, and writes new bytes (rewritten segments) before
+// the rows that point at them.
+
+// purgeBatch is how many rows one purge transaction removes at most: a few
+// tens of milliseconds of SQLite work.
+const purgeBatch = 20000
+
+// IsBusy reports an error from SQLite finding the write lock held by
+// another connection for longer than the busy timeout.
+func IsBusy(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
+}
+
+// write runs f in a write transaction, retrying while the daemon holds the
+// write lock (it does for the whole of a huge source transaction).
+func (c *Catalog) write(ctx context.Context, what string, f func(tx *sql.Tx) error) error {
+	for {
+		err := c.writeOnce(ctx, f)
+		if err == nil {
+			return nil
+		}
+		if !IsBusy(err) {
+			return fmt.Errorf("catalog %s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("catalog %s: %w", what, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *Catalog) writeOnce(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// LastCommitBefore returns the commit LSN of the archived transaction that
+// committed last at or before t (by commit time); ok is false when there is
+// none. A restore to t applies that transaction and none after it.
+func (c *Catalog) LastCommitBefore(ctx context.Context, t time.Time) (lsn uint64, ok bool, err error) {
+	var v int64
+	err = c.db.QueryRowContext(ctx, `SELECT commit_lsn FROM tx WHERE commit_time <= ? ORDER BY commit_time DESC, commit_lsn DESC LIMIT 1`, Micros(t)).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("catalog last commit before %s: %w", t.Format(time.RFC3339), err)
+	}
+	return uint64(v), true, nil
+}
+
+// PurgeCounts is what removing a table's history before an LSN removes.
+type PurgeCounts struct {
+	Basebackups     int
+	BasebackupBytes int64
+	Blobs           int
+	BlobBytes       int64
+	Transactions    int64 // tx_table rows: the table's part of each transaction
+	Changes         int64 // inserts, updates, deletes and truncates in them
+}
+
+// Empty reports whether nothing would be removed.
+func (p PurgeCounts) Empty() bool {
+	return p.Basebackups == 0 && p.Blobs == 0 && p.Transactions == 0
+}
+
+// CountPurge counts what PurgeTable(tableID, before) would remove:
+// basebackups taken before the LSN, blobs whose last transaction committed
+// before it, and the table's transactions before it.
+func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) (PurgeCounts, error) {
+	var p PurgeCounts
+	err := c.db.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM basebackup WHERE table_id = ?1 AND lsn < ?2),
+		(SELECT coalesce(sum(bytes), 0) FROM basebackup WHERE table_id = ?1 AND lsn < ?2),
+		(SELECT count(*) FROM blob WHERE table_id = ?1 AND last_lsn < ?2),
+		(SELECT coalesce(sum(length), 0) FROM blob WHERE table_id = ?1 AND last_lsn < ?2),
+		(SELECT count(*) FROM tx_table WHERE table_id = ?1 AND commit_lsn < ?2),
+		(SELECT coalesce(sum(inserts + updates + deletes + truncates), 0) FROM tx_table WHERE table_id = ?1 AND commit_lsn < ?2)`,
+		tableID, int64(before)).Scan(&p.Basebackups, &p.BasebackupBytes, &p.Blobs, &p.BlobBytes, &p.Transactions, &p.Changes)
+	if err != nil {
+		return p, fmt.Errorf("catalog count purge of table %d: %w", tableID, err)
+	}
+	return p, nil
+}
+
+// PurgeTable removes a table's history before an LSN from the catalog:
+// basebackups with lsn < before, blobs with last_lsn < before, and the
+// tx_table and row_key rows of transactions with commit_lsn < before. The
+// removal is recorded in purge_log first, with counts (from CountPurge),
+// in the transaction that removes the basebackup rows. It returns the
+// archive-relative paths of the basebackup files whose rows are gone: the
+// caller removes them. Segment bytes of removed blobs stay until the caller
+// retires or rewrites their segments.
+//
+// A crash part way leaves some of the history before the LSN in place, never
+// less than that after it; running PurgeTable again finishes the work.
+func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, counts PurgeCounts) ([]string, error) {
+	b := int64(before)
+	var paths []string
+	err := c.write(ctx, "purge basebackups", func(tx *sql.Tx) error {
+		paths = paths[:0]
+		_, err := tx.ExecContext(ctx, `INSERT INTO purge_log (at, table_id, before_lsn, blobs, txs, bytes) VALUES (?, ?, ?, ?, ?, ?)`,
+			Micros(time.Now()), tableID, b, counts.Blobs, counts.Transactions, counts.BlobBytes+counts.BasebackupBytes)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT path FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var p string
+			if err := rows.Scan(&p); err != nil {
+				rows.Close()
+				return err
+			}
+			paths = append(paths, p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// Row keys are keyed by hash, not LSN: walk the table's hash space in
+	// slices sized so that each holds about one batch of the table's rows
+	// (those kept are read too).
+	var total int64
+	err = c.db.QueryRowContext(ctx, `SELECT coalesce(sum(inserts + updates + deletes), 0) FROM tx_table WHERE table_id = ?`, tableID).Scan(&total)
+	if err != nil {
+		return paths, fmt.Errorf("catalog purge row keys: %w", err)
+	}
+	const hashSpace = int64(1) << 47 // KeyHasher.Sum's range
+	step := hashSpace/(total/purgeBatch+1) + 1
+	bounds := [][2]int64{{math.MinInt64, 0}}
+	for lo := int64(0); lo < hashSpace; lo += step {
+		bounds = append(bounds, [2]int64{lo, min(lo+step, hashSpace)})
+	}
+	bounds = append(bounds, [2]int64{hashSpace, math.MaxInt64})
+	for _, r := range bounds {
+		err := c.write(ctx, "purge row keys", func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `DELETE FROM row_key WHERE table_id = ? AND key_hash >= ? AND key_hash < ? AND commit_lsn < ?`,
+				tableID, r[0], r[1], b)
+			return err
+		})
+		if err != nil {
+			return paths, err
+		}
+	}
+
+	for {
+		var n int64
+		err := c.write(ctx, "purge transactions", func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM tx_table WHERE table_id = ?1 AND commit_lsn IN
+				(SELECT commit_lsn FROM tx_table WHERE table_id = ?1 AND commit_lsn < ?2 ORDER BY commit_lsn LIMIT ?3)`,
+				tableID, b, purgeBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return paths, err
+		}
+		if n < purgeBatch {
+			break
+		}
+	}
+	for {
+		var n int64
+		err := c.write(ctx, "purge blobs", func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM blob WHERE id IN
+				(SELECT id FROM blob WHERE table_id = ? AND last_lsn < ? LIMIT ?)`, tableID, b, purgeBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return paths, err
+		}
+		if n < purgeBatch {
+			break
+		}
+	}
+	return paths, nil
+}
+
+// PurgeTransactions removes the tx rows below before that no table's
+// tx_table row references any more, with their logical messages. A
+// transaction that carries messages is kept unless it is also below
+// messagesBefore: messages belong to no table, so they go only once every
+// table's history has moved past them. It returns how many transactions
+// went.
+func (c *Catalog) PurgeTransactions(ctx context.Context, before, messagesBefore uint64) (int64, error) {
+	var total int64
+	lo := int64(-1)
+	for {
+		var hi int64 = -1
+		var n int64
+		err := c.write(ctx, "purge transactions", func(tx *sql.Tx) error {
+			// The batch is a range of commit LSNs; tx_table is probed by its
+			// primary key (table_id, commit_lsn) once per table.
+			err := tx.QueryRowContext(ctx, `SELECT coalesce(max(commit_lsn), -1) FROM
+				(SELECT commit_lsn FROM tx WHERE commit_lsn > ? AND commit_lsn < ? ORDER BY commit_lsn LIMIT ?)`,
+				lo, int64(before), purgeBatch).Scan(&hi)
+			if err != nil || hi < 0 {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, `DELETE FROM tx WHERE commit_lsn > ?1 AND commit_lsn <= ?2
+				AND NOT EXISTS (SELECT 1 FROM tx_table tt WHERE tt.table_id IN (SELECT id FROM rel) AND tt.commit_lsn = tx.commit_lsn)
+				AND (commit_lsn < ?3 OR NOT EXISTS (SELECT 1 FROM tx_message m WHERE m.commit_lsn = tx.commit_lsn))`,
+				lo, hi, int64(messagesBefore))
+			if err != nil {
+				return err
+			}
+			if n, err = res.RowsAffected(); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `DELETE FROM tx_message WHERE commit_lsn > ? AND commit_lsn <= ?
+				AND NOT EXISTS (SELECT 1 FROM tx WHERE tx.commit_lsn = tx_message.commit_lsn)`, lo, hi)
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		if hi < 0 {
+			return total, nil
+		}
+		total += n
+		lo = hi
+	}
+}
+
+// SegmentBlobs is a sealed segment and the blobs the catalog still has in it.
+type SegmentBlobs struct {
+	ID    int64
+	Size  int64 // bytes of the file, header included
+	Blobs []Blob
+}
+
+// SealedSegments lists the sealed segments that are not retired, oldest
+// first, with their blobs in offset order. The segment that the daemon
+// appends to is never sealed, so it is never listed.
+func (c *Catalog) SealedSegments(ctx context.Context) ([]SegmentBlobs, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, size FROM segment WHERE sealed = 1 AND retired_at IS NULL ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog sealed segments: %w", err)
+	}
+	var segs []SegmentBlobs
+	index := map[int64]int{}
+	for rows.Next() {
+		var s SegmentBlobs
+		if err := rows.Scan(&s.ID, &s.Size); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("catalog sealed segments: %w", err)
+		}
+		index[s.ID] = len(segs)
+		segs = append(segs, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog sealed segments: %w", err)
+	}
+	rows, err = c.db.QueryContext(ctx, `SELECT b.id, b.table_id, b.segment_id, b.offset, b.length, b.crc, b.schema, b.first_lsn, b.last_lsn, b.changes, b.raw_length
+		FROM blob b JOIN segment s ON s.id = b.segment_id WHERE s.sealed = 1 AND s.retired_at IS NULL ORDER BY b.segment_id, b.offset`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog sealed segments: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		b, err := scanBlob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("catalog sealed segments: %w", err)
+		}
+		if i, ok := index[b.SegmentID]; ok {
+			segs[i].Blobs = append(segs[i].Blobs, b)
+		}
+	}
+	return segs, rows.Err()
+}
+
+// RetireSegments marks sealed segments that hold no blob any more as
+// retired, and returns those it marked. Their files may then be removed.
+func (c *Catalog) RetireSegments(ctx context.Context, ids []int64) ([]int64, error) {
+	var done []int64
+	err := c.write(ctx, "retire segments", func(tx *sql.Tx) error {
+		done = done[:0]
+		now := Micros(time.Now())
+		for _, id := range ids {
+			res, err := tx.ExecContext(ctx, `UPDATE segment SET retired_at = ? WHERE id = ? AND sealed = 1 AND retired_at IS NULL
+				AND NOT EXISTS (SELECT 1 FROM blob WHERE segment_id = ?)`, now, id, id)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				done = append(done, id)
+			}
+		}
+		return nil
+	})
+	return done, err
+}
+
+// RetiredSegments lists the retired segments. Their files are removed after
+// retirement; one that is still there was left by a crash in between.
+func (c *Catalog) RetiredSegments(ctx context.Context) ([]int64, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id FROM segment WHERE retired_at IS NOT NULL ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog retired segments: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("catalog retired segments: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// ReserveSegment records a new, sealed, empty segment for a rewrite and
+// returns its id. Rewritten segments count down from -1: the daemon hands
+// out ids counting up from the highest in the catalog and keeps the next
+// one in memory, so any positive id could collide with one it is about to
+// use. The row is committed before the file exists; a crash in between
+// leaves an empty sealed segment, which the next purge retires.
+func (c *Catalog) ReserveSegment(ctx context.Context) (int64, error) {
+	var id int64
+	err := c.write(ctx, "reserve segment", func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT min(coalesce(min(id), 0), 0) - 1 FROM segment`).Scan(&id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO segment (id, created_at, size, sealed) VALUES (?, ?, ?, 1)`,
+			id, Micros(time.Now()), SegmentHeaderSize)
+		return err
+	})
+	return id, err
+}
+
+// BlobMove is a blob copied into another segment.
+type BlobMove struct {
+	Blob   Blob  // as the catalog had it before the copy
+	Offset int64 // where the copy is in the new segment
+}
+
+// ErrMoved reports a blob that is no longer where a rewrite copied it from.
+var ErrMoved = errors.New("blob changed while its segment was rewritten")
+
+// MoveBlobs points blobs at their copies in segment seg (whose bytes must
+// be durable), records seg's size, and retires the segments in retire,
+// which must hold no blob afterwards, all in one transaction.
+func (c *Catalog) MoveBlobs(ctx context.Context, seg, size int64, moves []BlobMove, retire []int64) error {
+	return c.write(ctx, "move blobs", func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `UPDATE blob SET segment_id = ?, offset = ? WHERE id = ? AND segment_id = ? AND offset = ? AND length = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, m := range moves {
+			res, err := st.ExecContext(ctx, seg, m.Offset, m.Blob.ID, m.Blob.SegmentID, m.Blob.Offset, m.Blob.Length)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return fmt.Errorf("%w: blob %d", ErrMoved, m.Blob.ID)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE segment SET size = ? WHERE id = ?`, size, seg); err != nil {
+			return err
+		}
+		now := Micros(time.Now())
+		for _, id := range retire {
+			res, err := tx.ExecContext(ctx, `UPDATE segment SET retired_at = ? WHERE id = ? AND sealed = 1
+				AND NOT EXISTS (SELECT 1 FROM blob WHERE segment_id = ?)`, now, id, id)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return fmt.Errorf("%w: segment %d still holds blobs", ErrMoved, id)
+			}
+		}
+		return nil
+	})
+}
+
+// BasebackupPaths returns the archive-relative paths of every recorded
+// basebackup.
+func (c *Catalog) BasebackupPaths(ctx context.Context) (map[string]bool, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT path FROM basebackup`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog basebackup paths: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("catalog basebackup paths: %w", err)
+		}
+		out[p] = true
+	}
+	return out, rows.Err()
+}
+
+// HasBasebackup reports whether a basebackup with this archive-relative
+// path is recorded.
+func (c *Catalog) HasBasebackup(ctx context.Context, path string) (bool, error) {
+	var n int
+	if err := c.db.QueryRowContext(ctx, `SELECT count(*) FROM basebackup WHERE path = ?`, path).Scan(&n); err != nil {
+		return false, fmt.Errorf("catalog basebackup %s: %w", path, err)
+	}
+	return n > 0, nil
+}

@@ -1,0 +1,468 @@
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pglogrepl"
+
+	"lbt/catalog"
+	"lbt/schema"
+)
+
+// PurgeOptions configures Purge. With neither Retention nor
+// KeepBasebackups set nothing is purged.
+type PurgeOptions struct {
+	// Retention is how far back point-in-time restore must reach: every
+	// time in [Now-Retention, Now] stays restorable. 0 is no limit by time.
+	Retention time.Duration
+	// KeepBasebackups keeps at least this many of each table's newest
+	// basebackups, with the changes after them. 0 is no limit by count.
+	// With both set, whichever reaches further back wins.
+	KeepBasebackups int
+	DryRun          bool
+	Now             time.Time // zero: the current time
+	Logger          hclog.Logger
+}
+
+// NewPurgeOptions returns the defaults: nothing is purged until Retention or
+// KeepBasebackups is set.
+func NewPurgeOptions() PurgeOptions {
+	return PurgeOptions{Logger: hclog.NewNullLogger()}
+}
+
+// PurgeReport says what a purge removed, or with DryRun would remove.
+type PurgeReport struct {
+	DryRun      bool
+	Skipped     string    // why nothing was considered, when nothing was
+	WindowStart time.Time // the oldest time kept restorable; zero without Retention
+	Tables      []TablePurge
+
+	Transactions      int64 // transaction rows removed (not counted in a dry run)
+	SegmentsRemoved   int   // segment files whose blobs were all purged
+	SegmentsRewritten int   // segment files mostly purged, their live blobs copied into new ones
+	SegmentBytes      int64 // segment bytes returned to the file system
+	BasebackupBytes   int64 // basebackup bytes returned to the file system
+}
+
+// Bytes is the disk space returned in all.
+func (r PurgeReport) Bytes() int64 { return r.SegmentBytes + r.BasebackupBytes }
+
+// TablePurge is what goes of one table: everything before KeepLSN, the LSN
+// of its oldest basebackup that is kept.
+type TablePurge struct {
+	TableID int64
+	Name    string
+	KeepLSN uint64
+	catalog.PurgeCounts
+}
+
+// rewriteRatio: a sealed segment whose live blobs fill less than this
+// share of it is rewritten.
+const rewriteRatio = 0.5
+
+// rewriteTarget bounds a rewritten segment: the live blobs of several
+// mostly empty segments are copied into one until it reaches this size.
+const rewriteTarget = 256 << 20
+
+// Purge removes the basebackups and changes that the retention settings no
+// longer keep, and returns their disk space. Per table it keeps the oldest
+// basebackup that a restore to the start of the window needs (the newest
+// one that holds nothing committed after the window start) and everything
+// after it; KeepBasebackups keeps the newest N basebackups as well. What
+// lies before goes: older basebackups, blobs whose last transaction
+// committed before the kept basebackup's LSN, and the index rows of those
+// transactions. Segments left without blobs are removed; sealed segments
+// left less than half full are rewritten. The segment the daemon appends to
+// is never touched.
+//
+// Order: catalog rows are removed (and the removal recorded in purge_log)
+// first, then the bytes; rewritten blobs are written and synced before the
+// catalog points at them. A crash at any point leaves a consistent archive,
+// and the next purge finishes the work. Purge is safe while the daemon
+// writes: the daemon only adds rows, and only appends to its unsealed
+// segment. One purge runs at a time per archive.
+func Purge(ctx context.Context, cat *catalog.Catalog, opts PurgeOptions) (PurgeReport, error) {
+	rep := PurgeReport{DryRun: opts.DryRun}
+	if opts.Retention <= 0 && opts.KeepBasebackups <= 0 {
+		rep.Skipped = "retention and retentionBasebackups are not set: nothing is purged"
+		return rep, nil
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	rule := retention{keep: opts.KeepBasebackups}
+	if opts.Retention > 0 {
+		rule.window = true
+		rule.windowStart = now.Add(-opts.Retention)
+		rep.WindowStart = rule.windowStart
+		lsn, ok, err := cat.LastCommitBefore(ctx, rule.windowStart)
+		if err != nil {
+			return rep, fmt.Errorf("purge: %w", err)
+		}
+		if ok {
+			rule.windowLSN = lsn + 1 // just after the last transaction a restore to the window start applies
+		}
+	}
+	if !opts.DryRun {
+		unlock, err := lockPurge(cat.Dir())
+		if err != nil {
+			return rep, err
+		}
+		defer unlock()
+	}
+
+	tables, err := cat.Tables(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("purge: %w", err)
+	}
+	cutoffs := map[int64]uint64{}
+	messagesBefore := uint64(math.MaxUint64) // messages belong to no table: they go when every table is past them
+	var maxCutoff uint64
+	for _, t := range tables {
+		bases, err := cat.Basebackups(ctx, t.ID)
+		if err != nil {
+			return rep, fmt.Errorf("purge: %w", err)
+		}
+		if len(bases) == 0 {
+			continue // nothing restorable yet, nothing to purge
+		}
+		i := rule.keepFrom(bases)
+		if i < 0 {
+			messagesBefore = 0
+			continue
+		}
+		cutoff := bases[i].LSN
+		cutoffs[t.ID] = cutoff
+		messagesBefore = min(messagesBefore, cutoff)
+		maxCutoff = max(maxCutoff, cutoff)
+		counts, err := cat.CountPurge(ctx, t.ID, cutoff)
+		if err != nil {
+			return rep, fmt.Errorf("purge: %w", err)
+		}
+		if counts.Empty() {
+			continue
+		}
+		rep.Tables = append(rep.Tables, TablePurge{TableID: t.ID, Name: tableName(ctx, cat, t.ID), KeepLSN: cutoff, PurgeCounts: counts})
+	}
+	if len(cutoffs) == 0 {
+		messagesBefore = 0
+	}
+
+	if opts.DryRun {
+		segs, err := cat.SealedSegments(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("purge: %w", err)
+		}
+		plan := planSegments(segs, cutoffs)
+		rep.SegmentsRemoved, rep.SegmentsRewritten, rep.SegmentBytes = len(plan.remove), plan.rewritten(), plan.freed
+		for _, t := range rep.Tables {
+			rep.BasebackupBytes += t.BasebackupBytes
+		}
+		return rep, nil
+	}
+
+	log := opts.Logger
+	for _, t := range rep.Tables {
+		paths, err := cat.PurgeTable(ctx, t.TableID, t.KeepLSN, t.PurgeCounts)
+		if err != nil {
+			return rep, fmt.Errorf("purge %s: %w", t.Name, err)
+		}
+		for _, p := range paths {
+			n, err := removeFile(filepath.Join(cat.Dir(), p))
+			if err != nil {
+				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
+			}
+			rep.BasebackupBytes += n
+		}
+		log.Info("purged table history", "table", t.Name, "before_lsn", pglogrepl.LSN(t.KeepLSN), "basebackups", t.Basebackups,
+			"blobs", t.Blobs, "transactions", t.Transactions)
+	}
+	if maxCutoff > 0 {
+		if rep.Transactions, err = cat.PurgeTransactions(ctx, maxCutoff, messagesBefore); err != nil {
+			return rep, fmt.Errorf("purge: %w", err)
+		}
+	}
+	if err := reclaimSegments(ctx, cat, log, &rep); err != nil {
+		return rep, fmt.Errorf("purge: %w", err)
+	}
+	return rep, nil
+}
+
+// retention is the rule that decides which basebackups a table keeps.
+type retention struct {
+	window      bool
+	windowStart time.Time
+	windowLSN   uint64 // the window start in the stream: just after the last commit at or before windowStart; 0 when none
+	keep        int
+}
+
+// keepFrom returns the index in bases (oldest first) of the oldest
+// basebackup to keep; everything before it may go. -1 keeps everything.
+//
+// For the window, that is the newest basebackup with its LSN at or before
+// windowLSN: it holds only transactions a restore to windowStart applies,
+// and every later target is reached from it with the deltas after it. It
+// must also have been complete by windowStart, so that a restore that picks
+// basebackups by time finds it too. Without such a basebackup nothing goes:
+// no time in the window is restorable from anything older.
+func (r retention) keepFrom(bases []catalog.Basebackup) int {
+	if !r.window && r.keep <= 0 {
+		return -1
+	}
+	from := len(bases)
+	if r.window {
+		i := len(bases) - 1
+		for ; i >= 0; i-- {
+			if bases[i].LSN <= r.windowLSN && !bases[i].FinishedAt.After(r.windowStart) {
+				break
+			}
+		}
+		if i < 0 {
+			return -1
+		}
+		from = i
+	}
+	if r.keep > 0 {
+		if len(bases) < r.keep {
+			return -1
+		}
+		from = min(from, len(bases)-r.keep)
+	}
+	return from
+}
+
+// segmentPlan is what to do with sealed segments once some blobs are gone.
+type segmentPlan struct {
+	remove  []int64                  // no live blob left
+	rewrite [][]catalog.SegmentBlobs // groups of segments whose live blobs go into one new segment, live blobs only
+	freed   int64                    // bytes returned
+}
+
+func (p segmentPlan) rewritten() int {
+	n := 0
+	for _, g := range p.rewrite {
+		n += len(g)
+	}
+	return n
+}
+
+// planSegments decides, for sealed segments, which to remove and which to
+// rewrite, once the blobs of each table in cutoffs with a last LSN below its
+// cutoff are gone.
+func planSegments(segs []catalog.SegmentBlobs, cutoffs map[int64]uint64) segmentPlan {
+	var p segmentPlan
+	var group []catalog.SegmentBlobs
+	var groupBytes int64
+	for _, s := range segs {
+		live := catalog.SegmentBlobs{ID: s.ID, Size: s.Size}
+		var liveBytes int64
+		for _, b := range s.Blobs {
+			if c, ok := cutoffs[b.TableID]; ok && b.LastLSN < c {
+				continue
+			}
+			live.Blobs = append(live.Blobs, b)
+			liveBytes += b.Length
+		}
+		switch {
+		case len(live.Blobs) == 0:
+			p.remove = append(p.remove, s.ID)
+			p.freed += s.Size
+		case float64(liveBytes) < rewriteRatio*float64(s.Size-catalog.SegmentHeaderSize):
+			if len(group) > 0 && groupBytes+liveBytes > rewriteTarget {
+				p.rewrite = append(p.rewrite, group)
+				p.freed -= catalog.SegmentHeaderSize
+				group, groupBytes = nil, 0
+			}
+			group = append(group, live)
+			groupBytes += liveBytes
+			p.freed += s.Size - liveBytes
+		}
+	}
+	if len(group) > 0 {
+		p.rewrite = append(p.rewrite, group)
+		p.freed -= catalog.SegmentHeaderSize
+	}
+	return p
+}
+
+// reclaimSegments removes the segments left without blobs and rewrites those
+// left mostly empty, then removes files of retired segments that a crash
+// left behind.
+func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger, rep *PurgeReport) error {
+	segs, err := cat.SealedSegments(ctx)
+	if err != nil {
+		return err
+	}
+	plan := planSegments(segs, nil)
+	if len(plan.remove) > 0 {
+		retired, err := cat.RetireSegments(ctx, plan.remove)
+		if err != nil {
+			return err
+		}
+		for _, id := range retired {
+			n, err := removeFile(filepath.Join(cat.Dir(), catalog.SegmentName(id)))
+			if err != nil {
+				return err
+			}
+			rep.SegmentBytes += n
+			rep.SegmentsRemoved++
+		}
+	}
+	for _, g := range plan.rewrite {
+		id, freed, err := rewriteSegments(ctx, cat, g)
+		if err != nil {
+			return err
+		}
+		rep.SegmentBytes += freed
+		rep.SegmentsRewritten += len(g)
+		log.Info("rewrote mostly purged segments", "segments", len(g), "into", id, "bytes_freed", freed)
+	}
+	if err := syncDir(filepath.Join(cat.Dir(), "segments")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+
+	retired, err := cat.RetiredSegments(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range retired {
+		n, err := removeFile(filepath.Join(cat.Dir(), catalog.SegmentName(id)))
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			log.Info("removed file of a retired segment left by an interrupted purge", "segment", id)
+			rep.SegmentBytes += n
+		}
+	}
+	return nil
+}
+
+// rewriteSegments copies the live blobs of a group of segments into a new
+// segment, makes it durable, points the catalog at the copies and retires
+// the old segments in one transaction, then removes the old files. It
+// returns the new segment's id and the bytes freed.
+func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.SegmentBlobs) (int64, int64, error) {
+	id, err := cat.ReserveSegment(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	path := filepath.Join(cat.Dir(), catalog.SegmentName(id))
+	w, err := catalog.CreateSegment(cat.Dir(), id)
+	if err != nil {
+		return 0, 0, err
+	}
+	abandon := func(err error) (int64, int64, error) {
+		w.Close()
+		os.Remove(path)
+		// The reserved row is empty: the next purge retires it.
+		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
+	}
+	var moves []catalog.BlobMove
+	var inputs []int64
+	var frame []byte
+	for _, s := range group {
+		f, err := os.Open(filepath.Join(cat.Dir(), catalog.SegmentName(s.ID)))
+		if err != nil {
+			return abandon(err)
+		}
+		for _, b := range s.Blobs {
+			// Read and check each blob: a rewrite must not copy damage
+			// into a file that looks new.
+			h, fr, _, err := catalog.ReadBlob(f, b.Offset, b.Length, frame, nil)
+			frame = fr
+			if err == nil && (h.CRC != b.CRC || h.TableID != b.TableID) {
+				err = fmt.Errorf("%w: blob %d header does not match the catalog", catalog.ErrCorrupt, b.ID)
+			}
+			if err != nil {
+				f.Close()
+				return abandon(fmt.Errorf("segment %d: %w", s.ID, err))
+			}
+			off, err := w.Append(fr)
+			if err != nil {
+				f.Close()
+				return abandon(err)
+			}
+			moves = append(moves, catalog.BlobMove{Blob: b, Offset: off})
+		}
+		f.Close()
+		inputs = append(inputs, s.ID)
+	}
+	if err := w.Sync(); err != nil {
+		return abandon(err)
+	}
+	size := w.Size()
+	if err := w.Close(); err != nil {
+		os.Remove(path)
+		return 0, 0, err
+	}
+	if err := cat.MoveBlobs(ctx, id, size, moves, inputs); err != nil {
+		os.Remove(path)
+		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
+	}
+	freed := -size
+	for _, in := range inputs {
+		n, err := removeFile(filepath.Join(cat.Dir(), catalog.SegmentName(in)))
+		if err != nil {
+			return id, freed, err
+		}
+		freed += n
+	}
+	return id, freed, nil
+}
+
+// removeFile removes a file and returns its size; a missing file is no error.
+func removeFile(path string) (int64, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// lockPurge makes sure one purge at a time works on an archive: two would
+// rewrite the same segments.
+func lockPurge(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, "PURGE.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("purge: lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("purge: another purge is running on archive %s (the daemon's scheduler or lbt purge): try again when it is done", dir)
+		}
+		return nil, fmt.Errorf("purge: lock: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// tableName is a table's newest SQL name, for reports.
+func tableName(ctx context.Context, cat *catalog.Catalog, id int64) string {
+	versions, err := cat.SchemaVersions(ctx, id)
+	if err != nil || len(versions) == 0 {
+		return fmt.Sprintf("table %d", id)
+	}
+	v := versions[len(versions)-1]
+	return schema.Table{Schema: v.Schema, Name: v.Name}.QualifiedName()
+}

@@ -1,0 +1,479 @@
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
+
+	"lbt/catalog"
+	"lbt/schema"
+)
+
+// Reasons recorded with basebackups the scheduler takes, in the order it
+// takes them when several tables are due: tables without a basebackup come
+// first, since nothing restores them until they have one.
+const (
+	ReasonNewTable   = "new table"  // in the catalog, never dumped
+	ReasonNewEpoch   = "new epoch"  // dumped, but before the current epoch (slot lost and recreated)
+	ReasonInitial    = "initial"    // initialBasebackup, at start
+	ReasonThreshold  = "threshold"  // more than backupThreshold blobs since the last basebackup
+	ReasonInactivity = "inactivity" // changed since the last basebackup, then quiet for forceBasebackupAfterInactivityInterval
+	ReasonSchedule   = "schedule"   // basebackupSchedule passed since the last basebackup
+	ReasonRequest    = "request"    // lbt basebackup
+)
+
+// urgency orders reasons: lower first.
+func urgency(reason string) int {
+	switch reason {
+	case ReasonNewTable:
+		return 0
+	case ReasonNewEpoch:
+		return 1
+	case ReasonInitial:
+		return 2
+	case ReasonThreshold:
+		return 3
+	case ReasonInactivity:
+		return 4
+	}
+	return 5
+}
+
+// SchedulerOptions configures RunScheduler. NewSchedulerOptions gives the
+// defaults.
+type SchedulerOptions struct {
+	Options // archive, temp dir, source connection, publication, logger
+
+	// Concurrent is how many basebackups run at once (concurrentBasebackups),
+	// each with its own connections.
+	Concurrent int
+	// Threshold (backupThreshold) requests a basebackup of a table once more
+	// than this many blobs of its changes were written since its last
+	// basebackup: the catalog's table_state.blobs_since_base. A blob holds
+	// the table's changes of one flush (at most a few MiB), so this bounds
+	// how much a restore replays on top of a basebackup. 0 is off.
+	Threshold int
+	// InactivityInterval (forceBasebackupAfterInactivityInterval) requests a
+	// basebackup of a table whose last change is older than this and that
+	// changed since its last basebackup. 0 is off.
+	InactivityInterval time.Duration
+	// Schedule (basebackupSchedule) requests a basebackup of every table
+	// whose newest basebackup is older than this. 0 is off.
+	Schedule time.Duration
+	// Initial (initialBasebackup) takes a basebackup of every table of the
+	// publication when the scheduler starts.
+	Initial bool
+	// Retention and RetentionBasebackups, when either is set, make the
+	// scheduler purge every PurgeInterval; see PurgeOptions.
+	Retention            time.Duration
+	RetentionBasebackups int
+	PurgeInterval        time.Duration
+	// PollInterval is how often the catalog is checked for tables due.
+	PollInterval time.Duration
+	// RetryBackoff is the wait before a failed basebackup is taken again; it
+	// doubles with each failure of the same table, up to an hour.
+	RetryBackoff time.Duration
+}
+
+// NewSchedulerOptions returns the defaults.
+func NewSchedulerOptions() SchedulerOptions {
+	return SchedulerOptions{
+		Options:       NewOptions(),
+		Concurrent:    1,
+		Threshold:     100,
+		PurgeInterval: time.Hour,
+		PollInterval:  10 * time.Second,
+		RetryBackoff:  time.Minute,
+	}
+}
+
+const maxRetryBackoff = time.Hour
+
+func (o *SchedulerOptions) validate() error {
+	switch {
+	case o.ArchiveDir == "":
+		return errors.New("basebackup scheduler: archiveDir is not set")
+	case o.Conn == nil:
+		return errors.New("basebackup scheduler: no source connection configured")
+	case o.Publication == "":
+		return errors.New("basebackup scheduler: publication is not set")
+	case o.Concurrent <= 0:
+		return fmt.Errorf("basebackup scheduler: concurrentBasebackups must be greater than 0, not %d", o.Concurrent)
+	case o.PollInterval <= 0 || o.RetryBackoff <= 0:
+		return errors.New("basebackup scheduler: poll interval and retry backoff must be positive")
+	case (o.Retention > 0 || o.RetentionBasebackups > 0) && o.PurgeInterval <= 0:
+		return errors.New("basebackup scheduler: purge interval must be positive when retention is set")
+	}
+	return nil
+}
+
+// RunScheduler takes basebackups when they are due, and purges when
+// retention is set, until ctx ends; then it waits for the basebackups in
+// progress to stop and returns nil. It runs beside the daemon (ingest.Run):
+// it waits for the daemon to create the archive and its first epoch, uses
+// its own catalog handle and source connections, and never holds the
+// catalog's write lock for long, so the stream is never stalled. A failed
+// basebackup is logged and taken again later. It returns an error only when
+// the archive cannot be opened.
+func RunScheduler(ctx context.Context, opts SchedulerOptions) error {
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.TempDir == "" {
+		opts.TempDir = filepath.Join(opts.ArchiveDir, "tmp")
+	}
+	s := &scheduler{opts: opts, log: opts.Logger, tables: map[uint32]*tableState{}}
+	cat, err := s.waitForArchive(ctx)
+	if err != nil || cat == nil {
+		return err
+	}
+	defer cat.Close()
+	s.cat = cat
+
+	removed, err := cleanStray(ctx, cat, opts.TempDir)
+	for _, p := range removed {
+		s.log.Info("removed what an interrupted basebackup left", "path", p)
+	}
+	if err != nil {
+		s.log.Error("cleaning up after interrupted basebackups", "error", err)
+	}
+	return s.run(ctx)
+}
+
+// scheduler is RunScheduler's state.
+type scheduler struct {
+	opts    SchedulerOptions
+	log     hclog.Logger
+	cat     *catalog.Catalog
+	tables  map[uint32]*tableState // by source OID
+	initial bool                   // the tables of the publication are known for Initial
+	running int
+}
+
+// tableState is what the scheduler remembers of a table between polls.
+type tableState struct {
+	running  bool
+	gone     bool // dropped on the source, or out of the publication
+	initial  bool // Initial wants a basebackup of it
+	failures int
+	nextTry  time.Time
+}
+
+type job struct {
+	oid     uint32
+	tableID int64 // 0 when not in the catalog yet
+	name    string
+	reason  string
+}
+
+type result struct {
+	job job
+	err error
+}
+
+// waitForArchive opens the catalog once the daemon has created it and
+// started its first epoch: before that, a basebackup's snapshot could fall
+// before the slot and its changes after the snapshot would be lost.
+func (s *scheduler) waitForArchive(ctx context.Context) (*catalog.Catalog, error) {
+	for {
+		cat, err := catalog.Open(ctx, s.opts.ArchiveDir)
+		if err == nil {
+			epochs, err := cat.Epochs(ctx)
+			if err == nil && len(epochs) > 0 {
+				return cat, nil
+			}
+			cat.Close()
+		} else if !errors.Is(err, catalog.ErrNotArchive) && !catalog.IsBusy(err) { // the daemon may be creating it
+			return nil, fmt.Errorf("basebackup scheduler: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(min(s.opts.PollInterval, time.Second)):
+		}
+	}
+}
+
+func (s *scheduler) run(ctx context.Context) error {
+	done := make(chan result, s.opts.Concurrent)
+	purging := s.opts.Retention > 0 || s.opts.RetentionBasebackups > 0
+	var nextPurge time.Time
+	ticker := time.NewTicker(s.opts.PollInterval)
+	defer ticker.Stop()
+	for {
+		if err := s.startDue(ctx, done); err != nil && ctx.Err() == nil {
+			s.log.Error("checking which tables need a basebackup", "error", err)
+		}
+		if purging && !time.Now().Before(nextPurge) && ctx.Err() == nil {
+			s.purge(ctx)
+			nextPurge = time.Now().Add(s.opts.PurgeInterval)
+		}
+		select {
+		case <-ctx.Done():
+			for s.running > 0 {
+				<-done // interrupted: the next start takes it again
+				s.running--
+			}
+			return nil
+		case r := <-done:
+			s.finish(ctx, r)
+		case <-ticker.C:
+		}
+	}
+}
+
+// startDue starts basebackups of the tables due, as many as free slots allow.
+func (s *scheduler) startDue(ctx context.Context, done chan<- result) error {
+	if s.running >= s.opts.Concurrent {
+		return nil
+	}
+	if s.opts.Initial && !s.initial {
+		if err := s.loadInitial(ctx); err != nil {
+			return err
+		}
+	}
+	jobs, err := s.due(ctx, time.Now())
+	if err != nil || len(jobs) == 0 {
+		return err
+	}
+	jobs, err = s.resolve(ctx, jobs)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if s.running >= s.opts.Concurrent {
+			break
+		}
+		st := s.state(j.oid)
+		st.running = true
+		s.running++
+		s.log.Info("taking basebackup", "table", j.name, "table_id", j.tableID, "reason", j.reason)
+		go func(j job) {
+			o := s.opts.Options
+			o.Reason = j.reason
+			_, err := take(ctx, s.cat, o, []target{{oid: j.oid, name: j.name}})
+			done <- result{j, err}
+		}(j)
+	}
+	return nil
+}
+
+func (s *scheduler) state(oid uint32) *tableState {
+	st := s.tables[oid]
+	if st == nil {
+		st = &tableState{}
+		s.tables[oid] = st
+	}
+	return st
+}
+
+// finish records the outcome of a basebackup.
+func (s *scheduler) finish(ctx context.Context, r result) {
+	s.running--
+	st := s.state(r.job.oid)
+	st.running = false
+	switch {
+	case ctx.Err() != nil:
+		// Stopping: the next start takes it again.
+	case r.err == nil:
+		st.failures, st.initial = 0, false
+	case errors.Is(r.err, ErrNoTable), errors.Is(r.err, ErrNotPublished):
+		st.gone = true
+		s.log.Warn("no basebackup of this table: "+r.err.Error(), "table", r.job.name, "reason", r.job.reason)
+	default:
+		st.failures++
+		wait := min(s.opts.RetryBackoff<<min(st.failures-1, 20), maxRetryBackoff)
+		st.nextTry = time.Now().Add(wait)
+		s.log.Error("basebackup failed; taking it again later", "table", r.job.name, "reason", r.job.reason,
+			"error", r.err, "failures", st.failures, "retry_in", wait)
+	}
+}
+
+// loadInitial marks every table of the publication for a basebackup.
+func (s *scheduler) loadInitial(ctx context.Context) error {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, `SELECT c.oid FROM pg_publication_tables pt
+		JOIN pg_namespace n ON n.nspname = pt.schemaname
+		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+		WHERE pt.pubname = $1`, s.opts.Publication)
+	if err != nil {
+		return fmt.Errorf("list the tables of publication %s: %w", s.opts.Publication, err)
+	}
+	oids, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
+	if err != nil {
+		return fmt.Errorf("list the tables of publication %s: %w", s.opts.Publication, err)
+	}
+	for _, oid := range oids {
+		s.state(oid).initial = true
+	}
+	s.initial = true
+	s.log.Info("initial basebackups requested", "tables", len(oids))
+	return nil
+}
+
+// due returns the tables that need a basebackup now, most urgent first,
+// leaving out those running, gone or waiting after a failure.
+func (s *scheduler) due(ctx context.Context, now time.Time) ([]job, error) {
+	epochs, err := s.cat.Epochs(ctx)
+	if err != nil || len(epochs) == 0 {
+		return nil, err
+	}
+	epochStart := int64(epochs[len(epochs)-1].StartLSN)
+	// One row per source table: the newest catalog table of each OID.
+	rows, err := s.cat.DB().QueryContext(ctx, `SELECT r.id, r.oid,
+			coalesce(ts.changes_since_base, 0), coalesce(ts.blobs_since_base, 0), coalesce(ts.last_change_time, 0),
+			(SELECT count(*) FROM basebackup b WHERE b.table_id = r.id),
+			(SELECT max(b.finished_at) FROM basebackup b WHERE b.table_id = r.id AND b.lsn >= ?),
+			coalesce((SELECT nspname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), ''),
+			coalesce((SELECT relname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), '')
+		FROM rel r LEFT JOIN table_state ts ON ts.table_id = r.id
+		WHERE r.id = (SELECT max(r2.id) FROM rel r2 WHERE r2.oid = r.oid)`, epochStart)
+	if err != nil {
+		return nil, fmt.Errorf("catalog tables: %w", err)
+	}
+	defer rows.Close()
+	var jobs []job
+	seen := map[uint32]bool{}
+	for rows.Next() {
+		var id, oid, changes, blobs, lastChange, bases int64
+		var lastBase *int64
+		var nsp, rel string
+		if err := rows.Scan(&id, &oid, &changes, &blobs, &lastChange, &bases, &lastBase, &nsp, &rel); err != nil {
+			return nil, fmt.Errorf("catalog tables: %w", err)
+		}
+		j := job{oid: uint32(oid), tableID: id, name: schema.Table{Schema: nsp, Name: rel}.QualifiedName()}
+		seen[j.oid] = true
+		st := s.tables[j.oid]
+		switch {
+		case lastBase == nil && bases == 0:
+			j.reason = ReasonNewTable
+		case lastBase == nil:
+			j.reason = ReasonNewEpoch
+		case st != nil && st.initial:
+			j.reason = ReasonInitial
+		case s.opts.Threshold > 0 && blobs > int64(s.opts.Threshold):
+			j.reason = ReasonThreshold
+		case s.opts.InactivityInterval > 0 && changes > 0 && lastChange > 0 &&
+			now.Sub(catalog.FromMicros(lastChange)) >= s.opts.InactivityInterval:
+			j.reason = ReasonInactivity
+		case s.opts.Schedule > 0 && now.Sub(catalog.FromMicros(*lastBase)) >= s.opts.Schedule:
+			j.reason = ReasonSchedule
+		default:
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog tables: %w", err)
+	}
+	// Tables of the publication that the stream has not shown yet.
+	for oid, st := range s.tables {
+		if st.initial && !seen[oid] {
+			jobs = append(jobs, job{oid: oid, name: fmt.Sprintf("table with OID %d", oid), reason: ReasonInitial})
+		}
+	}
+
+	out := jobs[:0]
+	for _, j := range jobs {
+		st := s.tables[j.oid]
+		if st != nil && (st.running || st.gone || now.Before(st.nextTry)) {
+			continue
+		}
+		out = append(out, j)
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if ra, rb := urgency(out[a].reason), urgency(out[b].reason); ra != rb {
+			return ra < rb
+		}
+		return out[a].oid < out[b].oid
+	})
+	return out, nil
+}
+
+// resolve checks on the source that the tables due still exist and gives
+// them their current names (a rename reaches the catalog only with the
+// table's next change). Dropped tables are remembered as gone: their
+// archive stays, and needs no new basebackup.
+func (s *scheduler) resolve(ctx context.Context, jobs []job) ([]job, error) {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	oids := make([]uint32, len(jobs))
+	for i, j := range jobs {
+		oids[i] = j.oid
+	}
+	rows, err := conn.Query(ctx, `SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = ANY($1) AND c.relkind IN ('r', 'p')`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("look up tables on the source: %w", err)
+	}
+	names := map[uint32]string{}
+	for rows.Next() {
+		var oid uint32
+		var nsp, rel string
+		if err := rows.Scan(&oid, &nsp, &rel); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("look up tables on the source: %w", err)
+		}
+		names[oid] = schema.Table{Schema: nsp, Name: rel}.QualifiedName()
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up tables on the source: %w", err)
+	}
+	out := jobs[:0]
+	for _, j := range jobs {
+		name, ok := names[j.oid]
+		if !ok {
+			s.state(j.oid).gone = true
+			s.log.Info("table no longer exists on the source; its archive is kept, and no basebackup is taken", "table", j.name,
+				"table_id", j.tableID, "reason", j.reason)
+			continue
+		}
+		j.name = name
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+func (s *scheduler) connect(ctx context.Context) (*pgx.Conn, error) {
+	cc, _ := pgx.ParseConfig("")
+	cc.Config = *s.opts.Conn.Copy()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the source: %w", err)
+	}
+	return conn, nil
+}
+
+// purge runs Purge with the retention settings and logs what it did.
+func (s *scheduler) purge(ctx context.Context) {
+	o := NewPurgeOptions()
+	o.Retention, o.KeepBasebackups, o.Logger = s.opts.Retention, s.opts.RetentionBasebackups, s.log
+	rep, err := Purge(ctx, s.cat, o)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("purge failed; trying again at the next interval", "error", err, "retry_in", s.opts.PurgeInterval)
+		}
+		return
+	}
+	if len(rep.Tables) > 0 || rep.Bytes() > 0 {
+		s.log.Info("purge complete", "tables", len(rep.Tables), "transactions", rep.Transactions,
+			"segments_removed", rep.SegmentsRemoved, "segments_rewritten", rep.SegmentsRewritten, "bytes_freed", rep.Bytes())
+	}
+}

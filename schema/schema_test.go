@@ -1,0 +1,55 @@
+package schema
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func TestTable_JSONRoundTrip(t *testing.T) {
+	in := Table{Schema: "s", Name: "T x", ReplicaIdentity: 'f', PrimaryKey: []string{"id"},
+		Columns: []Column{{Name: "id", TypeOID: 23, TypeMod: -1, TypeName: "integer", Key: true}}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Table
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip: %s\ngot  %+v\nwant %+v", b, out, in)
+	}
+}
+
+func TestParseName(t *testing.T) {
+	tests := []struct {
+		in, schema, table string
+		err               bool
+	}{
+		{"orders", "public", "orders", false},
+		{"Sales.Orders", "sales", "orders", false},
+		{`"Sales"."Order ""Items"""`, "Sales", `Order "Items"`, false},
+		{`analytics."événements"`, "analytics", "événements", false},
+		{`a.b.c`, "", "", true},
+		{`"unterminated`, "", "", true},
+		{`has space`, "", "", true},
+		{``, "", "", true},
+	}
+	for _, tt := range tests {
+		s, n, err := ParseName(tt.in)
+		if (err != nil) != tt.err || s != tt.schema || n != tt.table {
+			t.Errorf("ParseName(%q) = %q, %q, %v", tt.in, s, n, err)
+		}
+	}
+}
+
+func TestQuoteIdent(t *testing.T) {
+	for in, want := range map[string]string{
+		"orders": "orders", "Orders": `"Orders"`, "order": `"order"`, `a"b`: `"a""b"`, "1x": `"1x"`, "x1": "x1", "a b": `"a b"`,
+	} {
+		if got := QuoteIdent(in); got != want {
+			t.Errorf("QuoteIdent(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
