@@ -188,19 +188,37 @@ func Create(ctx context.Context, dir string, source Source) (*Catalog, error) {
 	if _, err := os.Stat(path); err == nil {
 		return nil, fmt.Errorf("create archive: %s already exists", path)
 	}
-	c, err := open(dir, false)
-	if err != nil {
+	// Built under another name and renamed when complete, so that an
+	// interrupted creation leaves no half catalog that blocks the next one.
+	tmp := path + ".new"
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(tmp + suffix)
+	}
+	if err := createSchema(ctx, tmp, source); err != nil {
 		return nil, err
 	}
-	tx, err := c.db.BeginTx(ctx, nil)
-	if err != nil {
-		c.Close()
+	if err := os.Rename(tmp, path); err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	return open(dir, false)
+}
+
+func createSchema(ctx context.Context, path string, source Source) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	if err != nil {
+		return fmt.Errorf("create archive: %w", err)
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("create archive: %w", err)
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("create archive schema: %w", err)
+		return fmt.Errorf("create archive schema: %w", err)
 	}
 	meta := map[string]string{
 		"format_version":    strconv.Itoa(FormatVersion),
@@ -211,15 +229,15 @@ func Create(ctx context.Context, dir string, source Source) (*Catalog, error) {
 	}
 	for k, v := range meta {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)`, k, v); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("create archive: %w", err)
+			return fmt.Errorf("create archive: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("create archive: %w", err)
+		return fmt.Errorf("create archive: %w", err)
 	}
-	return c, nil
+	// Closing checkpoints the write-ahead log into the file, which is then
+	// complete on its own and can be renamed.
+	return db.Close()
 }
 
 // Open opens the archive in dir for writing.
@@ -314,6 +332,20 @@ func (c *Catalog) Meta(ctx context.Context, key string) (string, error) {
 	}
 	return v, nil
 }
+
+// SetMeta records one value of the meta table.
+func (c *Catalog) SetMeta(ctx context.Context, key, value string) error {
+	_, err := c.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("catalog meta %s: %w", key, err)
+	}
+	return nil
+}
+
+// MetaPublishedOIDs is the meta key under which the daemon records the OIDs
+// of the tables it archives when trackNewTables is false (a JSON array), so
+// that other commands know which tables have deltas.
+const MetaPublishedOIDs = "published_oids"
 
 // Source identifies the database an archive belongs to.
 type Source struct {

@@ -173,9 +173,17 @@ func CreateSegment(dir string, id int64) (*SegmentWriter, error) {
 		f.Close()
 		return nil, fmt.Errorf("create segment %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	// The catalog records the segment right after this: its header and its
+	// directory entry must be durable first.
+	if err := f.Sync(); err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("create segment %s: %w", path, err)
+	}
+	for _, d := range []string{filepath.Dir(path), dir} {
+		if err := syncDir(d); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return &SegmentWriter{ID: id, f: f, size: SegmentHeaderSize}, nil
 }

@@ -26,6 +26,8 @@ const (
 	maxBuffered = 32 << 20
 	// A flush is due when this much is buffered, whatever the interval.
 	flushBytes = 16 << 20
+	// ... or when this many catalog rows wait in memory.
+	flushRows = 200_000
 )
 
 // archiver turns decoded pgoutput messages into blobs in segments and rows in
@@ -54,6 +56,7 @@ type archiver struct {
 	pendingSince time.Time
 	buffered     int // bytes in all tables' bufs
 	pendingTxs   int // transactions the next flush makes durable
+	pendingRows  int // catalog rows waiting in memory for the next flush
 	touchedSince map[*table]bool
 
 	tx txState
@@ -118,7 +121,9 @@ type table struct {
 func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *catalog.Catalog, lookup *pgx.Conn,
 	published map[uint32]bool, epoch int64, durable *atomic.Uint64) (*archiver, error) {
 	a := &archiver{
-		log: log, opts: opts, cat: cat, lookup: lookup, ctx: ctx,
+		// Not cancelled with the session: the final flush at shutdown must
+		// still commit what was received.
+		log: log, opts: opts, cat: cat, lookup: lookup, ctx: context.WithoutCancel(ctx),
 		tables: make(map[uint32]*table), published: published, epoch: epoch,
 		touchedSince: make(map[*table]bool), durable: durable,
 	}
@@ -264,7 +269,9 @@ func (a *archiver) handle(data []byte) error {
 		}
 		if m.Transactional && a.tx.active {
 			if !a.tx.skip {
-				a.tx.messages = append(a.tx.messages, message{prefix: m.Prefix, content: append([]byte(nil), m.Content...)})
+				// Copied (the connection reuses its buffer), and never nil: an
+				// empty message is an empty value, not NULL.
+				a.tx.messages = append(a.tx.messages, message{prefix: m.Prefix, content: append([]byte{}, m.Content...)})
 			}
 		} else {
 			a.log.Debug("non-transactional logical message not archived", "prefix", m.Prefix, "lsn", m.LSN)
@@ -326,7 +333,10 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	if t.version > 0 && sameStreamShape(t.def, def) {
 		return nil
 	}
-	if err := describeTable(a.ctx, a.lookup, m.RelationID, &def); err != nil {
+	dctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	err := describeTable(dctx, a.lookup, m.RelationID, &def)
+	cancel()
+	if err != nil {
 		return err
 	}
 	if t.version > 0 && t.def.SameShape(def) {
@@ -420,8 +430,8 @@ func (a *archiver) change(data []byte) error {
 	if !t.tracked {
 		return nil
 	}
-	a.startRecord(t)
 	before := len(t.buf)
+	a.startRecord(t)
 	p := 5
 	var err error
 	var n int
@@ -548,9 +558,10 @@ func (a *archiver) truncate(m *pglogrepl.TruncateMessage) error {
 		if !t.tracked {
 			continue
 		}
+		before := len(t.buf)
 		a.startRecord(t)
 		t.buf = append(t.buf, catalog.TagTruncate, m.Option)
-		a.buffered += 2
+		a.buffered += len(t.buf) - before
 		t.trunc++
 		t.changes++
 		t.txN++
@@ -593,6 +604,7 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 	}
 	a.archived = catalog.Position{Epoch: a.epoch, EndLSN: uint64(m.TransactionEndLSN), CommitLSN: a.tx.commitLSN, CommitTime: m.CommitTime}
 	a.pendingTxs++
+	a.pendingRows += 1 + len(a.tx.touched) + len(a.tx.keys) + len(a.tx.messages)
 	a.markPending(a.archived)
 	return nil
 }
@@ -620,7 +632,8 @@ func (a *archiver) keepalive(walEnd uint64) {
 
 // flushDue says whether a flush should run now.
 func (a *archiver) flushDue() bool {
-	return a.dirty && !a.tx.active && (time.Since(a.pendingSince) >= a.opts.FlushInterval || a.buffered >= flushBytes)
+	return a.dirty && !a.tx.active && (time.Since(a.pendingSince) >= a.opts.FlushInterval ||
+		a.buffered >= flushBytes || a.pendingRows >= flushRows)
 }
 
 // flush makes every completed transaction durable: blobs written and
@@ -782,7 +795,7 @@ func (a *archiver) commitFlush() error {
 	}
 	a.durable.Store(a.pending.EndLSN)
 	a.dirty = false
-	a.pendingTxs = 0
+	a.pendingTxs, a.pendingRows = 0, 0
 	if m := a.opts.Metrics; m != nil {
 		m.transactions.Add(float64(committedTxs))
 		m.flushes.Observe(time.Since(flushStart).Seconds())

@@ -6,12 +6,14 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -51,7 +53,7 @@ func NewOptions() Options {
 	return Options{
 		Slot:            "lbt",
 		Publication:     "lbt",
-		TrackNewTables:  true,
+		TrackNewTables:  false, // as LBT, and config.Default
 		DeltasPerFile:   100000,
 		SegmentMaxBytes: 256 << 20,
 		Fsync:           true,
@@ -80,41 +82,44 @@ func (o *Options) validate() error {
 // Run streams the slot into the archive until ctx is cancelled, then makes
 // everything received durable, confirms it and returns nil. A lost
 // connection is retried with backoff; an error the operator must fix is
-// returned.
+// returned. The caller holds the archive's lock (LockArchive) for as long
+// as Run and anything else that writes the archive as its daemon run.
 func Run(ctx context.Context, opts Options) error {
 	if err := opts.validate(); err != nil {
 		return err
 	}
 	log := opts.Logger
-	if err := os.MkdirAll(opts.ArchiveDir, 0o750); err != nil {
-		return fatalf("archive directory: %w", err)
-	}
-	unlock, err := lockArchive(opts.ArchiveDir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 
 	d := &daemon{opts: &opts, log: log}
 	defer d.close()
 	backoff := time.Second
+	firstStart := time.Now()
 	for attempt := 0; ; attempt++ {
 		started := time.Now()
 		err := d.session(ctx)
 		if ctx.Err() != nil {
+			// Stopping: a failure of the final flush still counts.
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
 			return nil
 		}
 		if err == nil {
 			err = errors.New("replication stream ended")
 		}
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		if diskFull(err) {
 			// Everything durable is confirmed and nothing is lost: the server
 			// keeps the rest. Retrying cannot make room.
 			return fatalf("archive %s: disk full: free space (or run lbt purge), then start lbt again: %w", opts.ArchiveDir, err)
 		}
-		if IsFatal(err) || !d.streamed {
+		switch {
+		case IsFatal(err):
+			return err
+		case !d.streamed && !(transient(err) && time.Since(firstStart) < 2*time.Minute):
 			// Never streamed: the setup is wrong, not the network. Exit so
-			// that the operator (or the supervisor) sees it.
+			// that the operator (or the supervisor) sees it. A slot still
+			// held by a previous walsender, or a server starting up, is
+			// waited for a while.
 			return err
 		}
 		if time.Since(started) > time.Minute {
@@ -133,8 +138,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 }
 
-// lockArchive makes sure one daemon at a time writes an archive.
-func lockArchive(dir string) (unlock func(), err error) {
+// LockArchive makes sure one daemon at a time runs on an archive: the
+// stream and the basebackup scheduler alike. It creates the directory.
+func LockArchive(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fatalf("archive directory: %w", err)
+	}
 	path := filepath.Join(dir, "LOCK")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
@@ -209,6 +218,25 @@ func (d *daemon) session(ctx context.Context) error {
 	if err := d.openCatalog(ctx, source); err != nil {
 		return err
 	}
+	if !o.TrackNewTables {
+		oids := make([]uint32, 0, len(published))
+		for oid := range published {
+			oids = append(oids, oid)
+		}
+		slices.Sort(oids)
+		b, _ := json.Marshal(oids)
+		if err := d.cat.SetMeta(ctx, catalog.MetaPublishedOIDs, string(b)); err != nil {
+			return err
+		}
+	}
+	if pos, _, err := d.cat.Position(ctx); err != nil {
+		return err
+	} else if uint64(sys.XLogPos) < pos.EndLSN {
+		// Commits at LSNs the archive already holds would be skipped as
+		// duplicates: refuse rather than silently lose them.
+		return fatalf("source WAL is at %s, behind the archive's %s: the source was restored or failed over to an older state; archive it into a new archiveDir",
+			sys.XLogPos, pglogrepl.LSN(pos.EndLSN))
+	}
 
 	slot, err := checkSlot(ctx, conn, o.Slot, info.database)
 	if err != nil {
@@ -241,6 +269,9 @@ func (d *daemon) session(ctx context.Context) error {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
 			return fmt.Errorf("start replication: slot %q is in use by another process (a previous lbt may still be exiting): %w", o.Slot, err)
+		}
+		if transient(err) {
+			return fmt.Errorf("start replication on slot %q: %w", o.Slot, err)
 		}
 		return fatalf("start replication on slot %q: %w", o.Slot, err)
 	}
@@ -306,6 +337,9 @@ func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot slotI
 		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, o.Slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
 		if err != nil {
+			if transient(err) {
+				return catalog.Epoch{}, fmt.Errorf("create replication slot %q: %w", o.Slot, err)
+			}
 			return catalog.Epoch{}, fatalf("create replication slot %q: %w", o.Slot, err)
 		}
 		lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
@@ -349,6 +383,31 @@ func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot slotI
 		return catalog.Epoch{}, err
 	}
 	return catalog.Epoch{ID: id, StartLSN: startLSN, Slot: o.Slot, Reason: reason}, nil
+}
+
+// diskFull reports a full file system, as the OS or SQLite says it.
+func diskFull(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "database or disk is full") || strings.Contains(msg, "SQLITE_FULL")
+}
+
+// transient reports a server condition that passes by itself: a slot still
+// held by an exiting walsender, a server shutting down, starting up or out
+// of connections, a broken connection.
+func transient(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "55006", "57P01", "57P02", "57P03", "53300":
+			return true
+		}
+		return strings.HasPrefix(pgErr.Code, "08")
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // isTimeout reports a read deadline that passed.

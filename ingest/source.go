@@ -219,8 +219,11 @@ func describeTable(ctx context.Context, conn *pgx.Conn, oid uint32, t *schema.Ta
 		return fmt.Errorf("resolve column types of %s: %w", t.QualifiedName(), err)
 	}
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil || len(names) != len(t.Columns) {
-		return fmt.Errorf("resolve column types of %s: %v", t.QualifiedName(), err)
+	if err != nil {
+		return fmt.Errorf("resolve column types of %s: %w", t.QualifiedName(), err)
+	}
+	if len(names) != len(t.Columns) {
+		return fmt.Errorf("resolve column types of %s: %d names for %d columns", t.QualifiedName(), len(names), len(t.Columns))
 	}
 	for i := range t.Columns {
 		t.Columns[i].TypeName = names[i]

@@ -21,8 +21,9 @@ type batch struct {
 }
 
 type batchMsg struct {
-	start, end int
-	keepalive  uint64 // a keepalive's WAL end; the message has no data
+	start, end  int
+	isKeepalive bool
+	walEnd      uint64 // a keepalive's WAL end; the message has no data
 }
 
 const (
@@ -85,6 +86,11 @@ func (r *reader) run(ctx context.Context) error {
 	for {
 		if ctx.Err() != nil {
 			return r.handOff(cur, true)
+		}
+		select {
+		case <-r.done: // the archiver failed; its error is the one to report
+			return errArchiverStopped
+		default:
 		}
 		if time.Since(r.sentAt) >= r.o.StatusInterval || r.durable.Load() != r.sent {
 			if err := r.sendStatus(); err != nil {
@@ -150,7 +156,7 @@ func (r *reader) copyData(data []byte, cur *batch) error {
 		if err != nil {
 			return fmt.Errorf("parse keepalive: %w", err)
 		}
-		cur.msgs = append(cur.msgs, batchMsg{keepalive: uint64(k.ServerWALEnd)})
+		cur.msgs = append(cur.msgs, batchMsg{isKeepalive: true, walEnd: uint64(k.ServerWALEnd)})
 		if k.ReplyRequested {
 			return r.sendStatus()
 		}
@@ -230,12 +236,21 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 				return a.finish()
 			}
 			for _, m := range b.msgs {
-				if m.keepalive != 0 {
-					a.keepalive(m.keepalive)
+				if m.isKeepalive {
+					a.keepalive(m.walEnd)
 					continue
 				}
-				if err := a.handle(b.arena[m.start:m.end]); err != nil {
+				data := b.arena[m.start:m.end]
+				if err := a.handle(data); err != nil {
 					return err
+				}
+				// Between transactions is the only place a flush can run:
+				// check after each commit, not only at batch ends, which
+				// under load mostly fall inside transactions.
+				if data[0] == 'C' && a.flushDue() {
+					if err := a.flush(); err != nil {
+						return err
+					}
 				}
 			}
 			select {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"lbt/test/pgtest"
 )
@@ -132,4 +133,57 @@ func TestBackup_ArchivesReplicationOrigin(t *testing.T) {
 	if withOrigin != 1 || without != 1 {
 		t.Fatalf("transactions of t with origin upstream_a: %d, without: %d; want 1 and 1", withOrigin, without)
 	}
+}
+
+// A clean stop makes what was received durable even when the flush
+// interval has not passed, and an empty logical message is archived as an
+// empty value rather than stalling the archive.
+func TestBackup_CleanStopFlushesReceivedTransactions(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	dir := t.TempDir()
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY)`)
+	d := startBackup(t, c, dsn, dir, func(o *ingestOptions) { o.FlushInterval = 50 * time.Millisecond })
+	waitArchived(t, c, dsn, dir)
+	d.stop()
+
+	var slot string
+	d = startBackup(t, c, dsn, dir, func(o *ingestOptions) {
+		o.FlushInterval = time.Hour
+		slot = o.Slot
+	})
+	// The new daemon uses a new slot: wait until it streams.
+	waitUntil(t, "the daemon to stream", func() bool {
+		return c.QueryString(t, dsn, `SELECT count(*) FROM pg_stat_replication WHERE application_name <> 'pg_recvlogical'`) != "0" && slot != ""
+	})
+	for i := 1; i <= 5; i++ {
+		c.Exec(t, dsn, fmt.Sprintf(`INSERT INTO t VALUES (%d)`, i))
+	}
+	c.Exec(t, dsn, `SELECT pg_logical_emit_message(true, 'empty', '')`)
+	target := c.QueryString(t, dsn, `SELECT pg_current_wal_lsn()`)
+	waitUntil(t, "the walsender to send everything", func() bool {
+		return c.QueryString(t, dsn, `SELECT count(*) FROM pg_stat_replication WHERE sent_lsn >= '`+target+`'`) != "0"
+	})
+	time.Sleep(500 * time.Millisecond) // received, but an hour from its flush
+	d.stop()
+
+	_, changes := readArchive(t, dir, "t")
+	if len(changes) != 5 {
+		t.Fatalf("archived %d of 5 inserts received before the stop", len(changes))
+	}
+	if n := countArchived(t, dir, `SELECT count(*) FROM tx_message WHERE prefix = 'empty' AND length(content) = 0`); n != 1 {
+		t.Fatalf("empty message archived %d times, want 1", n)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }

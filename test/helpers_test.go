@@ -45,6 +45,7 @@ func startBackup(t *testing.T, c *pgtest.Cluster, dsn, dir string, tune ...func(
 	opts.ArchiveDir = dir
 	opts.Conn = cfg
 	opts.Slot = fmt.Sprintf("lbt_%d", time.Now().UnixNano()%1e9)
+	opts.TrackNewTables = true // tests create tables while the daemon runs
 	opts.FlushInterval = 50 * time.Millisecond
 	opts.StatusInterval = time.Second
 	opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "lbt", Level: hclog.Debug, Output: testWriter{t}})
@@ -53,7 +54,15 @@ func startBackup(t *testing.T, c *pgtest.Cluster, dsn, dir string, tune ...func(
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{t: t, c: c, dsn: dsn, dir: dir, cancel: cancel, done: make(chan error, 1)}
-	go func() { d.done <- ingest.Run(ctx, opts) }()
+	go func() {
+		unlock, err := ingest.LockArchive(dir)
+		if err != nil {
+			d.done <- err
+			return
+		}
+		defer unlock()
+		d.done <- ingest.Run(ctx, opts)
+	}()
 	t.Cleanup(func() { d.stop() })
 	return d
 }

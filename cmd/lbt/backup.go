@@ -66,6 +66,11 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 		daemon.SdNotify(false, daemon.SdNotifyReady)
 	}
 
+	unlock, err := ingest.LockArchive(cfg.ArchiveDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	if cfg.MetricsAddr != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -56,7 +57,7 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 	if !cfg.TrackNewTables {
 		// The running daemon archives only the tables it already tracks;
 		// a dump of another table would have no deltas after it.
-		if tables, err = trackedOnly(ctx, cat, tables, cmd.All, log); err != nil {
+		if tables, err = trackedOnly(ctx, cat, pc, tables, cmd.All, log); err != nil {
 			return err
 		}
 	}
@@ -101,9 +102,26 @@ func publishedTables(ctx context.Context, pc *pgconn.Config, publication string)
 	return names, nil
 }
 
-// trackedOnly keeps the tables the archive already holds. Naming another
-// table is an error; with --all the others are skipped with a warning.
-func trackedOnly(ctx context.Context, cat *catalog.Catalog, tables []string, all bool, log hclog.Logger) ([]string, error) {
+// trackedOnly keeps the tables the daemon archives: those in the catalog
+// and those it found in the publication when it started, which it records.
+// Naming another table is an error; with --all the others are skipped
+// with a warning.
+func trackedOnly(ctx context.Context, cat *catalog.Catalog, pc *pgconn.Config, tables []string, all bool, log hclog.Logger) ([]string, error) {
+	tracked := map[uint32]bool{}
+	if v, err := cat.Meta(ctx, catalog.MetaPublishedOIDs); err == nil {
+		var oids []uint32
+		json.Unmarshal([]byte(v), &oids)
+		for _, oid := range oids {
+			tracked[oid] = true
+		}
+	}
+	cc, _ := pgx.ParseConfig("")
+	cc.Config = *pc.Copy()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source %s: %s", describeConn(pc), connectCause(err))
+	}
+	defer conn.Close(context.Background())
 	var keep []string
 	for _, name := range tables {
 		nsp, rel, err := schema.ParseName(name)
@@ -114,7 +132,9 @@ func trackedOnly(ctx context.Context, cat *catalog.Catalog, tables []string, all
 		if err != nil {
 			return nil, err
 		}
-		if len(ids) > 0 {
+		var oid uint32
+		conn.QueryRow(ctx, `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, nsp, rel).Scan(&oid)
+		if len(ids) > 0 || tracked[oid] || oid == 0 { // an unknown table gets dump's own error
 			keep = append(keep, name)
 			continue
 		}

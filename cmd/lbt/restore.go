@@ -3,24 +3,36 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mattn/go-isatty"
+
+	"lbt/catalog"
+	"lbt/restore"
 )
 
 type restoreCmd struct {
-	Table       string `required:"" placeholder:"TABLE" help:"Table to restore, as a SQL name: schema.table, parts quoted as in SQL (required)."`
-	Until       string `xor:"target" placeholder:"TIMESTAMP" help:"Restore the table as it was at this time: RFC 3339, or 'YYYY-MM-DD HH:MM:SS' with an optional zone (default: the latest state in the archive)."`
-	LSN         string `name:"lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was after the transaction that committed at this WAL position, like 0/16B3748 (default: none)."`
-	XID         uint32 `name:"xid" xor:"target" placeholder:"XID" help:"Restore the table as it was after this transaction committed (default: none)."`
+	Table       string `required:"" placeholder:"TABLE" help:"Table to restore, as a SQL name as it was named at the target moment: schema.table, parts quoted as in SQL (required)."`
+	Until       string `xor:"target" placeholder:"TIMESTAMP" help:"Restore the table as it was right after the last transaction committed at or before this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS[.frac]' with an optional zone (local time without), or relative like -2h (default: the latest state in the archive)."`
+	LSN         string `name:"lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was after the transactions that committed at or before this WAL position, like 0/16B3748 (default: none)."`
+	XID         uint32 `name:"xid" xor:"target" placeholder:"XID" help:"Restore the table as it was right after this transaction committed (default: none)."`
 	TargetDSN   string `name:"target-dsn" xor:"output" placeholder:"DSN" help:"Database to restore into, as a libpq connection string or URL (default: the source database of the configuration)."`
-	TargetTable string `placeholder:"TABLE" help:"Table to create and fill, as a SQL name (default: the table's name with the suffix _restored, in its schema)."`
+	TargetTable string `placeholder:"TABLE" help:"Table to create and fill, as a SQL name (default: <table>_restored_<YYYYMMDDHHMMSS> of the target moment in UTC, in the table's schema; with --sql the table's own name)."`
 	Replace     bool   `help:"Drop and recreate the target table if it exists; without it an existing target table is an error (default: false)."`
-	SQL         string `name:"sql" xor:"output" placeholder:"FILE" help:"Write the restore as SQL (CREATE TABLE and COPY) to FILE instead of into a database; - writes to standard output (default: none)."`
-	Verify      bool   `help:"After restoring, compare the result with the archive's checksums; a difference exits with status 3 (default: false)."`
+	SQL         string `name:"sql" xor:"output" placeholder:"FILE" help:"Write the restore as a SQL script for psql (table definition, COPY data, sequence values) to FILE instead of into a database; - writes to standard output (default: none)."`
+	Verify      bool   `help:"Check the restored row count against the basebackup and the catalog's counts of inserts and deletes; a difference exits with status 3 and commits nothing (default: false)."`
 	Quiet       bool   `short:"q" help:"Print nothing but errors (default: false)."`
 	DryRun      bool   `help:"Print which basebackup and changes the restore would use, and change nothing (default: false)."`
 }
 
 func (cmd *restoreCmd) Help() string {
-	return `Restores one table from its latest basebackup before the target and the changes committed after it, into a new table. The target is the latest state unless --until, --lsn or --xid names another; an error names the window the archive can restore.`
+	return `Restores one table from its newest basebackup at or before the target and the transactions committed after it, up to the target, into a new table in one transaction. The target is the latest archived state unless --until, --lsn or --xid names another; an error names the window the archive can restore. On a terminal, progress goes to standard error; a summary line with the row count and the md5 checksum of the restored rows ends the run. Only the archive directory and the target server are needed.`
 }
 
 func (cmd *restoreCmd) Validate() error {
@@ -31,9 +43,130 @@ func (cmd *restoreCmd) Validate() error {
 }
 
 func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
-	// Plug the implementation in here: cfg, err := g.loadConfig(), then
-	// log := g.logger(cfg), fill the restore package's options struct
-	// from cmd and run it. Map a failed --verify to an error whose
-	// VerificationFailed method returns true (exit status 3).
-	return errNotImplemented
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	log := g.logger(cfg)
+
+	opts := restore.NewOptions()
+	opts.Table = cmd.Table
+	opts.Replace = cmd.Replace
+	opts.TargetTable = cmd.TargetTable
+	opts.Verify = cmd.Verify
+	opts.DryRun = cmd.DryRun
+	opts.Version = version
+	opts.Logger = log
+	switch {
+	case cmd.Until != "":
+		if opts.Until, err = parseTimeFlag(cmd.Until, time.Now()); err != nil {
+			return usageError{fmt.Errorf("--until: %w", err)}
+		}
+	case cmd.LSN != "":
+		lsn, err := pglogrepl.ParseLSN(cmd.LSN)
+		if err != nil || lsn == 0 {
+			return usageError{fmt.Errorf("--lsn %q: want a WAL position like 0/16B3748", cmd.LSN)}
+		}
+		opts.LSN = uint64(lsn)
+	case cmd.XID != 0:
+		opts.Xid = cmd.XID
+	}
+
+	// stdout carries the script with --sql -, so messages go to stderr then.
+	msgs := g.stdout
+	var script *os.File
+	switch cmd.SQL {
+	case "":
+		if cmd.TargetDSN != "" {
+			pc, err := pgconn.ParseConfig(cmd.TargetDSN)
+			if err != nil {
+				return usageError{fmt.Errorf("--target-dsn: %s", cfg.RedactSecrets(err.Error()))}
+			}
+			if _, ok := pc.RuntimeParams["application_name"]; !ok {
+				pc.RuntimeParams["application_name"] = "lbt"
+			}
+			opts.TargetConn = pc
+		} else if opts.TargetConn, err = cfg.ConnConfig(); err != nil {
+			return usageError{err}
+		}
+	case "-":
+		opts.SQL = g.stdout
+		msgs = g.stderr
+	default:
+		if !cmd.DryRun {
+			// Written beside its final name and renamed when complete, so
+			// that a failed restore leaves no half script.
+			script, err = os.CreateTemp(filepath.Dir(cmd.SQL), filepath.Base(cmd.SQL)+".partial-*")
+			if err != nil {
+				return fmt.Errorf("--sql: %w", err)
+			}
+			defer os.Remove(script.Name())
+			defer script.Close()
+			opts.SQL = script
+		}
+	}
+	if f, ok := g.stderr.(*os.File); ok && !cmd.Quiet && !cmd.DryRun && isatty.IsTerminal(f.Fd()) {
+		opts.Progress = g.stderr
+	}
+
+	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	res, err := restore.Run(ctx, cat, opts)
+	var verr *restore.VerificationError
+	if errors.As(err, &verr) {
+		return err // exit status 3
+	}
+	if err != nil {
+		// A connection error may quote the target DSN.
+		return errors.New(cfg.RedactSecrets(err.Error()))
+	}
+	if script != nil {
+		if err := script.Sync(); err != nil {
+			return fmt.Errorf("--sql: %w", err)
+		}
+		if err := script.Close(); err != nil {
+			return fmt.Errorf("--sql: %w", err)
+		}
+		if err := os.Rename(script.Name(), cmd.SQL); err != nil {
+			return fmt.Errorf("--sql: %w", err)
+		}
+	}
+	if !cmd.Quiet {
+		printRestore(msgs, res, cmd.DryRun, cmd.SQL != "")
+	}
+	return nil
+}
+
+// printRestore writes the plan of a dry run, or the summary line.
+func printRestore(w io.Writer, r restore.Result, dryRun, script bool) {
+	at := r.TargetTime.Local().Format("2006-01-02 15:04:05.999999Z07:00")
+	lsn := func(x uint64) string { return pglogrepl.LSN(x).String() }
+	if dryRun {
+		fmt.Fprintf(w, "table:       %s\n", r.Table)
+		fmt.Fprintf(w, "target:      %s (changes committed at or before LSN %s; %s)\n", r.Target, lsn(r.TargetLSN), at)
+		fmt.Fprintf(w, "basebackup:  %d at LSN %s, taken %s, %d rows\n", r.BasebackupID, lsn(r.BasebackupLSN), r.BasebackupAt.Local().Format(time.RFC3339), r.BaseRows)
+		fmt.Fprintf(w, "changes:     %d transactions, %d changes\n", r.Transactions, r.Changes)
+		fmt.Fprintf(w, "restore as:  %s\n", r.TargetTable)
+		for _, warn := range r.Warnings {
+			fmt.Fprintf(w, "note:        %s\n", warn)
+		}
+		return
+	}
+	where := "into " + r.TargetTable
+	if script {
+		where = "as a SQL script for " + r.TargetTable
+	}
+	sum := ""
+	if r.Checksum != "" {
+		sum = ", md5 " + r.Checksum
+	}
+	verified := ""
+	if r.Verified {
+		verified = ", verified"
+	}
+	fmt.Fprintf(w, "restored %s as of %s (LSN %s) %s: %d rows%s%s; basebackup at %s + %d transactions (%d changes), %s\n",
+		r.Table, at, lsn(r.TargetLSN), where, r.Rows, sum, verified, lsn(r.BasebackupLSN), r.Transactions, r.Changes, r.Duration.Round(time.Millisecond))
 }

@@ -1,0 +1,306 @@
+package restore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/pierrec/lz4/v4"
+
+	"lbt/catalog"
+)
+
+// dataSource produces the restored rows as COPY text: the basebackup's rows
+// that the deltas left alone, then the rows the deltas left behind.
+type dataSource struct {
+	cat  *catalog.Catalog
+	pl   *plan
+	red  *reducer
+	td   *tableDef
+	prog *progress
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// crcReader checksums what is read through it.
+type crcReader struct {
+	r   io.Reader
+	sum uint32
+}
+
+func (c *crcReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.sum = crc32.Update(c.sum, castagnoli, p[:n])
+	return n, err
+}
+
+// write streams the rows to w and returns what they say about the columns.
+func (d *dataSource) write(ctx context.Context, w io.Writer) (*dataStats, error) {
+	rw := newRowWriter(w, d.td, d.prog)
+	if !d.red.truncated {
+		if err := d.writeBase(ctx, rw); err != nil {
+			return nil, err
+		}
+	}
+	n := 0
+	err := d.red.each(func(row []value) error {
+		if n++; n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return rw.writeValues(row)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := rw.flush(); err != nil {
+		return nil, err
+	}
+	return rw.st, nil
+}
+
+// writeBase streams the basebackup through the merger, checking the file's
+// checksum and row count as it goes.
+func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
+	bb := d.pl.bb
+	path := filepath.Join(d.cat.Dir(), bb.Path)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("basebackup %d: %w", bb.ID, err)
+	}
+	defer f.Close()
+	merge, err := d.red.merger(d.pl.shapes.def)
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)
+	}
+	crc := &crcReader{r: f}
+	br := bufio.NewReaderSize(lz4.NewReader(crc), 1<<20)
+	identity := len(d.pl.shapes.def) == len(bb.Definition.Table.Columns)
+	for j, i := range d.pl.shapes.def {
+		if i != j {
+			identity = false
+		}
+	}
+	pass := merge.passAll()
+	width := len(bb.Definition.Table.Columns)
+	var rows int64
+	var fields [][]byte
+	var long []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		if err == io.EOF && len(line) == 0 {
+			break
+		}
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("basebackup %d (%s): %w", bb.ID, bb.Path, err)
+		}
+		if len(line) == 0 || line[len(line)-1] != '\n' {
+			return fmt.Errorf("basebackup %d (%s): %w: last row has no end", bb.ID, bb.Path, catalog.ErrCorrupt)
+		}
+		rows++
+		d.prog.add(int64(len(line)), 0)
+		if rows%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		line = line[:len(line)-1]
+		fields = splitFields(fields, line)
+		if len(fields) != width {
+			return fmt.Errorf("basebackup %d (%s): %w: row %d has %d columns, the definition %d", bb.ID, bb.Path, catalog.ErrCorrupt, rows, len(fields), width)
+		}
+		if !pass {
+			keep, err := merge.keep(fields)
+			if err != nil {
+				return fmt.Errorf("%s: basebackup row %d: %w", d.pl.source.QualifiedName(), rows, err)
+			}
+			if !keep {
+				continue
+			}
+		}
+		if identity {
+			err = rw.writeLine(line, fields)
+		} else {
+			err = rw.writeMapped(fields, d.pl.shapes.def)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// Checksum the whole file, including what follows the lz4 frame.
+	if _, err := io.Copy(io.Discard, crc); err != nil {
+		return fmt.Errorf("basebackup %d (%s): %w", bb.ID, bb.Path, err)
+	}
+	if crc.sum != bb.CRC {
+		return fmt.Errorf("basebackup %d (%s): %w: checksum %08x, the catalog says %08x", bb.ID, bb.Path, catalog.ErrCorrupt, crc.sum, bb.CRC)
+	}
+	if rows != bb.Rows {
+		return fmt.Errorf("basebackup %d (%s): %w: %d rows, the catalog says %d", bb.ID, bb.Path, catalog.ErrCorrupt, rows, bb.Rows)
+	}
+	if err := merge.finish(); err != nil {
+		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)
+	}
+	return nil
+}
+
+// rowWriter writes COPY text lines and notes what the NOT NULL and sequence
+// handling needs to know.
+type rowWriter struct {
+	w       *bufio.Writer
+	st      *dataStats
+	seqIdx  []int // restored value index of each sequence's column
+	seqDesc []bool
+	noting  bool // seqIdx is not empty
+	line    []byte
+	prog    *progress
+}
+
+// counted counts a row written.
+func (rw *rowWriter) counted() {
+	rw.st.rows++
+	if rw.st.rows%1024 == 0 {
+		rw.prog.add(0, 1024)
+	}
+}
+
+func newRowWriter(w io.Writer, td *tableDef, prog *progress) *rowWriter {
+	rw := &rowWriter{w: bufio.NewWriterSize(w, 256<<10), st: &dataStats{}, prog: prog}
+	for _, s := range td.sequences {
+		rw.seqIdx = append(rw.seqIdx, td.columns[s.col].copyIdx)
+		rw.seqDesc = append(rw.seqDesc, s.Increment < 0)
+	}
+	rw.noting = len(rw.seqIdx) > 0
+	rw.st.seqMax = make([]int64, len(td.sequences))
+	rw.st.seqFound = make([]bool, len(td.sequences))
+	return rw
+}
+
+// noteFields notes the sequence columns' values of a row given by its
+// escaped fields.
+func (rw *rowWriter) noteFields(field func(j int) []byte) {
+	for i, j := range rw.seqIdx {
+		if f := field(j); f != nil && !isNullField(f) {
+			rw.noteSeq(i, f)
+		}
+	}
+}
+
+func (rw *rowWriter) noteSeq(i int, text []byte) {
+	v, ok := parseInt(text)
+	if !ok {
+		return
+	}
+	if !rw.st.seqFound[i] || (!rw.seqDesc[i] && v > rw.st.seqMax[i]) || (rw.seqDesc[i] && v < rw.st.seqMax[i]) {
+		rw.st.seqMax[i], rw.st.seqFound[i] = v, true
+	}
+}
+
+// writeLine writes a basebackup line whose fields are the restored columns
+// in order.
+func (rw *rowWriter) writeLine(line []byte, fields [][]byte) error {
+	if rw.noting {
+		rw.noteFields(func(j int) []byte { return fields[j] })
+	}
+	rw.counted()
+	rw.w.Write(line)
+	return rw.w.WriteByte('\n')
+}
+
+// writeMapped writes a basebackup row whose fields are placed by def.
+func (rw *rowWriter) writeMapped(fields [][]byte, def []int) error {
+	field := func(j int) []byte {
+		if def[j] < 0 {
+			return nullField
+		}
+		return fields[def[j]]
+	}
+	if rw.noting {
+		rw.noteFields(field)
+	}
+	line := rw.line[:0]
+	for j := range def {
+		if j > 0 {
+			line = append(line, '\t')
+		}
+		line = append(line, field(j)...)
+	}
+	line = append(line, '\n')
+	rw.line = line
+	rw.counted()
+	_, err := rw.w.Write(line)
+	return err
+}
+
+// writeValues writes a row the deltas produced.
+func (rw *rowWriter) writeValues(row []value) error {
+	if rw.noting {
+		for i, j := range rw.seqIdx {
+			if row[j].kind == catalog.ValueText {
+				rw.noteSeq(i, row[j].data)
+			}
+		}
+	}
+	line := rw.line[:0]
+	for j, v := range row {
+		if j > 0 {
+			line = append(line, '\t')
+		}
+		switch v.kind {
+		case catalog.ValueNull:
+			line = append(line, nullField...)
+		case catalog.ValueText:
+			line = appendEscaped(line, v.data)
+		default:
+			return fmt.Errorf("restore: row with an unresolved unchanged TOAST value in column %d", j+1)
+		}
+	}
+	line = append(line, '\n')
+	rw.line = line
+	rw.counted()
+	_, err := rw.w.Write(line)
+	return err
+}
+
+func (rw *rowWriter) flush() error { return rw.w.Flush() }
+
+// parseInt reads a decimal integer without allocating.
+func parseInt(b []byte) (int64, bool) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	neg := false
+	if b[0] == '-' || b[0] == '+' {
+		neg = b[0] == '-'
+		b = b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}

@@ -1,0 +1,649 @@
+package restore
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"lbt/schema"
+)
+
+// The restored table is created with the columns it had at the target, and
+// with what the basebackup's definition says of them where they still
+// exist: types, NOT NULL, defaults, identity, collations, the primary key,
+// constraints and indexes. Constraints and indexes come from the
+// definition's SQL text; they name columns as they were at the basebackup,
+// so the table is created and loaded with those names, the constraints and
+// indexes are added, and renamed columns get their target names last
+// (RENAME COLUMN rewrites the constraints and indexes). A constraint or
+// index that names a column dropped since, or whose type changed since, is
+// left out with a warning.
+
+// column is one column of the restored table.
+type column struct {
+	name      string // at the target
+	work      string // while loading: the basebackup's name, or a fresh one
+	typ       string
+	collation string
+	notNull   bool
+	dflt      string
+	identity  string // "a", "d" or ""
+	generated string // expression of a stored generated column
+	copyIdx   int    // position in the COPY column list (= restored value index), -1 for generated
+	fromDef   bool   // the column existed when the basebackup was taken
+}
+
+// sequence is a sequence owned by a restored column.
+type sequence struct {
+	schema.Sequence
+	col      int // index in tableDef.columns
+	identity bool
+	// the restored serial column's sequence (not for identity columns,
+	// whose sequence comes with the column)
+	nsp, rel string
+}
+
+func (s *sequence) qualified() string {
+	return schema.QuoteIdent(s.nsp) + "." + schema.QuoteIdent(s.rel)
+}
+
+// tableDef is everything needed to create the restored table.
+type tableDef struct {
+	schema, name string // target, unquoted
+	columns      []column
+	copyCols     []int // tableDef.columns index of each restored value
+	primaryKey   string
+	constraints  []string // ALTER TABLE ... ADD clauses
+	indexes      []string // CREATE INDEX statements
+	sequences    []sequence
+	userTypes    []string // user-defined types the columns use
+	warnings     []string
+}
+
+// ddlInput is what newTableDef needs.
+type ddlInput struct {
+	shapes     *shapes
+	def        schema.Definition
+	seqs       []schema.Sequence
+	schemaName string // target
+	name       string // target
+	keepNames  bool   // the target is the table's own name: keep constraint, index and sequence names
+}
+
+func (t *tableDef) qualified() string {
+	return schema.QuoteIdent(t.schema) + "." + schema.QuoteIdent(t.name)
+}
+
+func newTableDef(in ddlInput) (*tableDef, error) {
+	td := &tableDef{schema: in.schemaName, name: in.name}
+	target := in.shapes.target
+	defCols := in.def.Table.Columns
+
+	// The basebackup's column definitions by name.
+	full := map[string]schema.ColumnDef{}
+	for _, c := range in.def.Columns {
+		full[c.Name] = c
+	}
+	// Which basebackup columns are gone, and which changed type.
+	kept := map[string]bool{}
+	gone := map[string]bool{}
+	for j, i := range in.shapes.def {
+		if i >= 0 {
+			kept[defCols[i].Name] = true
+			d, t := defCols[i], target.Columns[j]
+			if d.TypeOID != t.TypeOID || d.TypeMod != t.TypeMod {
+				gone[d.Name] = true
+			}
+		}
+	}
+	for _, c := range defCols {
+		if !kept[c.Name] {
+			gone[c.Name] = true
+		}
+	}
+
+	// Working names: the basebackup's for its columns; new columns keep
+	// their target names unless one is taken.
+	used := map[string]bool{}
+	for _, c := range in.def.Columns {
+		used[c.Name] = true
+	}
+	// Generated columns follow the basebackup column they followed.
+	genAfter := map[string][]schema.ColumnDef{} // "" = first
+	prev := ""
+	for _, c := range in.def.Columns {
+		if c.Generated != "" {
+			genAfter[prev] = append(genAfter[prev], c)
+			continue
+		}
+		prev = c.Name
+	}
+	addGenerated := func(after string) {
+		for _, g := range genAfter[after] {
+			if names := mentions(g.Generated, gone); names != "" {
+				td.warnings = append(td.warnings, fmt.Sprintf("generated column %s left out: its expression uses %s, dropped or changed since the basebackup", schema.QuoteIdent(g.Name), names))
+				continue
+			}
+			td.columns = append(td.columns, column{name: g.Name, work: g.Name, typ: g.Type, collation: g.Collation,
+				notNull: g.NotNull, generated: g.Generated, copyIdx: -1, fromDef: true})
+		}
+	}
+	addGenerated("")
+	for j, tc := range target.Columns {
+		c := column{name: tc.Name, work: tc.Name, typ: tc.TypeName, copyIdx: j}
+		if i := in.shapes.def[j]; i >= 0 {
+			d := full[defCols[i].Name]
+			c.work, c.fromDef = d.Name, true
+			c.notNull = d.NotNull
+			if !gone[d.Name] {
+				c.typ, c.collation, c.dflt, c.identity = d.Type, d.Collation, d.Default, d.Identity
+			}
+		} else if used[c.work] {
+			for n := 1; used[c.work]; n++ {
+				c.work = fmt.Sprintf("%s_lbt_new%d", tc.Name, n)
+			}
+		}
+		used[c.work] = true
+		if c.typ == "" {
+			return nil, fmt.Errorf("the archive has no type name for column %s of %s (schema versions recorded before type names were kept): take a new basebackup", schema.QuoteIdent(tc.Name), target.QualifiedName())
+		}
+		if tc.TypeOID >= firstNormalObjectID {
+			td.userTypes = appendUnique(td.userTypes, c.typ)
+		}
+		td.copyCols = append(td.copyCols, len(td.columns))
+		td.columns = append(td.columns, c)
+		if c.fromDef {
+			addGenerated(c.work)
+		}
+	}
+
+	// Owned sequences.
+	for _, s := range in.seqs {
+		col := -1
+		for k, c := range td.columns {
+			if c.fromDef && c.work == s.Column && c.generated == "" {
+				col = k
+			}
+		}
+		if col < 0 || gone[s.Column] {
+			td.warnings = append(td.warnings, fmt.Sprintf("sequence %s left out: its column %s was dropped or changed since the basebackup", s.Name, schema.QuoteIdent(s.Column)))
+			continue
+		}
+		seq := sequence{Sequence: s, col: col, identity: td.columns[col].identity != ""}
+		if !seq.identity {
+			seq.nsp, seq.rel = td.schema, withSuffix(td.name+"_"+td.columns[col].name, "_seq")
+			if in.keepNames {
+				nsp, rel, err := schema.ParseName(s.Name)
+				if err != nil {
+					return nil, fmt.Errorf("basebackup sequence %q: %w", s.Name, err)
+				}
+				seq.nsp, seq.rel = nsp, rel
+			}
+		}
+		td.sequences = append(td.sequences, seq)
+		if !seq.identity {
+			td.renameSequence(len(td.sequences)-1, seq.rel)
+		}
+	}
+	// A default that takes values from a sequence the table does not own
+	// (or owned, but left out) would not exist in another database.
+	for k, c := range td.columns {
+		if strings.HasPrefix(c.dflt, "nextval(") && !td.ownsSequence(k) {
+			td.warnings = append(td.warnings, fmt.Sprintf("default of column %s kept as it was: %s", schema.QuoteIdent(c.name), c.dflt))
+		}
+	}
+
+	// Primary key: the target's, by working names; the basebackup's own
+	// text (which may have INCLUDE columns) when it is the same key.
+	if len(target.PrimaryKey) > 0 {
+		work := td.workNames(target.PrimaryKey)
+		if len(work) != len(target.PrimaryKey) {
+			return nil, fmt.Errorf("a primary key column of %s is not among its columns", target.QualifiedName())
+		}
+		var cols []string
+		for _, n := range work {
+			cols = append(cols, schema.QuoteIdent(n))
+		}
+		pk := "PRIMARY KEY (" + strings.Join(cols, ", ") + ")"
+		for _, c := range in.def.Constraints {
+			if !strings.HasPrefix(c.Def, "PRIMARY KEY") {
+				continue
+			}
+			if sameNames(in.def.Table.PrimaryKey, work) && mentions(c.Def, gone) == "" {
+				pk = c.Def
+			}
+			if in.keepNames {
+				pk = "CONSTRAINT " + schema.QuoteIdent(c.Name) + " " + pk
+			}
+		}
+		td.primaryKey = pk
+	}
+	for _, c := range in.def.Constraints {
+		if strings.HasPrefix(c.Def, "PRIMARY KEY") {
+			continue
+		}
+		if names := mentions(c.Def, gone); names != "" {
+			td.warnings = append(td.warnings, fmt.Sprintf("constraint %s left out: it uses %s, dropped or changed since the basebackup", schema.QuoteIdent(c.Name), names))
+			continue
+		}
+		clause := c.Def
+		if in.keepNames {
+			clause = "CONSTRAINT " + schema.QuoteIdent(c.Name) + " " + clause
+		}
+		td.constraints = append(td.constraints, clause)
+	}
+	for _, ix := range in.def.Indexes {
+		stmt, name, body, err := rewriteIndex(ix, td.qualified(), in.keepNames)
+		if err != nil {
+			td.warnings = append(td.warnings, fmt.Sprintf("index left out: %v", err))
+			continue
+		}
+		if names := mentions(body, gone); names != "" {
+			td.warnings = append(td.warnings, fmt.Sprintf("index %s left out: it uses %s, dropped or changed since the basebackup", name, names))
+			continue
+		}
+		td.indexes = append(td.indexes, stmt)
+	}
+	return td, nil
+}
+
+// firstNormalObjectID is PostgreSQL's first OID for user objects.
+const firstNormalObjectID = 16384
+
+func (t *tableDef) columnByName(name string) int {
+	for k, c := range t.columns {
+		if c.name == name {
+			return k
+		}
+	}
+	return -1
+}
+
+func (t *tableDef) workNames(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if k := t.columnByName(n); k >= 0 {
+			out = append(out, t.columns[k].work)
+		}
+	}
+	return out
+}
+
+func (t *tableDef) ownsSequence(col int) bool {
+	for _, s := range t.sequences {
+		if s.col == col && !s.identity {
+			return true
+		}
+	}
+	return false
+}
+
+func sameNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// createStatements are the statements that create the empty table and its
+// sequences.
+func (t *tableDef) createStatements() []string {
+	var out []string
+	for _, s := range t.sequences {
+		if s.identity {
+			continue
+		}
+		out = append(out, fmt.Sprintf("CREATE SEQUENCE %s AS %s INCREMENT BY %d MINVALUE %d MAXVALUE %d START WITH %d",
+			s.qualified(), s.Type, s.Increment, s.MinValue, s.MaxValue, s.Start))
+	}
+	var cols []string
+	for k, c := range t.columns {
+		d := schema.QuoteIdent(c.work) + " " + c.typ
+		if c.collation != "" {
+			d += " COLLATE " + c.collation
+		}
+		if c.notNull && c.identity == "" {
+			d += " NOT NULL"
+		}
+		switch {
+		case c.generated != "":
+			d += " GENERATED ALWAYS AS (" + c.generated + ") STORED"
+		case c.identity != "":
+			kind := "BY DEFAULT"
+			if c.identity == "a" {
+				kind = "ALWAYS"
+			}
+			d += " GENERATED " + kind + " AS IDENTITY"
+			for _, s := range t.sequences {
+				if s.col == k && s.identity {
+					d += fmt.Sprintf(" (INCREMENT BY %d MINVALUE %d MAXVALUE %d START WITH %d)", s.Increment, s.MinValue, s.MaxValue, s.Start)
+				}
+			}
+		case c.dflt != "":
+			d += " DEFAULT " + c.dflt
+		}
+		cols = append(cols, d)
+	}
+	out = append(out, "CREATE TABLE "+t.qualified()+" (\n    "+strings.Join(cols, ",\n    ")+"\n)")
+	for _, s := range t.sequences {
+		if !s.identity {
+			out = append(out, fmt.Sprintf("ALTER SEQUENCE %s OWNED BY %s.%s", s.qualified(), t.qualified(), schema.QuoteIdent(t.columns[s.col].work)))
+		}
+	}
+	return out
+}
+
+// copyStatement is the COPY that loads the restored values.
+func (t *tableDef) copyStatement() string {
+	var cols []string
+	for _, k := range t.copyCols {
+		cols = append(cols, schema.QuoteIdent(t.columns[k].work))
+	}
+	return "COPY " + t.qualified() + " (" + strings.Join(cols, ", ") + ") FROM STDIN"
+}
+
+// dataStats is what the data written says about the columns.
+type dataStats struct {
+	rows     int64
+	seqMax   []int64 // by tableDef.sequences index: largest (smallest, for descending sequences) value
+	seqFound []bool
+}
+
+// settleNotNull decides NOT NULL before the table is created, so that the
+// COPY checks it on the way instead of a scan after it. Rows from the
+// basebackup satisfy the NOT NULL its definition has; a column that
+// receives NULLs from the changes (the source dropped NOT NULL after the
+// basebackup) is restored without it. nulls says, by restored value index,
+// which columns the changes' rows have NULLs in.
+func (t *tableDef) settleNotNull(nulls []bool) []string {
+	var warnings []string
+	for k, c := range t.columns {
+		if c.notNull && c.copyIdx >= 0 && nulls[c.copyIdx] {
+			t.columns[k].notNull = false
+			warnings = append(warnings, fmt.Sprintf("column %s is NOT NULL in the basebackup but NULL in rows changed since: restored without NOT NULL", schema.QuoteIdent(c.name)))
+		}
+	}
+	return warnings
+}
+
+// keyStatement adds the primary key, after the rows are in.
+func (t *tableDef) keyStatement() string {
+	if t.primaryKey == "" {
+		return ""
+	}
+	return "ALTER TABLE " + t.qualified() + " ADD " + t.primaryKey
+}
+
+// extraStatements are the constraints and indexes other than the primary
+// key, one statement each.
+func (t *tableDef) extraStatements() []string {
+	var out []string
+	for _, c := range t.constraints {
+		out = append(out, "ALTER TABLE "+t.qualified()+" ADD "+c)
+	}
+	return append(out, t.indexes...)
+}
+
+// renameStatements give renamed columns their target names, through
+// temporary names when the renames would collide.
+func (t *tableDef) renameStatements() []string {
+	var renamed []int
+	works := map[string]bool{}
+	for k, c := range t.columns {
+		works[c.work] = true
+		if c.work != c.name {
+			renamed = append(renamed, k)
+		}
+	}
+	collide := false
+	for _, k := range renamed {
+		if works[t.columns[k].name] {
+			collide = true
+		}
+	}
+	var out []string
+	rename := func(from, to string) {
+		out = append(out, fmt.Sprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", t.qualified(), schema.QuoteIdent(from), schema.QuoteIdent(to)))
+	}
+	for n, k := range renamed {
+		if collide {
+			tmp := fmt.Sprintf("lbt_rename_%d", n)
+			rename(t.columns[k].work, tmp)
+			t.columns[k].work = tmp
+		}
+	}
+	for _, k := range renamed {
+		rename(t.columns[k].work, t.columns[k].name)
+		t.columns[k].work = t.columns[k].name
+	}
+	return out
+}
+
+// setvalStatements move owned sequences to the basebackup's value, or past
+// the largest value restored in their column, whichever is further.
+func (t *tableDef) setvalStatements(st *dataStats) []string {
+	var out []string
+	for i, s := range t.sequences {
+		v, called := s.LastValue, s.IsCalled
+		if st.seqFound[i] {
+			m := st.seqMax[i]
+			if (s.Increment > 0 && (m > v || (m == v && !called))) || (s.Increment < 0 && (m < v || (m == v && !called))) {
+				v, called = m, true
+			}
+		}
+		v = max(s.MinValue, min(s.MaxValue, v))
+		ref := "pg_catalog.pg_get_serial_sequence(" + schema.QuoteLiteral(t.qualified()) + ", " + schema.QuoteLiteral(t.columns[s.col].name) + ")"
+		out = append(out, fmt.Sprintf("SELECT pg_catalog.setval(%s, %d, %t)", ref, v, called))
+	}
+	return out
+}
+
+// mentions returns the names in set that sql uses as identifiers, or "".
+// It errs on the side of finding a name: a function or keyword spelled
+// like a dropped column also counts.
+func mentions(sql string, set map[string]bool) string {
+	if len(set) == 0 {
+		return ""
+	}
+	var found []string
+	for _, tok := range identTokens(sql) {
+		if set[tok] {
+			found = appendUnique(found, schema.QuoteIdent(tok))
+		}
+	}
+	return strings.Join(found, ", ")
+}
+
+// identTokens returns the identifiers of an SQL text, unquoted: quoted
+// identifiers as written, other words as they are (PostgreSQL's deparsed
+// SQL prints identifiers that need no quotes in lower case). String
+// literals are skipped.
+func identTokens(sql string) []string {
+	var out []string
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		switch {
+		case c == '\'':
+			i++
+			for i < len(sql) {
+				if sql[i] == '\'' {
+					if i+1 < len(sql) && sql[i+1] == '\'' {
+						i += 2
+						continue
+					}
+					break
+				}
+				i++
+			}
+			i++
+		case c == '"':
+			var b strings.Builder
+			i++
+			for i < len(sql) {
+				if sql[i] == '"' {
+					if i+1 < len(sql) && sql[i+1] == '"' {
+						b.WriteByte('"')
+						i += 2
+						continue
+					}
+					break
+				}
+				b.WriteByte(sql[i])
+				i++
+			}
+			i++
+			out = append(out, b.String())
+		case isIdentStart(c):
+			start := i
+			for i < len(sql) && (isIdentStart(sql[i]) || (sql[i] >= '0' && sql[i] <= '9') || sql[i] == '$') {
+				i++
+			}
+			out = append(out, sql[start:i])
+		default:
+			i++
+		}
+	}
+	return out
+}
+
+func isIdentStart(c byte) bool {
+	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80
+}
+
+// rewriteIndex makes a CREATE INDEX statement of the source table (as
+// pg_get_indexdef prints it) create the index on table instead. Without
+// keepName the index is unnamed, and PostgreSQL picks a free name. body is
+// what follows the table name: the method, columns and predicate.
+func rewriteIndex(stmt, table string, keepName bool) (out, name, body string, err error) {
+	p := &sqlScanner{s: stmt}
+	unique := false
+	if !p.word("CREATE") {
+		return "", "", "", fmt.Errorf("cannot read index definition %q", stmt)
+	}
+	if p.word("UNIQUE") {
+		unique = true
+	}
+	if !p.word("INDEX") {
+		return "", "", "", fmt.Errorf("cannot read index definition %q", stmt)
+	}
+	name, ok := p.ident()
+	if !ok || !p.word("ON") {
+		return "", "", "", fmt.Errorf("cannot read index definition %q", stmt)
+	}
+	p.word("ONLY")
+	if _, ok := p.ident(); !ok {
+		return "", "", "", fmt.Errorf("cannot read index definition %q", stmt)
+	}
+	if p.peek('.') {
+		p.i++
+		if _, ok := p.ident(); !ok {
+			return "", "", "", fmt.Errorf("cannot read index definition %q", stmt)
+		}
+	}
+	rest := strings.TrimSpace(stmt[p.i:])
+	var b strings.Builder
+	b.WriteString("CREATE ")
+	if unique {
+		b.WriteString("UNIQUE ")
+	}
+	b.WriteString("INDEX ")
+	if keepName {
+		b.WriteString(schema.QuoteIdent(name) + " ")
+	}
+	b.WriteString("ON " + table + " " + rest)
+	return b.String(), schema.QuoteIdent(name), rest, nil
+}
+
+// sqlScanner reads the few tokens rewriteIndex needs.
+type sqlScanner struct {
+	s string
+	i int
+}
+
+func (p *sqlScanner) skipSpace() {
+	for p.i < len(p.s) && (p.s[p.i] == ' ' || p.s[p.i] == '\n' || p.s[p.i] == '\t') {
+		p.i++
+	}
+}
+
+func (p *sqlScanner) peek(c byte) bool {
+	return p.i < len(p.s) && p.s[p.i] == c
+}
+
+// word consumes a keyword, case-insensitively, if it is next.
+func (p *sqlScanner) word(w string) bool {
+	p.skipSpace()
+	end := p.i + len(w)
+	if end > len(p.s) || !strings.EqualFold(p.s[p.i:end], w) {
+		return false
+	}
+	if end < len(p.s) && (isIdentStart(p.s[end]) || (p.s[end] >= '0' && p.s[end] <= '9')) {
+		return false
+	}
+	p.i = end
+	return true
+}
+
+// ident consumes an identifier, quoted or not.
+func (p *sqlScanner) ident() (string, bool) {
+	p.skipSpace()
+	if p.peek('"') {
+		var b strings.Builder
+		p.i++
+		for p.i < len(p.s) {
+			if p.s[p.i] == '"' {
+				if p.i+1 < len(p.s) && p.s[p.i+1] == '"' {
+					b.WriteByte('"')
+					p.i += 2
+					continue
+				}
+				p.i++
+				return b.String(), true
+			}
+			b.WriteByte(p.s[p.i])
+			p.i++
+		}
+		return "", false
+	}
+	start := p.i
+	for p.i < len(p.s) && (isIdentStart(p.s[p.i]) || (p.s[p.i] >= '0' && p.s[p.i] <= '9') || p.s[p.i] == '$') {
+		p.i++
+	}
+	return p.s[start:p.i], p.i > start
+}
+
+// defaultTargetName is the name a restore gets beside the original:
+// <table>_restored_<YYYYMMDDHHMMSS> of the target moment, in UTC, within
+// PostgreSQL's 63 bytes.
+func defaultTargetName(table string, at time.Time) string {
+	suffix := "_restored_" + at.UTC().Format("20060102150405")
+	return withSuffix(table, suffix)
+}
+
+// withSuffix appends suffix to name, shortening name to keep the result
+// within 63 bytes.
+func withSuffix(name, suffix string) string {
+	n := 63 - len(suffix)
+	if len(name) > n {
+		for n > 0 && !utf8.RuneStart(name[n]) {
+			n--
+		}
+		name = name[:n]
+	}
+	return name + suffix
+}

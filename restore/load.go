@@ -1,0 +1,231 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"lbt/schema"
+)
+
+// loadResult is what a destination reports.
+type loadResult struct {
+	rows     int64
+	checksum string
+	warnings []string
+
+	load, keys, checksumTime time.Duration
+}
+
+// sessionSettings make the server read the values as the source wrote
+// them, whatever the target database's defaults are.
+var sessionSettings = []string{
+	"SET LOCAL DateStyle = ISO",
+	"SET LOCAL IntervalStyle = postgres",
+	"SET LOCAL client_min_messages = warning",
+	// The primary key and indexes are built after the COPY: with room to
+	// sort in memory, that is one pass over the table.
+	"SET LOCAL maintenance_work_mem = '256MB'",
+}
+
+// checksumQuery computes the checksum restore reports: md5 over the table's
+// rows in text form, sorted.
+func checksumQuery(table string) string {
+	return "SELECT count(*), md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM " + table + " t"
+}
+
+// loadDatabase creates and fills the table in one transaction of the
+// target database: nothing is left behind when it fails.
+func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, expectRows int64) (loadResult, error) {
+	var out loadResult
+	start := time.Now()
+	cc, err := pgx.ParseConfig("")
+	if err != nil {
+		return out, fmt.Errorf("target connection: %w", err)
+	}
+	cc.Config = *o.TargetConn.Copy()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return out, fmt.Errorf("connect to target database: %w", err)
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn.Close(closeCtx)
+	}()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return out, fmt.Errorf("target database: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	exec := func(sql string) error {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("target database: %s: %w", firstLine(sql), err)
+		}
+		return nil
+	}
+	for _, s := range sessionSettings {
+		if err := exec(s); err != nil {
+			return out, err
+		}
+	}
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, td.qualified()).Scan(&exists); err != nil {
+		return out, fmt.Errorf("target database: %w", err)
+	}
+	if exists {
+		if !o.Replace {
+			return out, fmt.Errorf("table %s already exists in the target database: name another with --target-table, or give --replace to drop it", td.qualified())
+		}
+		if err := exec("DROP TABLE " + td.qualified()); err != nil {
+			return out, err
+		}
+	}
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, td.schema).Scan(&exists); err != nil {
+		return out, fmt.Errorf("target database: %w", err)
+	}
+	if !exists {
+		if err := exec("CREATE SCHEMA " + schema.QuoteIdent(td.schema)); err != nil {
+			return out, err
+		}
+	}
+	// Sequence names must be free; the original's may be in use beside it.
+	for i, s := range td.sequences {
+		if s.identity {
+			continue
+		}
+		base := s.rel
+		for n := 1; ; n++ {
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, td.sequences[i].qualified()).Scan(&exists); err != nil {
+				return out, fmt.Errorf("target database: %w", err)
+			}
+			if !exists {
+				break
+			}
+			td.renameSequence(i, withSuffix(base, fmt.Sprintf("_%d", n)))
+		}
+	}
+	for _, s := range td.createStatements() {
+		if err := exec(s); err != nil {
+			return out, err
+		}
+	}
+
+	// The table was created in this transaction: FREEZE writes the rows
+	// as frozen, sparing the server a later pass over them.
+	st, copied, err := copyIn(ctx, conn, td.copyStatement()+" WITH (FREEZE)", d)
+	if err != nil {
+		return out, err
+	}
+	if copied != st.rows {
+		return out, fmt.Errorf("target database: COPY took %d rows, %d were sent", copied, st.rows)
+	}
+	out.rows = st.rows
+	out.load = time.Since(start)
+	start = time.Now()
+
+	if keys := td.keyStatement(); keys != "" {
+		if err := exec(keys); err != nil {
+			return out, err
+		}
+	}
+	// A constraint or index the restored rows do not satisfy (the source
+	// changed it after the basebackup) is left out rather than failing.
+	for _, s := range td.extraStatements() {
+		if err := exec("SAVEPOINT lbt_extra"); err != nil {
+			return out, err
+		}
+		if _, err := tx.Exec(ctx, s); err != nil {
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			out.warnings = append(out.warnings, fmt.Sprintf("left out: %s: %v", firstLine(s), err))
+			if err := exec("ROLLBACK TO SAVEPOINT lbt_extra"); err != nil {
+				return out, err
+			}
+			continue
+		}
+		if err := exec("RELEASE SAVEPOINT lbt_extra"); err != nil {
+			return out, err
+		}
+	}
+	for _, s := range td.renameStatements() {
+		if err := exec(s); err != nil {
+			return out, err
+		}
+	}
+	for _, s := range td.setvalStatements(st) {
+		if err := exec(s); err != nil {
+			return out, err
+		}
+	}
+	out.keys = time.Since(start)
+	start = time.Now()
+	if o.Checksum || o.Verify {
+		var n int64
+		var sum *string
+		if err := tx.QueryRow(ctx, checksumQuery(td.qualified())).Scan(&n, &sum); err != nil {
+			return out, fmt.Errorf("target database: checksum: %w", err)
+		}
+		if sum != nil {
+			out.checksum = *sum
+		}
+		if o.Verify && n != expectRows {
+			return out, &VerificationError{Msg: fmt.Sprintf("%s has %d rows; the basebackup and the catalog's counts of inserts and deletes say %d (nothing was committed)", td.qualified(), n, expectRows)}
+		}
+	}
+	out.checksumTime = time.Since(start)
+	if err := tx.Commit(ctx); err != nil {
+		return out, fmt.Errorf("target database: commit: %w", err)
+	}
+	return out, nil
+}
+
+// copyIn runs the COPY while the data source writes into it.
+func copyIn(ctx context.Context, conn *pgx.Conn, sql string, d *dataSource) (*dataStats, int64, error) {
+	pr, pw := io.Pipe()
+	type produced struct {
+		st  *dataStats
+		err error
+	}
+	done := make(chan produced, 1)
+	go func() {
+		st, err := d.write(ctx, pw)
+		pw.CloseWithError(err)
+		done <- produced{st, err}
+	}()
+	tag, err := conn.PgConn().CopyFrom(ctx, pr, sql)
+	pr.Close() // unblocks the writer if the server stopped reading
+	p := <-done
+	if p.err != nil && !errors.Is(p.err, io.ErrClosedPipe) {
+		return nil, 0, p.err
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("target database: COPY: %w", err)
+	}
+	return p.st, tag.RowsAffected(), nil
+}
+
+// renameSequence gives a restored serial column's sequence another name in
+// its schema.
+func (t *tableDef) renameSequence(i int, rel string) {
+	s := &t.sequences[i]
+	s.rel = rel
+	t.columns[s.col].dflt = "nextval(" + schema.QuoteLiteral(s.qualified()) + "::regclass)"
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i] + " ..."
+		}
+	}
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}

@@ -1,0 +1,433 @@
+package restore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"lbt/catalog"
+	"lbt/schema"
+)
+
+// ErrNotRestorable reports a target the archive cannot restore: before the
+// first basebackup, in a purged range or a gap of the history, or beyond
+// what is archived. The error's text names the ranges that can be restored.
+var ErrNotRestorable = errors.New("cannot restore to that moment")
+
+// plan is what a restore reads and where it stops.
+type plan struct {
+	tableID int64
+	source  schema.Table // the table as it was named at the target
+
+	// upto: the restore applies exactly the transactions that committed at
+	// or before this LSN. It is the commit LSN of the target transaction,
+	// or a position between transactions.
+	upto   uint64
+	at     time.Time // the target moment (requested time, or the commit time at upto)
+	target string    // the target as the operator gave it, for messages
+
+	bb       catalog.Basebackup
+	blobs    []catalog.Blob
+	versions []catalog.SchemaVersion
+	shapes   *shapes
+	keyCols  []int
+
+	txs        int64  // transactions of the table applied
+	expected   counts // changes tx_table says are in [bb.LSN, upto]
+	lastTrunc  uint64 // commit LSN of the last transaction with a TRUNCATE, 0 for none
+	afterTrunc int64  // inserts minus deletes of the transactions after it
+	deltaBytes int64
+	changes    int64
+}
+
+// epochInfo is an epoch with the time it started.
+type epochInfo struct {
+	catalog.Epoch
+	startedAt time.Time
+}
+
+// planner resolves a restore's target against the catalog.
+type planner struct {
+	cat       *catalog.Catalog
+	db        *sql.DB
+	pos       catalog.Position
+	reachedAt time.Time // the archive is known complete up to this moment
+	epochs    []epochInfo
+}
+
+func newPlanner(ctx context.Context, cat *catalog.Catalog) (*planner, error) {
+	p := &planner{cat: cat, db: cat.DB()}
+	pos, ok, err := cat.Position(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: the archive %s holds no transaction yet (is lbt backup running?)", ErrNotRestorable, cat.Dir())
+	}
+	p.pos = pos
+	var updated int64
+	if err := p.db.QueryRowContext(ctx, `SELECT updated_at FROM position WHERE id = 1`).Scan(&updated); err != nil {
+		return nil, fmt.Errorf("catalog position: %w", err)
+	}
+	// The daemon records its position also when the stream tells it that
+	// nothing happened, so the archive is complete up to the later of the
+	// last commit and that record.
+	p.reachedAt = pos.CommitTime
+	if t := catalog.FromMicros(updated); t.After(p.reachedAt) {
+		p.reachedAt = t
+	}
+	rows, err := p.db.QueryContext(ctx, `SELECT id, start_lsn, started_at, slot, reason FROM epoch ORDER BY start_lsn`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog epochs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e epochInfo
+		var start, at int64
+		if err := rows.Scan(&e.ID, &start, &at, &e.Slot, &e.Reason); err != nil {
+			return nil, fmt.Errorf("catalog epochs: %w", err)
+		}
+		e.StartLSN, e.startedAt = uint64(start), catalog.FromMicros(at)
+		p.epochs = append(p.epochs, e)
+	}
+	return p, rows.Err()
+}
+
+// resolveTarget turns the requested moment into upto.
+func (p *planner) resolveTarget(ctx context.Context, o *Options) (upto uint64, at time.Time, desc string, err error) {
+	switch {
+	case o.Xid != 0:
+		var lsn, t int64
+		err := p.db.QueryRowContext(ctx, `SELECT commit_lsn, commit_time FROM tx WHERE xid = ? ORDER BY commit_lsn DESC LIMIT 1`, int64(o.Xid)).Scan(&lsn, &t)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, at, "", fmt.Errorf("%w: transaction %d is not in the archive: it changed no archived table, or it was purged", ErrNotRestorable, o.Xid)
+		}
+		if err != nil {
+			return 0, at, "", fmt.Errorf("catalog transaction %d: %w", o.Xid, err)
+		}
+		return uint64(lsn), catalog.FromMicros(t), fmt.Sprintf("transaction %d (committed at LSN %s)", o.Xid, formatLSN(uint64(lsn))), nil
+
+	case o.LSN != 0:
+		desc = "LSN " + formatLSN(o.LSN)
+		if o.LSN > p.pos.EndLSN {
+			return 0, at, "", fmt.Errorf("%w: %s is beyond the archive, which reaches %s (last commit at %s)", ErrNotRestorable, desc, formatLSN(p.pos.EndLSN), formatTime(p.pos.CommitTime))
+		}
+		at, err = p.commitTimeAt(ctx, o.LSN)
+		return o.LSN, at, desc, err
+
+	case !o.Until.IsZero():
+		desc = formatTime(o.Until)
+		if o.Until.After(p.reachedAt) {
+			return 0, at, "", fmt.Errorf("%w: %s is beyond the archive, which is complete up to %s (LSN %s); is lbt backup running and caught up?", ErrNotRestorable, desc, formatTime(p.reachedAt), formatLSN(p.pos.EndLSN))
+		}
+		var lsn sql.NullInt64
+		if err := p.db.QueryRowContext(ctx, `SELECT max(commit_lsn) FROM tx WHERE commit_time <= ?`, catalog.Micros(o.Until)).Scan(&lsn); err != nil {
+			return 0, at, "", fmt.Errorf("catalog transactions until %s: %w", desc, err)
+		}
+		upto = uint64(lsn.Int64)
+		// Every transaction that committed before an epoch's slot existed
+		// has a commit LSN below the slot's start: when the target is after
+		// the epoch began, they are all before it.
+		for _, e := range p.epochs {
+			if !e.startedAt.After(o.Until) && e.StartLSN > 0 && e.StartLSN-1 > upto {
+				upto = e.StartLSN - 1
+			}
+		}
+		return upto, o.Until, desc, nil
+
+	default:
+		return p.pos.EndLSN, p.pos.CommitTime, "the latest archived state", nil
+	}
+}
+
+// commitTimeAt is the commit time of the last archived transaction at or
+// before lsn.
+func (p *planner) commitTimeAt(ctx context.Context, lsn uint64) (time.Time, error) {
+	var t sql.NullInt64
+	if err := p.db.QueryRowContext(ctx, `SELECT commit_time FROM tx WHERE commit_lsn <= ? ORDER BY commit_lsn DESC LIMIT 1`, int64(lsn)).Scan(&t); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("catalog transactions: %w", err)
+	}
+	if !t.Valid {
+		return time.Time{}, nil
+	}
+	return catalog.FromMicros(t.Int64), nil
+}
+
+// findTable returns the table that was named name at upto. A name that no
+// table had at the target, but one table had at another time, finds that
+// table, with a warning.
+func (p *planner) findTable(ctx context.Context, name string, upto uint64) (int64, []catalog.SchemaVersion, string, error) {
+	nsp, rel, err := schema.ParseName(name)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	ids, err := p.cat.FindTable(ctx, nsp, rel)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	if len(ids) == 0 {
+		return 0, nil, "", fmt.Errorf("table %s is not in the archive (lbt inspect tables lists the archived tables)", schema.QuoteIdent(nsp)+"."+schema.QuoteIdent(rel))
+	}
+	var fallback []int64
+	var fallbackVersions []catalog.SchemaVersion
+	var fallbackName string
+	for _, id := range ids {
+		versions, err := p.cat.SchemaVersions(ctx, id)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		if len(versions) == 0 {
+			continue
+		}
+		at := versionAt(versions, upto)
+		if at.Schema == nsp && at.Name == rel {
+			return id, versions, "", nil
+		}
+		fallback = append(fallback, id)
+		fallbackVersions, fallbackName = versions, at.QualifiedName()
+	}
+	if len(fallback) == 1 {
+		return fallback[0], fallbackVersions, fmt.Sprintf("no table was named %s at the target; restoring the table that had that name at another time, named %s at the target",
+			schema.QuoteIdent(nsp)+"."+schema.QuoteIdent(rel), fallbackName), nil
+	}
+	return 0, nil, "", fmt.Errorf("no table was named %s at the target, and several tables had that name at other times: give a target when it had that name", schema.QuoteIdent(nsp)+"."+schema.QuoteIdent(rel))
+}
+
+// versionAt is the schema version in force at lsn: the last one from at or
+// before it, else the first.
+func versionAt(versions []catalog.SchemaVersion, lsn uint64) catalog.SchemaVersion {
+	v := versions[0]
+	for _, s := range versions {
+		if s.FromLSN <= lsn {
+			v = s
+		}
+	}
+	return v
+}
+
+// purgedBefore is the LSN before which the table's deltas were purged.
+func (p *planner) purgedBefore(ctx context.Context, tableID int64) (uint64, error) {
+	var lsn sql.NullInt64
+	if err := p.db.QueryRowContext(ctx, `SELECT max(before_lsn) FROM purge_log WHERE table_id = ?`, tableID).Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("catalog purge log: %w", err)
+	}
+	return uint64(lsn.Int64), nil
+}
+
+// complete reports whether the archive holds every transaction that
+// committed in [lo, hi): one epoch covers the range, without the gap before
+// a later epoch's start inside it.
+func (p *planner) complete(lo, hi uint64) bool {
+	covered := false
+	for _, e := range p.epochs {
+		if e.StartLSN <= lo {
+			covered = true
+		}
+		if e.StartLSN > lo && e.StartLSN < hi {
+			return false
+		}
+	}
+	return covered
+}
+
+// chooseBasebackup returns the newest basebackup from which the state at
+// upto can be built. The state right after upto is the basebackup plus the
+// deltas in [bb.LSN, upto]; a basebackup taken after upto also gives it
+// when the table had no transaction in between.
+func (p *planner) chooseBasebackup(ctx context.Context, tableID int64, bbs []catalog.Basebackup, upto, purged uint64) (catalog.Basebackup, bool, error) {
+	for i := len(bbs) - 1; i >= 0; i-- {
+		b := bbs[i]
+		lo, hi := min(b.LSN, upto+1), max(b.LSN, upto+1)
+		if lo < purged || !p.complete(lo, hi) || hi-1 > p.pos.EndLSN {
+			continue
+		}
+		if b.LSN > upto+1 {
+			var n int
+			err := p.db.QueryRowContext(ctx, `SELECT count(*) FROM tx_table WHERE table_id = ? AND commit_lsn > ? AND commit_lsn < ?`,
+				tableID, int64(upto), int64(b.LSN)).Scan(&n)
+			if err != nil {
+				return b, false, fmt.Errorf("catalog transactions of table %d: %w", tableID, err)
+			}
+			if n > 0 {
+				continue
+			}
+		}
+		return b, true, nil
+	}
+	return catalog.Basebackup{}, false, nil
+}
+
+// window is a stretch of history a restore can reach.
+type window struct {
+	from, to         uint64
+	fromAt, toAt     time.Time
+	fromBasebackupID int64
+}
+
+// windows lists the stretches of the table's history that can be restored.
+func (p *planner) windows(ctx context.Context, bbs []catalog.Basebackup, purged uint64) ([]window, error) {
+	var out []window
+	for _, b := range bbs {
+		if b.LSN < purged || b.LSN > p.pos.EndLSN+1 || !p.complete(b.LSN, b.LSN) {
+			continue
+		}
+		// From the time the basebackup finished, every time is restorable
+		// (a little earlier too, unless the table changed meanwhile).
+		w := window{from: b.LSN, to: p.pos.EndLSN, fromAt: b.FinishedAt, toAt: p.reachedAt, fromBasebackupID: b.ID}
+		for _, e := range p.epochs {
+			if e.StartLSN > b.LSN && e.StartLSN-1 < w.to {
+				w.to = e.StartLSN - 1
+				t, err := p.commitTimeAt(ctx, w.to)
+				if err != nil {
+					return nil, err
+				}
+				w.toAt = t
+			}
+		}
+		if n := len(out); n > 0 && out[n-1].to+1 >= w.from {
+			if w.to > out[n-1].to {
+				out[n-1].to, out[n-1].toAt = w.to, w.toAt
+			}
+			continue
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func describeWindows(table string, ws []window) string {
+	if len(ws) == 0 {
+		return fmt.Sprintf("%s has no basebackup that the archive can use (take one with lbt basebackup --table %s)", table, table)
+	}
+	var parts []string
+	for _, w := range ws {
+		parts = append(parts, fmt.Sprintf("from %s to %s (LSN %s to %s)", formatTime(w.fromAt), formatTime(w.toAt), formatLSN(w.from), formatLSN(w.to)))
+	}
+	return fmt.Sprintf("%s can be restored %s", table, strings.Join(parts, "; and "))
+}
+
+// makePlan resolves everything a restore needs from the catalog.
+func makePlan(ctx context.Context, cat *catalog.Catalog, o *Options) (*plan, []string, error) {
+	p, err := newPlanner(ctx, cat)
+	if err != nil {
+		return nil, nil, err
+	}
+	var warnings []string
+	pl := &plan{}
+	if pl.upto, pl.at, pl.target, err = p.resolveTarget(ctx, o); err != nil {
+		return nil, nil, err
+	}
+	id, versions, warn, err := p.findTable(ctx, o.Table, pl.upto)
+	if err != nil {
+		return nil, nil, err
+	}
+	if warn != "" {
+		warnings = append(warnings, warn)
+	}
+	pl.tableID, pl.versions = id, versions
+	bbs, err := cat.Basebackups(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	purged, err := p.purgedBefore(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !o.Until.IsZero() {
+		// Every transaction that committed before a basebackup's snapshot
+		// did so before the basebackup finished: for a later target time,
+		// they are all before the target.
+		for _, b := range bbs {
+			if !b.FinishedAt.After(o.Until) && b.LSN > 0 && b.LSN-1 > pl.upto {
+				pl.upto = b.LSN - 1
+			}
+		}
+	}
+	name := versionAt(versions, pl.upto).QualifiedName()
+	bb, ok, err := p.chooseBasebackup(ctx, id, bbs, pl.upto, purged)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		ws, err := p.windows(ctx, bbs, purged)
+		if err != nil {
+			return nil, nil, err
+		}
+		why := "it is before the first usable basebackup"
+		switch {
+		case purged > 0 && pl.upto < purged:
+			why = "the changes before it were purged"
+		case len(bbs) > 0 && pl.upto+1 < bbs[0].LSN:
+			why = "it is before the table's first basebackup"
+		case len(ws) > 0 && pl.upto > ws[len(ws)-1].to:
+			why = "it is beyond the archive"
+		case len(bbs) > 0:
+			why = "no basebackup reaches it (the history has a gap there, or was purged)"
+		}
+		return nil, nil, fmt.Errorf("%w %s: %s; %s", ErrNotRestorable, pl.target, why, describeWindows(name, ws))
+	}
+	pl.bb = bb
+	if bb.TableID != id {
+		return nil, nil, fmt.Errorf("%w: basebackup %d belongs to table %d, not %d", catalog.ErrCorrupt, bb.ID, bb.TableID, id)
+	}
+	// For the name and shape, the basebackup's definition counts as of its LSN.
+	if pl.shapes, err = buildShapes(versions, bb.Definition.Table, bb.LSN, pl.upto); err != nil {
+		return nil, nil, err
+	}
+	pl.source = pl.shapes.target
+	pl.keyCols = keyColumns(pl.shapes.target)
+	if bb.LSN <= pl.upto {
+		if pl.blobs, err = cat.Blobs(ctx, id, bb.LSN, pl.upto); err != nil {
+			return nil, nil, err
+		}
+		if err := p.countChanges(ctx, pl); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, b := range pl.blobs {
+		pl.deltaBytes += int64(b.RawLength)
+	}
+	return pl, warnings, nil
+}
+
+// countChanges reads from tx_table what the deltas of the plan hold.
+func (p *planner) countChanges(ctx context.Context, pl *plan) error {
+	rows, err := p.db.QueryContext(ctx, `SELECT commit_lsn, inserts, updates, deletes, truncates FROM tx_table
+		WHERE table_id = ? AND commit_lsn >= ? AND commit_lsn <= ? ORDER BY commit_lsn`, pl.tableID, int64(pl.bb.LSN), int64(pl.upto))
+	if err != nil {
+		return fmt.Errorf("catalog transactions of %s: %w", pl.source.QualifiedName(), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var lsn, ins, upd, del, trunc int64
+		if err := rows.Scan(&lsn, &ins, &upd, &del, &trunc); err != nil {
+			return fmt.Errorf("catalog transactions of %s: %w", pl.source.QualifiedName(), err)
+		}
+		pl.txs++
+		pl.expected.Inserts += ins
+		pl.expected.Updates += upd
+		pl.expected.Deletes += del
+		pl.expected.Truncates += trunc
+		if trunc > 0 {
+			pl.lastTrunc, pl.afterTrunc = uint64(lsn), 0
+			continue
+		}
+		pl.afterTrunc += ins - del
+	}
+	pl.changes = pl.expected.Inserts + pl.expected.Updates + pl.expected.Deletes + pl.expected.Truncates
+	return rows.Err()
+}
+
+// formatLSN writes an LSN as PostgreSQL does: 0/16B3748.
+func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
+
+// formatTime writes a moment for messages, in local time with its offset.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "(unknown time)"
+	}
+	return t.Local().Format("2006-01-02 15:04:05.999999Z07:00")
+}

@@ -1,0 +1,148 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"lbt/catalog"
+	"lbt/restore"
+	"lbt/test/pgtest"
+)
+
+// This file holds what the restore tests share: checkpoints of the source
+// (the clock and each table's content at one moment), running a restore,
+// and comparing a restored table with a checkpoint.
+
+// checksumSQL is the content checksum of a table: md5 over its rows' text,
+// sorted. It is the same query restore reports its checksum with.
+func checksumSQL(table string) string {
+	return "SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM " + table + " t"
+}
+
+// shapeSQL lists a table's columns with their types, in order.
+func shapeSQL(table string) string {
+	return fmt.Sprintf(`SELECT string_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+		FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped`, quoteLit(table))
+}
+
+func quoteLit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// tableState is one table's content at a checkpoint.
+type tableState struct {
+	name  string // SQL name at that moment
+	sum   string
+	shape string
+	rows  string
+}
+
+// checkpoint is the source at one moment between transactions.
+type checkpoint struct {
+	name   string
+	at     time.Time
+	lsn    string // pg_current_wal_lsn() at the checkpoint
+	tables map[string]tableState
+}
+
+// serverClock reads the server's clock, to the microsecond commit times
+// have.
+func serverClock(t *testing.T, c *pgtest.Cluster, dsn string) time.Time {
+	t.Helper()
+	s := c.QueryString(t, dsn, `SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint`)
+	us, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("server clock %q: %v", s, err)
+	}
+	return time.UnixMicro(us)
+}
+
+// recordCheckpoint notes the clock and the content of tables (logical
+// name -> SQL name). Nothing writes to them meanwhile.
+func recordCheckpoint(t *testing.T, c *pgtest.Cluster, dsn, name string, tables map[string]string) checkpoint {
+	t.Helper()
+	cp := checkpoint{name: name, at: serverClock(t, c, dsn), tables: map[string]tableState{}}
+	cp.lsn = c.QueryString(t, dsn, `SELECT pg_current_wal_lsn()`)
+	for logical, table := range tables {
+		cp.tables[logical] = tableState{
+			name:  table,
+			sum:   c.QueryString(t, dsn, checksumSQL(table)),
+			shape: c.QueryString(t, dsn, shapeSQL(table)),
+			rows:  c.QueryString(t, dsn, "SELECT count(*) FROM "+table),
+		}
+	}
+	return cp
+}
+
+// connConfig parses a DSN for restore's options.
+func connConfig(t *testing.T, dsn string) *pgconn.Config {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// runRestore runs a restore from the archive in dir, read-only, as lbt
+// restore does while the daemon runs.
+func runRestore(t *testing.T, dir string, o restore.Options) (restore.Result, error) {
+	t.Helper()
+	ctx := context.Background()
+	cat, err := catalog.OpenReadOnly(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	if o.Logger == nil {
+		o.Logger = testLogger(t, "restore")
+	}
+	res, err := restore.Run(ctx, cat, o)
+	for _, w := range res.Warnings {
+		t.Logf("restore %s: %s", o.Table, w)
+	}
+	return res, err
+}
+
+// checkRestored compares a restored table with a checkpoint's state.
+func checkRestored(t *testing.T, c *pgtest.Cluster, dsn, table string, want tableState, what string) {
+	t.Helper()
+	if got := c.QueryString(t, dsn, shapeSQL(table)); got != want.shape {
+		t.Errorf("%s: columns\n  %s\nwant\n  %s", what, got, want.shape)
+	}
+	if got := c.QueryString(t, dsn, "SELECT count(*) FROM "+table); got != want.rows {
+		t.Errorf("%s: %s rows, want %s", what, got, want.rows)
+	}
+	if got := c.QueryString(t, dsn, checksumSQL(table)); got != want.sum {
+		t.Errorf("%s: checksum %s, want %s", what, got, want.sum)
+	}
+}
+
+// runPsql runs a SQL file with psql into a database, stopping at the first
+// error.
+func runPsql(t *testing.T, c *pgtest.Cluster, dsn, file string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(c.BinDir(), "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", file)
+	cmd.Env = append(os.Environ(), "PGOPTIONS=-c client_min_messages=warning")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("psql -f %s: %v\n%s", file, err, out)
+	}
+}
+
+// sortedKeys returns a map's keys in order, for deterministic loops.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
