@@ -37,11 +37,12 @@ func BenchmarkIngest(b *testing.B) {
 	run(b, c.BinDir()+"/pgbench", "-i", "-q", "-s", "10", "-h", c.SocketDir(), "-p", fmt.Sprint(c.Port()), "-U", "postgres", db)
 
 	dir := b.TempDir()
-	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_lbt", "deltasPerFile: 1000000", "flushInterval: 1s")
+	// The daemon's defaults: a flush (two fsyncs) a second.
+	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_lbt", "flushInterval: 1s", "statusInterval: 10s")
 	// Let lbt create its publication and slot, then stop it: the backlog
 	// accumulates in both slots while nothing consumes.
 	p := lbtrun.Start(b, "backup", "--config", cfg)
-	waitMessage(b, c, dsn, dir, "ready")
+	waitMessage(b, c, dsn, dir, "ready", p)
 	p.Signal(syscall.SIGTERM)
 	p.Wait(b, time.Minute)
 	c.Exec(b, dsn, `SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')`)
@@ -61,7 +62,7 @@ func BenchmarkIngest(b *testing.B) {
 
 	start = time.Now()
 	p = lbtrun.Start(b, "backup", "--config", cfg)
-	waitMessage(b, c, dsn, dir, "done")
+	waitMessage(b, c, dsn, dir, "done", p)
 	lbtTime := time.Since(start)
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(b, time.Minute); code != 0 {
@@ -96,12 +97,12 @@ func BenchmarkIngestHugeTransaction(b *testing.B) {
 	dir := b.TempDir()
 	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_huge")
 	p := lbtrun.Start(b, "backup", "--config", cfg)
-	waitMessage(b, c, dsn, dir, "ready")
+	waitMessage(b, c, dsn, dir, "ready", p)
 	b.ResetTimer()
 	start := time.Now()
 	c.Exec(b, dsn, fmt.Sprintf(`INSERT INTO huge SELECT g, md5(g::text) FROM generate_series(1, %d) g`, rows))
 	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'done')`)
-	waitMessage(b, c, dsn, dir, "done")
+	waitMessage(b, c, dsn, dir, "done", p)
 	elapsed := time.Since(start)
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(b, time.Minute); code != 0 {
@@ -123,10 +124,13 @@ func run(b *testing.B, name string, args ...string) {
 
 // waitMessage waits until the archive holds the sync message with content
 // token; "ready" emits new ones until one lands (the slot may not exist yet).
-func waitMessage(b *testing.B, c *pgtest.Cluster, dsn, dir, token string) {
+func waitMessage(b *testing.B, c *pgtest.Cluster, dsn, dir, token string, p *lbtrun.Process) {
 	b.Helper()
 	deadline := time.Now().Add(30 * time.Minute)
 	for i := 0; time.Now().Before(deadline); i++ {
+		if p.Exited() {
+			b.Fatalf("lbt backup ended while waiting for message %q:\n%s", token, p.Output())
+		}
 		if token == "ready" && i%40 == 0 {
 			c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'ready')`)
 		}

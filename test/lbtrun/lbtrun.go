@@ -52,23 +52,33 @@ func Binary(t testing.TB) string {
 	return built.path
 }
 
-// WriteConfig writes an lbt config file for database dbname of cluster c;
-// extra lines are appended as they are.
+// WriteConfig writes an lbt config file for database dbname of cluster c.
+// Extra lines ("key: value") are added, and replace the test settings of
+// the same key (a short flush interval, metrics on a free port).
 func WriteConfig(t testing.TB, c *pgtest.Cluster, dbname, archiveDir, slot string, extra ...string) string {
 	t.Helper()
+	settings := []string{"fsync: true", "flushInterval: 100ms", "statusInterval: 1s", "metricsAddr: 127.0.0.1:0"}
 	text := fmt.Sprintf(`archiveDir: %s
 slotname: %s
 publication: lbt
-fsync: true
-flushInterval: 100ms
-statusInterval: 1s
-metricsAddr: 127.0.0.1:0
 db:
   host: %s
   port: %d
   user: postgres
   database: %s
 `, archiveDir, slot, c.SocketDir(), c.Port(), dbname)
+	for _, s := range settings {
+		key, _, _ := strings.Cut(s, ":")
+		overridden := false
+		for _, e := range extra {
+			if strings.HasPrefix(e, key+":") {
+				overridden = true
+			}
+		}
+		if !overridden {
+			text += s + "\n"
+		}
+	}
 	text += strings.Join(extra, "\n")
 	path := filepath.Join(t.TempDir(), "lbt.yaml")
 	if err := os.WriteFile(path, []byte(text+"\n"), 0o600); err != nil {
@@ -125,6 +135,16 @@ func (p *Process) Wait(t testing.TB, timeout time.Duration) int {
 		t.Fatalf("lbt %v did not end within %v; output:\n%s", p.cmd.Args[1:], timeout, p.output)
 	}
 	return p.cmd.ProcessState.ExitCode()
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Signal sends sig to the process.
