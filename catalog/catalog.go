@@ -200,7 +200,7 @@ func Create(ctx context.Context, dir string, source Source) (*Catalog, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		return nil, err
 	}
 	return open(dir, false)

@@ -180,7 +180,7 @@ func CreateSegment(dir string, id int64) (*SegmentWriter, error) {
 		return nil, fmt.Errorf("create segment %s: %w", path, err)
 	}
 	for _, d := range []string{filepath.Dir(path), dir} {
-		if err := syncDir(d); err != nil {
+		if err := SyncDir(d); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -298,7 +298,9 @@ func ReadBlob(r io.ReaderAt, off, length int64, frame, buf []byte) (BlobHeader, 
 	return h, frame, raw, err
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, making the creation, rename or removal of
+// its entries durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)

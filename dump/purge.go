@@ -330,7 +330,7 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 		rep.SegmentsRewritten += len(g)
 		log.Info("rewrote mostly purged segments", "segments", len(g), "into", id, "bytes_freed", freed)
 	}
-	if err := syncDir(filepath.Join(cat.Dir(), "segments")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := catalog.SyncDir(filepath.Join(cat.Dir(), "segments")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 

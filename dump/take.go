@@ -291,7 +291,7 @@ func moveIntoArchive(tmp *os.File, dst string) (io.Closer, error) {
 		}
 		held = f
 	}
-	if err := syncDir(dir); err != nil {
+	if err := catalog.SyncDir(dir); err != nil {
 		held.Close()
 		return nil, err
 	}
@@ -326,18 +326,6 @@ func copyFile(src *os.File, dst string) (*os.File, error) {
 		return fail(err)
 	}
 	return f, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // registerTable finds the table's catalog id by OID, adding the table when

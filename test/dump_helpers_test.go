@@ -291,28 +291,18 @@ func applyFrom(t *testing.T, cat *catalog.Catalog, tableID int64, base catalog.B
 	}
 	src := catalog.NewBlobSource(cat.Dir())
 	defer src.Close()
-	for _, b := range blobs {
-		raw, err := src.Read(b, nil)
-		if err != nil {
-			t.Fatal(err)
+	err = src.EachChange(blobs, func(_ catalog.Blob, ch catalog.Change) error {
+		if ch.CommitLSN < base.LSN || ch.CommitLSN > upTo {
+			return nil
 		}
-		r := catalog.NewRecordReader(raw, b.Schema)
-		for {
-			ch, ok, err := r.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !ok {
-				break
-			}
-			if ch.CommitLSN < base.LSN || ch.CommitLSN > upTo {
-				continue
-			}
-			if err := a.apply(ch); err != nil {
-				t.Fatalf("apply change at %X to table %d: %v", ch.CommitLSN, tableID, err)
-			}
-			res.deltas++
+		if err := a.apply(ch); err != nil {
+			return fmt.Errorf("apply change at %X to table %d: %w", ch.CommitLSN, tableID, err)
 		}
+		res.deltas++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	res.rows = a.rows()
 	return res

@@ -157,22 +157,12 @@ func readArchive(t *testing.T, dir, table string) (schema.Table, []archivedChang
 	src := catalog.NewBlobSource(dir)
 	defer src.Close()
 	var out []archivedChange
-	for _, b := range blobs {
-		raw, err := src.Read(b, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := catalog.NewRecordReader(raw, b.Schema)
-		for {
-			ch, ok, err := r.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !ok {
-				break
-			}
-			out = append(out, archivedChange{Op: string(ch.Tag), CommitLSN: ch.CommitLSN, Xid: ch.Xid, Old: texts(ch.Old), New: texts(ch.New)})
-		}
+	err = src.EachChange(blobs, func(_ catalog.Blob, ch catalog.Change) error {
+		out = append(out, archivedChange{Op: string(ch.Tag), CommitLSN: ch.CommitLSN, Xid: ch.Xid, Old: texts(ch.Old), New: texts(ch.New)})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return versions[len(versions)-1].Table, out
 }
