@@ -127,6 +127,9 @@ CREATE TABLE tx_table (
 	PRIMARY KEY (table_id, commit_lsn)
 ) WITHOUT ROWID;
 
+-- TRUNCATEs are rare: inspect finds those of a table without a scan.
+CREATE INDEX tx_table_truncates ON tx_table (table_id, commit_lsn) WHERE truncates > 0;
+
 CREATE TABLE row_key (
 	table_id   INTEGER NOT NULL,
 	key_hash   INTEGER NOT NULL,
@@ -141,6 +144,7 @@ CREATE TABLE tx_message (
 	content    BLOB NOT NULL,
 	PRIMARY KEY (commit_lsn, seq)
 ) WITHOUT ROWID;
+CREATE INDEX tx_message_prefix ON tx_message (prefix, commit_lsn);
 
 CREATE TABLE table_state (
 	table_id           INTEGER PRIMARY KEY,

@@ -11,12 +11,14 @@ import (
 var errShort = errors.New("pgoutput message too short")
 
 // appendTuple transcodes one pgoutput TupleData at the start of src into the
-// archive's tuple encoding, appended to dst. Columns whose positions are in
-// keyCols (ascending) are hashed into the row key. It returns the bytes of
-// src consumed.
+// archive's tuple encoding, appended to dst. The columns at the positions in
+// keyCols, in keyCols' order (a primary key's order, which need not be the
+// table's), are hashed into the row key. It returns the bytes of src
+// consumed.
 //
 // This is the hot path of ingest: it works on the raw bytes and allocates
-// nothing, instead of building pglogrepl's per-column structures.
+// nothing for common keys, instead of building pglogrepl's per-column
+// structures.
 func appendTuple(dst, src []byte, keyCols []int) (out []byte, n int, key int64, hasKey bool, err error) {
 	if len(src) < 2 {
 		return dst, 0, 0, false, errShort
@@ -24,8 +26,13 @@ func appendTuple(dst, src []byte, keyCols []int) (out []byte, n int, key int64, 
 	ncols := int(binary.BigEndian.Uint16(src))
 	pos := 2
 	dst = catalog.AppendTupleHeader(dst, ncols)
-	h := catalog.NewKeyHasher()
-	k := 0
+	var spanBuf [8][2]int // where each key column's encoded value is in dst
+	spans := spanBuf[:0]
+	if len(keyCols) > len(spanBuf) {
+		spans = make([][2]int, 0, len(keyCols))
+	}
+	spans = spans[:len(keyCols)]
+	found := 0
 	for i := 0; i < ncols; i++ {
 		if pos >= len(src) {
 			return dst, 0, 0, false, errShort
@@ -53,10 +60,19 @@ func appendTuple(dst, src []byte, keyCols []int) (out []byte, n int, key int64, 
 			// 'b' (binary) is only sent when lbt asks for it, which it does not.
 			return dst, 0, 0, false, fmt.Errorf("pgoutput tuple column %d has kind %q, lbt reads text only", i, kind)
 		}
-		if k < len(keyCols) && keyCols[k] == i {
-			h.Write(dst[start:])
-			k++
+		for j, c := range keyCols {
+			if c == i {
+				spans[j] = [2]int{start, len(dst)}
+				found++
+			}
 		}
 	}
-	return dst, pos, h.Sum(), len(keyCols) > 0 && k == len(keyCols), nil
+	if len(keyCols) == 0 || found != len(keyCols) {
+		return dst, pos, 0, false, nil
+	}
+	h := catalog.NewKeyHasher()
+	for _, sp := range spans {
+		h.Write(dst[sp[0]:sp[1]])
+	}
+	return dst, pos, h.Sum(), true, nil
 }

@@ -1,0 +1,68 @@
+package ingest
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"lbt/catalog"
+)
+
+// pgTuple builds a pgoutput TupleData of text values ("" is NULL here).
+func pgTuple(vals ...string) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(len(vals)))
+	for _, v := range vals {
+		if v == "" {
+			b = append(b, 'n')
+			continue
+		}
+		b = append(b, 't')
+		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	return b
+}
+
+func TestAppendTuple_KeyHashFollowsKeyOrder(t *testing.T) {
+	tests := []struct {
+		name    string
+		vals    []string
+		keyCols []int
+		keyVals []string
+		hasKey  bool
+	}{
+		{"single key", []string{"42", "x"}, []int{0}, []string{"42"}, true},
+		{"key in table order", []string{"1", "2", "3"}, []int{0, 2}, []string{"1", "3"}, true},
+		{"key declared out of table order", []string{"a", "b"}, []int{1, 0}, []string{"b", "a"}, true},
+		{"no key", []string{"a"}, nil, nil, false},
+		{"key column beyond the tuple", []string{"a"}, []int{3}, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := pgTuple(tt.vals...)
+			_, n, key, hasKey, err := appendTuple(nil, src, tt.keyCols)
+			if err != nil || n != len(src) {
+				t.Fatalf("n=%d of %d, err=%v", n, len(src), err)
+			}
+			if hasKey != tt.hasKey {
+				t.Fatalf("hasKey = %v, want %v", hasKey, tt.hasKey)
+			}
+			if !hasKey {
+				return
+			}
+			var want [][]byte
+			for _, v := range tt.keyVals {
+				want = append(want, []byte(v))
+			}
+			if w := catalog.KeyHash(want); key != w {
+				t.Fatalf("key hash %d, want %d (what inspect computes from %v)", key, w, tt.keyVals)
+			}
+		})
+	}
+}
+
+func FuzzAppendTuple(f *testing.F) {
+	f.Add(pgTuple("1", "two", ""), 1)
+	f.Fuzz(func(t *testing.T, src []byte, key int) {
+		appendTuple(nil, src, []int{key % 4}) // must not panic on any input
+	})
+}

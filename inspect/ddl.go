@@ -1,0 +1,303 @@
+package inspect
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"lbt/catalog"
+	"lbt/schema"
+)
+
+// DDLOptions asks for the schema changes of the archived tables.
+type DDLOptions struct {
+	Table string // SQL name; empty for every table
+	Range Range
+}
+
+// Sources of a DDLEvent.
+const (
+	// SourceStream: a new definition of a table, as the replication stream
+	// showed it before the table's next change.
+	SourceStream = "stream"
+	// SourceCaptured: a DDL command lbt setup --capture-ddl recorded on the
+	// source, with its text and role.
+	SourceCaptured = "captured"
+)
+
+// DDLEvent is one schema change.
+type DDLEvent struct {
+	Time   time.Time // zero when unknown (a table's definition when the archive began)
+	Xid    uint32
+	LSN    uint64
+	Table  string // the table, or for a captured command the object it changed
+	Source string // SourceStream or SourceCaptured
+	Change string // "first seen", "definition changed", or the command tag, like ALTER TABLE
+	Detail string // what changed in the definition, or the object's type
+	Query  string // the statement text of a captured command
+	Actor  Actor
+}
+
+// DDLReport is the answer of a ddl query.
+type DDLReport struct {
+	Events []DDLEvent // in commit order
+	Notes  []string
+}
+
+// ddlMessage is the content of an 'lbt.ddl' message; package setup writes it.
+type ddlMessage struct {
+	actorMessage
+	Tag        string `json:"tag"`
+	ObjectType string `json:"object_type"`
+	Object     string `json:"object"`
+	Query      string `json:"query"`
+}
+
+// DDL lists the definitions of the archived tables as the stream showed
+// them, and the DDL commands captured on the source, in commit order. A new
+// definition is attributed to the role of the captured command on that
+// table that preceded it.
+func (in *Inspector) DDL(ctx context.Context, opts DDLOptions) (*DDLReport, error) {
+	if err := opts.Range.check(); err != nil {
+		return nil, err
+	}
+	r := &DDLReport{}
+	var ids []int64
+	var ns, rel string
+	if opts.Table != "" {
+		var err error
+		if ids, err = in.findTables(ctx, opts.Table); err != nil {
+			return nil, err
+		}
+		ns, rel, _ = schema.ParseName(opts.Table)
+	} else {
+		refs, err := in.cat.Tables(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, ref := range refs {
+			ids = append(ids, ref.ID)
+		}
+	}
+
+	captured, err := in.capturedDDL(ctx, opts.Range)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Table != "" {
+		captured = slices.DeleteFunc(captured, func(e DDLEvent) bool {
+			n, t, ok := ddlObjectTable(e)
+			return !ok || n != ns || t != rel
+		})
+	}
+
+	var events []DDLEvent
+	for _, id := range ids {
+		versions, err := in.cat.SchemaVersions(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		for i, v := range versions {
+			e := DDLEvent{LSN: v.FromLSN, Table: v.QualifiedName(), Source: SourceStream}
+			var prev uint64
+			if i == 0 {
+				e.Change = "first seen"
+				e.Detail = describeTable(v.Table)
+			} else {
+				prev = versions[i-1].FromLSN
+				e.Change = "definition changed"
+				e.Detail = describeChange(versions[i-1].Table, v.Table)
+			}
+			var xid, us int64
+			err := in.db().QueryRowContext(ctx, `SELECT xid, commit_time FROM tx WHERE commit_lsn = ?`, int64(v.FromLSN)).Scan(&xid, &us)
+			switch {
+			case err == nil:
+				e.Xid, e.Time = uint32(xid), catalog.FromMicros(us)
+			case !errors.Is(err, sql.ErrNoRows):
+				return nil, fmt.Errorf("catalog transaction %s: %w", FormatLSN(v.FromLSN), err)
+			}
+			if e.Time.IsZero() && !opts.Range.Since.IsZero() || !e.Time.IsZero() && !opts.Range.contains(e.Time) {
+				continue
+			}
+			// The author: the last captured command on this table between
+			// the previous definition and this one.
+			for j := len(captured) - 1; j >= 0; j-- {
+				c := captured[j]
+				n, t, ok := ddlObjectTable(c)
+				// A table's first definition is the work of a CREATE, not
+				// of whatever else preceded it.
+				if ok && c.LSN <= v.FromLSN && c.LSN > prev && n == v.Schema && t == v.Name && (i > 0 || strings.HasPrefix(c.Change, "CREATE")) {
+					e.Actor = c.Actor
+					break
+				}
+			}
+			events = append(events, e)
+		}
+	}
+	events = append(events, captured...)
+	slices.SortStableFunc(events, func(a, b DDLEvent) int {
+		switch {
+		case a.LSN < b.LSN:
+			return -1
+		case a.LSN > b.LSN:
+			return 1
+		case a.Source != b.Source: // the command before the definition it made
+			return strings.Compare(a.Source, b.Source)
+		}
+		return 0
+	})
+	r.Events = events
+	if len(captured) == 0 {
+		r.Notes = append(r.Notes, "no DDL command captured here: definitions come from the stream alone, without the statement or its author (lbt setup --capture-ddl records them)")
+	}
+	return r, nil
+}
+
+// capturedDDL reads the 'lbt.ddl' messages of the transactions in a range.
+func (in *Inspector) capturedDDL(ctx context.Context, rng Range) ([]DDLEvent, error) {
+	// Bound the scan of tx_message by LSN, through the index on commit time.
+	var lo, hi sql.NullInt64
+	err := in.db().QueryRowContext(ctx, `SELECT (SELECT min(commit_lsn) FROM tx WHERE commit_time >= ?1 AND commit_time < ?2),
+		(SELECT max(commit_lsn) FROM tx WHERE commit_time >= ?1 AND commit_time < ?2)`, rng.sinceMicros(), rng.untilMicros()).Scan(&lo, &hi)
+	if err != nil {
+		return nil, fmt.Errorf("catalog transactions: %w", err)
+	}
+	if !lo.Valid {
+		return nil, nil
+	}
+	rows, err := in.db().QueryContext(ctx, `SELECT m.commit_lsn, tx.xid, tx.commit_time, m.content
+		FROM tx_message m JOIN tx ON tx.commit_lsn = m.commit_lsn
+		WHERE m.commit_lsn BETWEEN ? AND ? AND m.prefix = ? ORDER BY m.commit_lsn, m.seq`, lo.Int64, hi.Int64, DDLPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("catalog DDL messages: %w", err)
+	}
+	defer rows.Close()
+	var out []DDLEvent
+	for rows.Next() {
+		var lsn, xid, us int64
+		var content []byte
+		if err := rows.Scan(&lsn, &xid, &us, &content); err != nil {
+			return nil, fmt.Errorf("catalog DDL messages: %w", err)
+		}
+		e := DDLEvent{LSN: uint64(lsn), Xid: uint32(xid), Time: catalog.FromMicros(us), Source: SourceCaptured}
+		var m ddlMessage
+		if err := json.Unmarshal(content, &m); err != nil {
+			e.Change, e.Detail = "unreadable", fmt.Sprintf("message %q: %v", content, err)
+		} else {
+			e.Change, e.Table, e.Detail, e.Query = m.Tag, m.Object, m.ObjectType, m.Query
+			e.Actor = parseActor(content)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog DDL messages: %w", err)
+	}
+	return out, nil
+}
+
+// ddlObjectTable returns the table a captured command's object belongs to:
+// the table itself, a column of it, or an object "name on table".
+func ddlObjectTable(e DDLEvent) (ns, rel string, ok bool) {
+	if e.Source != SourceCaptured {
+		return "", "", false
+	}
+	ident := e.Table
+	switch e.Detail {
+	case "table":
+	case "table column":
+		i := strings.LastIndexByte(ident, '.')
+		if i < 0 {
+			return "", "", false
+		}
+		ident = ident[:i]
+	case "trigger", "table constraint", "rule", "policy":
+		_, after, found := strings.Cut(ident, " on ")
+		if !found {
+			return "", "", false
+		}
+		ident = after
+	default:
+		return "", "", false
+	}
+	ns, rel, err := schema.ParseName(ident)
+	return ns, rel, err == nil
+}
+
+// describeTable lists a definition's columns and key.
+func describeTable(t schema.Table) string {
+	cols := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		cols[i] = schema.QuoteIdent(c.Name) + " " + typeName(c)
+	}
+	s := "columns " + strings.Join(cols, ", ")
+	if k := keyColumnNames(t); len(k) > 0 {
+		s += "; key (" + quoteIdents(k) + ")"
+	}
+	return s
+}
+
+// describeChange says how a definition differs from the one before.
+func describeChange(old, cur schema.Table) string {
+	var parts []string
+	if old.QualifiedName() != cur.QualifiedName() {
+		parts = append(parts, "renamed from "+old.QualifiedName())
+	}
+	for _, c := range cur.Columns {
+		i := old.ColumnIndex(c.Name)
+		switch {
+		case i < 0:
+			parts = append(parts, "added "+schema.QuoteIdent(c.Name)+" "+typeName(c))
+		case typeName(old.Columns[i]) != typeName(c):
+			parts = append(parts, "changed "+schema.QuoteIdent(c.Name)+" from "+typeName(old.Columns[i])+" to "+typeName(c))
+		}
+	}
+	for _, c := range old.Columns {
+		if cur.ColumnIndex(c.Name) < 0 {
+			parts = append(parts, "dropped "+schema.QuoteIdent(c.Name))
+		}
+	}
+	if ok, ck := keyColumnNames(old), keyColumnNames(cur); !slices.Equal(ok, ck) {
+		parts = append(parts, "key ("+quoteIdents(ok)+") became ("+quoteIdents(ck)+")")
+	}
+	if old.ReplicaIdentity != cur.ReplicaIdentity {
+		parts = append(parts, fmt.Sprintf("replica identity %s became %s", identityName(old.ReplicaIdentity), identityName(cur.ReplicaIdentity)))
+	}
+	if len(parts) == 0 {
+		return "column order or type modifiers changed"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func typeName(c schema.Column) string {
+	if c.TypeName != "" {
+		return c.TypeName
+	}
+	return fmt.Sprintf("type %d", c.TypeOID)
+}
+
+func quoteIdents(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = schema.QuoteIdent(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+func identityName(b byte) string {
+	switch b {
+	case 'd':
+		return "DEFAULT"
+	case 'n':
+		return "NOTHING"
+	case 'f':
+		return "FULL"
+	case 'i':
+		return "USING INDEX"
+	}
+	return "unknown"
+}

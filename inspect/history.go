@@ -1,0 +1,205 @@
+package inspect
+
+import (
+	"context"
+	"fmt"
+
+	"lbt/catalog"
+)
+
+// HistoryOptions asks for the history of a table's rows.
+type HistoryOptions struct {
+	Table string // SQL name, like public.t or "My Table"
+	// Key selects one row: col=value[,col=value...]. Empty reports every
+	// change of every row.
+	Key   string
+	Range Range
+	// FullScan reads every blob of the table instead of looking the row up
+	// in the row index. It answers the same, slowly: it exists to measure
+	// the index against.
+	FullScan bool
+}
+
+// NewHistoryOptions returns the defaults: every change, whole archive.
+func NewHistoryOptions() HistoryOptions { return HistoryOptions{} }
+
+// History is the answer of a history query.
+type History struct {
+	Table   string            // qualified SQL name
+	Key     map[string]string // the key asked for; nil for every row
+	Changes []Change          // oldest first
+	Notes   []string
+}
+
+// History reports every change of one row (or of every row), oldest first.
+// With a key, it follows the row across updates that change its key, and
+// reports a TRUNCATE that removed it.
+func (in *Inspector) History(ctx context.Context, opts HistoryOptions) (*History, error) {
+	if err := opts.Range.check(); err != nil {
+		return nil, err
+	}
+	h := &History{}
+	var parts []keyPart
+	if opts.Key != "" {
+		var err error
+		if parts, err = parseKey(opts.Key); err != nil {
+			return nil, err
+		}
+	}
+	t, err := in.resolveTable(ctx, opts.Table, &h.Notes)
+	if err != nil {
+		return nil, err
+	}
+	h.Table = t.name
+	if opts.Key == "" {
+		if err := in.allRows(ctx, t, opts.Range, h); err != nil {
+			return nil, err
+		}
+	} else {
+		key, err := resolveKey(parts, t)
+		if err != nil {
+			return nil, err
+		}
+		h.Key = key
+		w := &rowWalker{in: in, ctx: ctx, t: t, rng: opts.Range, cur: key, h: h}
+		_, indexed := keyHashes(key, t.versions)
+		if !indexed && !opts.FullScan {
+			h.Notes = append(h.Notes, fmt.Sprintf("the row index of %s cannot be used for this key (its columns are not in table order): reading every change of the table", t.name))
+		}
+		if opts.FullScan || !indexed {
+			err = w.scan()
+		} else {
+			err = w.indexed()
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(h.Changes) == 0 {
+			h.Notes = append(h.Notes, fmt.Sprintf("no change to the row %s of %s in the archive%s", key, t.name, rangeText(opts.Range)))
+		}
+	}
+	actors := make(map[uint64]Actor)
+	for i := range h.Changes {
+		c := &h.Changes[i]
+		a, ok := actors[c.LSN]
+		if !ok {
+			if a, err = in.actorOf(ctx, c.LSN); err != nil {
+				return nil, err
+			}
+			actors[c.LSN] = a
+		}
+		c.Actor = a
+		addActorHint(&h.Notes, a)
+	}
+	return h, nil
+}
+
+func rangeText(r Range) string {
+	switch {
+	case r.Since.IsZero() && r.Until.IsZero():
+		return ""
+	case r.Until.IsZero():
+		return " since " + formatTime(r.Since)
+	case r.Since.IsZero():
+		return " before " + formatTime(r.Until)
+	}
+	return " between " + formatTime(r.Since) + " and " + formatTime(r.Until)
+}
+
+// allRows reports every change of a table in the range, each with the old
+// values its record carries.
+func (in *Inspector) allRows(ctx context.Context, t *table, rng Range, h *History) error {
+	txs, err := in.tableTxs(ctx, t.id, rng, false)
+	if err != nil {
+		return err
+	}
+	return in.eachTableChange(ctx, t.id, txs, nil, func(meta txMeta, ch catalog.Change) error {
+		v, err := in.version(ctx, t.id, ch.Schema)
+		if err != nil {
+			return err
+		}
+		h.Changes = append(h.Changes, changeFromRecord(v, meta, ch))
+		return nil
+	})
+}
+
+// eachTableChange calls fn for every change of the transactions txs (in
+// commit order) to a table, reading the table's blobs that hold them one
+// after the other. With keys, it passes only the changes of rows with that
+// key, and truncates.
+func (in *Inspector) eachTableChange(ctx context.Context, tableID int64, txs []txMeta, keys catalog.KeyFunc, fn func(txMeta, catalog.Change) error) error {
+	if len(txs) == 0 {
+		return nil
+	}
+	blobs, err := in.cat.Blobs(ctx, tableID, txs[0].lsn, txs[len(txs)-1].lsn)
+	if err != nil {
+		return err
+	}
+	next := 0 // txs[next] is the transaction of the current record or a later one
+	for _, b := range blobs {
+		raw, err := in.src.Read(b, nil)
+		if err != nil {
+			return err
+		}
+		r := catalog.NewRecordReader(raw, b.Schema)
+		for {
+			var ch catalog.Change
+			var ok bool
+			if keys != nil {
+				ch, ok, err = r.NextKey(0, keys)
+			} else {
+				ch, ok, err = r.Next()
+			}
+			if err != nil {
+				return fmt.Errorf("blob %d: %w", b.ID, err)
+			}
+			if !ok {
+				break
+			}
+			for next < len(txs) && txs[next].lsn < ch.CommitLSN {
+				next++
+			}
+			if next == len(txs) {
+				return nil
+			}
+			if txs[next].lsn != ch.CommitLSN {
+				continue
+			}
+			if err := fn(txs[next], ch); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// tableTxs lists the transactions that changed a table within a range, in
+// commit order; truncatesOnly keeps those with a TRUNCATE.
+func (in *Inspector) tableTxs(ctx context.Context, tableID int64, rng Range, truncatesOnly bool) ([]txMeta, error) {
+	q := `SELECT tt.commit_lsn, tx.xid, tx.commit_time FROM tx_table tt JOIN tx ON tx.commit_lsn = tt.commit_lsn
+		WHERE tt.table_id = ? AND tx.commit_time >= ? AND tx.commit_time < ?`
+	if truncatesOnly {
+		q += ` AND tt.truncates > 0`
+	}
+	return in.queryTxMeta(ctx, q+` ORDER BY tt.commit_lsn`, tableID, rng.sinceMicros(), rng.untilMicros())
+}
+
+func (in *Inspector) queryTxMeta(ctx context.Context, q string, args ...any) ([]txMeta, error) {
+	rows, err := in.db().QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog transactions: %w", err)
+	}
+	defer rows.Close()
+	var out []txMeta
+	for rows.Next() {
+		var lsn, xid, us int64
+		if err := rows.Scan(&lsn, &xid, &us); err != nil {
+			return nil, fmt.Errorf("catalog transactions: %w", err)
+		}
+		out = append(out, txMeta{lsn: uint64(lsn), xid: uint32(xid), time: catalog.FromMicros(us)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog transactions: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,442 @@
+// Package inspect answers questions about an archive's history: every
+// version of one row and who wrote it (History), what one transaction did
+// (Tx), which transactions changed a table (Changes), what the archive holds
+// (Tables) and how the tables' definitions changed (DDL).
+//
+// Answers come from the catalog's indexes and read only the blobs they need:
+// the history of a row looks its key's hash up in row_key, finds each
+// transaction's first blob in tx_table and decodes that blob alone. The
+// package only reads; it works while the backup daemon writes the archive.
+//
+// Each query returns a structured report; its Write method renders it as an
+// aligned table for people, or as JSON lines or CSV for tools.
+package inspect
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"lbt/catalog"
+	"lbt/schema"
+)
+
+// InputError reports a question the archive cannot answer as asked: an
+// unknown table, a malformed key. Its message names the fix.
+type InputError struct{ Msg string }
+
+func (e *InputError) Error() string { return e.Msg }
+
+func inputErrorf(format string, args ...any) error {
+	return &InputError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// Range bounds a query by commit time: Since is inclusive, Until exclusive.
+// A zero time leaves that side open.
+type Range struct {
+	Since time.Time
+	Until time.Time
+}
+
+func (r Range) contains(t time.Time) bool {
+	return (r.Since.IsZero() || !t.Before(r.Since)) && (r.Until.IsZero() || t.Before(r.Until))
+}
+
+// untilMicros is the exclusive upper bound in catalog time.
+func (r Range) untilMicros() int64 {
+	if r.Until.IsZero() {
+		return 1<<63 - 1
+	}
+	return catalog.Micros(r.Until)
+}
+
+func (r Range) sinceMicros() int64 {
+	if r.Since.IsZero() {
+		return -1 << 63
+	}
+	return catalog.Micros(r.Since)
+}
+
+func (r Range) check() error {
+	if !r.Since.IsZero() && !r.Until.IsZero() && !r.Since.Before(r.Until) {
+		return inputErrorf("--since %s is not before --until %s", formatTime(r.Since), formatTime(r.Until))
+	}
+	return nil
+}
+
+// ActorHint is the note reports carry when some transaction has no
+// recorded actor.
+const ActorHint = "actor unknown: run lbt setup --capture-actors on the source to record who makes each change"
+
+// Inspector answers questions about one archive. It never writes to it.
+// It is not safe for concurrent use.
+type Inspector struct {
+	cat      *catalog.Catalog
+	src      *catalog.BlobSource
+	blobs    *blobCache
+	mu       sync.Mutex // guards versions and stmts, which searches on other cores share
+	versions map[int64]map[int]*version
+	stmts    map[string]*sql.Stmt
+
+	// background searches: at most cap(sem) at once, all ended by Close
+	sem        chan struct{}
+	prefetches sync.WaitGroup
+}
+
+// Open opens the archive in dir for reading.
+func Open(ctx context.Context, dir string) (*Inspector, error) {
+	cat, err := catalog.OpenReadOnly(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Inspector{
+		cat:      cat,
+		src:      catalog.NewBlobSource(dir),
+		blobs:    newBlobCache(256 << 20),
+		sem:      make(chan struct{}, runtime.GOMAXPROCS(0)),
+		versions: make(map[int64]map[int]*version),
+		stmts:    make(map[string]*sql.Stmt),
+	}, nil
+}
+
+// Close releases the catalog and the segment files.
+func (in *Inspector) Close() error {
+	in.prefetches.Wait()
+	for _, st := range in.stmts {
+		st.Close()
+	}
+	in.src.Close()
+	return in.cat.Close()
+}
+
+// queryRow runs a query that is prepared once per Inspector: the ones a
+// history runs for every transaction it reads.
+func (in *Inspector) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	in.mu.Lock()
+	st, ok := in.stmts[q]
+	if !ok {
+		var err error
+		if st, err = in.db().PrepareContext(ctx, q); err != nil {
+			in.mu.Unlock()
+			// The error comes back from QueryRowContext on the plain query.
+			return in.db().QueryRowContext(ctx, q, args...)
+		}
+		in.stmts[q] = st
+	}
+	in.mu.Unlock()
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (in *Inspector) db() *sql.DB { return in.cat.DB() }
+
+// table is an archived table as a query resolved it.
+type table struct {
+	id       int64
+	name     string // qualified, quoted as SQL
+	versions []catalog.SchemaVersion
+}
+
+// resolveTable finds the table a SQL name means: the newest of the tables
+// that ever had that name. notes receives a note when there were several.
+func (in *Inspector) resolveTable(ctx context.Context, name string, notes *[]string) (*table, error) {
+	ids, err := in.findTables(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	t, err := in.tableByID(ctx, ids[0])
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) > 1 {
+		*notes = append(*notes, fmt.Sprintf("%d archived tables were named %s (dropped and created again): showing the newest, catalog table %d; older ones: %v",
+			len(ids), t.name, ids[0], ids[1:]))
+	}
+	return t, nil
+}
+
+// findTables returns the catalog ids of the tables that had a name, newest first.
+func (in *Inspector) findTables(ctx context.Context, name string) ([]int64, error) {
+	ns, rel, err := schema.ParseName(name)
+	if err != nil {
+		return nil, &InputError{Msg: fmt.Sprintf("--table: %v", err)}
+	}
+	ids, err := in.cat.FindTable(ctx, ns, rel)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, inputErrorf("table %s is not in the archive (lbt inspect tables lists the archived tables)",
+			schema.QuoteIdent(ns)+"."+schema.QuoteIdent(rel))
+	}
+	return ids, nil
+}
+
+func (in *Inspector) tableByID(ctx context.Context, id int64) (*table, error) {
+	versions, err := in.cat.SchemaVersions(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(versions) == 0 {
+		return nil, fmt.Errorf("catalog table %d has no schema version", id)
+	}
+	return &table{id: id, name: versions[len(versions)-1].QualifiedName(), versions: versions}, nil
+}
+
+// version is one schema version of a table, with what reading its records
+// needs at hand.
+type version struct {
+	def     schema.Table
+	name    string   // qualified SQL name
+	columns []string // column names
+	keyIdx  []int    // KeyColumns
+	// the key columns in table order, as catalog.KeyFunc wants them
+	sortedIdx   []int
+	sortedNames []string
+}
+
+// version returns version v of a table's definition.
+func (in *Inspector) version(ctx context.Context, tableID int64, v int) (*version, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	m := in.versions[tableID]
+	if m == nil {
+		svs, err := in.cat.SchemaVersions(ctx, tableID)
+		if err != nil {
+			return nil, err
+		}
+		m = make(map[int]*version, len(svs))
+		for _, sv := range svs {
+			ver := &version{def: sv.Table, name: sv.QualifiedName(), columns: columnNames(sv.Table), keyIdx: sv.KeyColumns()}
+			ver.sortedIdx = slices.Clone(ver.keyIdx)
+			slices.Sort(ver.sortedIdx)
+			for _, i := range ver.sortedIdx {
+				ver.sortedNames = append(ver.sortedNames, sv.Columns[i].Name)
+			}
+			m[sv.Version] = ver
+		}
+		in.versions[tableID] = m
+	}
+	ver, ok := m[v]
+	if !ok {
+		return nil, fmt.Errorf("%w: table %d has no schema version %d", catalog.ErrCorrupt, tableID, v)
+	}
+	return ver, nil
+}
+
+// txMeta is what the catalog says of a transaction.
+type txMeta struct {
+	lsn  uint64
+	xid  uint32
+	time time.Time
+}
+
+// eachTxChange calls fn for every change the transaction that committed at
+// lsn made to a table, in order, with the place of its record: the index of
+// its blob among the transaction's blobs, and its offset there. With keys,
+// it passes only the changes of rows with that key, and truncates, and steps
+// over the others undecoded. The tuples are valid during the call only.
+func (in *Inspector) eachTxChange(ctx context.Context, tableID int64, lsn uint64, keys catalog.KeyFunc, fn func(place, catalog.Change) error) error {
+	var blobID int64
+	err := in.queryRow(ctx, `SELECT blob_id FROM tx_table WHERE table_id = ? AND commit_lsn = ?`, tableID, int64(lsn)).Scan(&blobID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("catalog transaction %s of table %d: %w", FormatLSN(lsn), tableID, err)
+	}
+	b, err := in.blobByID(ctx, blobID)
+	if err != nil {
+		return err
+	}
+	for seq := 0; ; seq++ {
+		raw, err := in.readBlob(b)
+		if err != nil {
+			return err
+		}
+		r := catalog.NewRecordReader(raw, b.Schema)
+		for {
+			var ch catalog.Change
+			var ok bool
+			if keys != nil {
+				ch, ok, err = r.NextKey(lsn, keys)
+			} else {
+				ch, ok, err = r.Next()
+			}
+			if err != nil {
+				return fmt.Errorf("blob %d: %w", b.ID, err)
+			}
+			if !ok || ch.CommitLSN > lsn {
+				break
+			}
+			if ch.CommitLSN < lsn {
+				continue
+			}
+			if err := fn(place{seq, r.Pos()}, ch); err != nil {
+				return err
+			}
+		}
+		if b.LastLSN > lsn {
+			return nil
+		}
+		// A large transaction continues in the table's next blob.
+		var next int64
+		err = in.queryRow(ctx, `SELECT id FROM blob WHERE table_id = ? AND last_lsn >= ? AND id > ? ORDER BY last_lsn, id LIMIT 1`,
+			tableID, int64(lsn), b.ID).Scan(&next)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("catalog blobs of table %d: %w", tableID, err)
+		}
+		if b, err = in.blobByID(ctx, next); err != nil {
+			return err
+		}
+		if b.FirstLSN != lsn {
+			return nil
+		}
+	}
+}
+
+// place is where a record is among a transaction's records.
+type place struct {
+	blob int // index among the transaction's blobs
+	pos  int // catalog.RecordReader.Pos after it
+}
+
+func (p place) after(q place) bool { return p.blob > q.blob || p.blob == q.blob && p.pos > q.pos }
+
+func (in *Inspector) blobByID(ctx context.Context, id int64) (catalog.Blob, error) {
+	var b catalog.Blob
+	var crc, first, last int64
+	err := in.queryRow(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length FROM blob WHERE id = ?`, id).
+		Scan(&b.ID, &b.TableID, &b.SegmentID, &b.Offset, &b.Length, &crc, &b.Schema, &first, &last, &b.Changes, &b.RawLength)
+	if err != nil {
+		return b, fmt.Errorf("catalog blob %d: %w", id, err)
+	}
+	b.CRC, b.FirstLSN, b.LastLSN = uint32(crc), uint64(first), uint64(last)
+	return b, nil
+}
+
+// Actor is who made a transaction, as lbt setup --capture-actors records it.
+type Actor struct {
+	Known       bool
+	Role        string // current_user
+	SessionUser string
+	Application string
+	ClientAddr  string // empty for a Unix socket
+	BackendPID  int
+}
+
+// actorMessage is the content of an 'lbt.actor' message; package setup
+// writes it.
+type actorMessage struct {
+	CurrentUser     string  `json:"current_user"`
+	SessionUser     string  `json:"session_user"`
+	ApplicationName *string `json:"application_name"`
+	ClientAddr      *string `json:"client_addr"`
+	BackendPID      int     `json:"backend_pid"`
+}
+
+// Message prefixes of the logical messages lbt setup makes the source emit.
+const (
+	ActorPrefix = "lbt.actor"
+	DDLPrefix   = "lbt.ddl"
+)
+
+func parseActor(content []byte) Actor {
+	var m actorMessage
+	if err := json.Unmarshal(content, &m); err != nil || m.CurrentUser == "" {
+		return Actor{}
+	}
+	a := Actor{Known: true, Role: m.CurrentUser, SessionUser: m.SessionUser, BackendPID: m.BackendPID}
+	if m.ApplicationName != nil {
+		a.Application = *m.ApplicationName
+	}
+	if m.ClientAddr != nil {
+		a.ClientAddr = *m.ClientAddr
+	}
+	return a
+}
+
+// String is the actor for people: role (application, client, pid).
+func (a Actor) String() string {
+	if !a.Known {
+		return "unknown"
+	}
+	s := a.Role + " ("
+	if a.SessionUser != "" && a.SessionUser != a.Role {
+		s += "session " + a.SessionUser + ", "
+	}
+	app := a.Application
+	if app == "" {
+		app = "no application_name"
+	}
+	s += app + ", "
+	if a.ClientAddr != "" {
+		s += a.ClientAddr + ", "
+	} else {
+		s += "local, "
+	}
+	return s + fmt.Sprintf("pid %d)", a.BackendPID)
+}
+
+// actorOf returns the actor of the transaction that committed at lsn: its
+// first 'lbt.actor' message.
+func (in *Inspector) actorOf(ctx context.Context, lsn uint64) (Actor, error) {
+	var content []byte
+	err := in.queryRow(ctx, `SELECT content FROM tx_message WHERE commit_lsn = ? AND prefix = ? ORDER BY seq LIMIT 1`,
+		int64(lsn), ActorPrefix).Scan(&content)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Actor{}, nil
+	}
+	if err != nil {
+		return Actor{}, fmt.Errorf("catalog messages of transaction %s: %w", FormatLSN(lsn), err)
+	}
+	return parseActor(content), nil
+}
+
+// FormatLSN writes a WAL position as PostgreSQL does, like 0/16B3748.
+func FormatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
+
+// ParseLSN reads a WAL position written like 0/16B3748.
+func ParseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(strings.TrimSpace(s), "/")
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, inputErrorf("LSN %q: write it as PostgreSQL does, like 0/16B3748", s)
+	}
+	return h<<32 | l, nil
+}
+
+// TimeLayout is how reports write times: RFC 3339 in UTC with microseconds.
+const TimeLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(TimeLayout)
+}
+
+// addActorHint appends ActorHint to notes once when an actor is unknown.
+func addActorHint(notes *[]string, actors ...Actor) {
+	for _, a := range actors {
+		if !a.Known {
+			for _, n := range *notes {
+				if n == ActorHint {
+					return
+				}
+			}
+			*notes = append(*notes, ActorHint)
+			return
+		}
+	}
+}

@@ -1,0 +1,238 @@
+package inspect
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"lbt/catalog"
+)
+
+// TxOptions names one transaction: by its xid, or by the LSN of its commit.
+type TxOptions struct {
+	Xid uint32
+	LSN uint64
+}
+
+// TxInfo is one archived transaction and everything it did.
+type TxInfo struct {
+	Time    time.Time
+	Xid     uint32
+	LSN     uint64 // commit LSN
+	EndLSN  uint64
+	Origin  string
+	Actor   Actor
+	Changes []Change // changes to every archived table, then messages
+}
+
+// TxReport is the answer of a tx query.
+type TxReport struct {
+	Txs   []TxInfo
+	Notes []string
+}
+
+// Tx reports what one transaction did to the archived tables, and the
+// logical messages it emitted. An xid names several transactions when the
+// counter wrapped around; all are reported.
+func (in *Inspector) Tx(ctx context.Context, opts TxOptions) (*TxReport, error) {
+	r := &TxReport{}
+	const cols = `SELECT commit_lsn, end_lsn, xid, commit_time, coalesce(origin, '') FROM tx`
+	var txs []TxInfo
+	var err error
+	switch {
+	case opts.LSN != 0:
+		txs, err = in.queryTxs(ctx, cols+` WHERE commit_lsn = ?`, int64(opts.LSN))
+		if err == nil && len(txs) == 0 {
+			// Accept any position inside the commit record too.
+			txs, err = in.queryTxs(ctx, cols+` WHERE commit_lsn <= ?1 AND end_lsn > ?1 ORDER BY commit_lsn DESC LIMIT 1`, int64(opts.LSN))
+		}
+		if err == nil && len(txs) == 0 {
+			return nil, inputErrorf("no transaction in the archive committed at LSN %s%s", FormatLSN(opts.LSN), in.coverage(ctx))
+		}
+	case opts.Xid != 0:
+		txs, err = in.queryTxs(ctx, cols+` WHERE xid = ? ORDER BY commit_lsn`, int64(opts.Xid))
+		if err == nil && len(txs) == 0 {
+			return nil, inputErrorf("no transaction with xid %d in the archive%s (only transactions that changed an archived table or emitted a transactional message are archived)", opts.Xid, in.coverage(ctx))
+		}
+		if len(txs) > 1 {
+			r.Notes = append(r.Notes, fmt.Sprintf("xid %d names %d archived transactions (the xid counter wrapped around): showing all; --lsn picks one", opts.Xid, len(txs)))
+		}
+	default:
+		return nil, inputErrorf("give an xid or a commit LSN")
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range txs {
+		if err := in.fillTx(ctx, &t); err != nil {
+			return nil, err
+		}
+		addActorHint(&r.Notes, t.Actor)
+		r.Txs = append(r.Txs, t)
+	}
+	return r, nil
+}
+
+// coverage describes the commit times the archive holds, for errors.
+func (in *Inspector) coverage(ctx context.Context) string {
+	var first, last sql.NullInt64
+	if err := in.db().QueryRowContext(ctx, `SELECT min(commit_time), max(commit_time) FROM tx`).Scan(&first, &last); err != nil || !first.Valid {
+		return " (the archive holds no transaction yet)"
+	}
+	return fmt.Sprintf(" (it holds transactions committed from %s to %s)", formatTime(catalog.FromMicros(first.Int64)), formatTime(catalog.FromMicros(last.Int64)))
+}
+
+func (in *Inspector) queryTxs(ctx context.Context, q string, args ...any) ([]TxInfo, error) {
+	rows, err := in.db().QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog transactions: %w", err)
+	}
+	defer rows.Close()
+	var out []TxInfo
+	for rows.Next() {
+		var t TxInfo
+		var lsn, end, xid, us int64
+		if err := rows.Scan(&lsn, &end, &xid, &us, &t.Origin); err != nil {
+			return nil, fmt.Errorf("catalog transactions: %w", err)
+		}
+		t.LSN, t.EndLSN, t.Xid, t.Time = uint64(lsn), uint64(end), uint32(xid), catalog.FromMicros(us)
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog transactions: %w", err)
+	}
+	return out, nil
+}
+
+// fillTx reads a transaction's changes and messages.
+func (in *Inspector) fillTx(ctx context.Context, t *TxInfo) error {
+	// Probing each table's (table_id, commit_lsn) key is cheap; tx_table
+	// has no index on commit_lsn alone.
+	rows, err := in.db().QueryContext(ctx, `SELECT tt.table_id FROM rel JOIN tx_table tt ON tt.table_id = rel.id AND tt.commit_lsn = ? ORDER BY tt.blob_id`, int64(t.LSN))
+	if err != nil {
+		return fmt.Errorf("catalog tables of transaction %s: %w", FormatLSN(t.LSN), err)
+	}
+	var tables []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("catalog tables of transaction %s: %w", FormatLSN(t.LSN), err)
+		}
+		tables = append(tables, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("catalog tables of transaction %s: %w", FormatLSN(t.LSN), err)
+	}
+	meta := txMeta{lsn: t.LSN, xid: t.Xid, time: t.Time}
+	for _, id := range tables {
+		err := in.eachTxChange(ctx, id, t.LSN, nil, func(_ place, ch catalog.Change) error {
+			v, err := in.version(ctx, id, ch.Schema)
+			if err != nil {
+				return err
+			}
+			t.Changes = append(t.Changes, changeFromRecord(v, meta, ch))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	msgs, err := in.db().QueryContext(ctx, `SELECT prefix, content FROM tx_message WHERE commit_lsn = ? ORDER BY seq`, int64(t.LSN))
+	if err != nil {
+		return fmt.Errorf("catalog messages of transaction %s: %w", FormatLSN(t.LSN), err)
+	}
+	defer msgs.Close()
+	for msgs.Next() {
+		var prefix string
+		var content []byte
+		if err := msgs.Scan(&prefix, &content); err != nil {
+			return fmt.Errorf("catalog messages of transaction %s: %w", FormatLSN(t.LSN), err)
+		}
+		if prefix == ActorPrefix {
+			if !t.Actor.Known {
+				t.Actor = parseActor(content)
+			}
+			continue
+		}
+		t.Changes = append(t.Changes, Change{Time: t.Time, Xid: t.Xid, LSN: t.LSN, Op: OpMessage, Prefix: prefix, Content: string(content)})
+	}
+	if err := msgs.Err(); err != nil {
+		return fmt.Errorf("catalog messages of transaction %s: %w", FormatLSN(t.LSN), err)
+	}
+	for i := range t.Changes {
+		t.Changes[i].Actor = t.Actor
+	}
+	return nil
+}
+
+// ChangesOptions asks which transactions changed a table.
+type ChangesOptions struct {
+	Table string
+	Range Range
+}
+
+// TxSummary is what one transaction did to one table.
+type TxSummary struct {
+	Time      time.Time
+	Xid       uint32
+	LSN       uint64
+	Actor     Actor
+	Inserts   int
+	Updates   int
+	Deletes   int
+	Truncates int
+}
+
+// ChangesReport is the answer of a changes query.
+type ChangesReport struct {
+	Table string
+	Txs   []TxSummary
+	Notes []string
+}
+
+// Changes lists the transactions that changed a table, oldest first, with
+// their counts, from the catalog alone.
+func (in *Inspector) Changes(ctx context.Context, opts ChangesOptions) (*ChangesReport, error) {
+	if err := opts.Range.check(); err != nil {
+		return nil, err
+	}
+	r := &ChangesReport{}
+	t, err := in.resolveTable(ctx, opts.Table, &r.Notes)
+	if err != nil {
+		return nil, err
+	}
+	r.Table = t.name
+	rows, err := in.db().QueryContext(ctx, `SELECT tt.commit_lsn, tx.xid, tx.commit_time, tt.inserts, tt.updates, tt.deletes, tt.truncates,
+			(SELECT m.content FROM tx_message m WHERE m.commit_lsn = tt.commit_lsn AND m.prefix = ? ORDER BY m.seq LIMIT 1)
+		FROM tx_table tt JOIN tx ON tx.commit_lsn = tt.commit_lsn
+		WHERE tt.table_id = ? AND tx.commit_time >= ? AND tx.commit_time < ?
+		ORDER BY tt.commit_lsn`, ActorPrefix, t.id, opts.Range.sinceMicros(), opts.Range.untilMicros())
+	if err != nil {
+		return nil, fmt.Errorf("catalog changes of %s: %w", t.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s TxSummary
+		var lsn, xid, us int64
+		var actor []byte
+		if err := rows.Scan(&lsn, &xid, &us, &s.Inserts, &s.Updates, &s.Deletes, &s.Truncates, &actor); err != nil {
+			return nil, fmt.Errorf("catalog changes of %s: %w", t.name, err)
+		}
+		s.LSN, s.Xid, s.Time = uint64(lsn), uint32(xid), catalog.FromMicros(us)
+		if actor != nil {
+			s.Actor = parseActor(actor)
+		}
+		addActorHint(&r.Notes, s.Actor)
+		r.Txs = append(r.Txs, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog changes of %s: %w", t.name, err)
+	}
+	if len(r.Txs) == 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("no change to %s in the archive%s", t.name, rangeText(opts.Range)))
+	}
+	return r, nil
+}
