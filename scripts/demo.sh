@@ -147,9 +147,6 @@ db:
 YAML
 lbt() { "$root/bin/lbt" --config "$demo/lbt.yaml" "$@"; }
 
-echo "== lbt setup --capture-actors: each writing transaction will say who it was"
-lbt setup --capture-actors
-
 echo "== lbt backup, in the background (log: $demo/lbt.log)"
 "$root/bin/lbt" backup --config "$demo/lbt.yaml" >"$demo/lbt.log" 2>&1 &
 lbt_pid=$!
@@ -186,6 +183,9 @@ for _ in $(seq 300); do
 	sleep 0.2
 done
 lbt status
+
+echo "== lbt setup --capture-actors: each writing transaction will say who it was"
+lbt setup --capture-actors
 
 echo "== a workload: the application changes orders, and a clerk edits customer 42"
 PGAPPNAME=shop psql -c "UPDATE orders SET note = 'priority' WHERE id % 10 = 0"
