@@ -22,27 +22,18 @@ func (r *RecordReader) NextKey(lsn uint64, keys KeyFunc) (c Change, ok bool, err
 		switch tag {
 		case TagTx:
 			r.pos++
-			d, err := r.uvarint()
-			if err != nil {
+			if err := r.txMarker(); err != nil {
 				return c, false, err
 			}
-			x, err := r.varint()
-			if err != nil {
-				return c, false, err
-			}
-			r.lsn += d
-			r.xid = uint32(int64(r.xid) + x)
 			if lsn != 0 && r.lsn > lsn {
 				return c, false, nil
 			}
 			continue
 		case TagSchema:
 			r.pos++
-			v, err := r.uvarint()
-			if err != nil {
+			if err := r.schemaSwitch(); err != nil {
 				return c, false, err
 			}
-			r.schema = int(v)
 			continue
 		case TagTruncate:
 			if r.lsn != 0 && r.lsn < lsn && r.pos+1 < len(r.buf) {

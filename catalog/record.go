@@ -121,22 +121,13 @@ func (r *RecordReader) Next() (c Change, ok bool, err error) {
 		r.pos++
 		switch tag {
 		case TagTx:
-			d, err := r.uvarint()
-			if err != nil {
+			if err := r.txMarker(); err != nil {
 				return c, false, err
 			}
-			x, err := r.varint()
-			if err != nil {
-				return c, false, err
-			}
-			r.lsn += d
-			r.xid = uint32(int64(r.xid) + x)
 		case TagSchema:
-			v, err := r.uvarint()
-			if err != nil {
+			if err := r.schemaSwitch(); err != nil {
 				return c, false, err
 			}
-			r.schema = int(v)
 		case TagInsert, TagUpdate, TagDelete, TagTruncate:
 			if r.lsn == 0 {
 				return c, false, fmt.Errorf("%w: change before any transaction marker at byte %d", ErrCorrupt, r.pos-1)
@@ -148,6 +139,31 @@ func (r *RecordReader) Next() (c Change, ok bool, err error) {
 		}
 	}
 	return c, false, nil
+}
+
+// txMarker reads the body of a transaction marker.
+func (r *RecordReader) txMarker() error {
+	d, err := r.uvarint()
+	if err != nil {
+		return err
+	}
+	x, err := r.varint()
+	if err != nil {
+		return err
+	}
+	r.lsn += d
+	r.xid = uint32(int64(r.xid) + x)
+	return nil
+}
+
+// schemaSwitch reads the body of a schema switch.
+func (r *RecordReader) schemaSwitch() error {
+	v, err := r.uvarint()
+	if err != nil {
+		return err
+	}
+	r.schema = int(v)
+	return nil
 }
 
 func (r *RecordReader) change(c Change) (Change, bool, error) {
