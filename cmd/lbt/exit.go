@@ -7,7 +7,7 @@ import "errors"
 const (
 	exitOK           = 0   // success
 	exitFailure      = 1   // runtime failure
-	exitUsage        = 2   // usage or configuration error, or not implemented
+	exitUsage        = 2   // usage or configuration error
 	exitVerifyFailed = 3   // a verification found the archive or a restore wrong
 	exitInterrupted  = 130 // a second SIGINT or SIGTERM
 )
@@ -16,14 +16,10 @@ const exitStatusHelp = `Exit status:
 
     0    success
     1    runtime failure (database unreachable, I/O error, ...)
-    2    usage or configuration error, or command not implemented yet
+    2    usage or configuration error (a bad flag, config key or value)
     3    verification failed (verify, restore --verify)
     130  interrupted: a second SIGINT or SIGTERM stops lbt at once
          (the first one shuts down cleanly)`
-
-// errNotImplemented is returned by the commands whose implementation is yet
-// to come.
-var errNotImplemented = errors.New("not implemented yet")
 
 // usageError marks an error of the command line or of the configuration:
 // something the operator has to change before trying again.
@@ -50,7 +46,7 @@ func exitCode(err error) int {
 	var usage usageError
 	var verify verificationFailure
 	switch {
-	case errors.Is(err, errNotImplemented), errors.As(err, &usage):
+	case errors.As(err, &usage):
 		return exitUsage
 	case errors.As(err, &verify) && verify.VerificationFailed():
 		return exitVerifyFailed

@@ -283,8 +283,6 @@ func TestExitCode(t *testing.T) {
 		{nil, 0},
 		{errors.New("disk full"), 1},
 		{context.Canceled, 1},
-		{errNotImplemented, 2},
-		{fmt.Errorf("restore: %w", errNotImplemented), 2},
 		{usageError{errors.New("bad key")}, 2},
 		{fmt.Errorf("load: %w", usageError{errors.New("bad key")}), 2},
 		{fmt.Errorf("verify: %w", mismatch{}), 3},
