@@ -61,7 +61,8 @@ type archiver struct {
 
 	tx txState
 
-	durable *atomic.Uint64 // end LSN safe to confirm to the server
+	durable    *atomic.Uint64 // end LSN safe to confirm to the server
+	committing chan error     // the commit in flight, if any
 }
 
 // txState is the transaction being received.
@@ -203,6 +204,7 @@ func (a *archiver) newSegment() error {
 }
 
 func (a *archiver) close() {
+	a.waitCommit()
 	if a.w != nil {
 		a.w.Rollback()
 		a.w = nil
@@ -650,7 +652,7 @@ func (a *archiver) flush() error {
 			}
 		}
 	}
-	return a.commitFlush()
+	return a.commitFlush(false)
 }
 
 // flushBeforeCurrentTx makes durable everything before the current
@@ -689,9 +691,11 @@ func (a *archiver) flushBeforeCurrentTx() error {
 		t.txStartOff = 0
 	}
 	if !a.dirty {
-		return nil
+		return a.waitCommit()
 	}
-	return a.commitFlush()
+	// The current transaction's own rows go to SQLite from here on: what
+	// came before must be committed first.
+	return a.commitFlush(true)
 }
 
 // rebaseMarker rewrites the transaction marker at the start of recs, which is
@@ -757,22 +761,36 @@ func (a *archiver) writeBlob(t *table) error {
 	return nil
 }
 
-func (a *archiver) commitFlush() error {
+// commitJob is one flush's durable step: fsync the segment, commit the
+// catalog rows, publish the position. A committer goroutine runs it while
+// the archiver goes on decoding what follows, so that the stream does not
+// stall for the length of an fsync and a catalog commit.
+type commitJob struct {
+	w        *catalog.Writer
+	seg      *catalog.SegmentWriter
+	segSize  int64 // the bytes this flush's rows reference
+	sealed   bool
+	pos      catalog.Position
+	activity map[int64]catalog.TableActivity
+	txs      int
+}
+
+// commitFlush hands what was flushed to the committer; with wait, or when the
+// segment is sealed, it also waits until it is durable. One commit runs at a
+// time, so positions become durable in order.
+func (a *archiver) commitFlush(wait bool) error {
+	if err := a.waitCommit(); err != nil {
+		return err
+	}
 	w, err := a.writer()
 	if err != nil {
 		return err
 	}
-	if a.opts.Fsync {
-		if err := a.seg.Sync(); err != nil {
-			return err
-		}
-	}
-	flushStart := time.Now()
-	committedTxs := a.pendingTxs
+	job := commitJob{w: w, seg: a.seg, segSize: a.seg.Size(), pos: a.pending, txs: a.pendingTxs,
+		activity: make(map[int64]catalog.TableActivity, len(a.touchedSince))}
+	job.sealed = a.segChanges >= a.opts.DeltasPerFile || job.segSize >= a.opts.SegmentMaxBytes
 	for t := range a.touchedSince {
-		if err := w.AddTableActivity(t.id, t.act); err != nil {
-			return err
-		}
+		job.activity[t.id] = t.act
 		if m := a.opts.Metrics; m != nil && t.act.Changes > 0 {
 			if t.changesMetric == nil {
 				t.changesMetric = m.changes.WithLabelValues(t.def.QualifiedName())
@@ -782,33 +800,70 @@ func (a *archiver) commitFlush() error {
 		t.act = catalog.TableActivity{}
 		delete(a.touchedSince, t)
 	}
-	sealed := a.segChanges >= a.opts.DeltasPerFile || a.seg.Size() >= a.opts.SegmentMaxBytes
-	if err := w.SetSegmentSize(a.seg.ID, a.seg.Size(), sealed); err != nil {
-		return err
-	}
-	if err := w.SetPosition(a.pending); err != nil {
-		return err
-	}
 	a.w = nil
-	if err := w.Commit(); err != nil {
-		return err
-	}
-	a.durable.Store(a.pending.EndLSN)
 	a.dirty = false
 	a.pendingTxs, a.pendingRows = 0, 0
-	if m := a.opts.Metrics; m != nil {
-		m.transactions.Add(float64(committedTxs))
-		m.flushes.Observe(time.Since(flushStart).Seconds())
-		m.archivedLSN.Set(float64(a.pending.EndLSN))
-		if !a.pending.CommitTime.IsZero() {
-			m.lastCommit.Set(float64(a.pending.CommitTime.UnixMicro()) / 1e6)
-		}
+	done := make(chan error, 1)
+	a.committing = done
+	go func() { done <- a.runCommit(job) }()
+	if !wait && !job.sealed {
+		return nil
 	}
-	if sealed {
+	if err := a.waitCommit(); err != nil {
+		return err
+	}
+	if job.sealed {
 		a.seg.Close()
 		a.seg = nil
-		if err := a.newSegment(); err != nil {
+		return a.newSegment()
+	}
+	return nil
+}
+
+// waitCommit waits for the commit in flight, if any, and returns its error.
+func (a *archiver) waitCommit() error {
+	if a.committing == nil {
+		return nil
+	}
+	err := <-a.committing
+	a.committing = nil
+	return err
+}
+
+// runCommit runs in the committer goroutine. It touches only the job, the
+// shared atomic durable position and the metrics.
+func (a *archiver) runCommit(job commitJob) error {
+	start := time.Now()
+	if a.opts.Fsync {
+		if err := job.seg.Sync(); err != nil {
+			job.w.Rollback()
 			return err
+		}
+	}
+	for id, act := range job.activity {
+		if err := job.w.AddTableActivity(id, act); err != nil {
+			job.w.Rollback()
+			return err
+		}
+	}
+	if err := job.w.SetSegmentSize(job.seg.ID, job.segSize, job.sealed); err != nil {
+		job.w.Rollback()
+		return err
+	}
+	if err := job.w.SetPosition(job.pos); err != nil {
+		job.w.Rollback()
+		return err
+	}
+	if err := job.w.Commit(); err != nil {
+		return err
+	}
+	a.durable.Store(job.pos.EndLSN)
+	if m := a.opts.Metrics; m != nil {
+		m.transactions.Add(float64(job.txs))
+		m.flushes.Observe(time.Since(start).Seconds())
+		m.archivedLSN.Set(float64(job.pos.EndLSN))
+		if !job.pos.CommitTime.IsZero() {
+			m.lastCommit.Set(float64(job.pos.CommitTime.UnixMicro()) / 1e6)
 		}
 	}
 	return nil

@@ -281,8 +281,10 @@ func (a *archiver) finish() error {
 		// catalog transaction. Its blobs are cut off at the next start.
 		return nil
 	}
-	if !a.dirty {
-		return nil
+	if a.dirty {
+		if err := a.flush(); err != nil {
+			return err
+		}
 	}
-	return a.flush()
+	return a.waitCommit()
 }
