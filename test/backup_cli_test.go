@@ -195,3 +195,29 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// With trackNewTables false, lbt basebackup takes a table the daemon
+// archives, even one that never changed, and refuses one created after the
+// daemon started: it would have no deltas after its dump.
+func TestBasebackup_OnlyTablesTheDaemonArchives(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE quiet (id int PRIMARY KEY); INSERT INTO quiet VALUES (1)`)
+	dir := t.TempDir()
+	cfg := writeConfig(t, c, dsn, dir, "onlytracked", "trackNewTables: false")
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, dir)
+	c.Exec(t, dsn, `CREATE TABLE later (id int PRIMARY KEY)`)
+
+	if code, out := lbtrun.Run(t, "basebackup", "--config", cfg, "--table", "quiet"); code != 0 || !strings.Contains(out, "1 rows") {
+		t.Errorf("basebackup of a table published at start: exit %d:\n%s", code, out)
+	}
+	code, out := lbtrun.Run(t, "basebackup", "--config", cfg, "--table", "later")
+	if code != 2 || !strings.Contains(out, "table later is not archived: trackNewTables is false") {
+		t.Errorf("basebackup of a table created later: exit %d:\n%s", code, out)
+	}
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+}
