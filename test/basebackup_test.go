@@ -79,10 +79,7 @@ func TestBasebackup_ConcurrentWritesRestoreExactly(t *testing.T) {
 	upTo := archivePosition(t, dir)
 	t.Logf("%d transactions of load; %d basebackups", commits.Load(), len(bases))
 
-	cat, err := catalog.OpenReadOnly(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	target := c.NewDatabase(t)
 	columns := map[string][]string{"acc": {"id", "owner", "balance", "note"}, "ev": {"a", "b", "payload"}, "bag": {"tag", "n"}}
@@ -430,10 +427,7 @@ func TestBasebackup_KillDuringDump(t *testing.T) {
 // row references.
 func checkNoStrayBase(t *testing.T, dir string) {
 	t.Helper()
-	cat, err := catalog.OpenReadOnly(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	refs, err := cat.BasebackupPaths(context.Background())
 	if err != nil {

@@ -42,10 +42,7 @@ func testLogger(t *testing.T, name string) hclog.Logger {
 
 func dumpOptions(t *testing.T, dsn, dir string) dump.Options {
 	t.Helper()
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := connConfig(t, dsn)
 	o := dump.NewOptions()
 	o.ArchiveDir = dir
 	o.TempDir = filepath.Join(dir, "tmp")
@@ -124,10 +121,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 func basebackupsOf(t *testing.T, dir, table string) []catalog.Basebackup {
 	t.Helper()
 	ctx := context.Background()
-	cat, err := catalog.OpenReadOnly(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	id := tableID(t, cat, table)
 	if id == 0 {
@@ -159,10 +153,7 @@ func tableID(t *testing.T, cat *catalog.Catalog, table string) int64 {
 // archivePosition is the commit LSN of the newest archived transaction.
 func archivePosition(t *testing.T, dir string) uint64 {
 	t.Helper()
-	cat, err := catalog.OpenReadOnly(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	p, _, err := cat.Position(context.Background())
 	if err != nil {
@@ -237,10 +228,7 @@ type restored struct {
 func restoreAt(t *testing.T, dir, table string, upTo uint64) restored {
 	t.Helper()
 	ctx := context.Background()
-	cat, err := catalog.OpenReadOnly(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	id := tableID(t, cat, table)
 	if id == 0 {
@@ -565,10 +553,7 @@ var restoreSeq atomic.Int64
 func restoreRows(t *testing.T, dir, targetDSN, table string, upTo uint64, columns []string) []string {
 	t.Helper()
 	ctx := context.Background()
-	cat, err := catalog.OpenReadOnly(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	target, err := pgconn.ParseConfig(targetDSN)
 	if err != nil {

@@ -37,10 +37,7 @@ var syncSeq atomic.Int64
 // startBackup runs the backup daemon until the test ends.
 func startBackup(t *testing.T, c *pgtest.Cluster, dsn, dir string, tune ...func(*ingest.Options)) *daemon {
 	t.Helper()
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := connConfig(t, dsn)
 	opts := ingest.NewOptions()
 	opts.ArchiveDir = dir
 	opts.Conn = cfg
@@ -133,10 +130,7 @@ const unchanged = "\x00unchanged"
 func readArchive(t *testing.T, dir, table string) (schema.Table, []archivedChange) {
 	t.Helper()
 	ctx := context.Background()
-	cat, err := catalog.OpenReadOnly(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	ns, name, err := schema.ParseName(table)
 	if err != nil {
@@ -193,12 +187,30 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func catalogQueryRow(t *testing.T, dir, query string, args []any, dest ...any) {
 	t.Helper()
-	cat, err := catalog.OpenReadOnly(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	if err := cat.DB().QueryRow(query, args...).Scan(dest...); err != nil {
 		t.Fatalf("catalog query: %v", err)
 	}
+}
+
+// openArchive opens the archive in dir read-only, as inspect and restore do
+// while the daemon writes it.
+func openArchive(t *testing.T, dir string) *catalog.Catalog {
+	t.Helper()
+	cat, err := catalog.OpenReadOnly(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+// connConfig parses a test database's DSN.
+func connConfig(t *testing.T, dsn string) *pgconn.Config {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"lbt/catalog"
 	"lbt/restore"
 	"lbt/test/pgtest"
 )
@@ -82,25 +79,12 @@ func recordCheckpoint(t *testing.T, c *pgtest.Cluster, dsn, name string, tables 
 	return cp
 }
 
-// connConfig parses a DSN for restore's options.
-func connConfig(t *testing.T, dsn string) *pgconn.Config {
-	t.Helper()
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 // runRestore runs a restore from the archive in dir, read-only, as lbt
 // restore does while the daemon runs.
 func runRestore(t *testing.T, dir string, o restore.Options) (restore.Result, error) {
 	t.Helper()
 	ctx := context.Background()
-	cat, err := catalog.OpenReadOnly(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	if o.Logger == nil {
 		o.Logger = testLogger(t, "restore")

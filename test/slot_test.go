@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"lbt/catalog"
 	"lbt/test/pgtest"
 )
 
@@ -61,10 +60,7 @@ func TestBackup_LostSlotStartsNewEpoch(t *testing.T) {
 	c.Exec(t, dsn, `INSERT INTO t VALUES (2)`)
 	waitArchived(t, c, dsn, dir)
 
-	cat, err := catalog.OpenReadOnly(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := openArchive(t, dir)
 	defer cat.Close()
 	epochs, err := cat.Epochs(context.Background())
 	if err != nil {
