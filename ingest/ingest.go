@@ -5,6 +5,7 @@
 package ingest
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"lbt/catalog"
 )
@@ -159,6 +161,9 @@ func LockArchive(dir string) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
+// replReadBuffer is the read buffer of the replication connection.
+const replReadBuffer = 256 << 10
+
 // daemon holds what outlives one replication session.
 type daemon struct {
 	opts     *Options
@@ -204,6 +209,11 @@ func (d *daemon) session(ctx context.Context) error {
 
 	rc := o.Conn.Copy()
 	rc.RuntimeParams["replication"] = "database"
+	// pgproto3 reads the socket 8 KiB at a time; a backlog arrives faster
+	// than that, and each read is a system call.
+	rc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(newCoalescingReader(r), replReadBuffer), w)
+	}
 	repl, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
 		return fmt.Errorf("open replication connection to %s: %w", describeConn(o.Conn), err)

@@ -16,8 +16,9 @@ import (
 // batch carries received messages from the reader to the archiver. Message
 // bytes are copied into one arena: pgconn reuses its read buffer.
 type batch struct {
-	arena []byte
-	msgs  []batchMsg
+	arena   []byte
+	msgs    []batchMsg
+	started time.Time // when its first message arrived
 }
 
 type batchMsg struct {
@@ -29,10 +30,19 @@ type batchMsg struct {
 const (
 	batchMaxBytes = 1 << 20
 	batchMaxMsgs  = 8192
-	readWait      = 100 * time.Millisecond
+	// A batch is handed over once it has this many messages or is this
+	// old: one goroutine switch per message would cost more than the
+	// message itself. A quiet stream hands over when the read times out.
+	batchHandOffMsgs = 512
+	batchHandOffAge  = 5 * time.Millisecond
+	readWait         = 20 * time.Millisecond
 )
 
 func (b *batch) full() bool { return len(b.arena) >= batchMaxBytes || len(b.msgs) >= batchMaxMsgs }
+
+func (b *batch) ready(now time.Time) bool {
+	return len(b.msgs) >= batchHandOffMsgs || (len(b.msgs) > 0 && now.Sub(b.started) >= batchHandOffAge)
+}
 
 // stream runs the reader in this goroutine and the archiver in another until
 // ctx ends or either fails, then confirms what is durable.
@@ -83,6 +93,7 @@ var errArchiverStopped = errors.New("archiver stopped")
 
 func (r *reader) run(ctx context.Context) error {
 	cur := r.newBatch()
+	var deadlineSet time.Time
 	for {
 		if ctx.Err() != nil {
 			return r.handOff(cur, true)
@@ -92,13 +103,14 @@ func (r *reader) run(ctx context.Context) error {
 			return errArchiverStopped
 		default:
 		}
-		if time.Since(r.sentAt) >= r.o.StatusInterval || r.durable.Load() != r.sent {
+		now := time.Now()
+		if now.Sub(r.sentAt) >= r.o.StatusInterval || r.durable.Load() != r.sent {
 			if err := r.sendStatus(); err != nil {
 				return err
 			}
 		}
-		if len(cur.msgs) > 0 {
-			// Hand over whenever the archiver waits; make it wait for us only
+		if cur.ready(now) {
+			// Hand over when the archiver waits; make it wait for us only
 			// when the batch is full, which bounds memory.
 			select {
 			case r.out <- cur:
@@ -114,10 +126,16 @@ func (r *reader) run(ctx context.Context) error {
 				}
 			}
 		}
-		r.conn.Conn().SetReadDeadline(time.Now().Add(readWait))
+		// Moving the deadline costs a timer update: under load, do it once
+		// in a while rather than for every message.
+		if now.Sub(deadlineSet) >= readWait/2 {
+			r.conn.Conn().SetReadDeadline(now.Add(readWait))
+			deadlineSet = now
+		}
 		msg, err := r.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if isTimeout(err) {
+				deadlineSet = time.Time{}
 				if len(cur.msgs) > 0 {
 					if err := r.handOff(cur, false); err != nil {
 						return err
@@ -133,6 +151,9 @@ func (r *reader) run(ctx context.Context) error {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
+			if len(cur.msgs) == 0 {
+				cur.started = now
+			}
 			if err := r.copyData(m.Data, cur); err != nil {
 				return err
 			}

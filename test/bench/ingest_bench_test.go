@@ -3,6 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +41,13 @@ func BenchmarkIngest(b *testing.B) {
 
 	dir := b.TempDir()
 	// The daemon's defaults: a flush (two fsyncs) a second.
-	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_lbt", "flushInterval: 1s", "statusInterval: 10s")
+	settings := []string{"flushInterval: 1s", "statusInterval: 10s"}
+	profile := os.Getenv("LBT_BENCH_CPUPROFILE")
+	debugAddr := "127.0.0.1:" + strconv.Itoa(freePort(b))
+	if profile != "" {
+		settings = append(settings, "debugAddr: "+debugAddr)
+	}
+	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_lbt", settings...)
 	// Let lbt create its publication and slot, then stop it: the backlog
 	// accumulates in both slots while nothing consumes.
 	p := lbtrun.Start(b, "backup", "--config", cfg)
@@ -62,6 +71,11 @@ func BenchmarkIngest(b *testing.B) {
 
 	start = time.Now()
 	p = lbtrun.Start(b, "backup", "--config", cfg)
+	if profile != "" {
+		// As long as pg_recvlogical took: the profile covers the drain,
+		// not the idle tail.
+		go captureProfile(debugAddr, recvTime, profile)
+	}
 	waitMessage(b, c, dsn, dir, "done", p)
 	lbtTime := time.Since(start)
 	p.Signal(syscall.SIGTERM)
@@ -112,6 +126,37 @@ func BenchmarkIngestHugeTransaction(b *testing.B) {
 	fmt.Printf("huge transaction: %d rows archived in %v; lbt peak RSS %.0f MiB (goal < 256)\n",
 		changes, elapsed.Round(time.Millisecond), float64(p.MaxRSS())/(1<<20))
 	b.ReportMetric(float64(p.MaxRSS())/(1<<20), "peak-RSS-MiB")
+}
+
+// captureProfile saves a CPU profile of the daemon, taken through its
+// debugAddr, for `go tool pprof`.
+func captureProfile(addr string, d time.Duration, path string) {
+	time.Sleep(500 * time.Millisecond) // the daemon's HTTP server starts first
+	secs := max(1, int(d.Seconds()))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ingest: cpu profile: %v\n", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ingest: cpu profile: %v\n", err)
+		return
+	}
+	fmt.Printf("ingest: cpu profile of %ds of lbt's drain written to %s\n", secs, path)
+}
+
+func freePort(b *testing.B) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func run(b *testing.B, name string, args ...string) {
