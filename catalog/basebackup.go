@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"time"
 
@@ -61,12 +62,20 @@ func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error
 	if err != nil {
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}
-	// Count from the deltas themselves what came after the snapshot, so that
-	// changes archived while the dump ran are not forgotten.
+	// Count from the catalog what came after the snapshot, so that changes
+	// archived while the dump ran are not forgotten.
+	var since int64
+	err = eachTableTx(ctx, tx, b.TableID, b.LSN, math.MaxInt64, func(t TableTx) error {
+		since += t.Total()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog add basebackup: %w", err)
+	}
 	_, err = tx.ExecContext(ctx, `UPDATE table_state SET
-		changes_since_base = (SELECT coalesce(sum(inserts + updates + deletes + truncates), 0) FROM tx_table WHERE table_id = ?1 AND commit_lsn >= ?2),
+		changes_since_base = ?3,
 		blobs_since_base = (SELECT count(*) FROM blob WHERE table_id = ?1 AND last_lsn >= ?2)
-		WHERE table_id = ?1`, b.TableID, int64(b.LSN))
+		WHERE table_id = ?1`, b.TableID, int64(b.LSN), since)
 	if err != nil {
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}

@@ -24,7 +24,7 @@ import (
 
 // FormatVersion is the version of the archive format this lbt writes and
 // reads. It is stored in the catalog's meta table.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // CatalogFile is the catalog's name inside the archive directory.
 const CatalogFile = "catalog.db"
@@ -101,34 +101,49 @@ CREATE TABLE blob (
 	first_lsn  INTEGER NOT NULL,
 	last_lsn   INTEGER NOT NULL,
 	changes    INTEGER NOT NULL,
-	raw_length INTEGER NOT NULL
+	raw_length INTEGER NOT NULL,
+	txs        INTEGER NOT NULL,
+	inserts    INTEGER NOT NULL,
+	updates    INTEGER NOT NULL,
+	deletes    INTEGER NOT NULL,
+	truncates  INTEGER NOT NULL
 );
 CREATE INDEX blob_table ON blob (table_id, last_lsn);
 CREATE INDEX blob_segment ON blob (segment_id);
 
+-- One row per transaction. tables lists, for each table the transaction
+-- changed, the table's id and its inserts, updates, deletes and truncates
+-- (five uvarints each); the changes are in that table's blobs whose
+-- [first_lsn, last_lsn] holds commit_lsn. Commit time and xid have no
+-- index of their own: tx_range narrows a search by either to a few
+-- thousand rows, at a fraction of an index's cost per transaction.
 CREATE TABLE tx (
 	commit_lsn  INTEGER PRIMARY KEY,
 	end_lsn     INTEGER NOT NULL,
 	xid         INTEGER NOT NULL,
 	commit_time INTEGER NOT NULL,
-	origin      TEXT
+	origin      TEXT,
+	tables      BLOB NOT NULL
 );
-CREATE INDEX tx_time ON tx (commit_time);
-CREATE INDEX tx_xid ON tx (xid);
 
-CREATE TABLE tx_table (
-	table_id   INTEGER NOT NULL,
-	commit_lsn INTEGER NOT NULL,
-	blob_id    INTEGER NOT NULL,
-	inserts    INTEGER NOT NULL,
-	updates    INTEGER NOT NULL,
-	deletes    INTEGER NOT NULL,
-	truncates  INTEGER NOT NULL,
-	PRIMARY KEY (table_id, commit_lsn)
-) WITHOUT ROWID;
+-- One row per catalog commit: the transactions it added, their commit
+-- LSNs, times and xids as ranges.
+CREATE TABLE tx_range (
+	first_lsn INTEGER PRIMARY KEY,
+	last_lsn  INTEGER NOT NULL,
+	min_time  INTEGER NOT NULL,
+	max_time  INTEGER NOT NULL,
+	min_xid   INTEGER NOT NULL,
+	max_xid   INTEGER NOT NULL
+);
+CREATE INDEX tx_range_max_time ON tx_range (max_time);
 
 -- TRUNCATEs are rare: inspect finds those of a table without a scan.
-CREATE INDEX tx_table_truncates ON tx_table (table_id, commit_lsn) WHERE truncates > 0;
+CREATE TABLE tx_truncate (
+	table_id   INTEGER NOT NULL,
+	commit_lsn INTEGER NOT NULL,
+	PRIMARY KEY (table_id, commit_lsn)
+) WITHOUT ROWID;
 
 CREATE TABLE row_key (
 	table_id   INTEGER NOT NULL,
@@ -151,7 +166,8 @@ CREATE TABLE table_state (
 	changes_since_base INTEGER NOT NULL DEFAULT 0,
 	blobs_since_base   INTEGER NOT NULL DEFAULT 0,
 	last_change_lsn    INTEGER NOT NULL DEFAULT 0,
-	last_change_time   INTEGER NOT NULL DEFAULT 0
+	last_change_time   INTEGER NOT NULL DEFAULT 0,
+	purged_lsn         INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE basebackup (
@@ -274,7 +290,7 @@ func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, err
 	}
 	if n, _ := strconv.Atoi(v); n != FormatVersion {
 		c.Close()
-		return nil, fmt.Errorf("archive %s has format version %s; this lbt reads version %d", dir, v, FormatVersion)
+		return nil, fmt.Errorf("archive %s has format version %s, this lbt reads version %d: use the lbt that wrote it, or start a new archive in another archiveDir", dir, v, FormatVersion)
 	}
 	return c, nil
 }

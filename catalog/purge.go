@@ -66,28 +66,13 @@ func (c *Catalog) writeOnce(ctx context.Context, f func(tx *sql.Tx) error) error
 	return tx.Commit()
 }
 
-// LastCommitBefore returns the commit LSN of the archived transaction that
-// committed last at or before t (by commit time); ok is false when there is
-// none. A restore to t applies that transaction and none after it.
-func (c *Catalog) LastCommitBefore(ctx context.Context, t time.Time) (lsn uint64, ok bool, err error) {
-	var v int64
-	err = c.db.QueryRowContext(ctx, `SELECT commit_lsn FROM tx WHERE commit_time <= ? ORDER BY commit_time DESC, commit_lsn DESC LIMIT 1`, Micros(t)).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("catalog last commit before %s: %w", t.Format(time.RFC3339), err)
-	}
-	return uint64(v), true, nil
-}
-
 // PurgeCounts is what removing a table's history before an LSN removes.
 type PurgeCounts struct {
 	Basebackups     int
 	BasebackupBytes int64
 	Blobs           int
 	BlobBytes       int64
-	Transactions    int64 // tx_table rows: the table's part of each transaction
+	Transactions    int64 // the table's transactions in those blobs
 	Changes         int64 // inserts, updates, deletes and truncates in them
 }
 
@@ -97,8 +82,8 @@ func (p PurgeCounts) Empty() bool {
 }
 
 // CountPurge counts what PurgeTable(tableID, before) would remove:
-// basebackups taken before the LSN, blobs whose last transaction committed
-// before it, and the table's transactions before it.
+// basebackups taken before the LSN, and blobs whose last transaction
+// committed before it, with the transactions and changes in them.
 func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) (PurgeCounts, error) {
 	var p PurgeCounts
 	err := c.db.QueryRowContext(ctx, `SELECT
@@ -106,8 +91,8 @@ func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) 
 		(SELECT coalesce(sum(bytes), 0) FROM basebackup WHERE table_id = ?1 AND lsn < ?2),
 		(SELECT count(*) FROM blob WHERE table_id = ?1 AND last_lsn < ?2),
 		(SELECT coalesce(sum(length), 0) FROM blob WHERE table_id = ?1 AND last_lsn < ?2),
-		(SELECT count(*) FROM tx_table WHERE table_id = ?1 AND commit_lsn < ?2),
-		(SELECT coalesce(sum(inserts + updates + deletes + truncates), 0) FROM tx_table WHERE table_id = ?1 AND commit_lsn < ?2)`,
+		(SELECT coalesce(sum(txs), 0) FROM blob WHERE table_id = ?1 AND last_lsn < ?2),
+		(SELECT coalesce(sum(changes), 0) FROM blob WHERE table_id = ?1 AND last_lsn < ?2)`,
 		tableID, int64(before)).Scan(&p.Basebackups, &p.BasebackupBytes, &p.Blobs, &p.BlobBytes, &p.Transactions, &p.Changes)
 	if err != nil {
 		return p, fmt.Errorf("catalog count purge of table %d: %w", tableID, err)
@@ -117,7 +102,8 @@ func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) 
 
 // PurgeTable removes a table's history before an LSN from the catalog:
 // basebackups with lsn < before, blobs with last_lsn < before, and the
-// tx_table and row_key rows of transactions with commit_lsn < before. The
+// row_key and tx_truncate rows of transactions with commit_lsn < before,
+// and records the LSN as the table's purged_lsn. The
 // removal is recorded in purge_log first, with counts (from CountPurge),
 // in the transaction that removes the basebackup rows. It returns the
 // archive-relative paths of the basebackup files whose rows are gone: the
@@ -163,7 +149,7 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 	// slices sized so that each holds about one batch of the table's rows
 	// (those kept are read too).
 	var total int64
-	err = c.db.QueryRowContext(ctx, `SELECT coalesce(sum(inserts + updates + deletes), 0) FROM tx_table WHERE table_id = ?`, tableID).Scan(&total)
+	err = c.db.QueryRowContext(ctx, `SELECT coalesce(sum(inserts + updates + deletes), 0) FROM blob WHERE table_id = ?`, tableID).Scan(&total)
 	if err != nil {
 		return paths, fmt.Errorf("catalog purge row keys: %w", err)
 	}
@@ -185,24 +171,15 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 		}
 	}
 
-	for {
-		var n int64
-		err := c.write(ctx, "purge transactions", func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, `DELETE FROM tx_table WHERE table_id = ?1 AND commit_lsn IN
-				(SELECT commit_lsn FROM tx_table WHERE table_id = ?1 AND commit_lsn < ?2 ORDER BY commit_lsn LIMIT ?3)`,
-				tableID, b, purgeBatch)
-			if err != nil {
-				return err
-			}
-			n, err = res.RowsAffected()
+	err = c.write(ctx, "purge truncates", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tx_truncate WHERE table_id = ? AND commit_lsn < ?`, tableID, b); err != nil {
 			return err
-		})
-		if err != nil {
-			return paths, err
 		}
-		if n < purgeBatch {
-			break
-		}
+		_, err := tx.ExecContext(ctx, `UPDATE table_state SET purged_lsn = max(purged_lsn, ?) WHERE table_id = ?`, b, tableID)
+		return err
+	})
+	if err != nil {
+		return paths, err
 	}
 	for {
 		var n int64
@@ -225,50 +202,119 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 	return paths, nil
 }
 
-// PurgeTransactions removes the tx rows below before that no table's
-// tx_table row references any more, with their logical messages. A
+// PurgeTransactions removes the tx rows below before whose every table has
+// been purged past them (table_state.purged_lsn), with their logical
+// messages, and the tx_range rows left without transactions. A
 // transaction that carries messages is kept unless it is also below
 // messagesBefore: messages belong to no table, so they go only once every
 // table's history has moved past them. It returns how many transactions
 // went.
 func (c *Catalog) PurgeTransactions(ctx context.Context, before, messagesBefore uint64) (int64, error) {
+	purged := map[int64]uint64{}
+	rows, err := c.db.QueryContext(ctx, `SELECT table_id, purged_lsn FROM table_state`)
+	if err != nil {
+		return 0, fmt.Errorf("catalog purge transactions: %w", err)
+	}
+	for rows.Next() {
+		var id, lsn int64
+		if err := rows.Scan(&id, &lsn); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("catalog purge transactions: %w", err)
+		}
+		purged[id] = uint64(lsn)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("catalog purge transactions: %w", err)
+	}
+	gone := func(lsn uint64, tables []byte, hasMessages bool) (bool, error) {
+		if hasMessages && lsn >= messagesBefore {
+			return false, nil
+		}
+		list, err := ParseTxTables(tables)
+		if err != nil {
+			return false, fmt.Errorf("transaction at %s: %w", formatLSN(lsn), err)
+		}
+		for _, t := range list {
+			if p, ok := purged[t.TableID]; ok && lsn >= p {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+
 	var total int64
 	lo := int64(-1)
 	for {
-		var hi int64 = -1
+		hi := int64(-1)
 		var n int64
 		err := c.write(ctx, "purge transactions", func(tx *sql.Tx) error {
-			// The batch is a range of commit LSNs; tx_table is probed by its
-			// primary key (table_id, commit_lsn) once per table.
-			err := tx.QueryRowContext(ctx, `SELECT coalesce(max(commit_lsn), -1) FROM
-				(SELECT commit_lsn FROM tx WHERE commit_lsn > ? AND commit_lsn < ? ORDER BY commit_lsn LIMIT ?)`,
-				lo, int64(before), purgeBatch).Scan(&hi)
-			if err != nil || hi < 0 {
-				return err
-			}
-			res, err := tx.ExecContext(ctx, `DELETE FROM tx WHERE commit_lsn > ?1 AND commit_lsn <= ?2
-				AND NOT EXISTS (SELECT 1 FROM tx_table tt WHERE tt.table_id IN (SELECT id FROM rel) AND tt.commit_lsn = tx.commit_lsn)
-				AND (commit_lsn < ?3 OR NOT EXISTS (SELECT 1 FROM tx_message m WHERE m.commit_lsn = tx.commit_lsn))`,
-				lo, hi, int64(messagesBefore))
+			rows, err := tx.QueryContext(ctx, `SELECT commit_lsn, tables, EXISTS (SELECT 1 FROM tx_message m WHERE m.commit_lsn = tx.commit_lsn)
+				FROM tx WHERE commit_lsn > ? AND commit_lsn < ? ORDER BY commit_lsn LIMIT ?`, lo, int64(before), purgeBatch)
 			if err != nil {
 				return err
 			}
-			if n, err = res.RowsAffected(); err != nil {
+			var doomed []int64
+			for rows.Next() {
+				var lsn int64
+				var tables []byte
+				var hasMessages bool
+				if err := rows.Scan(&lsn, &tables, &hasMessages); err != nil {
+					rows.Close()
+					return err
+				}
+				hi = lsn
+				ok, err := gone(uint64(lsn), tables, hasMessages)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				if ok {
+					doomed = append(doomed, lsn)
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
 				return err
 			}
-			_, err = tx.ExecContext(ctx, `DELETE FROM tx_message WHERE commit_lsn > ? AND commit_lsn <= ?
-				AND NOT EXISTS (SELECT 1 FROM tx WHERE tx.commit_lsn = tx_message.commit_lsn)`, lo, hi)
-			return err
+			for len(doomed) > 0 {
+				chunk := doomed[:min(len(doomed), 500)]
+				doomed = doomed[len(chunk):]
+				in := "(?" + strings.Repeat(",?", len(chunk)-1) + ")"
+				args := make([]any, len(chunk))
+				for i, v := range chunk {
+					args[i] = v
+				}
+				res, err := tx.ExecContext(ctx, `DELETE FROM tx WHERE commit_lsn IN `+in, args...)
+				if err != nil {
+					return err
+				}
+				k, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				n += k
+				if _, err := tx.ExecContext(ctx, `DELETE FROM tx_message WHERE commit_lsn IN `+in, args...); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 		if err != nil {
 			return total, err
 		}
 		if hi < 0 {
-			return total, nil
+			break
 		}
 		total += n
 		lo = hi
 	}
+	err = c.write(ctx, "purge transaction ranges", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM tx_range WHERE first_lsn < ? AND NOT EXISTS
+			(SELECT 1 FROM tx WHERE tx.commit_lsn >= tx_range.first_lsn AND tx.commit_lsn <= tx_range.last_lsn)`, int64(before))
+		return err
+	})
+	return total, err
 }
 
 // SegmentBlobs is a sealed segment and the blobs the catalog still has in it.

@@ -44,7 +44,7 @@ func (c *Catalog) Summarize(ctx context.Context) (Summary, error) {
 		(SELECT count(*) FROM rel),
 		(SELECT count(*) FROM rel r WHERE NOT EXISTS (SELECT 1 FROM basebackup b WHERE b.table_id = r.id)),
 		(SELECT count(*) FROM tx),
-		(SELECT coalesce(sum(inserts + updates + deletes + truncates), 0) FROM tx_table),
+		(SELECT coalesce(sum(changes), 0) FROM blob),
 		(SELECT count(*) FROM segment WHERE retired_at IS NULL),
 		(SELECT coalesce(sum(size), 0) FROM segment WHERE retired_at IS NULL),
 		(SELECT count(*) FROM basebackup),
@@ -57,7 +57,10 @@ func (c *Catalog) Summarize(ctx context.Context) (Summary, error) {
 	}
 	if oldestBaseLSN != nil {
 		var us *int64
-		c.db.QueryRowContext(ctx, `SELECT min(commit_time) FROM tx WHERE commit_lsn >= ?`, *oldestBaseLSN).Scan(&us)
+		// Commit times follow commit LSNs closely: the first range of
+		// transactions after the LSN holds the oldest.
+		c.db.QueryRowContext(ctx, `SELECT min(commit_time) FROM tx WHERE commit_lsn >= ?1
+			AND commit_lsn <= (SELECT min(last_lsn) FROM tx_range WHERE last_lsn >= ?1)`, *oldestBaseLSN).Scan(&us)
 		if us != nil {
 			s.OldestRestorableAt = FromMicros(*us)
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/pierrec/lz4/v4"
@@ -138,13 +139,12 @@ func (c *Catalog) Verify(ctx context.Context, readData bool) (VerifyReport, erro
 		}
 	}
 
-	var dangling int
-	if err := c.db.QueryRowContext(ctx, `SELECT count(*) FROM tx_table tt WHERE NOT EXISTS (SELECT 1 FROM blob b WHERE b.id = tt.blob_id)
-		AND tt.inserts + tt.updates + tt.deletes + tt.truncates > 0`).Scan(&dangling); err != nil {
+	dangling, err := c.danglingTxTables(ctx)
+	if err != nil {
 		return r, fmt.Errorf("verify: %w", err)
 	}
 	if dangling > 0 {
-		problem("%d transactions point at blobs the catalog does not have", dangling)
+		problem("%d transactions have changes to a table that none of its blobs holds", dangling)
 	}
 
 	bases, err := c.allBasebackups(ctx)
@@ -282,4 +282,80 @@ func (c *Catalog) unreferencedFiles(segs map[int64]int64, bases []Basebackup) []
 		})
 	}
 	return out
+}
+
+// danglingTxTables counts the transactions' table entries whose changes no
+// blob of the table covers, leaving out history purged on purpose.
+func (c *Catalog) danglingTxTables(ctx context.Context) (int, error) {
+	type span struct{ first, last uint64 }
+	blobs := map[int64][]span{} // by table, in first_lsn order
+	purged := map[int64]uint64{}
+	rows, err := c.db.QueryContext(ctx, `SELECT table_id, first_lsn, last_lsn FROM blob ORDER BY table_id, first_lsn`)
+	if err != nil {
+		return 0, err
+	}
+	for rows.Next() {
+		var id, first, last int64
+		if err := rows.Scan(&id, &first, &last); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		blobs[id] = append(blobs[id], span{uint64(first), uint64(last)})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	rows, err = c.db.QueryContext(ctx, `SELECT table_id, purged_lsn FROM table_state`)
+	if err != nil {
+		return 0, err
+	}
+	for rows.Next() {
+		var id, lsn int64
+		if err := rows.Scan(&id, &lsn); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		purged[id] = uint64(lsn)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	covered := func(table int64, lsn uint64) bool {
+		spans := blobs[table]
+		// The first blob whose last LSN reaches lsn.
+		i := sort.Search(len(spans), func(i int) bool { return spans[i].last >= lsn })
+		for ; i < len(spans) && spans[i].first <= lsn; i++ {
+			if spans[i].last >= lsn {
+				return true
+			}
+		}
+		return false
+	}
+	rows, err = c.db.QueryContext(ctx, `SELECT commit_lsn, tables FROM tx ORDER BY commit_lsn`)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var lsn int64
+		var b []byte
+		if err := rows.Scan(&lsn, &b); err != nil {
+			return 0, err
+		}
+		tables, err := ParseTxTables(b)
+		if err != nil {
+			n++
+			continue
+		}
+		for _, t := range tables {
+			if t.Total() > 0 && uint64(lsn) >= purged[t.TableID] && !covered(t.TableID, uint64(lsn)) {
+				n++
+				break
+			}
+		}
+	}
+	return n, rows.Err()
 }

@@ -24,18 +24,38 @@ type Tx struct {
 	Xid        uint32
 	CommitTime time.Time
 	Origin     string
+	Tables     []TxTable // in the order the transaction first changed them
 }
 
-// TxTable says where one transaction's changes to one table are and what
-// they were.
+// Counts are changes to one table by kind.
+type Counts struct {
+	Inserts, Updates, Deletes, Truncates int64
+}
+
+// Total is the number of changes.
+func (c Counts) Total() int64 { return c.Inserts + c.Updates + c.Deletes + c.Truncates }
+
+// Add adds o to c.
+func (c *Counts) Add(o Counts) {
+	c.Inserts += o.Inserts
+	c.Updates += o.Updates
+	c.Deletes += o.Deletes
+	c.Truncates += o.Truncates
+}
+
+// Sub subtracts o from c.
+func (c *Counts) Sub(o Counts) {
+	c.Inserts -= o.Inserts
+	c.Updates -= o.Updates
+	c.Deletes -= o.Deletes
+	c.Truncates -= o.Truncates
+}
+
+// TxTable is what one transaction did to one table. Its changes are in the
+// table's blobs whose LSN range holds the transaction's commit LSN.
 type TxTable struct {
-	TableID   int64
-	CommitLSN uint64
-	BlobID    int64 // first blob holding them; later ones follow in id order
-	Inserts   int
-	Updates   int
-	Deletes   int
-	Truncates int
+	TableID int64
+	Counts
 }
 
 // Blob is the catalog's record of one blob in a segment.
@@ -51,6 +71,8 @@ type Blob struct {
 	LastLSN   uint64
 	Changes   int
 	RawLength int
+	Txs       int // transactions that begin in the blob; one split over blobs counts in the first
+	Counts
 }
 
 // TableActivity accumulates what a flush adds to a table's state.
@@ -68,25 +90,46 @@ type TableActivity struct {
 // callers need at once (a new table's id) open the transaction early.
 // Nothing is visible to readers, or durable, before Commit.
 type Writer struct {
-	db       *sql.DB
-	tx       *sql.Tx // nil until a write needs it
-	ctx      context.Context
-	rowKeys  *batchInsert
-	txs      *batchInsert
-	txTables *batchInsert
-	blobs    *batchInsert
-	messages *batchInsert
+	db        *sql.DB
+	tx        *sql.Tx // nil until a write needs it
+	ctx       context.Context
+	rowKeys   *batchInsert
+	txs       *batchInsert
+	truncates *batchInsert
+	blobs     *batchInsert
+	messages  *batchInsert
+	txRange   txRange // of the transactions added since the last commit
+	tables    []byte  // reused to encode Tx.Tables
+}
+
+// txRange accumulates a tx_range row.
+type txRange struct {
+	n                 int
+	firstLSN, lastLSN uint64
+	minTime, maxTime  int64
+	minXid, maxXid    uint32
+}
+
+func (r *txRange) add(lsn uint64, us int64, xid uint32) {
+	if r.n == 0 {
+		r.firstLSN, r.minTime, r.maxTime, r.minXid, r.maxXid = lsn, us, us, xid, xid
+	}
+	r.n++
+	r.lastLSN = lsn
+	r.minTime, r.maxTime = min(r.minTime, us), max(r.maxTime, us)
+	r.minXid, r.maxXid = min(r.minXid, xid), max(r.maxXid, xid)
 }
 
 // Begin starts a write transaction.
 func (c *Catalog) Begin(ctx context.Context) (*Writer, error) {
 	return &Writer{
-		db:       c.db,
-		ctx:      ctx,
-		rowKeys:  newBatchInsert("row_key", "table_id, key_hash, commit_lsn", 3, 256, "OR IGNORE"),
-		txs:      newBatchInsert("tx", "commit_lsn, end_lsn, xid, commit_time, origin", 5, 128, ""),
-		txTables: newBatchInsert("tx_table", "table_id, commit_lsn, blob_id, inserts, updates, deletes, truncates", 7, 128, ""),
-		blobs:    newBatchInsert("blob", "id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length", 11, 64, ""),
+		db:        c.db,
+		ctx:       ctx,
+		rowKeys:   newBatchInsert("row_key", "table_id, key_hash, commit_lsn", 3, 256, "OR IGNORE"),
+		txs:       newBatchInsert("tx", "commit_lsn, end_lsn, xid, commit_time, origin, tables", 6, 128, ""),
+		truncates: newBatchInsert("tx_truncate", "table_id, commit_lsn", 2, 64, ""),
+		blobs: newBatchInsert("blob", "id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length, "+
+			"txs, inserts, updates, deletes, truncates", 16, 32, ""),
 		messages: newBatchInsert("tx_message", "commit_lsn, seq, prefix, content", 4, 64, ""),
 	}, nil
 }
@@ -121,7 +164,7 @@ func (w *Writer) WritePending() error {
 	if err := w.open(); err != nil {
 		return err
 	}
-	for _, b := range []*batchInsert{w.blobs, w.txs, w.txTables, w.rowKeys, w.messages} {
+	for _, b := range []*batchInsert{w.blobs, w.txs, w.truncates, w.rowKeys, w.messages} {
 		if err := b.flush(w.ctx, w.tx); err != nil {
 			return err
 		}
@@ -134,24 +177,30 @@ func (w *Writer) AddRowKey(tableID int64, keyHash int64, commitLSN uint64) {
 	w.rowKeys.add(tableID, keyHash, int64(commitLSN))
 }
 
-// AddTx records a transaction.
+// AddTx records a transaction and what it did to each table.
 func (w *Writer) AddTx(t Tx) {
 	var origin any
 	if t.Origin != "" {
 		origin = t.Origin
 	}
-	w.txs.add(int64(t.CommitLSN), int64(t.EndLSN), int64(t.Xid), Micros(t.CommitTime), origin)
-}
-
-// AddTxTable records one transaction's changes to one table.
-func (w *Writer) AddTxTable(t TxTable) {
-	w.txTables.add(t.TableID, int64(t.CommitLSN), t.BlobID, t.Inserts, t.Updates, t.Deletes, t.Truncates)
+	// The encoding is copied: the driver may keep the argument until the
+	// insert runs.
+	w.tables = AppendTxTables(w.tables[:0], t.Tables)
+	us := Micros(t.CommitTime)
+	w.txs.add(int64(t.CommitLSN), int64(t.EndLSN), int64(t.Xid), us, origin, append([]byte{}, w.tables...))
+	for _, tt := range t.Tables {
+		if tt.Truncates > 0 {
+			w.truncates.add(tt.TableID, int64(t.CommitLSN))
+		}
+	}
+	w.txRange.add(t.CommitLSN, us, t.Xid)
 }
 
 // AddBlob records a blob whose bytes are already in its segment.
 func (w *Writer) AddBlob(b Blob) {
 	w.blobs.add(b.ID, b.TableID, b.SegmentID, b.Offset, b.Length, int64(b.CRC), b.Schema,
-		int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength)
+		int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength,
+		b.Txs, b.Inserts, b.Updates, b.Deletes, b.Truncates)
 }
 
 // AddMessage records a transactional logical message.
@@ -279,6 +328,15 @@ func (w *Writer) Commit() error {
 		w.Rollback()
 		return err
 	}
+	if r := w.txRange; r.n > 0 {
+		_, err := w.tx.ExecContext(w.ctx, `INSERT INTO tx_range (first_lsn, last_lsn, min_time, max_time, min_xid, max_xid) VALUES (?, ?, ?, ?, ?, ?)`,
+			int64(r.firstLSN), int64(r.lastLSN), r.minTime, r.maxTime, int64(r.minXid), int64(r.maxXid))
+		if err != nil {
+			w.Rollback()
+			return fmt.Errorf("catalog insert into tx_range: %w", err)
+		}
+		w.txRange = txRange{}
+	}
 	err := w.tx.Commit()
 	w.tx = nil
 	if err != nil {
@@ -289,6 +347,7 @@ func (w *Writer) Commit() error {
 
 // Rollback abandons the transaction and the rows waiting in memory.
 func (w *Writer) Rollback() error {
+	w.txRange = txRange{}
 	if w.tx == nil {
 		return nil
 	}

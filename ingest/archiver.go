@@ -59,7 +59,8 @@ type archiver struct {
 	pendingRows  int // catalog rows waiting in memory for the next flush
 	touchedSince map[*table]bool
 
-	tx txState
+	tx       txState
+	txTables []catalog.TxTable // reused for each transaction's catalog row
 
 	durable    *atomic.Uint64 // end LSN safe to confirm to the server
 	committing chan error     // the commit in flight, if any
@@ -106,15 +107,16 @@ type table struct {
 	firstLSN  uint64
 	markLSN   uint64 // commit LSN of the last transaction marker in buf
 	markXid   uint32
-	changes   int
+	bc        catalog.Counts // changes in buf
+	bufTxs    int            // transactions that begin in buf
 
 	// the current transaction's changes to this table
-	txFirstBlob               int64
-	txStartOff                int
-	txStartSchema             int
-	txPrevMarkLSN             uint64
-	txPrevMarkXid             uint32
-	ins, upd, del, trunc, txN int
+	txFirstBlob   int64
+	txStartOff    int
+	txStartSchema int
+	txPrevMarkLSN uint64
+	txPrevMarkXid uint32
+	tc            catalog.Counts
 
 	act catalog.TableActivity // since the last flush
 }
@@ -400,6 +402,7 @@ func (a *archiver) startRecord(t *table) {
 	}
 	if t.markLSN != a.tx.commitLSN {
 		if t.txFirstBlob == 0 {
+			t.bufTxs++
 			t.txFirstBlob = t.blobID
 			t.txStartOff, t.txStartSchema = len(t.buf), t.curSchema
 			t.txPrevMarkLSN, t.txPrevMarkXid = t.markLSN, t.markXid
@@ -446,7 +449,8 @@ func (a *archiver) change(data []byte) error {
 		}
 		t.buf = append(t.buf, catalog.TagInsert)
 		t.buf, _, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
-		t.ins++
+		t.tc.Inserts++
+		t.bc.Inserts++
 	case 'U':
 		t.buf = append(t.buf, catalog.TagUpdate)
 		if data[p] == 'K' || data[p] == 'O' {
@@ -463,14 +467,16 @@ func (a *archiver) change(data []byte) error {
 			return fmt.Errorf("UPDATE of %s: no new tuple", t.def.QualifiedName())
 		}
 		t.buf, _, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
-		t.upd++
+		t.tc.Updates++
+		t.bc.Updates++
 	case 'D':
 		if data[p] != 'K' && data[p] != 'O' {
 			return fmt.Errorf("DELETE from %s: unexpected tuple type %q", t.def.QualifiedName(), data[p])
 		}
 		t.buf = append(t.buf, catalog.TagDelete, data[p])
 		t.buf, _, key, hasKey, err = appendTuple(t.buf, data[p+1:], t.keyCols)
-		t.del++
+		t.tc.Deletes++
+		t.bc.Deletes++
 	}
 	if err != nil {
 		return fmt.Errorf("decode change of %s: %w", t.def.QualifiedName(), err)
@@ -481,8 +487,6 @@ func (a *archiver) change(data []byte) error {
 	if hasOld && oldKey != key {
 		a.addKey(t, oldKey)
 	}
-	t.changes++
-	t.txN++
 	a.buffered += len(t.buf) - before
 	return a.bound(t)
 }
@@ -564,9 +568,8 @@ func (a *archiver) truncate(m *pglogrepl.TruncateMessage) error {
 		a.startRecord(t)
 		t.buf = append(t.buf, catalog.TagTruncate, m.Option)
 		a.buffered += len(t.buf) - before
-		t.trunc++
-		t.changes++
-		t.txN++
+		t.tc.Truncates++
+		t.bc.Truncates++
 	}
 	return nil
 }
@@ -587,16 +590,16 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		if err != nil {
 			return err
 		}
-		w.AddTx(catalog.Tx{CommitLSN: a.tx.commitLSN, EndLSN: uint64(m.TransactionEndLSN), Xid: a.tx.xid,
-			CommitTime: m.CommitTime, Origin: a.tx.origin})
+		a.txTables = a.txTables[:0]
 		for _, t := range a.tx.touched {
-			w.AddTxTable(catalog.TxTable{TableID: t.id, CommitLSN: a.tx.commitLSN, BlobID: t.txFirstBlob,
-				Inserts: t.ins, Updates: t.upd, Deletes: t.del, Truncates: t.trunc})
-			t.act.Changes += t.txN
+			a.txTables = append(a.txTables, catalog.TxTable{TableID: t.id, Counts: t.tc})
+			t.act.Changes += int(t.tc.Total())
 			t.act.LastChangeLSN, t.act.LastChangeTime = a.tx.commitLSN, m.CommitTime
 			a.touchedSince[t] = true
-			t.txFirstBlob, t.ins, t.upd, t.del, t.trunc, t.txN = 0, 0, 0, 0, 0, 0
+			t.txFirstBlob, t.tc = 0, catalog.Counts{}
 		}
+		w.AddTx(catalog.Tx{CommitLSN: a.tx.commitLSN, EndLSN: uint64(m.TransactionEndLSN), Xid: a.tx.xid,
+			CommitTime: m.CommitTime, Origin: a.tx.origin, Tables: a.txTables})
 		for _, k := range a.tx.keys {
 			w.AddRowKey(k.table, k.hash, a.tx.commitLSN)
 		}
@@ -606,7 +609,7 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 	}
 	a.archived = catalog.Position{Epoch: a.epoch, EndLSN: uint64(m.TransactionEndLSN), CommitLSN: a.tx.commitLSN, CommitTime: m.CommitTime}
 	a.pendingTxs++
-	a.pendingRows += 1 + len(a.tx.touched) + len(a.tx.keys) + len(a.tx.messages)
+	a.pendingRows += 1 + len(a.tx.keys) + len(a.tx.messages)
 	a.markPending(a.archived)
 	return nil
 }
@@ -676,7 +679,8 @@ func (a *archiver) flushBeforeCurrentTx() error {
 		t.buf = t.buf[:t.txStartOff]
 		a.buffered -= restLen
 		t.markLSN, t.markXid = t.txPrevMarkLSN, t.txPrevMarkXid
-		t.changes -= t.txN
+		t.bc.Sub(t.tc)
+		t.bufTxs--
 		if err := a.writeBlob(t); err != nil {
 			return err
 		}
@@ -687,7 +691,7 @@ func (a *archiver) flushBeforeCurrentTx() error {
 		t.txFirstBlob = t.blobID
 		t.bufSchema, t.firstLSN = t.txStartSchema, a.tx.commitLSN
 		t.markLSN, t.markXid = a.tx.commitLSN, a.tx.xid
-		t.changes = t.txN
+		t.bc, t.bufTxs = t.tc, 1
 		t.txStartOff = 0
 	}
 	if !a.dirty {
@@ -722,8 +726,9 @@ func (a *archiver) discardCurrentTx() bool {
 		t.buf = t.buf[:t.txStartOff]
 		t.markLSN, t.markXid = t.txPrevMarkLSN, t.txPrevMarkXid
 		t.curSchema = t.txStartSchema
-		t.changes -= t.txN
-		t.txFirstBlob, t.ins, t.upd, t.del, t.trunc, t.txN = 0, 0, 0, 0, 0, 0
+		t.bc.Sub(t.tc)
+		t.bufTxs--
+		t.txFirstBlob, t.tc = 0, catalog.Counts{}
 	}
 	a.tx = txState{}
 	return true
@@ -743,8 +748,9 @@ func (a *archiver) writeBlob(t *table) error {
 		return err
 	}
 	w.AddBlob(catalog.Blob{ID: t.blobID, TableID: t.id, SegmentID: a.seg.ID, Offset: off, Length: int64(len(frame)),
-		CRC: h.CRC, Schema: t.bufSchema, FirstLSN: t.firstLSN, LastLSN: t.markLSN, Changes: t.changes, RawLength: len(t.buf)})
-	a.segChanges += t.changes
+		CRC: h.CRC, Schema: t.bufSchema, FirstLSN: t.firstLSN, LastLSN: t.markLSN, Changes: int(t.bc.Total()), RawLength: len(t.buf),
+		Txs: t.bufTxs, Counts: t.bc})
+	a.segChanges += int(t.bc.Total())
 	a.buffered -= len(t.buf)
 	if m := a.opts.Metrics; m != nil {
 		m.blobBytes.Add(float64(len(frame)))
@@ -756,7 +762,7 @@ func (a *archiver) writeBlob(t *table) error {
 	} else {
 		t.buf = t.buf[:0]
 	}
-	t.changes = 0
+	t.bc, t.bufTxs = catalog.Counts{}, 0
 	t.markLSN, t.markXid = 0, 0
 	return nil
 }

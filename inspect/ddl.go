@@ -160,19 +160,14 @@ func (in *Inspector) DDL(ctx context.Context, opts DDLOptions) (*DDLReport, erro
 
 // capturedDDL reads the 'lbt.ddl' messages of the transactions in a range.
 func (in *Inspector) capturedDDL(ctx context.Context, rng Range) ([]DDLEvent, error) {
-	// Bound the scan of tx_message by LSN, through the index on commit time.
-	var lo, hi sql.NullInt64
-	err := in.db().QueryRowContext(ctx, `SELECT (SELECT min(commit_lsn) FROM tx WHERE commit_time >= ?1 AND commit_time < ?2),
-		(SELECT max(commit_lsn) FROM tx WHERE commit_time >= ?1 AND commit_time < ?2)`, rng.sinceMicros(), rng.untilMicros()).Scan(&lo, &hi)
-	if err != nil {
-		return nil, fmt.Errorf("catalog transactions: %w", err)
-	}
-	if !lo.Valid {
-		return nil, nil
+	// Bound the scan of tx_message by LSN, through tx_range.
+	lo, hi, ok, err := in.cat.TxWindow(ctx, rng.Since, rng.Until)
+	if err != nil || !ok {
+		return nil, err
 	}
 	rows, err := in.db().QueryContext(ctx, `SELECT m.commit_lsn, tx.xid, tx.commit_time, m.content
 		FROM tx_message m JOIN tx ON tx.commit_lsn = m.commit_lsn
-		WHERE m.commit_lsn BETWEEN ? AND ? AND m.prefix = ? ORDER BY m.commit_lsn, m.seq`, lo.Int64, hi.Int64, DDLPrefix)
+		WHERE m.commit_lsn BETWEEN ? AND ? AND m.prefix = ? ORDER BY m.commit_lsn, m.seq`, int64(lo), int64(hi), DDLPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("catalog DDL messages: %w", err)
 	}
@@ -185,6 +180,9 @@ func (in *Inspector) capturedDDL(ctx context.Context, rng Range) ([]DDLEvent, er
 			return nil, fmt.Errorf("catalog DDL messages: %w", err)
 		}
 		e := DDLEvent{LSN: uint64(lsn), Xid: uint32(xid), Time: catalog.FromMicros(us), Source: SourceCaptured}
+		if !rng.contains(e.Time) {
+			continue
+		}
 		var m ddlMessage
 		if err := json.Unmarshal(content, &m); err != nil {
 			e.Change, e.Detail = "unreadable", fmt.Sprintf("message %q: %v", content, err)

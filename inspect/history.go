@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"lbt/catalog"
 )
@@ -176,12 +177,45 @@ func (in *Inspector) eachTableChange(ctx context.Context, tableID int64, txs []t
 // tableTxs lists the transactions that changed a table within a range, in
 // commit order; truncatesOnly keeps those with a TRUNCATE.
 func (in *Inspector) tableTxs(ctx context.Context, tableID int64, rng Range, truncatesOnly bool) ([]txMeta, error) {
-	q := `SELECT tt.commit_lsn, tx.xid, tx.commit_time FROM tx_table tt JOIN tx ON tx.commit_lsn = tt.commit_lsn
-		WHERE tt.table_id = ? AND tx.commit_time >= ? AND tx.commit_time < ?`
+	var out []txMeta
 	if truncatesOnly {
-		q += ` AND tt.truncates > 0`
+		lsns, err := in.cat.TableTruncates(ctx, tableID, 0, math.MaxUint64)
+		if err != nil {
+			return nil, err
+		}
+		for _, lsn := range lsns {
+			tx, ok, err := in.cat.TxAt(ctx, lsn)
+			if err != nil {
+				return nil, err
+			}
+			if ok && rng.contains(tx.CommitTime) {
+				out = append(out, txMeta{lsn: tx.CommitLSN, xid: tx.Xid, time: tx.CommitTime})
+			}
+		}
+		return out, nil
 	}
-	return in.queryTxMeta(ctx, q+` ORDER BY tt.commit_lsn`, tableID, rng.sinceMicros(), rng.untilMicros())
+	txs, err := in.tableTxCounts(ctx, tableID, rng)
+	for _, t := range txs {
+		out = append(out, txMeta{lsn: t.CommitLSN, xid: t.Xid, time: t.CommitTime})
+	}
+	return out, err
+}
+
+// tableTxCounts lists the transactions that changed a table within a range,
+// in commit order, with what each did to it.
+func (in *Inspector) tableTxCounts(ctx context.Context, tableID int64, rng Range) ([]catalog.TableTx, error) {
+	lo, hi, ok, err := in.cat.TxWindow(ctx, rng.Since, rng.Until)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var out []catalog.TableTx
+	err = in.cat.EachTableTx(ctx, tableID, lo, hi, func(t catalog.TableTx) error {
+		if rng.contains(t.CommitTime) {
+			out = append(out, t)
+		}
+		return nil
+	})
+	return out, err
 }
 
 func (in *Inspector) queryTxMeta(ctx context.Context, q string, args ...any) ([]txMeta, error) {

@@ -5,8 +5,9 @@
 //
 // Answers come from the catalog's indexes and read only the blobs they need:
 // the history of a row looks its key's hash up in row_key, finds each
-// transaction's first blob in tx_table and decodes that blob alone. The
-// package only reads; it works while the backup daemon writes the archive.
+// transaction's first blob by the table's blob LSN ranges and decodes that
+// blob alone. The package only reads; it works while the backup daemon
+// writes the archive.
 //
 // Each query returns a structured report; its Write method renders it as an
 // aligned table for people, or as JSON lines or CSV for tools.
@@ -244,9 +245,10 @@ type txMeta struct {
 // it passes only the changes of rows with that key, and truncates, and steps
 // over the others undecoded. The tuples are valid during the call only.
 func (in *Inspector) eachTxChange(ctx context.Context, tableID int64, lsn uint64, keys catalog.KeyFunc, fn func(place, catalog.Change) error) error {
-	var blobID int64
-	err := in.queryRow(ctx, `SELECT blob_id FROM tx_table WHERE table_id = ? AND commit_lsn = ?`, tableID, int64(lsn)).Scan(&blobID)
-	if errors.Is(err, sql.ErrNoRows) {
+	// The first of the table's blobs whose LSN range holds the transaction.
+	var blobID, first int64
+	err := in.queryRow(ctx, `SELECT id, first_lsn FROM blob WHERE table_id = ? AND last_lsn >= ? ORDER BY last_lsn, id LIMIT 1`, tableID, int64(lsn)).Scan(&blobID, &first)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && uint64(first) > lsn) {
 		return nil
 	}
 	if err != nil {

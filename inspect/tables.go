@@ -76,15 +76,15 @@ func (in *Inspector) Tables(ctx context.Context) (*TablesReport, error) {
 		fill scan
 	}{
 		{`SELECT t.table_id, t.n, t.ins, t.upd, t.del, t.trunc,
-				(SELECT commit_time FROM tx WHERE commit_lsn = t.lo), (SELECT commit_time FROM tx WHERE commit_lsn = t.hi)
-			FROM (SELECT table_id, count(*) AS n, sum(inserts) AS ins, sum(updates) AS upd, sum(deletes) AS del, sum(truncates) AS trunc,
-				min(commit_lsn) AS lo, max(commit_lsn) AS hi FROM tx_table GROUP BY table_id) t`, 8,
+				(SELECT commit_time FROM tx WHERE commit_lsn = t.lo), (SELECT commit_time FROM tx WHERE commit_lsn = t.hi),
+				t.blobs, t.bytes
+			FROM (SELECT table_id, sum(txs) AS n, sum(inserts) AS ins, sum(updates) AS upd, sum(deletes) AS del, sum(truncates) AS trunc,
+				min(first_lsn) AS lo, max(last_lsn) AS hi, count(*) AS blobs, sum(length) AS bytes FROM blob GROUP BY table_id) t`, 10,
 			func(t *TableInfo, v []int64) {
 				t.Transactions, t.Inserts, t.Updates, t.Deletes, t.Truncates = v[1], v[2], v[3], v[4], v[5]
 				t.FirstChange, t.LastChange = microsTime(v[6]), microsTime(v[7])
+				t.Blobs, t.DeltaBytes = v[8], v[9]
 			}},
-		{`SELECT table_id, count(*), coalesce(sum(length), 0) FROM blob GROUP BY table_id`, 3,
-			func(t *TableInfo, v []int64) { t.Blobs, t.DeltaBytes = v[1], v[2] }},
 		{`SELECT table_id, count(*), coalesce(sum(bytes), 0), max(lsn),
 				(SELECT finished_at FROM basebackup b2 WHERE b2.table_id = b.table_id ORDER BY lsn DESC LIMIT 1)
 			FROM basebackup b GROUP BY table_id`, 5,

@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,13 +46,17 @@ func (in *Inspector) Tx(ctx context.Context, opts TxOptions) (*TxReport, error) 
 		txs, err = in.queryTxs(ctx, cols+` WHERE commit_lsn = ?`, int64(opts.LSN))
 		if err == nil && len(txs) == 0 {
 			// Accept any position inside the commit record too.
-			txs, err = in.queryTxs(ctx, cols+` WHERE commit_lsn <= ?1 AND end_lsn > ?1 ORDER BY commit_lsn DESC LIMIT 1`, int64(opts.LSN))
+			txs, err = in.queryTxs(ctx, `SELECT * FROM (`+cols+` WHERE commit_lsn <= ?1 ORDER BY commit_lsn DESC LIMIT 1) WHERE end_lsn > ?1`, int64(opts.LSN))
 		}
 		if err == nil && len(txs) == 0 {
 			return nil, inputErrorf("no transaction in the archive committed at LSN %s%s", FormatLSN(opts.LSN), in.coverage(ctx))
 		}
 	case opts.Xid != 0:
-		txs, err = in.queryTxs(ctx, cols+` WHERE xid = ? ORDER BY commit_lsn`, int64(opts.Xid))
+		var found []catalog.Tx
+		found, err = in.cat.TxsByXid(ctx, opts.Xid)
+		for _, t := range found {
+			txs = append(txs, TxInfo{LSN: t.CommitLSN, EndLSN: t.EndLSN, Xid: t.Xid, Time: t.CommitTime, Origin: t.Origin})
+		}
 		if err == nil && len(txs) == 0 {
 			return nil, inputErrorf("no transaction with xid %d in the archive%s (only transactions that changed an archived table or emitted a transactional message are archived)", opts.Xid, in.coverage(ctx))
 		}
@@ -77,7 +82,7 @@ func (in *Inspector) Tx(ctx context.Context, opts TxOptions) (*TxReport, error) 
 // coverage describes the commit times the archive holds, for errors.
 func (in *Inspector) coverage(ctx context.Context) string {
 	var first, last sql.NullInt64
-	if err := in.db().QueryRowContext(ctx, `SELECT min(commit_time), max(commit_time) FROM tx`).Scan(&first, &last); err != nil || !first.Valid {
+	if err := in.db().QueryRowContext(ctx, `SELECT min(min_time), max(max_time) FROM tx_range`).Scan(&first, &last); err != nil || !first.Valid {
 		return " (the archive holds no transaction yet)"
 	}
 	return fmt.Sprintf(" (it holds transactions committed from %s to %s)", formatTime(catalog.FromMicros(first.Int64)), formatTime(catalog.FromMicros(last.Int64)))
@@ -107,27 +112,13 @@ func (in *Inspector) queryTxs(ctx context.Context, q string, args ...any) ([]TxI
 
 // fillTx reads a transaction's changes and messages.
 func (in *Inspector) fillTx(ctx context.Context, t *TxInfo) error {
-	// Probing each table's (table_id, commit_lsn) key is cheap; tx_table
-	// has no index on commit_lsn alone.
-	rows, err := in.db().QueryContext(ctx, `SELECT tt.table_id FROM rel JOIN tx_table tt ON tt.table_id = rel.id AND tt.commit_lsn = ? ORDER BY tt.blob_id`, int64(t.LSN))
+	tables, _, err := in.cat.TxTables(ctx, t.LSN)
 	if err != nil {
-		return fmt.Errorf("catalog tables of transaction %s: %w", FormatLSN(t.LSN), err)
-	}
-	var tables []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return fmt.Errorf("catalog tables of transaction %s: %w", FormatLSN(t.LSN), err)
-		}
-		tables = append(tables, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("catalog tables of transaction %s: %w", FormatLSN(t.LSN), err)
+		return err
 	}
 	meta := txMeta{lsn: t.LSN, xid: t.Xid, time: t.Time}
-	for _, id := range tables {
+	for _, tt := range tables {
+		id := tt.TableID
 		err := in.eachTxChange(ctx, id, t.LSN, nil, func(_ place, ch catalog.Change) error {
 			v, err := in.version(ctx, id, ch.Schema)
 			if err != nil {
@@ -205,31 +196,23 @@ func (in *Inspector) Changes(ctx context.Context, opts ChangesOptions) (*Changes
 		return nil, err
 	}
 	r.Table = t.name
-	rows, err := in.db().QueryContext(ctx, `SELECT tt.commit_lsn, tx.xid, tx.commit_time, tt.inserts, tt.updates, tt.deletes, tt.truncates,
-			(SELECT m.content FROM tx_message m WHERE m.commit_lsn = tt.commit_lsn AND m.prefix = ? ORDER BY m.seq LIMIT 1)
-		FROM tx_table tt JOIN tx ON tx.commit_lsn = tt.commit_lsn
-		WHERE tt.table_id = ? AND tx.commit_time >= ? AND tx.commit_time < ?
-		ORDER BY tt.commit_lsn`, ActorPrefix, t.id, opts.Range.sinceMicros(), opts.Range.untilMicros())
+	txs, err := in.tableTxCounts(ctx, t.id, opts.Range)
 	if err != nil {
 		return nil, fmt.Errorf("catalog changes of %s: %w", t.name, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var s TxSummary
-		var lsn, xid, us int64
+	for _, tx := range txs {
+		s := TxSummary{LSN: tx.CommitLSN, Xid: tx.Xid, Time: tx.CommitTime,
+			Inserts: int(tx.Inserts), Updates: int(tx.Updates), Deletes: int(tx.Deletes), Truncates: int(tx.Truncates)}
 		var actor []byte
-		if err := rows.Scan(&lsn, &xid, &us, &s.Inserts, &s.Updates, &s.Deletes, &s.Truncates, &actor); err != nil {
+		err := in.queryRow(ctx, `SELECT content FROM tx_message WHERE commit_lsn = ? AND prefix = ? ORDER BY seq LIMIT 1`, int64(tx.CommitLSN), ActorPrefix).Scan(&actor)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("catalog changes of %s: %w", t.name, err)
 		}
-		s.LSN, s.Xid, s.Time = uint64(lsn), uint32(xid), catalog.FromMicros(us)
 		if actor != nil {
 			s.Actor = parseActor(actor)
 		}
 		addActorHint(&r.Notes, s.Actor)
 		r.Txs = append(r.Txs, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog changes of %s: %w", t.name, err)
 	}
 	if len(r.Txs) == 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("no change to %s in the archive%s", t.name, rangeText(opts.Range)))

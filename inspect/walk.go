@@ -132,12 +132,13 @@ func (w *rowWalker) indexed() error {
 	if len(cands) == 0 {
 		return nil
 	}
-	// TRUNCATE is not in the row index: the table's are in tx_table.
-	truncs, err := w.in.queryTxMeta(w.ctx, `SELECT tt.commit_lsn, tx.xid, tx.commit_time FROM tx_table tt JOIN tx ON tx.commit_lsn = tt.commit_lsn
-		WHERE tt.table_id = ? AND tt.truncates > 0 AND tt.commit_lsn >= ? AND tx.commit_time < ? ORDER BY tt.commit_lsn`,
-		w.t.id, int64(cands[0].lsn), w.rng.untilMicros())
+	// TRUNCATE is not in the row index: the table's are in tx_truncate.
+	truncs, err := w.in.tableTxs(w.ctx, w.t.id, Range{Until: w.rng.Until}, true)
 	if err != nil {
 		return err
+	}
+	for len(truncs) > 0 && truncs[0].lsn < cands[0].lsn {
+		truncs = truncs[1:]
 	}
 	truncate := make(map[uint64]bool, len(truncs))
 	for _, m := range truncs {

@@ -36,7 +36,7 @@ type plan struct {
 	keyCols  []int
 
 	txs        int64  // transactions of the table applied
-	expected   counts // changes tx_table says are in [bb.LSN, upto]
+	expected   counts // changes the catalog's tx rows say are in [bb.LSN, upto]
 	lastTrunc  uint64 // commit LSN of the last transaction with a TRUNCATE, 0 for none
 	afterTrunc int64  // inserts minus deletes of the transactions after it
 	deltaBytes int64
@@ -100,15 +100,14 @@ func newPlanner(ctx context.Context, cat *catalog.Catalog) (*planner, error) {
 func (p *planner) resolveTarget(ctx context.Context, o *Options) (upto uint64, at time.Time, desc string, err error) {
 	switch {
 	case o.Xid != 0:
-		var lsn, t int64
-		err := p.db.QueryRowContext(ctx, `SELECT commit_lsn, commit_time FROM tx WHERE xid = ? ORDER BY commit_lsn DESC LIMIT 1`, int64(o.Xid)).Scan(&lsn, &t)
-		if errors.Is(err, sql.ErrNoRows) {
+		tx, ok, err := p.cat.TxByXid(ctx, o.Xid)
+		if err != nil {
+			return 0, at, "", err
+		}
+		if !ok {
 			return 0, at, "", fmt.Errorf("%w: transaction %d is not in the archive: it changed no archived table, or it was purged", ErrNotRestorable, o.Xid)
 		}
-		if err != nil {
-			return 0, at, "", fmt.Errorf("catalog transaction %d: %w", o.Xid, err)
-		}
-		return uint64(lsn), catalog.FromMicros(t), fmt.Sprintf("transaction %d (committed at LSN %s)", o.Xid, formatLSN(uint64(lsn))), nil
+		return tx.CommitLSN, tx.CommitTime, fmt.Sprintf("transaction %d (committed at LSN %s)", o.Xid, formatLSN(tx.CommitLSN)), nil
 
 	case o.LSN != 0:
 		desc = "LSN " + formatLSN(o.LSN)
@@ -123,11 +122,11 @@ func (p *planner) resolveTarget(ctx context.Context, o *Options) (upto uint64, a
 		if o.Until.After(p.reachedAt) {
 			return 0, at, "", fmt.Errorf("%w: %s is beyond the archive, which is complete up to %s (LSN %s); is lbt backup running and caught up?", ErrNotRestorable, desc, formatTime(p.reachedAt), formatLSN(p.pos.EndLSN))
 		}
-		var lsn sql.NullInt64
-		if err := p.db.QueryRowContext(ctx, `SELECT max(commit_lsn) FROM tx WHERE commit_time <= ?`, catalog.Micros(o.Until)).Scan(&lsn); err != nil {
-			return 0, at, "", fmt.Errorf("catalog transactions until %s: %w", desc, err)
+		lsn, _, err := p.cat.LastCommitBefore(ctx, o.Until)
+		if err != nil {
+			return 0, at, "", err
 		}
-		upto = uint64(lsn.Int64)
+		upto = lsn
 		// Every transaction that committed before an epoch's slot existed
 		// has a commit LSN below the slot's start: when the target is after
 		// the epoch began, they are all before it.
@@ -245,13 +244,11 @@ func (p *planner) chooseBasebackup(ctx context.Context, tableID int64, bbs []cat
 			continue
 		}
 		if b.LSN > upto+1 {
-			var n int
-			err := p.db.QueryRowContext(ctx, `SELECT count(*) FROM tx_table WHERE table_id = ? AND commit_lsn > ? AND commit_lsn < ?`,
-				tableID, int64(upto), int64(b.LSN)).Scan(&n)
+			changed, err := p.cat.HasTableTx(ctx, tableID, upto+1, b.LSN-1)
 			if err != nil {
-				return b, false, fmt.Errorf("catalog transactions of table %d: %w", tableID, err)
+				return b, false, err
 			}
-			if n > 0 {
+			if changed {
 				continue
 			}
 		}
@@ -393,32 +390,23 @@ func makePlan(ctx context.Context, cat *catalog.Catalog, o *Options) (*plan, []s
 	return pl, warnings, nil
 }
 
-// countChanges reads from tx_table what the deltas of the plan hold.
+// countChanges reads from the catalog's tx rows what the deltas of the
+// plan hold.
 func (p *planner) countChanges(ctx context.Context, pl *plan) error {
-	rows, err := p.db.QueryContext(ctx, `SELECT commit_lsn, inserts, updates, deletes, truncates FROM tx_table
-		WHERE table_id = ? AND commit_lsn >= ? AND commit_lsn <= ? ORDER BY commit_lsn`, pl.tableID, int64(pl.bb.LSN), int64(pl.upto))
-	if err != nil {
-		return fmt.Errorf("catalog transactions of %s: %w", pl.source.QualifiedName(), err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var lsn, ins, upd, del, trunc int64
-		if err := rows.Scan(&lsn, &ins, &upd, &del, &trunc); err != nil {
-			return fmt.Errorf("catalog transactions of %s: %w", pl.source.QualifiedName(), err)
-		}
+	return p.cat.EachTableTx(ctx, pl.tableID, pl.bb.LSN, pl.upto, func(t catalog.TableTx) error {
 		pl.txs++
-		pl.expected.Inserts += ins
-		pl.expected.Updates += upd
-		pl.expected.Deletes += del
-		pl.expected.Truncates += trunc
-		if trunc > 0 {
-			pl.lastTrunc, pl.afterTrunc = uint64(lsn), 0
-			continue
+		pl.expected.Inserts += t.Inserts
+		pl.expected.Updates += t.Updates
+		pl.expected.Deletes += t.Deletes
+		pl.expected.Truncates += t.Truncates
+		pl.changes += t.Total()
+		if t.Truncates > 0 {
+			pl.lastTrunc, pl.afterTrunc = t.CommitLSN, 0
+			return nil
 		}
-		pl.afterTrunc += ins - del
-	}
-	pl.changes = pl.expected.Inserts + pl.expected.Updates + pl.expected.Deletes + pl.expected.Truncates
-	return rows.Err()
+		pl.afterTrunc += t.Inserts - t.Deletes
+		return nil
+	})
 }
 
 // formatLSN writes an LSN as PostgreSQL does: 0/16B3748.

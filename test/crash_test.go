@@ -121,11 +121,8 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 		t.Fatalf("archive differs from the server's ledger: %d rows missing (first %v), %d archived twice or never committed (first %v)",
 			len(missing), first(missing), len(twice), first(twice))
 	}
-	var archivedTxs int
-	catalogQueryRow(t, dir, `SELECT count(*) FROM tx_table tt JOIN schema_version sv ON sv.table_id = tt.table_id AND sv.version = 1
-		WHERE sv.relname = 'ledger'`, nil, &archivedTxs)
-	if archivedTxs != wantTxs {
-		t.Fatalf("catalog lists %d ledger transactions, the server committed %d", archivedTxs, wantTxs)
+	if n := len(archivedTxs(t, dir, "ledger")); n != wantTxs {
+		t.Fatalf("catalog lists %d ledger transactions, the server committed %d", n, wantTxs)
 	}
 	t.Logf("%d transactions, %d ledger rows archived exactly once across 6 kills", wantTxs, len(want))
 }

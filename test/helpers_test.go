@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -213,4 +214,25 @@ func connConfig(t *testing.T, dsn string) *pgconn.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// archivedTxs returns the archived transactions that changed a table, in
+// commit order, with what each did to it, as the catalog's tx rows say.
+func archivedTxs(t *testing.T, dir, table string) []catalog.TableTx {
+	t.Helper()
+	cat := openArchive(t, dir)
+	defer cat.Close()
+	id := tableID(t, cat, table)
+	if id == 0 {
+		t.Fatalf("table %s not in archive", table)
+	}
+	var out []catalog.TableTx
+	err := cat.EachTableTx(context.Background(), id, 0, math.MaxUint64, func(tx catalog.TableTx) error {
+		out = append(out, tx)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -107,10 +107,10 @@ func TestPurge_KeepsWindowRestorableAndReturnsSpace(t *testing.T) {
 	opts.Logger = testLogger(t, "purge")
 	keepBefore := readArchiveOf(t, dir, "keep")
 	catalogCounts := func() string {
-		var blobs, txs, txTables, rowKeys, bases int
-		catalogQueryRow(t, dir, `SELECT (SELECT count(*) FROM blob), (SELECT count(*) FROM tx), (SELECT count(*) FROM tx_table),
-			(SELECT count(*) FROM row_key), (SELECT count(*) FROM basebackup)`, nil, &blobs, &txs, &txTables, &rowKeys, &bases)
-		return fmt.Sprintf("blobs=%d tx=%d tx_table=%d row_key=%d basebackup=%d", blobs, txs, txTables, rowKeys, bases)
+		var blobs, txs, ranges, rowKeys, bases int
+		catalogQueryRow(t, dir, `SELECT (SELECT count(*) FROM blob), (SELECT count(*) FROM tx), (SELECT count(*) FROM tx_range),
+			(SELECT count(*) FROM row_key), (SELECT count(*) FROM basebackup)`, nil, &blobs, &txs, &ranges, &rowKeys, &bases)
+		return fmt.Sprintf("blobs=%d tx=%d tx_range=%d row_key=%d basebackup=%d", blobs, txs, ranges, rowKeys, bases)
 	}
 
 	// Dry run: a report, and nothing changes.

@@ -411,9 +411,7 @@ func TestRestore_Command(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cat.DB().Exec(`UPDATE tx_table SET deletes = deletes - 1 WHERE deletes > 0`); err != nil {
-		t.Fatal(err)
-	}
+	tamperDeletes(t, cat)
 	cat.Close()
 	code, out = lbtrun.Run(t, "restore", "--config", config, "--table", "t", "--target-table", "tampered", "--verify")
 	if code != 3 || !strings.Contains(out, "verification failed") {
@@ -421,5 +419,42 @@ func TestRestore_Command(t *testing.T) {
 	}
 	if got := c.QueryString(t, dsn, `SELECT to_regclass('tampered') IS NULL`); got != "t" {
 		t.Error("a failed verification left the target table behind")
+	}
+}
+
+// tamperDeletes makes the catalog's tx rows claim one delete fewer than the
+// deltas hold, in every transaction with a delete.
+func tamperDeletes(t *testing.T, cat *catalog.Catalog) {
+	t.Helper()
+	rows, err := cat.DB().Query(`SELECT commit_lsn, tables FROM tx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := map[int64][]byte{}
+	for rows.Next() {
+		var lsn int64
+		var b []byte
+		if err := rows.Scan(&lsn, &b); err != nil {
+			t.Fatal(err)
+		}
+		tables, err := catalog.ParseTxTables(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range tables {
+			if tables[i].Deletes > 0 {
+				tables[i].Deletes--
+				tampered[lsn] = catalog.AppendTxTables(nil, tables)
+			}
+		}
+	}
+	rows.Close()
+	if len(tampered) == 0 {
+		t.Fatal("no transaction with a delete to tamper with")
+	}
+	for lsn, b := range tampered {
+		if _, err := cat.DB().Exec(`UPDATE tx SET tables = ? WHERE commit_lsn = ?`, b, lsn); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

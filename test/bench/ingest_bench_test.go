@@ -202,7 +202,7 @@ func archiveSize(b *testing.B, dir string) (changes, segBytes, catBytes int64) {
 		b.Fatal(err)
 	}
 	defer cat.Close()
-	if err := cat.DB().QueryRow(`SELECT coalesce(sum(inserts + updates + deletes + truncates), 0) FROM tx_table`).Scan(&changes); err != nil {
+	if err := cat.DB().QueryRow(`SELECT coalesce(sum(changes), 0) FROM blob`).Scan(&changes); err != nil {
 		b.Fatal(err)
 	}
 	var pages, pageSize int64

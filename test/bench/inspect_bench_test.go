@@ -66,7 +66,7 @@ func BenchmarkInspectHistory(b *testing.B) {
 		b.Fatalf("lbt exited %d:\n%s", code, p.Output())
 	}
 	var archived int64
-	inspQuery(b, dir, `SELECT coalesce(sum(inserts + updates + deletes), 0) FROM tx_table`, &archived)
+	inspQuery(b, dir, `SELECT coalesce(sum(inserts + updates + deletes), 0) FROM blob`, &archived)
 
 	ctx := context.Background()
 	lookup := func(id int, fullScan bool) time.Duration {

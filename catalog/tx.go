@@ -1,0 +1,303 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// AppendTxTables appends the encoding of tx.tables: for each table, five
+// uvarints: table id, inserts, updates, deletes, truncates.
+func AppendTxTables(dst []byte, tables []TxTable) []byte {
+	for _, t := range tables {
+		dst = binary.AppendUvarint(dst, uint64(t.TableID))
+		dst = binary.AppendUvarint(dst, uint64(t.Inserts))
+		dst = binary.AppendUvarint(dst, uint64(t.Updates))
+		dst = binary.AppendUvarint(dst, uint64(t.Deletes))
+		dst = binary.AppendUvarint(dst, uint64(t.Truncates))
+	}
+	return dst
+}
+
+// ParseTxTables decodes tx.tables.
+func ParseTxTables(b []byte) ([]TxTable, error) {
+	var out []TxTable
+	for len(b) > 0 {
+		var v [5]uint64
+		for i := range v {
+			x, n := binary.Uvarint(b)
+			if n <= 0 {
+				return nil, fmt.Errorf("%w: transaction tables list", ErrCorrupt)
+			}
+			v[i], b = x, b[n:]
+		}
+		out = append(out, TxTable{TableID: int64(v[0]),
+			Counts: Counts{Inserts: int64(v[1]), Updates: int64(v[2]), Deletes: int64(v[3]), Truncates: int64(v[4])}})
+	}
+	return out, nil
+}
+
+// countsOf returns what a tx.tables value says of one table; ok is false
+// when the transaction did not change it.
+func countsOf(b []byte, tableID int64) (c Counts, ok bool, err error) {
+	tables, err := ParseTxTables(b)
+	if err != nil {
+		return c, false, err
+	}
+	for _, t := range tables {
+		if t.TableID == tableID {
+			return t.Counts, true, nil
+		}
+	}
+	return c, false, nil
+}
+
+// TableTx is one transaction's changes to one table.
+type TableTx struct {
+	CommitLSN  uint64
+	Xid        uint32
+	CommitTime time.Time
+	Counts
+}
+
+// EachTableTx calls fn for each archived transaction with lo <= commit LSN
+// <= hi that changed the table, in commit order.
+func (c *Catalog) EachTableTx(ctx context.Context, tableID int64, lo, hi uint64, fn func(TableTx) error) error {
+	return eachTableTx(ctx, c.db, tableID, lo, hi, fn)
+}
+
+func eachTableTx(ctx context.Context, q querier, tableID int64, lo, hi uint64, fn func(TableTx) error) error {
+	rows, err := q.QueryContext(ctx, `SELECT commit_lsn, xid, commit_time, tables FROM tx WHERE commit_lsn >= ? AND commit_lsn <= ? ORDER BY commit_lsn`,
+		clampLSN(lo), clampLSN(hi))
+	if err != nil {
+		return fmt.Errorf("catalog transactions of table %d: %w", tableID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var lsn, xid, us int64
+		var tables []byte
+		if err := rows.Scan(&lsn, &xid, &us, &tables); err != nil {
+			return fmt.Errorf("catalog transactions of table %d: %w", tableID, err)
+		}
+		counts, ok, err := countsOf(tables, tableID)
+		if err != nil {
+			return fmt.Errorf("catalog transaction at %s: %w", formatLSN(uint64(lsn)), err)
+		}
+		if !ok {
+			continue
+		}
+		if err := fn(TableTx{CommitLSN: uint64(lsn), Xid: uint32(xid), CommitTime: FromMicros(us), Counts: counts}); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("catalog transactions of table %d: %w", tableID, err)
+	}
+	return nil
+}
+
+// errStop ends an iteration early.
+var errStop = errors.New("stop")
+
+// HasTableTx reports whether the table has an archived transaction with
+// lo <= commit LSN <= hi.
+func (c *Catalog) HasTableTx(ctx context.Context, tableID int64, lo, hi uint64) (bool, error) {
+	found := false
+	err := c.EachTableTx(ctx, tableID, lo, hi, func(TableTx) error {
+		found = true
+		return errStop
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return found, err
+}
+
+// TxTables returns what one transaction did to each table; ok is false when
+// the archive does not hold the transaction.
+func (c *Catalog) TxTables(ctx context.Context, commitLSN uint64) (tables []TxTable, ok bool, err error) {
+	var b []byte
+	err = c.db.QueryRowContext(ctx, `SELECT tables FROM tx WHERE commit_lsn = ?`, int64(commitLSN)).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("catalog transaction at %s: %w", formatLSN(commitLSN), err)
+	}
+	tables, err = ParseTxTables(b)
+	if err != nil {
+		return nil, false, fmt.Errorf("catalog transaction at %s: %w", formatLSN(commitLSN), err)
+	}
+	return tables, true, nil
+}
+
+// TableTruncates returns the commit LSNs of the table's transactions with
+// lo <= commit LSN <= hi that truncated it.
+func (c *Catalog) TableTruncates(ctx context.Context, tableID int64, lo, hi uint64) ([]uint64, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT commit_lsn FROM tx_truncate WHERE table_id = ? AND commit_lsn >= ? AND commit_lsn <= ? ORDER BY commit_lsn`,
+		tableID, clampLSN(lo), clampLSN(hi))
+	if err != nil {
+		return nil, fmt.Errorf("catalog truncates of table %d: %w", tableID, err)
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var lsn int64
+		if err := rows.Scan(&lsn); err != nil {
+			return nil, fmt.Errorf("catalog truncates of table %d: %w", tableID, err)
+		}
+		out = append(out, uint64(lsn))
+	}
+	return out, rows.Err()
+}
+
+// LastCommitBefore returns the commit LSN of the archived transaction that
+// committed last at or before t (by commit time); ok is false when there is
+// none. A restore to t applies that transaction and none after it.
+//
+// The newest tx_range that holds a transaction at or before t holds the
+// answer: the ranges after it hold none. Scanning back from the newest
+// range finds it at once for recent times.
+func (c *Catalog) LastCommitBefore(ctx context.Context, t time.Time) (lsn uint64, ok bool, err error) {
+	us := Micros(t)
+	var first, last int64
+	err = c.db.QueryRowContext(ctx, `SELECT first_lsn, last_lsn FROM tx_range WHERE min_time <= ? ORDER BY first_lsn DESC LIMIT 1`, us).Scan(&first, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err == nil {
+		var v sql.NullInt64
+		err = c.db.QueryRowContext(ctx, `SELECT max(commit_lsn) FROM tx WHERE commit_lsn >= ? AND commit_lsn <= ? AND commit_time <= ?`, first, last, us).Scan(&v)
+		if err == nil && v.Valid {
+			return uint64(v.Int64), true, nil
+		}
+		if err == nil {
+			// The transaction was purged; the range still bounds it.
+			err = c.db.QueryRowContext(ctx, `SELECT coalesce(max(commit_lsn), 0) FROM tx WHERE commit_lsn <= ? AND commit_time <= ?`, last, us).Scan(&v)
+			if err == nil {
+				return uint64(v.Int64), v.Int64 > 0, nil
+			}
+		}
+	}
+	return 0, false, fmt.Errorf("catalog last commit before %s: %w", t.Format(time.RFC3339), err)
+}
+
+// TxWindow returns commit LSN bounds lo <= hi that include every archived
+// transaction with since <= commit time < until; a zero time is open. ok
+// is false when no transaction can be in the window. Callers still filter
+// by commit time: the bounds may include transactions outside it.
+func (c *Catalog) TxWindow(ctx context.Context, since, until time.Time) (lo, hi uint64, ok bool, err error) {
+	var l, h sql.NullInt64
+	if since.IsZero() {
+		err = c.db.QueryRowContext(ctx, `SELECT min(first_lsn) FROM tx_range`).Scan(&l)
+	} else {
+		err = c.db.QueryRowContext(ctx, `SELECT min(first_lsn) FROM tx_range WHERE max_time >= ?`, Micros(since)).Scan(&l)
+	}
+	if err == nil {
+		if until.IsZero() {
+			err = c.db.QueryRowContext(ctx, `SELECT max(last_lsn) FROM tx_range`).Scan(&h)
+		} else {
+			err = c.db.QueryRowContext(ctx, `SELECT last_lsn FROM tx_range WHERE min_time < ? ORDER BY first_lsn DESC LIMIT 1`, Micros(until)).Scan(&h)
+			if errors.Is(err, sql.ErrNoRows) {
+				err = nil
+			}
+		}
+	}
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("catalog transactions between %s and %s: %w", since.Format(time.RFC3339), until.Format(time.RFC3339), err)
+	}
+	if !l.Valid || !h.Valid || l.Int64 > h.Int64 {
+		return 0, 0, false, nil
+	}
+	return uint64(l.Int64), uint64(h.Int64), true, nil
+}
+
+// TxsByXid returns the archived transactions with the xid, in commit
+// order: more than one when the xid counter wrapped around. The tx_range
+// rows whose xid range holds it say where to look.
+func (c *Catalog) TxsByXid(ctx context.Context, xid uint32) ([]Tx, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT first_lsn, last_lsn FROM tx_range WHERE min_xid <= ?1 AND max_xid >= ?1 ORDER BY first_lsn`, int64(xid))
+	if err != nil {
+		return nil, fmt.Errorf("catalog transaction %d: %w", xid, err)
+	}
+	var ranges [][2]int64
+	for rows.Next() {
+		var r [2]int64
+		if err := rows.Scan(&r[0], &r[1]); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("catalog transaction %d: %w", xid, err)
+		}
+		ranges = append(ranges, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog transaction %d: %w", xid, err)
+	}
+	var out []Tx
+	for _, r := range ranges {
+		txs, err := c.txsWhere(ctx, `commit_lsn >= ? AND commit_lsn <= ? AND xid = ? ORDER BY commit_lsn`, r[0], r[1], int64(xid))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, txs...)
+	}
+	return out, nil
+}
+
+// TxByXid returns the newest archived transaction with the xid; ok is false
+// when there is none.
+func (c *Catalog) TxByXid(ctx context.Context, xid uint32) (t Tx, ok bool, err error) {
+	txs, err := c.TxsByXid(ctx, xid)
+	if err != nil || len(txs) == 0 {
+		return t, false, err
+	}
+	return txs[len(txs)-1], true, nil
+}
+
+// TxAt returns the archived transaction with the commit LSN.
+func (c *Catalog) TxAt(ctx context.Context, commitLSN uint64) (Tx, bool, error) {
+	txs, err := c.txsWhere(ctx, `commit_lsn = ?`, int64(commitLSN))
+	if err != nil || len(txs) == 0 {
+		return Tx{}, false, err
+	}
+	return txs[0], true, nil
+}
+
+func (c *Catalog) txsWhere(ctx context.Context, where string, args ...any) ([]Tx, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT commit_lsn, end_lsn, xid, commit_time, origin, tables FROM tx WHERE `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog transactions: %w", err)
+	}
+	defer rows.Close()
+	var out []Tx
+	for rows.Next() {
+		var lsn, end, xid, us int64
+		var origin sql.NullString
+		var tables []byte
+		if err := rows.Scan(&lsn, &end, &xid, &us, &origin, &tables); err != nil {
+			return nil, fmt.Errorf("catalog transactions: %w", err)
+		}
+		t := Tx{CommitLSN: uint64(lsn), EndLSN: uint64(end), Xid: uint32(xid), CommitTime: FromMicros(us), Origin: origin.String}
+		if t.Tables, err = ParseTxTables(tables); err != nil {
+			return nil, fmt.Errorf("catalog transaction at %s: %w", formatLSN(t.CommitLSN), err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog transactions: %w", err)
+	}
+	return out, nil
+}
+
+// clampLSN converts an LSN bound for SQLite, whose integers are signed.
+func clampLSN(lsn uint64) int64 {
+	if lsn > 1<<63-1 {
+		return 1<<63 - 1
+	}
+	return int64(lsn)
+}
+
+func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }

@@ -1,0 +1,158 @@
+package catalog_test
+
+import (
+	"context"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+
+	"lbt/catalog"
+)
+
+func TestTxTables_RoundTrip(t *testing.T) {
+	tests := [][]catalog.TxTable{
+		nil,
+		{{TableID: 1, Counts: catalog.Counts{Inserts: 1}}},
+		{{TableID: 3, Counts: catalog.Counts{Updates: 1}}, {TableID: 200, Counts: catalog.Counts{Inserts: 1 << 40, Deletes: 300, Truncates: 1}}},
+	}
+	for _, tables := range tests {
+		got, err := catalog.ParseTxTables(catalog.AppendTxTables(nil, tables))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, tables) {
+			t.Errorf("round trip of %v gave %v", tables, got)
+		}
+	}
+	if _, err := catalog.ParseTxTables([]byte{1, 2, 0x80}); err == nil {
+		t.Error("a truncated list parsed")
+	}
+}
+
+// archivedTx is a transaction as the test writes it.
+type archivedTx struct {
+	lsn    uint64
+	xid    uint32
+	at     time.Time
+	tables []catalog.TxTable
+}
+
+// TestCatalog_TxLookups writes transactions in three catalog commits, one
+// of them with commit times out of LSN order, and looks them up by time,
+// window, xid and table.
+func TestCatalog_TxLookups(t *testing.T) {
+	ctx := context.Background()
+	c, err := catalog.Create(ctx, t.TempDir(), catalog.Source{SystemID: "1", Database: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	base := time.Date(2026, 11, 21, 14, 0, 0, 0, time.UTC)
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
+	a := []catalog.TxTable{{TableID: 1, Counts: catalog.Counts{Inserts: 2}}}
+	b := []catalog.TxTable{{TableID: 2, Counts: catalog.Counts{Updates: 1}}}
+	ab := []catalog.TxTable{{TableID: 2, Counts: catalog.Counts{Deletes: 1}}, {TableID: 1, Counts: catalog.Counts{Truncates: 1}}}
+	commits := [][]archivedTx{
+		{{100, 10, at(0), a}, {200, 11, at(1), b}},
+		// Commit times need not follow commit LSNs.
+		{{300, 13, at(3), ab}, {400, 12, at(2), a}, {500, 14, at(5), nil}},
+		{{600, 10, at(9), b}}, // the xid counter wrapped around
+	}
+	for _, txs := range commits {
+		w, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tx := range txs {
+			w.AddTx(catalog.Tx{CommitLSN: tx.lsn, EndLSN: tx.lsn + 8, Xid: tx.xid, CommitTime: tx.at, Tables: tx.tables})
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, tt := range []struct {
+		at   time.Time
+		want uint64 // 0: none
+	}{
+		{at(-1), 0},
+		{at(0), 100},
+		{at(2), 400}, // 300 committed later than 400
+		{at(3), 400},
+		{at(4), 400},
+		{at(8), 500},
+		{at(60), 600},
+	} {
+		lsn, ok, err := c.LastCommitBefore(ctx, tt.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			lsn = 0
+		}
+		if lsn != tt.want {
+			t.Errorf("LastCommitBefore(%s) = %d, want %d", tt.at.Format(time.TimeOnly), lsn, tt.want)
+		}
+	}
+
+	for _, tt := range []struct {
+		since, until time.Time
+		want         []uint64 // commit LSNs the window must include
+		ok           bool
+	}{
+		{time.Time{}, time.Time{}, []uint64{100, 600}, true},
+		{at(2), at(3), []uint64{400}, true},
+		{at(3), at(4), []uint64{300}, true},
+		{at(6), at(9), nil, false},
+		{at(9), time.Time{}, []uint64{600}, true},
+	} {
+		lo, hi, ok, err := c.TxWindow(ctx, tt.since, tt.until)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok != tt.ok {
+			t.Errorf("TxWindow(%v, %v): ok %v, want %v", tt.since, tt.until, ok, tt.ok)
+		}
+		for _, lsn := range tt.want {
+			if lsn < lo || lsn > hi {
+				t.Errorf("TxWindow(%v, %v) = [%d, %d] leaves out %d", tt.since, tt.until, lo, hi, lsn)
+			}
+		}
+	}
+
+	txs, err := c.TxsByXid(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(txs) != 2 || txs[0].CommitLSN != 100 || txs[1].CommitLSN != 600 || !reflect.DeepEqual(txs[1].Tables, b) {
+		t.Errorf("TxsByXid(10) = %+v, want the transactions at 100 and 600", txs)
+	}
+	if tx, ok, err := c.TxByXid(ctx, 12); err != nil || !ok || tx.CommitLSN != 400 || !tx.CommitTime.Equal(at(2)) {
+		t.Errorf("TxByXid(12) = %+v, %v, %v; want the transaction at 400", tx, ok, err)
+	}
+	if _, ok, err := c.TxByXid(ctx, 99); err != nil || ok {
+		t.Errorf("TxByXid(99) found %v, %v; want nothing", ok, err)
+	}
+
+	var got []uint64
+	var sum catalog.Counts
+	err = c.EachTableTx(ctx, 1, 0, math.MaxUint64, func(tx catalog.TableTx) error {
+		got = append(got, tx.CommitLSN)
+		sum.Add(tx.Counts)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint64{100, 300, 400}; !reflect.DeepEqual(got, want) || sum != (catalog.Counts{Inserts: 4, Truncates: 1}) {
+		t.Errorf("transactions of table 1: %v with %+v, want %v with 4 inserts and a truncate", got, sum, want)
+	}
+	if has, err := c.HasTableTx(ctx, 2, 301, 599); err != nil || has {
+		t.Errorf("HasTableTx(2, 301, 599) = %v, %v; want false", has, err)
+	}
+	truncs, err := c.TableTruncates(ctx, 1, 0, math.MaxUint64)
+	if err != nil || !reflect.DeepEqual(truncs, []uint64{300}) {
+		t.Errorf("truncates of table 1: %v, %v; want [300]", truncs, err)
+	}
+}
