@@ -36,6 +36,7 @@ const (
 	batchHandOffMsgs = 512
 	batchHandOffAge  = 5 * time.Millisecond
 	readWait         = 20 * time.Millisecond
+	batchesQueued    = 4
 )
 
 func (b *batch) full() bool { return len(b.arena) >= batchMaxBytes || len(b.msgs) >= batchMaxMsgs }
@@ -47,8 +48,10 @@ func (b *batch) ready(now time.Time) bool {
 // stream runs the reader in this goroutine and the archiver in another until
 // ctx ends or either fails, then confirms what is durable.
 func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgConn, a *archiver, durable *atomic.Uint64) error {
-	batches := make(chan *batch)
-	free := make(chan *batch, 4)
+	// A few batches may wait for the archiver: the socket holds only a
+	// couple of hundred messages, and the walsender stops when it is full.
+	batches := make(chan *batch, batchesQueued)
+	free := make(chan *batch, batchesQueued+2)
 	done := make(chan struct{})
 	archErr := make(chan error, 1)
 	go func() {
@@ -110,8 +113,8 @@ func (r *reader) run(ctx context.Context) error {
 			}
 		}
 		if cur.ready(now) {
-			// Hand over when the archiver waits; make it wait for us only
-			// when the batch is full, which bounds memory.
+			// Hand over when the queue has room; wait for the archiver
+			// only when the batch is full, which bounds memory.
 			select {
 			case r.out <- cur:
 				cur = r.newBatch()

@@ -9,10 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"lbt/catalog"
 	"lbt/test/lbtrun"
@@ -32,29 +36,42 @@ func envInt(name string, def int) int {
 // slot with lbt, and the same backlog with pg_recvlogical writing pgoutput
 // to a file, and reports both throughputs, their ratio, bytes per change on
 // disk and lbt's peak memory.
+//
+// Throughput on a shared 2-core machine varies from run to run by a third:
+// the backlog is drained several times (LBT_BENCH_DRAINS, 3), each time
+// from a copy of the slot taken before any drain, alternating
+// pg_recvlogical and lbt, and the medians are compared. LBT_BENCH_COMPARE
+// names other lbt builds (comma-separated) to drain the same backlog in the
+// same rounds, e.g. one of the previous commit.
 func BenchmarkIngest(b *testing.B) {
 	c := pgtest.Shared(b)
 	dsn := c.NewDatabase(b)
 	db := lbtrun.DBName(dsn)
 	txs := envInt("LBT_BENCH_CHANGES", 1_000_000) / 2 // simple-update: one UPDATE and one INSERT a transaction
+	drains := envInt("LBT_BENCH_DRAINS", 3)
+	binaries := []string{lbtrun.Binary(b)}
+	if v := os.Getenv("LBT_BENCH_COMPARE"); v != "" {
+		binaries = append(binaries, strings.Split(v, ",")...)
+	}
 	run(b, c.BinDir()+"/pgbench", "-i", "-q", "-s", "10", "-h", c.SocketDir(), "-p", fmt.Sprint(c.Port()), "-U", "postgres", db)
 
-	dir := b.TempDir()
+	// Let lbt create its archive, publication and slot, then stop it: the
+	// backlog accumulates in the slots while nothing consumes. Each drain
+	// starts from a copy of this archive and of the slot.
+	template := b.TempDir()
 	// The daemon's defaults: a flush (two fsyncs) a second.
 	settings := []string{"flushInterval: 1s", "statusInterval: 10s"}
-	profile := os.Getenv("LBT_BENCH_CPUPROFILE")
-	debugAddr := "127.0.0.1:" + strconv.Itoa(freePort(b))
-	if profile != "" {
-		settings = append(settings, "debugAddr: "+debugAddr)
-	}
-	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_lbt", settings...)
-	// Let lbt create its publication and slot, then stop it: the backlog
-	// accumulates in both slots while nothing consumes.
-	p := lbtrun.Start(b, "backup", "--config", cfg)
-	waitMessage(b, c, dsn, dir, "ready", p)
+	p := lbtrun.Start(b, "backup", "--config", lbtrun.WriteConfig(b, c, db, template, "bench_lbt", settings...))
+	waitMessage(b, c, dsn, template, "ready", p)
 	p.Signal(syscall.SIGTERM)
 	p.Wait(b, time.Minute)
 	c.Exec(b, dsn, `SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')`)
+	for i := 0; i < drains; i++ {
+		c.Exec(b, dsn, fmt.Sprintf(`SELECT pg_copy_logical_replication_slot('bench_recv', 'bench_recv_%d')`, i))
+		for j := range binaries {
+			c.Exec(b, dsn, fmt.Sprintf(`SELECT pg_copy_logical_replication_slot('bench_lbt', 'bench_lbt_%d_%d')`, i, j))
+		}
+	}
 
 	start := time.Now()
 	run(b, c.BinDir()+"/pgbench", "-N", "-c", "4", "-j", "2", "-t", fmt.Sprint(txs/4), "-n", "-h", c.SocketDir(), "-p", fmt.Sprint(c.Port()), "-U", "postgres", db)
@@ -62,25 +79,62 @@ func BenchmarkIngest(b *testing.B) {
 	endLSN := c.QueryString(b, dsn, `SELECT pg_current_wal_lsn()`)
 	b.Logf("workload: %d transactions in %v", txs, time.Since(start).Round(time.Millisecond))
 
+	profile := os.Getenv("LBT_BENCH_CPUPROFILE")
 	b.ResetTimer()
-	out := filepath.Join(b.TempDir(), "recv.out")
-	start = time.Now()
-	run(b, c.BinDir()+"/pg_recvlogical", "-d", dsn, "--slot", "bench_recv", "--start", "-f", out, "--no-loop",
-		"-E", endLSN, "-o", "proto_version=3", "-o", "publication_names=lbt", "-o", "messages=true")
-	recvTime := time.Since(start)
+	recvTimes := make([]time.Duration, drains)
+	lbtTimes := make([][]time.Duration, len(binaries))
+	lbtCPU := make([][]time.Duration, len(binaries))
+	// The walsender's CPU time while it served each drain.
+	var recvWalsender []time.Duration
+	lbtWalsender := make([][]time.Duration, len(binaries))
+	var dir string // the last drain of this build's lbt
+	var peakRSS int64
+	var recvBytes int64
+	for i := 0; i < drains; i++ {
+		out := filepath.Join(b.TempDir(), "recv.out")
+		meter := walsenderCPU(b, dsn, fmt.Sprintf("bench_recv_%d", i))
+		start := time.Now()
+		run(b, c.BinDir()+"/pg_recvlogical", "-d", dsn, "--slot", fmt.Sprintf("bench_recv_%d", i), "--start", "-f", out, "--no-loop",
+			"-E", endLSN, "-o", "proto_version=3", "-o", "publication_names=lbt", "-o", "messages=true")
+		recvTimes[i] = time.Since(start)
+		recvWalsender = append(recvWalsender, meter())
+		if fi, err := os.Stat(out); err == nil {
+			recvBytes = fi.Size()
+		}
+		os.Remove(out)
 
-	start = time.Now()
-	p = lbtrun.Start(b, "backup", "--config", cfg)
-	if profile != "" {
-		// As long as pg_recvlogical took: the profile covers the drain,
-		// not the idle tail.
-		go captureProfile(debugAddr, recvTime, profile)
-	}
-	waitMessage(b, c, dsn, dir, "done", p)
-	lbtTime := time.Since(start)
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(b, time.Minute); code != 0 {
-		b.Fatalf("lbt exited %d:\n%s", code, p.Output())
+		for j, bin := range binaries {
+			d := filepath.Join(b.TempDir(), "archive")
+			if err := os.CopyFS(d, os.DirFS(template)); err != nil {
+				b.Fatal(err)
+			}
+			extra := settings
+			debugAddr := "127.0.0.1:" + strconv.Itoa(freePort(b))
+			if profile != "" && i == drains-1 && j == 0 {
+				extra = append(slices.Clone(settings), "debugAddr: "+debugAddr)
+			}
+			cfg := lbtrun.WriteConfig(b, c, db, d, fmt.Sprintf("bench_lbt_%d_%d", i, j), extra...)
+			meter := walsenderCPU(b, dsn, fmt.Sprintf("bench_lbt_%d_%d", i, j))
+			start := time.Now()
+			p := lbtrun.StartBinary(b, bin, "backup", "--config", cfg)
+			if len(extra) > len(settings) {
+				// As long as pg_recvlogical took: the profile covers the
+				// drain, not the idle tail.
+				go captureProfile(debugAddr, recvTimes[i], profile)
+			}
+			waitMessage(b, c, dsn, d, "done", p)
+			lbtTimes[j] = append(lbtTimes[j], time.Since(start))
+			lbtWalsender[j] = append(lbtWalsender[j], meter())
+			p.Signal(syscall.SIGTERM)
+			if code := p.Wait(b, time.Minute); code != 0 {
+				b.Fatalf("lbt exited %d:\n%s", code, p.Output())
+			}
+			lbtCPU[j] = append(lbtCPU[j], p.CPUTime())
+			if j == 0 {
+				dir = d
+				peakRSS = max(peakRSS, p.MaxRSS())
+			}
+		}
 	}
 	b.StopTimer()
 
@@ -88,16 +142,42 @@ func BenchmarkIngest(b *testing.B) {
 	if changes < int64(txs)*2 {
 		b.Fatalf("archive holds %d changes, the workload made %d", changes, txs*2)
 	}
-	recvInfo, _ := os.Stat(out)
-	fmt.Printf("ingest: %d changes; pg_recvlogical %.0f changes/s (%.0f bytes/change of pgoutput text); lbt %.0f changes/s; lbt/pg_recvlogical = %.2f (goal >= 0.9)\n",
-		changes, float64(changes)/recvTime.Seconds(), float64(recvInfo.Size())/float64(changes),
-		float64(changes)/lbtTime.Seconds(), recvTime.Seconds()/lbtTime.Seconds())
+	rate := func(d time.Duration) float64 { return float64(changes) / d.Seconds() }
+	recv := median(recvTimes)
+	perChange := func(ds []time.Duration) float64 { return float64(median(ds).Microseconds()) / float64(changes) }
+	fmt.Printf("ingest: %d changes, %d drains; pg_recvlogical %.0f changes/s (median; %s) at %.0f bytes/change of pgoutput text; walsender %.1f µs CPU/change\n",
+		changes, drains, rate(recv), rates(changes, recvTimes), float64(recvBytes)/float64(changes), perChange(recvWalsender))
+	for j, bin := range binaries {
+		name := "lbt"
+		if j > 0 {
+			name = bin
+		}
+		l := median(lbtTimes[j])
+		fmt.Printf("ingest: %s %.0f changes/s (median; %s); lbt/pg_recvlogical = %.2f (goal >= 0.9); lbt %.1f µs CPU/change, walsender %.1f\n",
+			name, rate(l), rates(changes, lbtTimes[j]), recv.Seconds()/l.Seconds(), perChange(lbtCPU[j]), perChange(lbtWalsender[j]))
+	}
 	fmt.Printf("ingest: segments %.1f bytes/change (goal <= 22), catalog %.1f bytes/change (goal <= 40), lbt peak RSS %.0f MiB\n",
-		float64(segBytes)/float64(changes), float64(catBytes)/float64(changes), float64(p.MaxRSS())/(1<<20))
-	b.ReportMetric(float64(changes)/lbtTime.Seconds(), "changes/s")
-	b.ReportMetric(recvTime.Seconds()/lbtTime.Seconds(), "ratio-to-recvlogical")
+		float64(segBytes)/float64(changes), float64(catBytes)/float64(changes), float64(peakRSS)/(1<<20))
+	lbt := median(lbtTimes[0])
+	b.ReportMetric(rate(lbt), "changes/s")
+	b.ReportMetric(recv.Seconds()/lbt.Seconds(), "ratio-to-recvlogical")
 	b.ReportMetric(float64(segBytes)/float64(changes), "segment-B/change")
 	b.ReportMetric(float64(catBytes)/float64(changes), "catalog-B/change")
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// rates lists each drain's throughput.
+func rates(changes int64, ds []time.Duration) string {
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, fmt.Sprintf("%.0fk", float64(changes)/d.Seconds()/1000))
+	}
+	return strings.Join(parts, " ")
 }
 
 // BenchmarkIngestHugeTransaction measures lbt's peak memory while archiving
@@ -216,4 +296,64 @@ func archiveSize(b *testing.B, dir string) (changes, segBytes, catBytes int64) {
 		return nil
 	})
 	return changes, segBytes, catBytes
+}
+
+// walsenderCPU follows the walsender that serves a slot and reports the CPU
+// time it used, read from /proc every 100 ms until stop is called: the
+// walsender exits with its client, so the last reading is kept.
+func walsenderCPU(b *testing.B, dsn, slot string) (stop func() time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan time.Duration)
+	go func() {
+		defer conn.Close(context.Background())
+		var last time.Duration
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var pid *int32
+			if err := conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&pid); err == nil && pid != nil {
+				if t, ok := procCPU(int(*pid)); ok {
+					last = t
+				}
+			}
+			select {
+			case <-ctx.Done():
+				done <- last
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() time.Duration {
+		cancel()
+		return <-done
+	}
+}
+
+// procCPU reads a process's user and system time from /proc, in the
+// kernel's clock ticks of 10 ms.
+func procCPU(pid int) (time.Duration, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, in parentheses, may hold spaces: fields follow it.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, true
 }

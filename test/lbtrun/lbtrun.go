@@ -107,7 +107,14 @@ type Process struct {
 // Start runs lbt with args; the process is killed when the test ends.
 func Start(t testing.TB, args ...string) *Process {
 	t.Helper()
-	p := &Process{cmd: exec.Command(Binary(t), args...), output: &bytes.Buffer{}, done: make(chan struct{})}
+	return StartBinary(t, Binary(t), args...)
+}
+
+// StartBinary runs another build of lbt, such as one of an earlier commit
+// that a benchmark compares with.
+func StartBinary(t testing.TB, binary string, args ...string) *Process {
+	t.Helper()
+	p := &Process{cmd: exec.Command(binary, args...), output: &bytes.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.output
 	p.cmd.Stdout = p.output
 	if err := p.cmd.Start(); err != nil {
@@ -159,6 +166,11 @@ func (p *Process) MaxRSS() int64 {
 		return ru.Maxrss * 1024
 	}
 	return 0
+}
+
+// CPUTime is the user and system time the ended process used.
+func (p *Process) CPUTime() time.Duration {
+	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
 }
 
 // Run runs lbt to completion and returns its exit code and output.
