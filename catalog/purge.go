@@ -236,7 +236,8 @@ func (c *Catalog) PurgeTransactions(ctx context.Context, before, messagesBefore 
 			return false, fmt.Errorf("transaction at %s: %w", formatLSN(lsn), err)
 		}
 		for _, t := range list {
-			if p, ok := purged[t.TableID]; ok && lsn >= p {
+			// A table added since the map was read has purged nothing.
+			if p, ok := purged[t.TableID]; !ok || lsn >= p {
 				return false, nil
 			}
 		}

@@ -154,8 +154,8 @@ func (c *Catalog) TableTruncates(ctx context.Context, tableID int64, lo, hi uint
 	return out, rows.Err()
 }
 
-// LastCommitBefore returns the commit LSN of the archived transaction that
-// committed last at or before t (by commit time); ok is false when there is
+// LastCommitBefore returns the greatest commit LSN of the archived
+// transactions that committed at or before t; ok is false when there is
 // none. A restore to t applies that transaction and none after it.
 //
 // The newest tx_range that holds a transaction at or before t holds the

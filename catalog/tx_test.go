@@ -156,3 +156,63 @@ func TestCatalog_TxLookups(t *testing.T) {
 		t.Errorf("truncates of table 1: %v, %v; want [300]", truncs, err)
 	}
 }
+
+// TestCatalog_PurgeTransactions purges one table's history and checks that
+// a transaction row goes only when no table's remaining history needs it.
+func TestCatalog_PurgeTransactions(t *testing.T) {
+	ctx := context.Background()
+	c, err := catalog.Create(ctx, t.TempDir(), catalog.Source{SystemID: "1", Database: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := w.AddTable(1001, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := w.AddTable(1002, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const unknown = 99 // a table whose rel row a concurrent writer has not committed yet
+	ins := catalog.Counts{Inserts: 1}
+	for _, tx := range []catalog.Tx{
+		{CommitLSN: 100, Tables: []catalog.TxTable{{TableID: one, Counts: ins}}},
+		{CommitLSN: 200, Tables: []catalog.TxTable{{TableID: one, Counts: ins}, {TableID: two, Counts: ins}}},
+		{CommitLSN: 300, Tables: []catalog.TxTable{{TableID: unknown, Counts: ins}}},
+		{CommitLSN: 400}, // logical messages only
+		{CommitLSN: 500, Tables: []catalog.TxTable{{TableID: one, Counts: ins}}},
+	} {
+		tx.CommitTime = time.Now()
+		w.AddTx(tx)
+	}
+	w.AddMessage(400, 0, "audit", []byte("kept until every table passed it"))
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PurgeTable(ctx, one, 450, catalog.PurgeCounts{}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.PurgeTransactions(ctx, 450, 350)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []uint64
+	for _, lsn := range []uint64{100, 200, 300, 400, 500} {
+		if _, ok, err := c.TxAt(ctx, lsn); err != nil {
+			t.Fatal(err)
+		} else if ok {
+			left = append(left, lsn)
+		}
+	}
+	// 100: only table one, purged past it. 200: table two still needs it.
+	// 300: an unknown table may need it. 400: its message is after 350.
+	// 500: after the purge point.
+	if want := []uint64{200, 300, 400, 500}; n != 1 || !reflect.DeepEqual(left, want) {
+		t.Errorf("purged %d transactions, left %v; want 1 purged and %v left", n, left, want)
+	}
+}

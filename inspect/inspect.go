@@ -59,13 +59,6 @@ func (r Range) untilMicros() int64 {
 	return catalog.Micros(r.Until)
 }
 
-func (r Range) sinceMicros() int64 {
-	if r.Since.IsZero() {
-		return -1 << 63
-	}
-	return catalog.Micros(r.Since)
-}
-
 func (r Range) check() error {
 	if !r.Since.IsZero() && !r.Until.IsZero() && !r.Since.Before(r.Until) {
 		return inputErrorf("--since %s is not before --until %s", formatTime(r.Since), formatTime(r.Until))

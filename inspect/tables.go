@@ -76,7 +76,7 @@ func (in *Inspector) Tables(ctx context.Context) (*TablesReport, error) {
 		fill scan
 	}{
 		{`SELECT t.table_id, t.n, t.ins, t.upd, t.del, t.trunc,
-				(SELECT commit_time FROM tx WHERE commit_lsn = t.lo), (SELECT commit_time FROM tx WHERE commit_lsn = t.hi),
+				(SELECT commit_time FROM tx WHERE commit_lsn >= t.lo ORDER BY commit_lsn LIMIT 1), (SELECT commit_time FROM tx WHERE commit_lsn = t.hi),
 				t.blobs, t.bytes
 			FROM (SELECT table_id, sum(txs) AS n, sum(inserts) AS ins, sum(updates) AS upd, sum(deletes) AS del, sum(truncates) AS trunc,
 				min(first_lsn) AS lo, max(last_lsn) AS hi, count(*) AS blobs, sum(length) AS bytes FROM blob GROUP BY table_id) t`, 10,

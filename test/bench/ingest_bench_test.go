@@ -85,7 +85,7 @@ func BenchmarkIngest(b *testing.B) {
 	lbtTimes := make([][]time.Duration, len(binaries))
 	lbtCPU := make([][]time.Duration, len(binaries))
 	// The walsender's CPU time while it served each drain.
-	var recvWalsender []time.Duration
+	var recvWalsender, recvCPU []time.Duration
 	lbtWalsender := make([][]time.Duration, len(binaries))
 	var dir string // the last drain of this build's lbt
 	var peakRSS int64
@@ -94,8 +94,8 @@ func BenchmarkIngest(b *testing.B) {
 		out := filepath.Join(b.TempDir(), "recv.out")
 		meter := walsenderCPU(b, dsn, fmt.Sprintf("bench_recv_%d", i))
 		start := time.Now()
-		run(b, c.BinDir()+"/pg_recvlogical", "-d", dsn, "--slot", fmt.Sprintf("bench_recv_%d", i), "--start", "-f", out, "--no-loop",
-			"-E", endLSN, "-o", "proto_version=3", "-o", "publication_names=lbt", "-o", "messages=true")
+		recvCPU = append(recvCPU, runCPU(b, c.BinDir()+"/pg_recvlogical", "-d", dsn, "--slot", fmt.Sprintf("bench_recv_%d", i), "--start", "-f", out, "--no-loop",
+			"-E", endLSN, "-o", "proto_version=3", "-o", "publication_names=lbt", "-o", "messages=true"))
 		recvTimes[i] = time.Since(start)
 		recvWalsender = append(recvWalsender, meter())
 		if fi, err := os.Stat(out); err == nil {
@@ -145,8 +145,8 @@ func BenchmarkIngest(b *testing.B) {
 	rate := func(d time.Duration) float64 { return float64(changes) / d.Seconds() }
 	recv := median(recvTimes)
 	perChange := func(ds []time.Duration) float64 { return float64(median(ds).Microseconds()) / float64(changes) }
-	fmt.Printf("ingest: %d changes, %d drains; pg_recvlogical %.0f changes/s (median; %s) at %.0f bytes/change of pgoutput text; walsender %.1f µs CPU/change\n",
-		changes, drains, rate(recv), rates(changes, recvTimes), float64(recvBytes)/float64(changes), perChange(recvWalsender))
+	fmt.Printf("ingest: %d changes, %d drains; pg_recvlogical %.0f changes/s (median; %s) at %.0f bytes/change of pgoutput text; pg_recvlogical %.1f µs CPU/change, walsender %.1f\n",
+		changes, drains, rate(recv), rates(changes, recvTimes), float64(recvBytes)/float64(changes), perChange(recvCPU), perChange(recvWalsender))
 	for j, bin := range binaries {
 		name := "lbt"
 		if j > 0 {
@@ -241,10 +241,17 @@ func freePort(b *testing.B) int {
 
 func run(b *testing.B, name string, args ...string) {
 	b.Helper()
+	runCPU(b, name, args...)
+}
+
+// runCPU runs a program to completion and returns the CPU time it used.
+func runCPU(b *testing.B, name string, args ...string) time.Duration {
+	b.Helper()
 	cmd := exec.Command(name, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("%s: %v\n%s", filepath.Base(name), err, out)
 	}
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 // waitMessage waits until the archive holds the sync message with content
