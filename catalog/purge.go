@@ -210,21 +210,8 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 // table's history has moved past them. It returns how many transactions
 // went.
 func (c *Catalog) PurgeTransactions(ctx context.Context, before, messagesBefore uint64) (int64, error) {
-	purged := map[int64]uint64{}
-	rows, err := c.db.QueryContext(ctx, `SELECT table_id, purged_lsn FROM table_state`)
+	purged, err := c.purgedLSNs(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("catalog purge transactions: %w", err)
-	}
-	for rows.Next() {
-		var id, lsn int64
-		if err := rows.Scan(&id, &lsn); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("catalog purge transactions: %w", err)
-		}
-		purged[id] = uint64(lsn)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("catalog purge transactions: %w", err)
 	}
 	gone := func(lsn uint64, tables []byte, hasMessages bool) (bool, error) {
@@ -316,6 +303,25 @@ func (c *Catalog) PurgeTransactions(ctx context.Context, before, messagesBefore 
 		return err
 	})
 	return total, err
+}
+
+// purgedLSNs returns each table's purged_lsn: its history before that LSN
+// is gone.
+func (c *Catalog) purgedLSNs(ctx context.Context) (map[int64]uint64, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT table_id, purged_lsn FROM table_state`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	purged := map[int64]uint64{}
+	for rows.Next() {
+		var id, lsn int64
+		if err := rows.Scan(&id, &lsn); err != nil {
+			return nil, err
+		}
+		purged[id] = uint64(lsn)
+	}
+	return purged, rows.Err()
 }
 
 // SegmentBlobs is a sealed segment and the blobs the catalog still has in it.

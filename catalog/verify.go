@@ -289,7 +289,6 @@ func (c *Catalog) unreferencedFiles(segs map[int64]int64, bases []Basebackup) []
 func (c *Catalog) danglingTxTables(ctx context.Context) (int, error) {
 	type span struct{ first, last uint64 }
 	blobs := map[int64][]span{} // by table, in first_lsn order
-	purged := map[int64]uint64{}
 	rows, err := c.db.QueryContext(ctx, `SELECT table_id, first_lsn, last_lsn FROM blob ORDER BY table_id, first_lsn`)
 	if err != nil {
 		return 0, err
@@ -306,20 +305,8 @@ func (c *Catalog) danglingTxTables(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
-	rows, err = c.db.QueryContext(ctx, `SELECT table_id, purged_lsn FROM table_state`)
+	purged, err := c.purgedLSNs(ctx)
 	if err != nil {
-		return 0, err
-	}
-	for rows.Next() {
-		var id, lsn int64
-		if err := rows.Scan(&id, &lsn); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		purged[id] = uint64(lsn)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return 0, err
 	}
 	covered := func(table int64, lsn uint64) bool {
