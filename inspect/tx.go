@@ -82,7 +82,10 @@ func (in *Inspector) Tx(ctx context.Context, opts TxOptions) (*TxReport, error) 
 // coverage describes the commit times the archive holds, for errors.
 func (in *Inspector) coverage(ctx context.Context) string {
 	var first, last sql.NullInt64
-	if err := in.db().QueryRowContext(ctx, `SELECT min(min_time), max(max_time) FROM tx_range`).Scan(&first, &last); err != nil || !first.Valid {
+	// The first and last transactions by commit LSN: close enough to the
+	// oldest and newest by time for a message, and found without a scan.
+	if err := in.db().QueryRowContext(ctx, `SELECT (SELECT commit_time FROM tx ORDER BY commit_lsn LIMIT 1),
+		(SELECT commit_time FROM tx ORDER BY commit_lsn DESC LIMIT 1)`).Scan(&first, &last); err != nil || !first.Valid {
 		return " (the archive holds no transaction yet)"
 	}
 	return fmt.Sprintf(" (it holds transactions committed from %s to %s)", formatTime(catalog.FromMicros(first.Int64)), formatTime(catalog.FromMicros(last.Int64)))
