@@ -120,6 +120,27 @@ func TestInspect_HistoryWithActors(t *testing.T) {
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("inspect changes:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
+	// A window by commit time selects the transactions inside it.
+	for _, w := range []struct {
+		rng  inspect.Range
+		want []string
+	}{
+		{inspect.Range{Since: tx3.before}, want[2:]},
+		{inspect.Range{Since: tx2.before, Until: tx3.before}, want[1:2]},
+		{inspect.Range{Until: tx1.before}, nil},
+	} {
+		ch, err := in.Changes(ctx, inspect.ChangesOptions{Table: "public.items", Range: w.rng})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range ch.Txs {
+			got = append(got, fmt.Sprintf("%d/%d/%d/%d %s", s.Inserts, s.Updates, s.Deletes, s.Truncates, s.Actor.Role))
+		}
+		if strings.Join(got, "\n") != strings.Join(w.want, "\n") {
+			t.Errorf("inspect changes since %v until %v:\n%s\nwant:\n%s", w.rng.Since, w.rng.Until, strings.Join(got, "\n"), strings.Join(w.want, "\n"))
+		}
+	}
 
 	// The command line gives the same history, and a clear error for a
 	// key column the table lacks.
