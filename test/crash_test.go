@@ -42,7 +42,8 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 			defer wg.Done()
 			conn := c.Connect(t, dsn)
 			for i := 0; ctx.Err() == nil; i++ {
-				// Transactions of varied size, some large enough to spill.
+				// Transactions of varied size, some of 5000 rows. Those too
+				// large to hold in memory have their own test, in spill_test.go.
 				rows := 1 + rand.IntN(5)
 				if i%200 == 0 {
 					rows = 5000
