@@ -98,8 +98,9 @@ type Writer struct {
 	truncates *batchInsert
 	blobs     *batchInsert
 	messages  *batchInsert
-	txRange   txRange // of the transactions added since the last commit
-	tables    []byte  // reused to encode Tx.Tables
+	keySource []keySource // row keys kept outside memory, inserted at Commit
+	txRange   txRange     // of the transactions added since the last commit
+	tables    []byte      // reused to encode Tx.Tables
 }
 
 // txRange accumulates a tx_range row.
@@ -175,6 +176,28 @@ func (w *Writer) WritePending() error {
 // AddRowKey indexes one change of a row by the hash of its key.
 func (w *Writer) AddRowKey(tableID int64, keyHash int64, commitLSN uint64) {
 	w.rowKeys.add(tableID, keyHash, int64(commitLSN))
+}
+
+// RowKey is one change's row key, as AddRowKey takes it.
+type RowKey struct{ TableID, Hash int64 }
+
+// RowKeySource yields the row keys of a transaction too large to keep them
+// in memory. Next fills buf and returns how many it filled, 0 at the end.
+type RowKeySource interface {
+	Next(buf []RowKey) (int, error)
+	Close() error
+}
+
+type keySource struct {
+	commitLSN uint64
+	src       RowKeySource
+}
+
+// AddRowKeySource indexes the changes of the transaction committed at
+// commitLSN by the keys src yields. They are read at Commit, so that the
+// write lock is taken only then; Commit and Rollback close src.
+func (w *Writer) AddRowKeySource(commitLSN uint64, src RowKeySource) {
+	w.keySource = append(w.keySource, keySource{commitLSN, src})
 }
 
 // AddTx records a transaction and what it did to each table.
@@ -328,6 +351,10 @@ func (w *Writer) Commit() error {
 		w.Rollback()
 		return err
 	}
+	if err := w.insertKeySources(); err != nil {
+		w.Rollback()
+		return err
+	}
 	if r := w.txRange; r.n > 0 {
 		_, err := w.tx.ExecContext(w.ctx, `INSERT INTO tx_range (first_lsn, last_lsn, min_time, max_time, min_xid, max_xid) VALUES (?, ?, ?, ?, ?, ?)`,
 			int64(r.firstLSN), int64(r.lastLSN), r.minTime, r.maxTime, int64(r.minXid), int64(r.maxXid))
@@ -348,12 +375,44 @@ func (w *Writer) Commit() error {
 // Rollback abandons the transaction and the rows waiting in memory.
 func (w *Writer) Rollback() error {
 	w.txRange = txRange{}
+	w.closeKeySources()
 	if w.tx == nil {
 		return nil
 	}
 	err := w.tx.Rollback()
 	w.tx = nil
 	return err
+}
+
+// insertKeySources inserts the row keys of the sources, a chunk at a time.
+func (w *Writer) insertKeySources() error {
+	defer w.closeKeySources()
+	buf := make([]RowKey, 4096)
+	for _, ks := range w.keySource {
+		for {
+			n, err := ks.src.Next(buf)
+			if err != nil {
+				return fmt.Errorf("catalog row keys of transaction at %s: %w", formatLSN(ks.commitLSN), err)
+			}
+			if n == 0 {
+				break
+			}
+			for _, k := range buf[:n] {
+				w.rowKeys.add(k.TableID, k.Hash, int64(ks.commitLSN))
+			}
+			if err := w.rowKeys.flush(w.ctx, w.tx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *Writer) closeKeySources() {
+	for _, ks := range w.keySource {
+		ks.src.Close()
+	}
+	w.keySource = nil
 }
 
 // batchInsert collects rows for one table and inserts them many at a time.

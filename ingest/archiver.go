@@ -75,6 +75,7 @@ type txState struct {
 	origin                string
 	touched               []*table
 	keys                  []rowKey
+	keySpill              *keySpill // row keys of a spilled transaction
 	messages              []message
 }
 
@@ -129,6 +130,9 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		log: log, opts: opts, cat: cat, lookup: lookup, ctx: context.WithoutCancel(ctx),
 		tables: make(map[uint32]*table), published: published, epoch: epoch,
 		touchedSince: make(map[*table]bool), durable: durable,
+	}
+	if err := removeKeySpills(opts.tempDir()); err != nil {
+		return nil, err
 	}
 	pos, _, err := cat.Position(ctx)
 	if err != nil {
@@ -207,6 +211,10 @@ func (a *archiver) newSegment() error {
 
 func (a *archiver) close() {
 	a.waitCommit()
+	if a.tx.keySpill != nil {
+		a.tx.keySpill.Close()
+		a.tx.keySpill = nil
+	}
 	if a.w != nil {
 		a.w.Rollback()
 		a.w = nil
@@ -495,24 +503,30 @@ func (a *archiver) addKey(t *table, hash int64) {
 	a.tx.keys = append(a.tx.keys, rowKey{t.id, hash})
 }
 
-// spillKeys hands a large transaction's row keys to SQLite now.
+// spillKeys moves a large transaction's row keys from memory to its spill
+// file.
 func (a *archiver) spillKeys() error {
-	w, err := a.writer()
-	if err != nil {
-		return err
+	if a.tx.keySpill == nil {
+		s, err := newKeySpill(a.opts.tempDir())
+		if err != nil {
+			return err
+		}
+		a.tx.keySpill = s
 	}
 	for _, k := range a.tx.keys {
-		w.AddRowKey(k.table, k.hash, a.tx.commitLSN)
+		if err := a.tx.keySpill.add(k.table, k.hash); err != nil {
+			return err
+		}
 	}
 	a.tx.keys = a.tx.keys[:0]
-	return w.WritePending()
+	return nil
 }
 
 // bound keeps memory bounded inside a large transaction by writing buffers
 // out as blobs before the transaction ends.
 func (a *archiver) bound(t *table) error {
 	if a.tx.spilled && len(a.tx.keys) >= 4096 {
-		// A huge transaction's row keys go to the catalog as they come.
+		// A huge transaction's row keys go to its spill file as they come.
 		if err := a.spillKeys(); err != nil {
 			return err
 		}
@@ -600,6 +614,16 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		}
 		w.AddTx(catalog.Tx{CommitLSN: a.tx.commitLSN, EndLSN: uint64(m.TransactionEndLSN), Xid: a.tx.xid,
 			CommitTime: m.CommitTime, Origin: a.tx.origin, Tables: a.txTables})
+		if a.tx.keySpill != nil {
+			if err := a.spillKeys(); err != nil {
+				return err
+			}
+			if err := a.tx.keySpill.rewind(); err != nil {
+				return err
+			}
+			w.AddRowKeySource(a.tx.commitLSN, a.tx.keySpill)
+			a.tx.keySpill = nil
+		}
 		for _, k := range a.tx.keys {
 			w.AddRowKey(k.table, k.hash, a.tx.commitLSN)
 		}

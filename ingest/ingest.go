@@ -42,12 +42,20 @@ type Options struct {
 	Fsync           bool
 	FlushInterval   time.Duration // longest a committed transaction waits to become durable
 	StatusInterval  time.Duration // standby status updates at least this often
+	TempDir         string        // for temporary files; <ArchiveDir>/tmp when empty
 	Logger          hclog.Logger
 
 	// Ready, when set, is called once the stream runs (for sd_notify).
 	Ready func()
 	// Metrics, when set, receive the daemon's figures.
 	Metrics *Metrics
+}
+
+func (o *Options) tempDir() string {
+	if o.TempDir != "" {
+		return o.TempDir
+	}
+	return filepath.Join(o.ArchiveDir, "tmp")
 }
 
 // NewOptions returns the defaults.

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"lbt/catalog"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
@@ -34,6 +36,11 @@ func TestBackup_StopDuringLargeTransaction(t *testing.T) {
 			waitFor(t, "lbt to write out part of the large transaction", 2*time.Minute, func() bool {
 				return unreferencedSegmentBytes(t, dir) > 8<<20
 			})
+			// Meanwhile the catalog's write lock is free: basebackups and
+			// purge need not wait for the transaction to end.
+			if err := tryCatalogWrite(dir); err != nil {
+				t.Errorf("catalog write while the large transaction streams in: %v", err)
+			}
 			p.Signal(sig)
 			if code := p.Wait(t, time.Minute); sig == syscall.SIGTERM && code != 0 {
 				t.Fatalf("lbt exited %d after SIGTERM:\n%s", code, p.Output())
@@ -71,6 +78,20 @@ func TestBackup_StopDuringLargeTransaction(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tryCatalogWrite takes the catalog's write lock, waiting at most a second.
+func tryCatalogWrite(dir string) error {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, catalog.CatalogFile)+"?_pragma=busy_timeout(1000)&_txlock=immediate")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	return tx.Rollback()
 }
 
 // unreferencedSegmentBytes is how many bytes the segment files hold beyond

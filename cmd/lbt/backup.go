@@ -60,6 +60,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	opts.Fsync = cfg.Fsync
 	opts.FlushInterval = cfg.FlushInterval
 	opts.StatusInterval = cfg.StatusInterval
+	opts.TempDir = cfg.EffectiveTempDir()
 	opts.Logger = log
 	opts.Ready = func() {
 		// Tell systemd (Type=notify) that lbt is streaming; a no-op elsewhere.
