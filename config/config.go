@@ -38,7 +38,8 @@ type Config struct {
 	// ArchiveDir is the directory holding the archive. Required.
 	ArchiveDir string `yaml:"archiveDir"`
 	// TempDir holds files being written before they are moved into the
-	// archive (LBT: tempDir, later stagingDir). Empty, or equal to
+	// archive (LBT: tempDir, later stagingDir), and the row keys of a
+	// large transaction until it commits. Empty, or equal to
 	// ArchiveDir (LBT's "no staging"), means <archiveDir>/tmp; use
 	// EffectiveTempDir. It should be on the archive's filesystem so that
 	// the final rename is atomic.
