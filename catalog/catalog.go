@@ -299,16 +299,16 @@ func open(dir string, readOnly bool) (*Catalog, error) {
 	path := filepath.Join(dir, CatalogFile)
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
-	// Multi-row INSERTs keep a statement journal; on disk it costs a
-	// write per page. And the row_key index is written at random: a page
-	// cache larger than the default 2 MiB keeps it off the disk.
-	q.Add("_pragma", "temp_store(MEMORY)")
-	q.Add("_pragma", "cache_size(-32768)")
 	if readOnly {
 		q.Set("mode", "ro")
 	} else {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(FULL)")
+		// Multi-row INSERTs keep a statement journal; on disk it costs a
+		// write per page. And the row_key index is written at random: a
+		// page cache larger than the default 2 MiB keeps it off the disk.
+		q.Add("_pragma", "temp_store(MEMORY)")
+		q.Add("_pragma", "cache_size(-32768)")
 	}
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())

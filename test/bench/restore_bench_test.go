@@ -114,8 +114,11 @@ func BenchmarkRestore(b *testing.B) {
 	b.ResetTimer()
 	res := runRestore(restoreOpts("restored"))
 	b.StopTimer()
-	if res.Changes != int64(changes) || res.BasebackupID != base.ID {
-		b.Fatalf("restore applied %d changes from basebackup %d, want %d from %d", res.Changes, res.BasebackupID, changes, base.ID)
+	// The daemon takes a basebackup of a new table too: when it finishes
+	// after the one taken here, restore starts from it, which measures the
+	// same work as long as no change comes between the two.
+	if res.Changes != int64(changes) {
+		b.Fatalf("restore applied %d changes from basebackup %d, want %d from %d or one as recent", res.Changes, res.BasebackupID, changes, base.ID)
 	}
 	t0 := time.Now()
 	if got := c.QueryString(b, target, `SELECT md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM restored t`); got != wantSum {
