@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -25,10 +24,8 @@ import (
 // times, in transactions of up to 100,000 rows) through the lbt daemon, then
 // times `inspect history` of single rows, each on a freshly opened archive,
 // against a full scan of the table's blobs for the same row.
-// LBT_BENCH_WAIT_SECONDS bounds the wait for the archive to catch up (an
-// hour by default).
 func BenchmarkInspectHistory(b *testing.B) {
-	changes := inspEnvInt("LBT_BENCH_CHANGES", 10_000_000)
+	changes := envInt("LBT_BENCH_CHANGES", 10_000_000)
 	const versions = 10 // changes per row
 	rows := max(changes/versions, 1)
 	const chunk = 100_000
@@ -40,12 +37,7 @@ func BenchmarkInspectHistory(b *testing.B) {
 	dir := b.TempDir()
 	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_inspect")
 	p := lbtrun.Start(b, "backup", "--config", cfg)
-	defer func() {
-		if b.Failed() {
-			b.Logf("lbt backup output:\n%s", p.Output())
-		}
-	}()
-	inspWait(b, c, dsn, dir, "ready")
+	waitMessage(b, c, dsn, dir, "ready", p)
 
 	start := time.Now()
 	for lo := 1; lo <= rows; lo += chunk {
@@ -59,7 +51,7 @@ func BenchmarkInspectHistory(b *testing.B) {
 		}
 	}
 	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'done')`)
-	inspWait(b, c, dsn, dir, "done")
+	waitMessage(b, c, dsn, dir, "done", p)
 	b.Logf("workload of %d changes written and archived in %v", rows*versions, time.Since(start).Round(time.Second))
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(b, time.Minute); code != 0 {
@@ -109,7 +101,7 @@ func BenchmarkInspectHistory(b *testing.B) {
 // and without them again after removal (LBT_BENCH_PGBENCH_SECONDS each, 20
 // by default).
 func BenchmarkSetupCaptureActors(b *testing.B) {
-	seconds := inspEnvInt("LBT_BENCH_PGBENCH_SECONDS", 20)
+	seconds := envInt("LBT_BENCH_PGBENCH_SECONDS", 20)
 	c := pgtest.Shared(b)
 	dsn := c.NewDatabase(b)
 	db := lbtrun.DBName(dsn)
@@ -160,34 +152,6 @@ func BenchmarkSetupCaptureActors(b *testing.B) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// inspEnvInt reads a size from the environment, so that a quick run can
-// scale a benchmark down.
-func inspEnvInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
-// inspWait waits until the archive holds the sync message with content
-// token; for "ready" it emits new ones until one lands, since the slot may
-// not exist yet.
-func inspWait(b *testing.B, c *pgtest.Cluster, dsn, dir, token string) {
-	b.Helper()
-	deadline := time.Now().Add(time.Duration(inspEnvInt("LBT_BENCH_WAIT_SECONDS", 3600)) * time.Second)
-	for i := 0; time.Now().Before(deadline); i++ {
-		if token == "ready" && i%40 == 0 {
-			c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'ready')`)
-		}
-		var n int64
-		if inspTryQuery(dir, `SELECT count(*) FROM tx_message WHERE prefix = 'lbt.test.sync' AND content = CAST('`+token+`' AS BLOB)`, &n) && n > 0 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b.Fatalf("archive never got message %q", token)
-}
 
 func inspQuery(b *testing.B, dir, q string, dest *int64) {
 	b.Helper()

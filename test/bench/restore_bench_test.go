@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -30,8 +28,8 @@ import (
 // (b) runs on a sample of the changes (LBT_BENCH_RESTORE_SAMPLE, 50,000)
 // and is extrapolated to all of them.
 func BenchmarkRestore(b *testing.B) {
-	rows := restoreBenchEnv("LBT_BENCH_RESTORE_ROWS", 1_000_000)
-	sample := restoreBenchEnv("LBT_BENCH_RESTORE_SAMPLE", 50_000)
+	rows := envInt("LBT_BENCH_RESTORE_ROWS", 1_000_000)
+	sample := envInt("LBT_BENCH_RESTORE_SAMPLE", 50_000)
 	const chunk = 100_000
 	ctx := context.Background()
 
@@ -43,7 +41,7 @@ func BenchmarkRestore(b *testing.B) {
 	dir := b.TempDir()
 	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_restore", "deltasPerFile: 1000000")
 	p := lbtrun.Start(b, "backup", "--config", cfg)
-	restoreBenchWait(b, c, dsn, dir, "ready", p)
+	waitMessage(b, c, dsn, dir, "ready", p)
 
 	inChunks := func(from, to int, stmt string) {
 		for lo := from; lo <= to; lo += chunk {
@@ -53,7 +51,7 @@ func BenchmarkRestore(b *testing.B) {
 	start := time.Now()
 	inChunks(1, rows, `INSERT INTO acct SELECT g, g %% 1000, 'customer ' || md5(g::text) FROM generate_series(%d, %d) g`)
 	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'loaded')`)
-	restoreBenchWait(b, c, dsn, dir, "loaded", p)
+	waitMessage(b, c, dsn, dir, "loaded", p)
 	cat, err := catalog.Open(ctx, dir)
 	if err != nil {
 		b.Fatal(err)
@@ -78,7 +76,7 @@ func BenchmarkRestore(b *testing.B) {
 	inChunks(rows-del+1, rows, `DELETE FROM acct WHERE id BETWEEN %d AND %d`)
 	inChunks(rows+1, rows+del, `INSERT INTO acct SELECT g, 7, 'new ' || g FROM generate_series(%d, %d) g`)
 	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'done')`)
-	restoreBenchWait(b, c, dsn, dir, "done", p)
+	waitMessage(b, c, dsn, dir, "done", p)
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(b, time.Minute); code != 0 {
 		b.Fatalf("lbt exited %d:\n%s", code, p.Output())
@@ -250,40 +248,4 @@ func restoreBenchStatements(b *testing.B, dir string, base catalog.Basebackup, n
 		b.Fatal("no changes after the basebackup")
 	}
 	return out
-}
-
-// restoreBenchWait waits until the archive holds the sync message token,
-// failing with the daemon's output when it takes too long.
-func restoreBenchWait(b *testing.B, c *pgtest.Cluster, dsn, dir, token string, p *lbtrun.Process) {
-	b.Helper()
-	deadline := time.Now().Add(10 * time.Minute)
-	if token == "ready" {
-		// A daemon that does not start says why in its output: do not
-		// wait long for it.
-		deadline = time.Now().Add(2 * time.Minute)
-	}
-	for i := 0; time.Now().Before(deadline); i++ {
-		if token == "ready" && i%40 == 0 {
-			c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'ready')`)
-		}
-		if cat, err := catalog.OpenReadOnly(context.Background(), dir); err == nil {
-			var n int
-			cat.DB().QueryRow(`SELECT count(*) FROM tx_message WHERE prefix = 'lbt.test.sync' AND content = CAST(? AS BLOB)`, token).Scan(&n)
-			cat.Close()
-			if n > 0 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b.Fatalf("archive never got message %q; lbt backup said:\n%s", token, p.Output())
-}
-
-// restoreBenchEnv reads a size from the environment, so that a quick run
-// can scale the benchmark down.
-func restoreBenchEnv(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
