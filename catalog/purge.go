@@ -220,7 +220,7 @@ func (c *Catalog) PurgeTransactions(ctx context.Context, before, messagesBefore 
 		}
 		list, err := ParseTxTables(tables)
 		if err != nil {
-			return false, fmt.Errorf("transaction at %s: %w", formatLSN(lsn), err)
+			return false, fmt.Errorf("transaction at %s: %w", FormatLSN(lsn), err)
 		}
 		for _, t := range list {
 			// A table added since the map was read has purged nothing.

@@ -84,7 +84,7 @@ func eachTableTx(ctx context.Context, q querier, tableID int64, lo, hi uint64, f
 		}
 		counts, ok, err := countsOf(tables, tableID)
 		if err != nil {
-			return fmt.Errorf("catalog transaction at %s: %w", formatLSN(uint64(lsn)), err)
+			return fmt.Errorf("catalog transaction at %s: %w", FormatLSN(uint64(lsn)), err)
 		}
 		if !ok {
 			continue
@@ -125,11 +125,11 @@ func (c *Catalog) TxTables(ctx context.Context, commitLSN uint64) (tables []TxTa
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("catalog transaction at %s: %w", formatLSN(commitLSN), err)
+		return nil, false, fmt.Errorf("catalog transaction at %s: %w", FormatLSN(commitLSN), err)
 	}
 	tables, err = ParseTxTables(b)
 	if err != nil {
-		return nil, false, fmt.Errorf("catalog transaction at %s: %w", formatLSN(commitLSN), err)
+		return nil, false, fmt.Errorf("catalog transaction at %s: %w", FormatLSN(commitLSN), err)
 	}
 	return tables, true, nil
 }
@@ -282,7 +282,7 @@ func (c *Catalog) txsWhere(ctx context.Context, where string, args ...any) ([]Tx
 		}
 		t := Tx{CommitLSN: uint64(lsn), EndLSN: uint64(end), Xid: uint32(xid), CommitTime: FromMicros(us), Origin: origin.String}
 		if t.Tables, err = ParseTxTables(tables); err != nil {
-			return nil, fmt.Errorf("catalog transaction at %s: %w", formatLSN(t.CommitLSN), err)
+			return nil, fmt.Errorf("catalog transaction at %s: %w", FormatLSN(t.CommitLSN), err)
 		}
 		out = append(out, t)
 	}
@@ -300,4 +300,5 @@ func clampLSN(lsn uint64) int64 {
 	return int64(lsn)
 }
 
-func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
+// FormatLSN writes an LSN as PostgreSQL does: 0/16B3748.
+func FormatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }

@@ -392,7 +392,7 @@ func (w *Writer) insertKeySources() error {
 		for {
 			n, err := ks.src.Next(buf)
 			if err != nil {
-				return fmt.Errorf("catalog row keys of transaction at %s: %w", formatLSN(ks.commitLSN), err)
+				return fmt.Errorf("catalog row keys of transaction at %s: %w", FormatLSN(ks.commitLSN), err)
 			}
 			if n == 0 {
 				break

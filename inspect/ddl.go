@@ -119,7 +119,7 @@ func (in *Inspector) DDL(ctx context.Context, opts DDLOptions) (*DDLReport, erro
 			case err == nil:
 				e.Xid, e.Time = uint32(xid), catalog.FromMicros(us)
 			case !errors.Is(err, sql.ErrNoRows):
-				return nil, fmt.Errorf("catalog transaction %s: %w", FormatLSN(v.FromLSN), err)
+				return nil, fmt.Errorf("catalog transaction %s: %w", catalog.FormatLSN(v.FromLSN), err)
 			}
 			if e.Time.IsZero() && !opts.Range.Since.IsZero() || !e.Time.IsZero() && !opts.Range.contains(e.Time) {
 				continue

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"lbt/catalog"
 )
 
 // Format is how a report is written.
@@ -55,7 +57,7 @@ func (r *TxReport) Write(w io.Writer, f Format) error {
 			if i > 0 {
 				ew.printf("\n")
 			}
-			ew.printf("transaction xid %d, commit LSN %s (end %s), committed %s, by %s", t.Xid, FormatLSN(t.LSN), FormatLSN(t.EndLSN), formatTime(t.Time), t.Actor)
+			ew.printf("transaction xid %d, commit LSN %s (end %s), committed %s, by %s", t.Xid, catalog.FormatLSN(t.LSN), catalog.FormatLSN(t.EndLSN), formatTime(t.Time), t.Actor)
 			if t.Origin != "" {
 				ew.printf(", origin %s", t.Origin)
 			}
@@ -91,7 +93,7 @@ func writeChanges(w io.Writer, f Format, changes []Change) error {
 		cw.Write(append([]string{"time", "xid", "lsn", "table", "op", "note"}, append(actorCSVHeader(),
 			"column", "key", "changed", "before_kind", "before", "after_kind", "after", "message_prefix", "message_content")...))
 		for _, c := range changes {
-			head := append([]string{formatTime(c.Time), strconv.FormatUint(uint64(c.Xid), 10), FormatLSN(c.LSN), c.Table, c.Op, c.Note}, actorCSV(c.Actor)...)
+			head := append([]string{formatTime(c.Time), strconv.FormatUint(uint64(c.Xid), 10), catalog.FormatLSN(c.LSN), c.Table, c.Op, c.Note}, actorCSV(c.Actor)...)
 			if c.Op == OpMessage || len(c.Columns) == 0 {
 				cw.Write(append(slices.Clone(head), "", "", "", "", "", "", "", c.Prefix, c.Content))
 				continue
@@ -115,7 +117,7 @@ func writeChanges(w io.Writer, f Format, changes []Change) error {
 		if c.Table != "" {
 			ew.printf(" %s", c.Table)
 		}
-		ew.printf("  xid %d  lsn %s  by %s\n", c.Xid, FormatLSN(c.LSN), c.Actor)
+		ew.printf("  xid %d  lsn %s  by %s\n", c.Xid, catalog.FormatLSN(c.LSN), c.Actor)
 		if c.Note != "" {
 			ew.printf("  %s\n", c.Note)
 		}
@@ -238,7 +240,7 @@ func changeJSON(c Change) *jsonObject {
 	o := &jsonObject{}
 	o.field("time", formatTime(c.Time))
 	o.field("xid", c.Xid)
-	o.field("lsn", FormatLSN(c.LSN))
+	o.field("lsn", catalog.FormatLSN(c.LSN))
 	o.field("table", c.Table)
 	o.field("op", c.Op)
 	if c.Op == OpMessage {
@@ -375,7 +377,7 @@ func (r *ChangesReport) Write(w io.Writer, f Format) error {
 			o := &jsonObject{}
 			o.field("time", formatTime(s.Time))
 			o.field("xid", s.Xid)
-			o.field("lsn", FormatLSN(s.LSN))
+			o.field("lsn", catalog.FormatLSN(s.LSN))
 			o.field("table", r.Table)
 			o.field("inserts", s.Inserts)
 			o.field("updates", s.Updates)
@@ -388,7 +390,7 @@ func (r *ChangesReport) Write(w io.Writer, f Format) error {
 		cw := csv.NewWriter(w)
 		cw.Write(append([]string{"time", "xid", "lsn", "table", "inserts", "updates", "deletes", "truncates"}, actorCSVHeader()...))
 		for _, s := range r.Txs {
-			cw.Write(append([]string{formatTime(s.Time), strconv.FormatUint(uint64(s.Xid), 10), FormatLSN(s.LSN), r.Table,
+			cw.Write(append([]string{formatTime(s.Time), strconv.FormatUint(uint64(s.Xid), 10), catalog.FormatLSN(s.LSN), r.Table,
 				strconv.Itoa(s.Inserts), strconv.Itoa(s.Updates), strconv.Itoa(s.Deletes), strconv.Itoa(s.Truncates)}, actorCSV(s.Actor)...))
 		}
 		cw.Flush()
@@ -397,7 +399,7 @@ func (r *ChangesReport) Write(w io.Writer, f Format) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "TIME\tXID\tLSN\tINSERTS\tUPDATES\tDELETES\tTRUNCATES\tWHO\n")
 	for _, s := range r.Txs {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n", formatTime(s.Time), s.Xid, FormatLSN(s.LSN), s.Inserts, s.Updates, s.Deletes, s.Truncates, s.Actor)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n", formatTime(s.Time), s.Xid, catalog.FormatLSN(s.LSN), s.Inserts, s.Updates, s.Deletes, s.Truncates, s.Actor)
 	}
 	return tw.Flush()
 }
@@ -421,7 +423,7 @@ func (r *TablesReport) Write(w io.Writer, f Format) error {
 			o.field("basebackups", t.Basebackups)
 			o.field("newest_basebackup", jsonTime(t.NewestBasebackup))
 			if t.Basebackups > 0 {
-				o.field("newest_basebackup_lsn", FormatLSN(t.NewestBasebackupLSN))
+				o.field("newest_basebackup_lsn", catalog.FormatLSN(t.NewestBasebackupLSN))
 			} else {
 				o.field("newest_basebackup_lsn", nil)
 			}
@@ -445,7 +447,7 @@ func (r *TablesReport) Write(w io.Writer, f Format) error {
 		for _, t := range r.Tables {
 			lsn := ""
 			if t.Basebackups > 0 {
-				lsn = FormatLSN(t.NewestBasebackupLSN)
+				lsn = catalog.FormatLSN(t.NewestBasebackupLSN)
 			}
 			cw.Write([]string{t.Name, itoa(t.ID), itoa(int64(t.OID)), strings.Join(t.FormerNames, " "), strconv.Itoa(t.SchemaVersions),
 				strconv.Itoa(t.Basebackups), formatTime(t.NewestBasebackup), lsn, itoa(t.Transactions), itoa(t.Inserts), itoa(t.Updates),
@@ -481,7 +483,7 @@ func (r *DDLReport) Write(w io.Writer, f Format) error {
 			o := &jsonObject{}
 			o.field("time", jsonTime(e.Time))
 			o.field("xid", e.Xid)
-			o.field("lsn", FormatLSN(e.LSN))
+			o.field("lsn", catalog.FormatLSN(e.LSN))
 			o.field("table", e.Table)
 			o.field("source", e.Source)
 			o.field("change", e.Change)
@@ -494,7 +496,7 @@ func (r *DDLReport) Write(w io.Writer, f Format) error {
 		cw := csv.NewWriter(w)
 		cw.Write(append([]string{"time", "xid", "lsn", "table", "source", "change", "detail", "query"}, actorCSVHeader()...))
 		for _, e := range r.Events {
-			cw.Write(append([]string{formatTime(e.Time), strconv.FormatUint(uint64(e.Xid), 10), FormatLSN(e.LSN), e.Table, e.Source, e.Change, e.Detail, e.Query}, actorCSV(e.Actor)...))
+			cw.Write(append([]string{formatTime(e.Time), strconv.FormatUint(uint64(e.Xid), 10), catalog.FormatLSN(e.LSN), e.Table, e.Source, e.Change, e.Detail, e.Query}, actorCSV(e.Actor)...))
 		}
 		cw.Flush()
 		return cw.Error()
@@ -510,7 +512,7 @@ func (r *DDLReport) Write(w io.Writer, f Format) error {
 		if e.Xid != 0 {
 			xid = strconv.FormatUint(uint64(e.Xid), 10)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(formatTime(e.Time)), xid, FormatLSN(e.LSN), e.Table, e.Change, e.Actor, detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(formatTime(e.Time)), xid, catalog.FormatLSN(e.LSN), e.Table, e.Change, e.Actor, detail)
 	}
 	return tw.Flush()
 }

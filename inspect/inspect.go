@@ -245,7 +245,7 @@ func (in *Inspector) eachTxChange(ctx context.Context, tableID int64, lsn uint64
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("catalog transaction %s of table %d: %w", FormatLSN(lsn), tableID, err)
+		return fmt.Errorf("catalog transaction %s of table %d: %w", catalog.FormatLSN(lsn), tableID, err)
 	}
 	b, err := in.blobByID(ctx, blobID)
 	if err != nil {
@@ -392,13 +392,10 @@ func (in *Inspector) actorOf(ctx context.Context, lsn uint64) (Actor, error) {
 		return Actor{}, nil
 	}
 	if err != nil {
-		return Actor{}, fmt.Errorf("catalog messages of transaction %s: %w", FormatLSN(lsn), err)
+		return Actor{}, fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(lsn), err)
 	}
 	return parseActor(content), nil
 }
-
-// FormatLSN writes a WAL position as PostgreSQL does, like 0/16B3748.
-func FormatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 // ParseLSN reads a WAL position written like 0/16B3748.
 func ParseLSN(s string) (uint64, error) {

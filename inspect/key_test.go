@@ -114,7 +114,7 @@ func TestKeyHashes(t *testing.T) {
 
 func TestParseLSN(t *testing.T) {
 	for in, want := range map[string]uint64{"0/16B3748": 0x16B3748, "1/0": 1 << 32, "ff/FFFFFFFF": 0xffffffffff} {
-		if got, err := ParseLSN(in); err != nil || got != want || FormatLSN(got) != fmtUpper(in) {
+		if got, err := ParseLSN(in); err != nil || got != want || catalog.FormatLSN(got) != fmtUpper(in) {
 			t.Errorf("ParseLSN(%q) = %x, %v", in, got, err)
 		}
 	}

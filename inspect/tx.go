@@ -49,7 +49,7 @@ func (in *Inspector) Tx(ctx context.Context, opts TxOptions) (*TxReport, error) 
 			txs, err = in.queryTxs(ctx, `SELECT * FROM (`+cols+` WHERE commit_lsn <= ?1 ORDER BY commit_lsn DESC LIMIT 1) WHERE end_lsn > ?1`, int64(opts.LSN))
 		}
 		if err == nil && len(txs) == 0 {
-			return nil, inputErrorf("no transaction in the archive committed at LSN %s%s", FormatLSN(opts.LSN), in.coverage(ctx))
+			return nil, inputErrorf("no transaction in the archive committed at LSN %s%s", catalog.FormatLSN(opts.LSN), in.coverage(ctx))
 		}
 	case opts.Xid != 0:
 		var found []catalog.Tx
@@ -136,14 +136,14 @@ func (in *Inspector) fillTx(ctx context.Context, t *TxInfo) error {
 	}
 	msgs, err := in.db().QueryContext(ctx, `SELECT prefix, content FROM tx_message WHERE commit_lsn = ? ORDER BY seq`, int64(t.LSN))
 	if err != nil {
-		return fmt.Errorf("catalog messages of transaction %s: %w", FormatLSN(t.LSN), err)
+		return fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(t.LSN), err)
 	}
 	defer msgs.Close()
 	for msgs.Next() {
 		var prefix string
 		var content []byte
 		if err := msgs.Scan(&prefix, &content); err != nil {
-			return fmt.Errorf("catalog messages of transaction %s: %w", FormatLSN(t.LSN), err)
+			return fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(t.LSN), err)
 		}
 		if prefix == ActorPrefix {
 			if !t.Actor.Known {
@@ -154,7 +154,7 @@ func (in *Inspector) fillTx(ctx context.Context, t *TxInfo) error {
 		t.Changes = append(t.Changes, Change{Time: t.Time, Xid: t.Xid, LSN: t.LSN, Op: OpMessage, Prefix: prefix, Content: string(content)})
 	}
 	if err := msgs.Err(); err != nil {
-		return fmt.Errorf("catalog messages of transaction %s: %w", FormatLSN(t.LSN), err)
+		return fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(t.LSN), err)
 	}
 	for i := range t.Changes {
 		t.Changes[i].Actor = t.Actor

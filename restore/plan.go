@@ -107,12 +107,12 @@ func (p *planner) resolveTarget(ctx context.Context, o *Options) (upto uint64, a
 		if !ok {
 			return 0, at, "", fmt.Errorf("%w: transaction %d is not in the archive: it changed no archived table, or it was purged", ErrNotRestorable, o.Xid)
 		}
-		return tx.CommitLSN, tx.CommitTime, fmt.Sprintf("transaction %d (committed at LSN %s)", o.Xid, formatLSN(tx.CommitLSN)), nil
+		return tx.CommitLSN, tx.CommitTime, fmt.Sprintf("transaction %d (committed at LSN %s)", o.Xid, catalog.FormatLSN(tx.CommitLSN)), nil
 
 	case o.LSN != 0:
-		desc = "LSN " + formatLSN(o.LSN)
+		desc = "LSN " + catalog.FormatLSN(o.LSN)
 		if o.LSN > p.pos.EndLSN {
-			return 0, at, "", fmt.Errorf("%w: %s is beyond the archive, which reaches %s (last commit at %s)", ErrNotRestorable, desc, formatLSN(p.pos.EndLSN), formatTime(p.pos.CommitTime))
+			return 0, at, "", fmt.Errorf("%w: %s is beyond the archive, which reaches %s (last commit at %s)", ErrNotRestorable, desc, catalog.FormatLSN(p.pos.EndLSN), formatTime(p.pos.CommitTime))
 		}
 		at, err = p.commitTimeAt(ctx, o.LSN)
 		return o.LSN, at, desc, err
@@ -120,7 +120,7 @@ func (p *planner) resolveTarget(ctx context.Context, o *Options) (upto uint64, a
 	case !o.Until.IsZero():
 		desc = formatTime(o.Until)
 		if o.Until.After(p.reachedAt) {
-			return 0, at, "", fmt.Errorf("%w: %s is beyond the archive, which is complete up to %s (LSN %s); is lbt backup running and caught up?", ErrNotRestorable, desc, formatTime(p.reachedAt), formatLSN(p.pos.EndLSN))
+			return 0, at, "", fmt.Errorf("%w: %s is beyond the archive, which is complete up to %s (LSN %s); is lbt backup running and caught up?", ErrNotRestorable, desc, formatTime(p.reachedAt), catalog.FormatLSN(p.pos.EndLSN))
 		}
 		lsn, _, err := p.cat.LastCommitBefore(ctx, o.Until)
 		if err != nil {
@@ -301,7 +301,7 @@ func describeWindows(table string, ws []window) string {
 	}
 	var parts []string
 	for _, w := range ws {
-		parts = append(parts, fmt.Sprintf("from %s to %s (LSN %s to %s)", formatTime(w.fromAt), formatTime(w.toAt), formatLSN(w.from), formatLSN(w.to)))
+		parts = append(parts, fmt.Sprintf("from %s to %s (LSN %s to %s)", formatTime(w.fromAt), formatTime(w.toAt), catalog.FormatLSN(w.from), catalog.FormatLSN(w.to)))
 	}
 	return fmt.Sprintf("%s can be restored %s", table, strings.Join(parts, "; and "))
 }
@@ -408,9 +408,6 @@ func (p *planner) countChanges(ctx context.Context, pl *plan) error {
 		return nil
 	})
 }
-
-// formatLSN writes an LSN as PostgreSQL does: 0/16B3748.
-func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 // formatTime writes a moment for messages, in local time with its offset.
 func formatTime(t time.Time) string {

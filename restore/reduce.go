@@ -100,7 +100,7 @@ func (r *reducer) appendKey(dst []byte, row []value) ([]byte, bool) {
 func (r *reducer) apply(ch catalog.Change) error {
 	m, ok := r.maps[ch.Schema]
 	if !ok {
-		return fmt.Errorf("%w: change at LSN %s uses schema version %d, which the catalog does not have", catalog.ErrCorrupt, formatLSN(ch.CommitLSN), ch.Schema)
+		return fmt.Errorf("%w: change at LSN %s uses schema version %d, which the catalog does not have", catalog.ErrCorrupt, catalog.FormatLSN(ch.CommitLSN), ch.Schema)
 	}
 	switch ch.Tag {
 	case catalog.TagInsert:
@@ -129,7 +129,7 @@ func (r *reducer) apply(ch catalog.Change) error {
 		err = r.applyMultiset(ch, m)
 	}
 	if err != nil {
-		return fmt.Errorf("change at LSN %s (xid %d): %w", formatLSN(ch.CommitLSN), ch.Xid, err)
+		return fmt.Errorf("change at LSN %s (xid %d): %w", catalog.FormatLSN(ch.CommitLSN), ch.Xid, err)
 	}
 	return nil
 }

@@ -220,7 +220,7 @@ func checkCounts(pl *plan, red *reducer, verify bool) (int64, error) {
 		return rows, &VerificationError{Msg: fmt.Sprintf("the deltas hold %+v, the catalog's transaction counts say %+v", red.total, pl.expected)}
 	}
 	if pl.lastTrunc != red.truncLSN {
-		return rows, &VerificationError{Msg: fmt.Sprintf("the last TRUNCATE is at LSN %s in the deltas, at %s in the catalog", formatLSN(red.truncLSN), formatLSN(pl.lastTrunc))}
+		return rows, &VerificationError{Msg: fmt.Sprintf("the last TRUNCATE is at LSN %s in the deltas, at %s in the catalog", catalog.FormatLSN(red.truncLSN), catalog.FormatLSN(pl.lastTrunc))}
 	}
 	return rows, nil
 }

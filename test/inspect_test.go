@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"lbt/catalog"
 	"lbt/inspect"
 	"lbt/setup"
 )
@@ -104,7 +105,7 @@ func TestInspect_HistoryWithActors(t *testing.T) {
 	}
 	byLSN, err := in.Tx(ctx, inspect.TxOptions{LSN: tr.Txs[0].LSN})
 	if err != nil || len(byLSN.Txs) != 1 || byLSN.Txs[0].Xid != tx3.xid {
-		t.Errorf("inspect tx --lsn %s: %+v, %v", inspect.FormatLSN(tr.Txs[0].LSN), byLSN, err)
+		t.Errorf("inspect tx --lsn %s: %+v, %v", catalog.FormatLSN(tr.Txs[0].LSN), byLSN, err)
 	}
 
 	// inspect changes: one line per transaction with its counts and actor.
