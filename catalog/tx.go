@@ -119,19 +119,8 @@ func (c *Catalog) HasTableTx(ctx context.Context, tableID int64, lo, hi uint64) 
 // TxTables returns what one transaction did to each table; ok is false when
 // the archive does not hold the transaction.
 func (c *Catalog) TxTables(ctx context.Context, commitLSN uint64) (tables []TxTable, ok bool, err error) {
-	var b []byte
-	err = c.db.QueryRowContext(ctx, `SELECT tables FROM tx WHERE commit_lsn = ?`, int64(commitLSN)).Scan(&b)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("catalog transaction at %s: %w", FormatLSN(commitLSN), err)
-	}
-	tables, err = ParseTxTables(b)
-	if err != nil {
-		return nil, false, fmt.Errorf("catalog transaction at %s: %w", FormatLSN(commitLSN), err)
-	}
-	return tables, true, nil
+	t, ok, err := c.TxAt(ctx, commitLSN)
+	return t.Tables, ok, err
 }
 
 // TableTruncates returns the commit LSNs of the table's transactions with
