@@ -416,11 +416,13 @@ func (w *Writer) closeKeySources() {
 }
 
 // batchInsert collects rows for one table and inserts them many at a time.
+// The rows wait in chunks of one statement each: a single slice of a
+// second's rows would be copied over and over as it grows.
 type batchInsert struct {
 	table, cols, verb string
 	ncols, perStmt    int
-	full              *sql.Stmt
-	args              []any
+	full              [][]any // chunks of perStmt rows
+	args              []any   // the chunk being filled
 }
 
 func newBatchInsert(table, cols string, ncols, perStmt int, conflict string) *batchInsert {
@@ -445,36 +447,35 @@ func (b *batchInsert) sql(rows int) string {
 }
 
 func (b *batchInsert) add(vals ...any) {
+	if b.args == nil {
+		b.args = make([]any, 0, b.ncols*b.perStmt)
+	}
 	b.args = append(b.args, vals...)
+	if len(b.args) == cap(b.args) {
+		b.full = append(b.full, b.args)
+		b.args = nil
+	}
 }
 
-// flush inserts the collected rows, perStmt at a time.
+// flush inserts the collected rows, a statement per chunk.
 func (b *batchInsert) flush(ctx context.Context, tx *sql.Tx) error {
-	defer func() {
-		if b.full != nil {
-			b.full.Close()
-			b.full = nil
-		}
-	}()
-	chunk := b.ncols * b.perStmt
-	for len(b.args) >= chunk {
-		if b.full == nil {
-			st, err := tx.PrepareContext(ctx, b.sql(b.perStmt))
-			if err != nil {
-				return fmt.Errorf("catalog insert into %s: %w", b.table, err)
-			}
-			b.full = st
-		}
-		if _, err := b.full.ExecContext(ctx, b.args[:chunk]...); err != nil {
+	defer func() { b.full, b.args = nil, nil }()
+	if len(b.full) > 0 {
+		st, err := tx.PrepareContext(ctx, b.sql(b.perStmt))
+		if err != nil {
 			return fmt.Errorf("catalog insert into %s: %w", b.table, err)
 		}
-		b.args = b.args[chunk:]
+		defer st.Close()
+		for _, chunk := range b.full {
+			if _, err := st.ExecContext(ctx, chunk...); err != nil {
+				return fmt.Errorf("catalog insert into %s: %w", b.table, err)
+			}
+		}
 	}
 	if len(b.args) > 0 {
 		if _, err := tx.ExecContext(ctx, b.sql(len(b.args)/b.ncols), b.args...); err != nil {
 			return fmt.Errorf("catalog insert into %s: %w", b.table, err)
 		}
 	}
-	b.args = nil
 	return nil
 }
