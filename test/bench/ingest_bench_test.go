@@ -35,7 +35,10 @@ func envInt(name string, def int) int {
 // BenchmarkIngest drains a backlog of pgbench simple-update changes from the
 // slot with lbt, and the same backlog with pg_recvlogical writing pgoutput
 // to a file, and reports both throughputs, their ratio, bytes per change on
-// disk and lbt's peak memory.
+// disk and lbt's peak memory. It does so over the server's Unix socket, as a
+// daemon on the database host would connect, and over TCP on 127.0.0.1, as
+// one on another host would: the walsender works differently for each, so
+// the ratio differs (go test -bench 'Ingest/unix' runs one).
 //
 // Throughput on a shared 2-core machine varies from run to run by a third:
 // the backlog is drained several times (LBT_BENCH_DRAINS, 3), each time
@@ -44,9 +47,20 @@ func envInt(name string, def int) int {
 // names other lbt builds (comma-separated) to drain the same backlog in the
 // same rounds, e.g. one of the previous commit.
 func BenchmarkIngest(b *testing.B) {
+	b.Run("unix", func(b *testing.B) { benchIngest(b, false) })
+	b.Run("tcp", func(b *testing.B) { benchIngest(b, true) })
+}
+
+func benchIngest(b *testing.B, tcp bool) {
 	c := pgtest.Shared(b)
 	dsn := c.NewDatabase(b)
 	db := lbtrun.DBName(dsn)
+	transport := "unix"
+	streamDSN := dsn // what the drains connect to
+	if tcp {
+		transport = "tcp"
+		streamDSN = strings.Replace(dsn, "host="+c.SocketDir(), "host=127.0.0.1", 1)
+	}
 	txs := envInt("LBT_BENCH_CHANGES", 1_000_000) / 2 // simple-update: one UPDATE and one INSERT a transaction
 	drains := envInt("LBT_BENCH_DRAINS", 3)
 	binaries := []string{lbtrun.Binary(b)}
@@ -94,7 +108,7 @@ func BenchmarkIngest(b *testing.B) {
 		out := filepath.Join(b.TempDir(), "recv.out")
 		meter := walsenderCPU(b, dsn, fmt.Sprintf("bench_recv_%d", i))
 		start := time.Now()
-		recvCPU = append(recvCPU, runCPU(b, c.BinDir()+"/pg_recvlogical", "-d", dsn, "--slot", fmt.Sprintf("bench_recv_%d", i), "--start", "-f", out, "--no-loop",
+		recvCPU = append(recvCPU, runCPU(b, c.BinDir()+"/pg_recvlogical", "-d", streamDSN, "--slot", fmt.Sprintf("bench_recv_%d", i), "--start", "-f", out, "--no-loop",
 			"-E", endLSN, "-o", "proto_version=3", "-o", "publication_names=lbt", "-o", "messages=true"))
 		recvTimes[i] = time.Since(start)
 		recvWalsender = append(recvWalsender, meter())
@@ -114,6 +128,9 @@ func BenchmarkIngest(b *testing.B) {
 				extra = append(slices.Clone(settings), "debugAddr: "+debugAddr)
 			}
 			cfg := lbtrun.WriteConfig(b, c, db, d, fmt.Sprintf("bench_lbt_%d_%d", i, j), extra...)
+			if tcp {
+				useTCP(b, c, cfg)
+			}
 			meter := walsenderCPU(b, dsn, fmt.Sprintf("bench_lbt_%d_%d", i, j))
 			start := time.Now()
 			p := lbtrun.StartBinary(b, bin, "backup", "--config", cfg)
@@ -145,24 +162,36 @@ func BenchmarkIngest(b *testing.B) {
 	rate := func(d time.Duration) float64 { return float64(changes) / d.Seconds() }
 	recv := median(recvTimes)
 	perChange := func(ds []time.Duration) float64 { return float64(median(ds).Microseconds()) / float64(changes) }
-	fmt.Printf("ingest: %d changes, %d drains; pg_recvlogical %.0f changes/s (median; %s) at %.0f bytes/change of pgoutput text; pg_recvlogical %.1f µs CPU/change, walsender %.1f\n",
-		changes, drains, rate(recv), rates(changes, recvTimes), float64(recvBytes)/float64(changes), perChange(recvCPU), perChange(recvWalsender))
+	fmt.Printf("ingest over %s: %d changes, %d drains; pg_recvlogical %.0f changes/s (median; %s) at %.0f bytes/change of pgoutput text; pg_recvlogical %.1f µs CPU/change, walsender %.1f\n",
+		transport, changes, drains, rate(recv), rates(changes, recvTimes), float64(recvBytes)/float64(changes), perChange(recvCPU), perChange(recvWalsender))
 	for j, bin := range binaries {
 		name := "lbt"
 		if j > 0 {
 			name = bin
 		}
 		l := median(lbtTimes[j])
-		fmt.Printf("ingest: %s %.0f changes/s (median; %s); lbt/pg_recvlogical = %.2f (goal >= 0.9); lbt %.1f µs CPU/change, walsender %.1f\n",
-			name, rate(l), rates(changes, lbtTimes[j]), recv.Seconds()/l.Seconds(), perChange(lbtCPU[j]), perChange(lbtWalsender[j]))
+		fmt.Printf("ingest over %s: %s %.0f changes/s (median; %s); lbt/pg_recvlogical = %.2f (goal >= 0.9); lbt %.1f µs CPU/change, walsender %.1f\n",
+			transport, name, rate(l), rates(changes, lbtTimes[j]), recv.Seconds()/l.Seconds(), perChange(lbtCPU[j]), perChange(lbtWalsender[j]))
 	}
-	fmt.Printf("ingest: segments %.1f bytes/change (goal <= 22), catalog %.1f bytes/change (goal <= 40), lbt peak RSS %.0f MiB\n",
-		float64(segBytes)/float64(changes), float64(catBytes)/float64(changes), float64(peakRSS)/(1<<20))
+	fmt.Printf("ingest over %s: segments %.1f bytes/change (goal <= 22), catalog %.1f bytes/change (goal <= 40), lbt peak RSS %.0f MiB\n",
+		transport, float64(segBytes)/float64(changes), float64(catBytes)/float64(changes), float64(peakRSS)/(1<<20))
 	lbt := median(lbtTimes[0])
 	b.ReportMetric(rate(lbt), "changes/s")
 	b.ReportMetric(recv.Seconds()/lbt.Seconds(), "ratio-to-recvlogical")
 	b.ReportMetric(float64(segBytes)/float64(changes), "segment-B/change")
 	b.ReportMetric(float64(catBytes)/float64(changes), "catalog-B/change")
+}
+
+// useTCP points a daemon's config at the server's TCP address.
+func useTCP(b *testing.B, c *pgtest.Cluster, cfg string) {
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	text = []byte(strings.Replace(string(text), "host: "+c.SocketDir(), "host: 127.0.0.1", 1))
+	if err := os.WriteFile(cfg, text, 0o600); err != nil {
+		b.Fatal(err)
+	}
 }
 
 func median(ds []time.Duration) time.Duration {
