@@ -220,7 +220,7 @@ func (d *daemon) session(ctx context.Context) error {
 	// pgproto3 reads the socket 8 KiB at a time; a backlog arrives faster
 	// than that, and each read is a system call.
 	rc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
-		return pgproto3.NewFrontend(bufio.NewReaderSize(&pacedReader{r: r, pause: pacedPause}, replReadBuffer), w)
+		return pgproto3.NewFrontend(bufio.NewReaderSize(&pacedReader{r: r, pause: readPause(w)}, replReadBuffer), w)
 	}
 	repl, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
