@@ -158,21 +158,6 @@ func (w *Writer) Tx() *sql.Tx {
 	return w.tx
 }
 
-// WritePending inserts the rows waiting in memory now, holding the
-// transaction open: a huge transaction's rows go to SQLite as they come
-// instead of piling up in memory.
-func (w *Writer) WritePending() error {
-	if err := w.open(); err != nil {
-		return err
-	}
-	for _, b := range []*batchInsert{w.blobs, w.txs, w.truncates, w.rowKeys, w.messages} {
-		if err := b.flush(w.ctx, w.tx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // AddRowKey indexes one change of a row by the hash of its key.
 func (w *Writer) AddRowKey(tableID int64, keyHash int64, commitLSN uint64) {
 	w.rowKeys.add(tableID, keyHash, int64(commitLSN))
@@ -347,7 +332,7 @@ func (w *Writer) AddEpoch(startLSN uint64, slot, reason string) (int64, error) {
 // Commit writes the pending rows and commits. Segment bytes the rows point
 // at must already be durable.
 func (w *Writer) Commit() error {
-	if err := w.WritePending(); err != nil {
+	if err := w.insertPending(); err != nil {
 		w.Rollback()
 		return err
 	}
@@ -382,6 +367,19 @@ func (w *Writer) Rollback() error {
 	err := w.tx.Rollback()
 	w.tx = nil
 	return err
+}
+
+// insertPending inserts the rows waiting in memory.
+func (w *Writer) insertPending() error {
+	if err := w.open(); err != nil {
+		return err
+	}
+	for _, b := range []*batchInsert{w.blobs, w.txs, w.truncates, w.rowKeys, w.messages} {
+		if err := b.flush(w.ctx, w.tx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // insertKeySources inserts the row keys of the sources, a chunk at a time.

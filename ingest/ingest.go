@@ -218,7 +218,8 @@ func (d *daemon) session(ctx context.Context) error {
 	rc := o.Conn.Copy()
 	rc.RuntimeParams["replication"] = "database"
 	// pgproto3 reads the socket 8 KiB at a time; a backlog arrives faster
-	// than that, and each read is a system call.
+	// than that, and each read is a system call. Reads over a Unix socket
+	// are also paced (paced.go).
 	rc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
 		return pgproto3.NewFrontend(bufio.NewReaderSize(&pacedReader{r: r, pause: readPause(w)}, replReadBuffer), w)
 	}
