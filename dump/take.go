@@ -26,6 +26,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/schema"
+	"lbt/source"
 )
 
 // Options configures basebackups.
@@ -37,12 +38,13 @@ type Options struct {
 	// a basebackup is only of use with the changes after it.
 	Publication string
 	Logger      hclog.Logger
-	Reason      string // recorded with each basebackup: "new table", "threshold", "request", ...
+	SlotWait    source.SlotWait // when a slow creation of the snapshot's slot is reported
+	Reason      string          // recorded with each basebackup: "new table", "threshold", "request", ...
 }
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{Logger: hclog.NewNullLogger(), Reason: "request"}
+	return Options{Logger: hclog.NewNullLogger(), Reason: "request", SlotWait: source.DefaultSlotWait}
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -108,7 +110,7 @@ func take(ctx context.Context, cat *catalog.Catalog, opts Options, targets []tar
 	}
 
 	started := time.Now()
-	conn, tx, point, err := snapshot(ctx, opts.Conn)
+	conn, tx, point, err := snapshot(ctx, opts.Logger, opts.Conn, opts.SlotWait)
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
@@ -148,7 +150,7 @@ func take(ctx context.Context, cat *catalog.Catalog, opts Options, targets []tar
 // snapshot opens a connection whose transaction sees the database exactly
 // as of the returned LSN: the consistent point of a temporary logical slot
 // created with an exported snapshot.
-func snapshot(ctx context.Context, pc *pgconn.Config) (*pgx.Conn, pgx.Tx, uint64, error) {
+func snapshot(ctx context.Context, log hclog.Logger, pc *pgconn.Config, wait source.SlotWait) (*pgx.Conn, pgx.Tx, uint64, error) {
 	rc := pc.Copy()
 	rc.RuntimeParams["replication"] = "database"
 	repl, err := pgconn.ConnectConfig(ctx, rc)
@@ -159,8 +161,8 @@ func snapshot(ctx context.Context, pc *pgconn.Config) (*pgx.Conn, pgx.Tx, uint64
 	// imported snapshot lives on in the dump's transaction.
 	defer repl.Close(context.Background())
 	slot := fmt.Sprintf("lbt_base_%d_%d", os.Getpid(), slotSeq.Add(1))
-	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
-		Temporary: true, Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+	res, err := source.CreateSlot(ctx, log, repl, pc, slot, pglogrepl.CreateReplicationSlotOptions{
+		Temporary: true, Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"}, wait)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("create temporary slot: %w", err)
 	}

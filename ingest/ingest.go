@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"lbt/catalog"
+	"lbt/source"
 )
 
 // Options configures the backup daemon. NewOptions gives the defaults.
@@ -40,9 +41,10 @@ type Options struct {
 	DeltasPerFile   int   // changes per segment before a new one begins
 	SegmentMaxBytes int64 // bytes per segment before a new one begins
 	Fsync           bool
-	FlushInterval   time.Duration // longest a committed transaction waits to become durable
-	StatusInterval  time.Duration // standby status updates at least this often
-	TempDir         string        // for temporary files; <ArchiveDir>/tmp when empty
+	FlushInterval   time.Duration   // longest a committed transaction waits to become durable
+	StatusInterval  time.Duration   // standby status updates at least this often
+	TempDir         string          // for temporary files; <ArchiveDir>/tmp when empty
+	SlotWait        source.SlotWait // when a slow creation of the slot is reported
 	Logger          hclog.Logger
 
 	// Ready, when set, is called once the stream runs (for sd_notify).
@@ -68,6 +70,7 @@ func NewOptions() Options {
 		SegmentMaxBytes: 256 << 20,
 		Fsync:           true,
 		FlushInterval:   time.Second,
+		SlotWait:        source.DefaultSlotWait,
 		StatusInterval:  10 * time.Second,
 		Logger:          hclog.NewNullLogger(),
 	}
@@ -353,8 +356,8 @@ func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot slotI
 	var reason string
 	startLSN := uint64(slot.confirmedFlush)
 	if !slot.exists {
-		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, o.Slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		res, err := source.CreateSlot(ctx, d.log, repl, o.Conn, o.Slot,
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"}, o.SlotWait)
 		if err != nil {
 			if transient(err) {
 				return catalog.Epoch{}, fmt.Errorf("create replication slot %q: %w", o.Slot, err)

@@ -229,6 +229,8 @@ func (c *Cluster) writeConfig() error {
 		"max_wal_senders = 20",
 		"wal_sender_timeout = 60s",
 		"max_connections = 100",
+		// Prepared transactions are what a slot's creation can wait for.
+		"max_prepared_transactions = 10",
 		"shared_buffers = 128MB",
 		// Throwaway data: durability across an OS crash is not needed,
 		// and a crash of the server alone loses nothing with fsync off.
