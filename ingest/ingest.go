@@ -45,7 +45,12 @@ type Options struct {
 	StatusInterval  time.Duration   // standby status updates at least this often
 	TempDir         string          // for temporary files; <ArchiveDir>/tmp when empty
 	SlotWait        source.SlotWait // when a slow creation of the slot is reported
-	Logger          hclog.Logger
+	// StallAfter: an archiver on one batch for this long has stalled,
+	// which Health reports and the log warns of.
+	StallAfter time.Duration
+	// Health, when set, tells whether the daemon makes progress.
+	Health *Health
+	Logger hclog.Logger
 
 	// Ready, when set, is called once the stream runs (for sd_notify).
 	Ready func()
@@ -71,6 +76,7 @@ func NewOptions() Options {
 		Fsync:           true,
 		FlushInterval:   time.Second,
 		SlotWait:        source.DefaultSlotWait,
+		StallAfter:      time.Minute,
 		StatusInterval:  10 * time.Second,
 		Logger:          hclog.NewNullLogger(),
 	}
@@ -86,8 +92,8 @@ func (o *Options) validate() error {
 		return fatalf("slot name %q is invalid: use 1-63 characters of a-z, 0-9 and _", o.Slot)
 	case o.Publication == "":
 		return fatalf("publication is not set")
-	case o.DeltasPerFile <= 0 || o.SegmentMaxBytes <= 0 || o.FlushInterval <= 0 || o.StatusInterval <= 0:
-		return fatalf("deltasPerFile, flush and status intervals must be positive")
+	case o.DeltasPerFile <= 0 || o.SegmentMaxBytes <= 0 || o.FlushInterval <= 0 || o.StatusInterval <= 0 || o.StallAfter <= 0:
+		return fatalf("deltasPerFile, flush and status intervals and the stall limit must be positive")
 	}
 	return nil
 }

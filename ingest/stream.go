@@ -59,7 +59,12 @@ func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgCo
 		archErr <- a.loop(batches, free)
 	}()
 	r := &reader{log: log, o: o, conn: conn, out: batches, free: free, done: done, durable: durable}
+	o.Health.setStreaming(true)
+	defer o.Health.setStreaming(false)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	go watchStall(watchCtx, log, o, durable)
 	readErr := r.run(ctx)
+	stopWatch()
 	close(batches)
 	err := <-archErr
 	if err == nil {
@@ -254,8 +259,10 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 	timer.Stop()
 	armed := false
 	for {
+		a.opts.Health.idle()
 		select {
 		case b, ok := <-in:
+			a.opts.Health.busy(time.Now())
 			if !ok {
 				return a.finish()
 			}
@@ -282,6 +289,7 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 			default:
 			}
 		case <-timer.C:
+			a.opts.Health.busy(time.Now())
 			armed = false
 		}
 		if a.flushDue() {
@@ -292,6 +300,28 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 		if a.dirty && !armed {
 			timer.Reset(max(a.opts.FlushInterval-time.Since(a.pendingSince), 10*time.Millisecond))
 			armed = true
+		}
+	}
+}
+
+// watchStall warns, once a minute, while the archiver is stuck on one
+// batch: the reader still answers the server then, so nothing else would
+// show it.
+func watchStall(ctx context.Context, log hclog.Logger, o *Options, durable *atomic.Uint64) {
+	tick := time.NewTicker(min(o.StatusInterval, o.StallAfter/2))
+	defer tick.Stop()
+	var warned time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			err := o.Health.Check(now, o.StallAfter)
+			if err == nil || now.Sub(warned) < time.Minute {
+				continue
+			}
+			warned = now
+			log.Warn("no progress: "+err.Error(), "confirmed_lsn", pglogrepl.LSN(durable.Load()))
 		}
 	}
 }

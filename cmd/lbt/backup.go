@@ -62,6 +62,8 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	opts.StatusInterval = cfg.StatusInterval
 	opts.TempDir = cfg.EffectiveTempDir()
 	opts.Logger = log
+	health := ingest.NewHealth()
+	opts.Health = health
 	opts.Ready = func() {
 		// Tell systemd (Type=notify) that lbt is streaming; a no-op elsewhere.
 		daemon.SdNotify(false, daemon.SdNotifyReady)
@@ -77,7 +79,8 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		opts.Metrics = ingest.NewMetrics(reg)
-		if err := serveHTTP(ctx, log, "metrics", cfg.MetricsAddr, metricsHandler(reg)); err != nil {
+		healthy := func() error { return health.Check(time.Now(), opts.StallAfter) }
+		if err := serveHTTP(ctx, log, "metrics", cfg.MetricsAddr, metricsHandler(reg, healthy)); err != nil {
 			return err
 		}
 	}
@@ -85,6 +88,9 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 		if err := serveHTTP(ctx, log, "debug", cfg.DebugAddr, debugHandler()); err != nil {
 			return err
 		}
+	}
+	if err := startWatchdog(ctx, log, func() error { return health.Check(time.Now(), opts.StallAfter) }); err != nil {
+		return err
 	}
 	errs := make(chan error, 2)
 	go func() { errs <- ingest.Run(ctx, opts) }()

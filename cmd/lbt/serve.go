@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -38,12 +39,53 @@ func serveHTTP(ctx context.Context, log hclog.Logger, what, addr string, handler
 	return nil
 }
 
-// metricsHandler serves the registry's metrics and the Go runtime's.
-func metricsHandler(reg *prometheus.Registry) http.Handler {
+// metricsHandler serves the registry's metrics and the Go runtime's at
+// /metrics, and at /healthz 200 while healthy returns nil, else 503 with
+// the reason.
+func metricsHandler(reg *prometheus.Registry, healthy func() error) http.Handler {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := healthy(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, err)
+			return
+		}
+		fmt.Fprintln(w, "ok: streaming")
+	})
 	return mux
+}
+
+// startWatchdog pings systemd's watchdog (WatchdogSec= in the unit) twice
+// per interval while healthy returns nil, and never otherwise: a daemon
+// that stopped making progress is then restarted. Without a watchdog it
+// does nothing.
+func startWatchdog(ctx context.Context, log hclog.Logger, healthy func() error) error {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		return usageError{fmt.Errorf("systemd watchdog: %w", err)}
+	}
+	if interval <= 0 {
+		return nil
+	}
+	log.Info("systemd watchdog enabled", "interval", interval)
+	go func() {
+		tick := time.NewTicker(interval / 2)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if healthy() == nil {
+					daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 // debugHandler serves Go's profiles. It is only started when debugAddr is
