@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"lbt/schema"
 )
 
 // Summary is the archive's state as the catalog records it.
@@ -64,4 +66,42 @@ func (c *Catalog) Summarize(ctx context.Context) (Summary, error) {
 		}
 	}
 	return s, nil
+}
+
+// TableBasebackup is an archived table with its newest basebackup.
+type TableBasebackup struct {
+	TableID    int64
+	Name       string    // schema.name as of its newest schema version, quoted as SQL needs
+	FinishedAt time.Time // of the newest basebackup; zero when there is none
+}
+
+// NewestBasebackups lists every archived table with the end of its newest
+// basebackup, by table id.
+func (c *Catalog) NewestBasebackups(ctx context.Context) ([]TableBasebackup, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT r.id,
+			(SELECT v.nspname FROM schema_version v WHERE v.table_id = r.id ORDER BY v.version DESC LIMIT 1),
+			(SELECT v.relname FROM schema_version v WHERE v.table_id = r.id ORDER BY v.version DESC LIMIT 1),
+			(SELECT max(b.finished_at) FROM basebackup b WHERE b.table_id = r.id)
+		FROM rel r ORDER BY r.id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog basebackups: %w", err)
+	}
+	defer rows.Close()
+	var out []TableBasebackup
+	for rows.Next() {
+		var t TableBasebackup
+		var nsp, rel *string
+		var finished *int64
+		if err := rows.Scan(&t.TableID, &nsp, &rel, &finished); err != nil {
+			return nil, fmt.Errorf("catalog basebackups: %w", err)
+		}
+		if nsp != nil && rel != nil {
+			t.Name = schema.QuoteIdent(*nsp) + "." + schema.QuoteIdent(*rel)
+		}
+		if finished != nil {
+			t.FinishedAt = FromMicros(*finished)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }

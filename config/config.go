@@ -93,6 +93,16 @@ type Config struct {
 	// at least, whatever their age. 0 means no limit by count.
 	RetentionBasebackups int `yaml:"retentionBasebackups"`
 
+	// StatusWarnLag and StatusCritLag: lbt status reports WARNING, or
+	// CRITICAL, when the slot keeps this much WAL on the source. 0 is off.
+	StatusWarnLag ByteSize `yaml:"statusWarnLag"`
+	StatusCritLag ByteSize `yaml:"statusCritLag"`
+	// StatusWarnAge and StatusCritAge: lbt status reports WARNING, or
+	// CRITICAL, when the archive last advanced (a transaction archived, or
+	// the position confirmed on an idle source) this long ago. 0 is off.
+	StatusWarnAge time.Duration `yaml:"statusWarnAge"`
+	StatusCritAge time.Duration `yaml:"statusCritAge"`
+
 	// StatusInterval is how often the confirmed position is reported to the
 	// server when nothing else prompts it. It must stay well below the
 	// server's wal_sender_timeout (60s by default).
@@ -152,6 +162,10 @@ func Default() Config {
 		ConcurrentBasebackups: 1,
 		Fsync:                 true,
 		StatusInterval:        10 * time.Second,
+		StatusWarnLag:         1 << 30,
+		StatusCritLag:         8 << 30,
+		StatusWarnAge:         15 * time.Minute,
+		StatusCritAge:         time.Hour,
 		FlushInterval:         time.Second,
 		MetricsAddr:           "127.0.0.1:9187",
 		LogLevel:              "info",
@@ -267,6 +281,8 @@ func (c Config) Validate() error {
 		{"archiverTimeout", c.ArchiverTimeout, false},
 		{"retention", c.Retention, false},
 		{"statusInterval", c.StatusInterval, true},
+		{"statusWarnAge", c.StatusWarnAge, false},
+		{"statusCritAge", c.StatusCritAge, false},
 		{"flushInterval", c.FlushInterval, true},
 	} {
 		switch {
@@ -275,6 +291,15 @@ func (c Config) Validate() error {
 		case v.positive && v.d == 0:
 			add("%s must be greater than 0", v.key)
 		}
+	}
+	if c.StatusWarnLag < 0 || c.StatusCritLag < 0 {
+		add("statusWarnLag and statusCritLag must not be negative")
+	}
+	if c.StatusWarnLag > 0 && c.StatusCritLag > 0 && c.StatusWarnLag > c.StatusCritLag {
+		add("statusWarnLag %s is above statusCritLag %s", c.StatusWarnLag, c.StatusCritLag)
+	}
+	if c.StatusWarnAge > 0 && c.StatusCritAge > 0 && c.StatusWarnAge > c.StatusCritAge {
+		add("statusWarnAge %s is above statusCritAge %s", formatDuration(c.StatusWarnAge), formatDuration(c.StatusCritAge))
 	}
 	if c.BasebackupSchedule > 0 && c.BasebackupSchedule < time.Minute {
 		add("basebackupSchedule %s is shorter than a minute", formatDuration(c.BasebackupSchedule))

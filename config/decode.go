@@ -283,6 +283,16 @@ func (d *decoder) value(c *Config, f reflect.Value, n *yaml.Node, key string) er
 			return err
 		}
 		f.SetInt(int64(v))
+	case f.Type() == byteSizeType:
+		n, err := d.scalar(key, n, "a size")
+		if err != nil {
+			return err
+		}
+		v, err := parseByteSize(n.Value)
+		if err != nil {
+			return d.errorf(n, "%s: %s: %v", key, show(key, n.Value), err)
+		}
+		f.SetInt(int64(v))
 	case f.Kind() == reflect.String:
 		v, err := d.string(key, n)
 		if err != nil {

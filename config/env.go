@@ -130,6 +130,12 @@ func setFromString(f reflect.Value, s string) error {
 			return fmt.Errorf("expected a duration like 10m, 24h or 7d")
 		}
 		f.SetInt(int64(d))
+	case f.Type() == byteSizeType:
+		b, err := parseByteSize(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(b))
 	case f.Kind() == reflect.String:
 		f.SetString(s)
 	case f.Kind() == reflect.Bool:

@@ -51,6 +51,8 @@ func encodeValue(f reflect.Value) *yaml.Node {
 	switch {
 	case f.Type() == durationType:
 		return scalarNode("!!str", formatDuration(time.Duration(f.Int())))
+	case f.Type() == byteSizeType:
+		return scalarNode("!!str", ByteSize(f.Int()).String())
 	case f.Kind() == reflect.String:
 		return scalarNode("!!str", f.String())
 	case f.Kind() == reflect.Bool:

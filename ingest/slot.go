@@ -16,6 +16,14 @@ type SlotState struct {
 	Confirmed   uint64 // confirmed_flush_lsn: what lbt has made durable
 	Current     uint64 // pg_current_wal_lsn()
 	RetainedWAL int64  // bytes of WAL the slot keeps on the source
+
+	// From PostgreSQL 13 on (empty or -1 before): the slot's wal_status
+	// (reserved, extended, unreserved, lost), safe_wal_size (bytes that can
+	// still be written before the slot is in danger of losing WAL; -1 for
+	// no limit) and max_slot_wal_keep_size in bytes (-1: no limit).
+	WALStatus          string
+	SafeWALSize        int64
+	MaxSlotWALKeepSize int64
 }
 
 // Slot reads the state of the named slot on the source.
@@ -38,6 +46,27 @@ func Slot(ctx context.Context, cfg *pgconn.Config, slot string) (SlotState, erro
 		return s, fmt.Errorf("read slot %q: %w", slot, err)
 	}
 	s.Exists = true
+	s.SafeWALSize, s.MaxSlotWALKeepSize = -1, -1
+	var version int
+	if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return s, fmt.Errorf("read server version: %w", err)
+	}
+	if version >= 130000 {
+		var safe *int64
+		var keepMB int64
+		err := conn.QueryRow(ctx, `SELECT coalesce(wal_status, ''), safe_wal_size,
+				(SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size')
+			FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&s.WALStatus, &safe, &keepMB)
+		if err != nil {
+			return s, fmt.Errorf("read slot %q: %w", slot, err)
+		}
+		if safe != nil {
+			s.SafeWALSize = *safe
+		}
+		if keepMB >= 0 {
+			s.MaxSlotWALKeepSize = keepMB << 20
+		}
+	}
 	if confirmed != nil {
 		s.Confirmed = uint64(*confirmed)
 	}

@@ -1,6 +1,9 @@
 package main
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Exit statuses. They are the only place error kinds become numbers, and
 // exitStatusHelp documents them in `lbt --help`.
@@ -18,6 +21,8 @@ const exitStatusHelp = `Exit status:
     1    runtime failure (database unreachable, I/O error, ...)
     2    usage or configuration error (a bad flag, config key or value)
     3    verification failed (verify, restore --verify)
+    lbt status exits as a Nagios plugin: 0 OK, 1 WARNING, 2 CRITICAL,
+         3 UNKNOWN (also for its usage errors); see lbt status --help
     130  interrupted: a second SIGINT or SIGTERM stops lbt at once
          (the first one shuts down cleanly)`
 
@@ -38,10 +43,29 @@ type verificationFailure interface {
 	VerificationFailed() bool
 }
 
-// exitCode maps an error returned by a command to the exit status.
-func exitCode(err error) int {
+// exitStatus is returned by a command that printed its result and wants a
+// particular exit status for it, as lbt status does with Nagios's: main
+// prints nothing more.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// nagiosUnknown is the status of lbt status for anything that kept it from
+// judging, its own usage errors included, as Nagios plugins do.
+const nagiosUnknown = 3
+
+// exitCode maps an error returned by command (its kong path, such as
+// "status") to the exit status.
+func exitCode(command string, err error) int {
 	if err == nil {
 		return exitOK
+	}
+	var status exitStatus
+	if errors.As(err, &status) {
+		return int(status)
+	}
+	if command == "status" {
+		return nagiosUnknown
 	}
 	var usage usageError
 	var verify verificationFailure

@@ -120,11 +120,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 			help = perr.Context.Selected().FullPath() + " --help"
 		}
 		fmt.Fprintf(stderr, "lbt: %s (see %s)\n", oneLine(err.Error()), help)
+		if perr != nil && perr.Context != nil && perr.Context.Selected() != nil && perr.Context.Selected().FullPath() == "lbt status" {
+			return nagiosUnknown
+		}
 		return exitUsage
 	}
 	if err := kctx.Run(); err != nil {
-		fmt.Fprintf(stderr, "lbt %s: %s\n", kctx.Command(), oneLine(err.Error()))
-		return exitCode(err)
+		var status exitStatus
+		if !errors.As(err, &status) {
+			fmt.Fprintf(stderr, "lbt %s: %s\n", kctx.Command(), oneLine(err.Error()))
+		}
+		return exitCode(kctx.Command(), err)
 	}
 	return exitOK
 }

@@ -75,7 +75,8 @@ func TestRun(t *testing.T) {
 		{name: "missing required flag", args: []string{"restore"}, code: 2, stderr: "lbt: missing flags: --table=TABLE (see lbt restore --help)"},
 		{name: "exclusive flags", args: []string{"restore", "--table", "t", "--lsn", "0/1", "--xid", "5"}, code: 2},
 		{name: "inspect tx needs a target", args: []string{"inspect", "tx"}, code: 2, stderr: "lbt: inspect tx: give --xid or --lsn (see lbt inspect tx --help)"},
-		{name: "bad format", args: []string{"status", "--format", "xml"}, code: 2},
+		{name: "bad format", args: []string{"inspect", "tables", "--format", "xml"}, code: 2},
+		{name: "status usage error is UNKNOWN", args: []string{"status", "--format", "xml"}, code: 3},
 		{name: "unknown config key", args: []string{"backup", "--config", unknownKey}, code: 2,
 			stderr: fmt.Sprintf(`lbt backup: config %s:3: unknown key "fsynk" (did you mean "fsync"?)`, unknownKey)},
 		{name: "missing config file", args: []string{"backup", "--config", "/nonexistent/lbt.yaml"}, code: 2,
@@ -101,13 +102,17 @@ func TestRun(t *testing.T) {
 		if path == "inspect" {
 			path += " " + cmd[1]
 		}
+		code := 2
+		if path == "status" {
+			code = 3 // lbt status exits as a Nagios plugin: UNKNOWN
+		}
 		tests = append(tests, struct {
 			name   string
 			args   []string
 			code   int
 			stderr string
 			stdout string
-		}{name: path + " without archiveDir", args: cmd, code: 2,
+		}{name: path + " without archiveDir", args: cmd, code: code,
 			stderr: "lbt " + path + ": invalid configuration: archiveDir is required (set it in the config file or with LBT_ARCHIVE_DIR)"})
 	}
 
@@ -277,19 +282,26 @@ func (mismatch) VerificationFailed() bool { return true }
 
 func TestExitCode(t *testing.T) {
 	tests := []struct {
-		err  error
-		want int
+		command string
+		err     error
+		want    int
 	}{
-		{nil, 0},
-		{errors.New("disk full"), 1},
-		{context.Canceled, 1},
-		{usageError{errors.New("bad key")}, 2},
-		{fmt.Errorf("load: %w", usageError{errors.New("bad key")}), 2},
-		{fmt.Errorf("verify: %w", mismatch{}), 3},
+		{"restore", nil, 0},
+		{"restore", errors.New("disk full"), 1},
+		{"backup", context.Canceled, 1},
+		{"backup", usageError{errors.New("bad key")}, 2},
+		{"restore", fmt.Errorf("load: %w", usageError{errors.New("bad key")}), 2},
+		{"verify", fmt.Errorf("verify: %w", mismatch{}), 3},
+		// lbt status speaks Nagios: its states are its statuses, and
+		// anything that kept it from judging is UNKNOWN.
+		{"status", exitStatus(2), 2},
+		{"status", exitStatus(0), 0},
+		{"status", usageError{errors.New("bad key")}, 3},
+		{"status", errors.New("archive unreadable"), 3},
 	}
 	for _, tt := range tests {
-		if got := exitCode(tt.err); got != tt.want {
-			t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		if got := exitCode(tt.command, tt.err); got != tt.want {
+			t.Errorf("exitCode(%q, %v) = %d, want %d", tt.command, tt.err, got, tt.want)
 		}
 	}
 }
