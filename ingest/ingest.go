@@ -207,23 +207,6 @@ func (d *daemon) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if created, err := ensurePublication(ctx, conn, o.Publication); err != nil {
-		return err
-	} else if created {
-		d.log.Info("created publication FOR ALL TABLES", "publication", o.Publication)
-	}
-	tables, err := publishedTables(ctx, conn, o.Publication)
-	if err != nil {
-		return err
-	}
-	published := make(map[uint32]bool, len(tables))
-	for _, t := range tables {
-		published[t.oid] = true
-		if p := replicaIdentityProblem(t.name, t.replident, t.hasKey); p != "" {
-			d.log.Warn(p, "table", t.name)
-		}
-	}
-
 	rc := o.Conn.Copy()
 	rc.RuntimeParams["replication"] = "database"
 	// pgproto3 reads the socket 8 KiB at a time; a backlog arrives faster
@@ -246,6 +229,32 @@ func (d *daemon) session(ctx context.Context) error {
 	if err := d.openCatalog(ctx, source); err != nil {
 		return err
 	}
+	if pos, _, err := d.cat.Position(ctx); err != nil {
+		return err
+	} else if uint64(sys.XLogPos) < pos.EndLSN {
+		// Commits at LSNs the archive already holds would be skipped as
+		// duplicates: refuse rather than silently lose them.
+		return fatalf("source WAL is at %s, behind the archive's %s: the source was restored or failed over to an older state; archive it into a new archiveDir",
+			sys.XLogPos, pglogrepl.LSN(pos.EndLSN))
+	}
+	// Only now, with the archive known to belong to this source and to
+	// be behind it, is anything created there.
+	if created, err := ensurePublication(ctx, conn, o.Publication); err != nil {
+		return err
+	} else if created {
+		d.log.Info("created publication FOR ALL TABLES", "publication", o.Publication)
+	}
+	tables, err := publishedTables(ctx, conn, o.Publication)
+	if err != nil {
+		return err
+	}
+	published := make(map[uint32]bool, len(tables))
+	for _, t := range tables {
+		published[t.oid] = true
+		if p := replicaIdentityProblem(t.name, t.replident, t.hasKey); p != "" {
+			d.log.Warn(p, "table", t.name)
+		}
+	}
 	if !o.TrackNewTables {
 		oids := make([]uint32, 0, len(published))
 		for oid := range published {
@@ -256,14 +265,6 @@ func (d *daemon) session(ctx context.Context) error {
 		if err := d.cat.SetMeta(ctx, catalog.MetaPublishedOIDs, string(b)); err != nil {
 			return err
 		}
-	}
-	if pos, _, err := d.cat.Position(ctx); err != nil {
-		return err
-	} else if uint64(sys.XLogPos) < pos.EndLSN {
-		// Commits at LSNs the archive already holds would be skipped as
-		// duplicates: refuse rather than silently lose them.
-		return fatalf("source WAL is at %s, behind the archive's %s: the source was restored or failed over to an older state; archive it into a new archiveDir",
-			sys.XLogPos, pglogrepl.LSN(pos.EndLSN))
 	}
 
 	slot, err := checkSlot(ctx, conn, o.Slot, info.database)

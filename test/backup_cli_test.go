@@ -221,3 +221,28 @@ func TestBasebackup_OnlyTablesTheDaemonArchives(t *testing.T) {
 		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
 	}
 }
+
+// lbt backup pointed at another database than the archive's refuses, and
+// leaves that database as it found it: every check that can refuse runs
+// before anything is created on the source (no publication, no slot).
+func TestBackup_ForeignArchiveRefusedBeforeTouchingTheSource(t *testing.T) {
+	c := pgtest.Shared(t)
+	first := c.NewDatabase(t)
+	other := c.NewDatabase(t)
+	dir := t.TempDir()
+	d := startBackup(t, c, first, dir)
+	waitArchived(t, c, first, dir)
+	d.stop()
+
+	cfg := writeConfig(t, c, other, dir, "foreign")
+	code, out := lbtrun.Run(t, "backup", "--config", cfg)
+	if code == 0 || !strings.Contains(out, "belongs to database") {
+		t.Fatalf("lbt backup on another database's archive: exit %d:\n%s", code, out)
+	}
+	if n := c.QueryString(t, other, `SELECT count(*) FROM pg_publication`); n != "0" {
+		t.Errorf("the refused lbt backup left %s publications in the other database", n)
+	}
+	if n := c.QueryString(t, other, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'foreign'`); n != "0" {
+		t.Errorf("the refused lbt backup left its slot")
+	}
+}
