@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -21,7 +22,11 @@ import (
 func serveHTTP(ctx context.Context, log hclog.Logger, what, addr string, handler http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return usageError{fmt.Errorf("%s listen on %s: %w (set another address in the config)", what, addr, err)}
+		key := what + "Addr"
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return usageError{fmt.Errorf("%s %s is taken (another lbt backup on this host?): set %s to a free host:port, or to \"\" to turn it off", key, addr, key)}
+		}
+		return usageError{fmt.Errorf("%s %s: %w (set %s to another host:port)", key, addr, err, key)}
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
