@@ -197,7 +197,17 @@ func Load(path string) (Config, error) {
 		return Config{}, err
 	}
 	c.normalize()
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 && c.holdsPassword() {
+		c.warnings = append(c.warnings, fmt.Sprintf("config %s holds a password and is readable by others than its owner (mode %04o): chmod 600 %s",
+			path, fi.Mode().Perm(), path))
+	}
 	return c, nil
+}
+
+// holdsPassword reports whether the settings carry a password, as db.password
+// or inside db.dsn.
+func (c Config) holdsPassword() bool {
+	return c.DB.Password != "" || redactDSN(c.DB.DSN) != c.DB.DSN
 }
 
 // Warnings returns notes about keys that were accepted for LBT compatibility

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -378,5 +379,40 @@ func TestEffectiveTempDir(t *testing.T) {
 		if got := c.EffectiveTempDir(); got != tt.want {
 			t.Errorf("EffectiveTempDir(archive %q, temp %q) = %q, want %q", tt.archive, tt.temp, got, tt.want)
 		}
+	}
+}
+
+func TestLoad_WarnsOfAReadablePassword(t *testing.T) {
+	cases := []struct {
+		name string
+		text string
+		mode os.FileMode
+		warn bool
+	}{
+		{"password, 0644", "archiveDir: /a\ndb:\n  password: s3cret\n", 0o644, true},
+		{"password in dsn, 0640", "archiveDir: /a\ndb:\n  dsn: postgres://u:s3cret@h/db\n", 0o640, true},
+		{"password, 0600", "archiveDir: /a\ndb:\n  password: s3cret\n", 0o600, false},
+		{"no password, 0644", "archiveDir: /a\ndb:\n  dsn: postgres://u@h/db\n", 0o644, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "lbt.yaml")
+			if err := os.WriteFile(path, []byte(tc.text), tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(path, tc.mode) // whatever the umask
+			c, err := config.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(c.Warnings(), "\n")
+			want := fmt.Sprintf("chmod 600 %s", path)
+			if tc.warn != strings.Contains(got, want) {
+				t.Errorf("warnings %q; want a warning naming %q: %v", got, want, tc.warn)
+			}
+			if strings.Contains(got, "s3cret") {
+				t.Errorf("a warning shows the password: %q", got)
+			}
+		})
 	}
 }
