@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pierrec/lz4/v4"
@@ -22,8 +25,10 @@ type VerifyReport struct {
 	Blobs       int
 	Basebackups int
 	BytesRead   int64
-	Problems    []string
-	Warnings    []string // harmless findings: unreferenced files
+	// The segments whose blobs, and the basebackups whose rows, were read.
+	SegmentsRead, BasebackupsRead int
+	Problems                      []string
+	Warnings                      []string // harmless findings: unreferenced files
 }
 
 // VerifyError reports an archive that failed verification.
@@ -40,11 +45,69 @@ func (e *VerifyError) Error() string {
 // VerificationFailed marks the error for the exit status of verification.
 func (e *VerifyError) VerificationFailed() bool { return true }
 
+// DataSubset chooses the files whose data Verify reads. The zero value
+// reads none; All reads every one.
+type DataSubset struct {
+	All bool
+	// Part of Parts: the files of one of Parts groups, by a hash of their
+	// name, so that verifying 1/7 to 7/7 on seven days reads each file once.
+	Part, Parts int
+	// Fraction: each file with this probability (0 < Fraction <= 1), so
+	// that daily runs cover everything over time.
+	Fraction float64
+	Rand     *rand.Rand // for Fraction; a random seed when nil
+}
+
+// ParseDataSubset reads restic's forms: "n/t" (part n of t) or "x%".
+func ParseDataSubset(s string) (DataSubset, error) {
+	bad := fmt.Errorf("read data subset %q: use n/t (part n of t, like 2/7) or a percentage (like 10%%)", s)
+	if pct, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(pct, 64)
+		if err != nil || f <= 0 || f > 100 {
+			return DataSubset{}, bad
+		}
+		return DataSubset{Fraction: f / 100}, nil
+	}
+	ns, ts, ok := strings.Cut(s, "/")
+	n, err1 := strconv.Atoi(ns)
+	t, err2 := strconv.Atoi(ts)
+	if !ok || err1 != nil || err2 != nil || t < 1 || n < 1 || n > t {
+		return DataSubset{}, bad
+	}
+	return DataSubset{Part: n, Parts: t}, nil
+}
+
+// picks says whether the file named name is in the subset.
+func (d *DataSubset) picks(name string) bool {
+	switch {
+	case d.All:
+		return true
+	case d.Parts > 0:
+		h := fnv.New32a()
+		h.Write([]byte(name))
+		return int(h.Sum32()%uint32(d.Parts)) == d.Part-1
+	case d.Fraction > 0:
+		if d.Rand == nil {
+			d.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		}
+		return d.Rand.Float64() < d.Fraction
+	}
+	return false
+}
+
 // Verify checks the archive: the catalog's own integrity, that every file it
 // references is there and long enough, and that references agree. With
 // readData it also reads every blob and basebackup, checks their checksums
 // and decodes every record. It returns a *VerifyError listing the problems.
 func (c *Catalog) Verify(ctx context.Context, readData bool) (VerifyReport, error) {
+	return c.VerifyData(ctx, DataSubset{All: readData})
+}
+
+// VerifyData is Verify, reading the data of the segments and basebackups
+// that subset picks. The catalog's full integrity check runs whenever any
+// data is read.
+func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyReport, error) {
+	readData := subset.All || subset.Parts > 0 || subset.Fraction > 0
 	var r VerifyReport
 	problem := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
 
@@ -110,6 +173,13 @@ func (c *Catalog) Verify(ctx context.Context, readData bool) (VerifyReport, erro
 		blobs = append(blobs, b)
 	}
 	rows.Close()
+	readSeg := make(map[int64]bool)
+	for id := range segSize {
+		if readData && subset.picks(SegmentName(id)) {
+			readSeg[id] = true
+			r.SegmentsRead++
+		}
+	}
 	for _, b := range blobs {
 		if err := ctx.Err(); err != nil {
 			return r, err
@@ -124,7 +194,7 @@ func (c *Catalog) Verify(ctx context.Context, readData bool) (VerifyReport, erro
 			problem("blob %d ends at byte %d of segment %d, beyond its recorded size %d", b.ID, b.Offset+b.Length, b.SegmentID, size)
 			continue
 		}
-		if !readData {
+		if !readSeg[b.SegmentID] {
 			continue
 		}
 		raw, err := src.Read(b, buf)
@@ -153,7 +223,11 @@ func (c *Catalog) Verify(ctx context.Context, readData bool) (VerifyReport, erro
 	}
 	for _, b := range bases {
 		r.Basebackups++
-		n, msg := c.checkBasebackup(b, readData)
+		read := readData && subset.picks(b.Path)
+		if read {
+			r.BasebackupsRead++
+		}
+		n, msg := c.checkBasebackup(b, read)
 		r.BytesRead += n
 		if msg != "" {
 			problem("basebackup %s: %s", b.Path, msg)

@@ -182,8 +182,32 @@ func TestVerify_DetectsDamagedSegment(t *testing.T) {
 	f.WriteAt(b, off+length/2)
 	f.Close()
 	code, out := lbtrun.Run(t, "verify", "--config", cfg, "--read-data")
-	if code != 3 || !strings.Contains(out, "checksum") {
-		t.Fatalf("damaged archive: exit %d:\n%s", code, out)
+	if code != 3 || !strings.Contains(out, "checksum") || !strings.Contains(out, catalog.SegmentName(seg)) {
+		t.Fatalf("damaged archive: exit %d, want 3 naming %s:\n%s", code, catalog.SegmentName(seg), out)
+	}
+	// Reading a part of the data each run: of the parts 1/2 and 2/2, exactly
+	// one holds the damaged segment; 100% and 1/1 read everything.
+	found := 0
+	for _, subset := range []string{"1/2", "2/2"} {
+		code, out := lbtrun.Run(t, "verify", "--config", cfg, "--read-data-subset", subset)
+		switch code {
+		case 3:
+			found++
+		case 0:
+		default:
+			t.Errorf("verify --read-data-subset %s: exit %d:\n%s", subset, code, out)
+		}
+	}
+	if found != 1 {
+		t.Errorf("the damage was found by %d of the subsets 1/2 and 2/2, want exactly 1", found)
+	}
+	for _, subset := range []string{"100%", "1/1"} {
+		if code, out := lbtrun.Run(t, "verify", "--config", cfg, "--read-data-subset", subset); code != 3 {
+			t.Errorf("verify --read-data-subset %s on a damaged archive: exit %d, want 3:\n%s", subset, code, out)
+		}
+	}
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg, "--read-data-subset", "0/3"); code != 2 || !strings.Contains(out, "use n/t") {
+		t.Errorf("verify --read-data-subset 0/3: exit %d, want 2 naming the forms:\n%s", code, out)
 	}
 }
 
