@@ -26,6 +26,14 @@ import (
 // reads. It is stored in the catalog's meta table.
 const FormatVersion = 2
 
+// The modes of everything lbt creates in an archive, whatever the umask:
+// the catalog holds row keys, who changed what and DDL text, and the files
+// hold the rows themselves. Only the user lbt runs as may read them.
+const (
+	DirMode  os.FileMode = 0o700
+	FileMode os.FileMode = 0o600
+)
+
 // CatalogFile is the catalog's name inside the archive directory.
 const CatalogFile = "catalog.db"
 
@@ -201,7 +209,7 @@ CREATE TABLE purge_log (
 // Create makes a new, empty archive in dir, recording the source it belongs
 // to. It fails if dir already holds a catalog.
 func Create(ctx context.Context, dir string, source Source) (*Catalog, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
 	}
 	path := filepath.Join(dir, CatalogFile)
@@ -227,6 +235,16 @@ func Create(ctx context.Context, dir string, source Source) (*Catalog, error) {
 }
 
 func createSchema(ctx context.Context, path string, source Source) error {
+	// SQLite creates the file with mode 0644 less the umask, and its -wal
+	// and -shm files with the mode of the database file: made here first,
+	// all three are FileMode.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, FileMode)
+	if err != nil {
+		return fmt.Errorf("create archive: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("create archive: %w", err)
+	}
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
 	if err != nil {
 		return fmt.Errorf("create archive: %w", err)

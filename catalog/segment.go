@@ -159,10 +159,10 @@ type SegmentWriter struct {
 // CreateSegment creates segment id under dir and writes its header.
 func CreateSegment(dir string, id int64) (*SegmentWriter, error) {
 	path := filepath.Join(dir, SegmentName(id))
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}

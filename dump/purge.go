@@ -443,7 +443,7 @@ func removeFile(path string) (int64, error) {
 // rewrite the same segments.
 func lockPurge(dir string) (unlock func(), err error) {
 	path := filepath.Join(dir, "PURGE.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, catalog.FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("purge: lock: %w", err)
 	}

@@ -105,7 +105,7 @@ func take(ctx context.Context, cat *catalog.Catalog, opts Options, targets []tar
 	if len(epochs) == 0 {
 		return nil, fmt.Errorf("basebackup: archive %s does not stream changes yet: start lbt backup first, then take basebackups", cat.Dir())
 	}
-	if err := os.MkdirAll(opts.TempDir, 0o750); err != nil {
+	if err := os.MkdirAll(opts.TempDir, catalog.DirMode); err != nil {
 		return nil, fmt.Errorf("basebackup: temp dir: %w", err)
 	}
 
@@ -279,7 +279,7 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 // releases the lock, once the catalog references the file.
 func moveIntoArchive(tmp *os.File, dst string) (io.Closer, error) {
 	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, catalog.DirMode); err != nil {
 		return nil, fmt.Errorf("archive dir: %w", err)
 	}
 	var held io.Closer = io.NopCloser(nil) // tmp is closed by the caller
@@ -306,7 +306,7 @@ func copyFile(src *os.File, dst string) (*os.File, error) {
 		return nil, err
 	}
 	part := dst + ".partial"
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, catalog.FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("copy basebackup into archive: %w", err)
 	}

@@ -160,11 +160,11 @@ func Run(ctx context.Context, opts Options) error {
 // LockArchive makes sure one daemon at a time runs on an archive: the
 // stream and the basebackup scheduler alike. It creates the directory.
 func LockArchive(dir string) (unlock func(), err error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, catalog.DirMode); err != nil {
 		return nil, fatalf("archive directory: %w", err)
 	}
 	path := filepath.Join(dir, "LOCK")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, catalog.FileMode)
 	if err != nil {
 		return nil, fatalf("lock archive: %w", err)
 	}

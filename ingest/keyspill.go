@@ -28,7 +28,7 @@ type keySpill struct {
 const keySpillPattern = "rowkeys-*.spill"
 
 func newKeySpill(dir string) (*keySpill, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, catalog.DirMode); err != nil {
 		return nil, fmt.Errorf("row key spill file: %w", err)
 	}
 	f, err := os.CreateTemp(dir, keySpillPattern)
