@@ -16,6 +16,18 @@ import (
 	"lbt/test/pgtest"
 )
 
+// ownCluster starts a cluster for one test, for a test whose prepared or
+// long transactions would hold up the slots of every other test.
+func ownCluster(t *testing.T) *pgtest.Cluster {
+	t.Helper()
+	c, err := pgtest.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	return c
+}
+
 // lockedBuffer collects log output written from several goroutines.
 type lockedBuffer struct {
 	mu  sync.Mutex
@@ -43,11 +55,7 @@ func (b *lockedBuffer) String() string {
 // once the transaction ends. A cluster of its own: the prepared transaction
 // would hold up every other test's slots.
 func TestBasebackup_ReportsTheTransactionItsSlotWaitsFor(t *testing.T) {
-	c, err := pgtest.Start(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop() })
+	c := ownCluster(t)
 	dsn := c.NewDatabase(t)
 	dir := t.TempDir()
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text);

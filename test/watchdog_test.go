@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"lbt/test/lbtrun"
-	"lbt/test/pgtest"
 )
 
 // notifySocket plays systemd's side of sd_notify: it collects what the
@@ -88,11 +86,7 @@ var servingRE = regexp.MustCompile(`serving: what=metrics addr=(\S+)`)
 // SIGTERM sends STOPPING=1. A cluster of its own: the prepared transaction
 // would hold up every other test's slots.
 func TestBackup_WaitForSlotIsReportedAndStopsTheWatchdog(t *testing.T) {
-	c, err := pgtest.Start(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop() })
+	c := ownCluster(t)
 	dsn := c.NewDatabase(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
 	c.Exec(t, dsn, `BEGIN; INSERT INTO t VALUES (1, 'prepared'); PREPARE TRANSACTION 'stuck_px';`)

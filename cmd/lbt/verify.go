@@ -9,7 +9,7 @@ import (
 
 type verifyCmd struct {
 	ReadData       bool   `help:"Also read every blob and basebackup, check its checksum and decode it, which is slow; without it the catalog's integrity and the files' presence and sizes are checked (default: false)."`
-	ReadDataSubset string `placeholder:"SUBSET" help:"Read the data of a part of the files only, as --read-data does for all: n/t (part n of t, by file name: 1/7 to 7/7 on seven days read each file once) or x% (each file with that chance) (default: none)."`
+	ReadDataSubset string `placeholder:"SUBSET" help:"Read the data of a part of the files only (all of them: read-data): n/t (part n of t, by file name: 1/7 to 7/7 on seven days read each file once) or x% (each file with that chance) (default: none)."`
 }
 
 func (cmd *verifyCmd) Help() string {
