@@ -111,6 +111,9 @@ func Run(ctx context.Context, opts Options) error {
 
 	d := &daemon{opts: &opts, log: log}
 	defer d.close()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go watchSlot(watchCtx, &opts, 30*time.Second)
 	backoff := time.Second
 	firstStart := time.Now()
 	for attempt := 0; ; attempt++ {

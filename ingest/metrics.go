@@ -12,6 +12,8 @@ type Metrics struct {
 	archivedLSN  prometheus.Gauge
 	lastCommit   prometheus.Gauge
 	retries      prometheus.Counter
+	retainedWAL  prometheus.Gauge
+	slotLag      prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -31,7 +33,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Commit time of the newest archived transaction, as a Unix timestamp."}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "lbt_replication_retries_total",
 			Help: "Times the replication connection was lost and retried."}),
+		retainedWAL: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbt_slot_retained_wal_bytes",
+			Help: "WAL the replication slot keeps on the source (from its restart_lsn), read every 30 seconds."}),
+		slotLag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lbt_slot_lag_bytes",
+			Help: "WAL written on the source after the position the slot confirmed, read every 30 seconds."}),
 	}
-	reg.MustRegister(m.transactions, m.changes, m.blobBytes, m.flushes, m.archivedLSN, m.lastCommit, m.retries)
+	reg.MustRegister(m.transactions, m.changes, m.blobBytes, m.flushes, m.archivedLSN, m.lastCommit, m.retries, m.retainedWAL, m.slotLag)
 	return m
 }

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -73,6 +74,17 @@ func healthz(t *testing.T, addr string) (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(body))
 }
 
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 var servingRE = regexp.MustCompile(`serving: what=metrics addr=(\S+)`)
 
 // A daemon that cannot make progress says so, and a supervisor's watchdog
@@ -130,6 +142,28 @@ func TestBackup_WaitForSlotIsReportedAndStopsTheWatchdog(t *testing.T) {
 	if code, body := healthz(t, addr); code != http.StatusOK {
 		t.Errorf("while streaming, /healthz = %d %q, want 200", code, body)
 	}
+	metrics := httpGet(t, "http://"+addr+"/metrics")
+	for _, m := range []string{"lbt_archived_lsn ", "lbt_slot_retained_wal_bytes ", "lbt_slot_lag_bytes "} {
+		if !strings.Contains(metrics, "\n"+m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
+	// The source goes down: 503 while lbt retries, 200 once it is back.
+	if err := c.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "/healthz to answer 503 while the source is down", 30*time.Second, func() bool {
+		code, body := healthz(t, addr)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "not streaming")
+	})
+	if err := c.StartServer(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "/healthz to answer 200 after the source is back", 90*time.Second, func() bool {
+		code, _ := healthz(t, addr)
+		return code == http.StatusOK
+	})
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("lbt backup exited %d after SIGTERM:\n%s", code, p.Output())
