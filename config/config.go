@@ -26,6 +26,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -339,4 +340,31 @@ func (c Config) Validate() error {
 		return errors.New("invalid configuration: " + strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// Changed lists the keys whose values differ between c and o, in
+// declaration order (the values are not given: some are secrets).
+func (c Config) Changed(o Config) []string {
+	a, b := settings(reflect.ValueOf(&c).Elem(), ""), settings(reflect.ValueOf(&o).Elem(), "")
+	var out []string
+	for i := range a {
+		if !reflect.DeepEqual(a[i].value.Interface(), b[i].value.Interface()) {
+			out = append(out, a[i].key)
+		}
+	}
+	if !reflect.DeepEqual(c.DB.RuntimeParams, o.DB.RuntimeParams) {
+		out = append(out, "db.runtimeParams")
+	}
+	return out
+}
+
+// Assign sets the settings named by keys (as Changed names them) to their
+// values in from.
+func (c *Config) Assign(from Config, keys ...string) {
+	dst, src := settings(reflect.ValueOf(c).Elem(), ""), settings(reflect.ValueOf(&from).Elem(), "")
+	for i := range dst {
+		if slices.Contains(keys, dst[i].key) {
+			dst[i].value.Set(src[i].value)
+		}
+	}
 }

@@ -416,3 +416,22 @@ func TestLoad_WarnsOfAReadablePassword(t *testing.T) {
 		})
 	}
 }
+
+func TestConfig_ChangedAndAssign(t *testing.T) {
+	a := config.Default()
+	a.ArchiveDir = "/a"
+	b := a
+	b.Retention = 7 * 24 * time.Hour
+	b.SlotName = "other"
+	b.DB.Host = "db2"
+	b.StatusCritLag = 1 << 20
+	got := a.Changed(b)
+	want := []string{"slotname", "retention", "statusCritLag", "db.host"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Changed = %v, want %v", got, want)
+	}
+	a.Assign(b, "retention", "statusCritLag")
+	if got := a.Changed(b); !reflect.DeepEqual(got, []string{"slotname", "db.host"}) {
+		t.Errorf("after Assign of retention and statusCritLag, Changed = %v", got)
+	}
+}

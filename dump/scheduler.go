@@ -79,6 +79,31 @@ type SchedulerOptions struct {
 	// RetryBackoff is the wait before a failed basebackup is taken again; it
 	// doubles with each failure of the same table, up to an hour.
 	RetryBackoff time.Duration
+	// Reload, when set, brings new policies while the scheduler runs (lbt
+	// backup sends one on SIGHUP); they apply from the next poll on.
+	Reload <-chan Policy
+}
+
+// Policy is what a running scheduler can change: when basebackups are due,
+// how many run at once, and what retention purges.
+type Policy struct {
+	Concurrent           int
+	Threshold            int
+	InactivityInterval   time.Duration
+	Schedule             time.Duration
+	Retention            time.Duration
+	RetentionBasebackups int
+}
+
+// Policy returns the options' policy.
+func (o *SchedulerOptions) Policy() Policy {
+	return Policy{Concurrent: o.Concurrent, Threshold: o.Threshold, InactivityInterval: o.InactivityInterval,
+		Schedule: o.Schedule, Retention: o.Retention, RetentionBasebackups: o.RetentionBasebackups}
+}
+
+func (o *SchedulerOptions) setPolicy(p Policy) {
+	o.Concurrent, o.Threshold, o.InactivityInterval = max(p.Concurrent, 1), p.Threshold, p.InactivityInterval
+	o.Schedule, o.Retention, o.RetentionBasebackups = p.Schedule, p.Retention, p.RetentionBasebackups
 }
 
 // NewSchedulerOptions returns the defaults.
@@ -204,8 +229,9 @@ func (s *scheduler) waitForArchive(ctx context.Context) (*catalog.Catalog, error
 }
 
 func (s *scheduler) run(ctx context.Context) error {
-	done := make(chan result, s.opts.Concurrent)
-	purging := s.opts.Retention > 0 || s.opts.RetentionBasebackups > 0
+	// Unbuffered: a reload may change how many run at once, and run
+	// always receives.
+	done := make(chan result)
 	var nextPurge time.Time
 	ticker := time.NewTicker(s.opts.PollInterval)
 	defer ticker.Stop()
@@ -213,6 +239,7 @@ func (s *scheduler) run(ctx context.Context) error {
 		if err := s.startDue(ctx, done); err != nil && ctx.Err() == nil {
 			s.log.Error("checking which tables need a basebackup", "error", err)
 		}
+		purging := s.opts.Retention > 0 || s.opts.RetentionBasebackups > 0
 		if purging && !time.Now().Before(nextPurge) && ctx.Err() == nil {
 			s.purge(ctx)
 			nextPurge = time.Now().Add(s.opts.PurgeInterval)
@@ -226,6 +253,10 @@ func (s *scheduler) run(ctx context.Context) error {
 			return nil
 		case r := <-done:
 			s.finish(ctx, r)
+		case p := <-s.opts.Reload:
+			s.opts.setPolicy(p)
+			s.log.Info("basebackup and retention policy reloaded", "concurrent", p.Concurrent, "threshold", p.Threshold,
+				"inactivity", p.InactivityInterval, "schedule", p.Schedule, "retention", p.Retention, "retention_basebackups", p.RetentionBasebackups)
 		case <-ticker.C:
 		}
 	}

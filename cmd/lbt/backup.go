@@ -110,6 +110,9 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.Initial = cfg.InitialBasebackup
 	sched.Retention = cfg.Retention
 	sched.RetentionBasebackups = cfg.RetentionBasebackups
+	policies := make(chan dump.Policy)
+	sched.Reload = policies
+	go reloadOnHUP(ctx, g, log, cfg, policies)
 	workers++
 	go func() { errs <- dump.RunScheduler(ctx, sched) }()
 	var first error
