@@ -56,6 +56,37 @@ type planner struct {
 	pos       catalog.Position
 	reachedAt time.Time // the archive is known complete up to this moment
 	epochs    []epochInfo
+	gaps      []gap
+}
+
+// gap is a stretch of history that no epoch holds: after the last archived
+// transaction of one epoch and before the next epoch started. The old epoch
+// is known complete only up to its last archived transaction; the new one
+// from its start. Transactions that committed in between may be lost.
+type gap struct {
+	lastLSN  uint64    // commit LSN of the old epoch's last archived transaction
+	lastAt   time.Time // its commit time
+	startLSN uint64    // the new epoch's start
+	startAt  time.Time // when it started
+	epoch    int64     // the new epoch
+}
+
+// inLSN reports whether the state right after upto lies in the gap: it
+// would need a transaction the gap may have lost. The state at the new
+// epoch's start (upto = startLSN-1) is not in the gap: a basebackup of the
+// new epoch with no change of the table before it reaches it.
+func (g gap) inLSN(upto uint64) bool { return g.lastLSN < upto && upto+1 < g.startLSN }
+
+// inTime reports whether a target time lies in the gap.
+func (g gap) inTime(t time.Time) bool { return t.After(g.lastAt) && t.Before(g.startAt) }
+
+// crosses reports whether applying the transactions with commit LSN in
+// [lo, hi) would need one the gap may have lost.
+func (g gap) crosses(lo, hi uint64) bool { return lo < g.startLSN && g.lastLSN+1 < hi }
+
+func (g gap) String() string {
+	return fmt.Sprintf("the history has a gap between the last archived transaction of the previous epoch (LSN %s, committed at %s) and the start of epoch %d (LSN %s, at %s): changes committed in between were not archived",
+		catalog.FormatLSN(g.lastLSN), formatTime(g.lastAt), g.epoch, catalog.FormatLSN(g.startLSN), formatTime(g.startAt))
 }
 
 func newPlanner(ctx context.Context, cat *catalog.Catalog) (*planner, error) {
@@ -93,7 +124,40 @@ func newPlanner(ctx context.Context, cat *catalog.Catalog) (*planner, error) {
 		e.StartLSN, e.startedAt = uint64(start), catalog.FromMicros(at)
 		p.epochs = append(p.epochs, e)
 	}
-	return p, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog epochs: %w", err)
+	}
+	if p.gaps, err = p.findGaps(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// findGaps lists the gaps between consecutive epochs.
+func (p *planner) findGaps(ctx context.Context) ([]gap, error) {
+	var out []gap
+	for i := 1; i < len(p.epochs); i++ {
+		prev, e := p.epochs[i-1], p.epochs[i]
+		g := gap{startLSN: e.StartLSN, startAt: e.startedAt, epoch: e.ID}
+		var lsn, at int64
+		err := p.db.QueryRowContext(ctx, `SELECT commit_lsn, commit_time FROM tx WHERE commit_lsn >= ? AND commit_lsn < ?
+			ORDER BY commit_lsn DESC LIMIT 1`, int64(prev.StartLSN), int64(e.StartLSN)).Scan(&lsn, &at)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// Nothing archived in the old epoch (or it was purged): it is
+			// known complete from its start only.
+			g.lastLSN, g.lastAt = prev.StartLSN, prev.startedAt
+			if g.lastLSN > 0 {
+				g.lastLSN--
+			}
+		case err != nil:
+			return nil, fmt.Errorf("catalog transactions: %w", err)
+		default:
+			g.lastLSN, g.lastAt = uint64(lsn), catalog.FromMicros(at)
+		}
+		out = append(out, g)
+	}
+	return out, nil
 }
 
 // resolveTarget turns the requested moment into upto.
@@ -217,15 +281,17 @@ func (p *planner) purgedBefore(ctx context.Context, tableID int64) (uint64, erro
 }
 
 // complete reports whether the archive holds every transaction that
-// committed in [lo, hi): one epoch covers the range, without the gap before
-// a later epoch's start inside it.
+// committed in [lo, hi): an epoch began at or before lo, and no gap between
+// epochs lies inside the range.
 func (p *planner) complete(lo, hi uint64) bool {
 	covered := false
 	for _, e := range p.epochs {
 		if e.StartLSN <= lo {
 			covered = true
 		}
-		if e.StartLSN > lo && e.StartLSN < hi {
+	}
+	for _, g := range p.gaps {
+		if g.crosses(lo, hi) {
 			return false
 		}
 	}
@@ -274,15 +340,14 @@ func (p *planner) windows(ctx context.Context, bbs []catalog.Basebackup, purged 
 		// From the time the basebackup finished, every time is restorable
 		// (a little earlier too, unless the table changed meanwhile).
 		w := window{from: b.LSN, to: p.pos.EndLSN, fromAt: b.FinishedAt, toAt: p.reachedAt, fromBasebackupID: b.ID}
-		for _, e := range p.epochs {
-			if e.StartLSN > b.LSN && e.StartLSN-1 < w.to {
-				w.to = e.StartLSN - 1
-				t, err := p.commitTimeAt(ctx, w.to)
-				if err != nil {
-					return nil, err
-				}
-				w.toAt = t
+		// A window ends at the last archived transaction before a gap.
+		for _, g := range p.gaps {
+			if g.startLSN > b.LSN && g.lastLSN < w.to {
+				w.to, w.toAt = g.lastLSN, g.lastAt
 			}
+		}
+		if w.to+1 < w.from {
+			continue // taken inside a gap: it reaches no target outside one
 		}
 		if n := len(out); n > 0 && out[n-1].to+1 >= w.from {
 			if w.to > out[n-1].to {
@@ -344,6 +409,9 @@ func makePlan(ctx context.Context, cat *catalog.Catalog, o *Options) (*plan, []s
 		}
 	}
 	name := versionAt(versions, pl.upto).QualifiedName()
+	if err := p.refuseInexact(ctx, o, pl, name, bbs, purged); err != nil {
+		return nil, nil, err
+	}
 	bb, ok, err := p.chooseBasebackup(ctx, id, bbs, pl.upto, purged)
 	if err != nil {
 		return nil, nil, err
@@ -407,6 +475,25 @@ func (p *planner) countChanges(ctx context.Context, pl *plan) error {
 		pl.afterTrunc += t.Inserts - t.Deletes
 		return nil
 	})
+}
+
+// refuseInexact refuses a target that lies where the archive cannot be
+// exact: in a gap between epochs. A time target is in a gap when it is after
+// the old epoch's last archived commit and before the new epoch started; a
+// position when a transaction the gap may have lost is at or before it.
+func (p *planner) refuseInexact(ctx context.Context, o *Options, pl *plan, name string, bbs []catalog.Basebackup, purged uint64) error {
+	for _, g := range p.gaps {
+		byTime := !o.Until.IsZero() && g.inTime(o.Until)
+		if !byTime && !g.inLSN(pl.upto) {
+			continue
+		}
+		ws, err := p.windows(ctx, bbs, purged)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w %s: %s; %s", ErrNotRestorable, pl.target, g, describeWindows(name, ws))
+	}
+	return nil
 }
 
 // formatTime writes a moment for messages, in local time with its offset.
