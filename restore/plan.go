@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -57,6 +58,63 @@ type planner struct {
 	reachedAt time.Time // the archive is known complete up to this moment
 	epochs    []epochInfo
 	gaps      []gap
+	spans     map[int64][]catalog.TableGap // inexact spans by table, read when first needed
+}
+
+// spansOf returns a table's inexact spans: stretches of its history that
+// no restore can reach exactly, because the source changed its rows in a
+// way the stream does not carry (docs/RESTORE.md).
+func (p *planner) spansOf(ctx context.Context, tableID int64) ([]catalog.TableGap, error) {
+	if s, ok := p.spans[tableID]; ok {
+		return s, nil
+	}
+	s, err := p.cat.TableGaps(ctx, tableID)
+	if err != nil {
+		return nil, err
+	}
+	if p.spans == nil {
+		p.spans = map[int64][]catalog.TableGap{}
+	}
+	p.spans[tableID] = s
+	return s, nil
+}
+
+// spanEnd is the first position after an inexact span: the consistent
+// point of the basebackup that closed it; the end of LSNs while it is open.
+func spanEnd(g catalog.TableGap) uint64 {
+	if g.Open() {
+		return math.MaxUint64
+	}
+	return g.ToLSN
+}
+
+// inSpanLSN reports whether the state right after upto lies inside the
+// span: after the change, and before the basebackup that holds it.
+func inSpanLSN(g catalog.TableGap, upto uint64) bool { return g.FromLSN <= upto && upto+1 < spanEnd(g) }
+
+// inSpanTime reports whether a target time lies inside the span: after the
+// commit of the table's last transaction before the change, and before the
+// basebackup that holds it finished.
+func inSpanTime(g catalog.TableGap, t time.Time) bool {
+	return t.After(g.FromTime) && (g.Open() || t.Before(g.ToTime))
+}
+
+// spanCrosses reports whether applying the table's transactions with commit
+// LSN in [lo, hi) to a basebackup would pass through the span.
+func spanCrosses(g catalog.TableGap, lo, hi uint64) bool { return lo < spanEnd(g) && g.FromLSN < hi }
+
+// describeSpan writes a span for an error: what happened, where, and the
+// nearest moments on either side that can be restored.
+func describeSpan(g catalog.TableGap) string {
+	before := fmt.Sprintf("the nearest restorable moments are before it, up to LSN %s (%s)", catalog.FormatLSN(max(g.FromLSN, 1)-1), formatTime(g.FromTime))
+	after := "and after it once the table's next basebackup completes (lbt backup takes one at once)"
+	end := "its next basebackup"
+	if !g.Open() {
+		end = fmt.Sprintf("LSN %s (%s, the basebackup that holds the change)", catalog.FormatLSN(g.ToLSN), formatTime(g.ToTime))
+		after = fmt.Sprintf("and from LSN %s (%s) on", catalog.FormatLSN(g.ToLSN), formatTime(g.ToTime))
+	}
+	return fmt.Sprintf("it is inside a span of the table's history that cannot be restored exactly, from LSN %s (after %s) to %s: %s; %s %s",
+		catalog.FormatLSN(g.FromLSN), formatTime(g.FromTime), end, g.Reason, before, after)
 }
 
 // gap is a stretch of history that no epoch holds: after the last archived
@@ -303,11 +361,23 @@ func (p *planner) complete(lo, hi uint64) bool {
 // deltas in [bb.LSN, upto]; a basebackup taken after upto also gives it
 // when the table had no transaction in between.
 func (p *planner) chooseBasebackup(ctx context.Context, tableID int64, bbs []catalog.Basebackup, upto, purged uint64) (catalog.Basebackup, bool, error) {
+	spans, err := p.spansOf(ctx, tableID)
+	if err != nil {
+		return catalog.Basebackup{}, false, err
+	}
+next:
 	for i := len(bbs) - 1; i >= 0; i-- {
 		b := bbs[i]
 		lo, hi := min(b.LSN, upto+1), max(b.LSN, upto+1)
 		if lo < purged || !p.complete(lo, hi) || hi-1 > p.pos.EndLSN {
 			continue
+		}
+		// No basebackup is brought across a change the stream does not
+		// carry, forward or back.
+		for _, g := range spans {
+			if spanCrosses(g, lo, hi) {
+				continue next
+			}
 		}
 		if b.LSN > upto+1 {
 			changed, err := p.cat.HasTableTx(ctx, tableID, upto+1, b.LSN-1)
@@ -333,9 +403,22 @@ type window struct {
 // windows lists the stretches of the table's history that can be restored.
 func (p *planner) windows(ctx context.Context, bbs []catalog.Basebackup, purged uint64) ([]window, error) {
 	var out []window
+	var spans []catalog.TableGap
+	if len(bbs) > 0 {
+		var err error
+		if spans, err = p.spansOf(ctx, bbs[0].TableID); err != nil {
+			return nil, err
+		}
+	}
+bases:
 	for _, b := range bbs {
 		if b.LSN < purged || b.LSN > p.pos.EndLSN+1 || !p.complete(b.LSN, b.LSN) {
 			continue
+		}
+		for _, g := range spans {
+			if g.FromLSN < b.LSN && b.LSN < spanEnd(g) {
+				continue bases // taken inside an inexact span: it may not hold the change
+			}
 		}
 		// From the time the basebackup finished, every time is restorable
 		// (a little earlier too, unless the table changed meanwhile).
@@ -344,6 +427,13 @@ func (p *planner) windows(ctx context.Context, bbs []catalog.Basebackup, purged 
 		for _, g := range p.gaps {
 			if g.startLSN > b.LSN && g.lastLSN < w.to {
 				w.to, w.toAt = g.lastLSN, g.lastAt
+			}
+		}
+		// ... and at the table's last archived transaction before a change
+		// the stream does not carry.
+		for _, g := range spans {
+			if g.FromLSN >= b.LSN && g.FromLSN > 0 && g.FromLSN-1 < w.to {
+				w.to, w.toAt = g.FromLSN-1, g.FromTime
 			}
 		}
 		if w.to+1 < w.from {
@@ -478,7 +568,7 @@ func (p *planner) countChanges(ctx context.Context, pl *plan) error {
 }
 
 // refuseInexact refuses a target that lies where the archive cannot be
-// exact: in a gap between epochs. A time target is in a gap when it is after
+// exact: in a gap between epochs, or in an inexact span of the table. A time target is in a gap when it is after
 // the old epoch's last archived commit and before the new epoch started; a
 // position when a transaction the gap may have lost is at or before it.
 func (p *planner) refuseInexact(ctx context.Context, o *Options, pl *plan, name string, bbs []catalog.Basebackup, purged uint64) error {
@@ -492,6 +582,21 @@ func (p *planner) refuseInexact(ctx context.Context, o *Options, pl *plan, name 
 			return err
 		}
 		return fmt.Errorf("%w %s: %s; %s", ErrNotRestorable, pl.target, g, describeWindows(name, ws))
+	}
+	spans, err := p.spansOf(ctx, pl.tableID)
+	if err != nil {
+		return err
+	}
+	for _, g := range spans {
+		byTime := !o.Until.IsZero() && inSpanTime(g, o.Until)
+		if !byTime && !inSpanLSN(g, pl.upto) {
+			continue
+		}
+		ws, err := p.windows(ctx, bbs, purged)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w %s: %s; %s", ErrNotRestorable, pl.target, describeSpan(g), describeWindows(name, ws))
 	}
 	return nil
 }

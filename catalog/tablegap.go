@@ -1,0 +1,157 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// TableGap is an inexact span of one table's history: the source changed
+// the table's rows in a way the stream does not carry (a rewrite by ALTER
+// TABLE, a column dropped and added again, ...), so no restore between the
+// change and the table's next basebackup can be exact. The span is open
+// (ToLSN 0) until a basebackup taken after the change closes it.
+type TableGap struct {
+	ID      int64
+	TableID int64
+	// FromLSN is the first position that is not exactly restorable: just
+	// after the table's previous archived transaction, or the commit LSN of
+	// the DDL transaction when the DDL was captured. FromTime is the commit
+	// time of that previous transaction (or of the DDL); zero when unknown.
+	FromLSN  uint64
+	FromTime time.Time
+	// SeenLSN is the commit LSN of the transaction at which the change was
+	// seen: a basebackup whose consistent point is after it holds the
+	// change.
+	SeenLSN uint64
+	// ToLSN and ToTime are the consistent point and finish time of the
+	// basebackup that closed the span; zero while it is open.
+	ToLSN  uint64
+	ToTime time.Time
+	Reason string
+}
+
+// Open reports whether no basebackup has closed the span yet.
+func (g TableGap) Open() bool { return g.ToLSN == 0 }
+
+// AddTableGap records an inexact span of a table's history.
+func (w *Writer) AddTableGap(g TableGap) error {
+	if err := w.open(); err != nil {
+		return err
+	}
+	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO table_gap (table_id, from_lsn, from_time, seen_lsn, reason) VALUES (?, ?, ?, ?, ?)`,
+		g.TableID, int64(g.FromLSN), timeMicros(g.FromTime), int64(g.SeenLSN), g.Reason)
+	if err != nil {
+		return fmt.Errorf("catalog add inexact span of table %d: %w", g.TableID, err)
+	}
+	return nil
+}
+
+// closeTableGaps closes the open spans of a table that a basebackup at lsn,
+// finished at, holds: those seen before its consistent point.
+func closeTableGaps(ctx context.Context, tx *sql.Tx, tableID int64, lsn uint64, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE table_gap SET to_lsn = ?, to_time = ? WHERE table_id = ? AND to_lsn IS NULL AND seen_lsn < ?`,
+		int64(lsn), Micros(at), tableID, int64(lsn))
+	if err != nil {
+		return fmt.Errorf("catalog close inexact spans of table %d: %w", tableID, err)
+	}
+	return nil
+}
+
+// TableGaps lists a table's inexact spans, oldest first.
+func (c *Catalog) TableGaps(ctx context.Context, tableID int64) ([]TableGap, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, table_id, from_lsn, from_time, seen_lsn, coalesce(to_lsn, 0), coalesce(to_time, 0), reason
+		FROM table_gap WHERE table_id = ? ORDER BY from_lsn, id`, tableID)
+	if err != nil {
+		return nil, fmt.Errorf("catalog inexact spans of table %d: %w", tableID, err)
+	}
+	defer rows.Close()
+	var out []TableGap
+	for rows.Next() {
+		var g TableGap
+		var from, fromTime, seen, to, toTime int64
+		if err := rows.Scan(&g.ID, &g.TableID, &from, &fromTime, &seen, &to, &toTime, &g.Reason); err != nil {
+			return nil, fmt.Errorf("catalog inexact spans of table %d: %w", tableID, err)
+		}
+		g.FromLSN, g.SeenLSN, g.ToLSN = uint64(from), uint64(seen), uint64(to)
+		if fromTime != 0 {
+			g.FromTime = FromMicros(fromTime)
+		}
+		if toTime != 0 {
+			g.ToTime = FromMicros(toTime)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog inexact spans of table %d: %w", tableID, err)
+	}
+	return out, nil
+}
+
+// SetRelfilenode records the table's storage (pg_class.relfilenode) as the
+// archiver last read it on the source.
+func (w *Writer) SetRelfilenode(tableID int64, node uint32) error {
+	if err := w.open(); err != nil {
+		return err
+	}
+	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO table_storage (table_id, relfilenode) VALUES (?, ?)
+		ON CONFLICT (table_id) DO UPDATE SET relfilenode = excluded.relfilenode`, tableID, int64(node))
+	if err != nil {
+		return fmt.Errorf("catalog storage of table %d: %w", tableID, err)
+	}
+	return nil
+}
+
+// Relfilenode returns, inside the write transaction, the table's storage
+// as last recorded; 0 when unknown.
+func (w *Writer) Relfilenode(tableID int64) (uint32, error) {
+	if err := w.open(); err != nil {
+		return 0, err
+	}
+	var node int64
+	err := w.tx.QueryRowContext(w.ctx, `SELECT relfilenode FROM table_storage WHERE table_id = ?`, tableID).Scan(&node)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("catalog storage of table %d: %w", tableID, err)
+	}
+	return uint32(node), nil
+}
+
+// TableMark is what the archiver resumes with for one table: its storage
+// as last read, and its last archived transaction.
+type TableMark struct {
+	Relfilenode    uint32
+	LastChangeLSN  uint64
+	LastChangeTime time.Time
+}
+
+// TableMarks returns every table's mark, by table id.
+func (c *Catalog) TableMarks(ctx context.Context) (map[int64]TableMark, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT r.id, coalesce(s.relfilenode, 0), coalesce(ts.last_change_lsn, 0), coalesce(ts.last_change_time, 0)
+		FROM rel r LEFT JOIN table_storage s ON s.table_id = r.id LEFT JOIN table_state ts ON ts.table_id = r.id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog table marks: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]TableMark{}
+	for rows.Next() {
+		var id, node, lsn, at int64
+		if err := rows.Scan(&id, &node, &lsn, &at); err != nil {
+			return nil, fmt.Errorf("catalog table marks: %w", err)
+		}
+		m := TableMark{Relfilenode: uint32(node), LastChangeLSN: uint64(lsn)}
+		if at != 0 {
+			m.LastChangeTime = FromMicros(at)
+		}
+		out[id] = m
+	}
+	return out, rows.Err()
+}
+
+func timeMicros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return Micros(t)
+}
