@@ -12,7 +12,9 @@ import (
 // carried, or "" when the new shape follows exactly from the old one. The
 // stream carries no rewrite of existing rows: an ALTER COLUMN TYPE (with or
 // without USING), an ADD COLUMN whose volatile default gives every row its
-// own value, a column dropped and added again under its name. Anything not
+// own value, a column dropped and added again under its name (a constant
+// default is PostgreSQL's fast default: no rewrite, and the value older
+// rows read is in the description). Anything not
 // proven exact is reported: a new relfilenode that no TRUNCATE the stream
 // carried made (truncXid is the xid of the last one since the old
 // description, 0 for none) means the rows were rewritten.
@@ -47,9 +49,11 @@ func inexactChange(old, cur schema.Table, oldSt, curSt storage, truncXid uint32)
 					schema.QuoteIdent(o.Name), schema.QuoteIdent(c.Name), typeName(o), typeName(c), name))
 			}
 		case rewritten && !c.HasMissing:
+			// A new column with a fast default (atthasmissing) is exact: the
+			// description records the value older rows read, and restore
+			// gives it to them. Without one, a rewrite means a volatile
+			// default.
 			reasons = append(reasons, fmt.Sprintf("ALTER TABLE added column %s with a volatile default and rewrote the rows of %s with values the stream does not carry", schema.QuoteIdent(c.Name), name))
-		case c.HasMissing:
-			reasons = append(reasons, fmt.Sprintf("ALTER TABLE added column %s with a default that the existing rows of %s read, which the stream does not carry", schema.QuoteIdent(c.Name), name))
 		}
 	}
 	if len(reasons) == 0 && rewritten && (truncXid == 0 || curSt.xmin != truncXid) {
