@@ -79,6 +79,8 @@ type txState struct {
 	keySpill              *keySpill // row keys of a spilled transaction
 	messages              []message
 	gaps                  []pendingGap
+	altered               map[uint32]bool // tables a captured ALTER TABLE of this transaction names
+	alteredSeen           int             // messages looked at for altered
 }
 
 type rowKey struct {
@@ -124,11 +126,14 @@ type table struct {
 	act catalog.TableActivity // since the last flush
 
 	// What tells whether the next description follows exactly from this one.
-	storage   storage   // as last read on the source
-	truncXid  uint32    // xid of the last TRUNCATE the stream carried since then, 0 for none
-	versionAt uint64    // FromLSN of the current schema version
-	lastLSN   uint64    // commit LSN of the table's last archived transaction, 0 for none
-	lastTime  time.Time // its commit time
+	desc      schema.Table // the last description: def, or what a captured DDL showed since
+	storage   storage      // as last read on the source
+	truncXid  uint32       // xid of the last TRUNCATE the stream carried since then, 0 for none
+	versionAt uint64       // FromLSN of the current schema version
+	lastLSN   uint64       // commit LSN of the table's last archived transaction, 0 for none
+	lastTime  time.Time    // its commit time
+	// commit LSN of the transaction in which the table was last described
+	describedAt uint64
 }
 
 func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *catalog.Catalog, lookup *pgx.Conn,
@@ -170,7 +175,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		}
 		v := versions[len(versions)-1]
 		m := marks[r.ID]
-		a.tables[r.OID] = &table{id: r.ID, oid: r.OID, def: v.Table, version: v.Version, keyCols: v.KeyColumns(), tracked: true,
+		a.tables[r.OID] = &table{id: r.ID, oid: r.OID, def: v.Table, desc: v.Table, version: v.Version, keyCols: v.KeyColumns(), tracked: true,
 			storage: storage{relfilenode: m.Relfilenode}, versionAt: v.FromLSN, lastLSN: m.LastChangeLSN, lastTime: m.LastChangeTime}
 	}
 	active, ok, err := cat.ActiveSegment(ctx)
@@ -349,6 +354,7 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 		}
 		if ok {
 			t.id, t.def, t.version, t.keyCols, t.tracked, t.versionAt = id, v.Table, v.Version, v.KeyColumns(), true, v.FromLSN
+			t.desc = v.Table
 			if t.storage.relfilenode, err = w.Relfilenode(id); err != nil {
 				return err
 			}
@@ -378,17 +384,17 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	var inexact string
 	var untilTruncate bool
 	if t.version > 0 {
-		inexact = inexactChange(t.def, def, t.storage, st, t.truncXid)
+		inexact = inexactChange(t.desc, def, t.storage, st, t.truncXid)
 		// pgoutput sends the Relation message of a TRUNCATE before the
 		// TRUNCATE itself: a new relfilenode this transaction made is
 		// explained if its TRUNCATE of the table follows.
-		untilTruncate = inexact != "" && a.tx.active && inexactChange(t.def, def, t.storage, st, a.tx.xid) == ""
+		untilTruncate = inexact != "" && a.tx.active && inexactChange(t.desc, def, t.storage, st, a.tx.xid) == ""
 	}
 	w, err := a.writer()
 	if err != nil {
 		return err
 	}
-	defer func() { t.truncXid = 0 }()
+	defer func() { t.truncXid, t.desc, t.describedAt = 0, def, a.tx.commitLSN }()
 	if t.version > 0 && t.def.SameShape(def) {
 		return a.noteStorage(w, t, def, st, inexact, untilTruncate, from)
 	}
@@ -423,6 +429,10 @@ func (a *archiver) noteStorage(w *catalog.Writer, t *table, def schema.Table, st
 	if inexact != "" {
 		g := catalog.TableGap{TableID: t.id, SeenLSN: seen, Reason: inexact}
 		switch {
+		case a.tx.active && a.altered(t.oid):
+			// The captured DDL is in this transaction: the change is at
+			// its commit.
+			g.FromLSN, g.FromTime = a.tx.commitLSN, a.tx.commitTime
 		case t.lastLSN > 0:
 			g.FromLSN, g.FromTime = t.lastLSN+1, t.lastTime
 		default:
@@ -457,7 +467,7 @@ func (a *archiver) addTableGap(w *catalog.Writer, g catalog.TableGap, name strin
 	if err := w.AddTableGap(g); err != nil {
 		return err
 	}
-	a.log.Warn("table changed in a way the stream does not carry: restores after its last archived change are refused until its next basebackup, which is taken now",
+	a.log.Warn("table changed in a way the stream does not carry: restores from from_lsn on are refused until its next basebackup, which is taken now",
 		"table", name, "reason", g.Reason, "from_lsn", pglogrepl.LSN(g.FromLSN), "lsn", pglogrepl.LSN(g.SeenLSN))
 	return nil
 }
@@ -676,6 +686,9 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 				return err
 			}
 		}
+	}
+	if err := a.describeAltered(); err != nil {
+		return err
 	}
 	if len(a.tx.touched) > 0 || len(a.tx.messages) > 0 {
 		w, err := a.writer()

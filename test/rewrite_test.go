@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"lbt/dump"
 	"lbt/restore"
+	"lbt/setup"
 	"lbt/test/pgtest"
 )
 
@@ -125,45 +127,103 @@ func TestRestore_ChangesTheStreamCannotCarry(t *testing.T) {
 	// Inside the span: from the table's last change before the DDL (when
 	// the DDL happened is not in the stream) to the basebackup.
 	inside := map[string]bool{"last-change-before-ddl": true, "after-ddl": true, "after-next-change": true}
-	n := 0
 	for _, sc := range cases {
-		for _, cp := range cps {
-			for _, byLSN := range []bool{false, true} {
-				n++
-				o := restore.NewOptions()
-				o.Table, o.TargetConn, o.Verify = sc.table, connConfig(t, target), true
-				o.TargetTable = fmt.Sprintf("r%d_%s", n, sc.table)
-				what := fmt.Sprintf("%s at %s by time", sc.table, cp.name)
-				if byLSN {
-					lsn, err := pglogrepl.ParseLSN(cp.lsn)
-					if err != nil {
-						t.Fatal(err)
-					}
-					o.LSN, what = uint64(lsn), fmt.Sprintf("%s at %s by LSN", sc.table, cp.name)
-				} else {
-					o.Until = cp.at
-				}
-				_, err := runRestore(t, dir, o)
-				refused := sc.inexact && inside[cp.name]
-				if refused {
-					if !errors.Is(err, restore.ErrNotRestorable) {
-						t.Errorf("%s: want a refusal, got %v", what, err)
-						continue
-					}
-					for _, s := range []string{sc.reason, "cannot be restored exactly", "nearest restorable moments", "can be restored from"} {
-						if !strings.Contains(err.Error(), s) {
-							t.Errorf("%s: the refusal does not say %q: %v", what, s, err)
-						}
-					}
-					t.Logf("%s: %v", what, err)
-					continue
-				}
+		checkSpanRestores(t, c, dir, target, sc.table, cps, func(cp string) bool { return sc.inexact && inside[cp] }, sc.reason)
+	}
+}
+
+// checkSpanRestores restores a table at each checkpoint, by time and by
+// LSN: at the moments refused says, the restore is refused with the span
+// and its reason named; at the others it equals the source exactly.
+func checkSpanRestores(t *testing.T, c *pgtest.Cluster, dir, target, table string, cps []checkpoint, refused func(cp string) bool, reason string) {
+	t.Helper()
+	for _, cp := range cps {
+		for _, byLSN := range []bool{false, true} {
+			o := restore.NewOptions()
+			o.Table, o.TargetConn, o.Verify = table, connConfig(t, target), true
+			o.TargetTable = fmt.Sprintf("r_%s_%s", table, strings.ReplaceAll(cp.name, "-", "_"))
+			what := fmt.Sprintf("%s at %s by time", table, cp.name)
+			if byLSN {
+				lsn, err := pglogrepl.ParseLSN(cp.lsn)
 				if err != nil {
-					t.Errorf("%s: %v", what, err)
+					t.Fatal(err)
+				}
+				o.LSN, o.TargetTable, what = uint64(lsn), o.TargetTable+"_lsn", fmt.Sprintf("%s at %s by LSN", table, cp.name)
+			} else {
+				o.Until = cp.at
+			}
+			_, err := runRestore(t, dir, o)
+			if refused(cp.name) {
+				if !errors.Is(err, restore.ErrNotRestorable) {
+					t.Errorf("%s: want a refusal, got %v", what, err)
 					continue
 				}
-				checkRestored(t, c, target, o.TargetTable, cp.tables[sc.table], what)
+				for _, s := range []string{reason, "cannot be restored exactly", "nearest restorable moments", "can be restored from"} {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("%s: the refusal does not say %q: %v", what, s, err)
+					}
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("%s: the refusal is not one line: %v", what, err)
+				}
+				t.Logf("%s: %v", what, err)
+				continue
 			}
+			if err != nil {
+				t.Errorf("%s: %v", what, err)
+				continue
+			}
+			checkRestored(t, c, target, o.TargetTable, cp.tables[table], what)
 		}
 	}
+}
+
+// With DDL capture (lbt setup --capture-ddl), the DDL's own transaction
+// carries its command: the daemon looks at the table at that commit, so
+// that the span starts at the DDL, not at the table's change before it,
+// and the basebackup is taken without waiting for the table's next change.
+// The moment before the DDL is then exact, the latest state right after it
+// is refused (not silently the old rows), and after the basebackup all is
+// exact again.
+func TestRestore_CapturedDDLStartsTheSpanAtItsCommit(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	dir := t.TempDir()
+	c.Exec(t, dsn, `CREATE TABLE retyped (id int PRIMARY KEY, amount int, label varchar(20));
+		INSERT INTO retyped SELECT g, g, 'item ' || g FROM generate_series(1, 5) g`)
+	conn := c.Connect(t, dsn)
+	if _, err := setup.Install(context.Background(), conn, setup.Options{Publication: "lbt", CaptureDDL: true, LockTimeout: "10s"}); err != nil {
+		t.Fatal(err)
+	}
+	tables := map[string]string{"retyped": "retyped"}
+	startBackup(t, c, dsn, dir)
+	waitArchived(t, c, dsn, dir)
+	runScheduler(t, dsn, dir, nil)
+	c.Exec(t, dsn, `UPDATE retyped SET amount = 10 WHERE id = 1`)
+	waitFor(t, "the first basebackup", 60*time.Second, func() bool { return len(basebackupsOf(t, dir, "retyped")) > 0 })
+
+	var cps []checkpoint
+	cp := func(name string) { cps = append(cps, recordCheckpoint(t, c, dsn, name, tables)) }
+	c.Exec(t, dsn, `UPDATE retyped SET amount = 11 WHERE id = 1`)
+	cp("last-change-before-ddl")
+	c.Exec(t, dsn, `ALTER TABLE retyped ALTER amount TYPE bigint USING amount * 100, ALTER label TYPE varchar(40) USING upper(label)`)
+	cp("after-ddl")
+	waitArchived(t, c, dsn, dir)
+	// Before the table changes again: the latest state is refused.
+	o := restore.NewOptions()
+	o.Table, o.TargetConn = "retyped", connConfig(t, target)
+	if _, err := runRestore(t, dir, o); !errors.Is(err, restore.ErrNotRestorable) && len(basebackupsOf(t, dir, "retyped")) < 2 {
+		t.Errorf("latest state right after the DDL: want a refusal, got %v", err)
+	}
+	waitFor(t, "the basebackup after the DDL", 60*time.Second, func() bool {
+		bbs := basebackupsOf(t, dir, "retyped")
+		return bbs[len(bbs)-1].Reason == dump.ReasonInexact
+	})
+	cp("after-basebackup")
+	c.Exec(t, dsn, `INSERT INTO retyped VALUES (6, 6, 'item 6')`)
+	cp("later")
+	waitArchived(t, c, dsn, dir)
+	checkSpanRestores(t, c, dir, target, "retyped", cps, func(cp string) bool { return cp == "after-ddl" },
+		"ALTER TABLE changed the type of column amount from integer to bigint")
 }
