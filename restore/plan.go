@@ -105,9 +105,9 @@ func spanCrosses(g catalog.TableGap, lo, hi uint64) bool { return lo < spanEnd(g
 
 // describeSpan writes a span for an error: what happened, where, and the
 // nearest moments on either side that can be restored.
-func describeSpan(g catalog.TableGap) string {
+func describeSpan(g catalog.TableGap, table string) string {
 	before := fmt.Sprintf("the nearest restorable moments are before it, up to LSN %s (%s)", catalog.FormatLSN(max(g.FromLSN, 1)-1), formatTime(g.FromTime))
-	after := "and after it once the table's next basebackup completes (lbt backup takes one at once)"
+	after := fmt.Sprintf("and after it once the table's next basebackup completes (lbt backup takes one at once; lbt basebackup --table %s takes one now)", table)
 	end := "its next basebackup"
 	if !g.Open() {
 		end = fmt.Sprintf("LSN %s (%s, the basebackup that holds the change)", catalog.FormatLSN(g.ToLSN), formatTime(g.ToTime))
@@ -596,7 +596,7 @@ func (p *planner) refuseInexact(ctx context.Context, o *Options, pl *plan, name 
 		if err != nil {
 			return err
 		}
-		return fmt.Errorf("%w %s: %s; %s", ErrNotRestorable, pl.target, describeSpan(g), describeWindows(name, ws))
+		return fmt.Errorf("%w %s: %s; %s", ErrNotRestorable, pl.target, describeSpan(g, name), describeWindows(name, ws))
 	}
 	return nil
 }
