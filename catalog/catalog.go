@@ -202,11 +202,13 @@ CREATE TABLE table_gap (
 );
 CREATE INDEX table_gap_table ON table_gap (table_id, from_lsn);
 
--- A table's storage as the daemon last read it on the source: a new
--- relfilenode that no TRUNCATE explains means its rows were rewritten.
+-- A table as the daemon last read it on the source: its storage (a new
+-- relfilenode that no TRUNCATE explains means its rows were rewritten)
+-- and its columns (JSON, as in schema_version).
 CREATE TABLE table_storage (
 	table_id    INTEGER PRIMARY KEY,
-	relfilenode INTEGER NOT NULL
+	relfilenode INTEGER NOT NULL,
+	description TEXT NOT NULL
 );
 
 CREATE TABLE purge_log (

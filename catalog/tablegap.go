@@ -3,9 +3,12 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"lbt/schema"
 )
 
 // TableGap is an inexact span of one table's history: the source changed
@@ -90,45 +93,70 @@ func (c *Catalog) TableGaps(ctx context.Context, tableID int64) ([]TableGap, err
 	return out, nil
 }
 
-// SetRelfilenode records the table's storage (pg_class.relfilenode) as the
-// archiver last read it on the source.
-func (w *Writer) SetRelfilenode(tableID int64, node uint32) error {
+// TableDescription is a table as the daemon last read it on the source:
+// its storage (pg_class.relfilenode) and its columns, against which the
+// next description tells a change the stream does not carry.
+type TableDescription struct {
+	Relfilenode uint32
+	Table       schema.Table
+	Known       bool // a description was recorded
+}
+
+// SetDescription records the table as last read on the source.
+func (w *Writer) SetDescription(tableID int64, d TableDescription) error {
 	if err := w.open(); err != nil {
 		return err
 	}
-	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO table_storage (table_id, relfilenode) VALUES (?, ?)
-		ON CONFLICT (table_id) DO UPDATE SET relfilenode = excluded.relfilenode`, tableID, int64(node))
+	desc, err := json.Marshal(d.Table)
 	if err != nil {
-		return fmt.Errorf("catalog storage of table %d: %w", tableID, err)
+		return fmt.Errorf("encode description of table %d: %w", tableID, err)
+	}
+	_, err = w.tx.ExecContext(w.ctx, `INSERT INTO table_storage (table_id, relfilenode, description) VALUES (?, ?, ?)
+		ON CONFLICT (table_id) DO UPDATE SET relfilenode = excluded.relfilenode, description = excluded.description`,
+		tableID, int64(d.Relfilenode), string(desc))
+	if err != nil {
+		return fmt.Errorf("catalog description of table %d: %w", tableID, err)
 	}
 	return nil
 }
 
-// Relfilenode returns, inside the write transaction, the table's storage
-// as last recorded; 0 when unknown.
-func (w *Writer) Relfilenode(tableID int64) (uint32, error) {
+// Description returns, inside the write transaction, the table as last
+// recorded by SetDescription.
+func (w *Writer) Description(tableID int64) (TableDescription, error) {
 	if err := w.open(); err != nil {
-		return 0, err
+		return TableDescription{}, err
 	}
 	var node int64
-	err := w.tx.QueryRowContext(w.ctx, `SELECT relfilenode FROM table_storage WHERE table_id = ?`, tableID).Scan(&node)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("catalog storage of table %d: %w", tableID, err)
+	var desc string
+	err := w.tx.QueryRowContext(w.ctx, `SELECT relfilenode, description FROM table_storage WHERE table_id = ?`, tableID).Scan(&node, &desc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return TableDescription{}, nil
 	}
-	return uint32(node), nil
+	if err != nil {
+		return TableDescription{}, fmt.Errorf("catalog description of table %d: %w", tableID, err)
+	}
+	return decodeDescription(tableID, node, desc)
+}
+
+func decodeDescription(tableID, node int64, desc string) (TableDescription, error) {
+	d := TableDescription{Relfilenode: uint32(node), Known: true}
+	if err := json.Unmarshal([]byte(desc), &d.Table); err != nil {
+		return d, fmt.Errorf("%w: description of table %d: %v", ErrCorrupt, tableID, err)
+	}
+	return d, nil
 }
 
 // TableMark is what the archiver resumes with for one table: its storage
 // as last read, and its last archived transaction.
 type TableMark struct {
-	Relfilenode    uint32
+	Description    TableDescription
 	LastChangeLSN  uint64
 	LastChangeTime time.Time
 }
 
 // TableMarks returns every table's mark, by table id.
 func (c *Catalog) TableMarks(ctx context.Context) (map[int64]TableMark, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT r.id, coalesce(s.relfilenode, 0), coalesce(ts.last_change_lsn, 0), coalesce(ts.last_change_time, 0)
+	rows, err := c.db.QueryContext(ctx, `SELECT r.id, s.relfilenode, s.description, coalesce(ts.last_change_lsn, 0), coalesce(ts.last_change_time, 0)
 		FROM rel r LEFT JOIN table_storage s ON s.table_id = r.id LEFT JOIN table_state ts ON ts.table_id = r.id`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog table marks: %w", err)
@@ -136,11 +164,18 @@ func (c *Catalog) TableMarks(ctx context.Context) (map[int64]TableMark, error) {
 	defer rows.Close()
 	out := map[int64]TableMark{}
 	for rows.Next() {
-		var id, node, lsn, at int64
-		if err := rows.Scan(&id, &node, &lsn, &at); err != nil {
+		var id, lsn, at int64
+		var node sql.NullInt64
+		var desc sql.NullString
+		if err := rows.Scan(&id, &node, &desc, &lsn, &at); err != nil {
 			return nil, fmt.Errorf("catalog table marks: %w", err)
 		}
-		m := TableMark{Relfilenode: uint32(node), LastChangeLSN: uint64(lsn)}
+		m := TableMark{LastChangeLSN: uint64(lsn)}
+		if node.Valid {
+			if m.Description, err = decodeDescription(id, node.Int64, desc.String); err != nil {
+				return nil, err
+			}
+		}
 		if at != 0 {
 			m.LastChangeTime = FromMicros(at)
 		}

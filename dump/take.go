@@ -360,9 +360,9 @@ func registerTable(ctx context.Context, cat *catalog.Catalog, oid uint32, t sche
 		if err := w.AddSchemaVersion(catalog.SchemaVersion{TableID: id, Version: 1, FromLSN: point, Table: t}); err != nil {
 			return err
 		}
-		// The storage at the snapshot, against which the stream's next
-		// description of the table tells a rewrite.
-		if err := w.SetRelfilenode(id, relfilenode); err != nil {
+		// The table at the snapshot, against which the stream's next
+		// description of it tells a change the stream does not carry.
+		if err := w.SetDescription(id, catalog.TableDescription{Relfilenode: relfilenode, Table: t}); err != nil {
 			return err
 		}
 		return w.Commit()

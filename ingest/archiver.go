@@ -175,8 +175,12 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		}
 		v := versions[len(versions)-1]
 		m := marks[r.ID]
-		a.tables[r.OID] = &table{id: r.ID, oid: r.OID, def: v.Table, desc: v.Table, version: v.Version, keyCols: v.KeyColumns(), tracked: true,
-			storage: storage{relfilenode: m.Relfilenode}, versionAt: v.FromLSN, lastLSN: m.LastChangeLSN, lastTime: m.LastChangeTime}
+		t := &table{id: r.ID, oid: r.OID, def: v.Table, desc: v.Table, version: v.Version, keyCols: v.KeyColumns(), tracked: true,
+			storage: storage{relfilenode: m.Description.Relfilenode}, versionAt: v.FromLSN, lastLSN: m.LastChangeLSN, lastTime: m.LastChangeTime}
+		if m.Description.Known {
+			t.desc = m.Description.Table
+		}
+		a.tables[r.OID] = t
 	}
 	active, ok, err := cat.ActiveSegment(ctx)
 	if err != nil {
@@ -354,9 +358,13 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 		}
 		if ok {
 			t.id, t.def, t.version, t.keyCols, t.tracked, t.versionAt = id, v.Table, v.Version, v.KeyColumns(), true, v.FromLSN
-			t.desc = v.Table
-			if t.storage.relfilenode, err = w.Relfilenode(id); err != nil {
+			d, err := w.Description(id)
+			if err != nil {
 				return err
+			}
+			t.desc, t.storage.relfilenode = v.Table, d.Relfilenode
+			if d.Known {
+				t.desc = d.Table
 			}
 		}
 		if !t.tracked && isNew {
@@ -446,13 +454,21 @@ func (a *archiver) noteStorage(w *catalog.Writer, t *table, def schema.Table, st
 			return err
 		}
 	}
-	if st.relfilenode != t.storage.relfilenode {
-		if err := w.SetRelfilenode(t.id, st.relfilenode); err != nil {
-			return err
-		}
+	if err := a.setDescription(w, t, def, st); err != nil {
+		return err
 	}
 	t.storage = st
 	return nil
+}
+
+// setDescription records the table as now read on the source when it
+// differs from the last description, so that after a restart the next one
+// is compared with it.
+func (a *archiver) setDescription(w *catalog.Writer, t *table, desc schema.Table, st storage) error {
+	if st.relfilenode == t.storage.relfilenode && t.desc.SameShape(desc) {
+		return nil
+	}
+	return w.SetDescription(t.id, catalog.TableDescription{Relfilenode: st.relfilenode, Table: desc})
 }
 
 // pendingGap is an inexact span that a TRUNCATE later in the transaction

@@ -91,10 +91,8 @@ func (a *archiver) describeAltered() error {
 				return err
 			}
 		}
-		if st.relfilenode != t.storage.relfilenode {
-			if err := w.SetRelfilenode(t.id, st.relfilenode); err != nil {
-				return err
-			}
+		if err := a.setDescription(w, t, desc, st); err != nil {
+			return err
 		}
 		t.desc, t.storage, t.describedAt, t.truncXid = desc, st, a.tx.commitLSN, 0
 	}
