@@ -16,8 +16,10 @@ import (
 )
 
 // Reasons recorded with basebackups the scheduler takes, in the order it
-// takes them when several tables are due: tables without a basebackup come
-// first, since nothing restores them until they have one.
+// takes them when several tables are due: tables with an open inexact span
+// first, since restores after the change wait for this basebackup, then
+// tables without a basebackup, since nothing restores them until they have
+// one.
 const (
 	ReasonInexact    = "inexact span" // the table changed in a way the stream does not carry: restores wait for this basebackup
 	ReasonNewTable   = "new table"    // in the catalog, never dumped

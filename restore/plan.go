@@ -437,7 +437,7 @@ bases:
 			}
 		}
 		if w.to+1 < w.from {
-			continue // taken inside a gap: it reaches no target outside one
+			continue // taken inside a gap: it reaches no target outside one, and nothing is inside
 		}
 		if n := len(out); n > 0 && out[n-1].to+1 >= w.from {
 			if w.to > out[n-1].to {
@@ -568,9 +568,12 @@ func (p *planner) countChanges(ctx context.Context, pl *plan) error {
 }
 
 // refuseInexact refuses a target that lies where the archive cannot be
-// exact: in a gap between epochs, or in an inexact span of the table. A time target is in a gap when it is after
-// the old epoch's last archived commit and before the new epoch started; a
-// position when a transaction the gap may have lost is at or before it.
+// exact: in a gap between epochs, or in an inexact span of the table. A
+// time target is in a gap when it is after the old epoch's last archived
+// commit and before the new epoch started, in a span when it is after the
+// span's start time and before its basebackup finished; a position when a
+// transaction the gap may have lost, or the change of the span, is at or
+// before it and the basebackup after them is not.
 func (p *planner) refuseInexact(ctx context.Context, o *Options, pl *plan, name string, bbs []catalog.Basebackup, purged uint64) error {
 	for _, g := range p.gaps {
 		byTime := !o.Until.IsZero() && g.inTime(o.Until)
