@@ -88,6 +88,9 @@ func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error
 	if err != nil {
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}
+	if err := closeTableGaps(ctx, tx, b.TableID, b.LSN, b.FinishedAt); err != nil {
+		return 0, err
+	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}

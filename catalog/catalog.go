@@ -195,6 +195,30 @@ CREATE TABLE basebackup (
 );
 CREATE INDEX basebackup_table ON basebackup (table_id, lsn);
 
+-- Inexact spans of a table's history: the source changed its rows in a
+-- way the stream does not carry. Open (to_lsn NULL) until a basebackup
+-- after seen_lsn closes it. docs/FORMAT.md.
+CREATE TABLE table_gap (
+	id        INTEGER PRIMARY KEY,
+	table_id  INTEGER NOT NULL,
+	from_lsn  INTEGER NOT NULL,
+	from_time INTEGER NOT NULL,
+	seen_lsn  INTEGER NOT NULL,
+	to_lsn    INTEGER,
+	to_time   INTEGER,
+	reason    TEXT NOT NULL
+);
+CREATE INDEX table_gap_table ON table_gap (table_id, from_lsn);
+
+-- A table as the daemon last read it on the source: its storage (a new
+-- relfilenode that no TRUNCATE explains means its rows were rewritten)
+-- and its columns (JSON, as in schema_version).
+CREATE TABLE table_storage (
+	table_id    INTEGER PRIMARY KEY,
+	relfilenode INTEGER NOT NULL,
+	description TEXT NOT NULL
+);
+
 CREATE TABLE purge_log (
 	id         INTEGER PRIMARY KEY,
 	at         INTEGER NOT NULL,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -62,6 +63,7 @@ func checkTable(ctx context.Context, tx pgx.Tx, oid uint32, publication string) 
 type described struct {
 	schema.Definition
 	Partitioned bool
+	Relfilenode uint32 // the table's storage at the snapshot
 }
 
 // describe reads a table's full definition and its owned sequences from the
@@ -69,9 +71,9 @@ type described struct {
 func describe(ctx context.Context, tx pgx.Tx, oid uint32) (described, []schema.Sequence, error) {
 	var def described
 	var nsp, rel, relkind, persistence, ident string
-	err := tx.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relkind::text, c.relpersistence::text, c.relreplident::text
+	err := tx.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relkind::text, c.relpersistence::text, c.relreplident::text, c.relfilenode
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).
-		Scan(&nsp, &rel, &relkind, &persistence, &ident)
+		Scan(&nsp, &rel, &relkind, &persistence, &ident, &def.Relfilenode)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return def, nil, fmt.Errorf("%w: the table with OID %d was dropped", ErrNoTable, oid)
 	}
@@ -87,8 +89,14 @@ func describe(ctx context.Context, tx pgx.Tx, oid uint32) (described, []schema.S
 	def.Partitioned = relkind == "p"
 	def.Table = schema.Table{Schema: nsp, Name: rel, ReplicaIdentity: ident[0]}
 
+	// What the archiver reads of each column too (ingest's describeColumns),
+	// so that its first description compares equal.
+	missing := `false, ''`
+	if v := tx.Conn().PgConn().ParameterStatus("server_version"); v != "" && !strings.HasPrefix(v, "10.") && !strings.HasPrefix(v, "9.") {
+		missing = `a.atthasmissing, coalesce((a.attmissingval::text::text[])[1], '')`
+	}
 	rows, err := tx.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-			coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text, a.attgenerated::text,
+			coalesce(pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text, a.attgenerated::text, a.attnum, `+missing+`,
 			CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0
 				THEN (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation)
 				ELSE '' END
@@ -103,14 +111,22 @@ func describe(ctx context.Context, tx pgx.Tx, oid uint32) (described, []schema.S
 		var c schema.ColumnDef
 		var typOID uint32
 		var typmod int32
-		if err := rows.Scan(&c.Name, &typOID, &typmod, &c.Type, &c.NotNull, &c.Default, &c.Identity, &c.Generated, &c.Collation); err != nil {
+		var attnum int16
+		var hasMissing bool
+		var missingVal string
+		if err := rows.Scan(&c.Name, &typOID, &typmod, &c.Type, &c.NotNull, &c.Default, &c.Identity, &c.Generated, &attnum, &hasMissing, &missingVal, &c.Collation); err != nil {
 			rows.Close()
 			return def, nil, fmt.Errorf("read columns: %w", err)
 		}
 		if c.Generated != "" {
 			c.Generated, c.Default = c.Default, "" // the expression is stored as the default
 		} else {
-			def.Table.Columns = append(def.Table.Columns, schema.Column{Name: c.Name, TypeOID: typOID, TypeMod: typmod, TypeName: c.Type})
+			col := schema.Column{Name: c.Name, TypeOID: typOID, TypeMod: typmod, TypeName: c.Type,
+				AttNum: attnum, NotNull: c.NotNull, Default: c.Default, HasMissing: hasMissing}
+			if hasMissing {
+				col.Missing = missingVal
+			}
+			def.Table.Columns = append(def.Table.Columns, col)
 		}
 		def.Columns = append(def.Columns, c)
 	}

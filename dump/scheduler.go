@@ -16,21 +16,26 @@ import (
 )
 
 // Reasons recorded with basebackups the scheduler takes, in the order it
-// takes them when several tables are due: tables without a basebackup come
-// first, since nothing restores them until they have one.
+// takes them when several tables are due: tables with an open inexact span
+// first, since restores after the change wait for this basebackup, then
+// tables without a basebackup, since nothing restores them until they have
+// one.
 const (
-	ReasonNewTable   = "new table"  // in the catalog, never dumped
-	ReasonNewEpoch   = "new epoch"  // dumped, but before the current epoch (slot lost and recreated)
-	ReasonInitial    = "initial"    // initialBasebackup, at start
-	ReasonThreshold  = "threshold"  // more than backupThreshold blobs since the last basebackup
-	ReasonInactivity = "inactivity" // changed since the last basebackup, then quiet for forceBasebackupAfterInactivityInterval
-	ReasonSchedule   = "schedule"   // basebackupSchedule passed since the last basebackup
-	ReasonRequest    = "request"    // lbt basebackup
+	ReasonInexact    = "inexact span" // the table changed in a way the stream does not carry: restores wait for this basebackup
+	ReasonNewTable   = "new table"    // in the catalog, never dumped
+	ReasonNewEpoch   = "new epoch"    // dumped, but before the current epoch (slot lost and recreated)
+	ReasonInitial    = "initial"      // initialBasebackup, at start
+	ReasonThreshold  = "threshold"    // more than backupThreshold blobs since the last basebackup
+	ReasonInactivity = "inactivity"   // changed since the last basebackup, then quiet for forceBasebackupAfterInactivityInterval
+	ReasonSchedule   = "schedule"     // basebackupSchedule passed since the last basebackup
+	ReasonRequest    = "request"      // lbt basebackup
 )
 
 // urgency orders reasons: lower first.
 func urgency(reason string) int {
 	switch reason {
+	case ReasonInexact:
+		return -1
 	case ReasonNewTable:
 		return 0
 	case ReasonNewEpoch:
@@ -369,7 +374,8 @@ func (s *scheduler) due(ctx context.Context, now time.Time) ([]job, error) {
 			(SELECT count(*) FROM basebackup b WHERE b.table_id = r.id),
 			(SELECT max(b.finished_at) FROM basebackup b WHERE b.table_id = r.id AND b.lsn >= ?),
 			coalesce((SELECT nspname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), ''),
-			coalesce((SELECT relname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), '')
+			coalesce((SELECT relname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), ''),
+			EXISTS (SELECT 1 FROM table_gap g WHERE g.table_id = r.id AND g.to_lsn IS NULL)
 		FROM rel r LEFT JOIN table_state ts ON ts.table_id = r.id
 		WHERE r.id = (SELECT max(r2.id) FROM rel r2 WHERE r2.oid = r.oid)`, epochStart)
 	if err != nil {
@@ -382,13 +388,16 @@ func (s *scheduler) due(ctx context.Context, now time.Time) ([]job, error) {
 		var id, oid, changes, blobs, lastChange, bases int64
 		var lastBase *int64
 		var nsp, rel string
-		if err := rows.Scan(&id, &oid, &changes, &blobs, &lastChange, &bases, &lastBase, &nsp, &rel); err != nil {
+		var inexact bool
+		if err := rows.Scan(&id, &oid, &changes, &blobs, &lastChange, &bases, &lastBase, &nsp, &rel, &inexact); err != nil {
 			return nil, fmt.Errorf("catalog tables: %w", err)
 		}
 		j := job{oid: uint32(oid), tableID: id, name: schema.Table{Schema: nsp, Name: rel}.QualifiedName()}
 		seen[j.oid] = true
 		st := s.tables[j.oid]
 		switch {
+		case inexact:
+			j.reason = ReasonInexact
 		case lastBase == nil && bases == 0:
 			j.reason = ReasonNewTable
 		case lastBase == nil:

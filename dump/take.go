@@ -202,7 +202,7 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}
-	tableID, err := registerTable(ctx, cat, oid, def.Table, point)
+	tableID, err := registerTable(ctx, cat, oid, def.Table, def.Relfilenode, point)
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}
@@ -332,7 +332,7 @@ func copyFile(src *os.File, dst string) (*os.File, error) {
 
 // registerTable finds the table's catalog id by OID, adding the table when
 // the stream has not shown it yet (no change since lbt began).
-func registerTable(ctx context.Context, cat *catalog.Catalog, oid uint32, t schema.Table, point uint64) (int64, error) {
+func registerTable(ctx context.Context, cat *catalog.Catalog, oid uint32, t schema.Table, relfilenode uint32, point uint64) (int64, error) {
 	var id int64
 	// Most tables are known: look without taking the write lock, which the
 	// daemon holds most of the time under load.
@@ -360,6 +360,11 @@ func registerTable(ctx context.Context, cat *catalog.Catalog, oid uint32, t sche
 			return err
 		}
 		if err := w.AddSchemaVersion(catalog.SchemaVersion{TableID: id, Version: 1, FromLSN: point, Table: t}); err != nil {
+			return err
+		}
+		// The table at the snapshot, against which the stream's next
+		// description of it tells a change the stream does not carry.
+		if err := w.SetDescription(id, catalog.TableDescription{Relfilenode: relfilenode, Table: t}); err != nil {
 			return err
 		}
 		return w.Commit()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,9 @@ type txState struct {
 	keys                  []rowKey
 	keySpill              *keySpill // row keys of a spilled transaction
 	messages              []message
+	gaps                  []pendingGap
+	altered               map[uint32]bool // tables a captured ALTER TABLE of this transaction names
+	alteredSeen           int             // messages looked at for altered
 }
 
 type rowKey struct {
@@ -120,6 +124,16 @@ type table struct {
 	tc            catalog.Counts
 
 	act catalog.TableActivity // since the last flush
+
+	// What tells whether the next description follows exactly from this one.
+	desc      schema.Table // the last description: def, or what a captured DDL showed since
+	storage   storage      // as last read on the source
+	truncXid  uint32       // xid of the last TRUNCATE the stream carried since then, 0 for none
+	versionAt uint64       // FromLSN of the current schema version
+	lastLSN   uint64       // commit LSN of the table's last archived transaction, 0 for none
+	lastTime  time.Time    // its commit time
+	// commit LSN of the transaction in which the table was last described
+	describedAt uint64
 }
 
 func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *catalog.Catalog, lookup *pgx.Conn,
@@ -147,6 +161,10 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 	if err != nil {
 		return nil, err
 	}
+	marks, err := cat.TableMarks(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range refs {
 		versions, err := cat.SchemaVersions(ctx, r.ID)
 		if err != nil {
@@ -156,7 +174,13 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 			continue
 		}
 		v := versions[len(versions)-1]
-		a.tables[r.OID] = &table{id: r.ID, oid: r.OID, def: v.Table, version: v.Version, keyCols: v.KeyColumns(), tracked: true}
+		m := marks[r.ID]
+		t := &table{id: r.ID, oid: r.OID, def: v.Table, desc: v.Table, version: v.Version, keyCols: v.KeyColumns(), tracked: true,
+			storage: storage{relfilenode: m.Description.Relfilenode}, versionAt: v.FromLSN, lastLSN: m.LastChangeLSN, lastTime: m.LastChangeTime}
+		if m.Description.Known {
+			t.desc = m.Description.Table
+		}
+		a.tables[r.OID] = t
 	}
 	active, ok, err := cat.ActiveSegment(ctx)
 	if err != nil {
@@ -333,7 +357,15 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 			return err
 		}
 		if ok {
-			t.id, t.def, t.version, t.keyCols, t.tracked = id, v.Table, v.Version, v.KeyColumns(), true
+			t.id, t.def, t.version, t.keyCols, t.tracked, t.versionAt = id, v.Table, v.Version, v.KeyColumns(), true, v.FromLSN
+			d, err := w.Description(id)
+			if err != nil {
+				return err
+			}
+			t.desc, t.storage.relfilenode = v.Table, d.Relfilenode
+			if d.Known {
+				t.desc = d.Table
+			}
 		}
 		if !t.tracked && isNew {
 			a.log.Info("table not archived: it was not in the publication at start and trackNewTables is false", "table", def.QualifiedName())
@@ -342,25 +374,37 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	if !t.tracked || (a.tx.skip && t.version > 0) {
 		return nil
 	}
-	if t.version > 0 && sameStreamShape(t.def, def) {
-		return nil
-	}
+	// Every Relation message is looked up on the source, also when the
+	// stream shows the same columns: pgoutput sends one after any change of
+	// the table's catalog entry, and only the source tells a rewrite of its
+	// rows (a new relfilenode) or a column dropped and added again (a new
+	// attnum) from nothing at all.
 	dctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
-	err := describeTable(dctx, a.lookup, m.RelationID, &def)
+	st, err := describeTable(dctx, a.lookup, m.RelationID, &def)
 	cancel()
-	if err != nil {
-		return err
-	}
-	if t.version > 0 && t.def.SameShape(def) {
-		return nil
-	}
-	w, err := a.writer()
 	if err != nil {
 		return err
 	}
 	from := a.tx.commitLSN
 	if !a.tx.active {
 		from = a.archived.CommitLSN + 1
+	}
+	var inexact string
+	var untilTruncate bool
+	if t.version > 0 {
+		inexact = inexactChange(t.desc, def, t.storage, st, t.truncXid)
+		// pgoutput sends the Relation message of a TRUNCATE before the
+		// TRUNCATE itself: a new relfilenode this transaction made is
+		// explained if its TRUNCATE of the table follows.
+		untilTruncate = inexact != "" && a.tx.active && inexactChange(t.desc, def, t.storage, st, a.tx.xid) == ""
+	}
+	w, err := a.writer()
+	if err != nil {
+		return err
+	}
+	defer func() { t.truncXid, t.desc, t.describedAt = 0, def, a.tx.commitLSN }()
+	if t.version > 0 && t.def.SameShape(def) {
+		return a.noteStorage(w, t, def, st, inexact, untilTruncate, from)
 	}
 	if t.id == 0 {
 		if t.id, err = w.AddTable(m.RelationID, from); err != nil {
@@ -374,27 +418,74 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	if err := w.AddSchemaVersion(sv); err != nil {
 		return err
 	}
-	t.def, t.version, t.keyCols = def, sv.Version, def.KeyColumns()
+	t.def, t.version, t.keyCols, t.versionAt = def, sv.Version, def.KeyColumns(), from
 	if p := replicaIdentityProblem(def.QualifiedName(), def.ReplicaIdentity, len(t.keyCols) > 0); p != "" && !t.warned {
 		a.log.Warn(p, "table", def.QualifiedName())
 		t.warned = true
 	}
+	return a.noteStorage(w, t, def, st, inexact, untilTruncate, from)
+}
+
+// noteStorage records the table's storage as now read and, when the new
+// description does not follow exactly from the old one, an inexact span of
+// the table's history: from just after its last archived transaction (the
+// change happened after it) until a basebackup after this transaction,
+// which the scheduler takes at once.
+// With untilTruncate the span is recorded at the commit unless a TRUNCATE
+// of the table in this transaction explains the new storage.
+func (a *archiver) noteStorage(w *catalog.Writer, t *table, def schema.Table, st storage, inexact string, untilTruncate bool, seen uint64) error {
+	if inexact != "" {
+		g := catalog.TableGap{TableID: t.id, SeenLSN: seen, Reason: inexact}
+		switch {
+		case a.tx.active && a.altered(t.oid):
+			// The captured DDL is in this transaction: the change is at
+			// its commit.
+			g.FromLSN, g.FromTime = a.tx.commitLSN, a.tx.commitTime
+		case t.lastLSN > 0:
+			g.FromLSN, g.FromTime = t.lastLSN+1, t.lastTime
+		default:
+			// No archived transaction: from the description before this one.
+			g.FromLSN = t.versionAt
+		}
+		g.FromLSN = min(g.FromLSN, seen)
+		if untilTruncate {
+			a.tx.gaps = append(a.tx.gaps, pendingGap{t: t, gap: g, name: def.QualifiedName()})
+		} else if err := a.addTableGap(w, g, def.QualifiedName()); err != nil {
+			return err
+		}
+	}
+	if err := a.setDescription(w, t, def, st); err != nil {
+		return err
+	}
+	t.storage = st
 	return nil
 }
 
-// sameStreamShape compares what the stream says of a table, before the
-// source is asked for type names and the primary key.
-func sameStreamShape(old, cur schema.Table) bool {
-	if old.Schema != cur.Schema || old.Name != cur.Name || old.ReplicaIdentity != cur.ReplicaIdentity || len(old.Columns) != len(cur.Columns) {
-		return false
+// setDescription records the table as now read on the source when it
+// differs from the last description, so that after a restart the next one
+// is compared with it.
+func (a *archiver) setDescription(w *catalog.Writer, t *table, desc schema.Table, st storage) error {
+	if st.relfilenode == t.storage.relfilenode && t.desc.SameShape(desc) {
+		return nil
 	}
-	for i, c := range cur.Columns {
-		o := old.Columns[i]
-		if o.Name != c.Name || o.TypeOID != c.TypeOID || o.TypeMod != c.TypeMod || o.Key != c.Key {
-			return false
-		}
+	return w.SetDescription(t.id, catalog.TableDescription{Relfilenode: st.relfilenode, Table: desc})
+}
+
+// pendingGap is an inexact span that a TRUNCATE later in the transaction
+// may still explain.
+type pendingGap struct {
+	t    *table
+	gap  catalog.TableGap
+	name string
+}
+
+func (a *archiver) addTableGap(w *catalog.Writer, g catalog.TableGap, name string) error {
+	if err := w.AddTableGap(g); err != nil {
+		return err
 	}
-	return true
+	a.log.Warn("table changed in a way the stream does not carry: restores from from_lsn on are refused until its next basebackup, which is taken now",
+		"table", name, "reason", g.Reason, "from_lsn", pglogrepl.LSN(g.FromLSN), "lsn", pglogrepl.LSN(g.SeenLSN))
+	return nil
 }
 
 // startRecord prepares t's buffer for a record of the current transaction:
@@ -580,6 +671,8 @@ func (a *archiver) truncate(m *pglogrepl.TruncateMessage) error {
 		}
 		before := len(t.buf)
 		a.startRecord(t)
+		t.truncXid = a.tx.xid
+		a.tx.gaps = slices.DeleteFunc(a.tx.gaps, func(p pendingGap) bool { return p.t == t })
 		t.buf = append(t.buf, catalog.TagTruncate, m.Option)
 		a.buffered += len(t.buf) - before
 		t.tc.Truncates++
@@ -599,6 +692,20 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 	if a.tx.skip {
 		return nil
 	}
+	if len(a.tx.gaps) > 0 {
+		w, err := a.writer()
+		if err != nil {
+			return err
+		}
+		for _, p := range a.tx.gaps {
+			if err := a.addTableGap(w, p.gap, p.name); err != nil {
+				return err
+			}
+		}
+	}
+	if err := a.describeAltered(); err != nil {
+		return err
+	}
 	if len(a.tx.touched) > 0 || len(a.tx.messages) > 0 {
 		w, err := a.writer()
 		if err != nil {
@@ -609,6 +716,7 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 			a.txTables = append(a.txTables, catalog.TxTable{TableID: t.id, Counts: t.tc})
 			t.act.Changes += int(t.tc.Total())
 			t.act.LastChangeLSN, t.act.LastChangeTime = a.tx.commitLSN, m.CommitTime
+			t.lastLSN, t.lastTime = a.tx.commitLSN, m.CommitTime
 			a.touchedSince[t] = true
 			t.txFirstBlob, t.tc = 0, catalog.Counts{}
 		}

@@ -205,10 +205,86 @@ func pluginArgs(serverVersion int, publication string) []string {
 	return args
 }
 
+// storage is a table's storage on the source: its relfilenode, which a
+// rewrite of its rows (ALTER TABLE ... TYPE, ADD COLUMN with a volatile
+// default, VACUUM FULL, CLUSTER, TRUNCATE) replaces, and the xid that last
+// wrote its pg_class row, which tells whether a TRUNCATE the stream carried
+// made that relfilenode.
+type storage struct {
+	relfilenode uint32
+	xmin        uint32
+}
+
 // describeTable resolves the SQL names of a table's column types and its
 // primary key on the source. The stream only carries type OIDs; the names
-// let restore create the table anywhere, years later.
-func describeTable(ctx context.Context, conn *pgx.Conn, oid uint32, t *schema.Table) error {
+// let restore create the table anywhere, years later. It also reads what
+// tells whether a change of the table can be followed exactly: each
+// column's attnum, NOT NULL, DEFAULT and fast-default value, and the
+// table's storage.
+func describeTable(ctx context.Context, conn *pgx.Conn, oid uint32, t *schema.Table) (storage, error) {
+	var st storage
+	if err := describeTypes(ctx, conn, oid, t); err != nil {
+		return st, err
+	}
+	if err := describeColumns(ctx, conn, oid, t); err != nil {
+		return st, err
+	}
+	var xmin int64
+	err := conn.QueryRow(ctx, `SELECT relfilenode, xmin::text::bigint FROM pg_class WHERE oid = $1`, oid).Scan(&st.relfilenode, &xmin)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, nil // dropped meanwhile: nothing more to read
+	}
+	if err != nil {
+		return st, fmt.Errorf("storage of %s: %w", t.QualifiedName(), err)
+	}
+	st.xmin = uint32(xmin)
+	return st, nil
+}
+
+// describeColumns reads, for the columns the stream sent, their attnum,
+// NOT NULL, DEFAULT and the value rows before a fast default read.
+func describeColumns(ctx context.Context, conn *pgx.Conn, oid uint32, t *schema.Table) error {
+	// atthasmissing came with PostgreSQL 11; before it, ADD COLUMN with a
+	// default rewrote the table.
+	missing := `false, ''`
+	if v := conn.PgConn().ParameterStatus("server_version"); v != "" && !strings.HasPrefix(v, "10.") && !strings.HasPrefix(v, "9.") {
+		missing = `a.atthasmissing, coalesce((a.attmissingval::text::text[])[1], '')`
+	}
+	rows, err := conn.Query(ctx, `SELECT a.attname, a.attnum, a.attnotnull, coalesce(pg_get_expr(d.adbin, d.adrelid), ''), `+missing+`
+		FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, oid)
+	if err != nil {
+		return fmt.Errorf("columns of %s: %w", t.QualifiedName(), err)
+	}
+	defer rows.Close()
+	byName := make(map[string]int, len(t.Columns))
+	for i, c := range t.Columns {
+		byName[c.Name] = i
+	}
+	for rows.Next() {
+		var c schema.Column
+		if err := rows.Scan(&c.Name, &c.AttNum, &c.NotNull, &c.Default, &c.HasMissing, &c.Missing); err != nil {
+			return fmt.Errorf("columns of %s: %w", t.QualifiedName(), err)
+		}
+		i, ok := byName[c.Name]
+		if !ok {
+			continue // generated columns are not in the stream
+		}
+		col := &t.Columns[i]
+		col.AttNum, col.NotNull, col.Default, col.HasMissing = c.AttNum, c.NotNull, c.Default, c.HasMissing
+		if c.HasMissing {
+			col.Missing = c.Missing
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("columns of %s: %w", t.QualifiedName(), err)
+	}
+	return nil
+}
+
+// describeTypes resolves the SQL names of the column types and the
+// primary key.
+func describeTypes(ctx context.Context, conn *pgx.Conn, oid uint32, t *schema.Table) error {
 	oids := make([]uint32, len(t.Columns))
 	mods := make([]int32, len(t.Columns))
 	for i, c := range t.Columns {

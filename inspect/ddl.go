@@ -247,11 +247,36 @@ func describeChange(old, cur schema.Table) string {
 	}
 	for _, c := range cur.Columns {
 		i := old.ColumnIndex(c.Name)
+		name := schema.QuoteIdent(c.Name)
 		switch {
-		case i < 0:
-			parts = append(parts, "added "+schema.QuoteIdent(c.Name)+" "+typeName(c))
+		case i < 0 || (old.Columns[i].AttNum != 0 && c.AttNum != 0 && old.Columns[i].AttNum != c.AttNum):
+			added := "added " + name + " " + typeName(c)
+			if i >= 0 {
+				added = "dropped and added again " + name + " " + typeName(c)
+			}
+			if c.HasMissing {
+				added += " (older rows read " + schema.QuoteLiteral(c.Missing) + ")"
+			}
+			parts = append(parts, added)
 		case typeName(old.Columns[i]) != typeName(c):
-			parts = append(parts, "changed "+schema.QuoteIdent(c.Name)+" from "+typeName(old.Columns[i])+" to "+typeName(c))
+			parts = append(parts, "changed "+name+" from "+typeName(old.Columns[i])+" to "+typeName(c))
+		default:
+			// What lbt reads on the source beyond the stream; unknown in
+			// versions recorded before it did.
+			o := old.Columns[i]
+			if o.AttNum == 0 || c.AttNum == 0 {
+				break
+			}
+			if o.NotNull != c.NotNull {
+				parts = append(parts, map[bool]string{true: name + " SET NOT NULL", false: name + " DROP NOT NULL"}[c.NotNull])
+			}
+			if o.Default != c.Default {
+				if c.Default == "" {
+					parts = append(parts, name+" DROP DEFAULT")
+				} else {
+					parts = append(parts, name+" SET DEFAULT "+c.Default)
+				}
+			}
 		}
 	}
 	for _, c := range old.Columns {

@@ -24,6 +24,8 @@ type dataSource struct {
 	red  *reducer
 	td   *tableDef
 	prog *progress
+
+	missingFields [][]byte // see missing
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -136,7 +138,7 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 		if identity {
 			err = rw.writeLine(line, fields)
 		} else {
-			err = rw.writeMapped(fields, d.pl.shapes.def)
+			err = rw.writeMapped(fields, d.pl.shapes.def, d.missing())
 		}
 		if err != nil {
 			return err
@@ -221,11 +223,27 @@ func (rw *rowWriter) writeLine(line []byte, fields [][]byte) error {
 	return rw.w.WriteByte('\n')
 }
 
-// writeMapped writes a basebackup row whose fields are placed by def.
-func (rw *rowWriter) writeMapped(fields [][]byte, def []int) error {
+// missing gives, escaped for COPY, what basebackup rows read in the
+// restored columns added since the basebackup: NULL or a fast default.
+func (d *dataSource) missing() [][]byte {
+	if d.missingFields == nil {
+		d.missingFields = make([][]byte, len(d.pl.shapes.missing))
+		for j, v := range d.pl.shapes.missing {
+			d.missingFields[j] = nullField
+			if v.kind == catalog.ValueText {
+				d.missingFields[j] = appendEscaped(nil, v.data)
+			}
+		}
+	}
+	return d.missingFields
+}
+
+// writeMapped writes a basebackup row whose fields are placed by def;
+// missing holds the fields of the columns the basebackup lacks.
+func (rw *rowWriter) writeMapped(fields [][]byte, def []int, missing [][]byte) error {
 	field := func(j int) []byte {
 		if def[j] < 0 {
-			return nullField
+			return missing[j]
 		}
 		return fields[def[j]]
 	}

@@ -139,9 +139,18 @@ func newTableDef(in ddlInput) (*tableDef, error) {
 			if !gone[d.Name] {
 				c.typ, c.collation, c.dflt, c.identity = d.Type, d.Collation, d.Default, d.Identity
 			}
-		} else if used[c.work] {
-			for n := 1; used[c.work]; n++ {
-				c.work = fmt.Sprintf("%s_lbt_new%d", tc.Name, n)
+		} else {
+			// Added since the basebackup: NOT NULL and DEFAULT as the stream's
+			// description read them on the source. A nextval() default would
+			// take numbers from the original's sequence: left out.
+			c.notNull = tc.NotNull
+			if !strings.Contains(tc.Default, "nextval(") {
+				c.dflt = tc.Default
+			}
+			if used[c.work] {
+				for n := 1; used[c.work]; n++ {
+					c.work = fmt.Sprintf("%s_lbt_new%d", tc.Name, n)
+				}
 			}
 		}
 		used[c.work] = true

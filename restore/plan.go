@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -56,6 +57,94 @@ type planner struct {
 	pos       catalog.Position
 	reachedAt time.Time // the archive is known complete up to this moment
 	epochs    []epochInfo
+	gaps      []gap
+	spans     map[int64][]catalog.TableGap // inexact spans by table, read when first needed
+}
+
+// spansOf returns a table's inexact spans: stretches of its history that
+// no restore can reach exactly, because the source changed its rows in a
+// way the stream does not carry (docs/RESTORE.md).
+func (p *planner) spansOf(ctx context.Context, tableID int64) ([]catalog.TableGap, error) {
+	if s, ok := p.spans[tableID]; ok {
+		return s, nil
+	}
+	s, err := p.cat.TableGaps(ctx, tableID)
+	if err != nil {
+		return nil, err
+	}
+	if p.spans == nil {
+		p.spans = map[int64][]catalog.TableGap{}
+	}
+	p.spans[tableID] = s
+	return s, nil
+}
+
+// spanEnd is the first position after an inexact span: the consistent
+// point of the basebackup that closed it; the end of LSNs while it is open.
+func spanEnd(g catalog.TableGap) uint64 {
+	if g.Open() {
+		return math.MaxUint64
+	}
+	return g.ToLSN
+}
+
+// inSpanLSN reports whether the state right after upto lies inside the
+// span: after the change, and before the basebackup that holds it.
+func inSpanLSN(g catalog.TableGap, upto uint64) bool { return g.FromLSN <= upto && upto+1 < spanEnd(g) }
+
+// inSpanTime reports whether a target time lies inside the span: after the
+// commit of the table's last transaction before the change, and before the
+// basebackup that holds it finished.
+func inSpanTime(g catalog.TableGap, t time.Time) bool {
+	return t.After(g.FromTime) && (g.Open() || t.Before(g.ToTime))
+}
+
+// spanCrosses reports whether applying the table's transactions with commit
+// LSN in [lo, hi) to a basebackup would pass through the span.
+func spanCrosses(g catalog.TableGap, lo, hi uint64) bool { return lo < spanEnd(g) && g.FromLSN < hi }
+
+// describeSpan writes a span for an error: what happened, where, and the
+// nearest moments on either side that can be restored.
+func describeSpan(g catalog.TableGap, table string) string {
+	before := fmt.Sprintf("the nearest restorable moments are before it, up to LSN %s (%s)", catalog.FormatLSN(max(g.FromLSN, 1)-1), formatTime(g.FromTime))
+	after := fmt.Sprintf("and after it once the table's next basebackup completes (lbt backup takes one at once; lbt basebackup --table %s takes one now)", table)
+	end := "its next basebackup"
+	if !g.Open() {
+		end = fmt.Sprintf("LSN %s (%s, the basebackup that holds the change)", catalog.FormatLSN(g.ToLSN), formatTime(g.ToTime))
+		after = fmt.Sprintf("and from LSN %s (%s) on", catalog.FormatLSN(g.ToLSN), formatTime(g.ToTime))
+	}
+	return fmt.Sprintf("it is inside a span of the table's history that cannot be restored exactly, from LSN %s (after %s) to %s: %s; %s %s",
+		catalog.FormatLSN(g.FromLSN), formatTime(g.FromTime), end, g.Reason, before, after)
+}
+
+// gap is a stretch of history that no epoch holds: after the last archived
+// transaction of one epoch and before the next epoch started. The old epoch
+// is known complete only up to its last archived transaction; the new one
+// from its start. Transactions that committed in between may be lost.
+type gap struct {
+	lastLSN  uint64    // commit LSN of the old epoch's last archived transaction
+	lastAt   time.Time // its commit time
+	startLSN uint64    // the new epoch's start
+	startAt  time.Time // when it started
+	epoch    int64     // the new epoch
+}
+
+// inLSN reports whether the state right after upto lies in the gap: it
+// would need a transaction the gap may have lost. The state at the new
+// epoch's start (upto = startLSN-1) is not in the gap: a basebackup of the
+// new epoch with no change of the table before it reaches it.
+func (g gap) inLSN(upto uint64) bool { return g.lastLSN < upto && upto+1 < g.startLSN }
+
+// inTime reports whether a target time lies in the gap.
+func (g gap) inTime(t time.Time) bool { return t.After(g.lastAt) && t.Before(g.startAt) }
+
+// crosses reports whether applying the transactions with commit LSN in
+// [lo, hi) would need one the gap may have lost.
+func (g gap) crosses(lo, hi uint64) bool { return lo < g.startLSN && g.lastLSN+1 < hi }
+
+func (g gap) String() string {
+	return fmt.Sprintf("the history has a gap between the last archived transaction of the previous epoch (LSN %s, committed at %s) and the start of epoch %d (LSN %s, at %s): changes committed in between were not archived",
+		catalog.FormatLSN(g.lastLSN), formatTime(g.lastAt), g.epoch, catalog.FormatLSN(g.startLSN), formatTime(g.startAt))
 }
 
 func newPlanner(ctx context.Context, cat *catalog.Catalog) (*planner, error) {
@@ -93,7 +182,40 @@ func newPlanner(ctx context.Context, cat *catalog.Catalog) (*planner, error) {
 		e.StartLSN, e.startedAt = uint64(start), catalog.FromMicros(at)
 		p.epochs = append(p.epochs, e)
 	}
-	return p, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog epochs: %w", err)
+	}
+	if p.gaps, err = p.findGaps(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// findGaps lists the gaps between consecutive epochs.
+func (p *planner) findGaps(ctx context.Context) ([]gap, error) {
+	var out []gap
+	for i := 1; i < len(p.epochs); i++ {
+		prev, e := p.epochs[i-1], p.epochs[i]
+		g := gap{startLSN: e.StartLSN, startAt: e.startedAt, epoch: e.ID}
+		var lsn, at int64
+		err := p.db.QueryRowContext(ctx, `SELECT commit_lsn, commit_time FROM tx WHERE commit_lsn >= ? AND commit_lsn < ?
+			ORDER BY commit_lsn DESC LIMIT 1`, int64(prev.StartLSN), int64(e.StartLSN)).Scan(&lsn, &at)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// Nothing archived in the old epoch (or it was purged): it is
+			// known complete from its start only.
+			g.lastLSN, g.lastAt = prev.StartLSN, prev.startedAt
+			if g.lastLSN > 0 {
+				g.lastLSN--
+			}
+		case err != nil:
+			return nil, fmt.Errorf("catalog transactions: %w", err)
+		default:
+			g.lastLSN, g.lastAt = uint64(lsn), catalog.FromMicros(at)
+		}
+		out = append(out, g)
+	}
+	return out, nil
 }
 
 // resolveTarget turns the requested moment into upto.
@@ -217,15 +339,17 @@ func (p *planner) purgedBefore(ctx context.Context, tableID int64) (uint64, erro
 }
 
 // complete reports whether the archive holds every transaction that
-// committed in [lo, hi): one epoch covers the range, without the gap before
-// a later epoch's start inside it.
+// committed in [lo, hi): an epoch began at or before lo, and no gap between
+// epochs lies inside the range.
 func (p *planner) complete(lo, hi uint64) bool {
 	covered := false
 	for _, e := range p.epochs {
 		if e.StartLSN <= lo {
 			covered = true
 		}
-		if e.StartLSN > lo && e.StartLSN < hi {
+	}
+	for _, g := range p.gaps {
+		if g.crosses(lo, hi) {
 			return false
 		}
 	}
@@ -237,11 +361,23 @@ func (p *planner) complete(lo, hi uint64) bool {
 // deltas in [bb.LSN, upto]; a basebackup taken after upto also gives it
 // when the table had no transaction in between.
 func (p *planner) chooseBasebackup(ctx context.Context, tableID int64, bbs []catalog.Basebackup, upto, purged uint64) (catalog.Basebackup, bool, error) {
+	spans, err := p.spansOf(ctx, tableID)
+	if err != nil {
+		return catalog.Basebackup{}, false, err
+	}
+next:
 	for i := len(bbs) - 1; i >= 0; i-- {
 		b := bbs[i]
 		lo, hi := min(b.LSN, upto+1), max(b.LSN, upto+1)
 		if lo < purged || !p.complete(lo, hi) || hi-1 > p.pos.EndLSN {
 			continue
+		}
+		// No basebackup is brought across a change the stream does not
+		// carry, forward or back.
+		for _, g := range spans {
+			if spanCrosses(g, lo, hi) {
+				continue next
+			}
 		}
 		if b.LSN > upto+1 {
 			changed, err := p.cat.HasTableTx(ctx, tableID, upto+1, b.LSN-1)
@@ -267,22 +403,41 @@ type window struct {
 // windows lists the stretches of the table's history that can be restored.
 func (p *planner) windows(ctx context.Context, bbs []catalog.Basebackup, purged uint64) ([]window, error) {
 	var out []window
+	var spans []catalog.TableGap
+	if len(bbs) > 0 {
+		var err error
+		if spans, err = p.spansOf(ctx, bbs[0].TableID); err != nil {
+			return nil, err
+		}
+	}
+bases:
 	for _, b := range bbs {
 		if b.LSN < purged || b.LSN > p.pos.EndLSN+1 || !p.complete(b.LSN, b.LSN) {
 			continue
 		}
+		for _, g := range spans {
+			if g.FromLSN < b.LSN && b.LSN < spanEnd(g) {
+				continue bases // taken inside an inexact span: it may not hold the change
+			}
+		}
 		// From the time the basebackup finished, every time is restorable
 		// (a little earlier too, unless the table changed meanwhile).
 		w := window{from: b.LSN, to: p.pos.EndLSN, fromAt: b.FinishedAt, toAt: p.reachedAt, fromBasebackupID: b.ID}
-		for _, e := range p.epochs {
-			if e.StartLSN > b.LSN && e.StartLSN-1 < w.to {
-				w.to = e.StartLSN - 1
-				t, err := p.commitTimeAt(ctx, w.to)
-				if err != nil {
-					return nil, err
-				}
-				w.toAt = t
+		// A window ends at the last archived transaction before a gap.
+		for _, g := range p.gaps {
+			if g.startLSN > b.LSN && g.lastLSN < w.to {
+				w.to, w.toAt = g.lastLSN, g.lastAt
 			}
+		}
+		// ... and at the table's last archived transaction before a change
+		// the stream does not carry.
+		for _, g := range spans {
+			if g.FromLSN >= b.LSN && g.FromLSN > 0 && g.FromLSN-1 < w.to {
+				w.to, w.toAt = g.FromLSN-1, g.FromTime
+			}
+		}
+		if w.to+1 < w.from {
+			continue // taken inside a gap: it reaches no target outside one, and nothing is inside
 		}
 		if n := len(out); n > 0 && out[n-1].to+1 >= w.from {
 			if w.to > out[n-1].to {
@@ -344,6 +499,9 @@ func makePlan(ctx context.Context, cat *catalog.Catalog, o *Options) (*plan, []s
 		}
 	}
 	name := versionAt(versions, pl.upto).QualifiedName()
+	if err := p.refuseInexact(ctx, o, pl, name, bbs, purged); err != nil {
+		return nil, nil, err
+	}
 	bb, ok, err := p.chooseBasebackup(ctx, id, bbs, pl.upto, purged)
 	if err != nil {
 		return nil, nil, err
@@ -407,6 +565,43 @@ func (p *planner) countChanges(ctx context.Context, pl *plan) error {
 		pl.afterTrunc += t.Inserts - t.Deletes
 		return nil
 	})
+}
+
+// refuseInexact refuses a target that lies where the archive cannot be
+// exact: in a gap between epochs, or in an inexact span of the table. A
+// time target is in a gap when it is after the old epoch's last archived
+// commit and before the new epoch started, in a span when it is after the
+// span's start time and before its basebackup finished; a position when a
+// transaction the gap may have lost, or the change of the span, is at or
+// before it and the basebackup after them is not.
+func (p *planner) refuseInexact(ctx context.Context, o *Options, pl *plan, name string, bbs []catalog.Basebackup, purged uint64) error {
+	for _, g := range p.gaps {
+		byTime := !o.Until.IsZero() && g.inTime(o.Until)
+		if !byTime && !g.inLSN(pl.upto) {
+			continue
+		}
+		ws, err := p.windows(ctx, bbs, purged)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w %s: %s; %s", ErrNotRestorable, pl.target, g, describeWindows(name, ws))
+	}
+	spans, err := p.spansOf(ctx, pl.tableID)
+	if err != nil {
+		return err
+	}
+	for _, g := range spans {
+		byTime := !o.Until.IsZero() && inSpanTime(g, o.Until)
+		if !byTime && !inSpanLSN(g, pl.upto) {
+			continue
+		}
+		ws, err := p.windows(ctx, bbs, purged)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w %s: %s; %s", ErrNotRestorable, pl.target, describeSpan(g, name), describeWindows(name, ws))
+	}
+	return nil
 }
 
 // formatTime writes a moment for messages, in local time with its offset.

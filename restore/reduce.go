@@ -27,6 +27,7 @@ type reducer struct {
 	width   int
 	keyCols []int // restored positions of the key; nil: multiset mode
 	maps    map[int]versionMap
+	missing []value // for each restored column, what tuples of a version without it read; NULL when nil
 
 	truncated bool // a TRUNCATE removed every basebackup row
 
@@ -68,13 +69,13 @@ func (r *reducer) reset() {
 }
 
 // mapTuple places a tuple of a schema version into the restored shape.
-// Columns the version lacks (added later) are NULL.
+// Columns the version lacks (added later) are NULL, or their fast default.
 func (r *reducer) mapTuple(dst []value, t catalog.Tuple, m versionMap) ([]value, error) {
 	dst = dst[:0]
-	for _, i := range m.cols {
+	for j, i := range m.cols {
 		switch {
 		case i < 0:
-			dst = append(dst, value{kind: catalog.ValueNull})
+			dst = append(dst, r.missingValue(j))
 		case i >= len(t):
 			return nil, fmt.Errorf("%w: tuple of %d columns, schema version has more", catalog.ErrCorrupt, len(t))
 		default:
@@ -82,6 +83,14 @@ func (r *reducer) mapTuple(dst []value, t catalog.Tuple, m versionMap) ([]value,
 		}
 	}
 	return dst, nil
+}
+
+// missingValue is what a row from a shape without restored column j reads.
+func (r *reducer) missingValue(j int) value {
+	if r.missing == nil {
+		return value{kind: catalog.ValueNull}
+	}
+	return r.missing[j]
 }
 
 // appendKey appends a row's key, encoded; ok is false when a key column's
@@ -479,10 +488,17 @@ func (b *baseMerger) fill(idx uint32, fields [][]byte) error {
 	return nil
 }
 
-// encodeFields encodes the basebackup fields at positions idx (-1: NULL).
+// encodeFields encodes the basebackup fields at positions idx, which are
+// either the key's (never -1) or every restored column's (-1: the column
+// was added since, and such rows read its missing value).
 func (b *baseMerger) encodeFields(dst []byte, fields [][]byte, idx []int) ([]byte, error) {
-	for _, i := range idx {
-		if i < 0 || isNullField(fields[i]) {
+	for j, i := range idx {
+		if i < 0 {
+			v := b.r.missingValue(j)
+			dst = catalog.AppendValue(dst, v.kind, v.data)
+			continue
+		}
+		if isNullField(fields[i]) {
 			dst = catalog.AppendValue(dst, catalog.ValueNull, nil)
 			continue
 		}

@@ -228,6 +228,7 @@ func checkCounts(pl *plan, red *reducer, verify bool) (int64, error) {
 // readDeltas reads the plan's blobs in commit order and reduces them.
 func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, prog *progress) (*reducer, error) {
 	red := newReducer(len(pl.shapes.target.Columns), pl.keyCols, pl.shapes.versions, int(min(pl.changes, 1<<24)))
+	red.missing = pl.shapes.missing
 	if len(pl.blobs) == 0 {
 		return red, nil
 	}

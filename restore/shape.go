@@ -14,7 +14,8 @@ import (
 // the schema versions the stream reported before the basebackup, the
 // basebackup's own definition, then the versions reported after it up to
 // the target. The restored table takes the last shape of the chain.
-// Consecutive shapes are matched column by column:
+// Consecutive shapes are matched column by column: by the source's attnum
+// where both know it, else:
 //
 //   - a column of the later shape is the column of the same name in the
 //     earlier one (ALTER COLUMN TYPE keeps the name: the old values are
@@ -22,7 +23,10 @@ import (
 //   - otherwise, a column that keeps its position and its type while its
 //     name changes, the old name gone and the new one absent before, is
 //     the same column renamed (RENAME COLUMN);
-//   - otherwise it is new (ADD COLUMN): NULL in rows from before.
+//   - otherwise it is new (ADD COLUMN): in rows from before it, NULL, or
+//     the value PostgreSQL gives them after a fast default (ADD COLUMN
+//     with a constant DEFAULT: pg_attribute.attmissingval, which the
+//     shape that first has the column records).
 //
 // A column of the earlier shape that matches nothing was dropped.
 // Matches compose along the chain, so that a column renamed twice is still
@@ -33,6 +37,9 @@ type shapes struct {
 	target   schema.Table
 	versions map[int]versionMap // by schema version number
 	def      []int              // for each target column, its field in the basebackup, or -1
+	// missing is, for each target column, what rows from a shape that lacks
+	// it read: NULL, or the column's fast default.
+	missing []value
 }
 
 // stepMatch matches the columns of shape b to those of the shape a before
@@ -40,6 +47,20 @@ type shapes struct {
 func stepMatch(a, b schema.Table) []int {
 	out := make([]int, len(b.Columns))
 	for j, c := range b.Columns {
+		// Where both shapes know the source's attnums, they say it: the same
+		// attnum is the same column, whatever its name and position, and a
+		// column of the same name with another attnum was dropped and
+		// added again.
+		if c.AttNum != 0 {
+			if i := attnumIndex(a, c.AttNum); i >= 0 {
+				out[j] = i
+				continue
+			}
+			if i := a.ColumnIndex(c.Name); i >= 0 && a.Columns[i].AttNum != 0 {
+				out[j] = -1
+				continue
+			}
+		}
 		out[j] = a.ColumnIndex(c.Name)
 		if out[j] >= 0 || j >= len(a.Columns) {
 			continue
@@ -50,6 +71,15 @@ func stepMatch(a, b schema.Table) []int {
 		}
 	}
 	return out
+}
+
+func attnumIndex(t schema.Table, attnum int16) int {
+	for i, c := range t.Columns {
+		if c.AttNum == attnum {
+			return i
+		}
+	}
+	return -1
 }
 
 // buildShapes orders the shapes known between the basebackup (at bbLSN, of
@@ -95,7 +125,19 @@ func buildShapes(versions []catalog.SchemaVersion, def schema.Table, bbLSN, upto
 			}
 		}
 	}
-	s := &shapes{target: target, versions: make(map[int]versionMap)}
+	s := &shapes{target: target, versions: make(map[int]versionMap), missing: make([]value, len(target.Columns))}
+	for j := range target.Columns {
+		// The shape in which the column first appears says what the rows
+		// from before it read.
+		first := -1
+		for k := last; k >= 0 && to[k][j] >= 0; k-- {
+			first = k
+		}
+		s.missing[j] = value{kind: catalog.ValueNull}
+		if c := chain[first].table.Columns[to[first][j]]; c.HasMissing {
+			s.missing[j] = value{kind: catalog.ValueText, data: []byte(c.Missing)}
+		}
+	}
 	for k, n := range chain {
 		if n.version == 0 {
 			s.def = to[k]

@@ -41,6 +41,11 @@ func TestStepMatch(t *testing.T) {
 		{"type change keeps the column", cols("id:23", "x:23"), cols("id:23", "x:1700"), []int{0, 1}},
 		{"new name while the old one stays is not a rename", cols("id:23", "x:25"), cols("id:23", "y:25", "x:25"), []int{0, -1, 1}},
 		{"swap of names by position", cols("id:23", "a:25", "b:25"), cols("id:23", "b:25", "a:25"), []int{0, 2, 1}},
+		// With the source's attnums.
+		{"attnum: rename after a drop shifted positions", attnums(cols("id:23", "x:25", "v:25"), 1, 2, 3), attnums(cols("id:23", "w:25"), 1, 3), []int{0, 2}},
+		{"attnum: dropped and added again under its name", attnums(cols("id:23", "v:25"), 1, 2), attnums(cols("id:23", "v:25"), 1, 3), []int{0, -1}},
+		{"attnum: rename and type change", attnums(cols("id:23", "x:23"), 1, 2), attnums(cols("id:23", "y:20"), 1, 2), []int{0, 1}},
+		{"attnum unknown before: by name", cols("id:23", "v:25"), attnums(cols("id:23", "v:25"), 1, 3), []int{0, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +53,35 @@ func TestStepMatch(t *testing.T) {
 				t.Errorf("stepMatch = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func attnums(t schema.Table, nums ...int16) schema.Table {
+	for i := range t.Columns {
+		t.Columns[i].AttNum = nums[i]
+	}
+	return t
+}
+
+// Rows from before ADD COLUMN ... DEFAULT 'new' read the fast default, as
+// the shape that first has the column records it; a column added without
+// one is NULL there.
+func TestBuildShapes_MissingValues(t *testing.T) {
+	def := cols("id:23")
+	added := cols("id:23", "status:25", "note:25")
+	added.Columns[1].HasMissing, added.Columns[1].Missing = true, "new"
+	later := cols("id:23", "status:25", "note:25") // rewritten since: no missing value any more
+	versions := []catalog.SchemaVersion{
+		{Version: 1, FromLSN: 10, Table: cols("id:23")},
+		{Version: 2, FromLSN: 200, Table: added},
+		{Version: 3, FromLSN: 300, Table: later},
+	}
+	s, err := buildShapes(versions, def, 100, 350)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.missing; len(m) != 3 || m[0].kind != catalog.ValueNull || m[1].kind != catalog.ValueText || string(m[1].data) != "new" || m[2].kind != catalog.ValueNull {
+		t.Errorf("missing values %+v", m)
 	}
 }
 

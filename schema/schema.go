@@ -19,6 +19,18 @@ type Column struct {
 	TypeMod  int32  `json:"typmod"`
 	TypeName string `json:"type_name,omitempty"` // format_type(oid, typmod), e.g. "character varying(20)"
 	Key      bool   `json:"key,omitempty"`       // part of the replica identity
+
+	// What the source catalog says beyond the stream, when lbt read it:
+	// the column's pg_attribute.attnum (0 unknown), which tells a column
+	// dropped and added again under its name from the same column; its NOT
+	// NULL and DEFAULT; and, after ADD COLUMN with a constant default
+	// (PostgreSQL's fast default, atthasmissing), the value that rows
+	// written before the column existed read (attmissingval), as text.
+	AttNum     int16  `json:"attnum,omitempty"`
+	NotNull    bool   `json:"not_null,omitempty"`
+	Default    string `json:"default,omitempty"`
+	HasMissing bool   `json:"has_missing,omitempty"`
+	Missing    string `json:"missing,omitempty"`
 }
 
 // Table is a table's shape at one point of its history.

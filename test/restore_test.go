@@ -189,8 +189,14 @@ func TestRestore_CheckpointsAcrossBasebackupsAndPurge(t *testing.T) {
 		}
 	}
 	// Before the first basebackup only keys changed: the others are
-	// restored from it, keys cannot be.
-	restoreAll("r", cps, func(cp checkpoint, logical string) bool { return cp.name == "before-basebackup" && logical == "keys" })
+	// restored from it, keys cannot be. ALTER COLUMN TYPE rewrote the rows
+	// of evolving on the source, which the stream does not carry: from the
+	// table's last change before it (drop-column) to its next basebackup,
+	// no restore of it is exact, and each is refused with the span named.
+	inSpan := map[string]bool{"drop-column": true, "alter-type": true, "rename-table": true}
+	restoreAll("r", cps, func(cp checkpoint, logical string) bool {
+		return cp.name == "before-basebackup" && logical == "keys" || logical == "evo" && inSpan[cp.name]
+	})
 
 	// Restored serial column: its sequence continues past the restored ids.
 	if got := c.QueryString(t, target, `SELECT nextval(pg_get_serial_sequence('r_changes_3_typed', 'id')) > (SELECT max(id) FROM r_changes_3_typed)`); got != "t" {
@@ -207,7 +213,7 @@ func TestRestore_CheckpointsAcrossBasebackupsAndPurge(t *testing.T) {
 	// the table uses), gives the same content.
 	for _, job := range []struct{ cp, logical string }{
 		{"changes-3", "typed"}, {"changes-3", "docs"}, {"changes-3", "odd"}, {"changes-3", "bag"},
-		{"changes-3", "evo"}, {"changes-3", "keys"}, {"alter-type", "evo"}, {"truncate", "keys"},
+		{"changes-3", "evo"}, {"changes-3", "keys"}, {"rename-column", "evo"}, {"truncate", "keys"},
 	} {
 		var cp checkpoint
 		for _, x := range cps {
