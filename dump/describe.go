@@ -179,11 +179,30 @@ func describe(ctx context.Context, tx pgx.Tx, oid uint32) (described, []schema.S
 		return def, nil, fmt.Errorf("read indexes: %w", err)
 	}
 
+	if def.Source, err = describeSource(ctx, tx); err != nil {
+		return def, nil, err
+	}
 	seqs, err := ownedSequences(ctx, tx, oid)
 	if err != nil {
 		return def, nil, err
 	}
 	return def, seqs, nil
+}
+
+// describeSource reads the server's version, the database's encoding and
+// locale, and the session settings the text form of values depends on.
+func describeSource(ctx context.Context, tx pgx.Tx) (*schema.Source, error) {
+	var s schema.Source
+	err := tx.QueryRow(ctx, `SELECT current_setting('server_version'), pg_encoding_to_char(d.encoding), d.datcollate::text, d.datctype::text,
+			current_setting('TimeZone'), current_setting('DateStyle'), current_setting('IntervalStyle'),
+			current_setting('extra_float_digits'), current_setting('bytea_output'), current_setting('lc_monetary')
+		FROM pg_database d WHERE d.datname = current_database()`).
+		Scan(&s.ServerVersion, &s.Encoding, &s.Collate, &s.Ctype, &s.TimeZone, &s.DateStyle, &s.IntervalStyle,
+			&s.ExtraFloatDigits, &s.ByteaOutput, &s.LcMonetary)
+	if err != nil {
+		return nil, fmt.Errorf("read server settings: %w", err)
+	}
+	return &s, nil
 }
 
 // ownedSequences reads the sequences owned by the table's columns (serial

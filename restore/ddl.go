@@ -58,6 +58,8 @@ type tableDef struct {
 	indexes      []string // CREATE INDEX statements
 	sequences    []sequence
 	userTypes    []string // user-defined types the columns use
+	source       *schema.Source
+	retyped      []string // columns whose older values the server converts (shapes.retyped)
 	warnings     []string
 }
 
@@ -76,7 +78,7 @@ func (t *tableDef) qualified() string {
 }
 
 func newTableDef(in ddlInput) (*tableDef, error) {
-	td := &tableDef{schema: in.schemaName, name: in.name}
+	td := &tableDef{schema: in.schemaName, name: in.name, source: in.def.Source, retyped: in.shapes.retyped}
 	target := in.shapes.target
 	defCols := in.def.Table.Columns
 
@@ -357,9 +359,35 @@ func (t *tableDef) copyStatement() string {
 	return "COPY " + t.qualified() + " (" + strings.Join(cols, ", ") + ") FROM STDIN"
 }
 
+// checksumColumns are the restored table's columns the checksum covers:
+// those the COPY fills, by their final names.
+func (t *tableDef) checksumColumns() []string {
+	var out []string
+	for _, k := range t.copyCols {
+		out = append(out, t.columns[k].name)
+	}
+	return out
+}
+
+// streamedChecksum reports whether the checksum of the rows sent is the
+// one the server computes from the restored table: not when the server
+// converts older values of a retyped column (integer 5 read as
+// numeric(10,2) is 5.00). why says which columns.
+func (t *tableDef) streamedChecksum() (ok bool, why string) {
+	if len(t.retyped) == 0 {
+		return true, ""
+	}
+	var cols []string
+	for _, c := range t.retyped {
+		cols = append(cols, schema.QuoteIdent(c))
+	}
+	return false, "the type of " + strings.Join(cols, ", ") + " changed since the basebackup, and the server converts the older values"
+}
+
 // dataStats is what the data written says about the columns.
 type dataStats struct {
 	rows     int64
+	sum      uint64  // the rows' checksum (rowSum)
 	seqMax   []int64 // by tableDef.sequences index: largest (smallest, for descending sequences) value
 	seqFound []bool
 }

@@ -32,10 +32,21 @@ var sessionSettings = []string{
 	"SET LOCAL maintenance_work_mem = '256MB'",
 }
 
-// checksumQuery computes the checksum restore reports: md5 over the table's
-// rows in text form, sorted.
-func checksumQuery(table string) string {
-	return "SELECT count(*), md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM " + table + " t"
+// outputSettings make the server write values as the source wrote them
+// into the archive, so that the checksum query sees the same text: the
+// settings the basebackup recorded (none for one taken before lbt recorded
+// them: the target's own then).
+func outputSettings(src *schema.Source) []string {
+	if src == nil {
+		return nil
+	}
+	var out []string
+	for _, s := range [][2]string{{"TimeZone", src.TimeZone}, {"extra_float_digits", src.ExtraFloatDigits}, {"bytea_output", src.ByteaOutput}} {
+		if s[1] != "" {
+			out = append(out, "SET LOCAL "+s[0]+" = "+schema.QuoteLiteral(s[1]))
+		}
+	}
+	return out
 }
 
 // loadDatabase creates and fills the table in one transaction of the
@@ -165,17 +176,24 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 	}
 	out.keys = time.Since(start)
 	start = time.Now()
-	if o.Checksum || o.Verify {
-		var n int64
-		var sum *string
-		if err := tx.QueryRow(ctx, checksumQuery(td.qualified())).Scan(&n, &sum); err != nil {
-			return out, fmt.Errorf("target database: checksum: %w", err)
+	if ok, why := td.streamedChecksum(); ok {
+		out.checksum = formatChecksum(st.sum)
+		if o.Verify {
+			if err := verifyTable(ctx, tx, td, st, expectRows); err != nil {
+				return out, err
+			}
 		}
-		if sum != nil {
-			out.checksum = *sum
+	} else {
+		// The rows sent do not give the table's checksum: the server
+		// computes it, in one pass.
+		n, sum, err := tableChecksum(ctx, tx, td)
+		if err != nil {
+			return out, err
 		}
+		out.checksum = sum
+		out.warnings = append(out.warnings, "checksum computed by the target server from the restored table: "+why)
 		if o.Verify && n != expectRows {
-			return out, &VerificationError{Msg: fmt.Sprintf("%s has %d rows; the basebackup and the catalog's counts of inserts and deletes say %d (nothing was committed)", td.qualified(), n, expectRows)}
+			return out, rowCountError(td, n, expectRows)
 		}
 	}
 	out.checksumTime = time.Since(start)
@@ -183,6 +201,45 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 		return out, fmt.Errorf("target database: commit: %w", err)
 	}
 	return out, nil
+}
+
+// verifyTable checks the restored table, in the restore's transaction, with
+// one pass over it: its row count against the catalog's, and the checksum
+// the server computes from the table against the one computed from the
+// rows sent.
+func verifyTable(ctx context.Context, tx pgx.Tx, td *tableDef, st *dataStats, expectRows int64) error {
+	n, sum, err := tableChecksum(ctx, tx, td)
+	if err != nil {
+		return err
+	}
+	if n != expectRows {
+		return rowCountError(td, n, expectRows)
+	}
+	if want := formatChecksum(st.sum); sum != want {
+		return &VerificationError{Msg: fmt.Sprintf("%s has checksum %s on the target, the rows sent %s: the target server writes some values differently from the archive's text"+
+			" (settings such as lc_monetary differ); restore without --verify and compare the rows with the source (nothing was committed)", td.qualified(), sum, want)}
+	}
+	return nil
+}
+
+func rowCountError(td *tableDef, n, expectRows int64) error {
+	return &VerificationError{Msg: fmt.Sprintf("%s has %d rows; the basebackup and the catalog's counts of inserts and deletes say %d (nothing was committed)", td.qualified(), n, expectRows)}
+}
+
+// tableChecksum runs ChecksumSQL on the restored table, with the source's
+// output settings.
+func tableChecksum(ctx context.Context, tx pgx.Tx, td *tableDef) (int64, string, error) {
+	for _, s := range outputSettings(td.source) {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return 0, "", fmt.Errorf("target database: %s: %w", s, err)
+		}
+	}
+	var n int64
+	var sum string
+	if err := tx.QueryRow(ctx, ChecksumSQL(td.qualified(), td.checksumColumns())).Scan(&n, &sum); err != nil {
+		return 0, "", fmt.Errorf("target database: checksum: %w", err)
+	}
+	return n, sum, nil
 }
 
 // copyIn runs the COPY while the data source writes into it.

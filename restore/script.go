@@ -50,6 +50,11 @@ func writeScript(ctx context.Context, cat *catalog.Catalog, o *Options, pl *plan
 	stmt("SET DateStyle = ISO")
 	stmt("SET IntervalStyle = postgres")
 	stmt("SET client_min_messages = warning")
+	// The text of values was written with the source's settings; the same
+	// ones make the checksum query below see the same text.
+	for _, set := range outputSettings(td.source) {
+		stmt(strings.Replace(set, "SET LOCAL ", "SET ", 1))
+	}
 	fmt.Fprintln(w)
 	stmt("BEGIN")
 	if td.schema != "public" {
@@ -81,10 +86,29 @@ func writeScript(ctx context.Context, cat *catalog.Catalog, o *Options, pl *plan
 	for _, s := range td.setvalStatements(st) {
 		stmt(s)
 	}
+	sum := formatChecksum(st.sum)
+	query := ChecksumSQL(td.qualified(), td.checksumColumns())
+	streamed, why := td.streamedChecksum()
+	if o.Verify && streamed {
+		// The script checks itself before it commits: one pass over the
+		// table it loaded.
+		fmt.Fprintf(w, "DO $lbt$ BEGIN\n    PERFORM 1 FROM (%s) q (n, s) WHERE n = %d AND s = '%s';\n", query, st.rows, sum)
+		fmt.Fprintf(w, "    IF NOT FOUND THEN RAISE EXCEPTION 'lbt: %s differs from the archive: want %d rows and checksum %s'; END IF;\nEND $lbt$;\n",
+			strings.NewReplacer("'", "''", "%", "%%").Replace(td.qualified()), st.rows, sum)
+	}
 	stmt("COMMIT")
+	fmt.Fprintln(w)
+	if streamed {
+		comment("Written: %d rows, checksum %s (md5-sum64: the sum mod 2^64 of the first 64 bits of md5 of each row's text).", st.rows, sum)
+	} else {
+		comment("Written: %d rows; the checksum is not known in advance: %s.", st.rows, why)
+		sum = ""
+	}
+	comment("To check the table, run with the settings above:")
+	comment("  %s;", query)
 	if err := w.Flush(); err != nil {
 		return out, fmt.Errorf("write SQL: %w", err)
 	}
-	out.rows = st.rows
+	out.rows, out.checksum = st.rows, sum
 	return out, nil
 }

@@ -33,6 +33,11 @@ type shapes struct {
 	target   schema.Table
 	versions map[int]versionMap // by schema version number
 	def      []int              // for each target column, its field in the basebackup, or -1
+	// retyped are the target columns that had another type (or typmod)
+	// in an earlier shape: their older values are read by the new type's
+	// input function, and the server's text of them may differ from the
+	// archive's.
+	retyped []string
 }
 
 // stepMatch matches the columns of shape b to those of the shape a before
@@ -96,6 +101,16 @@ func buildShapes(versions []catalog.SchemaVersion, def schema.Table, bbLSN, upto
 		}
 	}
 	s := &shapes{target: target, versions: make(map[int]versionMap)}
+	for j, c := range target.Columns {
+		for k := range chain {
+			if i := to[k][j]; i >= 0 {
+				if o := chain[k].table.Columns[i]; o.TypeOID != c.TypeOID || o.TypeMod != c.TypeMod {
+					s.retyped = append(s.retyped, c.Name)
+					break
+				}
+			}
+		}
+	}
 	for k, n := range chain {
 		if n.version == 0 {
 			s.def = to[k]

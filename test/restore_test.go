@@ -181,8 +181,8 @@ func TestRestore_CheckpointsAcrossBasebackupsAndPurge(t *testing.T) {
 					t.Errorf("%s: %v", what, err)
 					continue
 				}
-				if res.Checksum != st.sum {
-					t.Errorf("%s: restore reports checksum %s, want %s", what, res.Checksum, st.sum)
+				if res.Checksum != st.rowsum {
+					t.Errorf("%s: restore reports checksum %s, the source's query %s", what, res.Checksum, st.rowsum)
 				}
 				checkRestored(t, c, target, o.TargetTable, st, what)
 			}
@@ -386,7 +386,7 @@ func TestRestore_Command(t *testing.T) {
 	config := writeConfig(t, c, dsn, dir, "lbt_cli")
 
 	code, out := lbtrun.Run(t, "restore", "--config", config, "--table", "t", "--target-table", "cli", "--verify")
-	if code != 0 || !strings.Contains(out, "restored public.t as of ") || !strings.Contains(out, "into public.cli: 7 rows, md5 "+want.sum+", verified") {
+	if code != 0 || !strings.Contains(out, "restored public.t as of ") || !strings.Contains(out, "into public.cli: 7 rows, md5-sum64 "+want.rowsum+", verified") {
 		t.Errorf("exit %d, output:\n%s", code, out)
 	}
 	checkRestored(t, c, dsn, "cli", want, "lbt restore")
