@@ -182,6 +182,9 @@ func describe(ctx context.Context, tx pgx.Tx, oid uint32) (described, []schema.S
 	if def.Source, err = describeSource(ctx, tx); err != nil {
 		return def, nil, err
 	}
+	if def.Types, def.Extensions, err = describeTypes(ctx, tx, oid); err != nil {
+		return def, nil, err
+	}
 	seqs, err := ownedSequences(ctx, tx, oid)
 	if err != nil {
 		return def, nil, err
@@ -210,14 +213,14 @@ func describeSource(ctx context.Context, tx pgx.Tx) (*schema.Source, error) {
 // current one, which is at least what the snapshot saw.
 func ownedSequences(ctx context.Context, tx pgx.Tx, oid uint32) ([]schema.Sequence, error) {
 	rows, err := tx.Query(ctx, `SELECT s.oid, quote_ident(sn.nspname) || '.' || quote_ident(s.relname), a.attname,
-			sq.seqincrement, sq.seqmin, sq.seqmax, sq.seqstart, format_type(sq.seqtypid, NULL)
+			sq.seqincrement, sq.seqmin, sq.seqmax, sq.seqstart, format_type(sq.seqtypid, NULL), d.deptype = 'i' 
 		FROM pg_depend d
 		JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
 		JOIN pg_namespace sn ON sn.oid = s.relnamespace
 		JOIN pg_sequence sq ON sq.seqrelid = s.oid
 		JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
 		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.deptype IN ('a', 'i')
-		ORDER BY a.attnum`, oid)
+		ORDER BY a.attnum, d.deptype = 'i' DESC`, oid)
 	if err != nil {
 		return nil, fmt.Errorf("read owned sequences: %w", err)
 	}
@@ -228,7 +231,7 @@ func ownedSequences(ctx context.Context, tx pgx.Tx, oid uint32) ([]schema.Sequen
 	var found []seqRow
 	for rows.Next() {
 		var r seqRow
-		if err := rows.Scan(&r.oid, &r.s.Name, &r.s.Column, &r.s.Increment, &r.s.MinValue, &r.s.MaxValue, &r.s.Start, &r.s.Type); err != nil {
+		if err := rows.Scan(&r.oid, &r.s.Name, &r.s.Column, &r.s.Increment, &r.s.MinValue, &r.s.MaxValue, &r.s.Start, &r.s.Type, &r.s.Identity); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read owned sequences: %w", err)
 		}

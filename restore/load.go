@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/schema"
 )
@@ -104,6 +105,11 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 			return out, err
 		}
 	}
+	for _, s := range td.typesBefore {
+		if err := exec(s); err != nil {
+			return out, err
+		}
+	}
 	// Sequence names must be free; the original's may be in use beside it.
 	for i, s := range td.sequences {
 		if s.identity {
@@ -130,10 +136,15 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 	// as frozen, sparing the server a later pass over them.
 	st, copied, err := copyIn(ctx, conn, td.copyStatement()+" WITH (FREEZE)", d)
 	if err != nil {
-		return out, err
+		return out, td.explainCopyError(err)
 	}
 	if copied != st.rows {
 		return out, fmt.Errorf("target database: COPY took %d rows, %d were sent", copied, st.rows)
+	}
+	for _, s := range td.typesAfter {
+		if err := exec(s); err != nil {
+			return out, err
+		}
 	}
 	out.rows = st.rows
 	out.load = time.Since(start)
@@ -240,6 +251,24 @@ func tableChecksum(ctx context.Context, tx pgx.Tx, td *tableDef) (int64, string,
 		return 0, "", fmt.Errorf("target database: checksum: %w", err)
 	}
 	return n, sum, nil
+}
+
+// explainCopyError turns the COPY's refusal of a value by a domain check
+// that the source added NOT VALID (so that the source keeps older values
+// that violate it) into what to do about it: the target's domain has that
+// check, and PostgreSQL applies every check of a domain to every new value.
+func (t *tableDef) explainCopyError(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23514" || pe.DataTypeName == "" {
+		return err
+	}
+	dom, ok := notValidCheck(t.types, pe.DataTypeName, pe.ConstraintName)
+	if !ok {
+		return err
+	}
+	return fmt.Errorf("cannot load %s: values of domain %s violate its check %s, which the source added NOT VALID after they were written, and the target database's domain has it too:"+
+		" restore into a database without that domain (it is created there, with the check added after the data), for example with --sql into an empty database,"+
+		" or drop the check in the target and add it back NOT VALID afterwards", t.qualified(), dom.QualifiedName(), schema.QuoteIdent(pe.ConstraintName))
 }
 
 // copyIn runs the COPY while the data source writes into it.

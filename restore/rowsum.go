@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"crypto/md5"
 	"encoding/binary"
 	"fmt"
@@ -40,24 +41,31 @@ var recordSpecial = func() (t [256]bool) {
 
 // appendRecordValue appends a non-NULL value as record_out writes it.
 func appendRecordValue(dst, v []byte) []byte {
-	quote := len(v) == 0
-	for _, c := range v {
-		if recordSpecial[c] {
-			quote = true
-			break
-		}
-	}
-	if !quote {
+	if len(v) > 0 && indexSpecial(v) < 0 {
 		return append(dst, v...)
 	}
 	dst = append(dst, '"')
-	for _, c := range v {
+	start := 0
+	for i, c := range v {
 		if c == '"' || c == '\\' {
+			dst = append(dst, v[start:i+1]...)
 			dst = append(dst, c)
+			start = i + 1
 		}
-		dst = append(dst, c)
 	}
+	dst = append(dst, v[start:]...)
 	return append(dst, '"')
+}
+
+// indexSpecial returns the index of the first byte that makes record_out
+// quote a value, or -1.
+func indexSpecial(v []byte) int {
+	for i, c := range v {
+		if recordSpecial[c] {
+			return i
+		}
+	}
+	return -1
 }
 
 // addFields adds a row given by its escaped COPY fields.
@@ -70,22 +78,19 @@ func (s *rowSum) addFields(fields [][]byte) error {
 		if isNullField(f) {
 			continue
 		}
-		plain := len(f) > 0
-		for _, c := range f {
-			if recordSpecial[c] {
-				plain = false
-				break
-			}
-		}
-		if plain {
+		i := indexSpecial(f)
+		if i < 0 && len(f) > 0 {
 			rec = append(rec, f...)
 			continue
 		}
-		v, err := unescapeField(s.val[:0], f)
-		if err != nil {
-			return err
+		v := f
+		if i >= 0 && bytes.IndexByte(f[i:], '\\') >= 0 {
+			var err error
+			if v, err = unescapeField(s.val[:0], f); err != nil {
+				return err
+			}
+			s.val = v
 		}
-		s.val = v
 		rec = appendRecordValue(rec, v)
 	}
 	s.rec = append(rec, ')')

@@ -1,8 +1,6 @@
 package restore
 
 import (
-	"fmt"
-
 	"lbt/catalog"
 	"lbt/schema"
 )
@@ -122,9 +120,8 @@ func buildShapes(versions []catalog.SchemaVersion, def schema.Table, bbLSN, upto
 		}
 		s.versions[n.version] = versionMap{cols: to[k], key: key}
 	}
-	if len(target.Columns) == 0 {
-		return nil, fmt.Errorf("table %s has no columns at the target", target.QualifiedName())
-	}
+	// A table can have no columns (all dropped, for example by DROP
+	// DOMAIN ... CASCADE) and still have rows: they are restored as such.
 	return s, nil
 }
 
