@@ -122,6 +122,9 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 		}
 		line = line[:len(line)-1]
 		fields = splitFields(fields, line)
+		if width == 0 && len(line) == 0 {
+			fields = fields[:0] // a row of a table without columns
+		}
 		if len(fields) != width {
 			return fmt.Errorf("basebackup %d (%s): %w: row %d has %d columns, the definition %d", bb.ID, bb.Path, catalog.ErrCorrupt, rows, len(fields), width)
 		}

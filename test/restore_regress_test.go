@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,22 +147,29 @@ func TestRestore_TableWithoutColumns(t *testing.T) {
 		t.Fatalf("source after the drop: %s rows, columns %q", dropped.tables["t"].rows, dropped.tables["t"].shape)
 	}
 
-	restoreAs := func(name string) {
+	restoreAs := func(name string, want tableState, wantBaseRows int64) {
 		t.Helper()
+		// The latest state.
 		o := restore.NewOptions()
-		o.Table, o.Until, o.TargetConn, o.TargetTable, o.Verify = "domnotnull", dropped.at, connConfig(t, target), name, true
+		o.Table, o.TargetConn, o.TargetTable, o.Verify = "domnotnull", connConfig(t, target), name, true
 		res, err := runRestore(t, dir, o)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if res.Rows != 3 || res.Checksum != dropped.tables["t"].rowsum {
-			t.Errorf("%s: %d rows, checksum %s; want 3, %s", name, res.Rows, res.Checksum, dropped.tables["t"].rowsum)
+		if res.BaseRows != wantBaseRows {
+			t.Errorf("%s: restored from a basebackup of %d rows, want the one of %d", name, res.BaseRows, wantBaseRows)
 		}
-		checkRestored(t, c, target, name, dropped.tables["t"], name)
+		if fmt.Sprint(res.Rows) != want.rows || res.Checksum != want.rowsum {
+			t.Errorf("%s: %d rows, checksum %s; want %s, %s", name, res.Rows, res.Checksum, want.rows, want.rowsum)
+		}
+		checkRestored(t, c, target, name, want, name)
 	}
-	restoreAs("from_columns")
+	restoreAs("from_columns", dropped.tables["t"], 2)
 	takeBasebackups(t, dsn, dir, "domnotnull")
-	restoreAs("from_none")
+	c.Exec(t, dsn, `INSERT INTO domnotnull DEFAULT VALUES`)
+	later := recordCheckpoint(t, c, dsn, "later", map[string]string{"t": "domnotnull"})
+	waitArchived(t, c, dsn, dir)
+	restoreAs("from_none", later.tables["t"], 3)
 
 	var buf bytes.Buffer
 	o := restore.NewOptions()
@@ -171,7 +179,7 @@ func TestRestore_TableWithoutColumns(t *testing.T) {
 	}
 	empty := c.NewDatabase(t)
 	runPsql(t, c, empty, writeScriptFile(t, buf.Bytes()))
-	checkRestored(t, c, empty, "domnotnull", dropped.tables["t"], "--sql")
+	checkRestored(t, c, empty, "domnotnull", later.tables["t"], "--sql")
 }
 
 func writeScriptFile(t *testing.T, b []byte) string {
