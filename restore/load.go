@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,16 +34,19 @@ var sessionSettings = []string{
 	"SET LOCAL maintenance_work_mem = '256MB'",
 }
 
-// outputSettings make the server write values as the source wrote them
-// into the archive, so that the checksum query sees the same text: the
-// settings the basebackup recorded (none for one taken before lbt recorded
-// them: the target's own then).
+// outputSettings make the server read and write values as the source
+// wrote them into the archive (an interval's text in IntervalStyle
+// sql_standard means another value under postgres), and so the checksum
+// query see the same text: the settings the basebackup recorded (none for
+// one taken before lbt recorded them: then ISO and postgres, as before, and
+// the target's own for the rest).
 func outputSettings(src *schema.Source) []string {
 	if src == nil {
 		return nil
 	}
 	var out []string
-	for _, s := range [][2]string{{"TimeZone", src.TimeZone}, {"extra_float_digits", src.ExtraFloatDigits}, {"bytea_output", src.ByteaOutput}} {
+	for _, s := range [][2]string{{"DateStyle", src.DateStyle}, {"IntervalStyle", src.IntervalStyle}, {"TimeZone", src.TimeZone},
+		{"extra_float_digits", src.ExtraFloatDigits}, {"bytea_output", src.ByteaOutput}} {
 		if s[1] != "" {
 			out = append(out, "SET LOCAL "+s[0]+" = "+schema.QuoteLiteral(s[1]))
 		}
@@ -80,7 +84,7 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 		}
 		return nil
 	}
-	for _, s := range sessionSettings {
+	for _, s := range slices.Concat(sessionSettings, outputSettings(td.source)) {
 		if err := exec(s); err != nil {
 			return out, err
 		}
@@ -237,14 +241,9 @@ func rowCountError(td *tableDef, n, expectRows int64) error {
 	return &VerificationError{Msg: fmt.Sprintf("%s has %d rows; the basebackup and the catalog's counts of inserts and deletes say %d (nothing was committed)", td.qualified(), n, expectRows)}
 }
 
-// tableChecksum runs ChecksumSQL on the restored table, with the source's
-// output settings.
+// tableChecksum runs ChecksumSQL on the restored table (the session has
+// the source's output settings).
 func tableChecksum(ctx context.Context, tx pgx.Tx, td *tableDef) (int64, string, error) {
-	for _, s := range outputSettings(td.source) {
-		if _, err := tx.Exec(ctx, s); err != nil {
-			return 0, "", fmt.Errorf("target database: %s: %w", s, err)
-		}
-	}
 	var n int64
 	var sum string
 	if err := tx.QueryRow(ctx, ChecksumSQL(td.qualified(), td.checksumColumns())).Scan(&n, &sum); err != nil {

@@ -1,5 +1,7 @@
 package schema
 
+import "strings"
+
 // Definition is everything needed to recreate a table as it was when a
 // basebackup was taken, read from the source catalog under the dump's
 // snapshot.
@@ -129,4 +131,28 @@ type Sequence struct {
 	// version 3). A serial column later made an identity column keeps its
 	// old sequence owned too; restore needs only the identity's.
 	Identity bool `json:"identity,omitempty"`
+}
+
+// textParams are the settings lbt's sessions on the source start with, so
+// that the text the server writes of a value says exactly what the value
+// is, whatever the server's, database's or role's defaults: DateStyle SQL
+// or Postgres write a timestamptz with a zone abbreviation ("IST"), which
+// reads back as another zone's; IntervalStyle sql_standard writes
+// "-1 2:03:04" for -1 day -2:03:04, which reads back as -1 day +2:03:04
+// under postgres; extra_float_digits below 1 (the default before
+// PostgreSQL 12) rounds floats. TimeZone stays the source's: ISO writes
+// the offset.
+var textParams = [][2]string{{"DateStyle", "ISO"}, {"IntervalStyle", "postgres"}, {"extra_float_digits", "3"}}
+
+// SetTextParams sets textParams in a connection's startup parameters,
+// replacing what the configuration gave for them.
+func SetTextParams(params map[string]string) {
+	for _, p := range textParams {
+		for k := range params {
+			if strings.EqualFold(k, p[0]) {
+				delete(params, k)
+			}
+		}
+		params[p[0]] = p[1]
+	}
 }

@@ -133,3 +133,49 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// A source database whose sessions write intervals in IntervalStyle
+// sql_standard and timestamps in DateStyle SQL, DMY, in a time zone of its
+// own: lbt's sessions write values in ISO and postgres styles all the same
+// (SQL style writes a zone abbreviation, "IST", that reads back as another
+// zone's; sql_standard's '-1 2:03:04', all of it negative, reads back as
+// -1 day plus 2:03:04 under postgres), so that the restored values are the
+// source's, and the checksums agree with the documented query run with
+// lbt's settings.
+func TestRestore_SourceOutputSettings(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	dir := t.TempDir()
+	db := c.QueryString(t, dsn, `SELECT current_database()`)
+	c.Exec(t, dsn, `ALTER DATABASE `+db+` SET IntervalStyle = sql_standard;
+		ALTER DATABASE `+db+` SET DateStyle = 'SQL, DMY';
+		ALTER DATABASE `+db+` SET TimeZone = 'Asia/Kolkata';
+		CREATE TABLE iv (id int PRIMARY KEY, i interval, d date, tz timestamptz)`)
+	startBackup(t, c, dsn, dir)
+	c.Exec(t, dsn, `INSERT INTO iv VALUES (1, '-1 day -02:03:04', '2026-02-03', '2026-02-03 04:05:06+00'), (2, '1 year -2 mons', '2026-12-31', NULL)`)
+	waitArchived(t, c, dsn, dir)
+	takeBasebackups(t, dsn, dir, "iv")
+	c.Exec(t, dsn, `INSERT INTO iv VALUES (3, '-3 days -00:00:01', '2026-01-13', '2026-01-13 23:59:59+05')`)
+	want := recordCheckpoint(t, c, dsn, "end", map[string]string{"iv": "iv"}).tables["iv"]
+	waitArchived(t, c, dsn, dir)
+	if got := c.QueryString(t, dsn, `SELECT i::text || ' ' || tz::text FROM iv WHERE id = 1`); got != "-1 2:03:04 03/02/2026 09:35:06 IST" {
+		t.Fatalf("the source's sessions write %q, not in sql_standard and SQL styles", got)
+	}
+
+	o := restore.NewOptions()
+	o.Table, o.TargetConn, o.TargetTable, o.Verify = "iv", connConfig(t, target), "iv", true
+	res, err := runRestore(t, dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Checksum != want.rowsum {
+		t.Errorf("restore reports checksum %s, the source's query %s", res.Checksum, want.rowsum)
+	}
+	// Compared in the target's own settings: the values, not their text.
+	for _, q := range []string{`SELECT string_agg(id || ' ' || extract(epoch FROM i) || ' ' || (d - date '2000-01-01') || ' ' || coalesce(extract(epoch FROM tz)::text, '-'), ',' ORDER BY id) FROM iv`} {
+		if got, src := c.QueryString(t, target, q), c.QueryString(t, dsn, q); got != src {
+			t.Errorf("restored %s, source %s", got, src)
+		}
+	}
+}

@@ -29,7 +29,7 @@ func checksumSQL(table string) string {
 
 // rowSum is the checksum restore reports, computed on a table by the query
 // docs/RESTORE.md gives (restore.ChecksumSQL over the table's columns other
-// than generated ones).
+// than generated ones), in a session with lbt's text settings.
 func rowSum(t *testing.T, c *pgtest.Cluster, dsn, table string) string {
 	t.Helper()
 	cols := c.QueryString(t, dsn, fmt.Sprintf(`SELECT coalesce(json_agg(attname ORDER BY attnum), '[]') FROM pg_attribute
@@ -38,7 +38,9 @@ func rowSum(t *testing.T, c *pgtest.Cluster, dsn, table string) string {
 	if err := json.Unmarshal([]byte(cols), &names); err != nil {
 		t.Fatalf("columns of %s: %v", table, err)
 	}
-	return c.QueryString(t, dsn, "SELECT s FROM ("+restore.ChecksumSQL(table, names)+") q (n, s)")
+	// With the text settings of lbt's sessions (docs/RESTORE.md).
+	return c.QueryString(t, dsn, "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; "+
+		"SELECT s FROM ("+restore.ChecksumSQL(table, names)+") q (n, s)")
 }
 
 // shapeSQL lists a table's columns with their types, in order.
