@@ -118,9 +118,9 @@ func writeScript(ctx context.Context, cat *catalog.Catalog, o *Options, pl *plan
 	if o.Verify && streamed {
 		// The script checks itself before it commits: one pass over the
 		// table it loaded.
-		fmt.Fprintf(w, "DO $lbt$ BEGIN\n    PERFORM 1 FROM (%s) q (n, s) WHERE n = %d AND s = '%s';\n", query, st.rows, sum)
-		fmt.Fprintf(w, "    IF NOT FOUND THEN RAISE EXCEPTION 'lbt: %s differs from the archive: want %d rows and checksum %s'; END IF;\nEND $lbt$;\n",
-			strings.NewReplacer("'", "''", "%", "%%").Replace(td.qualified()), st.rows, sum)
+		stmt(doBlock(fmt.Sprintf("    PERFORM 1 FROM (%s) q (n, s) WHERE n = %d AND s = '%s';\n"+
+			"    IF NOT FOUND THEN RAISE EXCEPTION 'lbt: %s differs from the archive: want %d rows and checksum %s'; END IF;",
+			query, st.rows, sum, strings.NewReplacer("'", "''", "%", "%%").Replace(td.qualified()), st.rows, sum)))
 	}
 	stmt("COMMIT")
 	fmt.Fprintln(w)
