@@ -261,7 +261,7 @@ func (t *tableDef) explainCopyError(err error) error {
 	if !errors.As(err, &pe) || pe.Code != "23514" || pe.DataTypeName == "" {
 		return err
 	}
-	dom, ok := notValidCheck(t.types, pe.DataTypeName, pe.ConstraintName)
+	dom, ok := notValidCheck(t.types, pe.SchemaName, pe.DataTypeName, pe.ConstraintName)
 	if !ok {
 		return err
 	}

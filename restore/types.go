@@ -137,9 +137,9 @@ func notCreated(def schema.Definition) []string {
 
 // notValidCheck finds a NOT VALID check of a domain the definition
 // records, by the names a server error gives.
-func notValidCheck(def schema.Definition, domain, constraint string) (schema.TypeDef, bool) {
+func notValidCheck(def schema.Definition, nsp, domain, constraint string) (schema.TypeDef, bool) {
 	for _, t := range def.Types {
-		if t.Kind != "domain" || t.Name != domain {
+		if t.Kind != "domain" || t.Name != domain || (nsp != "" && t.Schema != nsp) {
 			continue
 		}
 		for _, c := range t.Checks {
