@@ -11,7 +11,7 @@ BENCHTIME ?= 1x
 # apt-get needs root.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build test race bench soak lint demo deps clean
+.PHONY: all build test race bench bench-scale soak lint demo deps clean
 
 all: build
 
@@ -42,6 +42,12 @@ bench:
 	else \
 		echo "bench: no benchmarks yet (test/bench does not exist)"; \
 	fi
+
+# A restore of a table larger than PostgreSQL's 1 GB string limit, checked
+# against the source's checksum, with timings; LBT_BENCH_SCALE_MB sets the
+# size (default 1280: 1.25 GB of text in rows of 1 KB, a few minutes).
+bench-scale:
+	$(GO) test -tags scale -run '^$$' -bench BenchmarkRestoreScale -benchtime 1x -timeout 2h ./test/bench/
 
 soak:
 	@if [ -d test/soak ]; then \

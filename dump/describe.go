@@ -195,6 +195,12 @@ func describe(ctx context.Context, tx pgx.Tx, oid uint32) (described, []schema.S
 		return def, nil, fmt.Errorf("read indexes: %w", err)
 	}
 
+	if def.Source, err = describeSource(ctx, tx); err != nil {
+		return def, nil, err
+	}
+	if def.Types, def.Extensions, err = describeTypes(ctx, tx, oid); err != nil {
+		return def, nil, err
+	}
 	seqs, err := ownedSequences(ctx, tx, oid)
 	if err != nil {
 		return def, nil, err
@@ -202,19 +208,35 @@ func describe(ctx context.Context, tx pgx.Tx, oid uint32) (described, []schema.S
 	return def, seqs, nil
 }
 
+// describeSource reads the server's version, the database's encoding and
+// locale, and the session settings the text form of values depends on.
+func describeSource(ctx context.Context, tx pgx.Tx) (*schema.Source, error) {
+	var s schema.Source
+	err := tx.QueryRow(ctx, `SELECT current_setting('server_version'), pg_encoding_to_char(d.encoding), d.datcollate::text, d.datctype::text,
+			current_setting('TimeZone'), current_setting('DateStyle'), current_setting('IntervalStyle'),
+			current_setting('extra_float_digits'), current_setting('bytea_output'), current_setting('lc_monetary')
+		FROM pg_database d WHERE d.datname = current_database()`).
+		Scan(&s.ServerVersion, &s.Encoding, &s.Collate, &s.Ctype, &s.TimeZone, &s.DateStyle, &s.IntervalStyle,
+			&s.ExtraFloatDigits, &s.ByteaOutput, &s.LcMonetary)
+	if err != nil {
+		return nil, fmt.Errorf("read server settings: %w", err)
+	}
+	return &s, nil
+}
+
 // ownedSequences reads the sequences owned by the table's columns (serial
 // and identity columns). Sequences are not transactional: the value is the
 // current one, which is at least what the snapshot saw.
 func ownedSequences(ctx context.Context, tx pgx.Tx, oid uint32) ([]schema.Sequence, error) {
 	rows, err := tx.Query(ctx, `SELECT s.oid, quote_ident(sn.nspname) || '.' || quote_ident(s.relname), a.attname,
-			sq.seqincrement, sq.seqmin, sq.seqmax, sq.seqstart, format_type(sq.seqtypid, NULL)
+			sq.seqincrement, sq.seqmin, sq.seqmax, sq.seqstart, format_type(sq.seqtypid, NULL), d.deptype = 'i' 
 		FROM pg_depend d
 		JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
 		JOIN pg_namespace sn ON sn.oid = s.relnamespace
 		JOIN pg_sequence sq ON sq.seqrelid = s.oid
 		JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
 		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.deptype IN ('a', 'i')
-		ORDER BY a.attnum`, oid)
+		ORDER BY a.attnum, d.deptype = 'i' DESC`, oid)
 	if err != nil {
 		return nil, fmt.Errorf("read owned sequences: %w", err)
 	}
@@ -225,7 +247,7 @@ func ownedSequences(ctx context.Context, tx pgx.Tx, oid uint32) ([]schema.Sequen
 	var found []seqRow
 	for rows.Next() {
 		var r seqRow
-		if err := rows.Scan(&r.oid, &r.s.Name, &r.s.Column, &r.s.Increment, &r.s.MinValue, &r.s.MaxValue, &r.s.Start, &r.s.Type); err != nil {
+		if err := rows.Scan(&r.oid, &r.s.Name, &r.s.Column, &r.s.Increment, &r.s.MinValue, &r.s.MaxValue, &r.s.Start, &r.s.Type, &r.s.Identity); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read owned sequences: %w", err)
 		}

@@ -151,6 +151,8 @@ func take(ctx context.Context, cat *catalog.Catalog, opts Options, targets []tar
 // as of the returned LSN: the consistent point of a temporary logical slot
 // created with an exported snapshot.
 func snapshot(ctx context.Context, log hclog.Logger, pc *pgconn.Config, wait source.SlotWait) (*pgx.Conn, pgx.Tx, uint64, error) {
+	pc = pc.Copy()
+	schema.SetTextParams(pc.RuntimeParams) // the COPY's text
 	rc := pc.Copy()
 	rc.RuntimeParams["replication"] = "database"
 	repl, err := pgconn.ConnectConfig(ctx, rc)

@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"lbt/catalog"
+	"lbt/schema"
 	"lbt/source"
 )
 
@@ -212,6 +213,7 @@ func (d *daemon) session(ctx context.Context) error {
 	}
 	rc := o.Conn.Copy()
 	rc.RuntimeParams["replication"] = "database"
+	schema.SetTextParams(rc.RuntimeParams) // pgoutput writes values with them
 	// pgproto3 reads the socket 8 KiB at a time; a backlog arrives faster
 	// than that, and each read is a system call. Reads over a Unix socket
 	// are also paced (paced.go).

@@ -65,6 +65,7 @@ func (d *dataSource) write(ctx context.Context, w io.Writer) (*dataStats, error)
 	if err := rw.flush(); err != nil {
 		return nil, err
 	}
+	rw.st.sum = rw.sum.sum
 	return rw.st, nil
 }
 
@@ -123,6 +124,9 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 		}
 		line = line[:len(line)-1]
 		fields = splitFields(fields, line)
+		if width == 0 && len(line) == 0 {
+			fields = fields[:0] // a row of a table without columns
+		}
 		if len(fields) != width {
 			return fmt.Errorf("basebackup %d (%s): %w: row %d has %d columns, the definition %d", bb.ID, bb.Path, catalog.ErrCorrupt, rows, len(fields), width)
 		}
@@ -169,7 +173,9 @@ type rowWriter struct {
 	seqDesc []bool
 	noting  bool // seqIdx is not empty
 	line    []byte
+	mapped  [][]byte
 	prog    *progress
+	sum     rowSum
 }
 
 // counted counts a row written.
@@ -218,6 +224,9 @@ func (rw *rowWriter) writeLine(line []byte, fields [][]byte) error {
 	if rw.noting {
 		rw.noteFields(func(j int) []byte { return fields[j] })
 	}
+	if err := rw.sum.addFields(fields); err != nil {
+		return err
+	}
 	rw.counted()
 	rw.w.Write(line)
 	return rw.w.WriteByte('\n')
@@ -250,12 +259,19 @@ func (rw *rowWriter) writeMapped(fields [][]byte, def []int, missing [][]byte) e
 	if rw.noting {
 		rw.noteFields(field)
 	}
+	mapped := rw.mapped[:0]
 	line := rw.line[:0]
 	for j := range def {
 		if j > 0 {
 			line = append(line, '\t')
 		}
-		line = append(line, field(j)...)
+		f := field(j)
+		mapped = append(mapped, f)
+		line = append(line, f...)
+	}
+	rw.mapped = mapped
+	if err := rw.sum.addFields(mapped); err != nil {
+		return err
 	}
 	line = append(line, '\n')
 	rw.line = line
@@ -289,6 +305,7 @@ func (rw *rowWriter) writeValues(row []value) error {
 	}
 	line = append(line, '\n')
 	rw.line = line
+	rw.sum.addValues(row)
 	rw.counted()
 	_, err := rw.w.Write(line)
 	return err

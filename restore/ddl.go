@@ -57,7 +57,12 @@ type tableDef struct {
 	constraints  []string // ALTER TABLE ... ADD clauses
 	indexes      []string // CREATE INDEX statements
 	sequences    []sequence
-	userTypes    []string // user-defined types the columns use
+	userTypes    []string // user-defined types the columns use that the restore does not create
+	typesBefore  []string // create the extensions and types the table needs (typeStatements)
+	typesAfter   []string // after the data: the NOT VALID checks of domains created
+	types        schema.Definition
+	source       *schema.Source
+	retyped      []string // columns whose older values the server converts (shapes.retyped)
 	warnings     []string
 }
 
@@ -76,7 +81,13 @@ func (t *tableDef) qualified() string {
 }
 
 func newTableDef(in ddlInput) (*tableDef, error) {
-	td := &tableDef{schema: in.schemaName, name: in.name}
+	td := &tableDef{schema: in.schemaName, name: in.name, source: in.def.Source, retyped: in.shapes.retyped, types: in.def}
+	td.typesBefore, td.typesAfter = typeStatements(in.def)
+	// A definition written before format version 3 does not record the
+	// types: they must exist in the target. Columns added since the
+	// basebackup may use types it does not have.
+	recorded := in.def.Source != nil
+	td.userTypes = notCreated(in.def)
 	target := in.shapes.target
 	defCols := in.def.Table.Columns
 
@@ -157,7 +168,7 @@ func newTableDef(in ddlInput) (*tableDef, error) {
 		if c.typ == "" {
 			return nil, fmt.Errorf("the archive has no type name for column %s of %s (schema versions recorded before type names were kept): take a new basebackup", schema.QuoteIdent(tc.Name), target.QualifiedName())
 		}
-		if tc.TypeOID >= firstNormalObjectID {
+		if tc.TypeOID >= firstNormalObjectID && (!c.fromDef || !recorded) {
 			td.userTypes = appendUnique(td.userTypes, c.typ)
 		}
 		td.copyCols = append(td.copyCols, len(td.columns))
@@ -180,6 +191,14 @@ func newTableDef(in ddlInput) (*tableDef, error) {
 			continue
 		}
 		seq := sequence{Sequence: s, col: col, identity: td.columns[col].identity != ""}
+		// A serial column made an identity column later still owns its
+		// serial sequence, which nothing uses: only the identity's own
+		// sequence comes along (recorded since format version 3; before,
+		// the first one of the column).
+		if seq.identity && (identitySeq(in.seqs, s.Column) && !s.Identity || td.hasIdentitySequence(col)) {
+			td.warnings = append(td.warnings, fmt.Sprintf("sequence %s left out: column %s is an identity column, with a sequence of its own", s.Name, schema.QuoteIdent(td.columns[col].name)))
+			continue
+		}
 		if !seq.identity {
 			seq.nsp, seq.rel = td.schema, withSuffix(td.name+"_"+td.columns[col].name, "_seq")
 			if in.keepNames {
@@ -279,6 +298,26 @@ func (t *tableDef) workNames(names []string) []string {
 	return out
 }
 
+// identitySeq reports whether one of seqs is marked as the identity
+// sequence of column.
+func identitySeq(seqs []schema.Sequence, column string) bool {
+	for _, s := range seqs {
+		if s.Column == column && s.Identity {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *tableDef) hasIdentitySequence(col int) bool {
+	for _, s := range t.sequences {
+		if s.col == col && s.identity {
+			return true
+		}
+	}
+	return false
+}
+
 func (t *tableDef) ownsSequence(col int) bool {
 	for _, s := range t.sequences {
 		if s.col == col && !s.identity {
@@ -363,12 +402,42 @@ func (t *tableDef) copyStatement() string {
 	for _, k := range t.copyCols {
 		cols = append(cols, schema.QuoteIdent(t.columns[k].work))
 	}
+	if len(cols) == 0 {
+		// A table without columns: each row is an empty line.
+		return "COPY " + t.qualified() + " FROM STDIN"
+	}
 	return "COPY " + t.qualified() + " (" + strings.Join(cols, ", ") + ") FROM STDIN"
+}
+
+// checksumColumns are the restored table's columns the checksum covers:
+// those the COPY fills, by their final names.
+func (t *tableDef) checksumColumns() []string {
+	var out []string
+	for _, k := range t.copyCols {
+		out = append(out, t.columns[k].name)
+	}
+	return out
+}
+
+// streamedChecksum reports whether the checksum of the rows sent is the
+// one the server computes from the restored table: not when the server
+// converts older values of a retyped column (integer 5 read as
+// numeric(10,2) is 5.00). why says which columns.
+func (t *tableDef) streamedChecksum() (ok bool, why string) {
+	if len(t.retyped) == 0 {
+		return true, ""
+	}
+	var cols []string
+	for _, c := range t.retyped {
+		cols = append(cols, schema.QuoteIdent(c))
+	}
+	return false, "the type of " + strings.Join(cols, ", ") + " changed since the basebackup, and the server converts the older values"
 }
 
 // dataStats is what the data written says about the columns.
 type dataStats struct {
 	rows     int64
+	sum      uint64  // the rows' checksum (rowSum)
 	seqMax   []int64 // by tableDef.sequences index: largest (smallest, for descending sequences) value
 	seqFound []bool
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/schema"
 )
@@ -32,10 +34,24 @@ var sessionSettings = []string{
 	"SET LOCAL maintenance_work_mem = '256MB'",
 }
 
-// checksumQuery computes the checksum restore reports: md5 over the table's
-// rows in text form, sorted.
-func checksumQuery(table string) string {
-	return "SELECT count(*), md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM " + table + " t"
+// outputSettings make the server read and write values as the source
+// wrote them into the archive (an interval's text in IntervalStyle
+// sql_standard means another value under postgres), and so the checksum
+// query see the same text: the settings the basebackup recorded (none for
+// one taken before lbt recorded them: then ISO and postgres, as before, and
+// the target's own for the rest).
+func outputSettings(src *schema.Source) []string {
+	if src == nil {
+		return nil
+	}
+	var out []string
+	for _, s := range [][2]string{{"DateStyle", src.DateStyle}, {"IntervalStyle", src.IntervalStyle}, {"TimeZone", src.TimeZone},
+		{"extra_float_digits", src.ExtraFloatDigits}, {"bytea_output", src.ByteaOutput}} {
+		if s[1] != "" {
+			out = append(out, "SET LOCAL "+s[0]+" = "+schema.QuoteLiteral(s[1]))
+		}
+	}
+	return out
 }
 
 // loadDatabase creates and fills the table in one transaction of the
@@ -68,7 +84,7 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 		}
 		return nil
 	}
-	for _, s := range sessionSettings {
+	for _, s := range slices.Concat(sessionSettings, outputSettings(td.source)) {
 		if err := exec(s); err != nil {
 			return out, err
 		}
@@ -90,6 +106,11 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 	}
 	if !exists {
 		if err := exec("CREATE SCHEMA " + schema.QuoteIdent(td.schema)); err != nil {
+			return out, err
+		}
+	}
+	for _, s := range td.typesBefore {
+		if err := exec(s); err != nil {
 			return out, err
 		}
 	}
@@ -119,10 +140,15 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 	// as frozen, sparing the server a later pass over them.
 	st, copied, err := copyIn(ctx, conn, td.copyStatement()+" WITH (FREEZE)", d)
 	if err != nil {
-		return out, err
+		return out, td.explainCopyError(err)
 	}
 	if copied != st.rows {
 		return out, fmt.Errorf("target database: COPY took %d rows, %d were sent", copied, st.rows)
+	}
+	for _, s := range td.typesAfter {
+		if err := exec(s); err != nil {
+			return out, err
+		}
 	}
 	out.rows = st.rows
 	out.load = time.Since(start)
@@ -165,17 +191,24 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 	}
 	out.keys = time.Since(start)
 	start = time.Now()
-	if o.Checksum || o.Verify {
-		var n int64
-		var sum *string
-		if err := tx.QueryRow(ctx, checksumQuery(td.qualified())).Scan(&n, &sum); err != nil {
-			return out, fmt.Errorf("target database: checksum: %w", err)
+	if ok, why := td.streamedChecksum(); ok {
+		out.checksum = formatChecksum(st.sum)
+		if o.Verify {
+			if err := verifyTable(ctx, tx, td, st, expectRows); err != nil {
+				return out, err
+			}
 		}
-		if sum != nil {
-			out.checksum = *sum
+	} else {
+		// The rows sent do not give the table's checksum: the server
+		// computes it, in one pass.
+		n, sum, err := tableChecksum(ctx, tx, td)
+		if err != nil {
+			return out, err
 		}
+		out.checksum = sum
+		out.warnings = append(out.warnings, "checksum computed by the target server from the restored table: "+why)
 		if o.Verify && n != expectRows {
-			return out, &VerificationError{Msg: fmt.Sprintf("%s has %d rows; the basebackup and the catalog's counts of inserts and deletes say %d (nothing was committed)", td.qualified(), n, expectRows)}
+			return out, rowCountError(td, n, expectRows)
 		}
 	}
 	out.checksumTime = time.Since(start)
@@ -183,6 +216,58 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, 
 		return out, fmt.Errorf("target database: commit: %w", err)
 	}
 	return out, nil
+}
+
+// verifyTable checks the restored table, in the restore's transaction, with
+// one pass over it: its row count against the catalog's, and the checksum
+// the server computes from the table against the one computed from the
+// rows sent.
+func verifyTable(ctx context.Context, tx pgx.Tx, td *tableDef, st *dataStats, expectRows int64) error {
+	n, sum, err := tableChecksum(ctx, tx, td)
+	if err != nil {
+		return err
+	}
+	if n != expectRows {
+		return rowCountError(td, n, expectRows)
+	}
+	if want := formatChecksum(st.sum); sum != want {
+		return &VerificationError{Msg: fmt.Sprintf("%s has checksum %s on the target, the rows sent %s: the target server writes some values differently from the archive's text"+
+			" (settings such as lc_monetary differ); restore without --verify and compare the rows with the source (nothing was committed)", td.qualified(), sum, want)}
+	}
+	return nil
+}
+
+func rowCountError(td *tableDef, n, expectRows int64) error {
+	return &VerificationError{Msg: fmt.Sprintf("%s has %d rows; the basebackup and the catalog's counts of inserts and deletes say %d (nothing was committed)", td.qualified(), n, expectRows)}
+}
+
+// tableChecksum runs ChecksumSQL on the restored table (the session has
+// the source's output settings).
+func tableChecksum(ctx context.Context, tx pgx.Tx, td *tableDef) (int64, string, error) {
+	var n int64
+	var sum string
+	if err := tx.QueryRow(ctx, ChecksumSQL(td.qualified(), td.checksumColumns())).Scan(&n, &sum); err != nil {
+		return 0, "", fmt.Errorf("target database: checksum: %w", err)
+	}
+	return n, sum, nil
+}
+
+// explainCopyError turns the COPY's refusal of a value by a domain check
+// that the source added NOT VALID (so that the source keeps older values
+// that violate it) into what to do about it: the target's domain has that
+// check, and PostgreSQL applies every check of a domain to every new value.
+func (t *tableDef) explainCopyError(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23514" || pe.DataTypeName == "" {
+		return err
+	}
+	dom, ok := notValidCheck(t.types, pe.SchemaName, pe.DataTypeName, pe.ConstraintName)
+	if !ok {
+		return err
+	}
+	return fmt.Errorf("cannot load %s: values of domain %s violate its check %s, which the source added NOT VALID after they were written, and the target database's domain has it too:"+
+		" restore into a database without that domain (it is created there, with the check added after the data), for example with --sql into an empty database,"+
+		" or drop the check in the target and add it back NOT VALID afterwards", t.qualified(), dom.QualifiedName(), schema.QuoteIdent(pe.ConstraintName))
 }
 
 // copyIn runs the COPY while the data source writes into it.

@@ -39,8 +39,7 @@ type Options struct {
 
 	SQL io.Writer // write a SQL script here instead of restoring into a database
 
-	Verify   bool      // check the row count against the catalog's counts; a mismatch is a *VerificationError
-	Checksum bool      // compute the md5 checksum of the restored table (database targets only)
+	Verify   bool      // check the row count and the checksum on the target; a mismatch is a *VerificationError
 	Progress io.Writer // progress display (a terminal); nil for none
 	DryRun   bool      // resolve the plan and stop
 
@@ -48,9 +47,9 @@ type Options struct {
 	Logger  hclog.Logger
 }
 
-// NewOptions returns the defaults: the latest state, checksum on.
+// NewOptions returns the defaults: the latest state.
 func NewOptions() Options {
-	return Options{Checksum: true, Logger: hclog.NewNullLogger(), Version: "dev"}
+	return Options{Logger: hclog.NewNullLogger(), Version: "dev"}
 }
 
 // Result describes a restore.
@@ -66,10 +65,11 @@ type Result struct {
 	BasebackupAt  time.Time
 	BaseRows      int64
 
-	Transactions int64 // transactions of the table applied
-	Changes      int64 // changes applied
-	Rows         int64 // rows restored
-	Checksum     string
+	Transactions int64  // transactions of the table applied
+	Changes      int64  // changes applied
+	Rows         int64  // rows restored
+	Checksum     string // of the rows restored, computed as they were sent: see ChecksumSQL
+	ChecksumSQL  string // the query that computes Rows and Checksum from the restored table
 	Verified     bool
 
 	Bytes    int64 // basebackup and deltas read, uncompressed
@@ -84,7 +84,7 @@ type Timings struct {
 	Deltas   time.Duration // reading and reducing the changes
 	Load     time.Duration // creating the table and streaming the rows into it
 	Keys     time.Duration // NOT NULL, primary key, constraints, indexes, sequences
-	Checksum time.Duration // counting and checksumming the restored table
+	Checksum time.Duration // with Verify: counting and checksumming the restored table on the target
 }
 
 // VerificationError reports a restore whose result differs from what the
@@ -171,6 +171,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 		return res, err
 	}
 	res.Rows, res.Checksum, res.Verified = out.rows, out.checksum, opts.Verify
+	res.ChecksumSQL = ChecksumSQL(td.qualified(), td.checksumColumns())
 	res.Timings.Load, res.Timings.Keys, res.Timings.Checksum = out.load, out.keys, out.checksumTime
 	res.Bytes = prog.bytesDone()
 	res.Duration = time.Since(start)

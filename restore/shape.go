@@ -1,8 +1,6 @@
 package restore
 
 import (
-	"fmt"
-
 	"lbt/catalog"
 	"lbt/schema"
 )
@@ -40,6 +38,11 @@ type shapes struct {
 	// missing is, for each target column, what rows from a shape that lacks
 	// it read: NULL, or the column's fast default.
 	missing []value
+	// retyped are the target columns that had another type (or typmod)
+	// in an earlier shape: their older values are read by the new type's
+	// input function, and the server's text of them may differ from the
+	// archive's.
+	retyped []string
 }
 
 // stepMatch matches the columns of shape b to those of the shape a before
@@ -126,7 +129,7 @@ func buildShapes(versions []catalog.SchemaVersion, def schema.Table, bbLSN, upto
 		}
 	}
 	s := &shapes{target: target, versions: make(map[int]versionMap), missing: make([]value, len(target.Columns))}
-	for j := range target.Columns {
+	for j, c := range target.Columns {
 		// The shape in which the column first appears says what the rows
 		// from before it read.
 		first := -1
@@ -134,8 +137,16 @@ func buildShapes(versions []catalog.SchemaVersion, def schema.Table, bbLSN, upto
 			first = k
 		}
 		s.missing[j] = value{kind: catalog.ValueNull}
-		if c := chain[first].table.Columns[to[first][j]]; c.HasMissing {
-			s.missing[j] = value{kind: catalog.ValueText, data: []byte(c.Missing)}
+		if m := chain[first].table.Columns[to[first][j]]; m.HasMissing {
+			s.missing[j] = value{kind: catalog.ValueText, data: []byte(m.Missing)}
+		}
+		for k := range chain {
+			if i := to[k][j]; i >= 0 {
+				if o := chain[k].table.Columns[i]; o.TypeOID != c.TypeOID || o.TypeMod != c.TypeMod {
+					s.retyped = append(s.retyped, c.Name)
+					break
+				}
+			}
 		}
 	}
 	for k, n := range chain {
@@ -149,9 +160,8 @@ func buildShapes(versions []catalog.SchemaVersion, def schema.Table, bbLSN, upto
 		}
 		s.versions[n.version] = versionMap{cols: to[k], key: key}
 	}
-	if len(target.Columns) == 0 {
-		return nil, fmt.Errorf("table %s has no columns at the target", target.QualifiedName())
-	}
+	// A table can have no columns (all dropped, for example by DROP
+	// DOMAIN ... CASCADE) and still have rows: they are restored as such.
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,6 +27,22 @@ func checksumSQL(table string) string {
 	return "SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM " + table + " t"
 }
 
+// rowSum is the checksum restore reports, computed on a table by the query
+// docs/RESTORE.md gives (restore.ChecksumSQL over the table's columns other
+// than generated ones), in a session with lbt's text settings.
+func rowSum(t *testing.T, c *pgtest.Cluster, dsn, table string) string {
+	t.Helper()
+	cols := c.QueryString(t, dsn, fmt.Sprintf(`SELECT coalesce(json_agg(attname ORDER BY attnum), '[]') FROM pg_attribute
+		WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''`, quoteLit(table)))
+	var names []string
+	if err := json.Unmarshal([]byte(cols), &names); err != nil {
+		t.Fatalf("columns of %s: %v", table, err)
+	}
+	// With the text settings of lbt's sessions (docs/RESTORE.md).
+	return c.QueryString(t, dsn, "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; "+
+		"SELECT s FROM ("+restore.ChecksumSQL(table, names)+") q (n, s)")
+}
+
 // shapeSQL lists a table's columns with their types, in order.
 func shapeSQL(table string) string {
 	return fmt.Sprintf(`SELECT string_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
@@ -36,10 +53,11 @@ func quoteLit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") +
 
 // tableState is one table's content at a checkpoint.
 type tableState struct {
-	name  string // SQL name at that moment
-	sum   string
-	shape string
-	rows  string
+	name   string // SQL name at that moment
+	sum    string
+	rowsum string // restore's checksum
+	shape  string
+	rows   string
 }
 
 // checkpoint is the source at one moment between transactions.
@@ -70,10 +88,11 @@ func recordCheckpoint(t *testing.T, c *pgtest.Cluster, dsn, name string, tables 
 	cp.lsn = c.QueryString(t, dsn, `SELECT pg_current_wal_lsn()`)
 	for logical, table := range tables {
 		cp.tables[logical] = tableState{
-			name:  table,
-			sum:   c.QueryString(t, dsn, checksumSQL(table)),
-			shape: c.QueryString(t, dsn, shapeSQL(table)),
-			rows:  c.QueryString(t, dsn, "SELECT count(*) FROM "+table),
+			name:   table,
+			sum:    c.QueryString(t, dsn, checksumSQL(table)),
+			rowsum: rowSum(t, c, dsn, table),
+			shape:  c.QueryString(t, dsn, shapeSQL(table)),
+			rows:   c.QueryString(t, dsn, "SELECT count(*) FROM "+table),
 		}
 	}
 	return cp
@@ -108,17 +127,29 @@ func checkRestored(t *testing.T, c *pgtest.Cluster, dsn, table string, want tabl
 	if got := c.QueryString(t, dsn, checksumSQL(table)); got != want.sum {
 		t.Errorf("%s: checksum %s, want %s", what, got, want.sum)
 	}
+	if got := rowSum(t, c, dsn, table); got != want.rowsum {
+		t.Errorf("%s: restore's checksum query gives %s, want %s", what, got, want.rowsum)
+	}
 }
 
 // runPsql runs a SQL file with psql into a database, stopping at the first
 // error.
 func runPsql(t *testing.T, c *pgtest.Cluster, dsn, file string) {
 	t.Helper()
+	if err := psqlFile(c, dsn, file); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// psqlFile runs a SQL file with a bare psql (no .psqlrc), stopping at the
+// first error, which it returns with psql's output.
+func psqlFile(c *pgtest.Cluster, dsn, file string) error {
 	cmd := exec.Command(filepath.Join(c.BinDir(), "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", file)
 	cmd.Env = append(os.Environ(), "PGOPTIONS=-c client_min_messages=warning")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("psql -f %s: %v\n%s", file, err, out)
+		return fmt.Errorf("psql -f %s: %v\n%s", file, err, out)
 	}
+	return nil
 }
 
 // sortedKeys returns a map's keys in order, for deterministic loops.

@@ -26,13 +26,13 @@ type restoreCmd struct {
 	TargetTable string `placeholder:"TABLE" help:"Table to create and fill, as a SQL name (default: <table>_restored_<YYYYMMDDHHMMSS> of the target moment in UTC, in the table's schema; with --sql the table's own name)."`
 	Replace     bool   `help:"Drop and recreate the target table if it exists; without it an existing target table is an error (default: false)."`
 	SQL         string `name:"sql" xor:"output" placeholder:"FILE" help:"Write the restore as a SQL script for psql (table definition, COPY data, sequence values) to FILE instead of into a database; - writes to standard output (default: none)."`
-	Verify      bool   `help:"Check the restored row count against the basebackup and the catalog's counts of inserts and deletes; a difference exits with status 3 and commits nothing (default: false)."`
+	Verify      bool   `help:"Check the changes read against the catalog's counts, and, before committing, the restored table's row count against the catalog's and its checksum, computed by the target server in one pass, against the rows sent; with --sql the script checks itself before COMMIT. A difference exits with status 3 and commits nothing (default: false)."`
 	Quiet       bool   `short:"q" help:"Print nothing but errors (default: false)."`
 	DryRun      bool   `help:"Print which basebackup and changes the restore would use, and change nothing (default: false)."`
 }
 
 func (cmd *restoreCmd) Help() string {
-	return `Restores one table from its newest basebackup at or before the target and the transactions committed after it, up to the target, into a new table in one transaction. The target is the latest archived state unless --until, --lsn or --xid names another; an error names the window the archive can restore. On a terminal, progress goes to standard error; a summary line with the row count and the md5 checksum of the restored rows ends the run. Only the archive directory and the target server are needed.`
+	return `Restores one table from its newest basebackup at or before the target and the transactions committed after it, up to the target, into a new table in one transaction. The target is the latest archived state unless --until, --lsn or --xid names another; an error names the window the archive can restore. On a terminal, progress goes to standard error; a summary line with the row count and the checksum of the restored rows (md5-sum64, computed as they are sent; docs/RESTORE.md gives the query that computes it on any table) ends the run. Only the archive directory and the target server are needed.`
 }
 
 func (cmd *restoreCmd) Validate() error {
@@ -161,7 +161,7 @@ func printRestore(w io.Writer, r restore.Result, dryRun, script bool) {
 	}
 	sum := ""
 	if r.Checksum != "" {
-		sum = ", md5 " + r.Checksum
+		sum = ", md5-sum64 " + r.Checksum
 	}
 	verified := ""
 	if r.Verified {

@@ -1,0 +1,145 @@
+//go:build scale
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"lbt/catalog"
+	"lbt/dump"
+	"lbt/restore"
+	"lbt/test/lbtrun"
+	"lbt/test/pgtest"
+)
+
+// BenchmarkRestoreScale (make bench-scale) restores a table whose text form
+// is larger than PostgreSQL's 1 GB string limit (LBT_BENCH_SCALE_MB, 1280
+// by default: 1.25 GB in rows of 1 KB), which the former sorted
+// md5(string_agg) checksum could not restore at all, and checks the
+// restore's streamed checksum against the documented query on the source.
+// It prints, in one run: the basebackup, the restore (with and without
+// --verify), the checksum query on the source, and a plain COPY of the
+// table into an empty table with the same primary key.
+func BenchmarkRestoreScale(b *testing.B) {
+	mb := envInt("LBT_BENCH_SCALE_MB", 1280)
+	rows := mb << 10 // rows of 1 KB
+	const chunk = 100_000
+	ctx := context.Background()
+
+	c := pgtest.Shared(b)
+	dsn := c.NewDatabase(b)
+	target := c.NewDatabase(b)
+	db := lbtrun.DBName(dsn)
+	const ddl = `CREATE TABLE bigt (id bigint PRIMARY KEY, payload text NOT NULL)`
+	c.Exec(b, dsn, ddl)
+	start := time.Now()
+	for lo := 1; lo <= rows; lo += chunk {
+		// 1 KB of text per row that compresses as real data would (not a
+		// single repeated byte).
+		c.Exec(b, dsn, fmt.Sprintf(`INSERT INTO bigt SELECT g, repeat(md5(g::text) || md5((g * 7)::text), 16) FROM generate_series(%d, %d) g`, lo, min(lo+chunk-1, rows)))
+	}
+	c.Exec(b, dsn, `VACUUM ANALYZE bigt`)
+	size := c.QueryString(b, dsn, `SELECT pg_size_pretty(sum(length(t::text))) FROM bigt t`)
+	b.Logf("source: %d rows, %s of text, loaded in %v", rows, size, time.Since(start).Round(time.Second))
+
+	dir := b.TempDir()
+	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_scale")
+	p := lbtrun.Start(b, "backup", "--config", cfg)
+	waitMessage(b, c, dsn, dir, "ready", p)
+	cat, err := catalog.Open(ctx, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dopts := dump.NewOptions()
+	dopts.ArchiveDir = dir
+	if dopts.Conn, err = pgconn.ParseConfig(dsn); err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	if _, err := dump.Take(ctx, cat, dopts, []string{"bigt"}); err != nil {
+		b.Fatal(err)
+	}
+	baseTime := time.Since(t0)
+	cat.Close()
+	c.Exec(b, dsn, `UPDATE bigt SET payload = 'changed ' || id WHERE id % 1000 = 0`)
+	c.Exec(b, dsn, `DELETE FROM bigt WHERE id % 1000 = 1`)
+	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'done')`)
+	waitMessage(b, c, dsn, dir, "done", p)
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(b, time.Minute); code != 0 {
+		b.Fatalf("lbt exited %d:\n%s", code, p.Output())
+	}
+
+	t0 = time.Now()
+	wantRows := c.QueryString(b, dsn, `SELECT count(*) FROM bigt`)
+	want := c.QueryString(b, dsn, "SELECT s FROM ("+restore.ChecksumSQL("bigt", []string{"id", "payload"})+") q (n, s)")
+	sourceSum := time.Since(t0)
+
+	run := func(table string, verify bool) restore.Result {
+		o := restore.NewOptions()
+		o.Table, o.TargetTable, o.Verify = "bigt", table, verify
+		if o.TargetConn, err = pgconn.ParseConfig(target); err != nil {
+			b.Fatal(err)
+		}
+		cat, err := catalog.OpenReadOnly(ctx, dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cat.Close()
+		res, err := restore.Run(ctx, cat, o)
+		if err != nil {
+			b.Fatalf("restore of %s of text: %v", size, err)
+		}
+		if res.Checksum != want || fmt.Sprint(res.Rows) != wantRows {
+			b.Fatalf("restore: %d rows, checksum %s; the source has %s rows, checksum %s", res.Rows, res.Checksum, wantRows, want)
+		}
+		return res
+	}
+	b.ResetTimer()
+	res := run("restored", false)
+	b.StopTimer()
+	ver := run("verified", true)
+
+	// The floor: COPY of the source table into an empty table with the
+	// same primary key, streamed from one server session to the other.
+	src, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close(ctx)
+	tc, err := pgconn.Connect(ctx, target)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tc.Close(ctx)
+	if err := tc.Exec(ctx, `CREATE TABLE floor (id bigint PRIMARY KEY, payload text NOT NULL)`).Close(); err != nil {
+		b.Fatal(err)
+	}
+	t0 = time.Now()
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := src.CopyTo(ctx, pw, `COPY bigt TO STDOUT`)
+		pw.CloseWithError(err)
+	}()
+	if _, err := tc.CopyFrom(ctx, pr, `COPY floor FROM STDIN`); err != nil {
+		b.Fatal(err)
+	}
+	floorTime := time.Since(t0)
+
+	fmt.Printf("scale: %d rows, %s of text; basebackup %.1f s\n", res.Rows, size, baseTime.Seconds())
+	fmt.Printf("scale: restore %.1f s (COPY with the streamed checksum %.1f, keys %.1f), md5-sum64 %s equal to the source's\n",
+		res.Duration.Seconds(), res.Timings.Load.Seconds(), res.Timings.Keys.Seconds(), res.Checksum)
+	fmt.Printf("scale: restore --verify %.1f s (its checksum query on the target %.1f s); the checksum query on the source %.1f s\n",
+		ver.Duration.Seconds(), ver.Timings.Checksum.Seconds(), sourceSum.Seconds())
+	fmt.Printf("scale: plain COPY from the source into a table with its primary key %.1f s; restore/COPY = %.2f, with --verify %.2f\n",
+		floorTime.Seconds(), res.Duration.Seconds()/floorTime.Seconds(), ver.Duration.Seconds()/floorTime.Seconds())
+	b.ReportMetric(res.Duration.Seconds(), "s/restore")
+	b.ReportMetric(res.Duration.Seconds()/floorTime.Seconds(), "ratio-to-COPY")
+}
