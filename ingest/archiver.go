@@ -64,6 +64,10 @@ type archiver struct {
 
 	durable    *atomic.Uint64 // end LSN safe to confirm to the server
 	committing chan error     // the commit in flight, if any
+
+	// Looking for dropped tables (drops.go).
+	seen          map[uint32]sourcePoint // where each table was last found on the source
+	lastDropCheck time.Time
 }
 
 // txState is the transaction being received.
@@ -98,6 +102,7 @@ type table struct {
 	keyCols       []int
 	tracked       bool
 	warned        bool
+	registeredAt  uint64 // the commit LSN at which this run added it to the catalog
 	changesMetric prometheus.Counter
 
 	// records not yet written as a blob
@@ -129,7 +134,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		// still commit what was received.
 		log: log, opts: opts, cat: cat, lookup: lookup, ctx: context.WithoutCancel(ctx),
 		tables: make(map[uint32]*table), published: published, epoch: epoch,
-		touchedSince: make(map[*table]bool), durable: durable,
+		touchedSince: make(map[*table]bool), durable: durable, seen: make(map[uint32]sourcePoint),
 	}
 	if err := removeKeySpills(opts.tempDir()); err != nil {
 		return nil, err
@@ -363,9 +368,17 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 		from = a.archived.CommitLSN + 1
 	}
 	if t.id == 0 {
+		if taken := a.nameTaken(m.RelationID, def); taken != nil {
+			// Another archived table had this name: it was dropped (or
+			// renamed) before this one was created.
+			if err := a.checkDropped(taken); err != nil {
+				return err
+			}
+		}
 		if t.id, err = w.AddTable(m.RelationID, from); err != nil {
 			return err
 		}
+		t.registeredAt = from
 		a.log.Info("archiving new table", "table", def.QualifiedName(), "oid", m.RelationID)
 	} else {
 		a.log.Info("table definition changed", "table", def.QualifiedName(), "version", t.version+1, "lsn", pglogrepl.LSN(from))
@@ -629,6 +642,9 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		}
 		for i, msg := range a.tx.messages {
 			w.AddMessage(a.tx.commitLSN, i, msg.prefix, msg.content)
+		}
+		if err := a.tableDDL(m.CommitTime); err != nil {
+			return err
 		}
 	}
 	a.archived = catalog.Position{Epoch: a.epoch, EndLSN: uint64(m.TransactionEndLSN), CommitLSN: a.tx.commitLSN, CommitTime: m.CommitTime}

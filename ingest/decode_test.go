@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"testing"
 
 	"lbt/catalog"
@@ -65,4 +66,19 @@ func FuzzAppendTuple(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src []byte, key int) {
 		appendTuple(nil, src, []int{key % 4}) // must not panic on any input
 	})
+}
+
+// The objid of an lbt.ddl message, which json_build_object writes as a
+// string, and the messages of a capture installed before lbt sent it.
+func TestDDLMessageObjID(t *testing.T) {
+	for in, want := range map[string]oidText{
+		`{"tag": "DROP TABLE", "object_type": "table", "object": "public.x", "objid": "16389"}`: 16389,
+		`{"tag": "DROP TABLE", "object_type": "table", "object": "public.x", "objid": 16389}`:   16389,
+		`{"tag": "DROP TABLE", "object_type": "table", "object": "public.x"}`:                   0,
+	} {
+		var m ddlMessage
+		if err := json.Unmarshal([]byte(in), &m); err != nil || m.ObjID != want || m.Tag != "DROP TABLE" {
+			t.Errorf("%s: %+v, %v; want objid %d", in, m, err, want)
+		}
+	}
 }

@@ -43,7 +43,12 @@ type Options struct {
 	FlushInterval   time.Duration // longest a committed transaction waits to become durable
 	StatusInterval  time.Duration // standby status updates at least this often
 	TempDir         string        // for temporary files; <ArchiveDir>/tmp when empty
-	Logger          hclog.Logger
+	// DropCheckInterval is how often the archived tables are looked up on
+	// the source to learn of those dropped without lbt seeing the DROP
+	// (no DDL capture); 0 is only at start and when a new table takes an
+	// archived table's name.
+	DropCheckInterval time.Duration
+	Logger            hclog.Logger
 
 	// Ready, when set, is called once the stream runs (for sd_notify).
 	Ready func()
@@ -61,15 +66,16 @@ func (o *Options) tempDir() string {
 // NewOptions returns the defaults.
 func NewOptions() Options {
 	return Options{
-		Slot:            "lbt",
-		Publication:     "lbt",
-		TrackNewTables:  false, // as LBT, and config.Default
-		DeltasPerFile:   100000,
-		SegmentMaxBytes: 256 << 20,
-		Fsync:           true,
-		FlushInterval:   time.Second,
-		StatusInterval:  10 * time.Second,
-		Logger:          hclog.NewNullLogger(),
+		Slot:              "lbt",
+		Publication:       "lbt",
+		TrackNewTables:    false, // as LBT, and config.Default
+		DeltasPerFile:     100000,
+		SegmentMaxBytes:   256 << 20,
+		Fsync:             true,
+		FlushInterval:     time.Second,
+		StatusInterval:    10 * time.Second,
+		DropCheckInterval: time.Minute,
+		Logger:            hclog.NewNullLogger(),
 	}
 }
 
