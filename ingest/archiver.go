@@ -68,6 +68,7 @@ type archiver struct {
 	// Looking for dropped tables (drops.go).
 	seen          map[uint32]sourcePoint // where each table was last found on the source
 	lastDropCheck time.Time
+	pubAllTables  *bool // the publication is FOR ALL TABLES; nil until asked
 }
 
 // txState is the transaction being received.
@@ -359,7 +360,7 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	if t.version > 0 && t.def.SameShape(def) {
 		return nil
 	}
-	w, err := a.writer()
+	w, err := a.catalogTx()
 	if err != nil {
 		return err
 	}
@@ -375,10 +376,21 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 				return err
 			}
 		}
+		created, err := a.createdHere(m.RelationID)
+		if err != nil {
+			return err
+		}
 		if t.id, err = w.AddTable(m.RelationID, from); err != nil {
 			return err
 		}
 		t.registeredAt = from
+		if created {
+			// Its whole history is in the stream from here: it restores
+			// without a basebackup.
+			if err := w.SetTableCreated(t.id, from, a.tx.commitTime); err != nil {
+				return err
+			}
+		}
 		a.log.Info("archiving new table", "table", def.QualifiedName(), "oid", m.RelationID)
 	} else {
 		a.log.Info("table definition changed", "table", def.QualifiedName(), "version", t.version+1, "lsn", pglogrepl.LSN(from))

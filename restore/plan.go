@@ -380,13 +380,46 @@ func (p *planner) tableWindows(ctx context.Context, c nameCandidate) ([]window, 
 	if err != nil {
 		return nil, err
 	}
-	return clipToLife(ws, c.life), nil
+	return p.lifeWindows(ctx, ws, c.life, purged)
 }
 
-// clipWindows is clipToLife for the table id.
-func (p *planner) clipWindows(ctx context.Context, id int64, ws []window) ([]window, error) {
+// clipWindows is lifeWindows for the table id.
+func (p *planner) clipWindows(ctx context.Context, id int64, ws []window, purged uint64) ([]window, error) {
 	l, err := p.tableLife(ctx, id)
-	return clipToLife(ws, l), err
+	if err != nil {
+		return nil, err
+	}
+	return p.lifeWindows(ctx, ws, l, purged)
+}
+
+// lifeWindows adds to the basebackups' windows the one that starts empty
+// at the table's creation (emptyStart), and ends them at its drop.
+func (p *planner) lifeWindows(ctx context.Context, ws []window, l catalog.TableLife, purged uint64) ([]window, error) {
+	if c := l.CreatedLSN; c != 0 && purged <= c && p.complete(c, c) {
+		w := window{from: c, to: p.pos.EndLSN, fromAt: l.CreatedAt, toAt: p.reachedAt}
+		for _, e := range p.epochs {
+			if e.StartLSN > c && e.StartLSN-1 < w.to {
+				w.to = e.StartLSN - 1
+				t, err := p.commitTimeAt(ctx, w.to)
+				if err != nil {
+					return nil, err
+				}
+				w.toAt = t
+			}
+		}
+		merged := []window{w}
+		for _, o := range ws {
+			if last := &merged[len(merged)-1]; o.from <= last.to+1 {
+				if o.to > last.to {
+					last.to, last.toAt = o.to, o.toAt
+				}
+				continue
+			}
+			merged = append(merged, o)
+		}
+		ws = merged
+	}
+	return clipToLife(ws, l), nil
 }
 
 // clipToLife ends the windows where the table is last known to have
@@ -481,6 +514,34 @@ func (p *planner) chooseBasebackup(ctx context.Context, tableID int64, bbs []cat
 	return catalog.Basebackup{}, false, nil
 }
 
+// emptyStart is the start of the history of a table created inside it: a
+// virtual basebackup of no rows at the commit of the creating transaction
+// (rel_life.created_lsn), which every change of the table follows in the
+// stream. It reaches upto when that is at or after the creation and the
+// history from the creation to upto is complete (no gap, nothing purged).
+// Its definition is the table's first schema version: columns, types and
+// primary key. It has no file: Path is empty and ID 0.
+func (p *planner) emptyStart(ctx context.Context, tableID int64, versions []catalog.SchemaVersion, upto, purged uint64) (catalog.Basebackup, bool, error) {
+	life, err := p.tableLife(ctx, tableID)
+	if err != nil {
+		return catalog.Basebackup{}, false, err
+	}
+	c := life.CreatedLSN
+	if c == 0 || len(versions) == 0 || upto < c || purged > c || !p.complete(c, upto+1) || upto > p.pos.EndLSN {
+		return catalog.Basebackup{}, false, nil
+	}
+	if life.Dropped() && upto > life.AliveLSN {
+		return catalog.Basebackup{}, false, nil
+	}
+	v := versionAt(versions, c)
+	def := schema.Definition{Table: v.Table}
+	for _, col := range v.Columns {
+		def.Columns = append(def.Columns, schema.ColumnDef{Name: col.Name, Type: col.TypeName, NotNull: slices.Contains(v.PrimaryKey, col.Name)})
+	}
+	return catalog.Basebackup{TableID: tableID, LSN: c, Definition: def, Reason: "empty at its creation",
+		StartedAt: life.CreatedAt, FinishedAt: life.CreatedAt}, true, nil
+}
+
 // window is a stretch of history a restore can reach.
 type window struct {
 	from, to         uint64
@@ -573,11 +634,20 @@ func makePlan(ctx context.Context, cat *catalog.Catalog, o *Options) (*plan, []s
 		return nil, nil, err
 	}
 	if !ok {
+		if bb, ok, err = p.emptyStart(ctx, id, versions, pl.upto, purged); err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			warnings = append(warnings, fmt.Sprintf("no basebackup: %s was created inside the archive's history, at %s (LSN %s), and is rebuilt from empty there",
+				name, formatTime(bb.StartedAt), catalog.FormatLSN(bb.LSN)))
+		}
+	}
+	if !ok {
 		ws, err := p.windows(ctx, bbs, purged)
 		if err != nil {
 			return nil, nil, err
 		}
-		if ws, err = p.clipWindows(ctx, id, ws); err != nil {
+		if ws, err = p.clipWindows(ctx, id, ws, purged); err != nil {
 			return nil, nil, err
 		}
 		why := "it is before the first usable basebackup"

@@ -54,7 +54,7 @@ func testNameReusedAfterDrop(t *testing.T, capture bool) {
 	c.Exec(t, dsn, `DROP TABLE zz2; DROP TABLE zz3`)
 	c.Exec(t, dsn, `CREATE TABLE zz2 (id int PRIMARY KEY, v text, note text)`)
 	time.Sleep(3 * dropCheck)
-	betweenAt := serverClock(t, c, dsn)
+	between := recordCheckpoint(t, c, dsn, "between", map[string]string{"zz2": "zz2"})
 	time.Sleep(3 * dropCheck)
 	c.Exec(t, dsn, `INSERT INTO zz2 VALUES (10, 'ten', 'new table')`)
 	waitArchived(t, c, dsn, dir)
@@ -85,11 +85,18 @@ func testNameReusedAfterDrop(t *testing.T, capture bool) {
 	}
 	checkRestored(t, c, dsn, "zz2_before", beforeDrop.tables["zz2"], "restore --until before the drop")
 
-	// After the drop, before the new table was first archived: the old
+	// After the drop, before the new table's first change: with DDL
+	// capture the new table, empty, from its CREATE; without, the old
 	// table is gone, and when the new one was created is not known.
-	err := restoreTo("zz2", "zz2_between", betweenAt)
-	t.Logf("restore --until between the drop and the new table: %v", err)
-	if !errors.Is(err, restore.ErrNotRestorable) || !strings.Contains(err.Error(), "table public.zz2 was dropped ") ||
+	err := restoreTo("zz2", "zz2_between", between.at)
+	t.Logf("restore --until between the drop and the new table's first change: %v", err)
+	if capture {
+		if err != nil {
+			t.Errorf("restore --until between the drop and the new table's first change: %v", err)
+		} else {
+			checkRestored(t, c, dsn, "zz2_between", between.tables["zz2"], "restore --until between the drop and the new table's first change")
+		}
+	} else if !errors.Is(err, restore.ErrNotRestorable) || !strings.Contains(err.Error(), "table public.zz2 was dropped ") ||
 		!strings.Contains(err.Error(), "a new table public.zz2 was created after that and first archived at LSN ") || !strings.Contains(err.Error(), "public.zz2 can be restored from ") {
 		t.Errorf("restore --until between the drop and the new table: %v", err)
 	}
@@ -106,5 +113,81 @@ func testNameReusedAfterDrop(t *testing.T, capture bool) {
 		t.Errorf("restore of the dropped table before its drop: %v", err)
 	} else if got := c.QueryString(t, dsn, `SELECT string_agg(id::text, ',' ORDER BY id) FROM zz3_before`); got != "1,2" {
 		t.Errorf("zz3 before its drop: rows %s, want 1,2", got)
+	}
+}
+
+// Tables created while lbt runs (issue #11, points 8 and 10): their history
+// starts empty at their creation, so every moment after it restores without
+// a basebackup, exactly, where lbt knows the creation: from the CREATE's
+// lbt.ddl message with DDL capture, or, without it, because the table's
+// first change came in the transaction that created it (CREATE TABLE AS,
+// or CREATE and INSERT in one transaction). A table created and written
+// later, without DDL capture, still needs a basebackup; a table created and
+// never written restores empty with its columns when lbt saw its CREATE.
+// No basebackup is taken here.
+func TestRestore_NewTables(t *testing.T) {
+	for _, capture := range []bool{true, false} {
+		t.Run(fmt.Sprintf("capture=%v", capture), func(t *testing.T) { testNewTables(t, capture) })
+	}
+}
+
+func testNewTables(t *testing.T, capture bool) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	dir := t.TempDir()
+	if capture {
+		if _, err := setup.Install(context.Background(), c.Connect(t, dsn), setup.Options{Publication: "lbt", CaptureDDL: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startBackup(t, c, dsn, dir)
+	waitArchived(t, c, dsn, dir)
+	beforeAll := serverClock(t, c, dsn)
+	time.Sleep(10 * time.Millisecond)
+
+	c.Exec(t, dsn, `CREATE TABLE t_ctas AS SELECT g AS id, 'row ' || g AS v FROM generate_series(1, 500) g`)
+	c.Exec(t, dsn, `BEGIN; CREATE TABLE t_same (id int PRIMARY KEY, v text); INSERT INTO t_same SELECT g, 'same ' || g FROM generate_series(1, 20) g; COMMIT`)
+	c.Exec(t, dsn, `CREATE TABLE t_later (id int PRIMARY KEY, v text); CREATE TABLE t_empty (id bigint PRIMARY KEY, label varchar(20), at timestamptz)`)
+	tables := map[string]string{"t_ctas": "t_ctas", "t_same": "t_same", "t_later": "t_later", "t_empty": "t_empty"}
+	created := recordCheckpoint(t, c, dsn, "created", tables)
+	c.Exec(t, dsn, `INSERT INTO t_later SELECT g, 'later ' || g FROM generate_series(1, 30) g; INSERT INTO t_ctas VALUES (501, 'added'); DELETE FROM t_same WHERE id > 15`)
+	written := recordCheckpoint(t, c, dsn, "written", tables)
+	waitArchived(t, c, dsn, dir)
+
+	restoreTo := func(table, into string, until time.Time) error {
+		o := restore.NewOptions()
+		o.Table, o.TargetConn, o.TargetTable, o.Until, o.Verify = table, connConfig(t, dsn), into, until, true
+		_, err := runRestore(t, dir, o)
+		return err
+	}
+	for _, cp := range []checkpoint{created, written} {
+		for _, table := range []string{"t_ctas", "t_same", "t_later", "t_empty"} {
+			into := table + "_" + cp.name
+			err := restoreTo(table, into, cp.at)
+			exact := capture || table == "t_ctas" || table == "t_same"
+			switch {
+			case exact && err != nil:
+				t.Errorf("%s at %s: %v", table, cp.name, err)
+			case exact:
+				checkRestored(t, c, dsn, into, cp.tables[table], table+" at "+cp.name)
+			case table == "t_empty":
+				// Never written, and no CREATE in the archive: lbt knows nothing of it.
+				if err == nil || !strings.Contains(err.Error(), "table public.t_empty is not in the archive") {
+					t.Errorf("%s at %s without DDL capture: %v", table, cp.name, err)
+				}
+			default:
+				// Created and written later: when it was created is not
+				// known, so a basebackup is needed.
+				if !errors.Is(err, restore.ErrNotRestorable) || !strings.Contains(err.Error(), "lbt basebackup --table public.t_later") {
+					t.Errorf("%s at %s without DDL capture: %v", table, cp.name, err)
+				}
+			}
+			t.Logf("%s at %s: %v", table, cp.name, err)
+		}
+	}
+	// Before its creation the table did not exist.
+	err := restoreTo("t_ctas", "t_ctas_before", beforeAll)
+	if !errors.Is(err, restore.ErrNotRestorable) || !strings.Contains(err.Error(), "table public.t_ctas was created at ") {
+		t.Errorf("t_ctas before its creation: %v", err)
 	}
 }

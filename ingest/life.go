@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 
 	"lbt/catalog"
 	"lbt/schema"
@@ -107,21 +110,156 @@ func (a *archiver) droppedByDDL(m ddlMessage, commitTime time.Time) error {
 	return nil
 }
 
-// createdByDDL records the creation of a table that the same transaction
-// registered (it wrote rows, as CREATE TABLE AS does).
+// createdByDDL records the creation of a table. The table's history
+// starts empty there: every change to it is in the stream from its
+// creating transaction on, when the publication is FOR ALL TABLES (one
+// that names its tables does not carry a new one from its creation). A
+// table that the same transaction wrote (CREATE TABLE AS) is registered
+// already; one not written yet is registered now, with its definition as
+// the source has it now, so that it restores, empty, before its first
+// change.
 func (a *archiver) createdByDDL(m ddlMessage, commitTime time.Time) error {
-	if m.ObjID == 0 {
+	oid := uint32(m.ObjID)
+	if oid == 0 || !a.opts.TrackNewTables {
 		return nil
 	}
-	t := a.tables[uint32(m.ObjID)]
-	if t == nil || t.id == 0 || t.registeredAt != a.tx.commitLSN {
+	all, err := a.allTables()
+	if err != nil || !all {
+		return err
+	}
+	t := a.tables[oid]
+	if t != nil && t.id != 0 {
+		if t.registeredAt != a.tx.commitLSN {
+			return nil // archived before this transaction: not this table's creation
+		}
+		w, err := a.catalogTx()
+		if err != nil {
+			return err
+		}
+		return w.SetTableCreated(t.id, a.tx.commitLSN, commitTime)
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	def, ok, err := describeNewTable(ctx, a.lookup, oid)
+	cancel()
+	if err != nil || !ok {
+		// Gone again, or not a table the stream carries: nothing to
+		// restore of it. A failure to ask leaves it to its first change.
+		if err != nil {
+			a.log.Warn("cannot describe a new table: it is archived from its first change", "table", m.Object, "error", err)
+		}
 		return nil
 	}
 	w, err := a.catalogTx()
 	if err != nil {
 		return err
 	}
-	return w.SetTableCreated(t.id, a.tx.commitLSN, commitTime)
+	id, err := w.AddTable(oid, a.tx.commitLSN)
+	if err != nil {
+		return err
+	}
+	sv := catalog.SchemaVersion{TableID: id, Version: 1, FromLSN: a.tx.commitLSN, Table: def}
+	if err := w.AddSchemaVersion(sv); err != nil {
+		return err
+	}
+	if err := w.SetTableCreated(id, a.tx.commitLSN, commitTime); err != nil {
+		return err
+	}
+	a.tables[oid] = &table{id: id, oid: oid, def: def, version: 1, keyCols: def.KeyColumns(), tracked: true, registeredAt: a.tx.commitLSN}
+	a.log.Info("archiving new table from its creation", "table", def.QualifiedName(), "oid", oid, "lsn", pglogrepl.LSN(a.tx.commitLSN))
+	return nil
+}
+
+// createdHere reports whether the table was created in the transaction
+// being received: the pg_attribute row of its ctid, written with the table
+// and by no later ALTER, has that transaction's xid as its xmin. A table
+// created in a subtransaction has the subtransaction's xid and is not
+// recognised, which only costs it a basebackup. Only a FOR ALL TABLES
+// publication carries a new table from its creation.
+func (a *archiver) createdHere(oid uint32) (bool, error) {
+	if !a.tx.active {
+		return false, nil
+	}
+	all, err := a.allTables()
+	if err != nil || !all {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	defer cancel()
+	var xmin string
+	err = a.lookup.QueryRow(ctx, `SELECT xmin::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = -1`, oid).Scan(&xmin)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up the creation of relation %d: %w", oid, err)
+	}
+	return xmin == strconv.FormatUint(uint64(a.tx.xid), 10), nil
+}
+
+// allTables reports whether the publication is FOR ALL TABLES.
+func (a *archiver) allTables() (bool, error) {
+	if a.pubAllTables == nil {
+		ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+		defer cancel()
+		var all bool
+		err := a.lookup.QueryRow(ctx, `SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1`, a.opts.Publication).Scan(&all)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return false, fmt.Errorf("look up publication %s: %w", a.opts.Publication, err)
+		}
+		a.pubAllTables = &all
+	}
+	return *a.pubAllTables, nil
+}
+
+// describeNewTable reads, as pgoutput would describe it, a table the
+// stream has not shown yet; ok is false when it no longer exists or is no
+// table the stream carries (a partitioned table, an unlogged or temporary
+// one).
+func describeNewTable(ctx context.Context, conn *pgx.Conn, oid uint32) (schema.Table, bool, error) {
+	var def schema.Table
+	var ident, kind, persistence string
+	err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relreplident::text, c.relkind::text, c.relpersistence::text
+		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).
+		Scan(&def.Schema, &def.Name, &ident, &kind, &persistence)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return def, false, nil
+	}
+	if err != nil {
+		return def, false, fmt.Errorf("describe relation %d: %w", oid, err)
+	}
+	if kind != "r" || persistence != "p" || ident == "" {
+		return def, false, nil
+	}
+	def.ReplicaIdentity = ident[0]
+	// The key flags pgoutput sets: the replica identity's columns.
+	rows, err := conn.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod,
+			CASE $2::text
+				WHEN 'f' THEN true
+				WHEN 'd' THEN a.attnum = ANY (SELECT unnest(i.indkey) FROM pg_catalog.pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary)
+				WHEN 'i' THEN a.attnum = ANY (SELECT unnest(i.indkey) FROM pg_catalog.pg_index i WHERE i.indrelid = a.attrelid AND i.indisreplident)
+				ELSE false END
+		FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		ORDER BY a.attnum`, oid, ident)
+	if err != nil {
+		return def, false, fmt.Errorf("describe relation %d: %w", oid, err)
+	}
+	for rows.Next() {
+		var c schema.Column
+		if err := rows.Scan(&c.Name, &c.TypeOID, &c.TypeMod, &c.Key); err != nil {
+			rows.Close()
+			return def, false, fmt.Errorf("describe relation %d: %w", oid, err)
+		}
+		def.Columns = append(def.Columns, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return def, false, fmt.Errorf("describe relation %d: %w", oid, err)
+	}
+	if err := describeTable(ctx, conn, oid, &def); err != nil {
+		return def, false, err
+	}
+	return def, true, nil
 }
 
 // catalogTx returns the open catalog transaction. A commit in flight
