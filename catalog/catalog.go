@@ -194,6 +194,7 @@ CREATE TABLE rel_life (
 	table_id    INTEGER PRIMARY KEY,
 	created_lsn INTEGER,
 	created_at  INTEGER,
+	created_exact INTEGER NOT NULL DEFAULT 1,
 	dropped_lsn INTEGER,
 	dropped_at  INTEGER,
 	alive_lsn   INTEGER,

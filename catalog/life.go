@@ -16,6 +16,10 @@ type TableLife struct {
 	// not exist.
 	CreatedLSN uint64
 	CreatedAt  time.Time
+	// CreatedExact is false when CreatedLSN is the table's first change
+	// rather than its creation: the table was created earlier, at a moment
+	// lbt did not see, and was empty until then.
+	CreatedExact bool
 	// DroppedLSN: from this LSN on the table no longer existed. With
 	// DropExact it is the commit LSN of the DROP (its lbt.ddl message);
 	// otherwise the WAL position at which lbt found the table gone, and the
@@ -52,16 +56,16 @@ type rowQuerier interface {
 
 func tableLife(ctx context.Context, q rowQuerier, tableID int64) (TableLife, error) {
 	var cl, ca, dl, da, al, aa sql.NullInt64
-	var exact int64
-	err := q.QueryRowContext(ctx, `SELECT created_lsn, created_at, dropped_lsn, dropped_at, alive_lsn, alive_at, drop_exact
-		FROM rel_life WHERE table_id = ?`, tableID).Scan(&cl, &ca, &dl, &da, &al, &aa, &exact)
+	var exact, createdExact int64
+	err := q.QueryRowContext(ctx, `SELECT created_lsn, created_at, created_exact, dropped_lsn, dropped_at, alive_lsn, alive_at, drop_exact
+		FROM rel_life WHERE table_id = ?`, tableID).Scan(&cl, &ca, &createdExact, &dl, &da, &al, &aa, &exact)
 	if errors.Is(err, sql.ErrNoRows) {
 		return TableLife{}, nil
 	}
 	if err != nil {
 		return TableLife{}, fmt.Errorf("catalog life of table %d: %w", tableID, err)
 	}
-	l := TableLife{CreatedLSN: uint64(cl.Int64), DroppedLSN: uint64(dl.Int64), AliveLSN: uint64(al.Int64), DropExact: exact != 0}
+	l := TableLife{CreatedLSN: uint64(cl.Int64), CreatedExact: createdExact != 0, DroppedLSN: uint64(dl.Int64), AliveLSN: uint64(al.Int64), DropExact: exact != 0}
 	if ca.Valid {
 		l.CreatedAt = FromMicros(ca.Int64)
 	}
@@ -75,14 +79,20 @@ func tableLife(ctx context.Context, q rowQuerier, tableID int64) (TableLife, err
 }
 
 // SetTableCreated records the commit of the transaction that created a
-// table.
-func (w *Writer) SetTableCreated(tableID int64, lsn uint64, at time.Time) error {
+// table (exact), or that of its first change when it was created earlier,
+// unseen, and empty until then.
+func (w *Writer) SetTableCreated(tableID int64, lsn uint64, at time.Time, exact bool) error {
 	if err := w.open(); err != nil {
 		return err
 	}
-	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO rel_life (table_id, created_lsn, created_at) VALUES (?, ?, ?)
-		ON CONFLICT (table_id) DO UPDATE SET created_lsn = excluded.created_lsn, created_at = excluded.created_at`,
-		tableID, int64(lsn), Micros(at))
+	ex := 0
+	if exact {
+		ex = 1
+	}
+	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO rel_life (table_id, created_lsn, created_at, created_exact) VALUES (?, ?, ?, ?)
+		ON CONFLICT (table_id) DO UPDATE SET created_lsn = excluded.created_lsn, created_at = excluded.created_at,
+			created_exact = excluded.created_exact`,
+		tableID, int64(lsn), Micros(at), ex)
 	if err != nil {
 		return fmt.Errorf("catalog creation of table %d: %w", tableID, err)
 	}

@@ -68,7 +68,8 @@ type archiver struct {
 	// Looking for dropped tables (drops.go).
 	seen          map[uint32]sourcePoint // where each table was last found on the source
 	lastDropCheck time.Time
-	pubAllTables  *bool // the publication is FOR ALL TABLES; nil until asked
+	pubAllTables  *bool  // the publication is FOR ALL TABLES; nil until asked
+	startXmax     uint64 // xmax of a snapshot at the session's start (createdSinceStart); 0 unknown
 }
 
 // txState is the transaction being received.
@@ -182,6 +183,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 	} else if err := a.newSegment(); err != nil {
 		return nil, err
 	}
+	a.readStartXmax()
 	return a, nil
 }
 
@@ -380,14 +382,20 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 		if err != nil {
 			return err
 		}
+		since := false
+		if !created {
+			if since, err = a.createdSinceStart(m.RelationID); err != nil {
+				return err
+			}
+		}
 		if t.id, err = w.AddTable(m.RelationID, from); err != nil {
 			return err
 		}
 		t.registeredAt = from
-		if created {
+		if created || since {
 			// Its whole history is in the stream from here: it restores
 			// without a basebackup.
-			if err := w.SetTableCreated(t.id, from, a.tx.commitTime); err != nil {
+			if err := w.SetTableCreated(t.id, from, a.tx.commitTime, created); err != nil {
 				return err
 			}
 		}

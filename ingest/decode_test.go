@@ -82,3 +82,21 @@ func TestDDLMessageObjID(t *testing.T) {
 		}
 	}
 }
+
+func TestFullXid(t *testing.T) {
+	for _, tt := range []struct {
+		xid  uint32
+		cur  uint64
+		want uint64
+	}{
+		{xid: 100, cur: 200, want: 100},
+		{xid: 200, cur: 200, want: 200},
+		{xid: 0xfffffff0, cur: 1<<32 + 5, want: 0xfffffff0},
+		{xid: 3, cur: 1<<32 + 5, want: 1<<32 + 3},
+		{xid: 2, cur: 5, want: 2}, // frozen: far in the past
+	} {
+		if got := fullXid(tt.xid, tt.cur); got != tt.want {
+			t.Errorf("fullXid(%d, %d) = %d, want %d", tt.xid, tt.cur, got, tt.want)
+		}
+	}
+}

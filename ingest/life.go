@@ -136,7 +136,7 @@ func (a *archiver) createdByDDL(m ddlMessage, commitTime time.Time) error {
 		if err != nil {
 			return err
 		}
-		return w.SetTableCreated(t.id, a.tx.commitLSN, commitTime)
+		return w.SetTableCreated(t.id, a.tx.commitLSN, commitTime, true)
 	}
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	def, ok, err := describeNewTable(ctx, a.lookup, oid)
@@ -161,7 +161,7 @@ func (a *archiver) createdByDDL(m ddlMessage, commitTime time.Time) error {
 	if err := w.AddSchemaVersion(sv); err != nil {
 		return err
 	}
-	if err := w.SetTableCreated(id, a.tx.commitLSN, commitTime); err != nil {
+	if err := w.SetTableCreated(id, a.tx.commitLSN, commitTime, true); err != nil {
 		return err
 	}
 	a.tables[oid] = &table{id: id, oid: oid, def: def, version: 1, keyCols: def.KeyColumns(), tracked: true, registeredAt: a.tx.commitLSN}
@@ -186,7 +186,8 @@ func (a *archiver) createdHere(oid uint32) (bool, error) {
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()
 	var xmin string
-	err = a.lookup.QueryRow(ctx, `SELECT xmin::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = -1`, oid).Scan(&xmin)
+	err = a.lookup.QueryRow(ctx, `SELECT a.xmin::text FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+		WHERE a.attrelid = $1 AND a.attnum = -1 AND `+neverRewritten, oid).Scan(&xmin)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -195,6 +196,66 @@ func (a *archiver) createdHere(oid uint32) (bool, error) {
 	}
 	return xmin == strconv.FormatUint(uint64(a.tx.xid), 10), nil
 }
+
+// createdSinceStart reports whether the table was created after this
+// session began to stream: its creating transaction (the xmin of its ctid
+// row in pg_attribute) is at or after the xmax of a snapshot taken at the
+// start, so it began, and committed, after the stream's start position,
+// and the stream holds all of its changes. When this is the table's first
+// change, the table was empty from its creation until it.
+func (a *archiver) createdSinceStart(oid uint32) (bool, error) {
+	if a.startXmax == 0 {
+		return false, nil
+	}
+	all, err := a.allTables()
+	if err != nil || !all {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	defer cancel()
+	var xmin, cur int64
+	err = a.lookup.QueryRow(ctx, `SELECT a.xmin::text::bigint, txid_snapshot_xmax(txid_current_snapshot())
+		FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+		WHERE a.attrelid = $1 AND a.attnum = -1 AND `+neverRewritten, oid).Scan(&xmin, &cur)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up the creation of relation %d: %w", oid, err)
+	}
+	return fullXid(uint32(xmin), uint64(cur)) >= a.startXmax, nil
+}
+
+// fullXid extends a 32-bit xid to the 64-bit one of the epoch it belongs
+// to, given a recent 64-bit xid cur (xids are at most 2^31 in the past).
+func fullXid(xid uint32, cur uint64) uint64 {
+	full := cur&^0xffffffff | uint64(xid)
+	if full > cur && full >= 1<<32 {
+		full -= 1 << 32
+	}
+	return full
+}
+
+// readStartXmax notes the xmax of a snapshot taken as the session starts
+// streaming (createdSinceStart).
+func (a *archiver) readStartXmax() {
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	defer cancel()
+	var x int64
+	if err := a.lookup.QueryRow(ctx, `SELECT txid_snapshot_xmax(txid_current_snapshot())`).Scan(&x); err != nil {
+		a.log.Warn("cannot read the source's transaction counter: tables created from now on need a basebackup", "error", err)
+		return
+	}
+	a.startXmax = uint64(x)
+}
+
+// neverRewritten holds for a permanent table c whose storage is the one it
+// was created with (a new table's relfilenode is its OID). A table created
+// UNLOGGED, whose rows never reached the stream, gets new storage when
+// ALTER TABLE SET LOGGED makes it published; so does any other rewrite
+// (VACUUM FULL, CLUSTER, a column type change), after which nothing is
+// proven and the table needs a basebackup.
+const neverRewritten = `c.relpersistence = 'p' AND c.relfilenode = c.oid`
 
 // allTables reports whether the publication is FOR ALL TABLES.
 func (a *archiver) allTables() (bool, error) {
@@ -212,22 +273,23 @@ func (a *archiver) allTables() (bool, error) {
 }
 
 // describeNewTable reads, as pgoutput would describe it, a table the
-// stream has not shown yet; ok is false when it no longer exists or is no
+// stream has not shown yet; ok is false when it no longer exists, is no
 // table the stream carries (a partitioned table, an unlogged or temporary
-// one).
+// one), or was rewritten since its creation (neverRewritten).
 func describeNewTable(ctx context.Context, conn *pgx.Conn, oid uint32) (schema.Table, bool, error) {
 	var def schema.Table
 	var ident, kind, persistence string
-	err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relreplident::text, c.relkind::text, c.relpersistence::text
+	var rewrittenNever bool
+	err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relreplident::text, c.relkind::text, c.relpersistence::text, `+neverRewritten+`
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).
-		Scan(&def.Schema, &def.Name, &ident, &kind, &persistence)
+		Scan(&def.Schema, &def.Name, &ident, &kind, &persistence, &rewrittenNever)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return def, false, nil
 	}
 	if err != nil {
 		return def, false, fmt.Errorf("describe relation %d: %w", oid, err)
 	}
-	if kind != "r" || persistence != "p" || ident == "" {
+	if kind != "r" || persistence != "p" || ident == "" || !rewrittenNever {
 		return def, false, nil
 	}
 	def.ReplicaIdentity = ident[0]

@@ -276,7 +276,7 @@ const (
 	notCreated              // created after the target
 	wasDropped              // dropped at or before the target
 	maybeDropped            // dropped unseen, somewhere between its last sign of life and when lbt found it gone: the target lies in that span
-	createdUnknown          // created after another table of its name was dropped, at a moment lbt does not know, and first seen after the target
+	createdUnknown          // created at a moment lbt does not know, and first seen after the target
 )
 
 // presenceAt says whether a table with life l existed right after the
@@ -285,8 +285,10 @@ const (
 // only found later is placed by the position or the time of its two sides.
 func presenceAt(l catalog.TableLife, upto uint64, until time.Time) presence {
 	switch {
-	case l.CreatedLSN != 0 && upto < l.CreatedLSN:
+	case l.CreatedLSN != 0 && upto < l.CreatedLSN && l.CreatedExact:
 		return notCreated
+	case l.CreatedLSN != 0 && upto < l.CreatedLSN:
+		return createdUnknown
 	case !l.Dropped():
 		return existed
 	case l.DropExact:
@@ -354,7 +356,7 @@ func (p *planner) goneError(ctx context.Context, g *goneError) error {
 					formatTime(l.AliveAt), formatTime(l.DroppedAt), catalog.FormatLSN(l.AliveLSN), catalog.FormatLSN(l.DroppedLSN))
 			}
 		case createdUnknown:
-			what = fmt.Sprintf("a new table %s was created after that and first archived at LSN %s, after the target; the archive does not hold its CREATE, so whether it existed at the target is not known",
+			what = fmt.Sprintf("table %s was created before its first change at LSN %s, after the target, at a moment the archive does not hold (lbt setup --capture-ddl records it), so whether it existed at the target is not known",
 				g.name, catalog.FormatLSN(c.versions[0].FromLSN))
 		case maybeDropped:
 			what = fmt.Sprintf("table %s was dropped at an unknown moment between %s and %s (LSN %s and %s), and the target lies in that span: "+

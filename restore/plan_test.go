@@ -15,7 +15,8 @@ func TestPresenceAt(t *testing.T) {
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	exact := catalog.TableLife{DroppedLSN: 500, DroppedAt: at(50), AliveLSN: 499, AliveAt: at(50).Add(-time.Microsecond), DropExact: true}
 	found := catalog.TableLife{DroppedLSN: 700, DroppedAt: at(70), AliveLSN: 300, AliveAt: at(30)}
-	created := catalog.TableLife{CreatedLSN: 200, CreatedAt: at(20)}
+	created := catalog.TableLife{CreatedLSN: 200, CreatedAt: at(20), CreatedExact: true}
+	firstChange := catalog.TableLife{CreatedLSN: 200, CreatedAt: at(20)}
 	tests := []struct {
 		name  string
 		life  catalog.TableLife
@@ -26,6 +27,8 @@ func TestPresenceAt(t *testing.T) {
 		{"nothing known", catalog.TableLife{}, 100, time.Time{}, existed},
 		{"before its creation", created, 199, time.Time{}, notCreated},
 		{"at its creation", created, 200, time.Time{}, existed},
+		{"before its first change, created unseen", firstChange, 199, time.Time{}, createdUnknown},
+		{"at its first change, created unseen", firstChange, 200, time.Time{}, existed},
 		{"before an exact drop", exact, 499, time.Time{}, existed},
 		{"at an exact drop", exact, 500, time.Time{}, wasDropped},
 		{"time before an exact drop, placed by upto", exact, 499, at(60), existed},
@@ -54,7 +57,7 @@ func TestPickTable(t *testing.T) {
 		life: catalog.TableLife{DroppedLSN: 500, DroppedAt: time.Unix(500, 0), AliveLSN: 499, DropExact: true}}
 	newer := nameCandidate{id: 2, versions: []catalog.SchemaVersion{version(2, 600, "zz2")}}
 	createdNewer := newer
-	createdNewer.life = catalog.TableLife{CreatedLSN: 550}
+	createdNewer.life = catalog.TableLife{CreatedLSN: 550, CreatedExact: true}
 	foundLate := old
 	foundLate.life = catalog.TableLife{DroppedLSN: 650, DroppedAt: time.Unix(650, 0), AliveLSN: 300, AliveAt: time.Unix(300, 0)}
 	renamed := nameCandidate{id: 3, versions: []catalog.SchemaVersion{version(3, 100, "zz2"), version(3, 400, "zz3")}}
