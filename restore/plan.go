@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -160,7 +161,8 @@ func (p *planner) commitTimeAt(ctx context.Context, lsn uint64) (time.Time, erro
 // and for a time target until. Tables that did not exist then (created
 // after it, or dropped before it) are never taken. Of the tables that
 // existed, the one whose schema version at the target has the name is
-// taken; then one named so only by its first version, after the target
+// taken (of several, the one whose version is newest); then one named so
+// only by its first version, after the target
 // (the archive saw it first later, and knows no other name for it then).
 // A name that no table had at the target, but one existing table had at
 // another time, finds that table, with a warning. A name that only
@@ -248,6 +250,21 @@ func pickTable(cands []nameCandidate, nsp, rel string, upto uint64, until time.T
 		// have existed at the target.
 		gone.cands, gone.pres = append(gone.cands, first[0]), append(gone.pres, createdUnknown)
 		return nameCandidate{}, "", gone
+	}
+	if len(direct) > 1 {
+		// Names are unique at any moment: of the tables whose version at
+		// the target has the name, the one that showed it last had it
+		// (the others were renamed or dropped before, unseen).
+		slices.SortFunc(direct, func(a, b nameCandidate) int {
+			av, _ := versionBefore(a.versions, upto)
+			bv, _ := versionBefore(b.versions, upto)
+			return cmp.Compare(bv.FromLSN, av.FromLSN)
+		})
+		av, _ := versionBefore(direct[0].versions, upto)
+		bv, _ := versionBefore(direct[1].versions, upto)
+		if av.FromLSN != bv.FromLSN {
+			direct = direct[:1]
+		}
 	}
 	for _, set := range [][]nameCandidate{direct, first} {
 		switch len(set) {

@@ -81,7 +81,9 @@ func TestPickTable(t *testing.T) {
 		{name: "found late: the new table after it", cands: []nameCandidate{newer, foundLate}, upto: 900, want: 2},
 		{name: "renamed away: found by the old name with a warning", cands: []nameCandidate{renamed}, upto: 900, want: 3, warn: true},
 		{name: "renamed away, and the name dropped since", cands: []nameCandidate{renamed, old}, upto: 900, want: 3, warn: true},
-		{name: "two tables named so at the target", cands: []nameCandidate{{id: 4, versions: []catalog.SchemaVersion{version(4, 100, "zz2")}}, {id: 5, versions: []catalog.SchemaVersion{version(5, 200, "zz2")}}}, upto: 900},
+		{name: "two tables named so at the target: the one that showed the name last", cands: []nameCandidate{{id: 4, versions: []catalog.SchemaVersion{version(4, 100, "zz2")}}, {id: 5, versions: []catalog.SchemaVersion{version(5, 200, "zz2")}}}, upto: 900, want: 5},
+		{name: "two tables named so at the target: before the second one", cands: []nameCandidate{{id: 4, versions: []catalog.SchemaVersion{version(4, 100, "zz2")}}, {id: 5, versions: []catalog.SchemaVersion{version(5, 200, "zz2")}}}, upto: 150, want: 4},
+		{name: "two tables named so from the same LSN", cands: []nameCandidate{{id: 4, versions: []catalog.SchemaVersion{version(4, 100, "zz2")}}, {id: 5, versions: []catalog.SchemaVersion{version(5, 100, "zz2")}}}, upto: 900},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
