@@ -65,7 +65,7 @@ type archiver struct {
 	durable    *atomic.Uint64 // end LSN safe to confirm to the server
 	committing chan error     // the commit in flight, if any
 
-	// Looking for dropped tables (drops.go).
+	// When tables were created and dropped (life.go).
 	seen          map[uint32]sourcePoint // where each table was last found on the source
 	lastDropCheck time.Time
 	pubAllTables  *bool  // the publication is FOR ALL TABLES; nil until asked
