@@ -219,6 +219,21 @@ CREATE TABLE table_storage (
 	description TEXT NOT NULL
 );
 
+-- When a source table began and stopped existing, as far as lbt knows
+-- (format 3). A table without a row, or with NULLs, is not known to have
+-- been created inside the archive's history or dropped.
+CREATE TABLE rel_life (
+	table_id    INTEGER PRIMARY KEY,
+	created_lsn INTEGER,
+	created_at  INTEGER,
+	created_exact INTEGER NOT NULL DEFAULT 1,
+	dropped_lsn INTEGER,
+	dropped_at  INTEGER,
+	alive_lsn   INTEGER,
+	alive_at    INTEGER,
+	drop_exact  INTEGER NOT NULL DEFAULT 0
+);
+
 CREATE TABLE purge_log (
 	id         INTEGER PRIMARY KEY,
 	at         INTEGER NOT NULL,

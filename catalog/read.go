@@ -118,7 +118,8 @@ func (c *Catalog) SchemaVersions(ctx context.Context, tableID int64) ([]SchemaVe
 }
 
 // TableByOID finds, inside the write transaction, the newest table with a
-// source OID and its latest definition; ok is false when there is none.
+// source OID that is not known to be dropped, and its latest definition; ok
+// is false when there is none.
 func (w *Writer) TableByOID(oid uint32) (id int64, latest SchemaVersion, ok bool, err error) {
 	var q interface {
 		querier
@@ -127,7 +128,9 @@ func (w *Writer) TableByOID(oid uint32) (id int64, latest SchemaVersion, ok bool
 	if w.tx != nil {
 		q = w.tx // the one connection is inside the transaction
 	}
-	err = q.QueryRowContext(w.ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
+	err = q.QueryRowContext(w.ctx, `SELECT id FROM rel WHERE oid = ?
+		AND NOT EXISTS (SELECT 1 FROM rel_life l WHERE l.table_id = rel.id AND l.dropped_lsn IS NOT NULL)
+		ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, latest, false, nil
 	}

@@ -65,6 +65,12 @@ type archiver struct {
 
 	durable    *atomic.Uint64 // end LSN safe to confirm to the server
 	committing chan error     // the commit in flight, if any
+
+	// When tables were created and dropped (life.go).
+	seen          map[uint32]sourcePoint // where each table was last found on the source
+	lastDropCheck time.Time
+	pubAllTables  *bool  // the publication is FOR ALL TABLES; nil until asked
+	startXmax     uint64 // xmax of a snapshot at the session's start (createdSinceStart); 0 unknown
 }
 
 // txState is the transaction being received.
@@ -102,6 +108,7 @@ type table struct {
 	keyCols       []int
 	tracked       bool
 	warned        bool
+	registeredAt  uint64 // the commit LSN at which this run added it to the catalog
 	changesMetric prometheus.Counter
 
 	// records not yet written as a blob
@@ -143,7 +150,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		// still commit what was received.
 		log: log, opts: opts, cat: cat, lookup: lookup, ctx: context.WithoutCancel(ctx),
 		tables: make(map[uint32]*table), published: published, epoch: epoch,
-		touchedSince: make(map[*table]bool), durable: durable,
+		touchedSince: make(map[*table]bool), durable: durable, seen: make(map[uint32]sourcePoint),
 	}
 	if err := removeKeySpills(opts.tempDir()); err != nil {
 		return nil, err
@@ -200,6 +207,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 	} else if err := a.newSegment(); err != nil {
 		return nil, err
 	}
+	a.readStartXmax()
 	return a, nil
 }
 
@@ -398,7 +406,7 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 		// explained if its TRUNCATE of the table follows.
 		untilTruncate = inexact != "" && a.tx.active && inexactChange(t.desc, def, t.storage, st, a.tx.xid) == ""
 	}
-	w, err := a.writer()
+	w, err := a.catalogTx()
 	if err != nil {
 		return err
 	}
@@ -407,8 +415,33 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 		return a.noteStorage(w, t, def, st, inexact, untilTruncate, from)
 	}
 	if t.id == 0 {
+		if taken := a.nameTaken(m.RelationID, def); taken != nil {
+			// Another archived table had this name: it was dropped (or
+			// renamed) before this one was created.
+			if err := a.checkDropped(taken); err != nil {
+				return err
+			}
+		}
+		created, err := a.createdHere(m.RelationID)
+		if err != nil {
+			return err
+		}
+		since := false
+		if !created {
+			if since, err = a.createdSinceStart(m.RelationID); err != nil {
+				return err
+			}
+		}
 		if t.id, err = w.AddTable(m.RelationID, from); err != nil {
 			return err
+		}
+		t.registeredAt = from
+		if created || since {
+			// Its whole history is in the stream from here: it restores
+			// without a basebackup.
+			if err := w.SetTableCreated(t.id, from, a.tx.commitTime, created); err != nil {
+				return err
+			}
 		}
 		a.log.Info("archiving new table", "table", def.QualifiedName(), "oid", m.RelationID)
 	} else {
@@ -737,6 +770,9 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		}
 		for i, msg := range a.tx.messages {
 			w.AddMessage(a.tx.commitLSN, i, msg.prefix, msg.content)
+		}
+		if err := a.tableDDL(m.CommitTime); err != nil {
+			return err
 		}
 	}
 	a.archived = catalog.Position{Epoch: a.epoch, EndLSN: uint64(m.TransactionEndLSN), CommitLSN: a.tx.commitLSN, CommitTime: m.CommitTime}

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"testing"
 
 	"lbt/catalog"
@@ -65,4 +66,37 @@ func FuzzAppendTuple(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src []byte, key int) {
 		appendTuple(nil, src, []int{key % 4}) // must not panic on any input
 	})
+}
+
+// The objid of an lbt.ddl message, which json_build_object writes as a
+// string, and the messages of a capture installed before lbt sent it.
+func TestDDLMessageObjID(t *testing.T) {
+	for in, want := range map[string]oidText{
+		`{"tag": "DROP TABLE", "object_type": "table", "object": "public.x", "objid": "16389"}`: 16389,
+		`{"tag": "DROP TABLE", "object_type": "table", "object": "public.x", "objid": 16389}`:   16389,
+		`{"tag": "DROP TABLE", "object_type": "table", "object": "public.x"}`:                   0,
+	} {
+		var m ddlMessage
+		if err := json.Unmarshal([]byte(in), &m); err != nil || m.ObjID != want || m.Tag != "DROP TABLE" {
+			t.Errorf("%s: %+v, %v; want objid %d", in, m, err, want)
+		}
+	}
+}
+
+func TestFullXid(t *testing.T) {
+	for _, tt := range []struct {
+		xid  uint32
+		cur  uint64
+		want uint64
+	}{
+		{xid: 100, cur: 200, want: 100},
+		{xid: 200, cur: 200, want: 200},
+		{xid: 0xfffffff0, cur: 1<<32 + 5, want: 0xfffffff0},
+		{xid: 3, cur: 1<<32 + 5, want: 1<<32 + 3},
+		{xid: 2, cur: 5, want: 2}, // frozen: far in the past
+	} {
+		if got := fullXid(tt.xid, tt.cur); got != tt.want {
+			t.Errorf("fullXid(%d, %d) = %d, want %d", tt.xid, tt.cur, got, tt.want)
+		}
+	}
 }

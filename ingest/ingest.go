@@ -51,7 +51,12 @@ type Options struct {
 	StallAfter time.Duration
 	// Health, when set, tells whether the daemon makes progress.
 	Health *Health
-	Logger hclog.Logger
+	// DropCheckInterval is how often the archived tables are looked up on
+	// the source to learn of those dropped without lbt seeing the DROP
+	// (no DDL capture); 0 is only at start and when a new table takes an
+	// archived table's name.
+	DropCheckInterval time.Duration
+	Logger            hclog.Logger
 
 	// Ready, when set, is called once the stream runs (for sd_notify).
 	Ready func()
@@ -69,17 +74,18 @@ func (o *Options) tempDir() string {
 // NewOptions returns the defaults.
 func NewOptions() Options {
 	return Options{
-		Slot:            "lbt",
-		Publication:     "lbt",
-		TrackNewTables:  false, // as LBT, and config.Default
-		DeltasPerFile:   100000,
-		SegmentMaxBytes: 256 << 20,
-		Fsync:           true,
-		FlushInterval:   time.Second,
-		SlotWait:        source.DefaultSlotWait,
-		StallAfter:      time.Minute,
-		StatusInterval:  10 * time.Second,
-		Logger:          hclog.NewNullLogger(),
+		Slot:              "lbt",
+		Publication:       "lbt",
+		TrackNewTables:    false, // as LBT, and config.Default
+		DeltasPerFile:     100000,
+		SegmentMaxBytes:   256 << 20,
+		Fsync:             true,
+		FlushInterval:     time.Second,
+		SlotWait:          source.DefaultSlotWait,
+		StallAfter:        time.Minute,
+		StatusInterval:    10 * time.Second,
+		DropCheckInterval: time.Minute,
+		Logger:            hclog.NewNullLogger(),
 	}
 }
 

@@ -258,9 +258,18 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
+	// A quiet stream brings no batch for a long time: look for dropped
+	// tables on a clock of their own.
+	var dropCheck <-chan time.Time
+	if a.opts.DropCheckInterval > 0 {
+		tick := time.NewTicker(a.opts.DropCheckInterval)
+		defer tick.Stop()
+		dropCheck = tick.C
+	}
 	for {
 		a.opts.Health.idle()
 		select {
+		case <-dropCheck:
 		case b, ok := <-in:
 			a.opts.Health.busy(time.Now())
 			if !ok {
@@ -294,6 +303,11 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 		}
 		if a.flushDue() {
 			if err := a.flush(); err != nil {
+				return err
+			}
+		}
+		if a.dropCheckDue() {
+			if err := a.checkDropped(nil); err != nil {
 				return err
 			}
 		}

@@ -1,8 +1,10 @@
 package inspect
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"lbt/catalog"
@@ -180,19 +182,32 @@ func resolveKey(parts []keyPart, t *table) (rowKey, error) {
 	example := func() string {
 		var ex []string
 		for _, c := range keyCols {
-			ex = append(ex, schema.QuoteIdent(c)+"=...")
+			ex = append(ex, schema.QuoteIdent(c)+"="+sampleKeyValue(newest.Columns[newest.ColumnIndex(c)].TypeOID))
 		}
 		return "'" + strings.Join(ex, ",") + "'"
 	}
 	if len(parts) == 1 && parts[0].name == "" && !parts[0].quoted {
+		v := parts[0].value
+		if newest.ColumnIndex(v) >= 0 || newest.ColumnIndex(strings.ToLower(v)) >= 0 {
+			// --key id: a column name without a value, not the value "id".
+			return nil, inputErrorf("--key %s names a column but gives no value: give --key %s", quoteKeyValue(v), example())
+		}
 		if len(keyCols) != 1 {
 			return nil, inputErrorf("--key: the key of %s has %d columns (%s): give --key %s", t.name, len(keyCols), strings.Join(keyCols, ", "), example())
 		}
-		return rowKey{keyCols[0]: parts[0].value}, nil
+		k := rowKey{keyCols[0]: v}
+		if err := checkKeyValues(k, newest, t.name); err != nil {
+			return nil, inputErrorf("--key: %v: give --key %s", err, example())
+		}
+		return k, nil
 	}
 	var firstErr error
 	for i := len(t.versions) - 1; i >= 0; i-- {
-		k, err := matchKey(parts, t.versions[i].Table, t.name)
+		def := t.versions[i].Table
+		k, err := matchKey(parts, def, t.name)
+		if err == nil {
+			err = checkKeyValues(k, def, t.name)
+		}
 		if err == nil {
 			return k, nil
 		}
@@ -201,6 +216,70 @@ func resolveKey(parts []keyPart, t *table) (rowKey, error) {
 		}
 	}
 	return nil, inputErrorf("--key: %v: give --key %s", firstErr, example())
+}
+
+// Type OIDs of the built-in types whose key values checkKeyValues reads.
+const (
+	oidBool    = 16
+	oidInt8    = 20
+	oidInt2    = 21
+	oidInt4    = 23
+	oidOID     = 26
+	oidNumeric = 1700
+)
+
+// sampleKeyValue is a value of the type for the examples of error messages.
+func sampleKeyValue(typeOID uint32) string {
+	switch typeOID {
+	case oidInt2, oidInt4, oidInt8, oidOID, oidNumeric:
+		return "42"
+	case oidBool:
+		return "true"
+	}
+	return "..."
+}
+
+// checkKeyValues checks the values of k against the types of def's key
+// columns, and writes integers and booleans in the text form PostgreSQL
+// outputs, which is what the archive holds and what rows are matched by: a
+// value no row of that type can have is an error, not a row that never
+// changed. Other types are matched as written.
+func checkKeyValues(k rowKey, def schema.Table, name string) error {
+	for col, v := range k {
+		i := def.ColumnIndex(col)
+		if i < 0 {
+			continue
+		}
+		c := def.Columns[i]
+		typ := c.TypeName
+		if typ == "" {
+			typ = "of type " + strconv.FormatUint(uint64(c.TypeOID), 10)
+		}
+		switch c.TypeOID {
+		case oidInt2, oidInt4, oidInt8, oidOID:
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return fmt.Errorf("column %s of %s is %s, and %s is not an integer", schema.QuoteIdent(col), name, typ, quoteKeyValue(v))
+			}
+			k[col] = strconv.FormatInt(n, 10)
+		case oidNumeric:
+			// numeric reaches beyond float64: a value out of its range is
+			// still a number.
+			if _, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil && !errors.Is(err, strconv.ErrRange) {
+				return fmt.Errorf("column %s of %s is %s, and %s is not a number", schema.QuoteIdent(col), name, typ, quoteKeyValue(v))
+			}
+		case oidBool:
+			switch strings.ToLower(strings.TrimSpace(v)) {
+			case "t", "true", "yes", "on", "1":
+				k[col] = "t"
+			case "f", "false", "no", "off", "0":
+				k[col] = "f"
+			default:
+				return fmt.Errorf("column %s of %s is %s, and %s is not a boolean", schema.QuoteIdent(col), name, typ, quoteKeyValue(v))
+			}
+		}
+	}
+	return nil
 }
 
 // matchKey resolves parts against one definition of the table called name.

@@ -73,6 +73,9 @@ func (d *dataSource) write(ctx context.Context, w io.Writer) (*dataStats, error)
 // checksum and row count as it goes.
 func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	bb := d.pl.bb
+	if bb.Path == "" {
+		return nil // the empty start of a table created inside the history (emptyStart)
+	}
 	path := filepath.Join(d.cat.Dir(), bb.Path)
 	f, err := os.Open(path)
 	if err != nil {

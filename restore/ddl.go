@@ -87,7 +87,7 @@ func newTableDef(in ddlInput) (*tableDef, error) {
 	// types: they must exist in the target. Columns added since the
 	// basebackup may use types it does not have.
 	recorded := in.def.Source != nil
-	td.userTypes = notCreated(in.def)
+	td.userTypes = uncreatableTypes(in.def)
 	target := in.shapes.target
 	defCols := in.def.Table.Columns
 

@@ -1,11 +1,13 @@
 package restore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -277,10 +279,17 @@ func (p *planner) commitTimeAt(ctx context.Context, lsn uint64) (time.Time, erro
 	return catalog.FromMicros(t.Int64), nil
 }
 
-// findTable returns the table that was named name at upto. A name that no
-// table had at the target, but one table had at another time, finds that
-// table, with a warning.
-func (p *planner) findTable(ctx context.Context, name string, upto uint64) (int64, []catalog.SchemaVersion, string, error) {
+// findTable returns the table that was named name at the target: upto,
+// and for a time target until. Tables that did not exist then (created
+// after it, or dropped before it) are never taken. Of the tables that
+// existed, the one whose schema version at the target has the name is
+// taken (of several, the one whose version is newest); then one named so
+// only by its first version, after the target
+// (the archive saw it first later, and knows no other name for it then).
+// A name that no table had at the target, but one existing table had at
+// another time, finds that table, with a warning. A name that only
+// dropped or later tables had is an error saying when they existed.
+func (p *planner) findTable(ctx context.Context, name string, upto uint64, until time.Time) (int64, []catalog.SchemaVersion, string, error) {
 	nsp, rel, err := schema.ParseName(name)
 	if err != nil {
 		return 0, nil, "", err
@@ -289,12 +298,11 @@ func (p *planner) findTable(ctx context.Context, name string, upto uint64) (int6
 	if err != nil {
 		return 0, nil, "", err
 	}
+	quoted := schema.QuoteIdent(nsp) + "." + schema.QuoteIdent(rel)
 	if len(ids) == 0 {
-		return 0, nil, "", fmt.Errorf("table %s is not in the archive (lbt inspect tables lists the archived tables)", schema.QuoteIdent(nsp)+"."+schema.QuoteIdent(rel))
+		return 0, nil, "", fmt.Errorf("table %s is not in the archive (lbt inspect tables lists the archived tables)", quoted)
 	}
-	var fallback []int64
-	var fallbackVersions []catalog.SchemaVersion
-	var fallbackName string
+	var cands []nameCandidate
 	for _, id := range ids {
 		versions, err := p.cat.SchemaVersions(ctx, id)
 		if err != nil {
@@ -303,30 +311,298 @@ func (p *planner) findTable(ctx context.Context, name string, upto uint64) (int6
 		if len(versions) == 0 {
 			continue
 		}
-		at := versionAt(versions, upto)
-		if at.Schema == nsp && at.Name == rel {
-			return id, versions, "", nil
+		life, err := p.tableLife(ctx, id)
+		if err != nil {
+			return 0, nil, "", err
 		}
-		fallback = append(fallback, id)
-		fallbackVersions, fallbackName = versions, at.QualifiedName()
+		cands = append(cands, nameCandidate{id: id, versions: versions, life: life})
 	}
-	if len(fallback) == 1 {
-		return fallback[0], fallbackVersions, fmt.Sprintf("no table was named %s at the target; restoring the table that had that name at another time, named %s at the target",
-			schema.QuoteIdent(nsp)+"."+schema.QuoteIdent(rel), fallbackName), nil
+	c, warn, err := pickTable(cands, nsp, rel, upto, until)
+	if err == nil {
+		return c.id, c.versions, warn, nil
 	}
-	return 0, nil, "", fmt.Errorf("no table was named %s at the target, and several tables had that name at other times: give a target when it had that name", schema.QuoteIdent(nsp)+"."+schema.QuoteIdent(rel))
+	var gone *goneError
+	if !errors.As(err, &gone) {
+		return 0, nil, "", err
+	}
+	return 0, nil, "", p.goneError(ctx, gone)
+}
+
+// nameCandidate is a table that had a name at some time.
+type nameCandidate struct {
+	id       int64
+	versions []catalog.SchemaVersion
+	life     catalog.TableLife
+}
+
+// goneError says that the only tables that had a name did not exist at
+// the target.
+type goneError struct {
+	name  string
+	cands []nameCandidate
+	pres  []presence
+}
+
+func (e *goneError) Error() string { return "table " + e.name + " did not exist at the target" }
+
+// pickTable is findTable's choice among the tables that had the name
+// nsp.rel at some time.
+func pickTable(cands []nameCandidate, nsp, rel string, upto uint64, until time.Time) (nameCandidate, string, error) {
+	quoted := schema.QuoteIdent(nsp) + "." + schema.QuoteIdent(rel)
+	var direct, first, other []nameCandidate
+	gone := &goneError{name: quoted}
+	for _, c := range cands {
+		if pr := presenceAt(c.life, upto, until); pr != existed {
+			gone.cands, gone.pres = append(gone.cands, c), append(gone.pres, pr)
+			continue
+		}
+		v, ok := versionBefore(c.versions, upto)
+		switch {
+		case ok && v.Schema == nsp && v.Name == rel:
+			direct = append(direct, c)
+		case !ok && c.versions[0].Schema == nsp && c.versions[0].Name == rel:
+			first = append(first, c)
+		default:
+			other = append(other, c)
+		}
+	}
+	if len(direct) == 0 && len(first) == 1 && first[0].life.CreatedLSN == 0 && slices.ContainsFunc(gone.pres, func(p presence) bool { return p == wasDropped || p == maybeDropped }) {
+		// Another table had the name and was dropped: this one was created
+		// after that, at a moment lbt does not know, so that it may not
+		// have existed at the target.
+		gone.cands, gone.pres = append(gone.cands, first[0]), append(gone.pres, createdUnknown)
+		return nameCandidate{}, "", gone
+	}
+	if len(direct) > 1 {
+		// Names are unique at any moment: of the tables whose version at
+		// the target has the name, the one that showed it last had it
+		// (the others were renamed or dropped before, unseen).
+		slices.SortFunc(direct, func(a, b nameCandidate) int {
+			av, _ := versionBefore(a.versions, upto)
+			bv, _ := versionBefore(b.versions, upto)
+			return cmp.Compare(bv.FromLSN, av.FromLSN)
+		})
+		av, _ := versionBefore(direct[0].versions, upto)
+		bv, _ := versionBefore(direct[1].versions, upto)
+		if av.FromLSN != bv.FromLSN {
+			direct = direct[:1]
+		}
+	}
+	for _, set := range [][]nameCandidate{direct, first} {
+		switch len(set) {
+		case 0:
+			continue
+		case 1:
+			return set[0], "", nil
+		}
+		return nameCandidate{}, "", fmt.Errorf("several tables in the archive were named %s at the target (lbt inspect tables lists them): give a target when only one had that name", quoted)
+	}
+	switch {
+	case len(other) == 1:
+		return other[0], fmt.Sprintf("no table was named %s at the target; restoring the table that had that name at another time, named %s at the target",
+			quoted, versionAt(other[0].versions, upto).QualifiedName()), nil
+	case len(other) > 1:
+		return nameCandidate{}, "", fmt.Errorf("no table was named %s at the target, and several tables had that name at other times: give a target when it had that name", quoted)
+	}
+	return nameCandidate{}, "", gone
+}
+
+// presence is whether a table existed at a restore's target.
+type presence int
+
+const (
+	existed        presence = iota
+	notCreated              // created after the target
+	wasDropped              // dropped at or before the target
+	maybeDropped            // dropped unseen, somewhere between its last sign of life and when lbt found it gone: the target lies in that span
+	createdUnknown          // created at a moment lbt does not know, and first seen after the target
+)
+
+// presenceAt says whether a table with life l existed right after the
+// transactions up to upto (for a time target, at until). An exact DROP is
+// a transaction of the archive, placed by upto like any other; a drop lbt
+// only found later is placed by the position or the time of its two sides.
+func presenceAt(l catalog.TableLife, upto uint64, until time.Time) presence {
+	switch {
+	case l.CreatedLSN != 0 && upto < l.CreatedLSN && l.CreatedExact:
+		return notCreated
+	case l.CreatedLSN != 0 && upto < l.CreatedLSN:
+		return createdUnknown
+	case !l.Dropped():
+		return existed
+	case l.DropExact:
+		if upto >= l.DroppedLSN {
+			return wasDropped
+		}
+		return existed
+	case !until.IsZero():
+		if !until.After(l.AliveAt) {
+			return existed
+		}
+		if !until.Before(l.DroppedAt) {
+			return wasDropped
+		}
+		return maybeDropped
+	case upto <= l.AliveLSN:
+		return existed
+	case upto >= l.DroppedLSN:
+		return wasDropped
+	}
+	return maybeDropped
+}
+
+// tableLife is what the catalog knows of when the table existed, with its
+// last archived change as a sign of life: a drop found late may have been
+// recorded before the stream brought the table's last changes.
+func (p *planner) tableLife(ctx context.Context, id int64) (catalog.TableLife, error) {
+	l, err := p.cat.TableLife(ctx, id)
+	if err != nil || !l.Dropped() || l.DropExact {
+		return l, err
+	}
+	var lsn, at sql.NullInt64
+	if err := p.db.QueryRowContext(ctx, `SELECT last_change_lsn, last_change_time FROM table_state WHERE table_id = ?`, id).Scan(&lsn, &at); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return l, fmt.Errorf("catalog table state %d: %w", id, err)
+	}
+	if uint64(lsn.Int64) > l.AliveLSN && uint64(lsn.Int64) < l.DroppedLSN {
+		l.AliveLSN = uint64(lsn.Int64)
+	}
+	if t := catalog.FromMicros(at.Int64); at.Int64 > 0 && t.After(l.AliveAt) && t.Before(l.DroppedAt) {
+		l.AliveAt = t
+	}
+	return l, nil
+}
+
+// goneError turns a goneError into the message for the operator: when
+// each table of that name was created or dropped, and the moments it can
+// be restored to.
+func (p *planner) goneError(ctx context.Context, g *goneError) error {
+	var parts []string
+	for i, c := range g.cands {
+		ws, err := p.tableWindows(ctx, c)
+		if err != nil {
+			return err
+		}
+		l := c.life
+		var what string
+		switch g.pres[i] {
+		case notCreated:
+			what = fmt.Sprintf("table %s was created at %s (LSN %s), after the target", g.name, formatTime(l.CreatedAt), catalog.FormatLSN(l.CreatedLSN))
+		case wasDropped:
+			if l.DropExact {
+				what = fmt.Sprintf("table %s was dropped at %s (LSN %s)", g.name, formatTime(l.DroppedAt), catalog.FormatLSN(l.DroppedLSN))
+			} else {
+				what = fmt.Sprintf("table %s was dropped between %s and %s (LSN %s and %s)", g.name,
+					formatTime(l.AliveAt), formatTime(l.DroppedAt), catalog.FormatLSN(l.AliveLSN), catalog.FormatLSN(l.DroppedLSN))
+			}
+		case createdUnknown:
+			what = fmt.Sprintf("table %s was created before its first change at LSN %s, after the target, at a moment the archive does not hold (lbt setup --capture-ddl records it), so whether it existed at the target is not known",
+				g.name, catalog.FormatLSN(c.versions[0].FromLSN))
+		case maybeDropped:
+			what = fmt.Sprintf("table %s was dropped at an unknown moment between %s and %s (LSN %s and %s), and the target lies in that span: "+
+				"lbt found it gone without seeing the DROP (lbt setup --capture-ddl records it)", g.name,
+				formatTime(l.AliveAt), formatTime(l.DroppedAt), catalog.FormatLSN(l.AliveLSN), catalog.FormatLSN(l.DroppedLSN))
+		}
+		parts = append(parts, what+"; "+describeWindows(g.name, ws))
+	}
+	return fmt.Errorf("%w: %s", ErrNotRestorable, strings.Join(parts, "; "))
+}
+
+// tableWindows are the windows a table can be restored in, within its life.
+func (p *planner) tableWindows(ctx context.Context, c nameCandidate) ([]window, error) {
+	bbs, err := p.cat.Basebackups(ctx, c.id)
+	if err != nil {
+		return nil, err
+	}
+	purged, err := p.purgedBefore(ctx, c.id)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := p.windows(ctx, bbs, purged)
+	if err != nil {
+		return nil, err
+	}
+	return p.lifeWindows(ctx, ws, c.life, purged)
+}
+
+// clipWindows is lifeWindows for the table id.
+func (p *planner) clipWindows(ctx context.Context, id int64, ws []window, purged uint64) ([]window, error) {
+	l, err := p.tableLife(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return p.lifeWindows(ctx, ws, l, purged)
+}
+
+// lifeWindows adds to the basebackups' windows the one that starts empty
+// at the table's creation (emptyStart), and ends them at its drop.
+func (p *planner) lifeWindows(ctx context.Context, ws []window, l catalog.TableLife, purged uint64) ([]window, error) {
+	if c := l.CreatedLSN; c != 0 && purged <= c && p.complete(c, c) {
+		w := window{from: c, to: p.pos.EndLSN, fromAt: l.CreatedAt, toAt: p.reachedAt}
+		for _, e := range p.epochs {
+			if e.StartLSN > c && e.StartLSN-1 < w.to {
+				w.to = e.StartLSN - 1
+				t, err := p.commitTimeAt(ctx, w.to)
+				if err != nil {
+					return nil, err
+				}
+				w.toAt = t
+			}
+		}
+		merged := []window{w}
+		for _, o := range ws {
+			if last := &merged[len(merged)-1]; o.from <= last.to+1 {
+				if o.to > last.to {
+					last.to, last.toAt = o.to, o.toAt
+				}
+				continue
+			}
+			merged = append(merged, o)
+		}
+		ws = merged
+	}
+	return clipToLife(ws, l), nil
+}
+
+// clipToLife ends the windows where the table is last known to have
+// existed, when it was dropped.
+func clipToLife(ws []window, l catalog.TableLife) []window {
+	if !l.Dropped() {
+		return ws
+	}
+	var out []window
+	for _, w := range ws {
+		if w.from > l.AliveLSN {
+			continue
+		}
+		if w.to > l.AliveLSN {
+			w.to = l.AliveLSN
+		}
+		if w.toAt.After(l.AliveAt) {
+			w.toAt = l.AliveAt
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // versionAt is the schema version in force at lsn: the last one from at or
 // before it, else the first.
 func versionAt(versions []catalog.SchemaVersion, lsn uint64) catalog.SchemaVersion {
-	v := versions[0]
+	if v, ok := versionBefore(versions, lsn); ok {
+		return v
+	}
+	return versions[0]
+}
+
+// versionBefore is the last schema version from at or before lsn; ok is
+// false when the first one is after it.
+func versionBefore(versions []catalog.SchemaVersion, lsn uint64) (v catalog.SchemaVersion, ok bool) {
 	for _, s := range versions {
 		if s.FromLSN <= lsn {
-			v = s
+			v, ok = s, true
 		}
 	}
-	return v
+	return v, ok
 }
 
 // purgedBefore is the LSN before which the table's deltas were purged.
@@ -391,6 +667,34 @@ next:
 		return b, true, nil
 	}
 	return catalog.Basebackup{}, false, nil
+}
+
+// emptyStart is the start of the history of a table created inside it: a
+// virtual basebackup of no rows at the commit of the creating transaction
+// (rel_life.created_lsn), which every change of the table follows in the
+// stream. It reaches upto when that is at or after the creation and the
+// history from the creation to upto is complete (no gap, nothing purged).
+// Its definition is the table's first schema version: columns, types and
+// primary key. It has no file: Path is empty and ID 0.
+func (p *planner) emptyStart(ctx context.Context, tableID int64, versions []catalog.SchemaVersion, upto, purged uint64) (catalog.Basebackup, bool, error) {
+	life, err := p.tableLife(ctx, tableID)
+	if err != nil {
+		return catalog.Basebackup{}, false, err
+	}
+	c := life.CreatedLSN
+	if c == 0 || len(versions) == 0 || upto < c || purged > c || !p.complete(c, upto+1) || upto > p.pos.EndLSN {
+		return catalog.Basebackup{}, false, nil
+	}
+	if life.Dropped() && upto > life.AliveLSN {
+		return catalog.Basebackup{}, false, nil
+	}
+	v := versionAt(versions, c)
+	def := schema.Definition{Table: v.Table}
+	for _, col := range v.Columns {
+		def.Columns = append(def.Columns, schema.ColumnDef{Name: col.Name, Type: col.TypeName, NotNull: slices.Contains(v.PrimaryKey, col.Name)})
+	}
+	return catalog.Basebackup{TableID: tableID, LSN: c, Definition: def, Reason: "empty at its creation",
+		StartedAt: life.CreatedAt, FinishedAt: life.CreatedAt}, true, nil
 }
 
 // window is a stretch of history a restore can reach.
@@ -472,7 +776,7 @@ func makePlan(ctx context.Context, cat *catalog.Catalog, o *Options) (*plan, []s
 	if pl.upto, pl.at, pl.target, err = p.resolveTarget(ctx, o); err != nil {
 		return nil, nil, err
 	}
-	id, versions, warn, err := p.findTable(ctx, o.Table, pl.upto)
+	id, versions, warn, err := p.findTable(ctx, o.Table, pl.upto, o.Until)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -507,8 +811,20 @@ func makePlan(ctx context.Context, cat *catalog.Catalog, o *Options) (*plan, []s
 		return nil, nil, err
 	}
 	if !ok {
+		if bb, ok, err = p.emptyStart(ctx, id, versions, pl.upto, purged); err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			warnings = append(warnings, fmt.Sprintf("no basebackup: %s was created inside the archive's history, at %s (LSN %s), and is rebuilt from empty there",
+				name, formatTime(bb.StartedAt), catalog.FormatLSN(bb.LSN)))
+		}
+	}
+	if !ok {
 		ws, err := p.windows(ctx, bbs, purged)
 		if err != nil {
+			return nil, nil, err
+		}
+		if ws, err = p.clipWindows(ctx, id, ws, purged); err != nil {
 			return nil, nil, err
 		}
 		why := "it is before the first usable basebackup"

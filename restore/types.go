@@ -124,8 +124,8 @@ func doBlock(body string) string {
 	return "DO " + tag + " BEGIN\n" + body + "\nEND " + tag
 }
 
-// notCreated lists the types of a definition that restore cannot create.
-func notCreated(def schema.Definition) []string {
+// uncreatableTypes lists the types of a definition that restore cannot create.
+func uncreatableTypes(def schema.Definition) []string {
 	var out []string
 	for _, t := range def.Types {
 		if createType(t) == "" {

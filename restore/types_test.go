@@ -44,8 +44,8 @@ func TestTypeStatements(t *testing.T) {
 		!strings.Contains(after[0], "current_setting('lbt.created_type_2', true) = 'on'") || !strings.Contains(all, "set_config('lbt.created_type_2', 'on', true)") {
 		t.Errorf("after the data: %q", after)
 	}
-	if got := notCreated(def); len(got) != 1 || got[0] != "public.cbase" {
-		t.Errorf("notCreated = %q", got)
+	if got := uncreatableTypes(def); len(got) != 1 || got[0] != "public.cbase" {
+		t.Errorf("uncreatableTypes = %q", got)
 	}
 }
 

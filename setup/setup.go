@@ -166,25 +166,27 @@ DECLARE
 	r record;
 BEGIN
 	IF TG_EVENT = 'sql_drop' THEN
-		FOR r IN SELECT TG_TAG AS tag, d.object_type, d.object_identity, d.schema_name
-			FROM pg_event_trigger_dropped_objects() d WHERE d.original
+		-- Tables dropped with another object (DROP SCHEMA ... CASCADE, the
+		-- partitions of a dropped table) too: restore must know them gone.
+		FOR r IN SELECT TG_TAG AS tag, d.object_type, d.object_identity, d.schema_name, d.objid
+			FROM pg_event_trigger_dropped_objects() d WHERE d.original OR d.object_type = 'table'
 		LOOP
 			CONTINUE WHEN r.schema_name = 'lbt' OR r.object_identity LIKE 'lbt\_actor on %';
 			PERFORM pg_logical_emit_message(true, 'lbt.ddl', json_build_object(
-				'v', 1, 'tag', r.tag, 'object_type', r.object_type, 'object', r.object_identity,
+				'v', 1, 'tag', r.tag, 'object_type', r.object_type, 'object', r.object_identity, 'objid', r.objid,
 				'query', current_query(),
 				'current_user', current_user, 'session_user', session_user,
 				'application_name', current_setting('application_name', true),
 				'client_addr', host(inet_client_addr()), 'backend_pid', pg_backend_pid())::text);
 		END LOOP;
 	ELSE
-		FOR r IN SELECT c.command_tag AS tag, c.object_type, c.object_identity, c.schema_name
+		FOR r IN SELECT c.command_tag AS tag, c.object_type, c.object_identity, c.schema_name, c.objid
 			FROM pg_event_trigger_ddl_commands() c
 		LOOP
 			CONTINUE WHEN r.schema_name = 'lbt' OR r.object_identity LIKE 'lbt\_actor on %'
 				OR (r.object_type = 'schema' AND r.object_identity = 'lbt');
 			PERFORM pg_logical_emit_message(true, 'lbt.ddl', json_build_object(
-				'v', 1, 'tag', r.tag, 'object_type', r.object_type, 'object', r.object_identity,
+				'v', 1, 'tag', r.tag, 'object_type', r.object_type, 'object', r.object_identity, 'objid', r.objid,
 				'query', current_query(),
 				'current_user', current_user, 'session_user', session_user,
 				'application_name', current_setting('application_name', true),

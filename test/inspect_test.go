@@ -161,7 +161,7 @@ func TestInspect_HistoryWithActors(t *testing.T) {
 		{tx: tx7, op: "INSERT", after: row("id", "1", "name", "apple again", "qty", "1", "note", "back"), role: alice, app: "billing"},
 	})
 	code, _, stderr = e.lbt("inspect", "history", "--table", "items", "--key", "name=apple")
-	if wantErr := "lbt inspect history: --key: column name is not in the key (id) of public.items: give --key 'id=...'\n"; code != 2 || stderr != wantErr {
+	if wantErr := "lbt inspect history: --key: column name is not in the key (id) of public.items: give --key 'id=42'\n"; code != 2 || stderr != wantErr {
 		t.Errorf("history with a non-key column: exit %d, stderr %q; want 2, %q", code, stderr, wantErr)
 	}
 	for _, args := range [][]string{
@@ -279,7 +279,9 @@ func TestInspect_BadInput(t *testing.T) {
 		want string
 	}{
 		{inspect.HistoryOptions{Table: "nosuch", Key: "id=1"}, "table public.nosuch is not in the archive (lbt inspect tables lists the archived tables)"},
-		{inspect.HistoryOptions{Table: "t", Key: "nope=1"}, "--key: table public.t has no column nope; its key is (id): give --key 'id=...'"},
+		{inspect.HistoryOptions{Table: "t", Key: "nope=1"}, "--key: table public.t has no column nope; its key is (id): give --key 'id=42'"},
+		{inspect.HistoryOptions{Table: "t", Key: "id"}, "--key id names a column but gives no value: give --key 'id=42'"},
+		{inspect.HistoryOptions{Table: "t", Key: "id=one"}, "--key: column id of public.t is integer, and one is not an integer: give --key 'id=42'"},
 		{inspect.HistoryOptions{Table: "t", Key: "id=1,"}, `--key "id=1,": nothing after the last comma (write it like 'id=42' or 'a=1,b="x,y"')`},
 		{inspect.HistoryOptions{Table: "t", Key: `id="1`}, `--key "id=\"1": unterminated double quote (write it like 'id=42' or 'a=1,b="x,y"')`},
 		{inspect.HistoryOptions{Table: "a.b.c", Key: "id=1"}, `--table: table name "a.b.c": want schema.table or table`},
@@ -300,9 +302,18 @@ func TestInspect_BadInput(t *testing.T) {
 	if code != 2 || stdout != "" || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("lbt with a bad key: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
+	code, stdout, stderr = e.lbt("inspect", "history", "--table", "t", "--key", "id")
+	if want := "lbt inspect history: --key id names a column but gives no value: give --key 'id=42'\n"; code != 2 || stdout != "" || stderr != want {
+		t.Errorf("lbt with a key column and no value: exit %d, stdout %q, stderr %q; want 2, %q", code, stdout, stderr, want)
+	}
 	code, _, stderr = e.lbt("inspect", "changes", "--table", "t", "--since", "yesterday-ish")
 	if code != 2 || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("lbt with a bad time: exit %d, stderr %q", code, stderr)
+	}
+	// A relative time is a separate argument, as the docs write it.
+	code, stdout, stderr = e.lbt("inspect", "changes", "--table", "t", "--since", "-1h", "--until", "-0s", "--format", "csv")
+	if code != 0 || strings.Count(stdout, "\n") != 2 {
+		t.Errorf("lbt inspect changes --since -1h --until -0s: exit %d, stdout %q, stderr %q; want the header and one transaction", code, stdout, stderr)
 	}
 }
 

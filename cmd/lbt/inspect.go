@@ -25,20 +25,20 @@ type outputFormat struct {
 
 // timeRange is the --since and --until flags.
 type timeRange struct {
-	Since string `placeholder:"TIMESTAMP" help:"Only what was committed at or after this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS' with an optional zone, or relative like -2h (default: the start of the archive)."`
-	Until string `placeholder:"TIMESTAMP" help:"Only what was committed before this time (default: now)."`
+	Since timeArg `placeholder:"TIMESTAMP" help:"Only what was committed at or after this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS' with an optional zone, or relative like -2h (default: the start of the archive)."`
+	Until timeArg `placeholder:"TIMESTAMP" help:"Only what was committed before this time (default: now)."`
 }
 
 func (r timeRange) parse(now time.Time) (inspect.Range, error) {
 	var rng inspect.Range
 	var err error
 	if r.Since != "" {
-		if rng.Since, err = parseTimeFlag(r.Since, now); err != nil {
+		if rng.Since, err = parseTimeFlag(string(r.Since), now); err != nil {
 			return rng, usageError{fmt.Errorf("--since: %w", err)}
 		}
 	}
 	if r.Until != "" {
-		if rng.Until, err = parseTimeFlag(r.Until, now); err != nil {
+		if rng.Until, err = parseTimeFlag(string(r.Until), now); err != nil {
 			return rng, usageError{fmt.Errorf("--until: %w", err)}
 		}
 	}

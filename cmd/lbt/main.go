@@ -90,18 +90,7 @@ type kongExit int
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	var c cli
 	c.stdout, c.stderr = stdout, stderr
-	parser, err := kong.New(&c,
-		kong.Name("lbt"),
-		kong.Description(description),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { panic(kongExit(code)) }),
-		kong.BindTo(ctx, (*context.Context)(nil)),
-		kong.Bind(&c.Globals),
-		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-	)
-	if err != nil {
-		panic("lbt: building the command line: " + err.Error())
-	}
+	parser := newParser(ctx, &c, stdout, stderr)
 	defer func() {
 		if r := recover(); r != nil {
 			exit, ok := r.(kongExit)
@@ -133,6 +122,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		return exitCode(kctx.Command(), err)
 	}
 	return exitOK
+}
+
+// newParser builds the command line parser that fills c.
+func newParser(ctx context.Context, c *cli, stdout, stderr io.Writer) *kong.Kong {
+	parser, err := kong.New(c,
+		kong.Name("lbt"),
+		kong.Description(description),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(kongExit(code)) }),
+		kong.BindTo(ctx, (*context.Context)(nil)),
+		kong.Bind(&c.Globals),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		panic("lbt: building the command line: " + err.Error())
+	}
+	return parser
 }
 
 // oneLine joins the lines of a multi-line message, such as pgconn's errors

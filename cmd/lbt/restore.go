@@ -18,17 +18,17 @@ import (
 )
 
 type restoreCmd struct {
-	Table       string `required:"" placeholder:"TABLE" help:"Table to restore, as a SQL name as it was named at the target moment: schema.table, parts quoted as in SQL (required)."`
-	Until       string `xor:"target" placeholder:"TIMESTAMP" help:"Restore the table as it was right after the last transaction committed at or before this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS[.frac]' with an optional zone (local time without), or relative like -2h (default: the latest state in the archive)."`
-	LSN         string `name:"lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was after the transactions that committed at or before this WAL position, like 0/16B3748 (default: none)."`
-	XID         uint32 `name:"xid" xor:"target" placeholder:"XID" help:"Restore the table as it was right after this transaction committed (default: none)."`
-	TargetDSN   string `name:"target-dsn" xor:"output" placeholder:"DSN" help:"Database to restore into, as a libpq connection string or URL (default: the source database of the configuration)."`
-	TargetTable string `placeholder:"TABLE" help:"Table to create and fill, as a SQL name (default: <table>_restored_<YYYYMMDDHHMMSS> of the target moment in UTC, in the table's schema; with --sql the table's own name)."`
-	Replace     bool   `help:"Drop and recreate the target table if it exists; without it an existing target table is an error (default: false)."`
-	SQL         string `name:"sql" xor:"output" placeholder:"FILE" help:"Write the restore as a SQL script for psql (table definition, COPY data, sequence values) to FILE instead of into a database; - writes to standard output (default: none)."`
-	Verify      bool   `help:"Check the changes read against the catalog's counts, and, before committing, the restored table's row count against the catalog's and its checksum, computed by the target server in one pass, against the rows sent; with --sql the script checks itself before COMMIT. A difference exits with status 3 and commits nothing (default: false)."`
-	Quiet       bool   `short:"q" help:"Print nothing but errors (default: false)."`
-	DryRun      bool   `help:"Print which basebackup and changes the restore would use, and change nothing (default: false)."`
+	Table       string  `required:"" placeholder:"TABLE" help:"Table to restore, as a SQL name as it was named at the target moment: schema.table, parts quoted as in SQL (required)."`
+	Until       timeArg `xor:"target" placeholder:"TIMESTAMP" help:"Restore the table as it was right after the last transaction committed at or before this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS[.frac]' with an optional zone (local time without), or relative like -2h (default: the latest state in the archive)."`
+	LSN         string  `name:"lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was after the transactions that committed at or before this WAL position, like 0/16B3748 (default: none)."`
+	XID         uint32  `name:"xid" xor:"target" placeholder:"XID" help:"Restore the table as it was right after this transaction committed (default: none)."`
+	TargetDSN   string  `name:"target-dsn" xor:"output" placeholder:"DSN" help:"Database to restore into, as a libpq connection string or URL (default: the source database of the configuration)."`
+	TargetTable string  `placeholder:"TABLE" help:"Table to create and fill, as a SQL name (default: <table>_restored_<YYYYMMDDHHMMSS> of the target moment in UTC, in the table's schema; with --sql the table's own name)."`
+	Replace     bool    `help:"Drop and recreate the target table if it exists; without it an existing target table is an error (default: false)."`
+	SQL         string  `name:"sql" xor:"output" placeholder:"FILE" help:"Write the restore as a SQL script for psql (table definition, COPY data, sequence values) to FILE instead of into a database; - writes to standard output (default: none)."`
+	Verify      bool    `help:"Check the changes read against the catalog's counts, and, before committing, the restored table's row count against the catalog's and its checksum, computed by the target server in one pass, against the rows sent; with --sql the script checks itself before COMMIT. A difference exits with status 3 and commits nothing (default: false)."`
+	Quiet       bool    `short:"q" help:"Print nothing but errors (default: false)."`
+	DryRun      bool    `help:"Print which basebackup and changes the restore would use, and change nothing (default: false)."`
 }
 
 func (cmd *restoreCmd) Help() string {
@@ -59,7 +59,7 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 	opts.Logger = log
 	switch {
 	case cmd.Until != "":
-		if opts.Until, err = parseTimeFlag(cmd.Until, time.Now()); err != nil {
+		if opts.Until, err = parseTimeFlag(string(cmd.Until), time.Now()); err != nil {
 			return usageError{fmt.Errorf("--until: %w", err)}
 		}
 	case cmd.LSN != "":

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/alecthomas/kong"
 )
 
 // parseTimeFlag reads a moment given on the command line: RFC 3339;
@@ -66,4 +68,36 @@ func parseRelative(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("bad relative time (want e.g. -2h, -90m, -1d)")
 	}
 	return days + d, nil
+}
+
+// timeArg is the value of a flag that takes a moment (--until, --since).
+// kong reads an argument that starts with a hyphen as a flag, so that
+// `--until -2h` would be refused as the unknown short flag -2 and only
+// `--until=-2h` would work. timeArg takes the next argument as its value
+// when it is a relative time (a hyphen and a digit): no flag of lbt looks
+// like that, so nothing else is misread. Anything else goes through kong's
+// own rules, so `--until --lsn` still says that --until lacks a value.
+type timeArg string
+
+// Decode implements kong.MapperValue.
+func (a *timeArg) Decode(ctx *kong.DecodeContext) error {
+	if t := ctx.Scan.Peek(); t.Type == kong.UntypedToken {
+		if s, ok := t.Value.(string); ok && isRelativeTime(s) {
+			ctx.Scan.Pop()
+			*a = timeArg(s)
+			return nil
+		}
+	}
+	var s string
+	if err := ctx.Scan.PopValueInto("time", &s); err != nil {
+		return err
+	}
+	*a = timeArg(s)
+	return nil
+}
+
+// isRelativeTime reports whether s has the form of a relative time, -2h or
+// -1d12h, as opposed to a flag.
+func isRelativeTime(s string) bool {
+	return len(s) >= 2 && s[0] == '-' && s[1] >= '0' && s[1] <= '9'
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,6 +35,49 @@ func TestParseTimeFlag(t *testing.T) {
 			}
 			if !tt.err && !got.Equal(tt.want) {
 				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTimeFlags parses every flag that takes a moment, with its value as a
+// separate argument and after an equals sign, as docs/RESTORE.md and the
+// README write them.
+func TestTimeFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		get  func(*cli) timeArg
+		want string
+		err  string // a substring of the parse error; empty for none
+	}{
+		{name: "restore --until -2h", args: []string{"restore", "--table", "t", "--until", "-2h"}, get: func(c *cli) timeArg { return c.Restore.Until }, want: "-2h"},
+		{name: "restore --until=-2h", args: []string{"restore", "--table", "t", "--until=-2h"}, get: func(c *cli) timeArg { return c.Restore.Until }, want: "-2h"},
+		{name: "restore --until -1d12h then a flag", args: []string{"restore", "--until", "-1d12h", "--table", "t", "-q"}, get: func(c *cli) timeArg { return c.Restore.Until }, want: "-1d12h"},
+		{name: "restore --until date", args: []string{"restore", "--table", "t", "--until", "2026-11-21 14:03"}, get: func(c *cli) timeArg { return c.Restore.Until }, want: "2026-11-21 14:03"},
+		{name: "history --since -2h --until -30m", args: []string{"inspect", "history", "--table", "t", "--since", "-2h", "--until", "-30m"}, get: func(c *cli) timeArg { return c.Inspect.History.Since + "," + c.Inspect.History.Until }, want: "-2h,-30m"},
+		{name: "changes --since -2h", args: []string{"inspect", "changes", "--table", "t", "--since", "-2h"}, get: func(c *cli) timeArg { return c.Inspect.Changes.Since }, want: "-2h"},
+		{name: "ddl --until -90m", args: []string{"inspect", "ddl", "--until", "-90m"}, get: func(c *cli) timeArg { return c.Inspect.DDL.Until }, want: "-90m"},
+		{name: "a flag is not a value", args: []string{"restore", "--table", "t", "--until", "--lsn", "0/1"}, err: `--until: expected time value but got "--lsn" (long flag)`},
+		{name: "a short flag is not a value", args: []string{"restore", "--table", "t", "--until", "-q"}, err: `--until: expected time value but got "-q" (short flag)`},
+		{name: "missing value", args: []string{"restore", "--table", "t", "--until"}, err: `--until: expected time value but got "EOL"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c cli
+			var out, errOut strings.Builder
+			_, err := newParser(context.Background(), &c, &out, &errOut).Parse(tt.args)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("parse error %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if got := tt.get(&c); string(got) != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
 	}
