@@ -163,9 +163,10 @@ func TestBackup_CleanStopFlushesReceivedTransactions(t *testing.T) {
 		o.FlushInterval = time.Hour
 		slot = o.Slot
 	})
-	// The new daemon uses a new slot: wait until it streams.
+	// The new daemon uses a new slot: wait until it streams from it (the
+	// old daemon's walsender may still be listed for a moment).
 	waitUntil(t, "the daemon to stream", func() bool {
-		return c.QueryString(t, dsn, `SELECT count(*) FROM pg_stat_replication WHERE application_name <> 'pg_recvlogical'`) != "0" && slot != ""
+		return slot != "" && c.QueryString(t, dsn, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = '`+slot+`' AND active`) != "0"
 	})
 	for i := 1; i <= 5; i++ {
 		c.Exec(t, dsn, fmt.Sprintf(`INSERT INTO t VALUES (%d)`, i))
