@@ -82,6 +82,13 @@ func (d *typeDescriber) visit(oid uint32) error {
 		// An array (or another type with an element type): its element
 		// type is what has to exist; the array type comes with it.
 		return d.visit(elem)
+	case typtype == "m":
+		// A multirange (PostgreSQL 14): CREATE TYPE AS RANGE makes it.
+		var rng uint32
+		if err := d.tx.QueryRow(d.ctx, `SELECT rngtypid FROM pg_range WHERE rngmultitypid = $1`, oid).Scan(&rng); err != nil {
+			return fmt.Errorf("read multirange type %s: %w", t.Name, err)
+		}
+		return d.visit(rng)
 	case typtype == "e":
 		t.Kind = "enum"
 		rows, err := d.tx.Query(d.ctx, `SELECT enumlabel::text FROM pg_enum WHERE enumtypid = $1 ORDER BY enumsortorder`, oid)

@@ -16,8 +16,8 @@ import (
 
 // A table whose columns use an enum (with a label added later in the
 // middle), domains (with checks, NOT NULL and a default, one over another),
-// a composite type of them, a range type, arrays of each, and an
-// extension's type: its --sql script, replayed by a bare psql into a new
+// a composite type of them, a range type and its multirange, arrays of
+// each, and an extension's type: its --sql script, replayed by a bare psql into a new
 // empty database, creates what is missing in dependency order and gives the
 // source's rows; replayed where the types exist, it uses them. A restore
 // into an empty database creates them too. The header names the source's
@@ -36,11 +36,11 @@ func TestRestore_ScriptCreatesTypes(t *testing.T) {
 		CREATE TYPE ty.pair AS (n ty.even, m ty.mood, tags text[], name citext);
 		CREATE TYPE ty.floatrange AS RANGE (subtype = float8, subtype_diff = float8mi);
 		CREATE TABLE ty.uses (id int PRIMARY KEY, m ty.mood, ms ty.mood[], p ty.posint, e ty.even, pr ty.pair, prs ty.pair[],
-			r ty.floatrange, rs ty.floatrange[], ci citext);`)
+			r ty.floatrange, rs ty.floatrange[], ci citext, mr ty.floatmultirange);`)
 	startBackup(t, c, dsn, dir)
 	c.Exec(t, dsn, `INSERT INTO ty.uses VALUES
-		(1, 'ok', '{sad,happy}', 7, 8, ROW(2, 'happy', '{a,"b c"}', 'MiXed'), ARRAY[ROW(4, 'sad', '{}', 'x')::ty.pair], '[1.5,2.5)', '{"[1,2)","(3,4]"}', 'CaSe'),
-		(2, NULL, NULL, 1, 2, NULL, NULL, 'empty', '{}', NULL)`)
+		(1, 'ok', '{sad,happy}', 7, 8, ROW(2, 'happy', '{a,"b c"}', 'MiXed'), ARRAY[ROW(4, 'sad', '{}', 'x')::ty.pair], '[1.5,2.5)', '{"[1,2)","(3,4]"}', 'CaSe', '{[1,2), [3,4)}'),
+		(2, NULL, NULL, 1, 2, NULL, NULL, 'empty', '{}', NULL, '{}')`)
 	waitArchived(t, c, dsn, dir)
 	takeBasebackups(t, dsn, dir, "ty.uses")
 	c.Exec(t, dsn, `UPDATE ty.uses SET m = 'sad', pr = ROW(6, 'ok', NULL, 'Y') WHERE id = 2; INSERT INTO ty.uses (id, p, e) VALUES (3, 3, 4)`)
