@@ -69,8 +69,9 @@ type archiver struct {
 	// When tables were created and dropped (life.go).
 	seen          map[uint32]sourcePoint // where each table was last found on the source
 	lastDropCheck time.Time
-	pubAllTables  *bool  // the publication is FOR ALL TABLES; nil until asked
-	startXmax     uint64 // xmax of a snapshot at the session's start (createdSinceStart); 0 unknown
+	pubAllTables  *bool                   // the publication is FOR ALL TABLES; nil until asked
+	startXmax     uint64                  // xmax of a snapshot at the session's start (createdSinceStart); 0 unknown
+	suspects      map[uint32]shapeSuspect // tables whose source description changed unseen by the stream (quietddl.go)
 }
 
 // txState is the transaction being received.
@@ -151,6 +152,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		log: log, opts: opts, cat: cat, lookup: lookup, ctx: context.WithoutCancel(ctx),
 		tables: make(map[uint32]*table), published: published, epoch: epoch,
 		touchedSince: make(map[*table]bool), durable: durable, seen: make(map[uint32]sourcePoint),
+		suspects: make(map[uint32]shapeSuspect),
 	}
 	if err := removeKeySpills(opts.tempDir()); err != nil {
 		return nil, err

@@ -310,6 +310,9 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 			if err := a.checkDropped(nil); err != nil {
 				return err
 			}
+			if err := a.checkShapes(); err != nil {
+				return err
+			}
 		}
 		if a.dirty && !armed {
 			timer.Reset(max(a.opts.FlushInterval-time.Since(a.pendingSince), 10*time.Millisecond))
