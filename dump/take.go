@@ -249,6 +249,11 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 		Rows: tag.RowsAffected(), Bytes: crc.n, RawBytes: counter.n, CRC: crc.sum,
 		Definition: def.Definition, Sequences: seqs, Reason: opts.Reason, StartedAt: started,
 	}
+	// Recorded as pending first: should the basebackup row never be
+	// committed, the clean-up knows the file for a leftover.
+	if err := retryBusy(ctx, func() error { return cat.AddPendingBasebackup(ctx, b.Path) }); err != nil {
+		return catalog.Basebackup{}, err
+	}
 	held, err := moveIntoArchive(tmp, filepath.Join(cat.Dir(), b.Path))
 	if err != nil {
 		return catalog.Basebackup{}, err

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -143,6 +141,9 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 	if a.nextSegID, a.nextBlobID, err = cat.NextIDs(ctx); err != nil {
 		return nil, err
 	}
+	if err := catalog.CheckUnknownSegments(cat.Dir(), a.nextSegID); err != nil {
+		return nil, fatalError{err}
+	}
 	refs, err := cat.Tables(ctx)
 	if err != nil {
 		return nil, err
@@ -183,9 +184,12 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 // catalog never references a segment that is not on disk.
 func (a *archiver) newSegment() error {
 	id := a.nextSegID
-	// A file with this id can only be left from a crash before its catalog
-	// row was committed: nothing references it.
-	os.Remove(filepath.Join(a.cat.Dir(), catalog.SegmentName(id)))
+	// A header alone with this id is left from a crash before its catalog
+	// row was committed; anything more is data of a newer catalog's, and
+	// is refused, never removed.
+	if err := catalog.RemoveSegmentLeftover(a.cat.Dir(), id); err != nil {
+		return fatalError{err}
+	}
 	seg, err := catalog.CreateSegment(a.cat.Dir(), id)
 	if err != nil {
 		return err
