@@ -321,7 +321,11 @@ func formatError(dir, found string) error {
 }
 
 func open(dir string, readOnly bool) (*Catalog, error) {
-	path := filepath.Join(dir, CatalogFile)
+	return openFile(dir, filepath.Join(dir, CatalogFile), readOnly)
+}
+
+// openFile opens the catalog file at path of the archive in dir.
+func openFile(dir, path string, readOnly bool) (*Catalog, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	if readOnly {

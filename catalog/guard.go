@@ -1,8 +1,10 @@
 package catalog
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -147,4 +149,96 @@ func CheckUnknownSegments(dir string, next int64) error {
 		}
 	}
 	return nil
+}
+
+// CheckFiles refuses to write on where the files hold more than the
+// catalog knows and the source no longer does: segment files beyond the
+// catalog's ids, or, in the active segment's tail beyond what the catalog
+// references (cut off at start), a committed flush's metadata with
+// transactions the slot already confirmed (before confirmed). A tail the
+// server will send again (a crash between the fsync and the catalog commit)
+// is no such proof: it is cut, and those transactions archived again.
+func (c *Catalog) CheckFiles(ctx context.Context, confirmed uint64) error {
+	next, _, err := c.NextIDs(ctx)
+	if err != nil {
+		return err
+	}
+	if err := CheckUnknownSegments(c.dir, next); err != nil {
+		return err
+	}
+	active, ok, err := c.ActiveSegment(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	f, err := os.Open(filepath.Join(c.dir, SegmentName(active.ID)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // OpenSegment reports it
+	}
+	if err != nil {
+		return fmt.Errorf("segment %d: %w", active.ID, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("segment %d: %w", active.ID, err)
+	}
+	sc := newBlobScanner(f, st.Size(), active.Size)
+	for sc.next() {
+		if sc.header.TableID == MetaTableID && sc.header.FirstLSN != 0 && sc.header.FirstLSN < confirmed {
+			return fmt.Errorf("%w: %s holds transactions from %s on, which the slot confirmed, beyond the %d bytes its catalog knows (the catalog is older than the files): rebuild it with lbt repair --rebuild-catalog --force; nothing was deleted",
+				ErrUnknownFile, filepath.Join(c.dir, SegmentName(active.ID)), FormatLSN(sc.header.FirstLSN), active.Size)
+		}
+	}
+	return nil
+}
+
+// blobScanner reads the blobs of a segment one after the other, checking
+// each; it stops at the first that does not decode (a torn tail).
+type blobScanner struct {
+	r          io.ReaderAt
+	size, off  int64
+	header     BlobHeader
+	frame, raw []byte
+	records    []byte // the current blob's, valid until next
+	start      int64  // offset of the current blob
+	err        error  // why it stopped before size, if it did
+}
+
+func newBlobScanner(r io.ReaderAt, size, off int64) *blobScanner {
+	return &blobScanner{r: r, size: size, off: off}
+}
+
+func (s *blobScanner) next() bool {
+	if s.off+BlobHeaderSize > s.size {
+		if s.off < s.size {
+			s.err = fmt.Errorf("%w: %d bytes at offset %d are no blob", ErrCorrupt, s.size-s.off, s.off)
+		}
+		return false
+	}
+	hdr := make([]byte, BlobHeaderSize)
+	if _, err := s.r.ReadAt(hdr, s.off); err != nil {
+		s.err = err
+		return false
+	}
+	h, err := ParseBlobHeader(hdr)
+	if err == nil && s.off+BlobHeaderSize+int64(h.CompLen) > s.size {
+		err = fmt.Errorf("%w: blob at offset %d runs past the end of the segment", ErrCorrupt, s.off)
+	}
+	if err != nil {
+		s.err = err
+		return false
+	}
+	length := int64(BlobHeaderSize + h.CompLen)
+	hh, frame, raw, err := ReadBlob(s.r, s.off, length, s.frame, s.raw)
+	s.frame = frame
+	if err != nil {
+		s.err = fmt.Errorf("offset %d: %w", s.off, err)
+		return false
+	}
+	if cap(raw) > cap(s.raw) && hh.lz4 {
+		s.raw = raw
+	}
+	s.header, s.start, s.records = hh, s.off, raw
+	s.off += length
+	return true
 }

@@ -37,6 +37,7 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 	}
 
 	base := filepath.Join(cat.Dir(), "base")
+	forget := map[string]bool{}
 	refs, err := cat.BasebackupPaths(ctx)
 	if err != nil {
 		return removed, nil, err
@@ -52,13 +53,13 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 		if err != nil {
 			return err
 		}
-		if refs[rel] {
-			return nil
-		}
-		if !strings.HasSuffix(rel, ".copy.lz4") && !strings.HasSuffix(rel, ".partial") {
+		final, ours := basebackupOf(rel)
+		if !ours {
 			return nil // not ours
 		}
-		final := strings.TrimSuffix(rel, ".partial")
+		if refs[final] {
+			return nil
+		}
 		asked, pending := false, false
 		ok, err := removeUnlocked(path, func() (bool, error) {
 			// Asked under the lock: the writer may have committed its row
@@ -73,9 +74,7 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 		}
 		if ok {
 			removed = append(removed, path)
-			if !strings.HasSuffix(rel, ".partial") {
-				return cat.ForgetPendingBasebackup(ctx, final)
-			}
+			forget[final] = true
 		} else if asked && !pending {
 			unknown = append(unknown, path)
 		}
@@ -83,6 +82,15 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 	})
 	if err != nil {
 		return removed, unknown, fmt.Errorf("clean archive: %w", err)
+	}
+	// Once the basebackup's files are all gone (a sidecar is visited
+	// after its file), the pending row has served.
+	for final := range forget {
+		if _, err := os.Stat(filepath.Join(cat.Dir(), final)); errors.Is(err, fs.ErrNotExist) {
+			if err := cat.ForgetPendingBasebackup(ctx, final); err != nil {
+				return removed, unknown, err
+			}
+		}
 	}
 	return removed, unknown, nil
 }
@@ -112,4 +120,17 @@ func removeUnlocked(path string, stray func() (bool, error)) (bool, error) {
 		return false, fmt.Errorf("clean %s: %w", path, err)
 	}
 	return true, nil
+}
+
+// basebackupOf returns the basebackup file (archive-relative) that a file
+// under base/ belongs to: itself, its sidecar, or either being written.
+func basebackupOf(rel string) (string, bool) {
+	name := strings.TrimSuffix(rel, ".partial")
+	if strings.HasSuffix(name, ".copy.lz4") {
+		return name, true
+	}
+	if stem, ok := strings.CutSuffix(name, ".meta.json"); ok {
+		return stem + ".copy.lz4", true
+	}
+	return "", false
 }

@@ -181,7 +181,12 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts PurgeOptions) (PurgeR
 			return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 		}
 		for _, p := range paths {
+			// The file first: a sidecar left alone by a crash describes
+			// nothing a rebuilt catalog could use, and is ignored.
 			n, err := removeFile(filepath.Join(cat.Dir(), p))
+			if err == nil {
+				_, err = removeFile(filepath.Join(cat.Dir(), catalog.SidecarName(p)))
+			}
 			if err != nil {
 				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 			}

@@ -261,6 +261,15 @@ func (d *daemon) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Before anything is written: a catalog older than the files (a copy
+	// put back) must not cut or overwrite what it does not know.
+	confirmed := uint64(0)
+	if slot.exists {
+		confirmed = uint64(slot.confirmedFlush)
+	}
+	if err := d.cat.CheckFiles(ctx, confirmed); err != nil {
+		return fatalError{err}
+	}
 	epoch, err := d.ensureSlot(ctx, repl, slot)
 	if err != nil {
 		return err

@@ -306,6 +306,7 @@ func (a *archiver) finish() error {
 		return nil
 	}
 	if a.dirty {
+		a.closing = true
 		if err := a.flush(); err != nil {
 			return err
 		}
