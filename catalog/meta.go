@@ -46,11 +46,13 @@ type ArchiveRecord struct {
 	SystemID, Database, ServerVersion, CreatedAt string
 }
 
-// MetaPosition is the position a commit records: its epoch and the end
-// LSN confirmed to the server once it is durable.
+// MetaPosition is the position a commit records: its epoch, the end LSN
+// confirmed to the server once it is durable, and when (position.updated_at:
+// the archive is known complete up to then).
 type MetaPosition struct {
 	Epoch  int64
 	EndLSN uint64
+	At     time.Time
 }
 
 // EpochRecord is an epoch row.
@@ -112,6 +114,7 @@ func AppendMetadata(dst []byte, m *Metadata) ([]byte, error) {
 		dst = append(dst, metaPosition)
 		dst = binary.AppendUvarint(dst, uint64(p.Epoch))
 		dst = binary.AppendUvarint(dst, p.EndLSN)
+		dst = binary.AppendVarint(dst, Micros(p.At))
 	}
 	for _, e := range m.Epochs {
 		dst = append(dst, metaEpoch)
@@ -286,7 +289,7 @@ func ParseMetadata(raw []byte) (Metadata, error) {
 		case metaArchive:
 			m.Archive = &ArchiveRecord{SystemID: string(r.bytes()), Database: string(r.bytes()), ServerVersion: string(r.bytes()), CreatedAt: string(r.bytes())}
 		case metaPosition:
-			m.Position = &MetaPosition{Epoch: int64(r.uvarint()), EndLSN: r.uvarint()}
+			m.Position = &MetaPosition{Epoch: int64(r.uvarint()), EndLSN: r.uvarint(), At: FromMicros(r.varint())}
 		case metaEpoch:
 			var e EpochRecord
 			e.ID = int64(r.uvarint())

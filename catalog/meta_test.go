@@ -13,7 +13,7 @@ func sampleMetadata() catalog.Metadata {
 	at := time.Date(2026, 12, 2, 10, 0, 0, 123000, time.UTC)
 	return catalog.Metadata{
 		Archive:  &catalog.ArchiveRecord{SystemID: "7312345678901234567", Database: "app", ServerVersion: "150004", CreatedAt: "2026-12-02T10:00:00Z"},
-		Position: &catalog.MetaPosition{Epoch: 1, EndLSN: 0x2228},
+		Position: &catalog.MetaPosition{Epoch: 1, EndLSN: 0x2228, At: at.Add(2 * time.Second)},
 		Epochs:   []catalog.EpochRecord{{Epoch: catalog.Epoch{ID: 1, StartLSN: 0x1000, Slot: "lbt", Reason: "new archive"}, StartedAt: at}},
 		Schemas: []catalog.MetaSchema{{
 			SchemaVersion: catalog.SchemaVersion{TableID: 3, Version: 2, FromLSN: 0x2000, Table: schema.Table{

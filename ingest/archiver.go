@@ -1005,7 +1005,7 @@ func (a *archiver) writeMetadata() error {
 	if !a.segEpochs {
 		m.Epochs, m.Archive = a.epochs, &a.source
 	}
-	m.Position = &catalog.MetaPosition{Epoch: a.pending.Epoch, EndLSN: a.pending.EndLSN}
+	m.Position = &catalog.MetaPosition{Epoch: a.pending.Epoch, EndLSN: a.pending.EndLSN, At: time.Now()}
 	var first uint64
 	if len(m.Txs) > 0 {
 		first = m.Txs[0].CommitLSN
