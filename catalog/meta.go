@@ -28,10 +28,12 @@ const (
 	metaBlobs    = 'B'
 	metaTxs      = 'T'
 	metaMessages = 'M'
+	metaRewrite  = 'W'
 )
 
 // Metadata is the content of one metadata blob.
 type Metadata struct {
+	Rewrite  bool           // written by purge with the blobs it copied: describes them, adds no commit
 	Archive  *ArchiveRecord // with the epochs
 	Position *MetaPosition  // the position the commit records
 	Epochs   []EpochRecord
@@ -84,6 +86,7 @@ type MetaTx struct {
 	CommitTime time.Time
 	Origin     string
 	Explicit   bool // no blob of the commit holds a change of it (messages only)
+	Purged     bool // in a rewrite: its catalog row was purged, nothing but the marker is known
 }
 
 // MetaMessage is a transactional logical message.
@@ -97,12 +100,16 @@ type MetaMessage struct {
 const (
 	txFlagExplicit = 1
 	txFlagOrigin   = 2
+	txFlagPurged   = 4
 )
 
 // AppendMetadata encodes m. Transactions are encoded by columns (flags,
 // end-LSN deltas, commit-time deltas), which the blob's compression then
 // squeezes: a run of similar transactions costs about two bytes each.
 func AppendMetadata(dst []byte, m *Metadata) ([]byte, error) {
+	if m.Rewrite {
+		dst = append(dst, metaRewrite)
+	}
 	if a := m.Archive; a != nil {
 		dst = append(dst, metaArchive)
 		dst = appendString(dst, a.SystemID)
@@ -157,6 +164,9 @@ func AppendMetadata(dst []byte, m *Metadata) ([]byte, error) {
 			}
 			if t.Origin != "" {
 				f |= txFlagOrigin
+			}
+			if t.Purged {
+				f |= txFlagPurged
 			}
 			dst = append(dst, f)
 		}
@@ -286,6 +296,8 @@ func ParseMetadata(raw []byte) (Metadata, error) {
 	for r.err == nil && r.pos < len(r.buf) {
 		tag := r.byte()
 		switch tag {
+		case metaRewrite:
+			m.Rewrite = true
 		case metaArchive:
 			m.Archive = &ArchiveRecord{SystemID: string(r.bytes()), Database: string(r.bytes()), ServerVersion: string(r.bytes()), CreatedAt: string(r.bytes())}
 		case metaPosition:
@@ -352,10 +364,11 @@ func (r *metaReader) readTxs(m *Metadata) {
 	flags := make([]byte, n)
 	for i := range txs {
 		flags[i] = r.byte()
-		if flags[i]&^(txFlagExplicit|txFlagOrigin) != 0 {
+		if flags[i]&^(txFlagExplicit|txFlagOrigin|txFlagPurged) != 0 {
 			r.fail("bad transaction flags")
 		}
 		txs[i].Explicit = flags[i]&txFlagExplicit != 0
+		txs[i].Purged = flags[i]&txFlagPurged != 0
 	}
 	var prev uint64
 	for i := range txs {

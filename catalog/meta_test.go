@@ -27,6 +27,7 @@ func sampleMetadata() catalog.Metadata {
 			{CommitLSN: 0x2000, EndLSN: 0x2030, Xid: 700, CommitTime: at},
 			{CommitLSN: 0x2100, EndLSN: 0x2130, Xid: 701, CommitTime: at.Add(-time.Millisecond), Origin: "sub", Explicit: true},
 			{CommitLSN: 0x2200, EndLSN: 0x2228, Xid: 4294967295, CommitTime: at.Add(time.Second)},
+			{CommitLSN: 0x2300, EndLSN: 0x2300, Xid: 9, CommitTime: time.UnixMicro(0).UTC(), Purged: true},
 		},
 		Messages: []catalog.MetaMessage{{CommitLSN: 0x2100, Seq: 0, Prefix: "lbt.actor", Content: []byte(`{"user":"a"}`)}, {CommitLSN: 0x2100, Seq: 1, Prefix: "lbt.ddl", Content: []byte{}}},
 	}
@@ -68,9 +69,9 @@ func TestMetadata_ResolveTxsRefusesMismatch(t *testing.T) {
 	raw, _ := catalog.AppendMetadata(nil, &m)
 	tests := map[string][]catalog.TxMark{
 		"too few marks":          {{CommitLSN: 0x2000, Xid: 700}},
-		"too many marks":         {{CommitLSN: 0x2000, Xid: 700}, {CommitLSN: 0x2200, Xid: 1}, {CommitLSN: 0x2300, Xid: 2}},
-		"explicit out of order":  {{CommitLSN: 0x2150, Xid: 700}, {CommitLSN: 0x2200, Xid: 1}},
-		"marks out of the order": {{CommitLSN: 0x2000, Xid: 700}, {CommitLSN: 0x2050, Xid: 1}},
+		"too many marks":         {{CommitLSN: 0x2000, Xid: 700}, {CommitLSN: 0x2200, Xid: 1}, {CommitLSN: 0x2300, Xid: 2}, {CommitLSN: 0x2400, Xid: 3}},
+		"explicit out of order":  {{CommitLSN: 0x2150, Xid: 700}, {CommitLSN: 0x2200, Xid: 1}, {CommitLSN: 0x2300, Xid: 2}},
+		"marks out of the order": {{CommitLSN: 0x2000, Xid: 700}, {CommitLSN: 0x2050, Xid: 1}, {CommitLSN: 0x2300, Xid: 2}},
 	}
 	for name, marks := range tests {
 		got, err := catalog.ParseMetadata(raw)

@@ -28,7 +28,7 @@ func Rebuild(ctx context.Context, dir string, force bool) (RebuildReport, error)
 	}
 	r := &rebuilder{dir: dir, schemas: map[schemaRef]MetaSchema{}, epochs: map[int64]EpochRecord{},
 		blobs: map[int64]*rebuiltBlob{}, txs: map[uint64]*rebuiltTx{}, bases: map[string]Basebackup{}, baseOIDs: map[string]uint32{},
-		truncs: map[[2]int64]bool{}}
+		truncs: map[[2]int64]bool{}, rangeStarts: map[uint64]bool{}}
 	if err := r.readSegments(); err != nil {
 		return r.rep, err
 	}
@@ -88,22 +88,23 @@ type schemaRef struct {
 }
 
 type rebuilder struct {
-	dir      string
-	rep      RebuildReport
-	source   *ArchiveRecord
-	created  string
-	epochs   map[int64]EpochRecord
-	position MetaPosition
-	schemas  map[schemaRef]MetaSchema
-	segments []rebuiltSegment
-	blobs    map[int64]*rebuiltBlob
-	txs      map[uint64]*rebuiltTx
-	ranges   []txRange
-	messages []MetaMessage
-	bases    map[string]Basebackup // by path
-	baseOIDs map[string]uint32
-	rowKeys  [][3]int64
-	truncs   map[[2]int64]bool
+	dir         string
+	rep         RebuildReport
+	source      *ArchiveRecord
+	created     string
+	epochs      map[int64]EpochRecord
+	position    MetaPosition
+	schemas     map[schemaRef]MetaSchema
+	segments    []rebuiltSegment
+	blobs       map[int64]*rebuiltBlob
+	txs         map[uint64]*rebuiltTx
+	rangeStarts map[uint64]bool // first commit LSNs of tx_range rows
+	undescribed []undescribedBlob
+	messages    []MetaMessage
+	bases       map[string]Basebackup // by path
+	baseOIDs    map[string]uint32
+	rowKeys     [][3]int64
+	truncs      map[[2]int64]bool
 }
 
 type rebuiltSegment struct {
@@ -144,7 +145,36 @@ func (r *rebuilder) readSegments() error {
 			return err
 		}
 	}
+	// Only the newest segment may end in blobs no metadata describes (a
+	// crash before a commit). Elsewhere such a blob is either a copy of a
+	// described one (a purge interrupted before its catalog commit) or
+	// damage, and a catalog without it would silently lack history.
+	newest := int64(0)
+	for _, id := range ids {
+		newest = max(newest, id)
+	}
+	described := map[blobIdentity]bool{}
+	for _, b := range r.blobs {
+		described[blobIdentity{b.TableID, b.CRC, b.FirstLSN}] = true
+	}
+	for _, u := range r.undescribed {
+		if u.segment != newest && !described[u.blobIdentity] {
+			return fmt.Errorf("%w: %s holds a blob of table %d at offset %d that no metadata blob describes, and no other segment holds: the rebuilt catalog would lack its changes; restore the file from a copy of the archive",
+				ErrCorrupt, filepath.Join(r.dir, SegmentName(u.segment)), u.TableID, u.offset)
+		}
+	}
 	return nil
+}
+
+type blobIdentity struct {
+	TableID  int64
+	CRC      uint32
+	FirstLSN uint64
+}
+
+type undescribedBlob struct {
+	blobIdentity
+	segment, offset int64
 }
 
 func (r *rebuilder) readSegment(id int64) error {
@@ -180,6 +210,9 @@ func (r *rebuilder) readSegment(id int64) error {
 		}
 		clear(data)
 		end = sc.off
+	}
+	for off, h := range data {
+		r.undescribed = append(r.undescribed, undescribedBlob{blobIdentity{h.TableID, h.CRC, h.FirstLSN}, id, off})
 	}
 	if end < st.Size() {
 		why := "blobs no metadata blob lists (a flush whose catalog commit did not happen)"
@@ -302,18 +335,26 @@ func (r *rebuilder) commit(f *os.File, segID int64, m Metadata, data map[int64]B
 	if err := m.ResolveTxs(sorted); err != nil {
 		return err
 	}
-	var rng txRange
+	first := true
 	for _, t := range m.Txs {
-		rng.add(t.CommitLSN, Micros(t.CommitTime), t.Xid)
+		if t.Purged {
+			continue // purge removed its row: so does the rebuilt catalog
+		}
+		if first && !m.Rewrite {
+			// Each commit's transactions were a tx_range row; a purge's
+			// copies join the ranges of the commits they came from.
+			r.rangeStarts[t.CommitLSN] = true
+			first = false
+		}
 		if r.txs[t.CommitLSN] == nil {
 			r.txs[t.CommitLSN] = &rebuiltTx{MetaTx: t, tables: map[int64]*Counts{}}
 		}
 	}
-	if rng.n > 0 {
-		r.ranges = append(r.ranges, rng)
-	}
 	for k, c := range counts {
 		t := r.txs[k.lsn]
+		if t == nil {
+			continue
+		}
 		if t.tables[k.table] == nil {
 			t.tables[k.table] = c
 		} else {
@@ -600,8 +641,20 @@ func (r *rebuilder) write(ctx context.Context, c *Catalog) error {
 		return err
 	}
 	r.rep.Transactions = len(lsns)
-	ins = newBatchInsert("tx_range", "first_lsn, last_lsn, min_time, max_time, min_xid, max_xid", 6, 64, "OR IGNORE")
-	for _, g := range r.ranges {
+	// tx_range: runs of consecutive transactions, each starting where a
+	// catalog commit's did. Any such partition keeps the rules of
+	// docs/FORMAT.md ("Transactions"); this one is the lost catalog's.
+	ins = newBatchInsert("tx_range", "first_lsn, last_lsn, min_time, max_time, min_xid, max_xid", 6, 64, "")
+	var g txRange
+	for i, lsn := range lsns {
+		if g.n > 0 && (r.rangeStarts[lsn] || i == 0) {
+			ins.add(int64(g.firstLSN), int64(g.lastLSN), g.minTime, g.maxTime, int64(g.minXid), int64(g.maxXid))
+			g = txRange{}
+		}
+		t := r.txs[lsn]
+		g.add(lsn, Micros(t.CommitTime), t.Xid)
+	}
+	if g.n > 0 {
 		ins.add(int64(g.firstLSN), int64(g.lastLSN), g.minTime, g.maxTime, int64(g.minXid), int64(g.maxXid))
 	}
 	if err := ins.flush(ctx, tx); err != nil {

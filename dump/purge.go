@@ -379,6 +379,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	var moves []catalog.BlobMove
 	var inputs []int64
 	var frame []byte
+	desc := catalog.NewRewriteDescriber()
 	for _, s := range group {
 		f, err := os.Open(filepath.Join(cat.Dir(), catalog.SegmentName(s.ID)))
 		if err != nil {
@@ -387,7 +388,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 		for _, b := range s.Blobs {
 			// Read and check each blob: a rewrite must not copy damage
 			// into a file that looks new.
-			h, fr, _, err := catalog.ReadBlob(f, b.Offset, b.Length, frame, nil)
+			h, fr, recs, err := catalog.ReadBlob(f, b.Offset, b.Length, frame, nil)
 			frame = fr
 			if err == nil && (h.CRC != b.CRC || h.TableID != b.TableID) {
 				err = fmt.Errorf("%w: blob %d header does not match the catalog", catalog.ErrCorrupt, b.ID)
@@ -397,6 +398,9 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 				return abandon(fmt.Errorf("segment %d: %w", s.ID, err))
 			}
 			off, err := w.Append(fr)
+			if err == nil {
+				err = desc.Add(b, off, recs)
+			}
 			if err != nil {
 				f.Close()
 				return abandon(err)
@@ -405,6 +409,24 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 		}
 		f.Close()
 		inputs = append(inputs, s.ID)
+	}
+	// The copies' metadata blob, as ingest writes one after each commit's
+	// blobs: a catalog rebuilt from the files finds them described.
+	m, err := desc.Metadata(ctx, cat)
+	if err != nil {
+		return abandon(err)
+	}
+	enc, err := catalog.AppendMetadata(nil, &m)
+	if err != nil {
+		return abandon(err)
+	}
+	var be catalog.BlobEncoder
+	mf, _, err := be.Encode(catalog.MetaTableID, 0, 0, enc)
+	if err != nil {
+		return abandon(err)
+	}
+	if _, err := w.Append(mf); err != nil {
+		return abandon(err)
 	}
 	if err := w.Sync(); err != nil {
 		return abandon(err)
