@@ -153,6 +153,10 @@ func (r *rebuilder) readSegments() error {
 	for _, id := range ids {
 		newest = max(newest, id)
 	}
+	if r.rep.Commits == 0 && len(r.undescribed) > 0 {
+		return fmt.Errorf("%w: the segments of %s hold blobs but no metadata blob: they were written by an lbt of archive format version 2, whose catalog cannot be rebuilt from the files; restore from a copy of its catalog.db with that lbt",
+			ErrCorrupt, r.dir)
+	}
 	described := map[blobIdentity]bool{}
 	for _, b := range r.blobs {
 		described[blobIdentity{b.TableID, b.CRC, b.FirstLSN}] = true

@@ -240,7 +240,9 @@ func TestCatalogless_RebuildCatalog(t *testing.T) {
 	execEach(t, c, dsn,
 		`BEGIN; SELECT pg_logical_emit_message(true, 'lbt.actor', '{"user":"alice"}'); UPDATE t SET v = 'changed' WHERE id <= 10; COMMIT`,
 		`ALTER TABLE t ADD COLUMN w int`,
-		`UPDATE t SET w = id * 2 WHERE id <= 20`)
+		`UPDATE t SET w = id * 2 WHERE id <= 20`,
+		// Large enough to be written out as it arrives, over several blobs.
+		`INSERT INTO u SELECT g, g FROM generate_series(1000, 80000) g`)
 	checkpointNow("altered")
 	execEach(t, c, dsn,
 		`TRUNCATE u`,
@@ -331,5 +333,78 @@ func TestCatalogless_RebuildCatalog(t *testing.T) {
 			continue
 		}
 		checkRestored(t, c, target, o.TargetTable, st, st.name+" after the rebuild and more changes")
+	}
+}
+
+// A catalog older than the files (a copy put back) is not taken for the
+// truth: lbt backup refuses rather than cut the active segment's tail or
+// write over newer segments, changes no file, and a forced rebuild gives a
+// catalog that restores the latest state.
+func TestCatalogless_OlderCatalogRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		want  string
+	}{
+		{"newer data in the active segment", nil, "which the slot confirmed"},
+		{"newer segments", []string{"deltasPerFile: 10"}, "archive file unknown to the catalog"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := pgtest.Shared(t)
+			dsn := c.NewDatabase(t)
+			target := c.NewDatabase(t)
+			dir := t.TempDir()
+			c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
+			slot := "catless_old_" + strings.ReplaceAll(strings.Fields(tc.name)[1], "-", "_")
+			cfg := writeConfig(t, c, dsn, dir, slot, append([]string{"trackNewTables: true", "initialBasebackup: true"}, tc.extra...)...)
+			run := func(stmts ...string) {
+				t.Helper()
+				p := lbtrun.Start(t, "backup", "--config", cfg)
+				waitArchived(t, c, dsn, dir)
+				execEach(t, c, dsn, stmts...)
+				waitArchived(t, c, dsn, dir)
+				p.Signal(syscall.SIGTERM)
+				if code := p.Wait(t, time.Minute); code != 0 {
+					t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+				}
+			}
+			run(`INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g`)
+			old, err := os.ReadFile(filepath.Join(dir, catalog.CatalogFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(`UPDATE t SET v = 'newer' WHERE id <= 15`, `DELETE FROM t WHERE id > 18`)
+			want := recordCheckpoint(t, c, dsn, "latest", map[string]string{"t": "public.t"}).tables["t"]
+
+			removeCatalog(t, dir)
+			if err := os.WriteFile(filepath.Join(dir, catalog.CatalogFile), old, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			before := archiveSums(t, dir)
+			code, out := lbtrun.Run(t, "backup", "--config", cfg)
+			if code == 0 || !strings.Contains(out, tc.want) || !strings.Contains(out, "lbt repair --rebuild-catalog --force") || !strings.Contains(out, "nothing was deleted") {
+				t.Fatalf("lbt backup on an older catalog: exit %d:\n%s", code, out)
+			}
+			after := archiveSums(t, dir)
+			delete(before, catalog.CatalogFile) // opening it may checkpoint its log
+			delete(after, catalog.CatalogFile)
+			for _, f := range []string{"-wal", "-shm"} {
+				delete(before, catalog.CatalogFile+f)
+				delete(after, catalog.CatalogFile+f)
+			}
+			checkSameFiles(t, before, after, "lbt backup on an older catalog")
+
+			if code, out := lbtrun.Run(t, "repair", "--rebuild-catalog", "--force", "--config", cfg); code != 0 {
+				t.Fatalf("lbt repair --rebuild-catalog --force: exit %d:\n%s", code, out)
+			}
+			o := restore.NewOptions()
+			o.Table = "public.t"
+			o.TargetConn, o.TargetTable = connConfig(t, target), "latest_t"
+			o.Verify = true
+			if _, err := runRestore(t, dir, o); err != nil {
+				t.Fatalf("restore from the rebuilt catalog: %v", err)
+			}
+			checkRestored(t, c, target, "latest_t", want, "t from the catalog rebuilt over an older one")
+		})
 	}
 }
