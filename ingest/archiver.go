@@ -417,7 +417,10 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	if t.versions == nil {
 		t.versions = map[int]catalog.MetaSchema{}
 	}
-	t.versions[sv.Version] = catalog.MetaSchema{SchemaVersion: sv, OID: t.oid, RelFirstLSN: t.relFirstLSN()}
+	t.versions[sv.Version] = catalog.MetaSchema{SchemaVersion: sv, OID: t.oid}
+	ms := t.versions[sv.Version]
+	ms.RelFirstLSN = t.relFirstLSN() // version 1's, which may be this one
+	t.versions[sv.Version] = ms
 	a.describe(t, sv.Version)
 	t.def, t.version, t.keyCols = def, sv.Version, def.KeyColumns()
 	if p := replicaIdentityProblem(def.QualifiedName(), def.ReplicaIdentity, len(t.keyCols) > 0); p != "" && !t.warned {
