@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,38 +27,31 @@ func Rebuild(ctx context.Context, dir string, force bool) (RebuildReport, error)
 	if statErr == nil && !force {
 		return RebuildReport{}, fmt.Errorf("%s exists: lbt repair --rebuild-catalog --force replaces it (keeping it as %s.bak-<time>)", path, CatalogFile)
 	}
-	r := &rebuilder{dir: dir, schemas: map[schemaRef]MetaSchema{}, epochs: map[int64]EpochRecord{},
+	tmp := path + ".new"
+	r := &rebuilder{ctx: ctx, dir: dir, tmp: tmp, schemas: map[schemaRef]MetaSchema{}, epochs: map[int64]EpochRecord{},
 		blobs: map[int64]*rebuiltBlob{}, txs: map[uint64]*rebuiltTx{}, bases: map[string]Basebackup{}, baseOIDs: map[string]uint32{},
 		truncs: map[[2]int64]bool{}, rangeStarts: map[uint64]bool{}}
-	if err := r.readSegments(); err != nil {
-		return r.rep, err
+	err := r.readSegments()
+	if err == nil {
+		err = r.readBasebackups()
 	}
-	if err := r.readBasebackups(); err != nil {
-		return r.rep, err
-	}
-	if r.source == nil {
+	if err == nil && r.source == nil {
 		if r.rep.Segments == 0 && len(r.bases) == 0 {
-			return r.rep, fmt.Errorf("%s holds no segments and no basebackups: nothing to rebuild a catalog from", dir)
+			err = fmt.Errorf("%s holds no segments and no basebackups: nothing to rebuild a catalog from", dir)
+		} else {
+			err = fmt.Errorf("%w: no metadata blob in the segments of %s names the archive's source database: the catalog cannot be rebuilt", ErrCorrupt, dir)
 		}
-		return r.rep, fmt.Errorf("%w: no metadata blob in the segments of %s names the archive's source database: the catalog cannot be rebuilt", ErrCorrupt, dir)
 	}
-	tmp := path + ".new"
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		os.Remove(tmp + suffix) // a rebuild or creation that did not finish
-	}
-	src := Source{SystemID: r.source.SystemID, Database: r.source.Database, ServerVersion: r.source.ServerVersion}
-	if err := createSchema(ctx, tmp, src); err != nil {
-		return r.rep, err
-	}
-	cat, err := openFile(dir, tmp, false)
-	if err != nil {
-		return r.rep, err
-	}
-	err = r.write(ctx, cat)
-	if cerr := cat.Close(); err == nil {
-		err = cerr
+	if err == nil {
+		if err = r.write(ctx); err != nil {
+			err = fmt.Errorf("rebuild catalog: %w", err)
+		}
 	}
 	if err != nil {
+		r.abandon()
+		return r.rep, err
+	}
+	if err := r.cat.Close(); err != nil {
 		return r.rep, fmt.Errorf("rebuild catalog: %w", err)
 	}
 	if statErr == nil {
@@ -88,7 +82,11 @@ type schemaRef struct {
 }
 
 type rebuilder struct {
+	ctx         context.Context
 	dir         string
+	tmp         string   // the new catalog's file
+	cat         *Catalog // the new catalog, once the source is known
+	tx          *sql.Tx  // its one transaction
 	rep         RebuildReport
 	source      *ArchiveRecord
 	created     string
@@ -120,6 +118,54 @@ type rebuiltBlob struct {
 type rebuiltTx struct {
 	MetaTx
 	tables map[int64]*Counts
+}
+
+// openNew creates the new catalog once a metadata blob has named the
+// source, so that row keys go there as they are read rather than pile up
+// in memory. Everything is written in one transaction, committed by write.
+func (r *rebuilder) openNew() error {
+	if r.tx != nil || r.source == nil {
+		return nil
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(r.tmp + suffix) // a rebuild or creation that did not finish
+	}
+	src := Source{SystemID: r.source.SystemID, Database: r.source.Database, ServerVersion: r.source.ServerVersion}
+	if err := createSchema(r.ctx, r.tmp, src); err != nil {
+		return err
+	}
+	cat, err := openFile(r.dir, r.tmp, false)
+	if err != nil {
+		return err
+	}
+	r.cat = cat
+	if r.tx, err = cat.db.BeginTx(r.ctx, nil); err != nil {
+		return fmt.Errorf("rebuild catalog: %w", err)
+	}
+	return nil
+}
+
+// flushKeys inserts the row keys read so far.
+func (r *rebuilder) flushKeys() error {
+	ins := newBatchInsert("row_key", "table_id, key_hash, commit_lsn", 3, 256, "OR IGNORE")
+	for _, k := range r.rowKeys {
+		ins.add(k[0], k[1], k[2])
+	}
+	r.rowKeys = r.rowKeys[:0]
+	return ins.flush(r.ctx, r.tx)
+}
+
+// abandon drops the new catalog of a rebuild that failed.
+func (r *rebuilder) abandon() {
+	if r.tx != nil {
+		r.tx.Rollback()
+	}
+	if r.cat != nil {
+		r.cat.Close()
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(r.tmp + suffix) // ours, incomplete
+	}
 }
 
 func (r *rebuilder) warn(format string, args ...any) {
@@ -369,6 +415,12 @@ func (r *rebuilder) commit(f *os.File, segID int64, m Metadata, data map[int64]B
 		}
 	}
 	r.messages = append(r.messages, m.Messages...)
+	if err := r.openNew(); err != nil {
+		return err
+	}
+	if r.tx != nil && len(r.rowKeys) >= 1<<16 {
+		return r.flushKeys()
+	}
 	return nil
 }
 
@@ -485,12 +537,12 @@ func (r *rebuilder) readBasebackups() error {
 }
 
 // write fills the new catalog.
-func (r *rebuilder) write(ctx context.Context, c *Catalog) error {
-	tx, err := c.db.BeginTx(ctx, nil)
-	if err != nil {
+func (r *rebuilder) write(ctx context.Context) error {
+	if err := r.openNew(); err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	tx := r.tx
+	var err error
 	exec := func(q string, args ...any) {
 		if err == nil {
 			if _, e := tx.ExecContext(ctx, q, args...); e != nil {
@@ -671,11 +723,7 @@ func (r *rebuilder) write(ctx context.Context, c *Catalog) error {
 	if err := ins.flush(ctx, tx); err != nil {
 		return err
 	}
-	ins = newBatchInsert("row_key", "table_id, key_hash, commit_lsn", 3, 256, "OR IGNORE")
-	for _, k := range r.rowKeys {
-		ins.add(k[0], k[1], k[2])
-	}
-	if err := ins.flush(ctx, tx); err != nil {
+	if err := r.flushKeys(); err != nil {
 		return err
 	}
 	ins = newBatchInsert("tx_message", "commit_lsn, seq, prefix, content", 4, 64, "OR IGNORE")
@@ -724,5 +772,9 @@ func (r *rebuilder) write(ctx context.Context, c *Catalog) error {
 	if err != nil {
 		return err
 	}
-	return tx.Commit()
+	r.tx = nil
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
