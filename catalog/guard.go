@@ -154,11 +154,12 @@ func CheckUnknownSegments(dir string, next int64) error {
 // CheckFiles refuses to write on where the files hold more than the
 // catalog knows and the source no longer does: segment files beyond the
 // catalog's ids, or, in the active segment's tail beyond what the catalog
-// references (cut off at start), a committed flush's metadata with
-// transactions the slot already confirmed (before confirmed). A tail the
-// server will send again (a crash between the fsync and the catalog commit)
-// is no such proof: it is cut, and those transactions archived again.
-func (c *Catalog) CheckFiles(ctx context.Context, confirmed uint64) error {
+// references (cut off at start), a flush's metadata with transactions the
+// server will not send again (committed before resend: the slot's confirmed
+// position, or all of them when the slot is gone). A tail the server sends
+// again (a crash between the fsync and the catalog commit) is garbage: it
+// is cut, and those transactions archived again.
+func (c *Catalog) CheckFiles(ctx context.Context, resend uint64) error {
 	next, _, err := c.NextIDs(ctx)
 	if err != nil {
 		return err
@@ -184,8 +185,8 @@ func (c *Catalog) CheckFiles(ctx context.Context, confirmed uint64) error {
 	}
 	sc := newBlobScanner(f, st.Size(), active.Size)
 	for sc.next() {
-		if sc.header.TableID == MetaTableID && sc.header.FirstLSN != 0 && sc.header.FirstLSN < confirmed {
-			return fmt.Errorf("%w: %s holds transactions from %s on, which the slot confirmed, beyond the %d bytes its catalog knows (the catalog is older than the files): rebuild it with lbt repair --rebuild-catalog --force; nothing was deleted",
+		if sc.header.TableID == MetaTableID && sc.header.FirstLSN != 0 && sc.header.FirstLSN < resend {
+			return fmt.Errorf("%w: %s holds transactions from %s on, which the server will not send again, beyond the %d bytes its catalog knows (the catalog is older than the files): rebuild it with lbt repair --rebuild-catalog --force; nothing was deleted",
 				ErrUnknownFile, filepath.Join(c.dir, SegmentName(active.ID)), FormatLSN(sc.header.FirstLSN), active.Size)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -262,12 +263,13 @@ func (d *daemon) session(ctx context.Context) error {
 		return err
 	}
 	// Before anything is written: a catalog older than the files (a copy
-	// put back) must not cut or overwrite what it does not know.
-	confirmed := uint64(0)
+	// put back) must not cut or overwrite what it does not know. Without
+	// the slot, the server sends nothing again.
+	resend := uint64(math.MaxUint64)
 	if slot.exists {
-		confirmed = uint64(slot.confirmedFlush)
+		resend = uint64(slot.confirmedFlush)
 	}
-	if err := d.cat.CheckFiles(ctx, confirmed); err != nil {
+	if err := d.cat.CheckFiles(ctx, resend); err != nil {
 		return fatalError{err}
 	}
 	epoch, err := d.ensureSlot(ctx, repl, slot)

@@ -346,7 +346,7 @@ func TestCatalogless_OlderCatalogRefused(t *testing.T) {
 		extra []string
 		want  string
 	}{
-		{"newer data in the active segment", nil, "which the slot confirmed"},
+		{"newer data in the active segment", nil, "which the server will not send again"},
 		{"newer segments", []string{"deltasPerFile: 10"}, "archive file unknown to the catalog"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
