@@ -61,6 +61,9 @@ func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error
 	if err != nil {
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM basebackup_pending WHERE path = ?`, b.Path); err != nil {
+		return 0, fmt.Errorf("catalog add basebackup: %w", err)
+	}
 	// Count from the catalog what came after the snapshot, so that changes
 	// archived while the dump ran are not forgotten: whole blobs from their
 	// counts, and the transactions of a blob that straddles the snapshot
@@ -123,4 +126,37 @@ func (c *Catalog) Basebackups(ctx context.Context, tableID int64) ([]Basebackup,
 		out = append(out, b)
 	}
 	return out, rows.Err()
+}
+
+// AddPendingBasebackup records that a basebackup file is about to be moved
+// to path (archive-relative). Until AddBasebackup records the file, the row
+// proves it a leftover that may be removed (see ForgetPendingBasebackup);
+// a file under base/ with neither row is never removed.
+func (c *Catalog) AddPendingBasebackup(ctx context.Context, path string) error {
+	_, err := c.db.ExecContext(ctx, `INSERT INTO basebackup_pending (path, started_at) VALUES (?, ?)
+		ON CONFLICT (path) DO NOTHING`, path, Micros(time.Now()))
+	if err != nil {
+		return fmt.Errorf("catalog pending basebackup %s: %w", path, err)
+	}
+	return nil
+}
+
+// IsPendingBasebackup reports whether path is a pending basebackup's
+// without a basebackup row: a leftover once no writer holds it.
+func (c *Catalog) IsPendingBasebackup(ctx context.Context, path string) (bool, error) {
+	var n int
+	err := c.db.QueryRowContext(ctx, `SELECT count(*) FROM basebackup_pending p
+		WHERE p.path = ?1 AND NOT EXISTS (SELECT 1 FROM basebackup b WHERE b.path = ?1)`, path).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("catalog pending basebackup %s: %w", path, err)
+	}
+	return n > 0, nil
+}
+
+// ForgetPendingBasebackup removes path's pending row once its file is gone.
+func (c *Catalog) ForgetPendingBasebackup(ctx context.Context, path string) error {
+	if _, err := c.db.ExecContext(ctx, `DELETE FROM basebackup_pending WHERE path = ?`, path); err != nil {
+		return fmt.Errorf("catalog pending basebackup %s: %w", path, err)
+	}
+	return nil
 }

@@ -23,8 +23,10 @@ import (
 )
 
 // FormatVersion is the version of the archive format this lbt writes and
-// reads. It is stored in the catalog's meta table.
-const FormatVersion = 2
+// reads. It is stored in the catalog's meta table. Version 3 made the files
+// self-describing (docs/FORMAT.md); a version-2 archive is refused, not
+// upgraded: its segments lack what a catalog is rebuilt from.
+const FormatVersion = 3
 
 // The modes of everything lbt creates in an archive, whatever the umask:
 // the catalog holds row keys, who changed what and DDL text, and the files
@@ -234,6 +236,13 @@ CREATE TABLE rel_life (
 	drop_exact  INTEGER NOT NULL DEFAULT 0
 );
 
+-- A basebackup file about to be moved into base/: the proof, should the
+-- basebackup row never be committed, that the file is a leftover.
+CREATE TABLE basebackup_pending (
+	path       TEXT PRIMARY KEY,
+	started_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE purge_log (
 	id         INTEGER PRIMARY KEY,
 	at         INTEGER NOT NULL,
@@ -246,7 +255,8 @@ CREATE TABLE purge_log (
 `
 
 // Create makes a new, empty archive in dir, recording the source it belongs
-// to. It fails if dir already holds a catalog.
+// to. It fails if dir already holds a catalog, or segments or basebackups
+// without one (ErrCatalogMissing): a new catalog would disown them.
 func Create(ctx context.Context, dir string, source Source) (*Catalog, error) {
 	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return nil, fmt.Errorf("create archive: %w", err)
@@ -254,6 +264,9 @@ func Create(ctx context.Context, dir string, source Source) (*Catalog, error) {
 	path := filepath.Join(dir, CatalogFile)
 	if _, err := os.Stat(path); err == nil {
 		return nil, fmt.Errorf("create archive: %s already exists", path)
+	}
+	if err := checkNoOrphanFiles(dir); err != nil {
+		return nil, err
 	}
 	// Built under another name and renamed when complete, so that an
 	// interrupted creation leaves no half catalog that blocks the next one.
@@ -332,6 +345,9 @@ func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, err
 	path := filepath.Join(dir, CatalogFile)
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
+			if err := checkNoOrphanFiles(dir); err != nil {
+				return nil, err
+			}
 			return nil, fmt.Errorf("%w: %s has no %s (is archiveDir right? lbt backup creates it)", ErrNotArchive, dir, CatalogFile)
 		}
 		return nil, fmt.Errorf("open archive: %w", err)
@@ -347,13 +363,26 @@ func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, err
 	}
 	if n, _ := strconv.Atoi(v); n != FormatVersion {
 		c.Close()
-		return nil, fmt.Errorf("archive %s has format version %s, this lbt reads version %d: use the lbt that wrote it, or start a new archive in another archiveDir", dir, v, FormatVersion)
+		return nil, formatError(dir, v)
 	}
 	return c, nil
 }
 
+// formatError refuses an archive of another format version.
+func formatError(dir, found string) error {
+	if n, _ := strconv.Atoi(found); n < FormatVersion {
+		return fmt.Errorf("archive %s has format version %s, this lbt reads version %d only: restore from it with the lbt that wrote it, and archive with this one into a new, empty archiveDir (docs/FORMAT.md says why version %s is not upgraded)",
+			dir, found, FormatVersion, found)
+	}
+	return fmt.Errorf("archive %s has format version %s, newer than the version %d this lbt reads: use the lbt that wrote it", dir, found, FormatVersion)
+}
+
 func open(dir string, readOnly bool) (*Catalog, error) {
-	path := filepath.Join(dir, CatalogFile)
+	return openFile(dir, filepath.Join(dir, CatalogFile), readOnly)
+}
+
+// openFile opens the catalog file at path of the archive in dir.
+func openFile(dir, path string, readOnly bool) (*Catalog, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	if readOnly {

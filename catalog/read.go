@@ -144,6 +144,37 @@ func (w *Writer) TableByOID(oid uint32) (id int64, latest SchemaVersion, ok bool
 	return id, versions[len(versions)-1], true, nil
 }
 
+// SchemaVersions returns, inside the write transaction, every version of
+// a table's definition, oldest first.
+func (w *Writer) SchemaVersions(tableID int64) ([]SchemaVersion, error) {
+	var q querier = w.db
+	if w.tx != nil {
+		q = w.tx
+	}
+	return schemaVersions(w.ctx, q, tableID)
+}
+
+// EpochRecords lists the archive's epochs with their start times, oldest
+// first.
+func (c *Catalog) EpochRecords(ctx context.Context) ([]EpochRecord, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT id, start_lsn, started_at, slot, reason FROM epoch ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog epochs: %w", err)
+	}
+	defer rows.Close()
+	var out []EpochRecord
+	for rows.Next() {
+		var e EpochRecord
+		var start, at int64
+		if err := rows.Scan(&e.ID, &start, &at, &e.Slot, &e.Reason); err != nil {
+			return nil, fmt.Errorf("catalog epochs: %w", err)
+		}
+		e.StartLSN, e.StartedAt = uint64(start), FromMicros(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }

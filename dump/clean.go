@@ -14,20 +14,22 @@ import (
 )
 
 // cleanStray removes what interrupted basebackups left behind: partial
-// files in the temp dir, and files under base/ in the archive that no
-// catalog row references (a crash between the rename into the archive and
-// the catalog commit). A file that a running basebackup holds locked, in
-// this process or another, is left alone. It returns the paths removed.
-func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) ([]string, error) {
-	var removed []string
+// files in the temp dir, and files under base/ in the archive that the
+// catalog knows as pending and never recorded (a crash between the rename
+// into the archive and the catalog commit). A file under base/ the catalog
+// has no row for at all is not proven a leftover (the catalog may be older
+// than the files): it is kept and returned in unknown. A file that a
+// running basebackup holds locked, in this process or another, is left
+// alone. It returns the paths removed.
+func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (removed, unknown []string, err error) {
 	partials, err := filepath.Glob(filepath.Join(tempDir, "base-*.partial"))
 	if err != nil {
-		return nil, fmt.Errorf("clean temp dir: %w", err)
+		return nil, nil, fmt.Errorf("clean temp dir: %w", err)
 	}
 	for _, p := range partials {
 		ok, err := removeUnlocked(p, func() (bool, error) { return true, nil })
 		if err != nil {
-			return removed, err
+			return removed, nil, err
 		}
 		if ok {
 			removed = append(removed, p)
@@ -35,9 +37,10 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) ([]st
 	}
 
 	base := filepath.Join(cat.Dir(), "base")
+	forget := map[string]bool{}
 	refs, err := cat.BasebackupPaths(ctx)
 	if err != nil {
-		return removed, err
+		return removed, nil, err
 	}
 	err = filepath.WalkDir(base, func(path string, d fs.DirEntry, err error) error {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -50,29 +53,46 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) ([]st
 		if err != nil {
 			return err
 		}
-		if refs[rel] {
-			return nil
-		}
-		if !strings.HasSuffix(rel, ".copy.lz4") && !strings.HasSuffix(rel, ".partial") {
+		final, ours := basebackupOf(rel)
+		if !ours {
 			return nil // not ours
 		}
+		if refs[final] {
+			return nil
+		}
+		asked, pending := false, false
 		ok, err := removeUnlocked(path, func() (bool, error) {
-			// The writer may have committed its row just before it let go.
-			has, err := cat.HasBasebackup(ctx, rel)
-			return !has, err
+			// Asked under the lock: the writer may have committed its row
+			// just before it let go.
+			var err error
+			asked = true
+			pending, err = cat.IsPendingBasebackup(ctx, final)
+			return pending, err
 		})
 		if err != nil {
 			return err
 		}
 		if ok {
 			removed = append(removed, path)
+			forget[final] = true
+		} else if asked && !pending {
+			unknown = append(unknown, path)
 		}
 		return nil
 	})
 	if err != nil {
-		return removed, fmt.Errorf("clean archive: %w", err)
+		return removed, unknown, fmt.Errorf("clean archive: %w", err)
 	}
-	return removed, nil
+	// Once the basebackup's files are all gone (a sidecar is visited
+	// after its file), the pending row has served.
+	for final := range forget {
+		if _, err := os.Stat(filepath.Join(cat.Dir(), final)); errors.Is(err, fs.ErrNotExist) {
+			if err := cat.ForgetPendingBasebackup(ctx, final); err != nil {
+				return removed, unknown, err
+			}
+		}
+	}
+	return removed, unknown, nil
 }
 
 // removeUnlocked removes path if no one holds a lock on it and stray (asked
@@ -100,4 +120,17 @@ func removeUnlocked(path string, stray func() (bool, error)) (bool, error) {
 		return false, fmt.Errorf("clean %s: %w", path, err)
 	}
 	return true, nil
+}
+
+// basebackupOf returns the basebackup file (archive-relative) that a file
+// under base/ belongs to: itself, its sidecar, or either being written.
+func basebackupOf(rel string) (string, bool) {
+	name := strings.TrimSuffix(rel, ".partial")
+	if strings.HasSuffix(name, ".copy.lz4") {
+		return name, true
+	}
+	if stem, ok := strings.CutSuffix(name, ".meta.json"); ok {
+		return stem + ".copy.lz4", true
+	}
+	return "", false
 }

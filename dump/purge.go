@@ -181,7 +181,12 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts PurgeOptions) (PurgeR
 			return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 		}
 		for _, p := range paths {
+			// The file first: a sidecar left alone by a crash describes
+			// nothing a rebuilt catalog could use, and is ignored.
 			n, err := removeFile(filepath.Join(cat.Dir(), p))
+			if err == nil {
+				_, err = removeFile(filepath.Join(cat.Dir(), catalog.SidecarName(p)))
+			}
 			if err != nil {
 				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 			}
@@ -374,6 +379,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	var moves []catalog.BlobMove
 	var inputs []int64
 	var frame []byte
+	desc := catalog.NewRewriteDescriber()
 	for _, s := range group {
 		f, err := os.Open(filepath.Join(cat.Dir(), catalog.SegmentName(s.ID)))
 		if err != nil {
@@ -382,7 +388,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 		for _, b := range s.Blobs {
 			// Read and check each blob: a rewrite must not copy damage
 			// into a file that looks new.
-			h, fr, _, err := catalog.ReadBlob(f, b.Offset, b.Length, frame, nil)
+			h, fr, recs, err := catalog.ReadBlob(f, b.Offset, b.Length, frame, nil)
 			frame = fr
 			if err == nil && (h.CRC != b.CRC || h.TableID != b.TableID) {
 				err = fmt.Errorf("%w: blob %d header does not match the catalog", catalog.ErrCorrupt, b.ID)
@@ -392,6 +398,9 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 				return abandon(fmt.Errorf("segment %d: %w", s.ID, err))
 			}
 			off, err := w.Append(fr)
+			if err == nil {
+				err = desc.Add(b, off, recs)
+			}
 			if err != nil {
 				f.Close()
 				return abandon(err)
@@ -400,6 +409,24 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 		}
 		f.Close()
 		inputs = append(inputs, s.ID)
+	}
+	// The copies' metadata blob, as ingest writes one after each commit's
+	// blobs: a catalog rebuilt from the files finds them described.
+	m, err := desc.Metadata(ctx, cat)
+	if err != nil {
+		return abandon(err)
+	}
+	enc, err := catalog.AppendMetadata(nil, &m)
+	if err != nil {
+		return abandon(err)
+	}
+	var be catalog.BlobEncoder
+	mf, _, err := be.Encode(catalog.MetaTableID, 0, 0, enc)
+	if err != nil {
+		return abandon(err)
+	}
+	if _, err := w.Append(mf); err != nil {
+		return abandon(err)
 	}
 	if err := w.Sync(); err != nil {
 		return abandon(err)

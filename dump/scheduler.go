@@ -169,9 +169,12 @@ func RunScheduler(ctx context.Context, opts SchedulerOptions) error {
 	defer cat.Close()
 	s.cat = cat
 
-	removed, err := cleanStray(ctx, cat, opts.TempDir)
+	removed, unknown, err := cleanStray(ctx, cat, opts.TempDir)
 	for _, p := range removed {
 		s.log.Info("removed what an interrupted basebackup left", "path", p)
+	}
+	for _, p := range unknown {
+		s.log.Warn("basebackup file unknown to the catalog kept (the catalog may be older than the files: lbt repair --rebuild-catalog --force rebuilds it)", "path", p)
 	}
 	if err != nil {
 		s.log.Error("cleaning up after interrupted basebackups", "error", err)

@@ -253,12 +253,24 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 		Rows: tag.RowsAffected(), Bytes: crc.n, RawBytes: counter.n, CRC: crc.sum,
 		Definition: def.Definition, Sequences: seqs, Reason: opts.Reason, StartedAt: started,
 	}
+	b.FinishedAt = time.Now()
+	// Recorded as pending first: should the basebackup row never be
+	// committed, the clean-up knows the files for leftovers. The sidecar,
+	// the row's content beside the file, goes first, so that a file in
+	// base/ always has one.
+	if err := retryBusy(ctx, func() error { return cat.AddPendingBasebackup(ctx, b.Path) }); err != nil {
+		return catalog.Basebackup{}, err
+	}
+	side, err := catalog.WriteSidecar(cat.Dir(), b, oid)
+	if err != nil {
+		return catalog.Basebackup{}, err
+	}
+	defer side.Close()
 	held, err := moveIntoArchive(tmp, filepath.Join(cat.Dir(), b.Path))
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}
 	defer held.Close()
-	b.FinishedAt = time.Now()
 	err = retryBusy(ctx, func() error {
 		var err error
 		b.ID, err = cat.AddBasebackup(ctx, b)
@@ -269,6 +281,7 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 		// remove it now rather than leave it to the next clean-up.
 		if has, herr := cat.HasBasebackup(context.Background(), b.Path); herr == nil && !has {
 			os.Remove(filepath.Join(cat.Dir(), b.Path))
+			os.Remove(filepath.Join(cat.Dir(), catalog.SidecarName(b.Path)))
 		}
 		return catalog.Basebackup{}, err
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -29,6 +27,8 @@ const (
 	flushBytes = 16 << 20
 	// ... or when this many catalog rows wait in memory.
 	flushRows = 200_000
+	// An idle source's position goes into the segment this often.
+	positionMetaInterval = 5 * time.Minute
 )
 
 // archiver turns decoded pgoutput messages into blobs in segments and rows in
@@ -63,6 +63,19 @@ type archiver struct {
 	tx       txState
 	txTables []catalog.TxTable // reused for each transaction's catalog row
 
+	// What the next catalog commit adds, written into the segment as a
+	// metadata blob before it (docs/FORMAT.md), so that the files alone
+	// rebuild the catalog.
+	meta      catalog.Metadata
+	metaRaw   []byte
+	epochs    []catalog.EpochRecord
+	described map[schemaKey]bool // schema versions the current segment describes
+	segEpochs bool               // the current segment describes the epochs
+	source    catalog.ArchiveRecord
+	metaAt    time.Time // when the last metadata blob was written
+	metaEnd   uint64    // the position it recorded
+	closing   bool      // the final flush: record the position
+
 	durable    *atomic.Uint64 // end LSN safe to confirm to the server
 	committing chan error     // the commit in flight, if any
 
@@ -90,6 +103,11 @@ type txState struct {
 	alteredSeen           int             // messages looked at for altered
 }
 
+type schemaKey struct {
+	table   int64
+	version int
+}
+
 type rowKey struct {
 	table int64
 	hash  int64
@@ -107,6 +125,7 @@ type table struct {
 	def           schema.Table
 	version       int
 	keyCols       []int
+	versions      map[int]catalog.MetaSchema // every version known, for the metadata
 	tracked       bool
 	warned        bool
 	registeredAt  uint64 // the commit LSN at which this run added it to the catalog
@@ -152,7 +171,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		log: log, opts: opts, cat: cat, lookup: lookup, ctx: context.WithoutCancel(ctx),
 		tables: make(map[uint32]*table), published: published, epoch: epoch,
 		touchedSince: make(map[*table]bool), durable: durable, seen: make(map[uint32]sourcePoint),
-		suspects: make(map[uint32]shapeSuspect),
+		suspects: make(map[uint32]shapeSuspect), described: make(map[schemaKey]bool),
 	}
 	if err := removeKeySpills(opts.tempDir()); err != nil {
 		return nil, err
@@ -189,7 +208,17 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		if m.Description.Known {
 			t.desc = m.Description.Table
 		}
+		t.setVersions(versions)
 		a.tables[r.OID] = t
+	}
+	if a.epochs, err = cat.EpochRecords(ctx); err != nil {
+		return nil, err
+	}
+	for key, dst := range map[string]*string{"system_identifier": &a.source.SystemID, "database": &a.source.Database,
+		"server_version": &a.source.ServerVersion, "created_at": &a.source.CreatedAt} {
+		if *dst, err = cat.Meta(ctx, key); err != nil {
+			return nil, err
+		}
 	}
 	active, ok, err := cat.ActiveSegment(ctx)
 	if err != nil {
@@ -217,9 +246,12 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 // catalog never references a segment that is not on disk.
 func (a *archiver) newSegment() error {
 	id := a.nextSegID
-	// A file with this id can only be left from a crash before its catalog
-	// row was committed: nothing references it.
-	os.Remove(filepath.Join(a.cat.Dir(), catalog.SegmentName(id)))
+	// A header alone with this id is left from a crash before its catalog
+	// row was committed; anything more is data of a newer catalog's, and
+	// is refused, never removed.
+	if err := catalog.RemoveSegmentLeftover(a.cat.Dir(), id); err != nil {
+		return fatalError{err}
+	}
 	seg, err := catalog.CreateSegment(a.cat.Dir(), id)
 	if err != nil {
 		return err
@@ -239,6 +271,8 @@ func (a *archiver) newSegment() error {
 		return err
 	}
 	a.seg, a.segChanges, a.nextSegID = seg, 0, id+1
+	clear(a.described)
+	a.segEpochs = false
 	a.log.Debug("new segment", "segment", id)
 	return nil
 }
@@ -376,6 +410,11 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 			if d.Known {
 				t.desc = d.Table
 			}
+			versions, err := w.SchemaVersions(id)
+			if err != nil {
+				return err
+			}
+			t.setVersions(versions)
 		}
 		if !t.tracked && isNew {
 			a.log.Info("table not archived: it was not in the publication at start and trackNewTables is false", "table", def.QualifiedName())
@@ -453,6 +492,14 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	if err := w.AddSchemaVersion(sv); err != nil {
 		return err
 	}
+	if t.versions == nil {
+		t.versions = map[int]catalog.MetaSchema{}
+	}
+	t.versions[sv.Version] = catalog.MetaSchema{SchemaVersion: sv, OID: t.oid}
+	ms := t.versions[sv.Version]
+	ms.RelFirstLSN = t.relFirstLSN() // version 1's, which may be this one
+	t.versions[sv.Version] = ms
+	a.describe(t, sv.Version)
 	t.def, t.version, t.keyCols, t.versionAt = def, sv.Version, def.KeyColumns(), from
 	if p := replicaIdentityProblem(def.QualifiedName(), def.ReplicaIdentity, len(t.keyCols) > 0); p != "" && !t.warned {
 		a.log.Warn(p, "table", def.QualifiedName())
@@ -757,6 +804,8 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		}
 		w.AddTx(catalog.Tx{CommitLSN: a.tx.commitLSN, EndLSN: uint64(m.TransactionEndLSN), Xid: a.tx.xid,
 			CommitTime: m.CommitTime, Origin: a.tx.origin, Tables: a.txTables})
+		a.meta.Txs = append(a.meta.Txs, catalog.MetaTx{CommitLSN: a.tx.commitLSN, EndLSN: uint64(m.TransactionEndLSN), Xid: a.tx.xid,
+			CommitTime: m.CommitTime, Origin: a.tx.origin, Explicit: len(a.tx.touched) == 0})
 		if a.tx.keySpill != nil {
 			if err := a.spillKeys(); err != nil {
 				return err
@@ -772,6 +821,7 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		}
 		for i, msg := range a.tx.messages {
 			w.AddMessage(a.tx.commitLSN, i, msg.prefix, msg.content)
+			a.meta.Messages = append(a.meta.Messages, catalog.MetaMessage{CommitLSN: a.tx.commitLSN, Seq: i, Prefix: msg.prefix, Content: msg.content})
 		}
 		if err := a.tableDDL(m.CommitTime); err != nil {
 			return err
@@ -920,6 +970,10 @@ func (a *archiver) writeBlob(t *table) error {
 	w.AddBlob(catalog.Blob{ID: t.blobID, TableID: t.id, SegmentID: a.seg.ID, Offset: off, Length: int64(len(frame)),
 		CRC: h.CRC, Schema: t.bufSchema, FirstLSN: t.firstLSN, LastLSN: t.markLSN, Changes: int(t.bc.Total()), RawLength: len(t.buf),
 		Txs: t.bufTxs, Counts: t.bc})
+	a.meta.Blobs = append(a.meta.Blobs, catalog.MetaBlob{Offset: off, ID: t.blobID})
+	for v := t.bufSchema; v <= t.curSchema; v++ {
+		a.describe(t, v)
+	}
 	a.segChanges += int(t.bc.Total())
 	a.buffered -= len(t.buf)
 	if m := a.opts.Metrics; m != nil {
@@ -960,6 +1014,9 @@ func (a *archiver) commitFlush(wait bool) error {
 	}
 	w, err := a.writer()
 	if err != nil {
+		return err
+	}
+	if err := a.writeMetadata(); err != nil {
 		return err
 	}
 	job := commitJob{w: w, seg: a.seg, segSize: a.seg.Size(), pos: a.pending, txs: a.pendingTxs,
@@ -1042,5 +1099,78 @@ func (a *archiver) runCommit(job commitJob) error {
 			m.lastCommit.Set(float64(job.pos.CommitTime.UnixMicro()) / 1e6)
 		}
 	}
+	return nil
+}
+
+func (t *table) setVersions(versions []catalog.SchemaVersion) {
+	t.versions = make(map[int]catalog.MetaSchema, len(versions))
+	for _, v := range versions {
+		t.versions[v.Version] = catalog.MetaSchema{SchemaVersion: v, OID: t.oid}
+	}
+	first := t.relFirstLSN()
+	for k, v := range t.versions {
+		v.RelFirstLSN = first
+		t.versions[k] = v
+	}
+}
+
+// relFirstLSN is the rel row's first_lsn: version 1's from LSN, as both
+// the archiver and a basebackup register a table.
+func (t *table) relFirstLSN() uint64 {
+	if v, ok := t.versions[1]; ok {
+		return v.FromLSN
+	}
+	return 0
+}
+
+// describe adds a schema version to the next metadata blob unless the
+// current segment already holds it.
+func (a *archiver) describe(t *table, version int) {
+	k := schemaKey{t.id, version}
+	if a.described[k] {
+		return
+	}
+	v, ok := t.versions[version]
+	if !ok {
+		return // a version 0: no blob uses it
+	}
+	a.described[k] = true
+	a.meta.Schemas = append(a.meta.Schemas, v)
+}
+
+// writeMetadata appends the metadata blob of the catalog commit being
+// prepared, after its blobs: what the commit adds, for a catalog rebuilt
+// from the files. A commit that only moves the position on (an idle
+// source's keepalive) writes one at the final flush and every few minutes,
+// not at each status interval: a rebuilt catalog knows the position up to
+// the last one.
+func (a *archiver) writeMetadata() error {
+	m := &a.meta
+	if len(m.Blobs) == 0 && len(m.Txs) == 0 && len(m.Schemas) == 0 &&
+		(a.pending.EndLSN <= a.metaEnd || !(a.closing || time.Since(a.metaAt) >= positionMetaInterval)) {
+		return nil
+	}
+	if !a.segEpochs {
+		m.Epochs, m.Archive = a.epochs, &a.source
+	}
+	m.Position = &catalog.MetaPosition{Epoch: a.pending.Epoch, EndLSN: a.pending.EndLSN, At: time.Now()}
+	var first uint64
+	if len(m.Txs) > 0 {
+		first = m.Txs[0].CommitLSN
+	}
+	var err error
+	if a.metaRaw, err = catalog.AppendMetadata(a.metaRaw[:0], m); err != nil {
+		return err
+	}
+	frame, _, err := a.enc.Encode(catalog.MetaTableID, 0, first, a.metaRaw)
+	if err != nil {
+		return err
+	}
+	if _, err := a.seg.Append(frame); err != nil {
+		return err
+	}
+	a.segEpochs = true
+	a.metaAt, a.metaEnd = time.Now(), a.pending.EndLSN
+	a.meta = catalog.Metadata{Txs: m.Txs[:0], Blobs: m.Blobs[:0], Schemas: m.Schemas[:0]}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -281,6 +282,16 @@ func (d *daemon) session(ctx context.Context) error {
 	slot, err := checkSlot(ctx, conn, o.Slot, info.database)
 	if err != nil {
 		return err
+	}
+	// Before anything is written: a catalog older than the files (a copy
+	// put back) must not cut or overwrite what it does not know. Without
+	// the slot, the server sends nothing again.
+	resend := uint64(math.MaxUint64)
+	if slot.exists {
+		resend = uint64(slot.confirmedFlush)
+	}
+	if err := d.cat.CheckFiles(ctx, resend); err != nil {
+		return fatalError{err}
 	}
 	epoch, err := d.ensureSlot(ctx, repl, slot)
 	if err != nil {

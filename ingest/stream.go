@@ -352,7 +352,11 @@ func (a *archiver) finish() error {
 		// catalog transaction. Its blobs are cut off at the next start.
 		return nil
 	}
-	if a.dirty {
+	// The final flush records the position in the segment even when only
+	// keepalives moved it, so that a catalog rebuilt from the files knows
+	// everything the server was told.
+	a.closing = true
+	if a.dirty || a.pending.EndLSN > a.metaEnd {
 		if err := a.flush(); err != nil {
 			return err
 		}

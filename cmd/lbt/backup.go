@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"lbt/catalog"
 	"lbt/dump"
 	"lbt/ingest"
 )
@@ -69,6 +70,10 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 		daemon.SdNotify(false, daemon.SdNotifyReady)
 	}
 
+	// Before anything runs: a new catalog beside old files would disown them.
+	if err := catalog.CheckOrphanFiles(cfg.ArchiveDir); err != nil {
+		return err
+	}
 	unlock, err := ingest.LockArchive(cfg.ArchiveDir)
 	if err != nil {
 		return err

@@ -76,6 +76,7 @@ type cli struct {
 	Status     statusCmd     `cmd:"" help:"Show the state of the archive, the slot and every table."`
 	Verify     verifyCmd     `cmd:"" help:"Check that the archive is complete and intact."`
 	Purge      purgeCmd      `cmd:"" help:"Remove history that the retention settings no longer keep."`
+	Repair     repairCmd     `cmd:"" help:"Rebuild a missing or damaged catalog from the archive's files."`
 	Setup      setupCmd      `cmd:"" help:"Prepare the source database: publication, slot, replica identity, capture triggers."`
 	Version    versionCmd    `cmd:"" help:"Print the version of lbt and of Go it was built with."`
 }

@@ -155,7 +155,7 @@ func benchIngest(b *testing.B, tcp bool) {
 	}
 	b.StopTimer()
 
-	changes, segBytes, catBytes := archiveSize(b, dir)
+	changes, segBytes, catBytes, metaBytes := archiveSize(b, dir)
 	if changes < int64(txs)*2 {
 		b.Fatalf("archive holds %d changes, the workload made %d", changes, txs*2)
 	}
@@ -173,12 +173,13 @@ func benchIngest(b *testing.B, tcp bool) {
 		fmt.Printf("ingest over %s: %s %.0f changes/s (median; %s); lbt/pg_recvlogical = %.2f (goal >= 0.9); lbt %.1f µs CPU/change, walsender %.1f\n",
 			transport, name, rate(l), rates(changes, lbtTimes[j]), recv.Seconds()/l.Seconds(), perChange(lbtCPU[j]), perChange(lbtWalsender[j]))
 	}
-	fmt.Printf("ingest over %s: segments %.1f bytes/change (goal <= 22), catalog %.1f bytes/change (goal <= 40), lbt peak RSS %.0f MiB\n",
-		transport, float64(segBytes)/float64(changes), float64(catBytes)/float64(changes), float64(peakRSS)/(1<<20))
+	fmt.Printf("ingest over %s: segments %.1f bytes/change (goal <= 22; metadata blobs %.2f of them), catalog %.1f bytes/change (goal <= 40), lbt peak RSS %.0f MiB\n",
+		transport, float64(segBytes)/float64(changes), float64(metaBytes)/float64(changes), float64(catBytes)/float64(changes), float64(peakRSS)/(1<<20))
 	lbt := median(lbtTimes[0])
 	b.ReportMetric(rate(lbt), "changes/s")
 	b.ReportMetric(recv.Seconds()/lbt.Seconds(), "ratio-to-recvlogical")
 	b.ReportMetric(float64(segBytes)/float64(changes), "segment-B/change")
+	b.ReportMetric(float64(metaBytes)/float64(changes), "metadata-B/change")
 	b.ReportMetric(float64(catBytes)/float64(changes), "catalog-B/change")
 }
 
@@ -231,7 +232,7 @@ func BenchmarkIngestHugeTransaction(b *testing.B) {
 	if code := p.Wait(b, time.Minute); code != 0 {
 		b.Fatalf("lbt exited %d:\n%s", code, p.Output())
 	}
-	changes, _, _ := archiveSize(b, dir)
+	changes, _, _, _ := archiveSize(b, dir)
 	fmt.Printf("huge transaction: %d rows archived in %v; lbt peak RSS %.0f MiB (goal < 256)\n",
 		changes, elapsed.Round(time.Millisecond), float64(p.MaxRSS())/(1<<20))
 	b.ReportMetric(float64(p.MaxRSS())/(1<<20), "peak-RSS-MiB")
@@ -316,27 +317,32 @@ func waitMessage(b *testing.B, c *pgtest.Cluster, dsn, dir, token string, p *lbt
 
 // archiveSize returns the number of archived row changes and the bytes of
 // segments and catalog.
-func archiveSize(b *testing.B, dir string) (changes, segBytes, catBytes int64) {
+func archiveSize(b *testing.B, dir string) (changes, segBytes, catBytes, metaBytes int64) {
 	b.Helper()
 	cat, err := catalog.OpenReadOnly(context.Background(), dir)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cat.Close()
-	if err := cat.DB().QueryRow(`SELECT coalesce(sum(changes), 0) FROM blob`).Scan(&changes); err != nil {
+	var blobBytes int64
+	if err := cat.DB().QueryRow(`SELECT coalesce(sum(changes), 0), coalesce(sum(length), 0) FROM blob`).Scan(&changes, &blobBytes); err != nil {
 		b.Fatal(err)
 	}
 	var pages, pageSize int64
 	cat.DB().QueryRow(`PRAGMA page_count`).Scan(&pages)
 	cat.DB().QueryRow(`PRAGMA page_size`).Scan(&pageSize)
 	catBytes = pages * pageSize
+	var headers int64
 	filepath.Walk(filepath.Join(dir, "segments"), func(_ string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() {
 			segBytes += fi.Size()
+			headers += catalog.SegmentHeaderSize
 		}
 		return nil
 	})
-	return changes, segBytes, catBytes
+	// What is neither a data blob nor a header is the metadata blobs that
+	// make segments self-describing (docs/FORMAT.md).
+	return changes, segBytes, catBytes, segBytes - blobBytes - headers
 }
 
 // walsenderCPU follows the walsender that serves a slot and reports the CPU

@@ -1,0 +1,116 @@
+package catalog
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"lbt/schema"
+)
+
+// A basebackup's sidecar holds its catalog row beside its file, so that a
+// catalog rebuilt from the files has it: base/<table id>/<LSN>.meta.json,
+// written and fsynced before the file moves into base/ (docs/FORMAT.md).
+
+// SidecarName is the archive-relative path of the sidecar of the
+// basebackup at path.
+func SidecarName(path string) string {
+	return strings.TrimSuffix(path, ".copy.lz4") + ".meta.json"
+}
+
+// sidecar is the sidecar's JSON.
+type sidecar struct {
+	Format     int               `json:"format_version"`
+	TableID    int64             `json:"table_id"`
+	OID        uint32            `json:"oid"`
+	LSN        uint64            `json:"lsn"`
+	Path       string            `json:"path"`
+	Rows       int64             `json:"rows"`
+	Bytes      int64             `json:"bytes"`
+	RawBytes   int64             `json:"raw_bytes"`
+	CRC        uint32            `json:"crc"`
+	Definition schema.Definition `json:"definition"`
+	Sequences  []schema.Sequence `json:"sequences"`
+	Reason     string            `json:"reason"`
+	StartedAt  int64             `json:"started_at"`
+	FinishedAt int64             `json:"finished_at"`
+}
+
+// EncodeSidecar encodes a basebackup's catalog row and its table's OID.
+func EncodeSidecar(b Basebackup, oid uint32) ([]byte, error) {
+	out, err := json.MarshalIndent(sidecar{
+		Format: FormatVersion, TableID: b.TableID, OID: oid, LSN: b.LSN, Path: b.Path, Rows: b.Rows, Bytes: b.Bytes,
+		RawBytes: b.RawBytes, CRC: b.CRC, Definition: b.Definition, Sequences: b.Sequences, Reason: b.Reason,
+		StartedAt: Micros(b.StartedAt), FinishedAt: Micros(b.FinishedAt),
+	}, "", "\t")
+	if err != nil {
+		return nil, fmt.Errorf("encode sidecar of %s: %w", b.Path, err)
+	}
+	return append(out, '\n'), nil
+}
+
+// ParseSidecar decodes a sidecar and checks that it describes a basebackup
+// file of this format.
+func ParseSidecar(data []byte) (Basebackup, uint32, error) {
+	var s sidecar
+	if err := json.Unmarshal(data, &s); err != nil {
+		return Basebackup{}, 0, fmt.Errorf("%w: sidecar: %v", ErrCorrupt, err)
+	}
+	switch {
+	case s.Format != FormatVersion:
+		return Basebackup{}, 0, fmt.Errorf("%w: sidecar of format version %d, this lbt reads %d", ErrCorrupt, s.Format, FormatVersion)
+	case s.TableID <= 0 || s.Path != BasebackupName(s.TableID, s.LSN):
+		return Basebackup{}, 0, fmt.Errorf("%w: sidecar names table %d at %s as %q", ErrCorrupt, s.TableID, FormatLSN(s.LSN), s.Path)
+	case s.Rows < 0 || s.Bytes < 0 || s.RawBytes < 0:
+		return Basebackup{}, 0, fmt.Errorf("%w: sidecar of %s has negative sizes", ErrCorrupt, s.Path)
+	}
+	return Basebackup{
+		TableID: s.TableID, LSN: s.LSN, Path: s.Path, Rows: s.Rows, Bytes: s.Bytes, RawBytes: s.RawBytes, CRC: s.CRC,
+		Definition: s.Definition, Sequences: s.Sequences, Reason: s.Reason,
+		StartedAt: FromMicros(s.StartedAt), FinishedAt: FromMicros(s.FinishedAt),
+	}, s.OID, nil
+}
+
+// WriteSidecar writes the sidecar of b into the archive in dir, durably:
+// through a temporary name, fsynced, renamed, the directory fsynced. The
+// file it returns holds an flock on the sidecar, so that the clean-up of
+// leftovers leaves it alone: the caller closes it once the catalog row is
+// committed.
+func WriteSidecar(dir string, b Basebackup, oid uint32) (io.Closer, error) {
+	data, err := EncodeSidecar(b, oid)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, SidecarName(b.Path))
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("write sidecar: %w", err)
+	}
+	tmp := path + ".partial"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("write sidecar: %w", err)
+	}
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = SyncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(tmp) // ours, just written
+		return nil, fmt.Errorf("write sidecar %s: %w", path, err)
+	}
+	return f, nil
+}
