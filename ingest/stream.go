@@ -253,6 +253,10 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
+	// Wakes the loop for the looks at the partition trees (partitions.go)
+	// when the stream is quiet.
+	looks := time.NewTicker(time.Second)
+	defer looks.Stop()
 	for {
 		select {
 		case b, ok := <-in:
@@ -283,6 +287,10 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 			}
 		case <-timer.C:
 			armed = false
+		case <-looks.C:
+		}
+		if err := a.maybeLookPartitions(); err != nil {
+			return err
 		}
 		if a.flushDue() {
 			if err := a.flush(); err != nil {
