@@ -107,9 +107,27 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 	if err := opts.validate(); err != nil {
 		return Result{}, err
 	}
+	pt, err := resolvePartitioned(ctx, cat, &opts)
+	if err != nil {
+		return Result{}, err
+	}
+	if pt != nil {
+		if opts, err = partitionedOptions(pt, opts); err != nil {
+			return Result{}, err
+		}
+		if pt.node.OID != pt.tree.Root || !pt.tree.ViaRoot {
+			return runPartitioned(ctx, cat, opts, pt, start)
+		}
+	}
 	pl, warnings, err := makePlan(ctx, cat, &opts)
 	if err != nil {
 		return Result{}, err
+	}
+	if err := checkPartitionHistory(ctx, cat, pl); err != nil {
+		return Result{}, err
+	}
+	if pt != nil {
+		warnings = append(warnings, pt.warnings...)
 	}
 	planned := time.Now()
 	res := Result{
