@@ -1,9 +1,12 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"lbt/dump"
 	"lbt/restore"
 	"lbt/setup"
 	"lbt/test/lbtrun"
@@ -183,15 +187,34 @@ func testPartitionTree(t *testing.T, capture bool) {
 		refused("measurements inside the ATTACH's transaction", err)
 	}
 
-	// The latest state, and the --sql script of it.
+	// The latest state, and the --sql script of it, which psql loads into
+	// an empty database.
+	last := cps[len(cps)-1]
 	res, err = restoreOne("measurements", restore.NewOptions(), "latest")
-	check("measurements, latest", "latest", res, err, cps[len(cps)-1].tables["parent"])
+	check("measurements, latest", "latest", res, err, last.tables["parent"])
+	var buf bytes.Buffer
+	o = restore.NewOptions()
+	o.Table, o.Until, o.SQL, o.Verify = "measurements", last.at, &buf, true
+	if _, err := runRestore(t, dir, o); err != nil {
+		t.Fatalf("--sql measurements: %v", err)
+	}
+	if !strings.Contains(buf.String(), "-- Note: partition public.m_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'): basebackup") {
+		t.Errorf("--sql measurements: the header does not name the partitions:\n%.1500s", buf.String())
+	}
+	file := filepath.Join(t.TempDir(), "measurements.sql")
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := c.NewDatabase(t)
+	runPsql(t, c, empty, file)
+	checkRestored(t, c, empty, "measurements", last.tables["parent"], "--sql measurements")
 }
 
 // With a publication made by hand with publish_via_partition_root, the
 // partitioned table is archived as one table: it restores as one, until a
 // partition attached with its rows changes it without a change in the
-// stream; then restores are refused until its next basebackup.
+// stream; then restores are refused until its next basebackup, which the
+// scheduler takes.
 func TestPartitions_PublishedViaRootRefusesAfterAttach(t *testing.T) {
 	c := pgtest.Shared(t)
 	dsn := c.NewDatabase(t)
@@ -243,7 +266,11 @@ func TestPartitions_PublishedViaRootRefusesAfterAttach(t *testing.T) {
 		t.Errorf("m_2026 after the ATTACH: want a refusal naming the root, got %v", err)
 	}
 
-	lbtBasebackup(t, cfg, "measurements")
+	// The scheduler takes a basebackup of the root because its tree changed.
+	runScheduler(t, dsn, dir, nil)
+	waitFor(t, "a basebackup of measurements after the ATTACH", time.Minute, func() bool {
+		return countArchived(t, dir, `SELECT count(*) FROM basebackup WHERE reason = ?`, dump.ReasonPartitionTree) > 0
+	})
 	c.Exec(t, dsn, `UPDATE measurements SET note = 'y' WHERE id = 1002`)
 	later := recordCheckpoint(t, c, dsn, "later", tables)
 	waitArchived(t, c, dsn, dir)
