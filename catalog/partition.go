@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,10 @@ type PartitionNode struct {
 	Name   string `json:"name"`
 	Bound  string `json:"bound,omitempty"` // pg_get_expr(relpartbound), "" for the root
 	Leaf   bool   `json:"leaf,omitempty"`
+	// Attach is the xmin of the partition's pg_inherits row: the
+	// transaction that attached (or created) it. A partition detached and
+	// attached again between two looks has another.
+	Attach string `json:"attach,omitempty"`
 }
 
 // PartitionTree is a run of looks at one tree that all found it the same:
@@ -137,7 +142,9 @@ func (c *Catalog) PartitionTrees(ctx context.Context) ([]PartitionTree, error) {
 
 // DDLMessageLSNs returns the commit LSNs in [lo, hi] of the transactions
 // that carry an lbt.ddl message (lbt setup --capture-ddl) naming one of
-// objects (qualified names as PostgreSQL's object identity writes them).
+// objects (qualified names as PostgreSQL's object identity writes them),
+// or dropping anything: the capture records only what a DROP named, not
+// what it dropped with CASCADE.
 func (c *Catalog) DDLMessageLSNs(ctx context.Context, lo, hi uint64, objects map[string]bool) ([]uint64, error) {
 	rows, err := c.db.QueryContext(ctx, `SELECT commit_lsn, content FROM tx_message
 		WHERE prefix = 'lbt.ddl' AND commit_lsn BETWEEN ? AND ? ORDER BY commit_lsn`, clampLSN(lo), clampLSN(hi))
@@ -153,9 +160,10 @@ func (c *Catalog) DDLMessageLSNs(ctx context.Context, lo, hi uint64, objects map
 			return nil, fmt.Errorf("catalog DDL messages: %w", err)
 		}
 		var m struct {
+			Tag    string `json:"tag"`
 			Object string `json:"object"`
 		}
-		if json.Unmarshal(content, &m) != nil || !objects[m.Object] {
+		if json.Unmarshal(content, &m) != nil || !(objects[m.Object] || strings.HasPrefix(m.Tag, "DROP ")) {
 			continue
 		}
 		if n := len(out); n == 0 || out[n-1] != uint64(lsn) {

@@ -128,6 +128,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 	}
 	if pt != nil {
 		warnings = append(warnings, pt.warnings...)
+		warnings = append(warnings, viaRootWarning)
 	}
 	planned := time.Now()
 	res := Result{
