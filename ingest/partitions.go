@@ -47,6 +47,7 @@ type partitionWatch struct {
 	last    time.Time // last look, or last failed attempt
 	failed  int       // looks failed in a row
 	noLook  bool      // the server cannot be looked at (older than 12): looks are off
+	version int       // server_version_num
 }
 
 // noteRelation asks for a look when a Relation message comes for a table
@@ -123,11 +124,10 @@ func (a *archiver) maybeLookPartitions() error {
 func (a *archiver) lookPartitions(ctx context.Context) error {
 	conn := a.lookup
 	if !a.parts.started {
-		var version int
-		if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&a.parts.version); err != nil {
 			return fmt.Errorf("server version: %w", err)
 		}
-		if version < 120000 {
+		if a.parts.version < 120000 {
 			a.log.Info("partition trees are not followed on PostgreSQL before 12 (no pg_partition_tree): restores of partitioned tables are refused")
 			a.parts.noLook = true
 			return nil
@@ -180,8 +180,11 @@ func (a *archiver) lookPartitions(ctx context.Context) error {
 		return fmt.Errorf("partition look: %w", err)
 	}
 	var viaRoot bool
-	if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT pubviaroot FROM pg_publication WHERE pubname = $1), false)`, a.opts.Publication).Scan(&viaRoot); err != nil {
-		return fmt.Errorf("partition look: publication %s: %w", a.opts.Publication, err)
+	if a.parts.version >= 130000 { // publish_via_partition_root is new in 13
+		err := tx.QueryRow(ctx, `SELECT coalesce((SELECT pubviaroot FROM pg_publication WHERE pubname = $1), false)`, a.opts.Publication).Scan(&viaRoot)
+		if err != nil {
+			return fmt.Errorf("partition look: publication %s: %w", a.opts.Publication, err)
+		}
 	}
 	rows, err = tx.Query(ctx, `SELECT r.oid, t.relid::oid, coalesce(t.parentrelid::oid, 0), t.isleaf, c.relkind = 'p', n.nspname, c.relname,
 			coalesce(pg_get_expr(c.relpartbound, c.oid), ''),

@@ -82,6 +82,7 @@ func runPartitioned(ctx context.Context, cat *catalog.Catalog, opts Options, pt 
 	res.TargetTable = td.qualified()
 	res.Warnings = append(res.Warnings, td.warnings...)
 	res.BasebackupID, res.BasebackupLSN, res.BasebackupAt = first.pl.bb.ID, first.pl.bb.LSN, first.pl.bb.StartedAt
+	res.Partitions = len(parts)
 	var total int64
 	var notes []string // what each partition contributes: for --dry-run and the script's header
 	for _, lr := range parts {

@@ -66,6 +66,7 @@ type Result struct {
 	BasebackupAt  time.Time
 	BaseRows      int64
 
+	Partitions   int   // for a partitioned table: the partitions restored into it
 	Transactions int64 // transactions of the table applied
 	Changes      int64 // changes applied
 	Rows         int64 // rows restored

@@ -208,6 +208,14 @@ func testPartitionTree(t *testing.T, capture bool) {
 	empty := c.NewDatabase(t)
 	runPsql(t, c, empty, file)
 	checkRestored(t, c, empty, "measurements", last.tables["parent"], "--sql measurements")
+
+	// The command line names what it combined.
+	p := lbtrun.Start(t, "restore", "--config", cfg, "--table", "measurements", "--target-dsn", target, "--target-table", "cli_latest")
+	if code := p.Wait(t, time.Minute); code != 0 || !strings.Contains(p.Output(), "restored public.measurements as of ") ||
+		!strings.Contains(p.Output(), "2 partitions, their basebackups + ") {
+		t.Errorf("lbt restore --table measurements: exit %d:\n%s", code, p.Output())
+	}
+	checkRestored(t, c, target, "cli_latest", last.tables["parent"], "lbt restore --table measurements")
 }
 
 // With a publication made by hand with publish_via_partition_root, the
