@@ -24,6 +24,9 @@ type PartitionNode struct {
 	// transaction that attached (or created) it. A partition detached and
 	// attached again between two looks has another.
 	Attach string `json:"attach,omitempty"`
+	// Detaching marks a partition that DETACH PARTITION CONCURRENTLY has
+	// begun to detach: queries of the parent no longer see it.
+	Detaching bool `json:"detaching,omitempty"`
 }
 
 // PartitionTree is a run of looks at one tree that all found it the same:

@@ -62,7 +62,7 @@ func treeChanges(ctx context.Context, cat *catalog.Catalog) (map[uint32]bool, er
 			continue
 		}
 		if prev.ViaRoot != r.ViaRoot || !slices.EqualFunc(prev.Nodes, r.Nodes, func(a, b catalog.PartitionNode) bool {
-			return a.OID == b.OID && a.Parent == b.Parent && a.Bound == b.Bound && a.Leaf == b.Leaf && a.Attach == b.Attach
+			return a.OID == b.OID && a.Parent == b.Parent && a.Bound == b.Bound && a.Leaf == b.Leaf && a.Attach == b.Attach && a.Detaching == b.Detaching
 		}) {
 			last[r.Root] = r.FromLSN
 		}

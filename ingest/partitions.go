@@ -186,9 +186,14 @@ func (a *archiver) lookPartitions(ctx context.Context) error {
 			return fmt.Errorf("partition look: publication %s: %w", a.opts.Publication, err)
 		}
 	}
+	detaching := "false" // inhdetachpending is new in 14
+	if a.parts.version >= 140000 {
+		detaching = "coalesce((SELECT i.inhdetachpending FROM pg_inherits i WHERE i.inhrelid = t.relid AND i.inhparent = t.parentrelid), false)"
+	}
 	rows, err = tx.Query(ctx, `SELECT r.oid, t.relid::oid, coalesce(t.parentrelid::oid, 0), t.isleaf, c.relkind = 'p', n.nspname, c.relname,
 			coalesce(pg_get_expr(c.relpartbound, c.oid), ''),
-			coalesce((SELECT i.xmin::text FROM pg_inherits i WHERE i.inhrelid = t.relid AND i.inhparent = t.parentrelid), '')
+			coalesce((SELECT i.xmin::text FROM pg_inherits i WHERE i.inhrelid = t.relid AND i.inhparent = t.parentrelid), ''),
+			`+detaching+`
 		FROM pg_class r
 		CROSS JOIN LATERAL pg_partition_tree(r.oid) t
 		JOIN pg_class c ON c.oid = t.relid
@@ -204,7 +209,7 @@ func (a *archiver) lookPartitions(ctx context.Context) error {
 		var root uint32
 		var n catalog.PartitionNode
 		var partitioned bool
-		if err := rows.Scan(&root, &n.OID, &n.Parent, &n.Leaf, &partitioned, &n.Schema, &n.Name, &n.Bound, &n.Attach); err != nil {
+		if err := rows.Scan(&root, &n.OID, &n.Parent, &n.Leaf, &partitioned, &n.Schema, &n.Name, &n.Bound, &n.Attach, &n.Detaching); err != nil {
 			rows.Close()
 			return fmt.Errorf("partition look: %w", err)
 		}

@@ -123,7 +123,8 @@ func leavesOf(r catalog.PartitionTree, oid uint32) []catalog.PartitionNode {
 	for changed := true; changed; {
 		changed = false
 		for _, n := range r.Nodes {
-			if !below[n.OID] && below[n.Parent] && n.Parent != 0 {
+			// A partition being detached concurrently is no longer the parent's.
+			if !below[n.OID] && below[n.Parent] && n.Parent != 0 && !n.Detaching {
 				below[n.OID], changed = true, true
 			}
 		}
@@ -377,7 +378,7 @@ func sameNodes(a, b []catalog.PartitionNode) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].OID != b[i].OID || a[i].Parent != b[i].Parent || a[i].Bound != b[i].Bound || a[i].Leaf != b[i].Leaf || a[i].Attach != b[i].Attach {
+		if a[i].OID != b[i].OID || a[i].Parent != b[i].Parent || a[i].Bound != b[i].Bound || a[i].Leaf != b[i].Leaf || a[i].Attach != b[i].Attach || a[i].Detaching != b[i].Detaching {
 			return false
 		}
 	}

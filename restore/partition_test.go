@@ -79,6 +79,7 @@ func TestLeavesOf(t *testing.T) {
 	r := catalog.PartitionTree{Nodes: []catalog.PartitionNode{
 		node(1, 0, "m", false), node(2, 1, "m_2025", false), node(3, 2, "m_2025_b", true), node(4, 2, "m_2025_a", true),
 		node(5, 1, "m_2026", true), node(6, 0, "other", true),
+		{OID: 7, Parent: 1, Schema: "public", Name: "m_2027", Leaf: true, Detaching: true},
 	}}
 	names := func(ns []catalog.PartitionNode) string {
 		var s []string
