@@ -149,8 +149,14 @@ func testPartitionTree(t *testing.T, capture bool) {
 	}
 	for i, cp := range cps {
 		for _, logical := range sortedKeys(partitionTables) {
+			if capture && logical != "parent" {
+				continue // a leaf's restore does not depend on the capture
+			}
 			st := cp.tables[logical]
 			for _, by := range []string{"time", "lsn"} {
+				if by == "lsn" && logical != "parent" {
+					continue
+				}
 				o := restore.NewOptions()
 				if by == "time" {
 					o.Until = cp.at
