@@ -243,6 +243,21 @@ CREATE TABLE basebackup_pending (
 	started_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- The source's partition trees as the daemon saw them: one row per run
+-- of looks that found the same tree (docs/FORMAT.md). A look holds a lock
+-- that partition DDL must wait for, so its tree is exact at its LSN.
+CREATE TABLE partition_tree (
+	id        INTEGER PRIMARY KEY,
+	root_oid  INTEGER NOT NULL,
+	from_lsn  INTEGER NOT NULL,
+	to_lsn    INTEGER NOT NULL,
+	from_time INTEGER NOT NULL,
+	to_time   INTEGER NOT NULL,
+	via_root  INTEGER NOT NULL,
+	nodes     TEXT NOT NULL
+);
+CREATE INDEX partition_tree_root ON partition_tree (root_oid, from_lsn);
+
 CREATE TABLE purge_log (
 	id         INTEGER PRIMARY KEY,
 	at         INTEGER NOT NULL,

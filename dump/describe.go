@@ -53,8 +53,7 @@ func checkTable(ctx context.Context, tx pgx.Tx, oid uint32, publication string) 
 	case !pubExists:
 		return fmt.Errorf("%w: publication %s does not exist (lbt backup creates it)", ErrNotPublished, schema.QuoteIdent(publication))
 	case !published:
-		return fmt.Errorf("%w: %s is not in publication %s, so its changes are not archived; add it with ALTER PUBLICATION %s ADD TABLE %s",
-			ErrNotPublished, name, schema.QuoteIdent(publication), schema.QuoteIdent(publication), name)
+		return notPublished(ctx, tx, oid, name, publication)
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func urgency(reason string) int {
 		return 0
 	case ReasonNewEpoch:
 		return 1
-	case ReasonInitial:
+	case ReasonInitial, ReasonPartitionTree:
 		return 2
 	case ReasonThreshold:
 		return 3
@@ -371,6 +371,10 @@ func (s *scheduler) due(ctx context.Context, now time.Time) ([]job, error) {
 		return nil, err
 	}
 	epochStart := int64(epochs[len(epochs)-1].StartLSN)
+	treeChanged, err := treeChanges(ctx, s.cat) // partitions.go
+	if err != nil {
+		return nil, err
+	}
 	// One row per source table: the newest catalog table of each OID.
 	rows, err := s.cat.DB().QueryContext(ctx, `SELECT r.id, r.oid,
 			coalesce(ts.changes_since_base, 0), coalesce(ts.blobs_since_base, 0), coalesce(ts.last_change_time, 0),
@@ -405,6 +409,8 @@ func (s *scheduler) due(ctx context.Context, now time.Time) ([]job, error) {
 			j.reason = ReasonNewTable
 		case lastBase == nil:
 			j.reason = ReasonNewEpoch
+		case treeChanged[j.oid]:
+			j.reason = ReasonPartitionTree
 		case st != nil && st.initial:
 			j.reason = ReasonInitial
 		case s.opts.Threshold > 0 && blobs > int64(s.opts.Threshold):

@@ -49,6 +49,7 @@ type archiver struct {
 
 	tables    map[uint32]*table // by source OID
 	published map[uint32]bool   // tables in the publication at start
+	parts     partitionWatch    // looks at the partition trees (partitions.go)
 	epoch     int64
 
 	archived     catalog.Position // newest transaction archived (pending or durable)
@@ -352,6 +353,7 @@ func (a *archiver) handle(data []byte) error {
 				// Copied (the connection reuses its buffer), and never nil: an
 				// empty message is an empty value, not NULL.
 				a.tx.messages = append(a.tx.messages, message{prefix: m.Prefix, content: append([]byte{}, m.Content...)})
+				a.parts.noteMessage(m.Prefix)
 			}
 		} else {
 			a.log.Debug("non-transactional logical message not archived", "prefix", m.Prefix, "lsn", m.LSN)
@@ -379,6 +381,7 @@ func (a *archiver) begin(m *pglogrepl.BeginMessage) error {
 }
 
 func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
+	a.parts.noteRelation(m.RelationID, a.tables[m.RelationID] != nil)
 	def := schema.Table{Schema: m.Namespace, Name: m.RelationName, ReplicaIdentity: m.ReplicaIdentity}
 	for _, c := range m.Columns {
 		def.Columns = append(def.Columns, schema.Column{Name: c.Name, TypeOID: c.DataType, TypeMod: c.TypeModifier, Key: c.Flags&1 != 0})

@@ -266,6 +266,10 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 		defer tick.Stop()
 		dropCheck = tick.C
 	}
+	// Wakes the loop for the looks at the partition trees (partitions.go)
+	// when the stream is quiet.
+	looks := time.NewTicker(time.Second)
+	defer looks.Stop()
 	for {
 		a.opts.Health.idle()
 		select {
@@ -300,6 +304,10 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 		case <-timer.C:
 			a.opts.Health.busy(time.Now())
 			armed = false
+		case <-looks.C:
+		}
+		if err := a.maybeLookPartitions(); err != nil {
+			return err
 		}
 		if a.flushDue() {
 			if err := a.flush(); err != nil {

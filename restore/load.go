@@ -56,7 +56,7 @@ func outputSettings(src *schema.Source) []string {
 
 // loadDatabase creates and fills the table in one transaction of the
 // target database: nothing is left behind when it fails.
-func loadDatabase(ctx context.Context, o *Options, td *tableDef, d *dataSource, expectRows int64) (loadResult, error) {
+func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, expectRows int64) (loadResult, error) {
 	var out loadResult
 	start := time.Now()
 	cc, err := pgx.ParseConfig("")
@@ -271,7 +271,7 @@ func (t *tableDef) explainCopyError(err error) error {
 }
 
 // copyIn runs the COPY while the data source writes into it.
-func copyIn(ctx context.Context, conn *pgx.Conn, sql string, d *dataSource) (*dataStats, int64, error) {
+func copyIn(ctx context.Context, conn *pgx.Conn, sql string, d rowSource) (*dataStats, int64, error) {
 	pr, pw := io.Pipe()
 	type produced struct {
 		st  *dataStats

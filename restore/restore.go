@@ -65,6 +65,7 @@ type Result struct {
 	BasebackupAt  time.Time
 	BaseRows      int64
 
+	Partitions   int    // for a partitioned table: the partitions restored into it
 	Transactions int64  // transactions of the table applied
 	Changes      int64  // changes applied
 	Rows         int64  // rows restored
@@ -107,9 +108,28 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 	if err := opts.validate(); err != nil {
 		return Result{}, err
 	}
+	pt, err := resolvePartitioned(ctx, cat, &opts)
+	if err != nil {
+		return Result{}, err
+	}
+	if pt != nil {
+		if opts, err = partitionedOptions(pt, opts); err != nil {
+			return Result{}, err
+		}
+		if pt.node.OID != pt.tree.Root || !pt.tree.ViaRoot {
+			return runPartitioned(ctx, cat, opts, pt, start)
+		}
+	}
 	pl, warnings, err := makePlan(ctx, cat, &opts)
 	if err != nil {
 		return Result{}, err
+	}
+	if err := checkPartitionHistory(ctx, cat, pl); err != nil {
+		return Result{}, err
+	}
+	if pt != nil {
+		warnings = append(warnings, pt.warnings...)
+		warnings = append(warnings, viaRootWarning)
 	}
 	planned := time.Now()
 	res := Result{

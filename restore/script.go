@@ -14,7 +14,7 @@ import (
 // writeScript writes the restore as a plain SQL script for psql: it states
 // what it is in a header, and creates and fills the table in one
 // transaction. It uses nothing newer than PostgreSQL 10.
-func writeScript(ctx context.Context, cat *catalog.Catalog, o *Options, pl *plan, td *tableDef, d *dataSource) (loadResult, error) {
+func writeScript(ctx context.Context, cat *catalog.Catalog, o *Options, pl *plan, td *tableDef, d rowSource) (loadResult, error) {
 	var out loadResult
 	w := bufio.NewWriterSize(o.SQL, 256<<10)
 	meta := func(key string) string {

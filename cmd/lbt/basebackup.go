@@ -49,10 +49,13 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 	defer cat.Close()
 
 	tables := cmd.Table
+	var leaves []string // partitions of a partitioned table named
 	if cmd.All {
 		if tables, err = publishedTables(ctx, pc, cfg.Publication); err != nil {
 			return err
 		}
+	} else if tables, leaves, err = expandPartitioned(ctx, pc, cfg.Publication, tables); err != nil {
+		return err
 	}
 	if !cfg.TrackNewTables {
 		// The running daemon archives only the tables it already tracks;
@@ -60,6 +63,14 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 		if tables, err = trackedOnly(ctx, cat, pc, tables, cmd.All, log); err != nil {
 			return err
 		}
+		// A partition the daemon does not archive is left out, as --all does.
+		if leaves, err = trackedOnly(ctx, cat, pc, leaves, true, log); err != nil {
+			return err
+		}
+	}
+	tables = append(tables, leaves...)
+	if len(tables) == 0 && !cmd.All {
+		return usageError{errors.New("nothing to back up: the partitions of the tables named are not archived (see the warnings)")}
 	}
 	opts := dump.NewOptions()
 	opts.ArchiveDir = cfg.ArchiveDir

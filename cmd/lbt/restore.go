@@ -147,7 +147,11 @@ func printRestore(w io.Writer, r restore.Result, dryRun, script bool) {
 	if dryRun {
 		fmt.Fprintf(w, "table:       %s\n", r.Table)
 		fmt.Fprintf(w, "target:      %s (changes committed at or before LSN %s; %s)\n", r.Target, lsn(r.TargetLSN), at)
-		fmt.Fprintf(w, "basebackup:  %d at LSN %s, taken %s, %d rows\n", r.BasebackupID, lsn(r.BasebackupLSN), r.BasebackupAt.Local().Format(time.RFC3339), r.BaseRows)
+		if r.Partitions > 0 {
+			fmt.Fprintf(w, "partitions:  %d, their basebackups %d rows (each in a note)\n", r.Partitions, r.BaseRows)
+		} else {
+			fmt.Fprintf(w, "basebackup:  %d at LSN %s, taken %s, %d rows\n", r.BasebackupID, lsn(r.BasebackupLSN), r.BasebackupAt.Local().Format(time.RFC3339), r.BaseRows)
+		}
 		fmt.Fprintf(w, "changes:     %d transactions, %d changes\n", r.Transactions, r.Changes)
 		fmt.Fprintf(w, "restore as:  %s\n", r.TargetTable)
 		for _, warn := range r.Warnings {
@@ -167,6 +171,10 @@ func printRestore(w io.Writer, r restore.Result, dryRun, script bool) {
 	if r.Verified {
 		verified = ", verified"
 	}
-	fmt.Fprintf(w, "restored %s as of %s (LSN %s) %s: %d rows%s%s; basebackup at %s + %d transactions (%d changes), %s\n",
-		r.Table, at, lsn(r.TargetLSN), where, r.Rows, sum, verified, lsn(r.BasebackupLSN), r.Transactions, r.Changes, r.Duration.Round(time.Millisecond))
+	from := "basebackup at " + lsn(r.BasebackupLSN)
+	if r.Partitions > 0 {
+		from = fmt.Sprintf("%d partitions, their basebackups", r.Partitions)
+	}
+	fmt.Fprintf(w, "restored %s as of %s (LSN %s) %s: %d rows%s%s; %s + %d transactions (%d changes), %s\n",
+		r.Table, at, lsn(r.TargetLSN), where, r.Rows, sum, verified, from, r.Transactions, r.Changes, r.Duration.Round(time.Millisecond))
 }
