@@ -78,3 +78,133 @@ func TestRepair_FindTheMassDeleteAndRestoreBeforeIt(t *testing.T) {
 		t.Errorf("restore --before-xid of an unknown transaction: exit %d, %q", code, stderr)
 	}
 }
+
+// The acceptance scenario of lbt undo. A bad transaction updates 500 rows
+// of orders and deletes 100, among unrelated changes before and after it;
+// two rows it touched are changed again later (one updated, one of the
+// deleted keys inserted again). lbt undo --xid writes a script that, run by
+// psql, leaves orders equal to the source without the bad transaction
+// (an oracle database that ran every other statement), except the two
+// conflicting rows, which are reported with who changed them and left
+// alone. --apply on a copy applies nothing while those conflicts are
+// there; --skip-conflicts gives the same table as the script.
+func TestRepair_UndoBadTransaction(t *testing.T) {
+	e := newInspectEnv(t, repairTablesSQL, true)
+	_, aliceDSN := e.role("alice", "shop", false, "orders")
+	mallory, malloryDSN := e.role("mallory", "psql", false, "orders")
+	bob, bobDSN := e.role("bob", "support", false, "orders")
+	oracle := e.c.NewDatabase(t)
+	e.c.Exec(t, oracle, repairTablesSQL)
+	both := func(dsn string, stmts ...string) inspectTx {
+		t.Helper()
+		e.c.Exec(t, oracle, strings.Join(stmts, ";\n"))
+		return e.tx(dsn, stmts...)
+	}
+
+	both(aliceDSN, `INSERT INTO orders SELECT g, g % 17, 'new', g * 1.25, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 1000) g`)
+	waitArchived(t, e.c, e.dsn, e.dir)
+	takeBasebackups(t, e.dsn, e.dir, "orders")
+	both(aliceDSN, `UPDATE orders SET note = 'early' WHERE id % 10 = 0`)
+	bad := e.tx(malloryDSN, `UPDATE orders SET status = 'lost', amount = 0, note = NULL WHERE id BETWEEN 1 AND 500`,
+		`DELETE FROM orders WHERE id > 900`)
+	both(aliceDSN, `INSERT INTO orders SELECT g, 1, 'new', 9.99, NULL FROM generate_series(1001, 1010) g`,
+		`UPDATE orders SET status = 'shipped' WHERE id BETWEEN 600 AND 650`,
+		`DELETE FROM orders WHERE id BETWEEN 700 AND 705`)
+	later := both(bobDSN, `UPDATE orders SET note = 'after' WHERE id = 5`,
+		`INSERT INTO orders VALUES (950, 2, 'again', 1.00, 'bob') ON CONFLICT (id) DO UPDATE SET customer = 2, status = 'again', amount = 1.00, note = 'bob'`)
+	waitArchived(t, e.c, e.dsn, e.dir)
+
+	// Copies of orders as it is now, to replay the script into and to
+	// apply the undo to.
+	copyA, copyB := e.c.NewDatabase(t), e.c.NewDatabase(t)
+	for _, db := range []string{copyA, copyB} {
+		if code, _, stderr := e.lbt("restore", "--table", "orders", "--target-dsn", db, "--target-table", "orders", "-q"); code != 0 {
+			t.Fatalf("restore a copy: exit %d: %s", code, stderr)
+		}
+	}
+	row5 := e.c.QueryString(t, e.dsn, `SELECT t::text FROM orders t WHERE id = 5`)
+	unchangedB := e.c.QueryString(t, copyB, checksumSQL("orders"))
+
+	script := t.TempDir() + "/undo.sql"
+	code, stdout, stderr := e.lbt("undo", "--xid", fmt.Sprint(bad.xid), "--sql", script)
+	if code != 4 {
+		t.Fatalf("lbt undo --xid %d: exit %d, want 4 (done, conflicts left alone): %s%s", bad.xid, code, stdout, stderr)
+	}
+	t.Logf("lbt undo:\n%s%s", stdout, stderr)
+	for _, want := range []string{
+		fmt.Sprintf("conflict: public.orders id=5: changed again after transaction %d by UPDATE at ", bad.xid),
+		fmt.Sprintf("conflict: public.orders id=950: changed again after transaction %d by INSERT at ", bad.xid),
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not report %q", want)
+		}
+	}
+	if strings.Count(stderr, "conflict:") != 2 || strings.Count(stderr, "by "+bob+" (support") != 2 || !strings.Contains(stderr, fmt.Sprintf("xid %d", later.xid)) {
+		t.Errorf("want exactly the two conflicts, by %s in transaction %d: %s", bob, later.xid, stderr)
+	}
+	text := readFile(t, script)
+	for _, want := range []string{"Sequences are not touched", "left alone (conflict): public.orders id=5", "left alone (conflict): public.orders id=950", "by " + mallory, "BEGIN;", "COMMIT;"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("script lacks %q", want)
+		}
+	}
+	if n := strings.Count(text, "\nUPDATE "); n != 499 {
+		t.Errorf("script has %d UPDATEs, want 499 (500 less the conflict)", n)
+	}
+	if n := strings.Count(text, "\nINSERT "); n != 99 {
+		t.Errorf("script has %d INSERTs, want 99 (100 less the conflict)", n)
+	}
+
+	// --apply: with conflicts, nothing; with --skip-conflicts, the script's
+	// result. (On copies, before the source is repaired: the repair is
+	// archived too, and would be later changes of every row.)
+	runPsql(t, e.c, copyA, script)
+	code, _, stderr = e.lbt("undo", "--xid", fmt.Sprint(bad.xid), "--apply", "--target-dsn", copyB)
+	if code != 5 || !strings.Contains(stderr, "nothing applied: 2 row(s) conflict") {
+		t.Errorf("undo --apply with conflicts: exit %d, want 5: %s", code, stderr)
+	}
+	if got := e.c.QueryString(t, copyB, checksumSQL("orders")); got != unchangedB {
+		t.Errorf("undo --apply with conflicts changed the target")
+	}
+	code, stdout, stderr = e.lbt("undo", "--xid", fmt.Sprint(bad.xid), "--apply", "--target-dsn", copyB, "--skip-conflicts")
+	if code != 4 {
+		t.Errorf("undo --apply --skip-conflicts: exit %d, want 4: %s%s", code, stdout, stderr)
+	}
+	if got, want := e.c.QueryString(t, copyB, checksumSQL("orders")), e.c.QueryString(t, copyA, checksumSQL("orders")); got != want {
+		t.Errorf("undo --apply --skip-conflicts gives another table than the script")
+	}
+
+	// Replayed on the source: orders is the oracle, but for the two
+	// conflicting rows, which are as they were.
+	runPsql(t, e.c, e.dsn, script)
+	others := checksumSQL("(SELECT * FROM orders WHERE id <> 5)")
+	if got, want := e.c.QueryString(t, e.dsn, others), e.c.QueryString(t, oracle, others); got != want {
+		t.Errorf("after the undo, orders differs from the source without the bad transaction:\n%s", diffTables(t, e, oracle))
+	}
+	if got := e.c.QueryString(t, e.dsn, `SELECT t::text FROM orders t WHERE id = 5`); got != row5 {
+		t.Errorf("conflicting row 5 is %s after the undo, want it left alone: %s", got, row5)
+	}
+
+	// Bad input: one line each.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--xid", "4000000000"}, "transaction 4000000000 is not in the archive"},
+		{[]string{"--actor", "nobody", "--since=-1h"}, "no archived transaction by role nobody committed from"},
+		{[]string{"--xid", fmt.Sprint(bad.xid), "--table", "nosuch"}, "table public.nosuch is not in the archive"},
+	} {
+		code, _, stderr := e.lbt(append([]string{"undo"}, c.args...)...)
+		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("lbt undo %s: exit %d, stderr %q; want 2 and one line saying %q", strings.Join(c.args, " "), code, stderr, c.want)
+		}
+	}
+}
+
+// diffTables lists the rows of orders that differ between the source and
+// another database, for a failure message.
+func diffTables(t *testing.T, e *inspectEnv, other string) string {
+	t.Helper()
+	q := `SELECT coalesce(string_agg(t::text, E'\n' ORDER BY t::text), '') FROM orders t`
+	return diffRows(strings.Split(e.c.QueryString(t, e.dsn, q), "\n"), strings.Split(e.c.QueryString(t, other, q), "\n"))
+}

@@ -1,0 +1,394 @@
+package repair
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"lbt/catalog"
+	"lbt/inspect"
+	"lbt/restore"
+	"lbt/schema"
+)
+
+// tableUndo undoes the transactions of one table.
+type tableUndo struct {
+	cat      *catalog.Catalog
+	id       int64
+	txs      []*Tx // oldest first
+	versions []catalog.SchemaVersion
+
+	// The table now (at the latest archived state): statements use its
+	// name, and rows are held in its column order.
+	name  string
+	cols  []schema.Column
+	key   []int // nil: the rows are a multiset
+	notes []string
+
+	diffs map[*Tx][]rowChange
+}
+
+// rowChange is a transaction's net effect on one row: its image before and
+// after (nil when absent), in the table's current column order. In a table
+// without a key it is copies of one row: removed (delta > 0) or added
+// (delta < 0) by the transaction.
+type rowChange struct {
+	key           string // encoded key (the whole row without a key)
+	before, after []restore.Field
+	delta         int
+	present       []bool // by current column: whether the table had it at the transaction
+}
+
+func newTableUndo(ctx context.Context, cat *catalog.Catalog, id int64, txs []*Tx) (*tableUndo, error) {
+	versions, err := cat.SchemaVersions(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(versions) == 0 {
+		return nil, fmt.Errorf("%w: table %d has no schema version", catalog.ErrCorrupt, id)
+	}
+	return &tableUndo{cat: cat, id: id, txs: txs, versions: versions, diffs: map[*Tx][]rowChange{}}, nil
+}
+
+// nameAt is the table's name in force at lsn.
+func (u *tableUndo) nameAt(lsn uint64) string {
+	v := u.versions[0]
+	for _, s := range u.versions {
+		if s.FromLSN <= lsn {
+			v = s
+		}
+	}
+	return v.Table.QualifiedName()
+}
+
+// plan computes the statements that undo the table's transactions, newest
+// first, and marks the conflicts.
+func (u *tableUndo) plan(ctx context.Context, in *inspect.Inspector, undone map[uint64]bool) ([]Statement, error) {
+	// The table now: its shape is what the statements are written for.
+	latest, err := u.shapeNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u.name, u.cols, u.key = latest.Table, latest.Columns, latest.Key
+	for _, tx := range u.txs {
+		if err := u.diff(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
+	// The rows now of every key the transactions changed.
+	need := map[string]bool{}
+	for _, d := range u.diffs {
+		for _, c := range d {
+			need[c.key] = true
+		}
+	}
+	now := map[string][]restore.Field{}
+	counts := map[string]int{}
+	if _, err := restore.Scan(ctx, u.cat, restore.Options{Table: u.name}, func(row []restore.Field) error {
+		k := encodeKey(row, u.key)
+		if need[k] {
+			now[k] = row
+			counts[k]++
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("%s now: %w", u.name, err)
+	}
+
+	var out []Statement
+	for i := len(u.txs) - 1; i >= 0; i-- {
+		tx := u.txs[i]
+		changes := u.diffs[tx]
+		var dels, upds, ins []Statement
+		for _, c := range changes {
+			if u.key == nil {
+				s := u.multisetStatement(tx, c, counts)
+				if c.delta < 0 {
+					dels = append(dels, s)
+				} else {
+					ins = append(ins, s)
+				}
+				continue
+			}
+			s := u.keyedStatement(tx, c)
+			if !sameRow(now[c.key], c.after, c.present) {
+				s.Conflict = &Conflict{Tx: tx, Table: u.name, Key: s.Key, Later: u.later(ctx, in, tx, c, undone)}
+			} else if c.before == nil {
+				delete(now, c.key)
+			} else {
+				now[c.key] = c.before
+			}
+			switch s.Op {
+			case "DELETE":
+				dels = append(dels, s)
+			case "UPDATE":
+				upds = append(upds, s)
+			default:
+				ins = append(ins, s)
+			}
+		}
+		out = append(append(append(out, dels...), upds...), ins...)
+	}
+	return out, nil
+}
+
+// shapeNow reads the table's current name, columns and key, without its
+// rows: a scan that keeps nothing.
+func (u *tableUndo) shapeNow(ctx context.Context) (restore.State, error) {
+	name := u.versions[len(u.versions)-1].Table.QualifiedName()
+	opts := restore.Options{Table: name}
+	st, err := restore.Scan(ctx, u.cat, opts, func([]restore.Field) error { return nil })
+	if err != nil {
+		return st, fmt.Errorf("%s now: %w", name, err)
+	}
+	if st.TableID != u.id {
+		return st, fmt.Errorf("the name %s is now another table's; undo cannot tell them apart", name)
+	}
+	return st, nil
+}
+
+// diff computes a transaction's net effect on the table: the table just
+// before it against the table right after it.
+func (u *tableUndo) diff(ctx context.Context, tx *Tx) error {
+	name := u.nameAt(tx.CommitLSN)
+	var cols []schema.Column
+	var key []int
+	before := map[string][]restore.Field{}
+	beforeCount := map[string]int{}
+	stB, err := restore.Scan(ctx, u.cat, restore.Options{Table: name, LSN: tx.CommitLSN - 1}, func(row []restore.Field) error {
+		k := encodeKey(row, nil)
+		before[k] = row
+		beforeCount[k]++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("undo of transaction %d needs %s as it was just before it: %w", tx.Xid, name, err)
+	}
+	if stB.TableID != u.id {
+		return fmt.Errorf("undo of transaction %d: the name %s was another table's just before it; undo cannot tell them apart", tx.Xid, name)
+	}
+	cols, key = stB.Columns, stB.Key
+	// Rows are first held by their whole content, then matched by key:
+	// most rows are the same on both sides and cancel out.
+	var added [][]restore.Field
+	addedCount := map[string]int{}
+	stA, err := restore.Scan(ctx, u.cat, restore.Options{Table: name, LSN: tx.CommitLSN}, func(row []restore.Field) error {
+		k := encodeKey(row, nil)
+		if beforeCount[k] > 0 {
+			if beforeCount[k]--; beforeCount[k] == 0 {
+				delete(beforeCount, k)
+			}
+			return nil
+		}
+		added = append(added, row)
+		addedCount[k]++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("undo of transaction %d needs %s as it was right after it: %w", tx.Xid, name, err)
+	}
+	if !sameColumns(stA.Columns, cols) || !slices.Equal(stA.Key, key) {
+		return inputErrorf("transaction %d changed the definition of %s: undo does not reverse schema changes (lbt restore --before-xid %d restores the table as it was)", tx.Xid, name, tx.Xid)
+	}
+	proj, present, err := u.projection(cols, key, tx)
+	if err != nil {
+		return err
+	}
+	var changes []rowChange
+	if key == nil && slices.Contains(present, false) {
+		return inputErrorf("%s has no key and columns were added since transaction %d: undo cannot match its rows", u.name, tx.Xid)
+	}
+	if key == nil {
+		for k, n := range beforeCount {
+			changes = append(changes, rowChange{key: encodeKey(proj(before[k]), nil), before: proj(before[k]), delta: n})
+		}
+		seen := map[string]bool{}
+		for _, row := range added {
+			k := encodeKey(row, nil)
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			changes = append(changes, rowChange{key: encodeKey(proj(row), nil), after: proj(row), delta: -addedCount[k]})
+		}
+	} else {
+		byKey := map[string]*rowChange{}
+		var order []string
+		get := func(k string) *rowChange {
+			c, ok := byKey[k]
+			if !ok {
+				c = &rowChange{key: k}
+				byKey[k] = c
+				order = append(order, k)
+			}
+			return c
+		}
+		for k := range beforeCount {
+			row := proj(before[k])
+			get(encodeKey(row, u.key)).before = row
+		}
+		for _, row := range added {
+			row = proj(row)
+			get(encodeKey(row, u.key)).after = row
+		}
+		for _, k := range order {
+			changes = append(changes, *byKey[k])
+		}
+	}
+	for i := range changes {
+		changes[i].present = present
+	}
+	slices.SortFunc(changes, func(a, b rowChange) int { return compareKeys(a.key, b.key) })
+	u.diffs[tx] = changes
+	return nil
+}
+
+// projection maps rows of the table at a transaction onto its current
+// columns. Undo writes statements for the table as it is now: a column
+// dropped or retyped since cannot be put back, and is refused.
+func (u *tableUndo) projection(cols []schema.Column, key []int, tx *Tx) (func([]restore.Field) []restore.Field, []bool, error) {
+	idx := make([]int, len(u.cols))
+	present := make([]bool, len(u.cols))
+	for i, c := range u.cols {
+		idx[i] = -1
+		for j, d := range cols {
+			if d.Name == c.Name {
+				if d.TypeOID != c.TypeOID || d.TypeMod != c.TypeMod {
+					return nil, nil, inputErrorf("column %s of %s changed type since transaction %d: undo writes statements for the table as it is now (lbt restore --before-xid %d restores it as it was)", schema.QuoteIdent(c.Name), u.name, tx.Xid, tx.Xid)
+				}
+				idx[i], present[i] = j, true
+			}
+		}
+	}
+	for _, d := range cols {
+		found := false
+		for _, c := range u.cols {
+			found = found || c.Name == d.Name
+		}
+		if !found {
+			return nil, nil, inputErrorf("column %s of %s was dropped or renamed since transaction %d: undo writes statements for the table as it is now (lbt restore --before-xid %d restores it as it was)", schema.QuoteIdent(d.Name), u.name, tx.Xid, tx.Xid)
+		}
+	}
+	var keyNames, nowKey []string
+	for _, k := range key {
+		keyNames = append(keyNames, cols[k].Name)
+	}
+	for _, k := range u.key {
+		nowKey = append(nowKey, u.cols[k].Name)
+	}
+	if !slices.Equal(keyNames, nowKey) {
+		return nil, nil, inputErrorf("the key of %s changed since transaction %d (%s then, %s now): undo matches rows by the current key", u.name, tx.Xid, orNone(keyNames), orNone(nowKey))
+	}
+	return func(row []restore.Field) []restore.Field {
+		out := make([]restore.Field, len(idx))
+		for i, j := range idx {
+			if j < 0 {
+				out[i] = restore.Field{Null: true} // added since: the statements leave it out
+				continue
+			}
+			out[i] = row[j]
+		}
+		return out
+	}, present, nil
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// later describes who changed a row after tx, from its history.
+func (u *tableUndo) later(ctx context.Context, in *inspect.Inspector, tx *Tx, c rowChange, undone map[uint64]bool) string {
+	row := c.after
+	if row == nil {
+		row = c.before
+	}
+	keyMap := map[string]string{}
+	for _, k := range u.key {
+		keyMap[u.cols[k].Name] = row[k].Text
+	}
+	h, err := in.History(ctx, inspect.HistoryOptions{Table: u.name, Key: inspect.FormatKey(keyMap), Range: inspect.Range{Since: tx.CommitTime}})
+	if err != nil {
+		return fmt.Sprintf("a later transaction (its history: %v)", err)
+	}
+	var parts []string
+	n := 0
+	for _, ch := range h.Changes {
+		if ch.LSN <= tx.CommitLSN || undone[ch.LSN] {
+			continue
+		}
+		if n++; n <= 3 {
+			parts = append(parts, fmt.Sprintf("%s at %s (xid %d, LSN %s) by %s", ch.Op, formatTime(ch.Time), ch.Xid, catalog.FormatLSN(ch.LSN), ch.Actor))
+		}
+	}
+	if n > 3 {
+		parts = append(parts, fmt.Sprintf("and %d more", n-3))
+	}
+	if len(parts) == 0 {
+		return "a later transaction"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// encodeKey encodes the key columns of a row (every column when key is
+// nil) as a map key: each value with its length, NULL apart.
+func encodeKey(row []restore.Field, key []int) string {
+	var b strings.Builder
+	add := func(f restore.Field) {
+		if f.Null {
+			b.WriteString("N;")
+			return
+		}
+		b.WriteString(strconv.Itoa(len(f.Text)))
+		b.WriteByte(':')
+		b.WriteString(f.Text)
+	}
+	if key == nil {
+		for _, f := range row {
+			add(f)
+		}
+	} else {
+		for _, k := range key {
+			add(row[k])
+		}
+	}
+	return b.String()
+}
+
+// compareKeys orders encoded keys: shorter values first, so that integer
+// keys come in numeric order.
+func compareKeys(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	return strings.Compare(a, b)
+}
+
+// sameRow compares two rows on the present columns.
+func sameRow(a, b []restore.Field, present []bool) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	for i := range a {
+		if present[i] && a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sameColumns(a, b []schema.Column) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].TypeOID != b[i].TypeOID || a[i].TypeMod != b[i].TypeMod {
+			return false
+		}
+	}
+	return true
+}
