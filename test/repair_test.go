@@ -176,8 +176,11 @@ func TestRepair_UndoBadTransaction(t *testing.T) {
 
 	// Replayed on the source: orders is the oracle, but for the two
 	// conflicting rows, which are as they were.
-	runPsql(t, e.c, e.dsn, script)
 	others := checksumSQL("(SELECT * FROM orders WHERE id <> 5)")
+	if e.c.QueryString(t, e.dsn, others) == e.c.QueryString(t, oracle, others) {
+		t.Fatal("before the undo, orders is already as without the bad transaction: the test checks nothing")
+	}
+	runPsql(t, e.c, e.dsn, script)
 	if got, want := e.c.QueryString(t, e.dsn, others), e.c.QueryString(t, oracle, others); got != want {
 		t.Errorf("after the undo, orders differs from the source without the bad transaction:\n%s", diffTables(t, e, oracle))
 	}
@@ -207,4 +210,88 @@ func diffTables(t *testing.T, e *inspectEnv, other string) string {
 	t.Helper()
 	q := `SELECT coalesce(string_agg(t::text, E'\n' ORDER BY t::text), '') FROM orders t`
 	return diffRows(strings.Split(e.c.QueryString(t, e.dsn, q), "\n"), strings.Split(e.c.QueryString(t, other, q), "\n"))
+}
+
+// lbt undo --actor over a window undoes exactly that actor's transactions
+// in it, newest first: two that changed the same rows one after the other,
+// a TRUNCATE, and changes to a table without a key; a transaction of the
+// actor before the window and everybody else's changes stay. On a copy
+// where a row was changed behind the archive's back, --apply applies
+// nothing and names the row; --force overwrites it.
+func TestRepair_UndoActorWindow(t *testing.T) {
+	const tables = repairTablesSQL + `;
+		CREATE TABLE bag (tag text, n int);
+		ALTER TABLE bag REPLICA IDENTITY FULL;
+		CREATE TABLE log (id int PRIMARY KEY, msg text)`
+	e := newInspectEnv(t, tables, true)
+	_, aliceDSN := e.role("alice", "shop", false, "orders", "bag", "log")
+	mallory, malloryDSN := e.role("mallory", "psql", false, "orders", "bag", "log")
+	oracle := e.c.NewDatabase(t)
+	e.c.Exec(t, oracle, tables)
+	both := func(dsn string, stmts ...string) inspectTx {
+		t.Helper()
+		e.c.Exec(t, oracle, strings.Join(stmts, ";\n"))
+		return e.tx(dsn, stmts...)
+	}
+
+	both(aliceDSN, `INSERT INTO orders SELECT g, g % 7, 'new', g, NULL FROM generate_series(1, 100) g`,
+		`INSERT INTO bag VALUES ('a', 1), ('a', 1), ('b', 2)`,
+		`INSERT INTO log SELECT g, 'line ' || g FROM generate_series(1, 20) g`)
+	waitArchived(t, e.c, e.dsn, e.dir)
+	takeBasebackups(t, e.dsn, e.dir, "orders", "bag", "log")
+	both(malloryDSN, `UPDATE orders SET note = 'm0' WHERE id = 20`) // before the window: stays
+	since := serverClock(t, e.c, e.dsn)
+	m1 := e.tx(malloryDSN, `UPDATE orders SET amount = amount + 100 WHERE id <= 10`, `INSERT INTO bag VALUES ('m', 9)`,
+		`DELETE FROM bag WHERE ctid = (SELECT ctid FROM bag WHERE tag = 'a' LIMIT 1)`)
+	both(aliceDSN, `UPDATE orders SET status = 'x' WHERE id BETWEEN 50 AND 60`, `INSERT INTO bag VALUES ('c', 3)`)
+	m2 := e.tx(malloryDSN, `UPDATE orders SET amount = amount * 2 WHERE id <= 5`, `DELETE FROM orders WHERE id = 99`)
+	m3 := e.tx(malloryDSN, `TRUNCATE log`)
+	both(aliceDSN, `INSERT INTO log VALUES (1000, 'after')`)
+	waitArchived(t, e.c, e.dsn, e.dir)
+
+	copyC := e.c.NewDatabase(t)
+	if code, _, stderr := e.lbt("restore", "--table", "orders", "--target-dsn", copyC, "--target-table", "orders", "-q"); code != 0 {
+		t.Fatalf("restore a copy: exit %d: %s", code, stderr)
+	}
+	e.c.Exec(t, copyC, `UPDATE orders SET note = 'not archived' WHERE id = 3`)
+
+	window := []string{"undo", "--actor", mallory, "--since", since.UTC().Format("2006-01-02T15:04:05.999999Z")}
+	code, stdout, stderr := e.lbt(append(window, "--table", "orders", "--apply", "--target-dsn", copyC)...)
+	if code != 5 || !strings.Contains(stderr, "conflict: public.orders id=3: on the target it is not as transaction") || strings.Contains(stderr, "id=4") {
+		t.Errorf("undo --apply with a row changed on the target: exit %d, want 5 naming id=3 alone: %s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = e.lbt(append(window, "--table", "orders", "--apply", "--target-dsn", copyC, "--force")...)
+	if code != 0 {
+		t.Errorf("undo --apply --force: exit %d: %s%s", code, stdout, stderr)
+	}
+	if got, want := e.c.QueryString(t, copyC, checksumSQL("orders")), e.c.QueryString(t, oracle, checksumSQL("orders")); got != want {
+		t.Errorf("undo --apply --force: the copy differs from the source without mallory's transactions")
+	}
+
+	script := t.TempDir() + "/undo.sql"
+	code, stdout, stderr = e.lbt(append(window, "--sql", script)...)
+	if code != 0 {
+		t.Fatalf("lbt %s: exit %d: %s%s", strings.Join(window, " "), code, stdout, stderr)
+	}
+	text := readFile(t, script)
+	var undone []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "--   transaction ") {
+			undone = append(undone, strings.Fields(line)[2])
+		}
+	}
+	if want := []string{fmt.Sprint(m3.xid), fmt.Sprint(m2.xid), fmt.Sprint(m1.xid)}; strings.Join(undone, ",") != strings.Join(want, ",") {
+		t.Errorf("the script undoes transactions %v, want mallory's in the window, newest first: %v", undone, want)
+	}
+	for _, tbl := range []string{"orders", "bag", "log"} {
+		if e.c.QueryString(t, e.dsn, checksumSQL(tbl)) == e.c.QueryString(t, oracle, checksumSQL(tbl)) {
+			t.Fatalf("before the undo, %s is already as without mallory's transactions: the test checks nothing", tbl)
+		}
+	}
+	runPsql(t, e.c, e.dsn, script)
+	for _, tbl := range []string{"orders", "bag", "log"} {
+		if got, want := e.c.QueryString(t, e.dsn, checksumSQL(tbl)), e.c.QueryString(t, oracle, checksumSQL(tbl)); got != want {
+			t.Errorf("after the undo, %s differs from the source without mallory's transactions", tbl)
+		}
+	}
 }
