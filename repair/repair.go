@@ -150,7 +150,7 @@ func Undo(ctx context.Context, cat *catalog.Catalog, in *inspect.Inspector, o Op
 	}
 	perTx := map[*Tx][]Statement{}
 	for _, id := range tableIDs {
-		u, err := newTableUndo(ctx, cat, id, work[id])
+		u, err := newTableUndo(ctx, cat, o.Logger, id, work[id])
 		if err != nil {
 			return nil, err
 		}

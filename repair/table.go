@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hashicorp/go-hclog"
+
 	"lbt/catalog"
 	"lbt/inspect"
 	"lbt/restore"
@@ -16,6 +18,7 @@ import (
 // tableUndo undoes the transactions of one table.
 type tableUndo struct {
 	cat      *catalog.Catalog
+	log      hclog.Logger
 	id       int64
 	txs      []*Tx // oldest first
 	versions []catalog.SchemaVersion
@@ -41,7 +44,7 @@ type rowChange struct {
 	present       []bool // by current column: whether the table had it at the transaction
 }
 
-func newTableUndo(ctx context.Context, cat *catalog.Catalog, id int64, txs []*Tx) (*tableUndo, error) {
+func newTableUndo(ctx context.Context, cat *catalog.Catalog, log hclog.Logger, id int64, txs []*Tx) (*tableUndo, error) {
 	versions, err := cat.SchemaVersions(ctx, id)
 	if err != nil {
 		return nil, err
@@ -49,7 +52,7 @@ func newTableUndo(ctx context.Context, cat *catalog.Catalog, id int64, txs []*Tx
 	if len(versions) == 0 {
 		return nil, fmt.Errorf("%w: table %d has no schema version", catalog.ErrCorrupt, id)
 	}
-	return &tableUndo{cat: cat, id: id, txs: txs, versions: versions, diffs: map[*Tx][]rowChange{}}, nil
+	return &tableUndo{cat: cat, log: log, id: id, txs: txs, versions: versions, diffs: map[*Tx][]rowChange{}}, nil
 }
 
 // nameAt is the table's name in force at lsn.
@@ -73,7 +76,7 @@ func (u *tableUndo) plan(ctx context.Context, in *inspect.Inspector, undone map[
 	}
 	u.name, u.cols, u.key = latest.Table, latest.Columns, latest.Key
 	for _, tx := range u.txs {
-		if err := u.diff(ctx, tx); err != nil {
+		if err := u.diff(ctx, in, tx); err != nil {
 			return nil, err
 		}
 	}
@@ -134,12 +137,11 @@ func (u *tableUndo) plan(ctx context.Context, in *inspect.Inspector, undone map[
 	return out, nil
 }
 
-// shapeNow reads the table's current name, columns and key, without its
-// rows: a scan that keeps nothing.
+// shapeNow reads the table's current name, columns and key.
 func (u *tableUndo) shapeNow(ctx context.Context) (restore.State, error) {
 	name := u.versions[len(u.versions)-1].Table.QualifiedName()
 	opts := restore.Options{Table: name}
-	st, err := restore.Scan(ctx, u.cat, opts, func([]restore.Field) error { return nil })
+	st, err := restore.Shape(ctx, u.cat, opts)
 	if err != nil {
 		return st, fmt.Errorf("%s now: %w", name, err)
 	}
@@ -151,13 +153,32 @@ func (u *tableUndo) shapeNow(ctx context.Context) (restore.State, error) {
 
 // diff computes a transaction's net effect on the table: the table just
 // before it against the table right after it.
-func (u *tableUndo) diff(ctx context.Context, tx *Tx) error {
+func (u *tableUndo) diff(ctx context.Context, in *inspect.Inspector, tx *Tx) error {
 	name := u.nameAt(tx.CommitLSN)
+	shape, err := restore.Shape(ctx, u.cat, restore.Options{Table: name, LSN: tx.CommitLSN - 1})
+	if err != nil {
+		return fmt.Errorf("undo of transaction %d needs %s as it was just before it: %w", tx.Xid, name, err)
+	}
+	// Only the rows the transaction changed are held, when its records
+	// name them all by key.
+	touched, err := u.touchedKeys(ctx, in, tx, shape)
+	if err != nil {
+		return err
+	}
+	keep := func(row []restore.Field) bool {
+		return touched == nil || touched[encodeKey(row, shape.Key)] != nil
+	}
 	var cols []schema.Column
 	var key []int
 	before := map[string][]restore.Field{}
 	beforeCount := map[string]int{}
 	stB, err := restore.Scan(ctx, u.cat, restore.Options{Table: name, LSN: tx.CommitLSN - 1}, func(row []restore.Field) error {
+		if !keep(row) {
+			return nil
+		}
+		if touched != nil {
+			touched[encodeKey(row, shape.Key)].before++
+		}
 		k := encodeKey(row, nil)
 		before[k] = row
 		beforeCount[k]++
@@ -175,6 +196,12 @@ func (u *tableUndo) diff(ctx context.Context, tx *Tx) error {
 	var added [][]restore.Field
 	addedCount := map[string]int{}
 	stA, err := restore.Scan(ctx, u.cat, restore.Options{Table: name, LSN: tx.CommitLSN}, func(row []restore.Field) error {
+		if !keep(row) {
+			return nil
+		}
+		if touched != nil {
+			touched[encodeKey(row, shape.Key)].after++
+		}
 		k := encodeKey(row, nil)
 		if beforeCount[k] > 0 {
 			if beforeCount[k]--; beforeCount[k] == 0 {
@@ -188,6 +215,14 @@ func (u *tableUndo) diff(ctx context.Context, tx *Tx) error {
 	})
 	if err != nil {
 		return fmt.Errorf("undo of transaction %d needs %s as it was right after it: %w", tx.Xid, name, err)
+	}
+	if err := checkTouched(touched, tx, name); err != nil {
+		return err
+	}
+	for _, w := range append(stB.Warnings, stA.Warnings...) {
+		if !slices.Contains(u.notes, w) {
+			u.notes = append(u.notes, w)
+		}
 	}
 	if !sameColumns(stA.Columns, cols) || !slices.Equal(stA.Key, key) {
 		return inputErrorf("transaction %d changed the definition of %s: undo does not reverse schema changes (lbt restore --before-xid %d restores the table as it was)", tx.Xid, name, tx.Xid)
@@ -242,6 +277,7 @@ func (u *tableUndo) diff(ctx context.Context, tx *Tx) error {
 	}
 	slices.SortFunc(changes, func(a, b rowChange) int { return compareKeys(a.key, b.key) })
 	u.diffs[tx] = changes
+	u.log.Debug("undo: net effect of a transaction", "table", name, "xid", tx.Xid, "lsn", catalog.FormatLSN(tx.CommitLSN), "rows", len(changes))
 	return nil
 }
 
@@ -391,4 +427,109 @@ func sameColumns(a, b []schema.Column) bool {
 		}
 	}
 	return true
+}
+
+// touchedRow is what a transaction's records say of one key of the table,
+// and what the two scans found.
+type touchedRow struct {
+	existedBefore bool // its first change was an UPDATE or a DELETE
+	existsAfter   bool // its last change was an INSERT or an UPDATE to it
+	before, after int  // rows with the key the scans found
+}
+
+// touchedKeys lists, by encoded key, the rows the transaction's records
+// change in the table; nil when they cannot name them all (a TRUNCATE, a
+// table without a key): then every row is compared.
+func (u *tableUndo) touchedKeys(ctx context.Context, in *inspect.Inspector, tx *Tx, shape restore.State) (map[string]*touchedRow, error) {
+	if shape.Key == nil {
+		return nil, nil
+	}
+	rep, err := in.Tx(ctx, inspect.TxOptions{LSN: tx.CommitLSN})
+	if err != nil {
+		return nil, fmt.Errorf("undo of transaction %d: %w", tx.Xid, err)
+	}
+	keyNames := make([]string, len(shape.Key))
+	for i, k := range shape.Key {
+		keyNames[i] = shape.Columns[k].Name
+	}
+	// encode returns the encoded key of values by column name, false when
+	// one is not known.
+	encode := func(cols []string, vals []inspect.Value) (string, bool) {
+		row := make([]restore.Field, len(keyNames))
+		for i, n := range keyNames {
+			j := slices.Index(cols, n)
+			if j < 0 || j >= len(vals) || vals[j].Kind != inspect.Text {
+				return "", false
+			}
+			row[i] = restore.Field{Text: vals[j].Text}
+		}
+		return encodeKey(row, nil), true
+	}
+	out := map[string]*touchedRow{}
+	matched := int64(0)
+	note := func(k string, first, exists bool) {
+		r, ok := out[k]
+		if !ok {
+			r = &touchedRow{existedBefore: first}
+			out[k] = r
+		}
+		r.existsAfter = exists
+	}
+	for _, t := range rep.Txs {
+		if t.LSN != tx.CommitLSN {
+			continue
+		}
+		for _, ch := range t.Changes {
+			if ch.Table != shape.Table {
+				continue
+			}
+			matched++
+			switch ch.Op {
+			case inspect.OpTruncate:
+				return nil, nil
+			case inspect.OpInsert:
+				k, ok := encode(ch.Columns, ch.After)
+				if !ok {
+					return nil, nil
+				}
+				note(k, false, true)
+			case inspect.OpDelete:
+				k, ok := encode(ch.Columns, ch.Before)
+				if !ok {
+					return nil, nil
+				}
+				note(k, true, false)
+			case inspect.OpUpdate:
+				k, ok := encode(ch.Columns, ch.After)
+				if !ok {
+					return nil, nil
+				}
+				if old, ok := encode(ch.Columns, ch.Before); ok && old != k {
+					note(old, true, false)
+				}
+				note(k, true, true)
+			}
+		}
+	}
+	// The records found must be all the catalog counts for the table (a
+	// table renamed in the transaction has records under another name):
+	// else compare every row.
+	for _, tt := range tx.Tables {
+		if tt.TableID == u.id && tt.Total() != matched {
+			return nil, nil
+		}
+	}
+	return out, nil
+}
+
+// checkTouched makes sure the scans found every row the records name as
+// they say: a key written differently in the records than in the rows
+// would otherwise leave a change out of the undo unnoticed.
+func checkTouched(touched map[string]*touchedRow, tx *Tx, table string) error {
+	for _, r := range touched {
+		if (r.existedBefore && r.before != 1) || (r.existsAfter && r.after != 1) {
+			return fmt.Errorf("undo of transaction %d: %s: a row its records change is not where they say in the table before or after it; cannot undo it exactly", tx.Xid, table)
+		}
+	}
+	return nil
 }

@@ -139,3 +139,23 @@ func (w *lineWriter) finish() error {
 	}
 	return nil
 }
+
+// Shape resolves what Scan would compute, the table's name, columns and key
+// at the target, without reading any row.
+func Shape(ctx context.Context, cat *catalog.Catalog, o Options) (State, error) {
+	if o.Table == "" {
+		return State{}, errors.New("no table given")
+	}
+	o.SQL, o.DryRun = nil, true
+	if err := o.validate(); err != nil {
+		return State{}, err
+	}
+	pl, warnings, err := makePlan(ctx, cat, &o)
+	if err != nil {
+		return State{}, err
+	}
+	return State{
+		Table: pl.source.QualifiedName(), TableID: pl.tableID, Columns: pl.shapes.target.Columns, Key: pl.keyCols,
+		TargetLSN: pl.upto, TargetTime: pl.at, Target: pl.target, Warnings: warnings,
+	}, nil
+}

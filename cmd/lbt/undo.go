@@ -124,6 +124,9 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	for _, n := range plan.Notes {
+		fmt.Fprintf(g.stderr, "note: %s\n", n)
+	}
 	for _, c := range plan.Conflicts {
 		fmt.Fprintf(g.stderr, "conflict: %s\n", c)
 	}
