@@ -145,7 +145,7 @@ type inspectChangesCmd struct {
 	Table   string   `required:"" placeholder:"TABLE" help:"Table, as a SQL name (required)."`
 	Op      []string `name:"op" placeholder:"OP" help:"Only transactions that did this to the table: insert, update, delete or truncate; several separated by commas (default: any)."`
 	MinRows int64    `name:"min-rows" placeholder:"N" help:"Only transactions that changed at least N rows of the table (with the --op operations when given; a TRUNCATE counts as one) (default: 0)."`
-	Actor   string   `placeholder:"ROLE" help:"Only transactions made by this role, as lbt setup --capture-actors records it (default: any)."`
+	Actor   string   `placeholder:"ROLE" help:"Only transactions made by this role (current_user), as the actor capture of lbt setup records it (default: any)."`
 	timeRange
 	outputFormat
 }

@@ -72,9 +72,10 @@ type cli struct {
 	Backup     backupCmd     `cmd:"" help:"Stream changes from the replication slot into the archive (the daemon)."`
 	Basebackup basebackupCmd `cmd:"" help:"Take a basebackup of tables now, starting a new epoch of their history."`
 	Restore    restoreCmd    `cmd:"" help:"Restore a table as of a time, WAL position or transaction."`
-	Undo       undoCmd       `cmd:"" help:"Write (or apply) the statements that reverse archived transactions."`
 	Inspect    inspectCmd    `cmd:"" help:"Look into the archive: row history, transactions, changes, tables, DDL."`
 	Status     statusCmd     `cmd:"" help:"Show the state of the archive, the slot and every table."`
+	Undo       undoCmd       `cmd:"" help:"Write (or apply) the statements that reverse archived transactions."`
+	Diff       diffCmd       `cmd:"" help:"Compare a table at two moments, row by row, or write the statements that rewind it."`
 	Verify     verifyCmd     `cmd:"" help:"Check that the archive is complete and intact."`
 	Purge      purgeCmd      `cmd:"" help:"Remove history that the retention settings no longer keep."`
 	Setup      setupCmd      `cmd:"" help:"Prepare the source database: publication, slot, replica identity, capture triggers."`

@@ -159,7 +159,7 @@ func TestRun_Help(t *testing.T) {
 	for _, cmd := range [][]string{
 		{"backup"}, {"basebackup"}, {"restore"}, {"inspect", "history"}, {"inspect", "tx"},
 		{"inspect", "changes"}, {"inspect", "tables"}, {"inspect", "ddl"}, {"status"},
-		{"verify"}, {"purge"}, {"setup"},
+		{"verify"}, {"purge"}, {"setup"}, {"undo"}, {"diff"},
 	} {
 		code, stdout, _ := runLBT(t, append(cmd, "--help")...)
 		if code != 0 {

@@ -21,8 +21,8 @@ import (
 type undoCmd struct {
 	XID           uint32 `name:"xid" xor:"what" placeholder:"XID" help:"Undo this transaction (the newest archived one with that xid) (default: none)."`
 	LSN           string `name:"lsn" xor:"what" placeholder:"LSN" help:"Undo the transaction that committed at this WAL position, as lbt inspect changes prints it (default: none)."`
-	Actor         string `placeholder:"ROLE" help:"Undo every transaction this role made (as lbt setup --capture-actors records it), within --since and --until (default: none)."`
-	Application   string `placeholder:"NAME" help:"Undo every transaction made with this application_name, within --since and --until; with --actor, both must match (default: none)."`
+	Actor         string `placeholder:"ROLE" help:"Undo every transaction this role (current_user) made, as the actor capture of lbt setup records it, within the --since and --until window (default: none)."`
+	Application   string `placeholder:"NAME" help:"Undo every transaction made with this application_name, within the --since and --until window; with an actor too, both must match (default: none)."`
 	Since         string `placeholder:"TIMESTAMP" help:"With --actor or --application: only transactions committed at or after this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS' with an optional zone, or relative like -2h (default: the start of the archive)."`
 	Until         string `placeholder:"TIMESTAMP" help:"With --actor or --application: only transactions committed before this time (default: now)."`
 	Table         string `placeholder:"TABLE" help:"Only undo what the transactions did to this table, as a SQL name (default: every archived table they changed)."`
@@ -136,7 +136,7 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 		sqlFile = "-"
 	}
 	if sqlFile != "" {
-		if err := writeUndoScript(plan, sqlFile, g.stdout); err != nil {
+		if err := writeScriptFile(sqlFile, g.stdout, func(w io.Writer) error { return plan.WriteScript(w, version) }); err != nil {
 			return err
 		}
 	}
@@ -192,11 +192,11 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	return nil
 }
 
-// writeUndoScript writes the plan's script to file (- for stdout), beside
-// its final name first so that a failure leaves no half script.
-func writeUndoScript(plan *repair.Plan, file string, stdout io.Writer) error {
+// writeScriptFile writes a script to file (- for stdout), beside its final
+// name first so that a failure leaves no half script.
+func writeScriptFile(file string, stdout io.Writer, write func(io.Writer) error) error {
 	if file == "-" {
-		return plan.WriteScript(stdout, version)
+		return write(stdout)
 	}
 	f, err := os.CreateTemp(filepath.Dir(file), filepath.Base(file)+".partial-*")
 	if err != nil {
@@ -204,7 +204,7 @@ func writeUndoScript(plan *repair.Plan, file string, stdout io.Writer) error {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	if err := plan.WriteScript(f, version); err != nil {
+	if err := write(f); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
