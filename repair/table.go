@@ -505,7 +505,11 @@ func (u *tableUndo) touchedKeys(ctx context.Context, in *inspect.Inspector, tx *
 					return nil, nil
 				}
 				if old, ok := encode(ch.Columns, ch.Before); ok && old != k {
+					// The key changed: the row leaves the old key and takes
+					// the new one, which no row had.
 					note(old, true, false)
+					note(k, false, true)
+					continue
 				}
 				note(k, true, true)
 			}
