@@ -102,7 +102,7 @@ func TestRepair_UndoBadTransaction(t *testing.T) {
 		return e.tx(dsn, stmts...)
 	}
 
-	both(aliceDSN, `INSERT INTO orders SELECT g, g % 17, 'new', g * 1.25, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 1000) g`)
+	first := both(aliceDSN, `INSERT INTO orders SELECT g, g % 17, 'new', g * 1.25, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 1000) g`)
 	waitArchived(t, e.c, e.dsn, e.dir)
 	takeBasebackups(t, e.dsn, e.dir, "orders")
 	both(aliceDSN, `UPDATE orders SET note = 'early' WHERE id % 10 = 0`)
@@ -202,6 +202,13 @@ func TestRepair_UndoBadTransaction(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("lbt undo %s: exit %d, stderr %q; want 2 and one line saying %q", strings.Join(c.args, " "), code, stderr, c.want)
 		}
+	}
+	// The first transaction is before the table's first basebackup: there
+	// is no old image to put back.
+	code, _, stderr = e.lbt("undo", "--xid", fmt.Sprint(first.xid))
+	if code != 1 || !strings.Contains(stderr, fmt.Sprintf("undo of transaction %d needs public.orders as it was just before it: cannot restore to that moment", first.xid)) ||
+		!strings.Contains(stderr, "before the table's first basebackup") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("undo of a transaction before the first basebackup: exit %d, stderr %q", code, stderr)
 	}
 }
 
