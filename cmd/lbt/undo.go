@@ -41,7 +41,8 @@ Every statement is guarded: it changes its row only if the row is still exactly 
 
 --apply runs the statements on the target (--target-dsn) in one transaction and checks every row there first: with any conflict nothing is applied and the conflicts are listed, unless --skip-conflicts (apply the rest) or --force (overwrite the conflicting rows too).
 
-Exit status: 0 done, every row undone; 4 done, with conflicting rows left alone (the script leaves them, or --apply --skip-conflicts did); 5 nothing applied (--apply found conflicts); 1 a runtime failure, nothing applied; 2 bad input (an xid the archive does not hold, a window without transactions, a bad flag).`
+` + fmt.Sprintf("Exit status: %d done, every row undone; %d done, with conflicting rows left alone (the script leaves them, or --apply --skip-conflicts did); %d nothing applied (--apply found conflicts); %d a runtime failure, nothing applied; %d bad input (an xid the archive does not hold, a window without transactions, a bad flag).",
+		exitOK, exitConflictsLeft, exitNothingDone, exitFailure, exitUsage)
 }
 
 func (cmd *undoCmd) Validate() error {
