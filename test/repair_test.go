@@ -1,10 +1,13 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"lbt/inspect"
 )
 
 // repairTablesSQL is the shop the repair tests work on: orders, keyed,
@@ -46,20 +49,22 @@ func TestRepair_FindTheMassDeleteAndRestoreBeforeIt(t *testing.T) {
 	lsn := lines[0]["lsn"].(string)
 
 	// Each filter alone keeps what it should.
+	in := e.inspector()
 	for _, c := range []struct {
-		args []string
+		opts inspect.ChangesOptions
 		want int
 	}{
-		{[]string{"--op", "delete"}, 3},
-		{[]string{"--op", "insert,update"}, 4},
-		{[]string{"--min-rows", "100"}, 3},
-		{[]string{"--actor", mallory}, 2},
-		{[]string{"--actor", alice, "--op", "delete"}, 1},
-		{[]string{"--op", "truncate"}, 0},
+		{inspect.ChangesOptions{Ops: []string{"delete"}}, 3},
+		{inspect.ChangesOptions{Ops: []string{"insert", "update"}}, 4},
+		{inspect.ChangesOptions{MinRows: 100}, 3},
+		{inspect.ChangesOptions{Actor: mallory}, 2},
+		{inspect.ChangesOptions{Actor: alice, Ops: []string{"delete"}}, 1},
+		{inspect.ChangesOptions{Ops: []string{"truncate"}}, 0},
 	} {
-		code, stdout, stderr := e.lbt(append([]string{"inspect", "changes", "--table", "orders", "--format", "json"}, c.args...)...)
-		if got := len(jsonLines(t, []byte(stdout))); code != 0 || got != c.want {
-			t.Errorf("inspect changes %s: exit %d, %d lines, want %d: %s%s", strings.Join(c.args, " "), code, got, c.want, stdout, stderr)
+		c.opts.Table = "orders"
+		r, err := in.Changes(context.Background(), c.opts)
+		if err != nil || len(r.Txs) != c.want {
+			t.Errorf("inspect changes %+v: %v, %d transactions, want %d", c.opts, err, len(r.Txs), c.want)
 		}
 	}
 	if code, _, stderr := e.lbt("inspect", "changes", "--table", "orders", "--op", "drop"); code != 2 || !strings.Contains(stderr, `--op "drop": want insert, update, delete or truncate`) || strings.Count(stderr, "\n") != 1 {
