@@ -89,7 +89,11 @@ func (u *tableUndo) plan(ctx context.Context, in *inspect.Inspector, undone map[
 	}
 	now := map[string][]restore.Field{}
 	counts := map[string]int{}
-	if _, err := restore.Scan(ctx, u.cat, restore.Options{Table: u.name}, func(row []restore.Field) error {
+	var want func(key []restore.Field) bool
+	if u.key != nil {
+		want = func(key []restore.Field) bool { return need[encodeKey(key, nil)] }
+	}
+	if _, err := restore.ScanKeys(ctx, u.cat, restore.Options{Table: u.name}, want, func(row []restore.Field) error {
 		k := encodeKey(row, u.key)
 		if need[k] {
 			now[k] = row
@@ -100,6 +104,7 @@ func (u *tableUndo) plan(ctx context.Context, in *inspect.Inspector, undone map[
 		return nil, fmt.Errorf("%s now: %w", u.name, err)
 	}
 
+	u.log.Debug("undo: the table now", "table", u.name, "rows kept", len(now))
 	var out []Statement
 	for i := len(u.txs) - 1; i >= 0; i-- {
 		tx := u.txs[i]
@@ -165,17 +170,16 @@ func (u *tableUndo) diff(ctx context.Context, in *inspect.Inspector, tx *Tx) err
 	if err != nil {
 		return err
 	}
-	keep := func(row []restore.Field) bool {
-		return touched == nil || touched[encodeKey(row, shape.Key)] != nil
+	u.log.Debug("undo: rows the transaction's records name", "table", name, "xid", tx.Xid, "rows", len(touched), "all", touched == nil)
+	var want func(key []restore.Field) bool
+	if touched != nil {
+		want = func(key []restore.Field) bool { return touched[encodeKey(key, nil)] != nil }
 	}
 	var cols []schema.Column
 	var key []int
 	before := map[string][]restore.Field{}
 	beforeCount := map[string]int{}
-	stB, err := restore.Scan(ctx, u.cat, restore.Options{Table: name, LSN: tx.CommitLSN - 1}, func(row []restore.Field) error {
-		if !keep(row) {
-			return nil
-		}
+	stB, err := restore.ScanKeys(ctx, u.cat, restore.Options{Table: name, LSN: tx.CommitLSN - 1}, want, func(row []restore.Field) error {
 		if touched != nil {
 			touched[encodeKey(row, shape.Key)].before++
 		}
@@ -195,10 +199,7 @@ func (u *tableUndo) diff(ctx context.Context, in *inspect.Inspector, tx *Tx) err
 	// most rows are the same on both sides and cancel out.
 	var added [][]restore.Field
 	addedCount := map[string]int{}
-	stA, err := restore.Scan(ctx, u.cat, restore.Options{Table: name, LSN: tx.CommitLSN}, func(row []restore.Field) error {
-		if !keep(row) {
-			return nil
-		}
+	stA, err := restore.ScanKeys(ctx, u.cat, restore.Options{Table: name, LSN: tx.CommitLSN}, want, func(row []restore.Field) error {
 		if touched != nil {
 			touched[encodeKey(row, shape.Key)].after++
 		}

@@ -36,6 +36,14 @@ type State struct {
 // the slice. Nothing is written anywhere; the other fields of o are
 // ignored. It is what repairs compare two moments of a table with.
 func Scan(ctx context.Context, cat *catalog.Catalog, o Options, fn func(row []Field) error) (State, error) {
+	return ScanKeys(ctx, cat, o, nil, fn)
+}
+
+// ScanKeys is Scan for the rows whose key want accepts: want gets the
+// values of the key columns (State.Key, in that order), and the other
+// columns of a row it refuses are never decoded. A nil want, or a table
+// without a key, passes every row.
+func ScanKeys(ctx context.Context, cat *catalog.Catalog, o Options, want func(key []Field) bool, fn func(row []Field) error) (State, error) {
 	if o.Table == "" {
 		return State{}, errors.New("no table given")
 	}
@@ -65,6 +73,9 @@ func Scan(ctx context.Context, cat *catalog.Catalog, o Options, fn func(row []Fi
 	}
 	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog}
 	lw := &lineWriter{width: len(st.Columns), fn: fn}
+	if want != nil && st.Key != nil {
+		lw.keyIdx, lw.want, lw.key = st.Key, want, make([]Field, len(st.Key))
+	}
 	if _, err := d.write(ctx, lw); err != nil {
 		return st, err
 	}
@@ -79,6 +90,9 @@ func Scan(ctx context.Context, cat *catalog.Catalog, o Options, fn func(row []Fi
 type lineWriter struct {
 	width   int
 	fn      func([]Field) error
+	keyIdx  []int              // with want: the key columns
+	want    func([]Field) bool // nil: every row
+	key     []Field
 	partial []byte
 	fields  [][]byte
 	buf     []byte
@@ -117,20 +131,38 @@ func (w *lineWriter) row(line []byte) error {
 	if len(w.fields) != w.width {
 		return fmt.Errorf("restore: row of %d columns, want %d", len(w.fields), w.width)
 	}
+	w.rows++
+	if w.want != nil {
+		for i, j := range w.keyIdx {
+			var err error
+			if w.key[i], err = w.field(w.fields[j]); err != nil {
+				return err
+			}
+		}
+		if !w.want(w.key) {
+			return nil
+		}
+	}
 	row := make([]Field, w.width)
 	for i, f := range w.fields {
-		if isNullField(f) {
-			row[i].Null = true
-			continue
-		}
 		var err error
-		if w.buf, err = unescapeField(w.buf[:0], f); err != nil {
+		if row[i], err = w.field(f); err != nil {
 			return err
 		}
-		row[i].Text = string(w.buf)
 	}
-	w.rows++
 	return w.fn(row)
+}
+
+// field decodes one escaped field.
+func (w *lineWriter) field(f []byte) (Field, error) {
+	if isNullField(f) {
+		return Field{Null: true}, nil
+	}
+	var err error
+	if w.buf, err = unescapeField(w.buf[:0], f); err != nil {
+		return Field{}, err
+	}
+	return Field{Text: string(w.buf)}, nil
 }
 
 func (w *lineWriter) finish() error {
