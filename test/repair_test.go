@@ -367,6 +367,13 @@ func TestRepair_DiffAndRewind(t *testing.T) {
 	if code, stdout, stderr := e.lbt("diff", "--table", "items", "--from", from); code != 0 || !strings.Contains(stdout, "items from ") {
 		t.Errorf("lbt diff as a table: exit %d: %s%s", code, stdout, stderr)
 	}
+	code, stdout, stderr := e.lbt("diff", "--table", "items", "--from", from, "--format", "csv")
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	wantItems := expectedDiff(rows1["items"], diffSourceRows(t, e, "items"), true)
+	if code != 0 || lines[0] != "change,key,copies,column,changed,from_kind,from,to_kind,to" || len(lines) != 1+3*len(wantItems) ||
+		!slices.Contains(lines, "changed,id=1,1,v,true,value,v1,value,x") || !slices.Contains(lines, "added,id=11,1,v,false,,,null,") {
+		t.Errorf("lbt diff --format csv: exit %d, want a header and 3 lines for each of %d rows:\n%s%s", code, len(wantItems), stdout, stderr)
+	}
 
 	// Rewind in place: each --sql run on the source gives the first state.
 	for _, tbl := range sortedKeys(names) {
