@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"lbt/catalog"
 	"lbt/inspect"
 )
 
@@ -159,6 +160,21 @@ func TestRepair_UndoBadTransaction(t *testing.T) {
 	}
 	if n := strings.Count(text, "\nINSERT "); n != 99 {
 		t.Errorf("script has %d INSERTs, want 99 (100 less the conflict)", n)
+	}
+	// --lsn names the same transaction by its commit LSN.
+	var badLSN uint64
+	for _, tx := range archivedTxs(t, e.dir, "orders") {
+		if tx.Xid == bad.xid {
+			badLSN = tx.CommitLSN
+		}
+	}
+	byLSN := t.TempDir() + "/undo-lsn.sql"
+	if code, _, stderr := e.lbt("undo", "--lsn", catalog.FormatLSN(badLSN), "--sql", byLSN, "-q"); code != 4 {
+		t.Errorf("lbt undo --lsn %s: exit %d: %s", catalog.FormatLSN(badLSN), code, stderr)
+	}
+	_, body, _ := strings.Cut(text, "BEGIN;")
+	if _, got, _ := strings.Cut(readFile(t, byLSN), "BEGIN;"); got != body {
+		t.Errorf("undo --lsn writes other statements than undo --xid")
 	}
 
 	// --apply: with conflicts, nothing; with --skip-conflicts, the script's
