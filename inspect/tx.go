@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"lbt/catalog"
@@ -162,10 +164,54 @@ func (in *Inspector) fillTx(ctx context.Context, t *TxInfo) error {
 	return nil
 }
 
-// ChangesOptions asks which transactions changed a table.
+// ChangesOptions asks which transactions changed a table. The filters
+// find a mass change: Ops keeps the transactions that did any of those
+// operations to the table, MinRows those that changed at least that many
+// rows with them (with every operation when Ops is empty; a TRUNCATE counts
+// once), Actor those whose recorded role is Actor.
 type ChangesOptions struct {
-	Table string
-	Range Range
+	Table   string
+	Range   Range
+	Ops     []string // "insert", "update", "delete", "truncate"
+	MinRows int64
+	Actor   string
+}
+
+// changeFilter is ChangesOptions' filters, checked.
+type changeFilter struct {
+	ops     [4]bool // insert, update, delete, truncate
+	anyOp   bool
+	minRows int64
+	actor   string
+}
+
+func (o ChangesOptions) filter() (changeFilter, error) {
+	f := changeFilter{minRows: o.MinRows, actor: o.Actor}
+	if o.MinRows < 0 {
+		return f, inputErrorf("--min-rows %d: want a count of rows, 0 or more", o.MinRows)
+	}
+	for _, op := range o.Ops {
+		i := slices.Index([]string{"insert", "update", "delete", "truncate"}, strings.ToLower(strings.TrimSpace(op)))
+		if i < 0 {
+			return f, inputErrorf("--op %q: want insert, update, delete or truncate", op)
+		}
+		f.ops[i], f.anyOp = true, true
+	}
+	if !f.anyOp {
+		f.ops = [4]bool{true, true, true, true}
+	}
+	return f, nil
+}
+
+// rows is how many of the table's rows the transaction changed with the
+// filter's operations; ok is false when it did none of them.
+func (f changeFilter) rows(t catalog.TableTx) (n int64, ok bool) {
+	for i, c := range [4]int64{t.Inserts, t.Updates, t.Deletes, t.Truncates} {
+		if f.ops[i] && c > 0 {
+			n, ok = n+c, true
+		}
+	}
+	return n, ok
 }
 
 // TxSummary is what one transaction did to one table.
@@ -193,6 +239,10 @@ func (in *Inspector) Changes(ctx context.Context, opts ChangesOptions) (*Changes
 	if err := opts.Range.check(); err != nil {
 		return nil, err
 	}
+	filter, err := opts.filter()
+	if err != nil {
+		return nil, err
+	}
 	r := &ChangesReport{}
 	t, err := in.resolveTable(ctx, opts.Table, &r.Notes)
 	if err != nil {
@@ -204,6 +254,9 @@ func (in *Inspector) Changes(ctx context.Context, opts ChangesOptions) (*Changes
 		return nil, fmt.Errorf("catalog changes of %s: %w", t.name, err)
 	}
 	for _, tx := range txs {
+		if n, ok := filter.rows(tx); !ok || n < filter.minRows {
+			continue
+		}
 		s := TxSummary{LSN: tx.CommitLSN, Xid: tx.Xid, Time: tx.CommitTime,
 			Inserts: int(tx.Inserts), Updates: int(tx.Updates), Deletes: int(tx.Deletes), Truncates: int(tx.Truncates)}
 		var actor []byte
@@ -214,11 +267,38 @@ func (in *Inspector) Changes(ctx context.Context, opts ChangesOptions) (*Changes
 		if actor != nil {
 			s.Actor = parseActor(actor)
 		}
+		if filter.actor != "" && s.Actor.Role != filter.actor {
+			continue
+		}
 		addActorHint(&r.Notes, s.Actor)
 		r.Txs = append(r.Txs, s)
 	}
 	if len(r.Txs) == 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("no change to %s in the archive%s", t.name, rangeText(opts.Range)))
+		r.Notes = append(r.Notes, fmt.Sprintf("no change to %s in the archive%s%s", t.name, rangeText(opts.Range), filter.text()))
 	}
 	return r, nil
+}
+
+// text describes the filters for a note, "" without any.
+func (f changeFilter) text() string {
+	var parts []string
+	if f.anyOp {
+		var ops []string
+		for i, name := range []string{"INSERT", "UPDATE", "DELETE", "TRUNCATE"} {
+			if f.ops[i] {
+				ops = append(ops, name)
+			}
+		}
+		parts = append(parts, "with "+strings.Join(ops, " or "))
+	}
+	if f.minRows > 0 {
+		parts = append(parts, fmt.Sprintf("changing at least %d rows", f.minRows))
+	}
+	if f.actor != "" {
+		parts = append(parts, "by role "+f.actor)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " " + strings.Join(parts, ", ")
 }

@@ -8,11 +8,13 @@ import (
 // Exit statuses. They are the only place error kinds become numbers, and
 // exitStatusHelp documents them in `lbt --help`.
 const (
-	exitOK           = 0   // success
-	exitFailure      = 1   // runtime failure
-	exitUsage        = 2   // usage or configuration error
-	exitVerifyFailed = 3   // a verification found the archive or a restore wrong
-	exitInterrupted  = 130 // a second SIGINT or SIGTERM
+	exitOK            = 0   // success
+	exitFailure       = 1   // runtime failure
+	exitUsage         = 2   // usage or configuration error
+	exitVerifyFailed  = 3   // a verification found the archive or a restore wrong
+	exitConflictsLeft = 4   // lbt undo: done, with conflicting rows left alone
+	exitNothingDone   = 5   // lbt undo --apply: conflicts, nothing applied
+	exitInterrupted   = 130 // a second SIGINT or SIGTERM
 )
 
 const exitStatusHelp = `Exit status:
@@ -21,6 +23,8 @@ const exitStatusHelp = `Exit status:
     1    runtime failure (database unreachable, I/O error, ...)
     2    usage or configuration error (a bad flag, config key or value)
     3    verification failed (verify, restore --verify)
+    4    lbt undo: done, but rows that changed again were left alone
+    5    lbt undo --apply: rows changed again, nothing applied
     lbt status exits as a Nagios plugin: 0 OK, 1 WARNING, 2 CRITICAL,
          3 UNKNOWN (also for its usage errors); see lbt status --help
     130  interrupted: a second SIGINT or SIGTERM stops lbt at once

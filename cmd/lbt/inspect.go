@@ -142,9 +142,16 @@ func (cmd *inspectTxCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 type inspectChangesCmd struct {
-	Table string `required:"" placeholder:"TABLE" help:"Table, as a SQL name (required)."`
+	Table   string   `required:"" placeholder:"TABLE" help:"Table, as a SQL name (required)."`
+	Op      []string `name:"op" placeholder:"OP" help:"Only transactions that did this to the table: insert, update, delete or truncate; several separated by commas (default: any)."`
+	MinRows int64    `name:"min-rows" placeholder:"N" help:"Only transactions that changed at least N rows of the table (with the --op operations when given; a TRUNCATE counts as one) (default: 0)."`
+	Actor   string   `placeholder:"ROLE" help:"Only transactions made by this role (current_user), as the actor capture of lbt setup records it (default: any)."`
 	timeRange
 	outputFormat
+}
+
+func (cmd *inspectChangesCmd) Help() string {
+	return `One line per transaction that changed the table, from the catalog alone: time, xid, commit LSN, inserts, updates, deletes, truncates and who. The filters find a mass change: "when did somebody delete most of orders" is lbt inspect changes --table orders --op delete --min-rows 1000; lbt restore --before-xid XID then restores the table as it was just before it, and lbt undo --xid XID writes the statements that reverse it.`
 }
 
 func (cmd *inspectChangesCmd) Run(ctx context.Context, g *Globals) error {
@@ -153,7 +160,7 @@ func (cmd *inspectChangesCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	return runInspect(ctx, g, cmd.Format, func(in *inspect.Inspector) (report, []string, error) {
-		r, err := in.Changes(ctx, inspect.ChangesOptions{Table: cmd.Table, Range: rng})
+		r, err := in.Changes(ctx, inspect.ChangesOptions{Table: cmd.Table, Range: rng, Ops: cmd.Op, MinRows: cmd.MinRows, Actor: cmd.Actor})
 		if err != nil {
 			return nil, nil, err
 		}

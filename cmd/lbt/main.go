@@ -74,6 +74,8 @@ type cli struct {
 	Restore    restoreCmd    `cmd:"" help:"Restore a table as of a time, WAL position or transaction."`
 	Inspect    inspectCmd    `cmd:"" help:"Look into the archive: row history, transactions, changes, tables, DDL."`
 	Status     statusCmd     `cmd:"" help:"Show the state of the archive, the slot and every table."`
+	Undo       undoCmd       `cmd:"" help:"Write (or apply) the statements that reverse archived transactions."`
+	Diff       diffCmd       `cmd:"" help:"Compare a table at two moments, row by row, or write the statements that rewind it."`
 	Verify     verifyCmd     `cmd:"" help:"Check that the archive is complete and intact."`
 	Purge      purgeCmd      `cmd:"" help:"Remove history that the retention settings no longer keep."`
 	Repair     repairCmd     `cmd:"" help:"Rebuild a missing or damaged catalog from the archive's files."`

@@ -76,6 +76,10 @@ func TestRun(t *testing.T) {
 		{name: "exclusive flags", args: []string{"restore", "--table", "t", "--lsn", "0/1", "--xid", "5"}, code: 2},
 		{name: "inspect tx needs a target", args: []string{"inspect", "tx"}, code: 2, stderr: "lbt: inspect tx: give --xid or --lsn (see lbt inspect tx --help)"},
 		{name: "bad format", args: []string{"inspect", "tables", "--format", "xml"}, code: 2},
+		{name: "undo needs a selection", args: []string{"undo"}, code: 2, stderr: "lbt: undo: give what to undo: --xid, --lsn, or --actor/--application with --since and --until (see lbt undo --help)"},
+		{name: "undo of two selections", args: []string{"undo", "--xid", "5", "--actor", "bob"}, code: 2, stderr: "lbt: undo: give one of --xid, --lsn and --actor/--application (see lbt undo --help)"},
+		{name: "undo --force without --apply", args: []string{"undo", "--xid", "5", "--force"}, code: 2, stderr: "lbt: undo: --target-dsn, --skip-conflicts and --force go with --apply (see lbt undo --help)"},
+		{name: "diff needs a first moment", args: []string{"diff", "--table", "t"}, code: 2, stderr: "lbt: diff: give the first moment: --from, --from-lsn or --from-xid (see lbt diff --help)"},
 		{name: "status usage error is UNKNOWN", args: []string{"status", "--format", "xml"}, code: 3},
 		{name: "unknown config key", args: []string{"backup", "--config", unknownKey}, code: 2,
 			stderr: fmt.Sprintf(`lbt backup: config %s:3: unknown key "fsynk" (did you mean "fsync"?)`, unknownKey)},
@@ -97,6 +101,8 @@ func TestRun(t *testing.T) {
 		{"verify", "--read-data"},
 		{"purge", "--dry-run"},
 		{"setup", "--status"},
+		{"undo", "--xid", "5"},
+		{"diff", "--table", "t", "--from-xid", "5"},
 	} {
 		path := cmd[0]
 		if path == "inspect" {
@@ -159,7 +165,7 @@ func TestRun_Help(t *testing.T) {
 	for _, cmd := range [][]string{
 		{"backup"}, {"basebackup"}, {"restore"}, {"inspect", "history"}, {"inspect", "tx"},
 		{"inspect", "changes"}, {"inspect", "tables"}, {"inspect", "ddl"}, {"status"},
-		{"verify"}, {"purge"}, {"setup"},
+		{"verify"}, {"purge"}, {"setup"}, {"undo"}, {"diff"},
 	} {
 		code, stdout, _ := runLBT(t, append(cmd, "--help")...)
 		if code != 0 {

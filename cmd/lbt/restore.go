@@ -22,6 +22,8 @@ type restoreCmd struct {
 	Until       timeArg `xor:"target" placeholder:"TIMESTAMP" help:"Restore the table as it was right after the last transaction committed at or before this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS[.frac]' with an optional zone (local time without), or relative like -2h (default: the latest state in the archive)."`
 	LSN         string  `name:"lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was after the transactions that committed at or before this WAL position, like 0/16B3748 (default: none)."`
 	XID         uint32  `name:"xid" xor:"target" placeholder:"XID" help:"Restore the table as it was right after this transaction committed (default: none)."`
+	BeforeXID   uint32  `name:"before-xid" xor:"target" placeholder:"XID" help:"Restore the table as it was just before this transaction committed: after every transaction that committed before it (default: none)."`
+	BeforeLSN   string  `name:"before-lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was just before the transaction that committed at this WAL position (its commit LSN, as lbt inspect changes prints it): after every transaction that committed before it (default: none)."`
 	TargetDSN   string  `name:"target-dsn" xor:"output" placeholder:"DSN" help:"Database to restore into, as a libpq connection string or URL (default: the source database of the configuration)."`
 	TargetTable string  `placeholder:"TABLE" help:"Table to create and fill, as a SQL name (default: <table>_restored_<YYYYMMDDHHMMSS> of the target moment in UTC, in the table's schema; with --sql the table's own name)."`
 	Replace     bool    `help:"Drop and recreate the target table if it exists; without it an existing target table is an error (default: false)."`
@@ -32,7 +34,7 @@ type restoreCmd struct {
 }
 
 func (cmd *restoreCmd) Help() string {
-	return `Restores one table from its newest basebackup at or before the target and the transactions committed after it, up to the target, into a new table in one transaction. The target is the latest archived state unless --until, --lsn or --xid names another; an error names the window the archive can restore. On a terminal, progress goes to standard error; a summary line with the row count and the checksum of the restored rows (md5-sum64, computed as they are sent; docs/RESTORE.md gives the query that computes it on any table) ends the run. Only the archive directory and the target server are needed.`
+	return `Restores one table from its newest basebackup at or before the target and the transactions committed after it, up to the target, into a new table in one transaction. The target is the latest archived state unless --until, --lsn, --xid, --before-xid or --before-lsn names another (--before-xid N is the usual target after lbt inspect found the bad transaction N); an error names the window the archive can restore. On a terminal, progress goes to standard error; a summary line with the row count and the md5 checksum of the restored rows ends the run. Only the archive directory and the target server are needed.`
 }
 
 func (cmd *restoreCmd) Validate() error {
@@ -70,6 +72,14 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		opts.LSN = uint64(lsn)
 	case cmd.XID != 0:
 		opts.Xid = cmd.XID
+	}
+	var beforeLSN uint64
+	if cmd.BeforeLSN != "" {
+		lsn, err := pglogrepl.ParseLSN(cmd.BeforeLSN)
+		if err != nil || lsn == 0 {
+			return usageError{fmt.Errorf("--before-lsn %q: want a WAL position like 0/16B3748", cmd.BeforeLSN)}
+		}
+		beforeLSN = uint64(lsn)
 	}
 
 	// stdout carries the script with --sql -, so messages go to stderr then.
@@ -114,6 +124,15 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer cat.Close()
+	switch {
+	case cmd.BeforeXID != 0:
+		opts.LSN, err = restore.BeforeXid(ctx, cat, cmd.BeforeXID)
+	case beforeLSN != 0:
+		opts.LSN, err = restore.BeforeLSN(ctx, cat, beforeLSN)
+	}
+	if err != nil {
+		return err
+	}
 	res, err := restore.Run(ctx, cat, opts)
 	var verr *restore.VerificationError
 	if errors.As(err, &verr) {
