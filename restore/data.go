@@ -65,7 +65,6 @@ func (d *dataSource) write(ctx context.Context, w io.Writer) (*dataStats, error)
 	if err := rw.flush(); err != nil {
 		return nil, err
 	}
-	rw.st.sum = rw.sum.sum
 	return rw.st, nil
 }
 
@@ -314,7 +313,11 @@ func (rw *rowWriter) writeValues(row []value) error {
 	return err
 }
 
-func (rw *rowWriter) flush() error { return rw.w.Flush() }
+// flush writes what is buffered and records the checksum of the rows so far.
+func (rw *rowWriter) flush() error {
+	rw.st.sum = rw.sum.sum
+	return rw.w.Flush()
+}
 
 // parseInt reads a decimal integer without allocating.
 func parseInt(b []byte) (int64, bool) {

@@ -135,8 +135,8 @@ func testPartitionTree(t *testing.T, capture bool) {
 			t.Errorf("%s: %v", what, err)
 			return
 		}
-		if res.Checksum != want.sum {
-			t.Errorf("%s: restore reports checksum %s, want %s", what, res.Checksum, want.sum)
+		if res.Checksum != want.rowsum {
+			t.Errorf("%s: restore reports checksum %s, want %s", what, res.Checksum, want.rowsum)
 		}
 		checkRestored(t, c, target, name, want, what)
 	}
@@ -267,8 +267,8 @@ func TestPartitions_PublishedViaRootRefusesAfterAttach(t *testing.T) {
 	if err != nil {
 		t.Fatalf("measurements before the ATTACH: %v", err)
 	}
-	if res.Checksum != before.tables["parent"].sum {
-		t.Errorf("measurements before the ATTACH: checksum %s, want %s", res.Checksum, before.tables["parent"].sum)
+	if res.Checksum != before.tables["parent"].rowsum {
+		t.Errorf("measurements before the ATTACH: checksum %s, want %s", res.Checksum, before.tables["parent"].rowsum)
 	}
 	checkRestored(t, c, target, "before", before.tables["parent"], "measurements before the ATTACH")
 	if _, err := restoreAt(after, "parent", "after"); !errors.Is(err, restore.ErrNotRestorable) ||
@@ -293,8 +293,8 @@ func TestPartitions_PublishedViaRootRefusesAfterAttach(t *testing.T) {
 	if err != nil {
 		t.Fatalf("measurements after its new basebackup: %v", err)
 	}
-	if res.Checksum != later.tables["parent"].sum {
-		t.Errorf("measurements after its new basebackup: checksum %s, want %s", res.Checksum, later.tables["parent"].sum)
+	if res.Checksum != later.tables["parent"].rowsum {
+		t.Errorf("measurements after its new basebackup: checksum %s, want %s", res.Checksum, later.tables["parent"].rowsum)
 	}
 	checkRestored(t, c, target, "later", later.tables["parent"], "measurements after its new basebackup")
 }
