@@ -232,6 +232,11 @@ func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyRepo
 		if msg != "" {
 			problem("basebackup %s: %s", b.Path, msg)
 		}
+		// The sidecar is what a catalog rebuilt from the files knows the
+		// basebackup by.
+		if _, err := os.Stat(filepath.Join(c.dir, SidecarName(b.Path))); err != nil {
+			problem("basebackup %s has no sidecar %s: lbt repair --rebuild-catalog could not rebuild its catalog row (%v)", b.Path, SidecarName(b.Path), err)
+		}
 	}
 	r.Warnings = c.unreferencedFiles(segSize, bases)
 	if len(r.Problems) > 0 {
@@ -342,6 +347,7 @@ func (c *Catalog) unreferencedFiles(segs map[int64]int64, bases []Basebackup) []
 	}
 	for _, b := range bases {
 		known[b.Path] = true
+		known[SidecarName(b.Path)] = true
 	}
 	for _, sub := range []string{"segments", "base"} {
 		filepath.WalkDir(filepath.Join(c.dir, sub), func(path string, d os.DirEntry, err error) error {

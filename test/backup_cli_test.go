@@ -270,3 +270,33 @@ func TestBackup_ForeignArchiveRefusedBeforeTouchingTheSource(t *testing.T) {
 		t.Errorf("the refused lbt backup left its slot")
 	}
 }
+
+// A basebackup's sidecar is part of the archive: verify does not take it
+// for a stray file, and names a basebackup that lost it, since a catalog
+// rebuilt from the files would then lack it.
+func TestVerify_KnowsBasebackupSidecars(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY)`)
+	dir := t.TempDir()
+	cfg := writeConfig(t, c, dsn, dir, "sidecar")
+	d := startBackup(t, c, dsn, dir)
+	waitArchived(t, c, dsn, dir)
+	c.Exec(t, dsn, `INSERT INTO t SELECT generate_series(1, 10)`)
+	waitArchived(t, c, dsn, dir)
+	bases := takeBasebackups(t, dsn, dir, "t")
+	d.stop()
+
+	code, out := lbtrun.Run(t, "verify", "--config", cfg, "--read-data")
+	if code != 0 || strings.Contains(out, "not referenced") {
+		t.Fatalf("intact archive with a basebackup: exit %d:\n%s", code, out)
+	}
+	sidecar := catalog.SidecarName(bases[0].Path)
+	if err := os.Remove(filepath.Join(dir, sidecar)); err != nil {
+		t.Fatal(err)
+	}
+	code, out = lbtrun.Run(t, "verify", "--config", cfg)
+	if code != 3 || !strings.Contains(out, "has no sidecar "+sidecar) {
+		t.Fatalf("basebackup without its sidecar: exit %d, want 3 naming %s:\n%s", code, sidecar, out)
+	}
+}
