@@ -61,14 +61,9 @@ func runPartitioned(ctx context.Context, cat *catalog.Catalog, opts Options, pt 
 	}
 
 	first := parts[0]
-	tschema, tname := parent.Schema, parent.Name
-	switch {
-	case opts.TargetTable != "":
-		if tschema, tname, err = schema.ParseName(opts.TargetTable); err != nil {
-			return res, fmt.Errorf("target table: %w", err)
-		}
-	case opts.SQL == nil:
-		tname = defaultTargetName(tname, pt.at)
+	tschema, tname, err := targetName(&opts, parent, pt.at)
+	if err != nil {
+		return res, err
 	}
 	// The combined table has the definition of the first leaf's
 	// basebackup, with the columns at the target.

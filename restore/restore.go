@@ -137,14 +137,9 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 		BasebackupID: pl.bb.ID, BasebackupLSN: pl.bb.LSN, BasebackupAt: pl.bb.StartedAt, BaseRows: pl.bb.Rows,
 		Transactions: pl.txs, Changes: pl.changes, Warnings: warnings,
 	}
-	tschema, tname := pl.source.Schema, pl.source.Name
-	switch {
-	case opts.TargetTable != "":
-		if tschema, tname, err = schema.ParseName(opts.TargetTable); err != nil {
-			return res, fmt.Errorf("target table: %w", err)
-		}
-	case opts.SQL == nil:
-		tname = defaultTargetName(tname, pl.at)
+	tschema, tname, err := targetName(&opts, pl.source, pl.at)
+	if err != nil {
+		return res, err
 	}
 	td, err := newTableDef(ddlInput{
 		shapes: pl.shapes, def: pl.bb.Definition, seqs: pl.bb.Sequences,
@@ -320,4 +315,21 @@ func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, prog *progr
 		}
 	}
 	return red, nil
+}
+
+// targetName is the table a restore of source as of at creates: the one
+// --target-table names, else beside the original with the moment in its
+// name, else (a script) the source's own name.
+func targetName(opts *Options, source schema.Table, at time.Time) (string, string, error) {
+	switch {
+	case opts.TargetTable != "":
+		tschema, tname, err := schema.ParseName(opts.TargetTable)
+		if err != nil {
+			return "", "", fmt.Errorf("target table: %w", err)
+		}
+		return tschema, tname, nil
+	case opts.SQL == nil:
+		return source.Schema, defaultTargetName(source.Name, at), nil
+	}
+	return source.Schema, source.Name, nil
 }

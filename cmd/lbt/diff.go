@@ -15,14 +15,14 @@ import (
 )
 
 type diffCmd struct {
-	Table   string `required:"" placeholder:"TABLE" help:"Table to compare, as a SQL name as it was named at the two moments (required)."`
-	From    string `xor:"from" placeholder:"TIMESTAMP" help:"The first moment: the state right after the last transaction committed at or before this time, as restore --until takes it (default: none)."`
-	FromLSN string `name:"from-lsn" xor:"from" placeholder:"LSN" help:"The first moment: after the transactions committed at or before this WAL position (default: none)."`
-	FromXID uint32 `name:"from-xid" xor:"from" placeholder:"XID" help:"The first moment: right after this transaction (default: none)."`
-	To      string `xor:"to" placeholder:"TIMESTAMP" help:"The second moment, as --from (default: the latest archived state)."`
-	ToLSN   string `name:"to-lsn" xor:"to" placeholder:"LSN" help:"The second moment, as --from-lsn (default: none)."`
-	ToXID   uint32 `name:"to-xid" xor:"to" placeholder:"XID" help:"The second moment, as --from-xid (default: none)."`
-	SQL     string `name:"sql" placeholder:"FILE" help:"Write the statements that turn the table's state at the second moment into its state at the first (a rewind in place) to FILE, - for standard output, instead of the report (default: none)."`
+	Table   string  `required:"" placeholder:"TABLE" help:"Table to compare, as a SQL name as it was named at the two moments (required)."`
+	From    timeArg `xor:"from" placeholder:"TIMESTAMP" help:"The first moment: the state right after the last transaction committed at or before this time, as restore --until takes it (default: none)."`
+	FromLSN string  `name:"from-lsn" xor:"from" placeholder:"LSN" help:"The first moment: after the transactions committed at or before this WAL position (default: none)."`
+	FromXID uint32  `name:"from-xid" xor:"from" placeholder:"XID" help:"The first moment: right after this transaction (default: none)."`
+	To      timeArg `xor:"to" placeholder:"TIMESTAMP" help:"The second moment, as --from (default: the latest archived state)."`
+	ToLSN   string  `name:"to-lsn" xor:"to" placeholder:"LSN" help:"The second moment, as --from-lsn (default: none)."`
+	ToXID   uint32  `name:"to-xid" xor:"to" placeholder:"XID" help:"The second moment, as --from-xid (default: none)."`
+	SQL     string  `name:"sql" placeholder:"FILE" help:"Write the statements that turn the table's state at the second moment into its state at the first (a rewind in place) to FILE, - for standard output, instead of the report (default: none)."`
 	outputFormat
 }
 
@@ -65,10 +65,10 @@ func (cmd *diffCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	now := time.Now()
 	opts := repair.DiffOptions{Table: cmd.Table}
-	if opts.From, err = moment("from", cmd.From, cmd.FromLSN, cmd.FromXID, now); err != nil {
+	if opts.From, err = moment("from", string(cmd.From), cmd.FromLSN, cmd.FromXID, now); err != nil {
 		return err
 	}
-	if opts.To, err = moment("to", cmd.To, cmd.ToLSN, cmd.ToXID, now); err != nil {
+	if opts.To, err = moment("to", string(cmd.To), cmd.ToLSN, cmd.ToXID, now); err != nil {
 		return err
 	}
 	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)

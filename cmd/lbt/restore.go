@@ -34,7 +34,7 @@ type restoreCmd struct {
 }
 
 func (cmd *restoreCmd) Help() string {
-	return `Restores one table from its newest basebackup at or before the target and the transactions committed after it, up to the target, into a new table in one transaction. The target is the latest archived state unless --until, --lsn, --xid, --before-xid or --before-lsn names another (--before-xid N is the usual target after lbt inspect found the bad transaction N); an error names the window the archive can restore. On a terminal, progress goes to standard error; a summary line with the row count and the md5 checksum of the restored rows ends the run. Only the archive directory and the target server are needed.`
+	return `Restores one table from its newest basebackup at or before the target and the transactions committed after it, up to the target, into a new table in one transaction. The target is the latest archived state unless --until, --lsn, --xid, --before-xid or --before-lsn names another (--before-xid N is the usual target after lbt inspect found the bad transaction N); an error names the window the archive can restore. On a terminal, progress goes to standard error; a summary line with the row count and the checksum of the restored rows (md5-sum64, docs/RESTORE.md) ends the run. Only the archive directory and the target server are needed.`
 }
 
 func (cmd *restoreCmd) Validate() error {

@@ -82,3 +82,17 @@ func TestTimeFlags(t *testing.T) {
 		})
 	}
 }
+
+// Every flag that takes a moment reads a relative time as its own
+// argument: restore, inspect, undo and diff alike.
+func TestTimeFlags_EveryCommand(t *testing.T) {
+	for _, args := range [][]string{
+		{"undo", "--actor", "app", "--since", "-2h", "--until", "-1h", "--help"},
+		{"diff", "--table", "t", "--from", "-2h", "--to", "-1h", "--help"},
+	} {
+		code, _, stderr := runLBT(t, args...)
+		if code != 0 {
+			t.Errorf("lbt %v: exit %d: %s", args, code, stderr)
+		}
+	}
+}

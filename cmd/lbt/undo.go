@@ -19,19 +19,19 @@ import (
 )
 
 type undoCmd struct {
-	XID           uint32 `name:"xid" xor:"what" placeholder:"XID" help:"Undo this transaction (the newest archived one with that xid) (default: none)."`
-	LSN           string `name:"lsn" xor:"what" placeholder:"LSN" help:"Undo the transaction that committed at this WAL position, as lbt inspect changes prints it (default: none)."`
-	Actor         string `placeholder:"ROLE" help:"Undo every transaction this role (current_user) made, as the actor capture of lbt setup records it, within the --since and --until window (default: none)."`
-	Application   string `placeholder:"NAME" help:"Undo every transaction made with this application_name, within the --since and --until window; with an actor too, both must match (default: none)."`
-	Since         string `placeholder:"TIMESTAMP" help:"With --actor or --application: only transactions committed at or after this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS' with an optional zone, or relative like -2h (default: the start of the archive)."`
-	Until         string `placeholder:"TIMESTAMP" help:"With --actor or --application: only transactions committed before this time (default: now)."`
-	Table         string `placeholder:"TABLE" help:"Only undo what the transactions did to this table, as a SQL name (default: every archived table they changed)."`
-	SQL           string `name:"sql" placeholder:"FILE" help:"Write the undo as a psql script to FILE; - is standard output (default: -, or none with --apply)."`
-	Apply         bool   `help:"Apply the undo to the target database in one transaction, after checking every row there (default: false)."`
-	TargetDSN     string `name:"target-dsn" placeholder:"DSN" help:"With --apply: the database to repair, as a libpq connection string or URL (default: the source database of the configuration)."`
-	SkipConflicts bool   `xor:"conflicts" help:"With --apply: apply the rest when rows conflict, and leave those rows alone (default: false)."`
-	Force         bool   `xor:"conflicts" help:"With --apply: overwrite conflicting rows with their image from before the undone transaction too (default: false)."`
-	Quiet         bool   `short:"q" help:"Print nothing but errors and conflicts (default: false)."`
+	XID           uint32  `name:"xid" xor:"what" placeholder:"XID" help:"Undo this transaction (the newest archived one with that xid) (default: none)."`
+	LSN           string  `name:"lsn" xor:"what" placeholder:"LSN" help:"Undo the transaction that committed at this WAL position, as lbt inspect changes prints it (default: none)."`
+	Actor         string  `placeholder:"ROLE" help:"Undo every transaction this role (current_user) made, as the actor capture of lbt setup records it, within the --since and --until window (default: none)."`
+	Application   string  `placeholder:"NAME" help:"Undo every transaction made with this application_name, within the --since and --until window; with an actor too, both must match (default: none)."`
+	Since         timeArg `placeholder:"TIMESTAMP" help:"With --actor or --application: only transactions committed at or after this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS' with an optional zone, or relative like -2h (default: the start of the archive)."`
+	Until         timeArg `placeholder:"TIMESTAMP" help:"With --actor or --application: only transactions committed before this time (default: now)."`
+	Table         string  `placeholder:"TABLE" help:"Only undo what the transactions did to this table, as a SQL name (default: every archived table they changed)."`
+	SQL           string  `name:"sql" placeholder:"FILE" help:"Write the undo as a psql script to FILE; - is standard output (default: -, or none with --apply)."`
+	Apply         bool    `help:"Apply the undo to the target database in one transaction, after checking every row there (default: false)."`
+	TargetDSN     string  `name:"target-dsn" placeholder:"DSN" help:"With --apply: the database to repair, as a libpq connection string or URL (default: the source database of the configuration)."`
+	SkipConflicts bool    `xor:"conflicts" help:"With --apply: apply the rest when rows conflict, and leave those rows alone (default: false)."`
+	Force         bool    `xor:"conflicts" help:"With --apply: overwrite conflicting rows with their image from before the undone transaction too (default: false)."`
+	Quiet         bool    `short:"q" help:"Print nothing but errors and conflicts (default: false)."`
 }
 
 func (cmd *undoCmd) Help() string {
@@ -81,12 +81,12 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	now := time.Now()
 	if cmd.Since != "" {
-		if opts.Since, err = parseTimeFlag(cmd.Since, now); err != nil {
+		if opts.Since, err = parseTimeFlag(string(cmd.Since), now); err != nil {
 			return usageError{fmt.Errorf("--since: %w", err)}
 		}
 	}
 	if cmd.Until != "" {
-		if opts.Until, err = parseTimeFlag(cmd.Until, now); err != nil {
+		if opts.Until, err = parseTimeFlag(string(cmd.Until), now); err != nil {
 			return usageError{fmt.Errorf("--until: %w", err)}
 		}
 	}
