@@ -56,6 +56,7 @@ type reducer struct {
 	tempDir   string
 	sp        *spiller
 	waitBytes int64 // about what pending and waiting hold
+	spills    int
 }
 
 // newReducer makes a reducer for about hint changes.

@@ -78,6 +78,7 @@ type Result struct {
 	Verified     bool
 
 	Bytes    int64 // basebackup and deltas read, uncompressed
+	Spills   int   // times the reduced changes outgrew Options.Memory and were merged into a file
 	Duration time.Duration
 	Timings  Timings
 	Warnings []string
@@ -179,6 +180,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 	res.Rows, res.Checksum, res.Verified = out.rows, out.checksum, opts.Verify
 	res.Timings.Load, res.Timings.Keys, res.Timings.Checksum = out.load, out.keys, out.checksumTime
 	res.Bytes = prog.bytesDone()
+	res.Spills = red.spills
 	res.Duration = time.Since(start)
 	if opts.Verify && opts.SQL != nil && out.rows != expectRows {
 		return res, &VerificationError{Msg: fmt.Sprintf("the script holds %d rows; the catalog says %d", out.rows, expectRows)}

@@ -114,6 +114,7 @@ func (r *reducer) spill() error {
 	}
 	r.sp.acc.close()
 	r.sp.acc = out
+	r.spills++
 	r.t = nil
 	r.reset()
 	return nil
