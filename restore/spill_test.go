@@ -101,7 +101,7 @@ func (g *streamGen) existing() (string, bool) {
 
 func (g *streamGen) freeKey(nbase int) string {
 	for {
-		k := fmt.Sprint(g.rnd.IntN(3*nbase+10) + 1)
+		k := fmt.Sprint(g.rnd.IntN(3*nbase+2*len(g.rows)+10) + 1)
 		if _, ok := g.rows[k]; !ok {
 			return k
 		}

@@ -160,7 +160,7 @@ func limitGoMemory(budget int64) {
 	if budget <= 0 || os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.SetMemoryLimit(budget*3/2 + 96<<20)
+	debug.SetMemoryLimit(budget*5/4 + 128<<20)
 }
 
 // printRestore writes the plan of a dry run, or the summary line.
