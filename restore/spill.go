@@ -231,13 +231,17 @@ func (r *reducer) mergeSpill(mem entryIter, out *spillFile, origins map[string]b
 				e.count += a.count
 			}
 		}
-		if !r.keyed() && e.count == 0 {
+		switch {
+		case !r.keyed() && e.count == 0:
 			// nothing left of the row
-		} else {
+		case cmp < 0 && !origins[string(e.key)]:
+			err = out.writeRaw(e.raw) // most of the file, as it was
+		default:
 			mark(&e)
-			if err := out.write(&e); err != nil {
-				return err
-			}
+			err = out.write(&e)
+		}
+		if err != nil {
+			return err
 		}
 		if cmp <= 0 {
 			if err := ap.advance(); err != nil {

@@ -26,6 +26,8 @@ type entry struct {
 	key    []byte
 	row    []byte // the row's image, encoded; empty when deleted
 	origin []byte // with fWaits: the basebackup key whose row supplies the unchanged TOAST values
+
+	raw []byte // the entry as read from a file, to be copied as it is
 }
 
 // fWaits marks an entry whose image still has unchanged TOAST values, to
@@ -77,6 +79,7 @@ func decodeEntry(b []byte) (entry, int, error) {
 		*p = b[n : n+int(l) : n+int(l)]
 		n += int(l)
 	}
+	e.raw = b[:n:n]
 	return e, n, nil
 }
 
@@ -119,12 +122,17 @@ func newSpillFile(dir string) (*spillFile, error) {
 
 func (s *spillFile) write(e *entry) error {
 	s.buf = appendEntry(s.buf[:0], e)
+	return s.writeRaw(s.buf)
+}
+
+// writeRaw writes an entry encoded by appendEntry.
+func (s *spillFile) writeRaw(b []byte) error {
 	s.n++
 	var l [binary.MaxVarintLen64]byte
-	if _, err := s.w.Write(l[:binary.PutUvarint(l[:], uint64(len(s.buf)))]); err != nil {
+	if _, err := s.w.Write(l[:binary.PutUvarint(l[:], uint64(len(b)))]); err != nil {
 		return fmt.Errorf("restore: spill file: %w", err)
 	}
-	if _, err := s.w.Write(s.buf); err != nil {
+	if _, err := s.w.Write(b); err != nil {
 		return fmt.Errorf("restore: spill file: %w", err)
 	}
 	return nil
@@ -222,6 +230,14 @@ func newSorter(dir string, budget int64) *sorter {
 }
 
 func (s *sorter) add(e *entry) error {
+	// Write a run rather than grow the buffers past the budget: growing
+	// holds the old and the new array at once.
+	need := 9 + 3*binary.MaxVarintLen64 + binary.MaxVarintLen64 + len(e.key) + len(e.row) + len(e.origin)
+	if len(s.refs) > 0 && (len(s.buf)+need > cap(s.buf) || len(s.refs) == cap(s.refs)) && s.memBytes()*2 > s.budget {
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
 	off := len(s.buf)
 	s.buf = appendEntry(s.buf, e)
 	// The key sits after the hash, flags, count and the key's length.
@@ -229,11 +245,13 @@ func (s *sorter) add(e *entry) error {
 	koff := off + 9 + binary.PutVarint(tmp[:], e.count) + binary.PutUvarint(tmp[:], uint64(len(e.key)))
 	s.refs = append(s.refs, sortRef{h: e.h, off: uint32(off), end: uint32(len(s.buf)), koff: uint32(koff), klen: uint32(len(e.key))})
 	s.n++
-	if int64(len(s.buf))+int64(len(s.refs))*24 > s.budget || len(s.buf) > 1<<31 {
+	if s.memBytes() > s.budget || len(s.buf) > 1<<31 {
 		return s.flush()
 	}
 	return nil
 }
+
+func (s *sorter) memBytes() int64 { return int64(cap(s.buf)) + int64(cap(s.refs))*24 }
 
 func (s *sorter) key(r sortRef) []byte { return s.buf[r.koff : r.koff+r.klen] }
 

@@ -60,7 +60,16 @@ func (t *rowTable) hash(key []byte) uint64 { return maphash.Bytes(t.seed, key) &
 // memBytes is about what the table holds in memory, with the index that
 // sorting it for a spill takes.
 func (t *rowTable) memBytes() int64 {
-	return int64(len(t.cells))*16 + int64(cap(t.slots))*32 + int64(len(t.slots))*16 + t.arena.size
+	n := int64(len(t.cells))*16 + int64(cap(t.slots))*32 + int64(len(t.slots))*16 + t.arena.size
+	// The next key grows an array: for a moment the old and the new one
+	// are both held.
+	if len(t.slots) == cap(t.slots) {
+		n += int64(cap(t.slots)) * 32 * 5 / 4
+	}
+	if 2*(t.len()+1) > len(t.cells) {
+		n += int64(len(t.cells)) * 32
+	}
+	return n
 }
 
 // len is the number of keys.
