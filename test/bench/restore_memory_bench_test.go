@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -32,7 +33,7 @@ import (
 func BenchmarkRestoreMemory(b *testing.B) {
 	keys := envInt("LBT_BENCH_SPILL_KEYS", 10_000_000)
 	small := envInt("LBT_BENCH_SPILL_SMALL", 32<<20)
-	inMemory := envInt("LBT_BENCH_SPILL_INMEMORY", 1) != 0
+	inMemory := os.Getenv("LBT_BENCH_SPILL_INMEMORY") != "0"
 	first := min(1_000_000, keys/2)
 	const chunk = 1_000_000
 	ctx := context.Background()
@@ -136,7 +137,7 @@ func BenchmarkRestoreMemory(b *testing.B) {
 	if inMemory {
 		restore(atAll, "0")
 	}
-	if envInt("LBT_BENCH_SPILL_1M", 1) != 0 {
+	if os.Getenv("LBT_BENCH_SPILL_1M") != "0" {
 		restore(at1M, "0")
 		restore(at1M, "")
 		restore(at1M, fmt.Sprintf("%dMiB", small>>20))
