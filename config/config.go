@@ -104,6 +104,12 @@ type Config struct {
 	StatusWarnAge time.Duration `yaml:"statusWarnAge"`
 	StatusCritAge time.Duration `yaml:"statusCritAge"`
 
+	// RestoreMemory is about how much memory a restore gives the changes
+	// it reduces; past it they spill to sorted files in TempDir. With the
+	// default, lbt restore stays under 512 MiB of resident memory however
+	// many rows the changes touched. 0 keeps everything in memory.
+	RestoreMemory ByteSize `yaml:"restoreMemory"`
+
 	// StatusInterval is how often the confirmed position is reported to the
 	// server when nothing else prompts it. It must stay well below the
 	// server's wal_sender_timeout (60s by default).
@@ -167,12 +173,18 @@ func Default() Config {
 		StatusCritLag:         8 << 30,
 		StatusWarnAge:         15 * time.Minute,
 		StatusCritAge:         time.Hour,
+		RestoreMemory:         DefaultRestoreMemory,
 		FlushInterval:         time.Second,
 		MetricsAddr:           "127.0.0.1:9187",
 		LogLevel:              "info",
 		LogFormat:             "text",
 	}
 }
+
+// DefaultRestoreMemory is restoreMemory's default: with the Go runtime's
+// own memory, the reading of the changes and the COPY around it, restore
+// stays under 512 MiB resident.
+const DefaultRestoreMemory = 256 << 20
 
 // Load reads the config file at path over Default(). Errors name the file,
 // the line and the key:
@@ -302,6 +314,9 @@ func (c Config) Validate() error {
 		case v.positive && v.d == 0:
 			add("%s must be greater than 0", v.key)
 		}
+	}
+	if c.RestoreMemory < 0 {
+		add("restoreMemory must not be negative")
 	}
 	if c.StatusWarnLag < 0 || c.StatusCritLag < 0 {
 		add("statusWarnLag and statusCritLag must not be negative")

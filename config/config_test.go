@@ -133,6 +133,8 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{name: "alias stagingDir", yaml: "stagingDir: /stage\n", want: func(c *config.Config) { c.TempDir = "/stage" }},
+		{name: "restoreMemory", yaml: "restoreMemory: 64MiB\n", want: func(c *config.Config) { c.RestoreMemory = 64 << 20 }},
+		{name: "restoreMemory off", yaml: "restoreMemory: 0\n", want: func(c *config.Config) { c.RestoreMemory = 0 }},
 		{name: "alias StagingDir", yaml: "StagingDir: /stage\n", want: func(c *config.Config) { c.TempDir = "/stage" }},
 		{name: "alias messagesPerDelta", yaml: "messagesPerDelta: 500\n", want: func(c *config.Config) { c.DeltasPerFile = 500 }},
 		{

@@ -103,10 +103,17 @@ func runPartitioned(ctx context.Context, cat *catalog.Catalog, opts Options, pt 
 	planned := time.Now()
 	nulls := make([]bool, len(first.pl.shapes.target.Columns))
 	var expectRows int64
+	// Every partition's reduced changes are held until the rows are
+	// written: the budget is shared between them.
+	memory := opts.Memory
+	if memory > 0 {
+		memory = max(memory/int64(len(parts)), 1<<20)
+	}
 	for _, lr := range parts {
-		if lr.red, err = readDeltas(ctx, cat, lr.pl, prog); err != nil {
+		if lr.red, err = readDeltas(ctx, cat, lr.pl, prog, memory, opts.TempDir); err != nil {
 			return res, fmt.Errorf("partition %s: %w", nameOf(lr.node), err)
 		}
+		defer lr.red.close()
 		if lr.rows, err = checkCounts(lr.pl, lr.red, opts.Verify); err != nil {
 			return res, fmt.Errorf("partition %s: %w", nameOf(lr.node), err)
 		}

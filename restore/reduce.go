@@ -3,6 +3,7 @@ package restore
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 
 	"lbt/catalog"
 )
@@ -47,11 +48,21 @@ type reducer struct {
 	rowBuf, oldBuf, prevBuf []value
 	enc, keyBuf, key2Buf    []byte
 	hint                    int
+
+	// Past budget bytes in memory (0: no limit), the reduced changes spill
+	// to files in tempDir; sp holds them, nil while all are in memory.
+	seed      maphash.Seed
+	mask      uint64
+	budget    int64
+	tempDir   string
+	sp        *spiller
+	waitBytes int64 // about what pending and waiting hold
+	spills    int
 }
 
 // newReducer makes a reducer for about hint changes.
 func newReducer(width int, keyCols []int, maps map[int]versionMap, hint int) *reducer {
-	r := &reducer{width: width, keyCols: keyCols, maps: maps, hint: hint}
+	r := &reducer{width: width, keyCols: keyCols, maps: maps, hint: hint, seed: maphash.MakeSeed(), mask: ^uint64(0)}
 	r.reset()
 	return r
 }
@@ -63,9 +74,18 @@ func (r *reducer) reset() {
 	if r.t != nil {
 		hint = r.t.len() // after a TRUNCATE: as many keys as before it
 	}
-	r.t = newRowTable(hint)
+	if r.budget > 0 {
+		hint = min(hint, int(r.budget/256))
+	}
+	r.t = newRowTable(hint, r.seed, r.mask)
+	if r.budget > 0 {
+		// Chunks in proportion to the budget, so that a small one is
+		// not exceeded by the first.
+		r.t.arena.chunk = int(min(max(r.budget/16, 4<<10), arenaChunk))
+	}
 	r.pending = make(map[string]string)
 	r.waiting = make(map[string]string)
+	r.waitBytes = 0
 }
 
 // mapTuple places a tuple of a schema version into the restored shape.
@@ -128,6 +148,7 @@ func (r *reducer) apply(ch catalog.Change) error {
 		r.total.Truncates++
 		r.truncated = true
 		r.truncLSN, r.truncIns, r.truncDel = ch.CommitLSN, 0, 0
+		r.dropSpill() // what was spilled is gone as well
 		r.reset()
 		return nil
 	}
@@ -139,6 +160,9 @@ func (r *reducer) apply(ch catalog.Change) error {
 	}
 	if err != nil {
 		return fmt.Errorf("change at LSN %s (xid %d): %w", catalog.FormatLSN(ch.CommitLSN), ch.Xid, err)
+	}
+	if r.budget > 0 && r.t.memBytes()+r.waitBytes > r.budget {
+		return r.spill()
 	}
 	return nil
 }
@@ -184,7 +208,9 @@ func (r *reducer) applyKeyed(ch catalog.Change, m versionMap) error {
 		idx := t.get(key)
 		switch {
 		case idx == 0:
-			if r.truncated {
+			// With changes spilled, the row may be in a spill file: the
+			// merge checks it.
+			if r.truncated && r.sp == nil {
 				return fmt.Errorf("delete of a row that is not there after the TRUNCATE (key %s)", showKey(key))
 			}
 			idx = t.getOrAdd(key)
@@ -233,7 +259,7 @@ func (r *reducer) applyKeyed(ch catalog.Change, m versionMap) error {
 		if prev != 0 && t.slots[prev].flags&fDeleted != 0 {
 			return fmt.Errorf("update of a row that is deleted (key %s)", showKey(oldKey))
 		}
-		if prev == 0 && r.truncated {
+		if prev == 0 && r.truncated && r.sp == nil {
 			return fmt.Errorf("update of a row that is not there after the TRUNCATE (key %s)", showKey(oldKey))
 		}
 		// Unchanged TOAST values: from the whole old row when there is one,
@@ -289,6 +315,7 @@ func (r *reducer) applyKeyed(ch catalog.Change, m versionMap) error {
 		if fromBase {
 			r.pending[origin] = string(newKey)
 			r.waiting[string(newKey)] = origin
+			r.waitBytes += 2*int64(len(origin)+len(newKey)) + 128
 		}
 		return nil
 	}
@@ -362,7 +389,7 @@ type baseMerger struct {
 	defCols  []int // for each restored column, its field in the basebackup, or -1
 	keyField []int // basebackup field of each key column
 	removals bool  // multiset mode: some basebackup rows are removed
-	key      []byte
+	key, row []byte
 	vals     []value
 	unesc    []byte
 }
@@ -376,6 +403,11 @@ func (r *reducer) merger(defCols []int) (*baseMerger, error) {
 			}
 			b.keyField = append(b.keyField, defCols[j])
 		}
+	}
+	if r.sp != nil {
+		return b, r.spillMerger(defCols)
+	}
+	if r.keyed() {
 		return b, nil
 	}
 	for _, s := range r.t.slots[1:] {
@@ -390,6 +422,9 @@ func (r *reducer) merger(defCols []int) (*baseMerger, error) {
 // passAll reports whether every basebackup row stays as it is, so that rows
 // need not be looked at.
 func (b *baseMerger) passAll() bool {
+	if b.r.sp != nil {
+		return false
+	}
 	if b.r.keyed() {
 		return b.r.t.len() == 0
 	}
@@ -401,6 +436,9 @@ func (b *baseMerger) passAll() bool {
 // whose unchanged TOAST columns need them.
 func (b *baseMerger) keep(fields [][]byte) (bool, error) {
 	r := b.r
+	if r.sp != nil {
+		return b.keepSpilled(fields)
+	}
 	if !r.keyed() {
 		if !b.removals {
 			return true, nil
@@ -522,6 +560,9 @@ func hasBackslash(f []byte) bool { return bytes.IndexByte(f, '\\') >= 0 }
 func (b *baseMerger) finish() error {
 	r := b.r
 	t := r.t
+	if r.sp != nil {
+		return nil // checked as the spilled changes are merged, in each
+	}
 	if r.keyed() {
 		for _, s := range t.slots[1:] {
 			if s.flags&fFromBase != 0 && s.flags&fSeen == 0 {
@@ -545,6 +586,9 @@ func (b *baseMerger) finish() error {
 // each calls f for every row the deltas add, count times for a row that a
 // table without a key holds several times.
 func (r *reducer) each(f func(row []value) error) error {
+	if r.sp != nil {
+		return r.eachSpilled(f)
+	}
 	var vals []value
 	var err error
 	t := r.t
@@ -560,6 +604,10 @@ func (r *reducer) each(f func(row []value) error) error {
 				return err
 			}
 			continue
+		}
+		if s.count < 0 && r.truncated {
+			row, _ := decodeRow(nil, t.arena.bytes(s.key), r.width)
+			return fmt.Errorf("the deltas delete a row that is not there after the TRUNCATE (%s)", showRow(row))
 		}
 		if s.count <= 0 {
 			continue
@@ -580,7 +628,11 @@ func (r *reducer) each(f func(row []value) error) error {
 // has NULL there.
 func (r *reducer) nullColumns() ([]bool, error) {
 	nulls := make([]bool, r.width)
-	err := r.each(func(row []value) error {
+	each := r.each
+	if r.sp != nil {
+		each = r.eachReduced
+	}
+	err := each(func(row []value) error {
 		for j, v := range row {
 			if v.kind == catalog.ValueNull {
 				nulls[j] = true

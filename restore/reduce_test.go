@@ -54,13 +54,59 @@ func identity(n int) versionMap {
 
 // restoreRows reduces changes over base rows (COPY text lines) and returns
 // the resulting rows as "a|b|NULL" lines, sorted.
+//
+// It runs them through the reducer in memory and again with spilling
+// forced (after every change, and with few hash values, so that keys
+// collide), and fails the test when the two differ.
 func restoreRows(t *testing.T, width int, keyCols []int, maps map[int]versionMap, base []string, changes []catalog.Change) ([]string, error) {
 	t.Helper()
+	want, wantNulls, err := reduceRows(t, width, keyCols, maps, base, changes, spillConfig{})
+	for _, sc := range spillConfigs {
+		got, nulls, serr := reduceRows(t, width, keyCols, maps, base, changes, sc)
+		switch {
+		case (err == nil) != (serr == nil):
+			t.Errorf("spilling (%+v): error %v, in memory: %v", sc, serr, err)
+		case err == nil && !slices.Equal(got, want):
+			t.Errorf("spilling (%+v): rows\n%s\nin memory\n%s", sc, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		case err == nil && !slices.Equal(nulls, wantNulls):
+			t.Errorf("spilling (%+v): NULL columns %v, in memory %v", sc, nulls, wantNulls)
+		}
+	}
+	return want, err
+}
+
+// spillConfig forces the spill path: a memory budget in bytes (0: none)
+// and a mask on the hashes (0: all bits).
+type spillConfig struct {
+	budget int64
+	mask   uint64
+}
+
+var spillConfigs = []spillConfig{{budget: 1}, {budget: 1, mask: 3}, {budget: 4 << 10}, {budget: 4 << 10, mask: 1}}
+
+// reduceRows is restoreRows with one configuration.
+func reduceRows(t *testing.T, width int, keyCols []int, maps map[int]versionMap, base []string, changes []catalog.Change, sc spillConfig) ([]string, []bool, error) {
+	t.Helper()
 	r := newReducer(width, keyCols, maps, 0)
+	defer r.close()
+	if sc.mask != 0 {
+		r.mask = sc.mask
+		r.reset()
+	}
+	if sc.budget > 0 {
+		r.limitMemory(sc.budget, t.TempDir())
+	}
 	for _, c := range changes {
 		if err := r.apply(c); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+	}
+	nulls, err := r.nullColumns()
+	if err != nil {
+		return nil, nil, err
+	}
+	if sc.budget == 1 && len(changes) > 0 && changes[len(changes)-1].Tag != catalog.TagTruncate && r.sp == nil {
+		t.Fatal("a budget of 1 byte did not spill")
 	}
 	var out []string
 	render := func(vals []value) string {
@@ -81,13 +127,13 @@ func restoreRows(t *testing.T, width int, keyCols []int, maps map[int]versionMap
 		}
 		m, err := r.merger(def)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, line := range base {
 			fields := splitFields(nil, []byte(line))
 			keep, err := m.keep(fields)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if keep {
 				var vals []value
@@ -103,10 +149,10 @@ func restoreRows(t *testing.T, width int, keyCols []int, maps map[int]versionMap
 			}
 		}
 		if err := m.finish(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	err := r.each(func(row []value) error {
+	err = r.each(func(row []value) error {
 		if hasUnchanged(row) {
 			t.Errorf("row with an unresolved value: %v", showRow(row))
 		}
@@ -114,7 +160,7 @@ func restoreRows(t *testing.T, width int, keyCols []int, maps map[int]versionMap
 		return nil
 	})
 	slices.Sort(out)
-	return out, err
+	return out, nulls, err
 }
 
 func TestReduce_Keyed(t *testing.T) {

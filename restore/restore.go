@@ -43,6 +43,11 @@ type Options struct {
 	Progress io.Writer // progress display (a terminal); nil for none
 	DryRun   bool      // resolve the plan and stop
 
+	// Memory is about how many bytes the reduced changes may take in
+	// memory; past it they spill to files in TempDir. 0 is no limit.
+	Memory  int64
+	TempDir string
+
 	Version string // lbt's version, for the script header
 	Logger  hclog.Logger
 }
@@ -74,6 +79,7 @@ type Result struct {
 	Verified     bool
 
 	Bytes    int64 // basebackup and deltas read, uncompressed
+	Spills   int   // times the reduced changes outgrew Options.Memory and were merged into a file
 	Duration time.Duration
 	Timings  Timings
 	Warnings []string
@@ -157,10 +163,11 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 
 	prog := startProgress(opts.Progress, res.Table, pl.bb.RawBytes+pl.deltaBytes)
 	defer prog.finish()
-	red, err := readDeltas(ctx, cat, pl, prog)
+	red, err := readDeltas(ctx, cat, pl, prog, opts.Memory, opts.TempDir)
 	if err != nil {
 		return res, err
 	}
+	defer red.close()
 	res.Timings.Plan, res.Timings.Deltas = planned.Sub(start), time.Since(planned)
 	expectRows, err := checkCounts(pl, red, opts.Verify)
 	if err != nil {
@@ -189,6 +196,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 	res.ChecksumSQL = ChecksumSQL(td.qualified(), td.checksumColumns())
 	res.Timings.Load, res.Timings.Keys, res.Timings.Checksum = out.load, out.keys, out.checksumTime
 	res.Bytes = prog.bytesDone()
+	res.Spills = red.spills
 	res.Duration = time.Since(start)
 	if opts.Verify && opts.SQL != nil && out.rows != expectRows {
 		return res, &VerificationError{Msg: fmt.Sprintf("the script holds %d rows; the catalog says %d", out.rows, expectRows)}
@@ -242,9 +250,19 @@ func checkCounts(pl *plan, red *reducer, verify bool) (int64, error) {
 }
 
 // readDeltas reads the plan's blobs in commit order and reduces them.
-func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, prog *progress) (*reducer, error) {
-	red := newReducer(len(pl.shapes.target.Columns), pl.keyCols, pl.shapes.versions, int(min(pl.changes, 1<<24)))
+func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, prog *progress, memory int64, tempDir string) (red *reducer, err error) {
+	hint := int(min(pl.changes, 1<<24))
+	if memory > 0 {
+		hint = min(hint, int(memory/256))
+	}
+	red = newReducer(len(pl.shapes.target.Columns), pl.keyCols, pl.shapes.versions, hint)
 	red.missing = pl.shapes.missing
+	red.limitMemory(memory, tempDir)
+	defer func() {
+		if err != nil {
+			red.close()
+		}
+	}()
 	if len(pl.blobs) == 0 {
 		return red, nil
 	}

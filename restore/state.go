@@ -67,10 +67,11 @@ func ScanKeys(ctx context.Context, cat *catalog.Catalog, o Options, want func(ke
 		return st, err
 	}
 	prog := startProgress(nil, st.Table, 0)
-	red, err := readDeltas(ctx, cat, pl, prog)
+	red, err := readDeltas(ctx, cat, pl, prog, o.Memory, o.TempDir)
 	if err != nil {
 		return st, err
 	}
+	defer red.close()
 	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog}
 	lw := &lineWriter{width: len(st.Columns), fn: fn}
 	if want != nil && st.Key != nil {

@@ -11,6 +11,7 @@ import (
 // cost the garbage collector nothing, and a lookup touches few cache lines.
 type rowTable struct {
 	seed  maphash.Seed
+	mask  uint64 // hashes are maphash's & mask: all ones but in tests of collisions
 	cells []cell // power-of-two length, at most half full
 	slots []slot // slots[0] is unused: slot index 0 means none
 	arena arena
@@ -37,15 +38,38 @@ const (
 	fFromBase
 	// seen: the basebackup had the row.
 	fSeen
+	// origin: the row's basebackup values are the earlier values of
+	// another key's unchanged TOAST columns (the key changed). In spill
+	// files only.
+	fOrigin
 )
 
-// newRowTable makes a table sized for about hint keys.
-func newRowTable(hint int) *rowTable {
-	n := 1024
+// newRowTable makes a table sized for about hint keys. Tables that spill
+// share seed and mask: their hashes order the sorted runs.
+func newRowTable(hint int, seed maphash.Seed, mask uint64) *rowTable {
+	n := 16
 	for n < 2*hint && n < 1<<26 {
 		n *= 2
 	}
-	return &rowTable{seed: maphash.MakeSeed(), cells: make([]cell, n), slots: make([]slot, 1, n/2)}
+	return &rowTable{seed: seed, mask: mask, cells: make([]cell, n), slots: make([]slot, 1, n/2)}
+}
+
+// hash is the hash of a key (or of a row, without a key).
+func (t *rowTable) hash(key []byte) uint64 { return maphash.Bytes(t.seed, key) & t.mask }
+
+// memBytes is about what the table holds in memory, with the index that
+// sorting it for a spill takes.
+func (t *rowTable) memBytes() int64 {
+	n := int64(len(t.cells))*16 + int64(cap(t.slots))*32 + int64(len(t.slots))*16 + t.arena.size
+	// The next key grows an array: for a moment the old and the new one
+	// are both held.
+	if len(t.slots) == cap(t.slots) {
+		n += int64(cap(t.slots)) * 32 * 5 / 4
+	}
+	if 2*(t.len()+1) > len(t.cells) {
+		n += int64(len(t.cells)) * 32
+	}
+	return n
 }
 
 // len is the number of keys.
@@ -53,7 +77,7 @@ func (t *rowTable) len() int { return len(t.slots) - 1 }
 
 // find returns the slot of key, or 0, and the cell where it is or would go.
 func (t *rowTable) find(key []byte) (h uint64, pos int, idx uint32) {
-	h = maphash.Bytes(t.seed, key)
+	h = t.hash(key)
 	mask := len(t.cells) - 1
 	for pos = int(h) & mask; ; pos = (pos + 1) & mask {
 		c := t.cells[pos]
@@ -129,6 +153,8 @@ type span struct {
 // moves.
 type arena struct {
 	chunks [][]byte
+	size   int64 // bytes added
+	chunk  int   // bytes per chunk; 0: arenaChunk
 }
 
 const arenaChunk = 4 << 20
@@ -136,11 +162,16 @@ const arenaChunk = 4 << 20
 func (a *arena) add(b []byte) span {
 	n := len(a.chunks)
 	if n == 0 || len(a.chunks[n-1])+len(b) > cap(a.chunks[n-1]) {
-		a.chunks = append(a.chunks, make([]byte, 0, max(arenaChunk, len(b))))
+		c := a.chunk
+		if c == 0 {
+			c = arenaChunk
+		}
+		a.chunks = append(a.chunks, make([]byte, 0, max(c, len(b))))
 		n++
 	}
 	c := a.chunks[n-1]
 	off := len(c)
+	a.size += int64(len(b))
 	a.chunks[n-1] = append(c, b...)
 	return span{chunk: uint32(n - 1), off: uint32(off), n: uint32(len(b))}
 }

@@ -74,6 +74,8 @@ func TestRun(t *testing.T) {
 		{name: "bad log level", args: []string{"--log-level", "loud", "version"}, code: 2, stderr: `lbt: --log-level must be one of trace, debug, info, warn, error, not "loud" (see lbt version --help)`},
 		{name: "missing required flag", args: []string{"restore"}, code: 2, stderr: "lbt: missing flags: --table=TABLE (see lbt restore --help)"},
 		{name: "exclusive flags", args: []string{"restore", "--table", "t", "--lsn", "0/1", "--xid", "5"}, code: 2},
+		{name: "bad memory size", args: []string{"restore", "--table", "t", "--memory", "lots"}, code: 2},
+		{name: "check config shows restoreMemory", args: []string{"backup", "--check-config", "-c", valid}, code: 0, stdout: "restoreMemory: 256 MiB\n"},
 		{name: "inspect tx needs a target", args: []string{"inspect", "tx"}, code: 2, stderr: "lbt: inspect tx: give --xid or --lsn (see lbt inspect tx --help)"},
 		{name: "bad format", args: []string{"inspect", "tables", "--format", "xml"}, code: 2},
 		{name: "undo needs a selection", args: []string{"undo"}, code: 2, stderr: "lbt: undo: give what to undo: --xid, --lsn, or --actor/--application with --since and --until (see lbt undo --help)"},

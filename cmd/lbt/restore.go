@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -14,23 +15,25 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"lbt/catalog"
+	"lbt/config"
 	"lbt/restore"
 )
 
 type restoreCmd struct {
-	Table       string  `required:"" placeholder:"TABLE" help:"Table to restore, as a SQL name as it was named at the target moment: schema.table, parts quoted as in SQL (required)."`
-	Until       timeArg `xor:"target" placeholder:"TIMESTAMP" help:"Restore the table as it was right after the last transaction committed at or before this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS[.frac]' with an optional zone (local time without), or relative like -2h (default: the latest state in the archive)."`
-	LSN         string  `name:"lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was after the transactions that committed at or before this WAL position, like 0/16B3748 (default: none)."`
-	XID         uint32  `name:"xid" xor:"target" placeholder:"XID" help:"Restore the table as it was right after this transaction committed (default: none)."`
-	BeforeXID   uint32  `name:"before-xid" xor:"target" placeholder:"XID" help:"Restore the table as it was just before this transaction committed: after every transaction that committed before it (default: none)."`
-	BeforeLSN   string  `name:"before-lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was just before the transaction that committed at this WAL position (its commit LSN, as lbt inspect changes prints it): after every transaction that committed before it (default: none)."`
-	TargetDSN   string  `name:"target-dsn" xor:"output" placeholder:"DSN" help:"Database to restore into, as a libpq connection string or URL (default: the source database of the configuration)."`
-	TargetTable string  `placeholder:"TABLE" help:"Table to create and fill, as a SQL name (default: <table>_restored_<YYYYMMDDHHMMSS> of the target moment in UTC, in the table's schema; with --sql the table's own name)."`
-	Replace     bool    `help:"Drop and recreate the target table if it exists; without it an existing target table is an error (default: false)."`
-	SQL         string  `name:"sql" xor:"output" placeholder:"FILE" help:"Write the restore as a SQL script for psql (table definition, COPY data, sequence values) to FILE instead of into a database; - writes to standard output (default: none)."`
-	Verify      bool    `help:"Check the changes read against the catalog's counts, and, before committing, the restored table's row count against the catalog's and its checksum, computed by the target server in one pass, against the rows sent; with --sql the script checks itself before COMMIT. A difference exits with status 3 and commits nothing (default: false)."`
-	Quiet       bool    `short:"q" help:"Print nothing but errors (default: false)."`
-	DryRun      bool    `help:"Print which basebackup and changes the restore would use, and change nothing (default: false)."`
+	Table       string           `required:"" placeholder:"TABLE" help:"Table to restore, as a SQL name as it was named at the target moment: schema.table, parts quoted as in SQL (required)."`
+	Until       timeArg          `xor:"target" placeholder:"TIMESTAMP" help:"Restore the table as it was right after the last transaction committed at or before this time: RFC 3339, 'YYYY-MM-DD HH:MM:SS[.frac]' with an optional zone (local time without), or relative like -2h (default: the latest state in the archive)."`
+	LSN         string           `name:"lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was after the transactions that committed at or before this WAL position, like 0/16B3748 (default: none)."`
+	XID         uint32           `name:"xid" xor:"target" placeholder:"XID" help:"Restore the table as it was right after this transaction committed (default: none)."`
+	BeforeXID   uint32           `name:"before-xid" xor:"target" placeholder:"XID" help:"Restore the table as it was just before this transaction committed: after every transaction that committed before it (default: none)."`
+	BeforeLSN   string           `name:"before-lsn" xor:"target" placeholder:"LSN" help:"Restore the table as it was just before the transaction that committed at this WAL position (its commit LSN, as lbt inspect changes prints it): after every transaction that committed before it (default: none)."`
+	TargetDSN   string           `name:"target-dsn" xor:"output" placeholder:"DSN" help:"Database to restore into, as a libpq connection string or URL (default: the source database of the configuration)."`
+	TargetTable string           `placeholder:"TABLE" help:"Table to create and fill, as a SQL name (default: <table>_restored_<YYYYMMDDHHMMSS> of the target moment in UTC, in the table's schema; with --sql the table's own name)."`
+	Replace     bool             `help:"Drop and recreate the target table if it exists; without it an existing target table is an error (default: false)."`
+	SQL         string           `name:"sql" xor:"output" placeholder:"FILE" help:"Write the restore as a SQL script for psql (table definition, COPY data, sequence values) to FILE instead of into a database; - writes to standard output (default: none)."`
+	Verify      bool             `help:"Check the changes read against the catalog's counts, and, before committing, the restored table's row count against the catalog's and its checksum, computed by the target server in one pass, against the rows sent; with --sql the script checks itself before COMMIT. A difference exits with status 3 and commits nothing (default: false)."`
+	Quiet       bool             `short:"q" help:"Print nothing but errors (default: false)."`
+	DryRun      bool             `help:"Print which basebackup and changes the restore would use, and change nothing (default: false)."`
+	Memory      *config.ByteSize `placeholder:"SIZE" help:"Memory for the reduced changes, like 64MiB or 2GiB; past it they spill to sorted files in tempDir (default: config restoreMemory, 256 MiB unless set, which keeps the process under 512 MiB); 0 keeps them all in memory."`
 }
 
 func (cmd *restoreCmd) Help() string {
@@ -59,6 +62,15 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 	opts.DryRun = cmd.DryRun
 	opts.Version = version
 	opts.Logger = log
+	opts.Memory = int64(cfg.RestoreMemory)
+	if cmd.Memory != nil {
+		if *cmd.Memory < 0 {
+			return usageError{errors.New("--memory must not be negative")}
+		}
+		opts.Memory = int64(*cmd.Memory)
+	}
+	opts.TempDir = cfg.EffectiveTempDir()
+	limitGoMemory(opts.Memory)
 	switch {
 	case cmd.Until != "":
 		if opts.Until, err = parseTimeFlag(string(cmd.Until), time.Now()); err != nil {
@@ -159,6 +171,17 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 	return nil
 }
 
+// limitGoMemory sets the Go runtime's soft memory limit a little above
+// what the restore's budget lets it hold, unless GOMEMLIMIT says otherwise:
+// the garbage collector then works harder instead of letting the heap grow
+// to twice what is live.
+func limitGoMemory(budget int64) {
+	if budget <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(budget*5/4 + 128<<20)
+}
+
 // printRestore writes the plan of a dry run, or the summary line.
 func printRestore(w io.Writer, r restore.Result, dryRun, script bool) {
 	at := r.TargetTime.Local().Format("2006-01-02 15:04:05.999999Z07:00")
@@ -194,6 +217,10 @@ func printRestore(w io.Writer, r restore.Result, dryRun, script bool) {
 	if r.Partitions > 0 {
 		from = fmt.Sprintf("%d partitions, their basebackups", r.Partitions)
 	}
-	fmt.Fprintf(w, "restored %s as of %s (LSN %s) %s: %d rows%s%s; %s + %d transactions (%d changes), %s\n",
-		r.Table, at, lsn(r.TargetLSN), where, r.Rows, sum, verified, from, r.Transactions, r.Changes, r.Duration.Round(time.Millisecond))
+	spilled := ""
+	if r.Spills > 0 {
+		spilled = fmt.Sprintf(" (spilled to tempDir %d times)", r.Spills)
+	}
+	fmt.Fprintf(w, "restored %s as of %s (LSN %s) %s: %d rows%s%s; %s + %d transactions (%d changes)%s, %s\n",
+		r.Table, at, lsn(r.TargetLSN), where, r.Rows, sum, verified, from, r.Transactions, r.Changes, spilled, r.Duration.Round(time.Millisecond))
 }
