@@ -1019,7 +1019,7 @@ func (a *archiver) commitFlush(wait bool) error {
 	if err != nil {
 		return err
 	}
-	if err := a.writeMetadata(); err != nil {
+	if err := a.writeMetadata(w); err != nil {
 		return err
 	}
 	job := commitJob{w: w, seg: a.seg, segSize: a.seg.Size(), pos: a.pending, txs: a.pendingTxs,
@@ -1146,10 +1146,15 @@ func (a *archiver) describe(t *table, version int) {
 // from the files. A commit that only moves the position on (an idle
 // source's keepalive) writes one at the final flush and every few minutes,
 // not at each status interval: a rebuilt catalog knows the position up to
-// the last one.
-func (a *archiver) writeMetadata() error {
+// the last one. The commit's rows of inexact spans, table storage, table
+// lives and partition trees go with it too.
+func (a *archiver) writeMetadata(w *catalog.Writer) error {
 	m := &a.meta
+	if err := w.TableRecords(m); err != nil {
+		return err
+	}
 	if len(m.Blobs) == 0 && len(m.Txs) == 0 && len(m.Schemas) == 0 &&
+		len(m.Gaps) == 0 && len(m.Storage) == 0 && len(m.Lives) == 0 && len(m.Partitions) == 0 &&
 		(a.pending.EndLSN <= a.metaEnd || !(a.closing || time.Since(a.metaAt) >= positionMetaInterval)) {
 		return nil
 	}
