@@ -35,6 +35,7 @@ const (
 	metaStorage   = 'S'
 	metaLife      = 'L'
 	metaPartition = 'R'
+	metaRunEnd    = 'U'
 )
 
 // Metadata is the content of one metadata blob.
@@ -56,6 +57,7 @@ type Metadata struct {
 	Storage    []MetaStorage
 	Lives      []MetaLife
 	Partitions []MetaPartition
+	RunEnds    []MetaRunEnd
 }
 
 // The records below mirror catalog rows column for column (times in
@@ -105,6 +107,16 @@ type MetaPartition struct {
 	FromTime, ToTime int64
 	ViaRoot          bool
 	Nodes            string // JSON, as in the row
+}
+
+// MetaRunEnd is where a run of looks at a partition tree, carried whole
+// by an earlier record, has got to: the looks that find a tree unchanged
+// only move its to_lsn, every few seconds, and are written now and then
+// rather than at each look.
+type MetaRunEnd struct {
+	ID     int64
+	ToLSN  uint64
+	ToTime int64
 }
 
 const (
@@ -342,6 +354,12 @@ func appendTableRecords(dst []byte, m *Metadata) []byte {
 		dst = append(dst, f)
 		dst = appendString(dst, p.Nodes)
 	}
+	for _, e := range m.RunEnds {
+		dst = append(dst, metaRunEnd)
+		dst = binary.AppendUvarint(dst, uint64(e.ID))
+		dst = binary.AppendUvarint(dst, e.ToLSN)
+		dst = binary.AppendVarint(dst, e.ToTime)
+	}
 	return dst
 }
 
@@ -546,6 +564,12 @@ func ParseMetadata(raw []byte) (Metadata, error) {
 				r.fail("bad partition tree")
 			}
 			m.Partitions = append(m.Partitions, p)
+		case metaRunEnd:
+			e := MetaRunEnd{ID: int64(r.uvarint()), ToLSN: r.uvarint(), ToTime: r.varint()}
+			if r.err == nil && e.ID <= 0 {
+				r.fail("bad partition run end")
+			}
+			m.RunEnds = append(m.RunEnds, e)
 		default:
 			r.pos--
 			r.fail(fmt.Sprintf("unknown record tag 0x%02x", tag))

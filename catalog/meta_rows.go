@@ -12,6 +12,7 @@ import (
 // metadata blob must carry (docs/FORMAT.md, "Metadata blobs").
 type touchedRows struct {
 	gaps, storage, lives, partitions []int64 // row ids; table ids for storage and lives
+	extended                         []int64 // partition runs only extended (to_lsn moved on)
 }
 
 func (t *touchedRows) add(list *[]int64, id int64) {
@@ -22,15 +23,52 @@ func (t *touchedRows) add(list *[]int64, id int64) {
 
 // TableRecords appends to m the rows of table_gap, table_storage, rel_life
 // and partition_tree that the transaction added or changed, as they are
-// now, and marks m as carrying them. The records are taken: the next call
-// appends only what changes after this one.
-func (w *Writer) TableRecords(m *Metadata) error {
+// now, and marks m as carrying them; except the partition runs that looks
+// only extended, whose ids it returns: the caller records where they got
+// to (RunEnds) now and then. The records are taken: the next call appends
+// only what changes after this one.
+func (w *Writer) TableRecords(m *Metadata) (extended []int64, err error) {
 	m.Carries = true
 	t := w.touched
 	w.touched = touchedRows{}
 	if w.tx == nil {
+		return nil, nil
+	}
+	for _, id := range t.extended {
+		if !slices.Contains(t.partitions, id) {
+			extended = append(extended, id)
+		}
+	}
+	return extended, w.tableRecords(m, t)
+}
+
+// RunEnds appends to m where the partition runs ids have got to.
+func (w *Writer) RunEnds(ids []int64, m *Metadata) error {
+	if len(ids) == 0 {
 		return nil
 	}
+	var q querier = w.db
+	if w.tx != nil {
+		q = w.tx
+	}
+	rows, err := q.QueryContext(w.ctx, `SELECT id, to_lsn, to_time FROM partition_tree WHERE id IN `+idList(ids)+` ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("catalog partition trees: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e MetaRunEnd
+		var to int64
+		if err := rows.Scan(&e.ID, &to, &e.ToTime); err != nil {
+			return fmt.Errorf("catalog partition trees: %w", err)
+		}
+		e.ToLSN = uint64(to)
+		m.RunEnds = append(m.RunEnds, e)
+	}
+	return rows.Err()
+}
+
+func (w *Writer) tableRecords(m *Metadata, t touchedRows) error {
 	var err error
 	if len(t.gaps) > 0 {
 		if m.Gaps, err = readGapRecords(w.ctx, w.tx, `WHERE id IN `+idList(t.gaps), m.Gaps); err != nil {

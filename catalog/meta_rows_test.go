@@ -43,8 +43,8 @@ func TestWriter_TableRecords(t *testing.T) {
 		}
 	}
 	var m catalog.Metadata
-	if err := w.TableRecords(&m); err != nil {
-		t.Fatal(err)
+	if ext, err := w.TableRecords(&m); err != nil || len(ext) != 0 {
+		t.Fatalf("first commit: extended runs %v, error %v", ext, err)
 	}
 	if !m.Carries || len(m.Gaps) != 1 || len(m.Storage) != 1 || len(m.Lives) != 1 || len(m.Partitions) != 1 {
 		t.Fatalf("first commit's records: %+v", m)
@@ -75,14 +75,19 @@ func TestWriter_TableRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	m = catalog.Metadata{}
-	if err := w.TableRecords(&m); err != nil {
+	ext, err := w.TableRecords(&m)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Gaps) != 0 || len(m.Storage) != 0 || len(m.Lives) != 1 || len(m.Partitions) != 1 {
-		t.Fatalf("second commit's records: %+v", m)
+	if len(m.Gaps) != 0 || len(m.Storage) != 0 || len(m.Lives) != 1 || len(m.Partitions) != 0 || len(ext) != 1 {
+		t.Fatalf("second commit's records: %+v, extended runs %v", m, ext)
 	}
-	if p := m.Partitions[0]; p.FromLSN != 0x200 || p.ToLSN != 0x300 || p.ToTime != at.Add(time.Minute).UnixMicro() {
-		t.Errorf("partition record %+v", p)
+	// The extended run is written as where it got to.
+	if err := w.RunEnds(ext, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.RunEnds) != 1 || m.RunEnds[0].ToLSN != 0x300 || m.RunEnds[0].ToTime != at.Add(time.Minute).UnixMicro() {
+		t.Errorf("run ends %+v", m.RunEnds)
 	}
 	if l := m.Lives[0]; !l.Created || !l.CreatedExact || !l.Dropped || l.DroppedLSN != 0x400 || l.AliveLSN != 0x300 || l.DropExact {
 		t.Errorf("life record after the drop %+v", l)

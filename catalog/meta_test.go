@@ -45,6 +45,7 @@ func sampleMetadata() catalog.Metadata {
 			{ID: 2, Root: 16400, FromLSN: 0x1900, ToLSN: 0x2200, FromTime: at.UnixMicro(), ToTime: at.UnixMicro() + 60e6, ViaRoot: true, Nodes: `[{"oid":16400,"schema":"public","name":"m"}]`},
 			{ID: 3, Root: 16400, FromLSN: 0x2300, ToLSN: 0x2300, FromTime: 1, ToTime: 1, Nodes: `[]`},
 		},
+		RunEnds: []catalog.MetaRunEnd{{ID: 2, ToLSN: 0x2400, ToTime: at.UnixMicro() + 90e6}, {ID: 1, ToLSN: 1, ToTime: -1}},
 	}
 }
 
@@ -111,6 +112,7 @@ func FuzzParseMetadata(f *testing.F) {
 	f.Add([]byte{'L', 1, 0x0f, 1, 2, 3, 4, 5, 6})
 	f.Add([]byte{'R', 1, 1, 0, 0, 0, 0, 1, 2, '[', ']'})
 	f.Add([]byte{'G', 1, 1, 5, 0, 0x7f, 0})
+	f.Add([]byte{'U', 1, 0x80, 1, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := catalog.ParseMetadata(b)
 		if err != nil {
@@ -130,7 +132,7 @@ func FuzzParseMetadata(f *testing.F) {
 		}
 		// The table rows are plain values: they come back exactly.
 		if again.Carries != got.Carries || !reflect.DeepEqual(again.Gaps, got.Gaps) || !reflect.DeepEqual(again.Storage, got.Storage) ||
-			!reflect.DeepEqual(again.Lives, got.Lives) || !reflect.DeepEqual(again.Partitions, got.Partitions) {
+			!reflect.DeepEqual(again.Lives, got.Lives) || !reflect.DeepEqual(again.Partitions, got.Partitions) || !reflect.DeepEqual(again.RunEnds, got.RunEnds) {
 			t.Fatalf("re-encoding of the table rows differs:\n got %+v\nwant %+v", again, got)
 		}
 	})

@@ -76,7 +76,7 @@ func (w *Writer) AddPartitionLook(root uint32, lsn uint64, at time.Time, viaRoot
 				int64(lsn), Micros(at), last.ID); err != nil {
 				return fmt.Errorf("catalog partition tree %d: %w", root, err)
 			}
-			w.touched.add(&w.touched.partitions, last.ID)
+			w.touched.add(&w.touched.extended, last.ID)
 			return nil
 		}
 	}

@@ -20,6 +20,7 @@ type rebuiltTableRows struct {
 	storage    map[int64]MetaStorage
 	lives      map[int64]MetaLife
 	partitions map[int64]MetaPartition
+	runEnds    map[int64]MetaRunEnd
 	// blind is, for each table with blobs in a commit whose metadata does
 	// not carry these rows, the last commit LSN of those blobs.
 	blind map[int64]uint64
@@ -28,7 +29,7 @@ type rebuiltTableRows struct {
 func (t *rebuiltTableRows) init() {
 	if t.gaps == nil {
 		t.gaps, t.storage, t.lives = map[int64]MetaGap{}, map[int64]MetaStorage{}, map[int64]MetaLife{}
-		t.partitions, t.blind = map[int64]MetaPartition{}, map[int64]uint64{}
+		t.partitions, t.runEnds, t.blind = map[int64]MetaPartition{}, map[int64]MetaRunEnd{}, map[int64]uint64{}
 	}
 }
 
@@ -58,6 +59,22 @@ func (t *rebuiltTableRows) take(m *Metadata) {
 			t.partitions[p.ID] = p
 		}
 	}
+	for _, e := range m.RunEnds {
+		if old, ok := t.runEnds[e.ID]; !ok || e.ToLSN >= old.ToLSN {
+			t.runEnds[e.ID] = e
+		}
+	}
+}
+
+// partition is a run as rebuilt: its record, extended to its furthest
+// run end. A run end without its record (lost with a damaged segment)
+// gives no run.
+func (t *rebuiltTableRows) partition(id int64) MetaPartition {
+	p := t.partitions[id]
+	if e, ok := t.runEnds[id]; ok && e.ToLSN >= p.ToLSN {
+		p.ToLSN, p.ToTime = e.ToLSN, e.ToTime
+	}
+	return p
 }
 
 // mergeLife adds what a later record of a rel_life row says, as
@@ -172,7 +189,7 @@ func (r *rebuilder) writeTableRows(ctx context.Context, firsts map[int64]uint64,
 
 	ins = newBatchInsert("partition_tree", "id, root_oid, from_lsn, to_lsn, from_time, to_time, via_root, nodes", 8, 64, "")
 	for _, id := range sortedKeys(t.partitions) {
-		p := t.partitions[id]
+		p := t.partition(id)
 		ins.add(p.ID, int64(p.Root), int64(p.FromLSN), int64(p.ToLSN), p.FromTime, p.ToTime, p.ViaRoot, p.Nodes)
 	}
 	return ins.flush(ctx, r.tx)

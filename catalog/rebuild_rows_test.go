@@ -37,3 +37,40 @@ func TestMergeLife(t *testing.T) {
 		})
 	}
 }
+
+// A run of looks keeps its furthest end, whether it comes in a later
+// commit's whole record, a purge's snapshot read first or last, or a run
+// end record; a span is the one first recorded.
+func TestRebuiltTableRows_Take(t *testing.T) {
+	run := func(to uint64) MetaPartition {
+		return MetaPartition{ID: 4, Root: 10, FromLSN: 100, ToLSN: to, FromTime: 1, ToTime: int64(to), Nodes: `[]`}
+	}
+	tests := []struct {
+		name   string
+		blobs  []Metadata
+		wantTo uint64
+	}{
+		{"whole records", []Metadata{{Partitions: []MetaPartition{run(100)}}, {Partitions: []MetaPartition{run(300)}}}, 300},
+		{"an older snapshot read last", []Metadata{{Partitions: []MetaPartition{run(300)}}, {Rewrite: true, Partitions: []MetaPartition{run(200)}}}, 300},
+		{"a run end after the record", []Metadata{{Partitions: []MetaPartition{run(100)}}, {RunEnds: []MetaRunEnd{{ID: 4, ToLSN: 400, ToTime: 400}}}}, 400},
+		{"a run end read before the record", []Metadata{{RunEnds: []MetaRunEnd{{ID: 4, ToLSN: 400, ToTime: 400}}}, {Partitions: []MetaPartition{run(100)}}}, 400},
+		{"an older run end", []Metadata{{Partitions: []MetaPartition{run(300)}}, {RunEnds: []MetaRunEnd{{ID: 4, ToLSN: 200, ToTime: 200}}}}, 300},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var rows rebuiltTableRows
+			for i := range tc.blobs {
+				rows.take(&tc.blobs[i])
+			}
+			if p := rows.partition(4); p.ToLSN != tc.wantTo {
+				t.Errorf("run ends at %d, want %d", p.ToLSN, tc.wantTo)
+			}
+		})
+	}
+	var rows rebuiltTableRows
+	rows.take(&Metadata{Gaps: []MetaGap{{ID: 1, TableID: 2, Reason: "first"}}})
+	rows.take(&Metadata{Rewrite: true, Gaps: []MetaGap{{ID: 1, TableID: 2, Reason: "copy"}}})
+	if g := rows.gaps[1]; g.Reason != "first" || len(rows.gaps) != 1 {
+		t.Errorf("spans %+v", rows.gaps)
+	}
+}
