@@ -98,11 +98,11 @@ func WriteSidecar(dir string, b Basebackup, t SidecarTable) (io.Closer, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, SidecarName(b.Path))
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
 		return nil, fmt.Errorf("write sidecar: %w", err)
 	}
 	tmp := path + ".partial"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("write sidecar: %w", err)
 	}
