@@ -96,6 +96,7 @@ func (w *Writer) SetTableCreated(tableID int64, lsn uint64, at time.Time, exact 
 	if err != nil {
 		return fmt.Errorf("catalog creation of table %d: %w", tableID, err)
 	}
+	w.touched.add(&w.touched.lives, tableID)
 	return nil
 }
 
@@ -119,6 +120,7 @@ func (w *Writer) SetTableDropped(tableID int64, l TableLife) error {
 	if err != nil {
 		return fmt.Errorf("catalog drop of table %d: %w", tableID, err)
 	}
+	w.touched.add(&w.touched.lives, tableID)
 	return nil
 }
 

@@ -29,6 +29,13 @@ const (
 	metaTxs      = 'T'
 	metaMessages = 'M'
 	metaRewrite  = 'W'
+	// Format 3, second revision: the commit's rows of the tables below.
+	metaCarries   = 'K'
+	metaGap       = 'G'
+	metaStorage   = 'S'
+	metaLife      = 'L'
+	metaPartition = 'R'
+	metaRunEnd    = 'U'
 )
 
 // Metadata is the content of one metadata blob.
@@ -41,7 +48,83 @@ type Metadata struct {
 	Blobs    []MetaBlob // in segment order
 	Txs      []MetaTx   // in commit LSN order
 	Messages []MetaMessage
+	// Carries says that the writer recorded, in the records below, every
+	// row of table_gap, table_storage, rel_life and partition_tree its
+	// commit added or changed. Without it (an lbt that did not write them)
+	// a rebuild cannot know them, and is conservative.
+	Carries    bool
+	Gaps       []MetaGap
+	Storage    []MetaStorage
+	Lives      []MetaLife
+	Partitions []MetaPartition
+	RunEnds    []MetaRunEnd
 }
+
+// The records below mirror catalog rows column for column (times in
+// microseconds as the rows hold them), so that a rebuild writes them back
+// as they were. Each is the row's whole content after the commit: a later
+// record of the same row replaces it.
+
+// MetaGap is a table_gap row without its closing: a rebuild closes a span
+// with the table's first basebackup whose consistent point is after
+// SeenLSN, as closeTableGaps did (docs/FORMAT.md).
+type MetaGap struct {
+	ID, TableID int64
+	FromLSN     uint64
+	FromTime    int64 // 0 when unknown
+	SeenLSN     uint64
+	Reason      string
+}
+
+// MetaStorage is a table_storage row.
+type MetaStorage struct {
+	TableID     int64
+	Relfilenode uint32
+	Description string // JSON, as in the row
+}
+
+// MetaLife is a rel_life row. Created and Dropped say whether its
+// creation columns and its drop columns are set.
+type MetaLife struct {
+	TableID      int64
+	Created      bool
+	CreatedLSN   uint64
+	CreatedAt    int64
+	CreatedExact bool
+	Dropped      bool
+	DroppedLSN   uint64
+	DroppedAt    int64
+	AliveLSN     uint64
+	AliveAt      int64
+	DropExact    bool
+}
+
+// MetaPartition is a partition_tree row: a run of looks at one tree.
+type MetaPartition struct {
+	ID               int64
+	Root             uint32
+	FromLSN, ToLSN   uint64
+	FromTime, ToTime int64
+	ViaRoot          bool
+	Nodes            string // JSON, as in the row
+}
+
+// MetaRunEnd is where a run of looks at a partition tree, carried whole
+// by an earlier record, has got to: the looks that find a tree unchanged
+// only move its to_lsn, every few seconds, and are written now and then
+// rather than at each look.
+type MetaRunEnd struct {
+	ID     int64
+	ToLSN  uint64
+	ToTime int64
+}
+
+const (
+	lifeCreated      = 1
+	lifeCreatedExact = 2
+	lifeDropped      = 4
+	lifeDropExact    = 8
+)
 
 // ArchiveRecord is the meta rows that name the source of the archive.
 type ArchiveRecord struct {
@@ -203,7 +286,81 @@ func AppendMetadata(dst []byte, m *Metadata) ([]byte, error) {
 			dst = appendString(dst, string(msg.Content))
 		}
 	}
-	return dst, nil
+	return appendTableRecords(dst, m), nil
+}
+
+// appendTableRecords encodes the rows of table_gap, table_storage,
+// rel_life and partition_tree, one record each: they are few (a table's
+// changes of shape, creation and drop, a tree's changes).
+func appendTableRecords(dst []byte, m *Metadata) []byte {
+	if m.Carries {
+		dst = append(dst, metaCarries)
+	}
+	for _, g := range m.Gaps {
+		dst = append(dst, metaGap)
+		dst = binary.AppendUvarint(dst, uint64(g.ID))
+		dst = binary.AppendUvarint(dst, uint64(g.TableID))
+		dst = binary.AppendUvarint(dst, g.FromLSN)
+		dst = binary.AppendVarint(dst, g.FromTime)
+		dst = binary.AppendVarint(dst, int64(g.SeenLSN-g.FromLSN))
+		dst = appendString(dst, g.Reason)
+	}
+	for _, s := range m.Storage {
+		dst = append(dst, metaStorage)
+		dst = binary.AppendUvarint(dst, uint64(s.TableID))
+		dst = binary.AppendUvarint(dst, uint64(s.Relfilenode))
+		dst = appendString(dst, s.Description)
+	}
+	for _, l := range m.Lives {
+		var f byte
+		if l.Created {
+			f |= lifeCreated
+		}
+		if l.CreatedExact {
+			f |= lifeCreatedExact
+		}
+		if l.Dropped {
+			f |= lifeDropped
+		}
+		if l.DropExact {
+			f |= lifeDropExact
+		}
+		dst = append(dst, metaLife)
+		dst = binary.AppendUvarint(dst, uint64(l.TableID))
+		dst = append(dst, f)
+		if l.Created {
+			dst = binary.AppendUvarint(dst, l.CreatedLSN)
+			dst = binary.AppendVarint(dst, l.CreatedAt)
+		}
+		if l.Dropped {
+			dst = binary.AppendUvarint(dst, l.DroppedLSN)
+			dst = binary.AppendVarint(dst, l.DroppedAt)
+			dst = binary.AppendVarint(dst, int64(l.DroppedLSN-l.AliveLSN))
+			dst = binary.AppendVarint(dst, l.DroppedAt-l.AliveAt)
+		}
+	}
+	for _, p := range m.Partitions {
+		var f byte
+		if p.ViaRoot {
+			f = 1
+		}
+		dst = append(dst, metaPartition)
+		dst = binary.AppendUvarint(dst, uint64(p.ID))
+		dst = binary.AppendUvarint(dst, uint64(p.Root))
+		dst = binary.AppendUvarint(dst, p.FromLSN)
+		dst = binary.AppendVarint(dst, int64(p.ToLSN-p.FromLSN))
+		dst = binary.AppendVarint(dst, p.FromTime)
+		dst = binary.AppendVarint(dst, p.ToTime-p.FromTime)
+		dst = append(dst, f)
+		dst = appendString(dst, p.Nodes)
+	}
+	for _, e := range m.RunEnds {
+		dst = append(dst, metaRunEnd)
+		dst = binary.AppendUvarint(dst, uint64(e.ID))
+		dst = binary.AppendUvarint(dst, e.ToLSN)
+		dst = binary.AppendVarint(dst, e.ToTime)
+	}
+	return dst
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -347,6 +504,72 @@ func ParseMetadata(raw []byte) (Metadata, error) {
 				msg.Content = append([]byte{}, r.bytes()...)
 				m.Messages = append(m.Messages, msg)
 			}
+		case metaCarries:
+			m.Carries = true
+		case metaGap:
+			var g MetaGap
+			g.ID = int64(r.uvarint())
+			g.TableID = int64(r.uvarint())
+			g.FromLSN = r.uvarint()
+			g.FromTime = r.varint()
+			g.SeenLSN = g.FromLSN + uint64(r.varint())
+			g.Reason = string(r.bytes())
+			if r.err == nil && (g.ID <= 0 || g.TableID <= 0) {
+				r.fail("bad inexact span")
+			}
+			m.Gaps = append(m.Gaps, g)
+		case metaStorage:
+			var s MetaStorage
+			s.TableID = int64(r.uvarint())
+			node := r.uvarint()
+			s.Relfilenode = uint32(node)
+			s.Description = string(r.bytes())
+			if r.err == nil && (s.TableID <= 0 || node > 1<<32-1 || !json.Valid([]byte(s.Description))) {
+				r.fail("bad table storage")
+			}
+			m.Storage = append(m.Storage, s)
+		case metaLife:
+			var l MetaLife
+			l.TableID = int64(r.uvarint())
+			f := r.byte()
+			l.Created, l.CreatedExact = f&lifeCreated != 0, f&lifeCreatedExact != 0
+			l.Dropped, l.DropExact = f&lifeDropped != 0, f&lifeDropExact != 0
+			if l.Created {
+				l.CreatedLSN = r.uvarint()
+				l.CreatedAt = r.varint()
+			}
+			if l.Dropped {
+				l.DroppedLSN = r.uvarint()
+				l.DroppedAt = r.varint()
+				l.AliveLSN = l.DroppedLSN - uint64(r.varint())
+				l.AliveAt = l.DroppedAt - r.varint()
+			}
+			if r.err == nil && (l.TableID <= 0 || f&^(lifeCreated|lifeCreatedExact|lifeDropped|lifeDropExact) != 0) {
+				r.fail("bad table life")
+			}
+			m.Lives = append(m.Lives, l)
+		case metaPartition:
+			var p MetaPartition
+			p.ID = int64(r.uvarint())
+			root := r.uvarint()
+			p.Root = uint32(root)
+			p.FromLSN = r.uvarint()
+			p.ToLSN = p.FromLSN + uint64(r.varint())
+			p.FromTime = r.varint()
+			p.ToTime = p.FromTime + r.varint()
+			f := r.byte()
+			p.ViaRoot = f == 1
+			p.Nodes = string(r.bytes())
+			if r.err == nil && (p.ID <= 0 || root > 1<<32-1 || f > 1 || !json.Valid([]byte(p.Nodes))) {
+				r.fail("bad partition tree")
+			}
+			m.Partitions = append(m.Partitions, p)
+		case metaRunEnd:
+			e := MetaRunEnd{ID: int64(r.uvarint()), ToLSN: r.uvarint(), ToTime: r.varint()}
+			if r.err == nil && e.ID <= 0 {
+				r.fail("bad partition run end")
+			}
+			m.RunEnds = append(m.RunEnds, e)
 		default:
 			r.pos--
 			r.fail(fmt.Sprintf("unknown record tag 0x%02x", tag))

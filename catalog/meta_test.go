@@ -30,13 +30,31 @@ func sampleMetadata() catalog.Metadata {
 			{CommitLSN: 0x2300, EndLSN: 0x2300, Xid: 9, CommitTime: time.UnixMicro(0).UTC(), Purged: true},
 		},
 		Messages: []catalog.MetaMessage{{CommitLSN: 0x2100, Seq: 0, Prefix: "lbt.actor", Content: []byte(`{"user":"a"}`)}, {CommitLSN: 0x2100, Seq: 1, Prefix: "lbt.ddl", Content: []byte{}}},
+		Carries:  true,
+		Gaps: []catalog.MetaGap{
+			{ID: 1, TableID: 3, FromLSN: 0x1801, FromTime: at.UnixMicro(), SeenLSN: 0x2000, Reason: "column v changed type"},
+			{ID: 7, TableID: 3, FromLSN: 0x2100, SeenLSN: 0x2100, Reason: ""}, // from the description: no time
+		},
+		Storage: []catalog.MetaStorage{{TableID: 3, Relfilenode: 4294967295, Description: `{"schema":"public","name":"t"}`}},
+		Lives: []catalog.MetaLife{
+			{TableID: 3, Created: true, CreatedLSN: 0x1800, CreatedAt: at.UnixMicro(), CreatedExact: true},
+			{TableID: 4, CreatedExact: true, Dropped: true, DroppedLSN: 0x2200, DroppedAt: at.UnixMicro() + 5, AliveLSN: 0x2100, AliveAt: at.UnixMicro() - 9},
+			{TableID: 5, Created: true, CreatedLSN: 0x10, CreatedAt: -3, Dropped: true, DroppedLSN: 0x20, DroppedAt: 7, AliveLSN: 0x1f, AliveAt: 6, DropExact: true},
+		},
+		Partitions: []catalog.MetaPartition{
+			{ID: 2, Root: 16400, FromLSN: 0x1900, ToLSN: 0x2200, FromTime: at.UnixMicro(), ToTime: at.UnixMicro() + 60e6, ViaRoot: true, Nodes: `[{"oid":16400,"schema":"public","name":"m"}]`},
+			{ID: 3, Root: 16400, FromLSN: 0x2300, ToLSN: 0x2300, FromTime: 1, ToTime: 1, Nodes: `[]`},
+		},
+		RunEnds: []catalog.MetaRunEnd{{ID: 2, ToLSN: 0x2400, ToTime: at.UnixMicro() + 90e6}, {ID: 1, ToLSN: 1, ToTime: -1}},
 	}
 }
 
 func TestMetadata_RoundTrip(t *testing.T) {
 	tests := map[string]catalog.Metadata{
-		"empty": {},
-		"full":  sampleMetadata(),
+		"empty":        {},
+		"full":         sampleMetadata(),
+		"table rows":   {Carries: true, Lives: []catalog.MetaLife{{TableID: 1}}, Storage: []catalog.MetaStorage{{TableID: 2, Description: `null`}}},
+		"carries only": {Carries: true},
 	}
 	for name, m := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -91,6 +109,10 @@ func FuzzParseMetadata(f *testing.F) {
 	f.Add(raw)
 	f.Add([]byte{'T', 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{'B', 2, 1})
+	f.Add([]byte{'L', 1, 0x0f, 1, 2, 3, 4, 5, 6})
+	f.Add([]byte{'R', 1, 1, 0, 0, 0, 0, 1, 2, '[', ']'})
+	f.Add([]byte{'G', 1, 1, 5, 0, 0x7f, 0})
+	f.Add([]byte{'U', 1, 0x80, 1, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := catalog.ParseMetadata(b)
 		if err != nil {
@@ -107,6 +129,11 @@ func FuzzParseMetadata(f *testing.F) {
 		}
 		if len(again.Txs) != len(got.Txs) || len(again.Blobs) != len(got.Blobs) || len(again.Schemas) != len(got.Schemas) {
 			t.Fatalf("re-encoding differs")
+		}
+		// The table rows are plain values: they come back exactly.
+		if again.Carries != got.Carries || !reflect.DeepEqual(again.Gaps, got.Gaps) || !reflect.DeepEqual(again.Storage, got.Storage) ||
+			!reflect.DeepEqual(again.Lives, got.Lives) || !reflect.DeepEqual(again.Partitions, got.Partitions) || !reflect.DeepEqual(again.RunEnds, got.RunEnds) {
+			t.Fatalf("re-encoding of the table rows differs:\n got %+v\nwant %+v", again, got)
 		}
 	})
 }

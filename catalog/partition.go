@@ -76,6 +76,7 @@ func (w *Writer) AddPartitionLook(root uint32, lsn uint64, at time.Time, viaRoot
 				int64(lsn), Micros(at), last.ID); err != nil {
 				return fmt.Errorf("catalog partition tree %d: %w", root, err)
 			}
+			w.touched.add(&w.touched.extended, last.ID)
 			return nil
 		}
 	}
@@ -86,10 +87,16 @@ func (w *Writer) AddPartitionLook(root uint32, lsn uint64, at time.Time, viaRoot
 	if err != nil {
 		return fmt.Errorf("encode partition tree %d: %w", root, err)
 	}
-	if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO partition_tree (root_oid, from_lsn, to_lsn, from_time, to_time, via_root, nodes)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, int64(root), int64(lsn), int64(lsn), Micros(at), Micros(at), viaRoot, string(b)); err != nil {
+	res, err := w.tx.ExecContext(w.ctx, `INSERT INTO partition_tree (root_oid, from_lsn, to_lsn, from_time, to_time, via_root, nodes)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, int64(root), int64(lsn), int64(lsn), Micros(at), Micros(at), viaRoot, string(b))
+	var id int64
+	if err == nil {
+		id, err = res.LastInsertId()
+	}
+	if err != nil {
 		return fmt.Errorf("catalog partition tree %d: %w", root, err)
 	}
+	w.touched.add(&w.touched.partitions, id)
 	return nil
 }
 

@@ -29,7 +29,7 @@ func Rebuild(ctx context.Context, dir string, force bool) (RebuildReport, error)
 	}
 	tmp := path + ".new"
 	r := &rebuilder{ctx: ctx, dir: dir, tmp: tmp, schemas: map[schemaRef]MetaSchema{}, epochs: map[int64]EpochRecord{},
-		blobs: map[int64]*rebuiltBlob{}, txs: map[uint64]*rebuiltTx{}, bases: map[string]Basebackup{}, baseOIDs: map[string]uint32{},
+		blobs: map[int64]*rebuiltBlob{}, txs: map[uint64]*rebuiltTx{}, bases: map[string]Basebackup{}, baseTables: map[string]SidecarTable{},
 		truncs: map[[2]int64]bool{}, rangeStarts: map[uint64]bool{}}
 	err := r.readSegments()
 	if err == nil {
@@ -100,9 +100,10 @@ type rebuilder struct {
 	undescribed []undescribedBlob
 	messages    []MetaMessage
 	bases       map[string]Basebackup // by path
-	baseOIDs    map[string]uint32
+	baseTables  map[string]SidecarTable
 	rowKeys     [][3]int64
 	truncs      map[[2]int64]bool
+	tableRows   rebuiltTableRows
 }
 
 type rebuiltSegment struct {
@@ -376,7 +377,11 @@ func (r *rebuilder) commit(f *os.File, segID int64, m Metadata, data map[int64]B
 		if dup == nil {
 			r.blobs[mb.ID] = b
 		}
+		if !m.Carries {
+			r.tableRows.uncarried(b.TableID, b.LastLSN)
+		}
 	}
+	r.tableRows.take(&m)
 	sorted := make([]TxMark, 0, len(marks))
 	for lsn, xid := range marks {
 		sorted = append(sorted, TxMark{CommitLSN: lsn, Xid: xid})
@@ -508,7 +513,7 @@ func (r *rebuilder) readBasebackups() error {
 		if err != nil {
 			return fmt.Errorf("read sidecar: %w", err)
 		}
-		b, oid, err := ParseSidecar(data)
+		b, tbl, err := ParseSidecar(data)
 		if err == nil && SidecarName(b.Path) != rel {
 			err = fmt.Errorf("%w: it names %s", ErrCorrupt, b.Path)
 		}
@@ -524,7 +529,7 @@ func (r *rebuilder) readBasebackups() error {
 			r.warn("%s is left out: %d bytes, its sidecar says %d", b.Path, size, b.Bytes)
 			continue
 		}
-		r.bases[b.Path], r.baseOIDs[b.Path] = b, oid
+		r.bases[b.Path], r.baseTables[b.Path] = b, tbl
 	}
 	for rel := range files {
 		if _, ok := r.bases[rel]; !ok {
@@ -603,7 +608,7 @@ func (r *rebuilder) write(ctx context.Context) error {
 	for _, p := range paths {
 		b := r.bases[p]
 		if rels[b.TableID] == nil {
-			rels[b.TableID] = &relRow{oid: r.baseOIDs[p], first: b.LSN}
+			rels[b.TableID] = &relRow{oid: r.baseTables[p].OID, first: b.LSN}
 			r.schemas[schemaRef{b.TableID, 1}] = MetaSchema{SchemaVersion: SchemaVersion{TableID: b.TableID, Version: 1, FromLSN: b.LSN, Table: b.Definition.Table}}
 		}
 	}
@@ -638,6 +643,13 @@ func (r *rebuilder) write(ctx context.Context) error {
 	}
 	r.rep.Basebackups = len(paths)
 	if err != nil {
+		return err
+	}
+	firsts := make(map[int64]uint64, len(rels))
+	for id, rel := range rels {
+		firsts[id] = rel.first
+	}
+	if err := r.writeTableRows(ctx, firsts, paths); err != nil {
 		return err
 	}
 

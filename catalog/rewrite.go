@@ -40,9 +40,14 @@ func (d *RewriteDescriber) Add(b Blob, offset int64, records []byte) error {
 // Metadata returns the records of the rewritten segment's metadata blob,
 // from the catalog: every schema version of the tables, the transactions
 // of the blobs (those whose rows were purged marked so) with their
-// messages, the epochs and the source.
+// messages, the epochs and the source; and every row of table_gap,
+// table_storage, rel_life and partition_tree, since the segments it
+// replaces may have held the only records of some.
 func (d *RewriteDescriber) Metadata(ctx context.Context, c *Catalog) (Metadata, error) {
 	m := Metadata{Rewrite: true, Blobs: d.blobs, Archive: &ArchiveRecord{}}
+	if err := c.AllTableRecords(ctx, &m); err != nil {
+		return m, err
+	}
 	var err error
 	for key, dst := range map[string]*string{"system_identifier": &m.Archive.SystemID, "database": &m.Archive.Database,
 		"server_version": &m.Archive.ServerVersion, "created_at": &m.Archive.CreatedAt} {

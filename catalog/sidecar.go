@@ -24,26 +24,38 @@ func SidecarName(path string) string {
 
 // sidecar is the sidecar's JSON.
 type sidecar struct {
-	Format     int               `json:"format_version"`
-	TableID    int64             `json:"table_id"`
-	OID        uint32            `json:"oid"`
-	LSN        uint64            `json:"lsn"`
-	Path       string            `json:"path"`
-	Rows       int64             `json:"rows"`
-	Bytes      int64             `json:"bytes"`
-	RawBytes   int64             `json:"raw_bytes"`
-	CRC        uint32            `json:"crc"`
-	Definition schema.Definition `json:"definition"`
-	Sequences  []schema.Sequence `json:"sequences"`
-	Reason     string            `json:"reason"`
-	StartedAt  int64             `json:"started_at"`
-	FinishedAt int64             `json:"finished_at"`
+	Format  int    `json:"format_version"`
+	TableID int64  `json:"table_id"`
+	OID     uint32 `json:"oid"`
+	// Relfilenode is the table's storage at the snapshot: the table_storage
+	// row of a table that the basebackup registered. 0 in sidecars written
+	// before it was added.
+	Relfilenode uint32            `json:"relfilenode,omitempty"`
+	LSN         uint64            `json:"lsn"`
+	Path        string            `json:"path"`
+	Rows        int64             `json:"rows"`
+	Bytes       int64             `json:"bytes"`
+	RawBytes    int64             `json:"raw_bytes"`
+	CRC         uint32            `json:"crc"`
+	Definition  schema.Definition `json:"definition"`
+	Sequences   []schema.Sequence `json:"sequences"`
+	Reason      string            `json:"reason"`
+	StartedAt   int64             `json:"started_at"`
+	FinishedAt  int64             `json:"finished_at"`
 }
 
-// EncodeSidecar encodes a basebackup's catalog row and its table's OID.
-func EncodeSidecar(b Basebackup, oid uint32) ([]byte, error) {
+// SidecarTable is what a sidecar says of the table on the source at the
+// basebackup's snapshot, beyond the basebackup's catalog row.
+type SidecarTable struct {
+	OID         uint32
+	Relfilenode uint32 // 0 when not known
+}
+
+// EncodeSidecar encodes a basebackup's catalog row and its table on the
+// source.
+func EncodeSidecar(b Basebackup, t SidecarTable) ([]byte, error) {
 	out, err := json.MarshalIndent(sidecar{
-		Format: FormatVersion, TableID: b.TableID, OID: oid, LSN: b.LSN, Path: b.Path, Rows: b.Rows, Bytes: b.Bytes,
+		Format: FormatVersion, TableID: b.TableID, OID: t.OID, Relfilenode: t.Relfilenode, LSN: b.LSN, Path: b.Path, Rows: b.Rows, Bytes: b.Bytes,
 		RawBytes: b.RawBytes, CRC: b.CRC, Definition: b.Definition, Sequences: b.Sequences, Reason: b.Reason,
 		StartedAt: Micros(b.StartedAt), FinishedAt: Micros(b.FinishedAt),
 	}, "", "\t")
@@ -55,24 +67,24 @@ func EncodeSidecar(b Basebackup, oid uint32) ([]byte, error) {
 
 // ParseSidecar decodes a sidecar and checks that it describes a basebackup
 // file of this format.
-func ParseSidecar(data []byte) (Basebackup, uint32, error) {
+func ParseSidecar(data []byte) (Basebackup, SidecarTable, error) {
 	var s sidecar
 	if err := json.Unmarshal(data, &s); err != nil {
-		return Basebackup{}, 0, fmt.Errorf("%w: sidecar: %v", ErrCorrupt, err)
+		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar: %v", ErrCorrupt, err)
 	}
 	switch {
 	case s.Format != FormatVersion:
-		return Basebackup{}, 0, fmt.Errorf("%w: sidecar of format version %d, this lbt reads %d", ErrCorrupt, s.Format, FormatVersion)
+		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar of format version %d, this lbt reads %d", ErrCorrupt, s.Format, FormatVersion)
 	case s.TableID <= 0 || s.Path != BasebackupName(s.TableID, s.LSN):
-		return Basebackup{}, 0, fmt.Errorf("%w: sidecar names table %d at %s as %q", ErrCorrupt, s.TableID, FormatLSN(s.LSN), s.Path)
+		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar names table %d at %s as %q", ErrCorrupt, s.TableID, FormatLSN(s.LSN), s.Path)
 	case s.Rows < 0 || s.Bytes < 0 || s.RawBytes < 0:
-		return Basebackup{}, 0, fmt.Errorf("%w: sidecar of %s has negative sizes", ErrCorrupt, s.Path)
+		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar of %s has negative sizes", ErrCorrupt, s.Path)
 	}
 	return Basebackup{
 		TableID: s.TableID, LSN: s.LSN, Path: s.Path, Rows: s.Rows, Bytes: s.Bytes, RawBytes: s.RawBytes, CRC: s.CRC,
 		Definition: s.Definition, Sequences: s.Sequences, Reason: s.Reason,
 		StartedAt: FromMicros(s.StartedAt), FinishedAt: FromMicros(s.FinishedAt),
-	}, s.OID, nil
+	}, SidecarTable{OID: s.OID, Relfilenode: s.Relfilenode}, nil
 }
 
 // WriteSidecar writes the sidecar of b into the archive in dir, durably:
@@ -80,8 +92,8 @@ func ParseSidecar(data []byte) (Basebackup, uint32, error) {
 // file it returns holds an flock on the sidecar, so that the clean-up of
 // leftovers leaves it alone: the caller closes it once the catalog row is
 // committed.
-func WriteSidecar(dir string, b Basebackup, oid uint32) (io.Closer, error) {
-	data, err := EncodeSidecar(b, oid)
+func WriteSidecar(dir string, b Basebackup, t SidecarTable) (io.Closer, error) {
+	data, err := EncodeSidecar(b, t)
 	if err != nil {
 		return nil, err
 	}

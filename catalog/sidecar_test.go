@@ -25,7 +25,7 @@ func sampleBasebackup() catalog.Basebackup {
 func TestSidecar_RoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	b := sampleBasebackup()
-	lock, err := catalog.WriteSidecar(dir, b, 16384)
+	lock, err := catalog.WriteSidecar(dir, b, catalog.SidecarTable{OID: 16384, Relfilenode: 16390})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,12 +34,12 @@ func TestSidecar_RoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, oid, err := catalog.ParseSidecar(data)
+	got, tbl, err := catalog.ParseSidecar(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if oid != 16384 || !reflect.DeepEqual(got, b) {
-		t.Errorf("round trip:\n got %+v (oid %d)\nwant %+v", got, oid, b)
+	if tbl != (catalog.SidecarTable{OID: 16384, Relfilenode: 16390}) || !reflect.DeepEqual(got, b) {
+		t.Errorf("round trip:\n got %+v (%+v)\nwant %+v", got, tbl, b)
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "base", "*", "*.partial")); len(m) > 0 {
 		t.Errorf("left %v", m)
@@ -47,7 +47,7 @@ func TestSidecar_RoundTrip(t *testing.T) {
 }
 
 func TestParseSidecar_Refuses(t *testing.T) {
-	good, _ := catalog.EncodeSidecar(sampleBasebackup(), 1)
+	good, _ := catalog.EncodeSidecar(sampleBasebackup(), catalog.SidecarTable{OID: 1})
 	tests := map[string]string{
 		"not JSON":       "{",
 		"other format":   strings.Replace(string(good), `"format_version": 3`, `"format_version": 2`, 1),
@@ -65,7 +65,7 @@ func TestParseSidecar_Refuses(t *testing.T) {
 }
 
 func FuzzParseSidecar(f *testing.F) {
-	good, _ := catalog.EncodeSidecar(sampleBasebackup(), 1)
+	good, _ := catalog.EncodeSidecar(sampleBasebackup(), catalog.SidecarTable{OID: 1})
 	f.Add(good)
 	f.Add([]byte(`{"format_version":3,"table_id":1,"lsn":0,"path":"base/1/0000000000000000.copy.lz4"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -44,11 +44,16 @@ func (w *Writer) AddTableGap(g TableGap) error {
 	if err := w.open(); err != nil {
 		return err
 	}
-	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO table_gap (table_id, from_lsn, from_time, seen_lsn, reason) VALUES (?, ?, ?, ?, ?)`,
+	res, err := w.tx.ExecContext(w.ctx, `INSERT INTO table_gap (table_id, from_lsn, from_time, seen_lsn, reason) VALUES (?, ?, ?, ?, ?)`,
 		g.TableID, int64(g.FromLSN), timeMicros(g.FromTime), int64(g.SeenLSN), g.Reason)
+	var id int64
+	if err == nil {
+		id, err = res.LastInsertId()
+	}
 	if err != nil {
 		return fmt.Errorf("catalog add inexact span of table %d: %w", g.TableID, err)
 	}
+	w.touched.add(&w.touched.gaps, id)
 	return nil
 }
 
@@ -117,6 +122,7 @@ func (w *Writer) SetDescription(tableID int64, d TableDescription) error {
 	if err != nil {
 		return fmt.Errorf("catalog description of table %d: %w", tableID, err)
 	}
+	w.touched.add(&w.touched.storage, tableID)
 	return nil
 }
 

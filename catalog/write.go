@@ -101,6 +101,7 @@ type Writer struct {
 	keySource []keySource // row keys kept outside memory, inserted at Commit
 	txRange   txRange     // of the transactions added since the last commit
 	tables    []byte      // reused to encode Tx.Tables
+	touched   touchedRows // for the commit's metadata blob (TableRecords)
 }
 
 // txRange accumulates a tx_range row.
@@ -351,6 +352,7 @@ func (w *Writer) Commit() error {
 	}
 	err := w.tx.Commit()
 	w.tx = nil
+	w.touched = touchedRows{}
 	if err != nil {
 		return fmt.Errorf("catalog commit: %w", err)
 	}
@@ -360,6 +362,7 @@ func (w *Writer) Commit() error {
 // Rollback abandons the transaction and the rows waiting in memory.
 func (w *Writer) Rollback() error {
 	w.txRange = txRange{}
+	w.touched = touchedRows{}
 	w.closeKeySources()
 	if w.tx == nil {
 		return nil

@@ -261,7 +261,7 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	if err := retryBusy(ctx, func() error { return cat.AddPendingBasebackup(ctx, b.Path) }); err != nil {
 		return catalog.Basebackup{}, err
 	}
-	side, err := catalog.WriteSidecar(cat.Dir(), b, oid)
+	side, err := catalog.WriteSidecar(cat.Dir(), b, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode})
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -71,7 +72,10 @@ type archiver struct {
 	metaRaw   []byte
 	epochs    []catalog.EpochRecord
 	described map[schemaKey]bool // schema versions the current segment describes
-	segEpochs bool               // the current segment describes the epochs
+	// runEnds are the partition runs that looks extended since the last
+	// metadata blob that said where they got to.
+	runEnds   map[int64]bool
+	segEpochs bool // the current segment describes the epochs
 	source    catalog.ArchiveRecord
 	metaAt    time.Time // when the last metadata blob was written
 	metaEnd   uint64    // the position it recorded
@@ -172,7 +176,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		log: log, opts: opts, cat: cat, lookup: lookup, ctx: context.WithoutCancel(ctx),
 		tables: make(map[uint32]*table), published: published, epoch: epoch,
 		touchedSince: make(map[*table]bool), durable: durable, seen: make(map[uint32]sourcePoint),
-		suspects: make(map[uint32]shapeSuspect), described: make(map[schemaKey]bool),
+		suspects: make(map[uint32]shapeSuspect), described: make(map[schemaKey]bool), runEnds: map[int64]bool{},
 	}
 	if err := removeKeySpills(opts.tempDir()); err != nil {
 		return nil, err
@@ -1019,7 +1023,7 @@ func (a *archiver) commitFlush(wait bool) error {
 	if err != nil {
 		return err
 	}
-	if err := a.writeMetadata(); err != nil {
+	if err := a.writeMetadata(w); err != nil {
 		return err
 	}
 	job := commitJob{w: w, seg: a.seg, segSize: a.seg.Size(), pos: a.pending, txs: a.pendingTxs,
@@ -1146,12 +1150,34 @@ func (a *archiver) describe(t *table, version int) {
 // from the files. A commit that only moves the position on (an idle
 // source's keepalive) writes one at the final flush and every few minutes,
 // not at each status interval: a rebuilt catalog knows the position up to
-// the last one.
-func (a *archiver) writeMetadata() error {
+// the last one. The commit's rows of inexact spans, table storage, table
+// lives and partition trees go with it too.
+func (a *archiver) writeMetadata(w *catalog.Writer) error {
 	m := &a.meta
+	extended, err := w.TableRecords(m)
+	if err != nil {
+		return err
+	}
+	for _, id := range extended {
+		a.runEnds[id] = true
+	}
+	for _, p := range m.Partitions {
+		delete(a.runEnds, p.ID) // carried whole
+	}
+	// A look that finds the trees unchanged only moves their runs on: that
+	// is written as a keepalive's position is, now and then.
+	due := a.closing || time.Since(a.metaAt) >= positionMetaInterval
 	if len(m.Blobs) == 0 && len(m.Txs) == 0 && len(m.Schemas) == 0 &&
-		(a.pending.EndLSN <= a.metaEnd || !(a.closing || time.Since(a.metaAt) >= positionMetaInterval)) {
+		len(m.Gaps) == 0 && len(m.Storage) == 0 && len(m.Lives) == 0 && len(m.Partitions) == 0 &&
+		!(len(a.runEnds) > 0 && due) && (a.pending.EndLSN <= a.metaEnd || !due) {
 		return nil
+	}
+	if len(a.runEnds) > 0 {
+		ids := slices.Sorted(maps.Keys(a.runEnds))
+		if err := w.RunEnds(ids, m); err != nil {
+			return err
+		}
+		clear(a.runEnds)
 	}
 	if !a.segEpochs {
 		m.Epochs, m.Archive = a.epochs, &a.source
@@ -1161,7 +1187,6 @@ func (a *archiver) writeMetadata() error {
 	if len(m.Txs) > 0 {
 		first = m.Txs[0].CommitLSN
 	}
-	var err error
 	if a.metaRaw, err = catalog.AppendMetadata(a.metaRaw[:0], m); err != nil {
 		return err
 	}

@@ -163,6 +163,14 @@ func catalogDump(t *testing.T, dir string) map[string][]string {
 		"basebackup": `SELECT table_id || ' ' || lsn || ' ' || path || ' ' || rows || ' ' || bytes || ' ' || raw_bytes || ' ' || crc || ' ' || definition || ' ' ||
 			sequences || ' ' || reason || ' ' || started_at || ' ' || finished_at FROM basebackup ORDER BY table_id, lsn`,
 		"table_state": `SELECT table_id || ' ' || last_change_lsn || ' ' || last_change_time FROM table_state ORDER BY table_id`,
+		"table_gap": `SELECT id || ' ' || table_id || ' ' || from_lsn || ' ' || from_time || ' ' || seen_lsn || ' ' || coalesce(to_lsn, '-') || ' ' ||
+			coalesce(to_time, '-') || ' ' || reason FROM table_gap ORDER BY id`,
+		"table_storage": `SELECT table_id || ' ' || relfilenode || ' ' || description FROM table_storage ORDER BY table_id`,
+		"rel_life": `SELECT table_id || ' ' || coalesce(created_lsn, '-') || ' ' || coalesce(created_at, '-') || ' ' || created_exact || ' ' ||
+			coalesce(dropped_lsn, '-') || ' ' || coalesce(dropped_at, '-') || ' ' || coalesce(alive_lsn, '-') || ' ' || coalesce(alive_at, '-') || ' ' ||
+			drop_exact FROM rel_life ORDER BY table_id`,
+		"partition_tree": `SELECT id || ' ' || root_oid || ' ' || from_lsn || ' ' || to_lsn || ' ' || from_time || ' ' || to_time || ' ' || via_root || ' ' ||
+			nodes FROM partition_tree ORDER BY id`,
 	}
 	out := map[string][]string{}
 	for name, q := range queries {

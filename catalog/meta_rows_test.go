@@ -1,0 +1,107 @@
+package catalog_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"lbt/catalog"
+	"lbt/schema"
+)
+
+// A commit's metadata carries the rows of inexact spans, table storage,
+// table lives and partition trees that the commit added or changed, as
+// they are after it, and only those.
+func TestWriter_TableRecords(t *testing.T) {
+	ctx := context.Background()
+	c, err := catalog.Create(ctx, t.TempDir(), catalog.Source{SystemID: "1", Database: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	at := time.Unix(1_700_000_000, 0)
+	nodes := []catalog.PartitionNode{{OID: 10, Schema: "public", Name: "m"}}
+
+	w, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := w.AddTable(16384, 0x100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []error{
+		w.SetDescription(id, catalog.TableDescription{Relfilenode: 16390, Table: schema.Table{Schema: "public", Name: "t"}}),
+		w.SetTableCreated(id, 0x100, at, false),
+		w.SetTableCreated(id, 0x100, at, true),
+		w.AddTableGap(catalog.TableGap{TableID: id, FromLSN: 0x180, SeenLSN: 0x200, Reason: "type change"}),
+		w.AddPartitionLook(10, 0x200, at, false, nodes),
+	}
+	for _, err := range steps {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var m catalog.Metadata
+	if ext, err := w.TableRecords(&m); err != nil || len(ext) != 0 {
+		t.Fatalf("first commit: extended runs %v, error %v", ext, err)
+	}
+	if !m.Carries || len(m.Gaps) != 1 || len(m.Storage) != 1 || len(m.Lives) != 1 || len(m.Partitions) != 1 {
+		t.Fatalf("first commit's records: %+v", m)
+	}
+	if g := m.Gaps[0]; g.TableID != id || g.FromLSN != 0x180 || g.SeenLSN != 0x200 || g.FromTime != 0 || g.Reason != "type change" {
+		t.Errorf("span record %+v", g)
+	}
+	if s := m.Storage[0]; s.TableID != id || s.Relfilenode != 16390 {
+		t.Errorf("storage record %+v", s)
+	}
+	if l := m.Lives[0]; !l.Created || !l.CreatedExact || l.CreatedLSN != 0x100 || l.CreatedAt != at.UnixMicro() || l.Dropped {
+		t.Errorf("life record %+v", l)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next commit: the same tree looked at again (its run grows) and
+	// the table dropped. Nothing else is carried again.
+	w, err = c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddPartitionLook(10, 0x300, at.Add(time.Minute), false, nodes); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetTableDropped(id, catalog.TableLife{DroppedLSN: 0x400, DroppedAt: at.Add(time.Hour), AliveLSN: 0x300, AliveAt: at.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	m = catalog.Metadata{}
+	ext, err := w.TableRecords(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Gaps) != 0 || len(m.Storage) != 0 || len(m.Lives) != 1 || len(m.Partitions) != 0 || len(ext) != 1 {
+		t.Fatalf("second commit's records: %+v, extended runs %v", m, ext)
+	}
+	// The extended run is written as where it got to.
+	if err := w.RunEnds(ext, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.RunEnds) != 1 || m.RunEnds[0].ToLSN != 0x300 || m.RunEnds[0].ToTime != at.Add(time.Minute).UnixMicro() {
+		t.Errorf("run ends %+v", m.RunEnds)
+	}
+	if l := m.Lives[0]; !l.Created || !l.CreatedExact || !l.Dropped || l.DroppedLSN != 0x400 || l.AliveLSN != 0x300 || l.DropExact {
+		t.Errorf("life record after the drop %+v", l)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A purge's rewritten segment carries them all.
+	m = catalog.Metadata{}
+	if err := c.AllTableRecords(ctx, &m); err != nil {
+		t.Fatal(err)
+	}
+	if !m.Carries || len(m.Gaps) != 1 || len(m.Storage) != 1 || len(m.Lives) != 1 || len(m.Partitions) != 1 {
+		t.Errorf("all records: %+v", m)
+	}
+}
