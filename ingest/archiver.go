@@ -399,7 +399,7 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	if !t.tracked || isNew {
 		// A basebackup (lbt basebackup --table) may have registered the
 		// table: then it is archived from now on, whatever trackNewTables says.
-		w, err := a.writer()
+		w, err := a.catalogTx()
 		if err != nil {
 			return err
 		}
@@ -782,7 +782,7 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		return nil
 	}
 	if len(a.tx.gaps) > 0 {
-		w, err := a.writer()
+		w, err := a.catalogTx()
 		if err != nil {
 			return err
 		}

@@ -81,7 +81,7 @@ func (a *archiver) describeAltered() error {
 		if err != nil {
 			return err
 		}
-		w, err := a.writer()
+		w, err := a.catalogTx()
 		if err != nil {
 			return err
 		}

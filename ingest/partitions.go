@@ -129,7 +129,7 @@ func (a *archiver) lookPartitions(ctx context.Context) error {
 			a.parts.noLook = true
 			return nil
 		}
-		w, err := a.writer()
+		w, err := a.catalogTx()
 		if err != nil {
 			return err
 		}
@@ -229,7 +229,7 @@ func (a *archiver) lookPartitions(ctx context.Context) error {
 		return fmt.Errorf("partition look: %w", err)
 	}
 
-	w, err := a.writer()
+	w, err := a.catalogTx()
 	if err != nil {
 		return err
 	}
