@@ -87,6 +87,8 @@ type SchedulerOptions struct {
 	// Reload, when set, brings new policies while the scheduler runs (lbt
 	// backup sends one on SIGHUP); they apply from the next poll on.
 	Reload <-chan Policy
+	// Metrics, when set, receive the scheduler's figures.
+	Metrics *Metrics
 }
 
 // Policy is what a running scheduler can change: when basebackups are due,
@@ -209,8 +211,9 @@ type job struct {
 }
 
 type result struct {
-	job job
-	err error
+	job  job
+	err  error
+	took time.Duration
 }
 
 // waitForArchive opens the catalog once the daemon has created it and
@@ -296,11 +299,13 @@ func (s *scheduler) startDue(ctx context.Context, done chan<- result) error {
 		st.running = true
 		s.running++
 		s.log.Info("taking basebackup", "table", j.name, "table_id", j.tableID, "reason", j.reason)
+		s.opts.Metrics.started()
 		go func(j job) {
 			o := s.opts.Options
 			o.Reason = j.reason
+			started := time.Now()
 			_, err := take(ctx, s.cat, o, []target{{oid: j.oid, name: j.name}})
-			done <- result{j, err}
+			done <- result{j, err, time.Since(started)}
 		}(j)
 	}
 	return nil
@@ -318,6 +323,7 @@ func (s *scheduler) state(oid uint32) *tableState {
 // finish records the outcome of a basebackup.
 func (s *scheduler) finish(ctx context.Context, r result) {
 	s.running--
+	s.opts.Metrics.finished(r.took, r.err)
 	st := s.state(r.job.oid)
 	st.running = false
 	switch {
@@ -515,6 +521,7 @@ func (s *scheduler) purge(ctx context.Context) {
 	o := NewPurgeOptions()
 	o.Retention, o.KeepBasebackups, o.Logger = s.opts.Retention, s.opts.RetentionBasebackups, s.log
 	rep, err := Purge(ctx, s.cat, o)
+	s.opts.Metrics.purged(rep.Bytes(), err)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Error("purge failed; trying again at the next interval", "error", err, "retry_in", s.opts.PurgeInterval)

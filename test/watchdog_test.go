@@ -143,11 +143,18 @@ func TestBackup_WaitForSlotIsReportedAndStopsTheWatchdog(t *testing.T) {
 		t.Errorf("while streaming, /healthz = %d %q, want 200", code, body)
 	}
 	metrics := httpGet(t, "http://"+addr+"/metrics")
-	for _, m := range []string{"lbt_archived_lsn ", "lbt_slot_retained_wal_bytes ", "lbt_slot_lag_bytes "} {
+	for _, m := range []string{"lbt_archived_lsn ", "lbt_slot_retained_wal_bytes ", "lbt_slot_lag_bytes ", "lbt_basebackups_running ", "lbt_purged_bytes_total "} {
 		if !strings.Contains(metrics, "\n"+m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
 	}
+	// A change makes t an archived table: the scheduler takes its first
+	// basebackup, and counts it.
+	c.Exec(t, dsn, `INSERT INTO t VALUES (2, 'streamed')`)
+	waitFor(t, "the new table's basebackup in /metrics", 60*time.Second, func() bool {
+		m := httpGet(t, "http://"+addr+"/metrics")
+		return strings.Contains(m, `lbt_basebackups_total{result="done"} 1`) && strings.Contains(m, "lbt_basebackup_duration_seconds_count 1")
+	})
 
 	// The source goes down: 503 while lbt retries, 200 once it is back.
 	if err := c.Crash(); err != nil {

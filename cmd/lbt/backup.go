@@ -81,9 +81,11 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	defer unlock()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	var schedMetrics *dump.Metrics
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		opts.Metrics = ingest.NewMetrics(reg)
+		schedMetrics = dump.NewMetrics(reg)
 		healthy := func() error { return health.Check(time.Now(), opts.StallAfter) }
 		if err := serveHTTP(ctx, log, "metrics", cfg.MetricsAddr, metricsHandler(reg, healthy)); err != nil {
 			return err
@@ -117,6 +119,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.RetentionBasebackups = cfg.RetentionBasebackups
 	policies := make(chan dump.Policy)
 	sched.Reload = policies
+	sched.Metrics = schedMetrics
 	go reloadOnHUP(ctx, g, log, cfg, policies)
 	workers++
 	go func() { errs <- dump.RunScheduler(ctx, sched) }()
