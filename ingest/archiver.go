@@ -530,11 +530,8 @@ func (a *archiver) noteStorage(w *catalog.Writer, t *table, def schema.Table, st
 			// The captured DDL is in this transaction: the change is at
 			// its commit.
 			g.FromLSN, g.FromTime = a.tx.commitLSN, a.tx.commitTime
-		case t.lastLSN > 0:
-			g.FromLSN, g.FromTime = t.lastLSN+1, t.lastTime
 		default:
-			// No archived transaction: from the description before this one.
-			g.FromLSN = t.versionAt
+			g.FromLSN, g.FromTime = t.spanStart()
 		}
 		g.FromLSN = min(g.FromLSN, seen)
 		if untilTruncate {
@@ -548,6 +545,16 @@ func (a *archiver) noteStorage(w *catalog.Writer, t *table, def schema.Table, st
 	}
 	t.storage = st
 	return nil
+}
+
+// spanStart is where an inexact span of t begins when the change is only
+// known to lie after its last archived transaction: just after it, or,
+// with none, at the description before this one.
+func (t *table) spanStart() (uint64, time.Time) {
+	if t.lastLSN > 0 {
+		return t.lastLSN + 1, t.lastTime
+	}
+	return t.versionAt, time.Time{}
 }
 
 // setDescription records the table as now read on the source when it

@@ -71,11 +71,7 @@ func (a *archiver) checkShapes() error {
 			return err
 		}
 		g := catalog.TableGap{TableID: t.id, SeenLSN: s.at.lsn, Reason: reason}
-		if t.lastLSN > 0 {
-			g.FromLSN, g.FromTime = t.lastLSN+1, t.lastTime
-		} else {
-			g.FromLSN = t.versionAt
-		}
+		g.FromLSN, g.FromTime = t.spanStart()
 		g.FromLSN = min(g.FromLSN, g.SeenLSN)
 		if err := a.addTableGap(w, g, desc.QualifiedName()); err != nil {
 			return err
