@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/restore"
 	"lbt/schema"
 	"lbt/test/lbtrun"
@@ -56,21 +55,7 @@ func BenchmarkRestore(b *testing.B) {
 	inChunks(1, rows, `INSERT INTO acct SELECT g, g %% 1000, 'customer ' || md5(g::text) || repeat('x', `+fmt.Sprint(pad)+`) FROM generate_series(%d, %d) g`)
 	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'loaded')`)
 	waitMessage(b, c, dsn, dir, "loaded", p)
-	cat, err := catalog.Open(ctx, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dopts := dump.NewOptions()
-	dopts.ArchiveDir = dir
-	if dopts.Conn, err = pgconn.ParseConfig(dsn); err != nil {
-		b.Fatal(err)
-	}
-	bases, err := dump.Take(ctx, cat, dopts, []string{"acct"})
-	cat.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
-	base := bases[0]
+	base, _ := basebackup(b, ctx, dir, dsn, "acct")
 
 	// As many row changes as rows: 30% of the rows updated twice, 20%
 	// deleted, and as many new rows inserted.
@@ -93,6 +78,7 @@ func BenchmarkRestore(b *testing.B) {
 		o := restore.NewOptions()
 		o.Table = "acct"
 		o.TargetTable = table
+		var err error
 		if o.TargetConn, err = pgconn.ParseConfig(target); err != nil {
 			b.Fatal(err)
 		}

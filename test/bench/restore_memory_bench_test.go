@@ -10,10 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"lbt/catalog"
-	"lbt/dump"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
@@ -59,19 +55,7 @@ func BenchmarkRestoreMemory(b *testing.B) {
 	c.Exec(b, dsn, `UPDATE acct SET balance = balance WHERE id = 1`)
 	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'known')`)
 	waitMessage(b, c, dsn, dir, "known", p)
-	cat, err := catalog.Open(ctx, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dopts := dump.NewOptions()
-	dopts.ArchiveDir = dir
-	if dopts.Conn, err = pgconn.ParseConfig(dsn); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := dump.Take(ctx, cat, dopts, []string{"acct"}); err != nil {
-		b.Fatal(err)
-	}
-	cat.Close()
+	basebackup(b, ctx, dir, dsn, "acct")
 
 	// sig is what a restored table is compared with: its row count and an
 	// order-independent hash of its rows.

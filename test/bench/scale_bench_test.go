@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/restore"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
@@ -53,21 +52,7 @@ func BenchmarkRestoreScale(b *testing.B) {
 	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_scale")
 	p := lbtrun.Start(b, "backup", "--config", cfg)
 	waitMessage(b, c, dsn, dir, "ready", p)
-	cat, err := catalog.Open(ctx, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dopts := dump.NewOptions()
-	dopts.ArchiveDir = dir
-	if dopts.Conn, err = pgconn.ParseConfig(dsn); err != nil {
-		b.Fatal(err)
-	}
-	t0 := time.Now()
-	if _, err := dump.Take(ctx, cat, dopts, []string{"bigt"}); err != nil {
-		b.Fatal(err)
-	}
-	baseTime := time.Since(t0)
-	cat.Close()
+	_, baseTime := basebackup(b, ctx, dir, dsn, "bigt")
 	c.Exec(b, dsn, `UPDATE bigt SET payload = 'changed ' || id WHERE id % 1000 = 0`)
 	c.Exec(b, dsn, `DELETE FROM bigt WHERE id % 1000 = 1`)
 	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'done')`)
@@ -77,7 +62,7 @@ func BenchmarkRestoreScale(b *testing.B) {
 		b.Fatalf("lbt exited %d:\n%s", code, p.Output())
 	}
 
-	t0 = time.Now()
+	t0 := time.Now()
 	wantRows := c.QueryString(b, dsn, `SELECT count(*) FROM bigt`)
 	want := c.QueryString(b, dsn, "SELECT s FROM ("+restore.ChecksumSQL("bigt", []string{"id", "payload"})+") q (n, s)")
 	sourceSum := time.Since(t0)
@@ -85,6 +70,7 @@ func BenchmarkRestoreScale(b *testing.B) {
 	run := func(table string, verify bool) restore.Result {
 		o := restore.NewOptions()
 		o.Table, o.TargetTable, o.Verify = "bigt", table, verify
+		var err error
 		if o.TargetConn, err = pgconn.ParseConfig(target); err != nil {
 			b.Fatal(err)
 		}
