@@ -62,7 +62,9 @@ type tableDef struct {
 	typesAfter   []string // after the data: the NOT VALID checks of domains created
 	types        schema.Definition
 	source       *schema.Source
-	retyped      []string // columns whose older values the server converts (shapes.retyped)
+	where        string          // a subset restore's predicate (subset.go)
+	keep         map[string]bool // a subset restore's columns, by target name; nil for all
+	retyped      []string        // columns whose older values the server converts (shapes.retyped)
 	warnings     []string
 }
 
@@ -414,7 +416,9 @@ func (t *tableDef) copyStatement() string {
 func (t *tableDef) checksumColumns() []string {
 	var out []string
 	for _, k := range t.copyCols {
-		out = append(out, t.columns[k].name)
+		if t.kept(t.columns[k]) {
+			out = append(out, t.columns[k].name)
+		}
 	}
 	return out
 }
@@ -424,6 +428,9 @@ func (t *tableDef) checksumColumns() []string {
 // converts older values of a retyped column (integer 5 read as
 // numeric(10,2) is 5.00). why says which columns.
 func (t *tableDef) streamedChecksum() (ok bool, why string) {
+	if t.subset() {
+		return false, "--where and --columns leave out some of the rows or columns sent"
+	}
 	if len(t.retyped) == 0 {
 		return true, ""
 	}
@@ -480,33 +487,13 @@ func (t *tableDef) extraStatements() []string {
 // renameStatements give renamed columns their target names, through
 // temporary names when the renames would collide.
 func (t *tableDef) renameStatements() []string {
-	var renamed []int
-	works := map[string]bool{}
+	works := make([]string, len(t.columns))
+	names := make([]string, len(t.columns))
 	for k, c := range t.columns {
-		works[c.work] = true
-		if c.work != c.name {
-			renamed = append(renamed, k)
-		}
+		works[k], names[k] = c.work, c.name
 	}
-	collide := false
-	for _, k := range renamed {
-		if works[t.columns[k].name] {
-			collide = true
-		}
-	}
-	var out []string
-	rename := func(from, to string) {
-		out = append(out, fmt.Sprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", t.qualified(), schema.QuoteIdent(from), schema.QuoteIdent(to)))
-	}
-	for n, k := range renamed {
-		if collide {
-			tmp := fmt.Sprintf("lbt_rename_%d", n)
-			rename(t.columns[k].work, tmp)
-			t.columns[k].work = tmp
-		}
-	}
-	for _, k := range renamed {
-		rename(t.columns[k].work, t.columns[k].name)
+	out := t.renameColumns(works, names)
+	for k := range t.columns {
 		t.columns[k].work = t.columns[k].name
 	}
 	return out

@@ -138,19 +138,43 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, ex
 
 	// The table was created in this transaction: FREEZE writes the rows
 	// as frozen, sparing the server a later pass over them.
-	st, copied, err := copyIn(ctx, conn, td.copyStatement()+" WITH (FREEZE)", d)
+	before, copyStmt, after := td.subsetCopy(" WITH (FREEZE)")
+	for _, s := range before {
+		if err := exec(s); err != nil {
+			return out, err
+		}
+	}
+	if td.where != "" {
+		// One statement through the extended protocol: a predicate that
+		// does not parse, names no column of the table, or smuggles in a
+		// second statement is refused here, before any row is sent.
+		if _, err := tx.Exec(ctx, "SELECT 1 FROM "+td.qualified()+" WHERE ("+td.where+") LIMIT 0"); err != nil {
+			return out, fmt.Errorf("--where %q: %w", td.where, err)
+		}
+	}
+	st, copied, err := copyIn(ctx, conn, copyStmt, d)
 	if err != nil {
 		return out, td.explainCopyError(err)
 	}
-	if copied != st.rows {
+	switch {
+	case td.where != "" && copied > st.rows, td.where == "" && copied != st.rows:
 		return out, fmt.Errorf("target database: COPY took %d rows, %d were sent", copied, st.rows)
+	case td.where != "" && o.Verify && st.rows != expectRows:
+		// The archive's counts are of the whole table: what they check
+		// is the rows sent, before the predicate.
+		return out, &VerificationError{Msg: fmt.Sprintf("%d rows were read from the archive for %s; the basebackup and the catalog's counts of inserts and deletes say %d (nothing was committed)", st.rows, td.qualified(), expectRows)}
+	}
+	for _, s := range after {
+		if err := exec(s); err != nil {
+			return out, err
+		}
 	}
 	for _, s := range td.typesAfter {
 		if err := exec(s); err != nil {
 			return out, err
 		}
 	}
-	out.rows = st.rows
+	out.rows = copied
 	out.load = time.Since(start)
 	start = time.Now()
 
@@ -189,6 +213,11 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, ex
 			return out, err
 		}
 	}
+	if drop := td.dropStatement(); drop != "" {
+		if err := exec(drop); err != nil {
+			return out, err
+		}
+	}
 	out.keys = time.Since(start)
 	start = time.Now()
 	if ok, why := td.streamedChecksum(); ok {
@@ -206,8 +235,10 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, ex
 			return out, err
 		}
 		out.checksum = sum
-		out.warnings = append(out.warnings, "checksum computed by the target server from the restored table: "+why)
-		if o.Verify && n != expectRows {
+		if !td.subset() {
+			out.warnings = append(out.warnings, "checksum computed by the target server from the restored table: "+why)
+		}
+		if o.Verify && td.where == "" && n != expectRows {
 			return out, rowCountError(td, n, expectRows)
 		}
 	}

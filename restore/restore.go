@@ -39,6 +39,12 @@ type Options struct {
 
 	SQL io.Writer // write a SQL script here instead of restoring into a database
 
+	// Where restores only the rows this SQL predicate holds for, evaluated
+	// by the target server as they load; Columns only these columns (by
+	// their names at the target). subset.go says how.
+	Where   string
+	Columns []string
+
 	Verify   bool      // check the row count and the checksum on the target; a mismatch is a *VerificationError
 	Progress io.Writer // progress display (a terminal); nil for none
 	DryRun   bool      // resolve the plan and stop
@@ -74,6 +80,7 @@ type Result struct {
 	Transactions int64  // transactions of the table applied
 	Changes      int64  // changes applied
 	Rows         int64  // rows restored
+	RowsSent     bool   // Rows counts the rows written, before the WHERE of a script's COPY keeps some
 	Checksum     string // of the rows restored, computed as they were sent: see ChecksumSQL
 	ChecksumSQL  string // the query that computes Rows and Checksum from the restored table
 	Verified     bool
@@ -123,6 +130,9 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 			return Result{}, err
 		}
 		if pt.node.OID != pt.tree.Root || !pt.tree.ViaRoot {
+			if opts.Where != "" || len(opts.Columns) > 0 {
+				return Result{}, fmt.Errorf("%s is a partitioned table, restored partition by partition: --where and --columns restore one table; give them with a partition, or restore the whole tree without them", opts.Table)
+			}
 			return runPartitioned(ctx, cat, opts, pt, start)
 		}
 	}
@@ -152,6 +162,9 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 		schemaName: tschema, name: tname, keepNames: tschema == pl.source.Schema && tname == pl.source.Name,
 	})
 	if err != nil {
+		return res, err
+	}
+	if err := td.setSubset(pl.source.QualifiedName(), opts.Where, opts.Columns); err != nil {
 		return res, err
 	}
 	res.TargetTable = td.qualified()
@@ -193,6 +206,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 		return res, err
 	}
 	res.Rows, res.Checksum, res.Verified = out.rows, out.checksum, opts.Verify
+	res.RowsSent = opts.SQL != nil && td.where != ""
 	res.ChecksumSQL = ChecksumSQL(td.qualified(), td.checksumColumns())
 	res.Timings.Load, res.Timings.Keys, res.Timings.Checksum = out.load, out.keys, out.checksumTime
 	res.Bytes = prog.bytesDone()

@@ -33,6 +33,8 @@ type restoreCmd struct {
 	Verify      bool             `help:"Check the changes read against the catalog's counts, and, before committing, the restored table's row count against the catalog's and its checksum, computed by the target server in one pass, against the rows sent; with --sql the script checks itself before COMMIT. A difference exits with status 3 and commits nothing (default: false)."`
 	Quiet       bool             `short:"q" help:"Print nothing but errors (default: false)."`
 	DryRun      bool             `help:"Print which basebackup and changes the restore would use, and change nothing (default: false)."`
+	Where       string           `placeholder:"PREDICATE" help:"Restore only the rows for which this SQL condition is true, like 'customer_id = 42', with the columns named as at the target moment; the target server evaluates it as the rows load (COPY ... WHERE, PostgreSQL 12 or newer), with --sql too (default: every row)."`
+	Columns     []string         `placeholder:"COLUMN" help:"Restore only these columns (comma-separated), by their names at the target moment; they keep the table's order. The others are loaded, may be used by the WHERE predicate, and are dropped before the commit (default: every column)."`
 	Memory      *config.ByteSize `placeholder:"SIZE" help:"Memory for the reduced changes, like 64MiB or 2GiB; past it they spill to sorted files in tempDir (default: config restoreMemory, 256 MiB unless set, which keeps the process under 512 MiB); 0 keeps them all in memory."`
 }
 
@@ -59,6 +61,8 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 	opts.Replace = cmd.Replace
 	opts.TargetTable = cmd.TargetTable
 	opts.Verify = cmd.Verify
+	opts.Where = cmd.Where
+	opts.Columns = cmd.Columns
 	opts.DryRun = cmd.DryRun
 	opts.Version = version
 	opts.Logger = log
@@ -221,6 +225,10 @@ func printRestore(w io.Writer, r restore.Result, dryRun, script bool) {
 	if r.Spills > 0 {
 		spilled = fmt.Sprintf(" (spilled to tempDir %d times)", r.Spills)
 	}
-	fmt.Fprintf(w, "restored %s as of %s (LSN %s) %s: %d rows%s%s; %s + %d transactions (%d changes)%s, %s\n",
-		r.Table, at, lsn(r.TargetLSN), where, r.Rows, sum, verified, from, r.Transactions, r.Changes, spilled, r.Duration.Round(time.Millisecond))
+	rows := fmt.Sprintf("%d rows", r.Rows)
+	if r.RowsSent {
+		rows = fmt.Sprintf("%d rows before its WHERE", r.Rows)
+	}
+	fmt.Fprintf(w, "restored %s as of %s (LSN %s) %s: %s%s%s; %s + %d transactions (%d changes)%s, %s\n",
+		r.Table, at, lsn(r.TargetLSN), where, rows, sum, verified, from, r.Transactions, r.Changes, spilled, r.Duration.Round(time.Millisecond))
 }
