@@ -1,4 +1,4 @@
-package ingest
+package source
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// SlotState is what the source says about lbt's replication slot.
+// SlotState is what the source says about lbt's replication slot and the
+// WAL it keeps.
 type SlotState struct {
 	Exists      bool
 	Active      bool   // a walsender streams from it (lbt backup is running)
@@ -26,12 +27,14 @@ type SlotState struct {
 	MaxSlotWALKeepSize int64
 }
 
-// Slot reads the state of the named slot on the source.
-func Slot(ctx context.Context, cfg *pgconn.Config, slot string) (SlotState, error) {
+// ReadSlot reads the state of the named slot, on a connection of its own
+// made with pc: what lbt status judges and the slot metrics show, whatever
+// the stream is doing.
+func ReadSlot(ctx context.Context, pc *pgconn.Config, slot string) (SlotState, error) {
 	var s SlotState
-	conn, err := pgx.ConnectConfig(ctx, connConfig(cfg))
+	conn, err := Connect(ctx, pc)
 	if err != nil {
-		return s, fmt.Errorf("connect to source %s: %w", describeConn(cfg), err)
+		return s, err
 	}
 	defer conn.Close(context.Background())
 	var confirmed, current *int64

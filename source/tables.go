@@ -1,0 +1,63 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TableOID finds the OID of the relation named nsp.rel; ok is false when
+// there is none.
+func TableOID(ctx context.Context, q Querier, nsp, rel string) (oid uint32, ok bool, err error) {
+	err = q.QueryRow(ctx, `SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2`, nsp, rel).Scan(&oid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("look up table %s.%s: %w", nsp, rel, err)
+	}
+	return oid, true, nil
+}
+
+// NamedTable is what tells how a table named on the command line is
+// backed up.
+type NamedTable struct {
+	OID         uint32
+	Partitioned bool // relkind p
+	Published   bool // the publication carries it itself
+}
+
+// LookupTable reads the table named nsp.rel and whether the publication
+// carries it; ok is false when there is none.
+func LookupTable(ctx context.Context, q Querier, nsp, rel, publication string) (t NamedTable, ok bool, err error) {
+	err = q.QueryRow(ctx, `SELECT c.oid, c.relkind = 'p', c.oid IN (`+PublishedOIDsSQL+`)
+		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $2 AND c.relname = $3`,
+		publication, nsp, rel).Scan(&t.OID, &t.Partitioned, &t.Published)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return t, false, nil
+	}
+	if err != nil {
+		return t, false, fmt.Errorf("look up table %s.%s: %w", nsp, rel, err)
+	}
+	return t, true, nil
+}
+
+// PartitionLeaves lists the qualified, quoted names of the leaves of the
+// partition tree under the table oid, by name.
+func PartitionLeaves(ctx context.Context, q Querier, oid uint32) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+		FROM pg_catalog.pg_partition_tree($1::oid::regclass) t JOIN pg_catalog.pg_class c ON c.oid = t.relid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE t.isleaf ORDER BY 1`, oid)
+	if err != nil {
+		return nil, fmt.Errorf("list the partitions of table %d: %w", oid, err)
+	}
+	leaves, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list the partitions of table %d: %w", oid, err)
+	}
+	return leaves, nil
+}
