@@ -173,11 +173,9 @@ func snapshot(ctx context.Context, log hclog.Logger, pc *pgconn.Config, wait sou
 		return nil, nil, 0, err
 	}
 
-	cc, _ := pgx.ParseConfig("")
-	cc.Config = *pc.Copy()
-	conn, err := pgx.ConnectConfig(ctx, cc)
+	conn, err := source.Connect(ctx, pc)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("connect: %w", err)
+		return nil, nil, 0, err
 	}
 	// The snapshot must be imported before the replication connection runs
 	// another command, or it is gone.

@@ -24,7 +24,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -209,9 +208,9 @@ func (d *daemon) close() {
 // session connects, checks, streams until an error or ctx ends, and closes.
 func (d *daemon) session(ctx context.Context) error {
 	o := d.opts
-	conn, err := pgx.ConnectConfig(ctx, connConfig(o.Conn))
+	conn, err := source.Connect(ctx, o.Conn)
 	if err != nil {
-		return fmt.Errorf("connect to source %s: %w", describeConn(o.Conn), err)
+		return err
 	}
 	defer conn.Close(context.Background())
 	info, err := checkSource(ctx, conn)
@@ -229,7 +228,7 @@ func (d *daemon) session(ctx context.Context) error {
 	}
 	repl, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
-		return fmt.Errorf("open replication connection to %s: %w", describeConn(o.Conn), err)
+		return fmt.Errorf("open replication connection to %s: %w", source.Describe(o.Conn), err)
 	}
 	defer repl.Close(context.Background())
 	sys, err := pglogrepl.IdentifySystem(ctx, repl)
@@ -237,8 +236,8 @@ func (d *daemon) session(ctx context.Context) error {
 		return fmt.Errorf("identify system: %w", err)
 	}
 	info.systemID, info.timeline = sys.SystemID, sys.Timeline
-	source := catalog.Source{SystemID: sys.SystemID, Database: info.database, ServerVersion: strconv.Itoa(info.serverVersion)}
-	if err := d.openCatalog(ctx, source); err != nil {
+	origin := catalog.Source{SystemID: sys.SystemID, Database: info.database, ServerVersion: strconv.Itoa(info.serverVersion)}
+	if err := d.openCatalog(ctx, origin); err != nil {
 		return err
 	}
 	if pos, _, err := d.cat.Position(ctx); err != nil {
@@ -256,15 +255,15 @@ func (d *daemon) session(ctx context.Context) error {
 	} else if created {
 		d.log.Info("created publication FOR ALL TABLES", "publication", o.Publication)
 	}
-	tables, err := publishedTables(ctx, conn, o.Publication)
+	tables, err := source.PublishedTables(ctx, conn, o.Publication)
 	if err != nil {
 		return err
 	}
 	published := make(map[uint32]bool, len(tables))
 	for _, t := range tables {
-		published[t.oid] = true
-		if p := replicaIdentityProblem(t.name, t.replident, t.hasKey); p != "" {
-			d.log.Warn(p, "table", t.name)
+		published[t.OID] = true
+		if p := replicaIdentityProblem(t.Name, t.ReplicaIdentity, t.HasKey); p != "" {
+			d.log.Warn(p, "table", t.Name)
 		}
 	}
 	if !o.TrackNewTables {
@@ -333,13 +332,6 @@ func (d *daemon) session(ctx context.Context) error {
 		o.Ready()
 	}
 	return stream(ctx, d.log, o, repl, a, &durable)
-}
-
-// connConfig turns the pgconn settings into a pgx.ConnConfig.
-func connConfig(c *pgconn.Config) *pgx.ConnConfig {
-	cc, _ := pgx.ParseConfig("")
-	cc.Config = *c.Copy()
-	return cc
 }
 
 func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {

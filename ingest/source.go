@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/schema"
+	"lbt/source"
 )
 
 // fatalError marks an error that retrying cannot fix: the operator must act.
@@ -38,11 +39,6 @@ type sourceInfo struct {
 	database      string
 	serverVersion int // server_version_num
 	user          string
-}
-
-// describeConn names a connection for error messages, without its password.
-func describeConn(c *pgconn.Config) string {
-	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s", c.Host, c.Port, c.User, c.Database)
 }
 
 // checkSource verifies that the source can feed lbt at all, with one clear
@@ -73,12 +69,8 @@ func checkSource(ctx context.Context, conn *pgx.Conn) (sourceInfo, error) {
 // ensurePublication uses the named publication, creating it FOR ALL TABLES
 // when it is missing.
 func ensurePublication(ctx context.Context, conn *pgx.Conn, name string) (created bool, err error) {
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, name).Scan(&exists); err != nil {
-		return false, fmt.Errorf("look up publication %q: %w", name, err)
-	}
-	if exists {
-		return false, nil
+	if p, err := source.LookupPublication(ctx, conn, name); err != nil || p.Exists {
+		return false, err
 	}
 	if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+schema.QuoteIdent(name)+" FOR ALL TABLES"); err != nil {
 		var pgErr *pgconn.PgError
@@ -132,37 +124,6 @@ func deref(s *string) string {
 		return "(none)"
 	}
 	return *s
-}
-
-// publishedTable is a table of the publication as the source catalog says.
-type publishedTable struct {
-	oid       uint32
-	name      string // quoted, qualified
-	replident byte
-	hasKey    bool // a primary key or a replica-identity index
-}
-
-func publishedTables(ctx context.Context, conn *pgx.Conn, publication string) ([]publishedTable, error) {
-	rows, err := conn.Query(ctx, `SELECT c.oid, quote_ident(pt.schemaname) || '.' || quote_ident(pt.tablename), c.relreplident::text,
-			EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident))
-		FROM pg_publication_tables pt
-		JOIN pg_namespace n ON n.nspname = pt.schemaname
-		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
-		WHERE pt.pubname = $1 ORDER BY 2`, publication)
-	if err != nil {
-		return nil, fmt.Errorf("list tables of publication %q: %w", publication, err)
-	}
-	var out []publishedTable
-	for rows.Next() {
-		var t publishedTable
-		var ident string
-		if err := rows.Scan(&t.oid, &t.name, &ident, &t.hasKey); err != nil {
-			return nil, fmt.Errorf("list tables of publication %q: %w", publication, err)
-		}
-		t.replident = ident[0]
-		out = append(out, t)
-	}
-	return out, rows.Err()
 }
 
 // replicaIdentityProblem says what is wrong with a table whose UPDATEs and

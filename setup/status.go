@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"lbt/source"
 )
 
 // Status is what is set up on the source for lbt.
@@ -46,13 +48,11 @@ func GetStatus(ctx context.Context, conn *pgx.Conn, publication, slot string) (S
 	if err != nil {
 		return s, fmt.Errorf("look up the role: %w", err)
 	}
-	err = conn.QueryRow(ctx, `SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1`, publication).Scan(&s.PublicationAllTables)
-	switch {
-	case err == nil:
-		s.PublicationExists = true
-	case !errors.Is(err, pgx.ErrNoRows):
-		return s, fmt.Errorf("look up publication %q: %w", publication, err)
+	pub, err := source.LookupPublication(ctx, conn, publication)
+	if err != nil {
+		return s, err
 	}
+	s.PublicationExists, s.PublicationAllTables = pub.Exists, pub.AllTables
 	if slot != "" {
 		err = conn.QueryRow(ctx, `SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, slot).Scan(&s.SlotActive)
 		switch {

@@ -61,3 +61,35 @@ func PartitionLeaves(ctx context.Context, q Querier, oid uint32) ([]string, erro
 	}
 	return leaves, nil
 }
+
+// Relation is a relation of the source catalog, by OID.
+type Relation struct {
+	Schema, Name string
+	Kind         byte // pg_class.relkind: r table, p partitioned table, ...
+}
+
+// Relations reads the relations with the given OIDs that exist now; an
+// OID that is missing from the result names none.
+func Relations(ctx context.Context, q Querier, oids []uint32) (map[uint32]Relation, error) {
+	rows, err := q.Query(ctx, `SELECT c.oid, n.nspname, c.relname, c.relkind::text FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1)`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("look up tables on the source: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[uint32]Relation, len(oids))
+	for rows.Next() {
+		var oid uint32
+		var r Relation
+		var kind string
+		if err := rows.Scan(&oid, &r.Schema, &r.Name, &kind); err != nil {
+			return nil, fmt.Errorf("look up tables on the source: %w", err)
+		}
+		r.Kind = kind[0]
+		out[oid] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up tables on the source: %w", err)
+	}
+	return out, nil
+}
