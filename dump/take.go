@@ -198,7 +198,7 @@ func snapshot(ctx context.Context, log hclog.Logger, pc *pgconn.Config, wait sou
 // a dump in progress for one left by a crash.
 func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.Tx, oid uint32, point uint64) (catalog.Basebackup, error) {
 	started := time.Now()
-	def, seqs, err := describe(ctx, tx, oid)
+	def, seqs, err := source.DescribeDefinition(ctx, tx, oid)
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}

@@ -286,8 +286,8 @@ func (d *daemon) session(ctx context.Context) error {
 	// put back) must not cut or overwrite what it does not know. Without
 	// the slot, the server sends nothing again.
 	resend := uint64(math.MaxUint64)
-	if slot.exists {
-		resend = uint64(slot.confirmedFlush)
+	if slot.Exists {
+		resend = uint64(slot.ConfirmedFlush)
 	}
 	if err := d.cat.CheckFiles(ctx, resend); err != nil {
 		return fatalError{err}
@@ -300,14 +300,14 @@ func (d *daemon) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	start := max(pos.EndLSN, uint64(slot.confirmedFlush))
-	if !slot.exists {
+	start := max(pos.EndLSN, uint64(slot.ConfirmedFlush))
+	if !slot.Exists {
 		start = max(pos.EndLSN, epoch.StartLSN)
 	}
 
 	var durable atomic.Uint64
 	durable.Store(start)
-	a, err := newArchiver(ctx, d.log, o, d.cat, conn, published, epoch.ID, &durable)
+	a, err := newArchiver(ctx, d.log, o, d.cat, source.NewLookup(conn), published, epoch.ID, &durable)
 	if err != nil {
 		return err
 	}
@@ -364,7 +364,7 @@ func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {
 // feeds. A missing slot for an existing archive, or a slot that something
 // else advanced past the archive, starts a new epoch: changes in between
 // are lost, and the archive says so instead of hiding a gap.
-func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot slotInfo) (catalog.Epoch, error) {
+func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot source.SlotInfo) (catalog.Epoch, error) {
 	o := d.opts
 	epochs, err := d.cat.Epochs(ctx)
 	if err != nil {
@@ -375,8 +375,8 @@ func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot slotI
 		return catalog.Epoch{}, err
 	}
 	var reason string
-	startLSN := uint64(slot.confirmedFlush)
-	if !slot.exists {
+	startLSN := uint64(slot.ConfirmedFlush)
+	if !slot.Exists {
 		res, err := source.CreateSlot(ctx, d.log, repl, o.Conn, o.Slot,
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"}, o.SlotWait)
 		if err != nil {

@@ -2,7 +2,6 @@ package setup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -54,13 +53,11 @@ func GetStatus(ctx context.Context, conn *pgx.Conn, publication, slot string) (S
 	}
 	s.PublicationExists, s.PublicationAllTables = pub.Exists, pub.AllTables
 	if slot != "" {
-		err = conn.QueryRow(ctx, `SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, slot).Scan(&s.SlotActive)
-		switch {
-		case err == nil:
-			s.SlotExists = true
-		case !errors.Is(err, pgx.ErrNoRows):
-			return s, fmt.Errorf("look up replication slot %q: %w", slot, err)
+		sl, err := source.LookupSlot(ctx, conn, slot)
+		if err != nil {
+			return s, err
 		}
+		s.SlotExists, s.SlotActive = sl.Exists, sl.Active
 	}
 	var fn, sync bool
 	err = conn.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure('lbt.capture_actor()') IS NOT NULL,

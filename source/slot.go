@@ -1,6 +1,3 @@
-// Package source asks the PostgreSQL server lbt archives about itself, for
-// the steps that can wait on something the operator must see: today, the
-// creation of a logical replication slot.
 package source
 
 import (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -75,6 +76,44 @@ func ReadSlot(ctx context.Context, pc *pgconn.Config, slot string) (SlotState, e
 	}
 	if current != nil {
 		s.Current = uint64(*current)
+	}
+	return s, nil
+}
+
+// SlotInfo is what the source says a replication slot is, for the checks
+// before lbt streams from it.
+type SlotInfo struct {
+	Exists   bool
+	Type     string // physical or logical; "" when unknown
+	Plugin   string // the output plugin of a logical slot
+	Database string // the database of a logical slot
+	Active   bool   // a walsender streams from it
+	// ConfirmedFlush is what the consumer last confirmed, 0 when none.
+	ConfirmedFlush pglogrepl.LSN
+}
+
+// LookupSlot reads the named slot.
+func LookupSlot(ctx context.Context, q Querier, name string) (SlotInfo, error) {
+	var s SlotInfo
+	var plugin, slotType, db, confirmed *string
+	err := q.QueryRow(ctx, `SELECT plugin, slot_type, database, active, confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).
+		Scan(&plugin, &slotType, &db, &s.Active, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("look up replication slot %q: %w", name, err)
+	}
+	s.Exists = true
+	for dst, v := range map[*string]*string{&s.Type: slotType, &s.Plugin: plugin, &s.Database: db} {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	if confirmed != nil {
+		if s.ConfirmedFlush, err = pglogrepl.ParseLSN(*confirmed); err != nil {
+			return s, fmt.Errorf("replication slot %q: %w", name, err)
+		}
 	}
 	return s, nil
 }

@@ -93,3 +93,49 @@ func Relations(ctx context.Context, q Querier, oids []uint32) (map[uint32]Relati
 	}
 	return out, nil
 }
+
+// Membership says whether a publication carries a table.
+type Membership struct {
+	Name              string // the table's qualified name, quoted by the server
+	PublicationExists bool
+	Published         bool
+}
+
+// PublicationMembership reads whether the publication carries the table
+// oid; ok is false when there is no such table.
+func PublicationMembership(ctx context.Context, q Querier, oid uint32, publication string) (m Membership, ok bool, err error) {
+	err = q.QueryRow(ctx, `SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
+			EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1),
+			c.oid IN (`+PublishedOIDsSQL+`)
+		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $2`, publication, oid).
+		Scan(&m.Name, &m.PublicationExists, &m.Published)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, false, nil
+	}
+	if err != nil {
+		return m, false, fmt.Errorf("look up table %d: %w", oid, err)
+	}
+	return m, true, nil
+}
+
+// Publishing is how a publication treats a table's partition tree.
+type Publishing struct {
+	AllTables   bool   // the publication is FOR ALL TABLES
+	ViaRoot     bool   // publish_via_partition_root
+	Partitioned bool   // the table is a partitioned table
+	Root        string // the root of the tree the table is a partition of, quoted; "" when none
+}
+
+// TablePublishing reads how the publication treats the table oid, which
+// tells why it does not carry it (PostgreSQL 13 or newer).
+func TablePublishing(ctx context.Context, q Querier, oid uint32, publication string) (Publishing, error) {
+	var p Publishing
+	err := q.QueryRow(ctx, `SELECT p.puballtables, p.pubviaroot, c.relkind = 'p',
+			coalesce((SELECT quote_ident(n.nspname) || '.' || quote_ident(r.relname) FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
+				WHERE r.oid = pg_partition_root(c.oid) AND r.oid <> c.oid), '')
+		FROM pg_publication p, pg_class c WHERE p.pubname = $1 AND c.oid = $2`, publication, oid).Scan(&p.AllTables, &p.ViaRoot, &p.Partitioned, &p.Root)
+	if err != nil {
+		return p, fmt.Errorf("look up publication %s: %w", publication, err)
+	}
+	return p, nil
+}
