@@ -27,13 +27,8 @@ import (
 // xmin of its pg_inherits row), so that a partition detached and attached
 // again between two looks makes them differ too.
 //
-// A look is exact at its LSN: it holds SHARE UPDATE EXCLUSIVE on every
-// partitioned table while it reads pg_current_wal_lsn() and the trees.
-// ATTACH, DETACH, CREATE ... PARTITION OF and DROP of a partition all lock
-// the parent at least that strongly until after they are visible, so none
-// is half done during the look: every one that committed before the LSN is
-// in the trees read, and none after it. The lock is taken with NOWAIT and
-// does not conflict with writes; a look that cannot have it now is retried.
+// A look is exact at its LSN (source.LookPartitions says how); a look
+// that cannot lock the trees now is retried.
 
 // partitionWatch is the archiver's state of the looks.
 type partitionWatch struct {

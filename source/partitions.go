@@ -37,7 +37,8 @@ type PartitionLook struct {
 // reads pg_current_wal_lsn() and the trees. ATTACH, DETACH, CREATE ...
 // PARTITION OF and DROP of a partition all lock the parent at least that
 // strongly until after they are visible, so none is half done during the
-// look. The lock is taken with NOWAIT and does not conflict with writes: a
+// look: every one that committed before the LSN is in the trees read, and
+// none after it. The lock is taken with NOWAIT and does not conflict with writes: a
 // look that cannot have it now fails, and is retried by the caller, as is
 // one during which a partitioned table was created or dropped.
 // serverVersion is server_version_num, 120000 or more
