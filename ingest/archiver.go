@@ -88,7 +88,7 @@ type archiver struct {
 	seen          map[uint32]sourcePoint // where each table was last found on the source
 	lastDropCheck time.Time
 	pubAllTables  *bool                   // the publication is FOR ALL TABLES; nil until asked
-	startXmax     uint64                  // xmax of a snapshot at the session's start (createdSinceStart); 0 unknown
+	startXmax     uint64                  // xmax of a snapshot at the session's start (creation); 0 unknown
 	suspects      map[uint32]shapeSuspect // tables whose source description changed unseen by the stream (quietddl.go)
 }
 
@@ -470,15 +470,9 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 				return err
 			}
 		}
-		created, err := a.createdHere(m.RelationID)
+		created, since, err := a.creation(m.RelationID)
 		if err != nil {
 			return err
-		}
-		since := false
-		if !created {
-			if since, err = a.createdSinceStart(m.RelationID); err != nil {
-				return err
-			}
 		}
 		if t.id, err = w.AddTable(m.RelationID, from); err != nil {
 			return err

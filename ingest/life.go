@@ -166,44 +166,36 @@ func (a *archiver) createdByDDL(m ddlMessage, commitTime time.Time) error {
 	return nil
 }
 
-// createdHere reports whether the table was created in the transaction
-// being received: the pg_attribute row of its ctid, written with the table
-// and by no later ALTER, has that transaction's xid as its xmin. A table
-// created in a subtransaction has the subtransaction's xid and is not
-// recognised, which only costs it a basebackup. Only a FOR ALL TABLES
-// publication carries a new table from its creation.
-func (a *archiver) createdHere(oid uint32) (bool, error) {
-	if !a.tx.active {
-		return false, nil
+// creation reports whether the table was created in the transaction
+// being received (here), or else after this session began to stream
+// (sinceStart), from the xmin of the pg_attribute row of its ctid, written
+// with the table and by no later ALTER. Only a FOR ALL TABLES publication
+// carries a new table from its creation.
+//
+// Created here, its xmin is the transaction's xid; a table created in a
+// subtransaction has the subtransaction's xid and is not recognised, which
+// only costs it a basebackup. Created since the start, its creating
+// transaction is at or after the xmax of a snapshot taken at the start, so
+// it began, and committed, after the stream's start position, and the
+// stream holds all of its changes: when this is the table's first change,
+// the table was empty from its creation until it.
+func (a *archiver) creation(oid uint32) (here, sinceStart bool, err error) {
+	if !a.tx.active && a.startXmax == 0 {
+		return false, false, nil
 	}
 	all, err := a.allTables()
 	if err != nil || !all {
-		return false, err
+		return false, false, err
 	}
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()
 	c, ok, err := a.lookup.TableCreation(ctx, oid)
-	return ok && c.Xmin == a.tx.xid, err
-}
-
-// createdSinceStart reports whether the table was created after this
-// session began to stream: its creating transaction (the xmin of its ctid
-// row in pg_attribute) is at or after the xmax of a snapshot taken at the
-// start, so it began, and committed, after the stream's start position,
-// and the stream holds all of its changes. When this is the table's first
-// change, the table was empty from its creation until it.
-func (a *archiver) createdSinceStart(oid uint32) (bool, error) {
-	if a.startXmax == 0 {
-		return false, nil
+	if err != nil || !ok {
+		return false, false, err
 	}
-	all, err := a.allTables()
-	if err != nil || !all {
-		return false, err
-	}
-	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
-	defer cancel()
-	c, ok, err := a.lookup.TableCreation(ctx, oid)
-	return ok && fullXid(c.Xmin, c.SnapshotXmax) >= a.startXmax, err
+	here = a.tx.active && c.Xmin == a.tx.xid
+	sinceStart = !here && a.startXmax != 0 && fullXid(c.Xmin, c.SnapshotXmax) >= a.startXmax
+	return here, sinceStart, nil
 }
 
 // fullXid extends a 32-bit xid to the 64-bit one of the epoch it belongs
@@ -217,7 +209,7 @@ func fullXid(xid uint32, cur uint64) uint64 {
 }
 
 // readStartXmax notes the xmax of a snapshot taken as the session starts
-// streaming (createdSinceStart).
+// streaming (creation).
 func (a *archiver) readStartXmax() {
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()
