@@ -228,7 +228,7 @@ func (d *daemon) session(ctx context.Context) error {
 	}
 	repl, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
-		return fmt.Errorf("open replication connection to %s: %w", source.Describe(o.Conn), err)
+		return fmt.Errorf("open replication connection to %s: %w", source.ConnLabel(o.Conn), err)
 	}
 	defer repl.Close(context.Background())
 	sys, err := pglogrepl.IdentifySystem(ctx, repl)
@@ -364,7 +364,7 @@ func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {
 // feeds. A missing slot for an existing archive, or a slot that something
 // else advanced past the archive, starts a new epoch: changes in between
 // are lost, and the archive says so instead of hiding a gap.
-func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot source.SlotInfo) (catalog.Epoch, error) {
+func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot source.Slot) (catalog.Epoch, error) {
 	o := d.opts
 	epochs, err := d.cat.Epochs(ctx)
 	if err != nil {

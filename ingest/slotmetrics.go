@@ -17,7 +17,7 @@ func watchSlot(ctx context.Context, o *Options, every time.Duration) {
 	}
 	for {
 		qctx, cancel := context.WithTimeout(ctx, every)
-		s, err := source.ReadSlot(qctx, o.Conn, o.Slot)
+		s, err := source.ReadSlotState(qctx, o.Conn, o.Slot)
 		cancel()
 		if err == nil && s.Exists {
 			o.Metrics.retainedWAL.Set(float64(s.RetainedWAL))

@@ -79,7 +79,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name string) (create
 }
 
 // checkSlot looks up the slot and refuses one that lbt cannot use.
-func checkSlot(ctx context.Context, conn *pgx.Conn, name, database string) (source.SlotInfo, error) {
+func checkSlot(ctx context.Context, conn *pgx.Conn, name, database string) (source.Slot, error) {
 	s, err := source.LookupSlot(ctx, conn, name)
 	if err != nil || !s.Exists {
 		return s, err

@@ -13,7 +13,7 @@ import (
 // Connect opens a normal (not replication) connection with the settings
 // pc, as config.Config.ConnConfig gives them: libpq's layers, lbt's
 // application_name and connect timeout. pc is not changed. A failure names
-// the server and role (Describe) and the cause, never the password; the
+// the server and role (ConnLabel) and the cause, never the password; the
 // error unwraps to pgconn's.
 func Connect(ctx context.Context, pc *pgconn.Config) (*pgx.Conn, error) {
 	cc, err := pgx.ParseConfig("")
@@ -24,20 +24,20 @@ func Connect(ctx context.Context, pc *pgconn.Config) (*pgx.Conn, error) {
 	delete(cc.RuntimeParams, "replication")
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return nil, &ConnectError{Server: Describe(pc), password: pc.Password, err: err}
+		return nil, &ConnectError{Server: ConnLabel(pc), password: pc.Password, err: err}
 	}
 	return conn, nil
 }
 
-// Describe names the server and role of connection settings for messages,
+// ConnLabel names the server and role of connection settings for messages,
 // without the password.
-func Describe(pc *pgconn.Config) string {
+func ConnLabel(pc *pgconn.Config) string {
 	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s", pc.Host, pc.Port, pc.User, pc.Database)
 }
 
 // ConnectError is a connection to the source that could not be made.
 type ConnectError struct {
-	Server   string // Describe's text
+	Server   string // ConnLabel's text
 	password string
 	err      error
 }

@@ -28,10 +28,10 @@ type SlotState struct {
 	MaxSlotWALKeepSize int64
 }
 
-// ReadSlot reads the state of the named slot, on a connection of its own
+// ReadSlotState reads the state of the named slot, on a connection of its own
 // made with pc: what lbt status judges and the slot metrics show, whatever
 // the stream is doing.
-func ReadSlot(ctx context.Context, pc *pgconn.Config, slot string) (SlotState, error) {
+func ReadSlotState(ctx context.Context, pc *pgconn.Config, slot string) (SlotState, error) {
 	var s SlotState
 	conn, err := Connect(ctx, pc)
 	if err != nil {
@@ -80,9 +80,9 @@ func ReadSlot(ctx context.Context, pc *pgconn.Config, slot string) (SlotState, e
 	return s, nil
 }
 
-// SlotInfo is what the source says a replication slot is, for the checks
+// Slot is what the source says a replication slot is, for the checks
 // before lbt streams from it.
-type SlotInfo struct {
+type Slot struct {
 	Exists   bool
 	Type     string // physical or logical; "" when unknown
 	Plugin   string // the output plugin of a logical slot
@@ -93,8 +93,8 @@ type SlotInfo struct {
 }
 
 // LookupSlot reads the named slot.
-func LookupSlot(ctx context.Context, q Querier, name string) (SlotInfo, error) {
-	var s SlotInfo
+func LookupSlot(ctx context.Context, q Querier, name string) (Slot, error) {
+	var s Slot
 	var plugin, slotType, db, confirmed *string
 	err := q.QueryRow(ctx, `SELECT plugin, slot_type, database, active, confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).
 		Scan(&plugin, &slotType, &db, &s.Active, &confirmed)

@@ -40,7 +40,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return usageError{err}
 	}
-	log.Debug("connecting to the source database", "conn", source.Describe(pc))
+	log.Debug("connecting to the source database", "conn", source.ConnLabel(pc))
 	conn, err := source.Connect(ctx, pc)
 	if err != nil {
 		return errors.New(cfg.RedactSecrets(err.Error()))

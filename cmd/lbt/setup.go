@@ -33,7 +33,7 @@ func (cmd *setupCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return usageError{err}
 	}
-	server := source.Describe(pc)
+	server := source.ConnLabel(pc)
 	log.Debug("connecting to the source database", "conn", server)
 	conn, err := source.Connect(ctx, pc)
 	if err != nil {
