@@ -2,8 +2,10 @@
 // how to connect to it, its settings, the publication's tables, the
 // replication slot (its creation and the WAL it keeps), the tables by name
 // and OID, and their descriptions, for the basebackup and for the
-// archiver following the stream (Lookup). Every query of the source's
-// catalog is here; what lbt does with the answers is its callers'.
+// archiver following the stream (Lookup). Every question lbt asks of the
+// source's catalog is here; what lbt does with the answers is its
+// callers', as are the statements that change or copy something (setup's
+// capture triggers, the basebackup's snapshot and COPY).
 package source
 
 import (
