@@ -20,13 +20,16 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"lbt/crypt"
 )
 
 // FormatVersion is the version of the archive format this lbt writes and
 // reads. It is stored in the catalog's meta table. Version 3 made the files
 // self-describing (docs/FORMAT.md); a version-2 archive is refused, not
-// upgraded: its segments lack what a catalog is rebuilt from.
-const FormatVersion = 3
+// upgraded: its segments lack what a catalog is rebuilt from. Version 4
+// adds encryption at rest (docs/FORMAT.md, "Format 4").
+const FormatVersion = 4
 
 // The modes of everything lbt creates in an archive, whatever the umask:
 // the catalog holds row keys, who changed what and DDL text, and the files
@@ -47,6 +50,7 @@ type Catalog struct {
 	db       *sql.DB
 	dir      string
 	readOnly bool
+	keys     *crypt.Keys // nil: a plaintext archive (UseKeys)
 }
 
 const schemaSQL = `
@@ -379,6 +383,15 @@ func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, err
 	if n, _ := strconv.Atoi(v); n != FormatVersion {
 		c.Close()
 		return nil, formatError(dir, v)
+	}
+	// Until UseKeys gives it keys, an encrypted archive reads and writes
+	// nothing: its files are never taken for plaintext.
+	if enc, err := c.encryption(ctx); err != nil || enc {
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.keys = &crypt.Keys{}
 	}
 	return c, nil
 }

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"lbt/crypt"
 )
 
 // The catalog is an index of the archive's files, never their only copy:
@@ -107,9 +108,11 @@ func RemoveSegmentLeftover(dir string, id int64) error {
 		return fmt.Errorf("segment %s: %w", path, err)
 	}
 	st, err := f.Stat()
-	if err == nil && st.Size() == SegmentHeaderSize {
-		err = checkSegmentHeader(f, id)
-	} else if err == nil {
+	var start int64
+	if err == nil {
+		start, _, err = segmentStart(f, id)
+	}
+	if err == nil && st.Size() != start {
 		err = fmt.Errorf("%d bytes", st.Size())
 	}
 	f.Close()
@@ -144,7 +147,17 @@ func CheckUnknownSegments(dir string, next int64) error {
 		if err != nil {
 			return fmt.Errorf("read archive %s: %w", dir, err)
 		}
-		if info.Size() > SegmentHeaderSize {
+		if info.Size() <= SegmentHeaderSize {
+			continue
+		}
+		// An encrypted segment's header is longer: read where its blobs begin.
+		f, err := os.Open(filepath.Join(dir, "segments", e.Name()))
+		if err != nil {
+			return fmt.Errorf("read archive %s: %w", dir, err)
+		}
+		start, _, err := segmentStart(f, id)
+		f.Close()
+		if err != nil || info.Size() > start {
 			return unknownSegment(dir, id)
 		}
 	}
@@ -183,7 +196,29 @@ func (c *Catalog) CheckFiles(ctx context.Context, resend uint64) error {
 	if err != nil {
 		return fmt.Errorf("segment %d: %w", active.ID, err)
 	}
-	sc := newBlobScanner(f, st.Size(), active.Size)
+	if st.Size() <= active.Size {
+		return nil
+	}
+	sr, err := OpenSegmentReader(f, active.ID, c.keys)
+	if errors.Is(err, crypt.ErrNoKey) {
+		// The daemon of an encrypted archive may hold only the recipients:
+		// it cannot read the tail. Cutting it is safe when the server sends
+		// again everything after the catalog's position (the slot is not
+		// beyond it), as it does after a crash between fsync and commit.
+		pos, _, perr := c.Position(ctx)
+		if perr != nil {
+			return perr
+		}
+		if resend <= pos.EndLSN {
+			return nil
+		}
+		return fmt.Errorf("%w: %s holds %d bytes beyond what its catalog knows, and the replication slot is past the catalog's position (the catalog may be older than the files): set decryptIdentityFile so that lbt can read them, or rebuild the catalog with lbt repair --rebuild-catalog --force; nothing was deleted",
+			ErrUnknownFile, filepath.Join(c.dir, SegmentName(active.ID)), st.Size()-active.Size)
+	}
+	if err != nil {
+		return fmt.Errorf("segment %d: %w", active.ID, err)
+	}
+	sc := newBlobScanner(sr, st.Size(), active.Size)
 	for sc.next() {
 		if sc.header.TableID == MetaTableID && sc.header.FirstLSN != 0 && sc.header.FirstLSN < resend {
 			return fmt.Errorf("%w: %s holds transactions from %s on, which the server will not send again, beyond the %d bytes its catalog knows (the catalog is older than the files): rebuild it with lbt repair --rebuild-catalog --force; nothing was deleted",
@@ -196,41 +231,33 @@ func (c *Catalog) CheckFiles(ctx context.Context, resend uint64) error {
 // blobScanner reads the blobs of a segment one after the other, checking
 // each; it stops at the first that does not decode (a torn tail).
 type blobScanner struct {
-	r          io.ReaderAt
+	r          *SegmentReader
 	size, off  int64
 	header     BlobHeader
 	frame, raw []byte
 	records    []byte // the current blob's, valid until next
 	start      int64  // offset of the current blob
+	length     int64  // length on disk of the current blob
 	err        error  // why it stopped before size, if it did
 }
 
-func newBlobScanner(r io.ReaderAt, size, off int64) *blobScanner {
+func newBlobScanner(r *SegmentReader, size, off int64) *blobScanner {
 	return &blobScanner{r: r, size: size, off: off}
 }
 
 func (s *blobScanner) next() bool {
-	if s.off+BlobHeaderSize > s.size {
-		if s.off < s.size {
-			s.err = fmt.Errorf("%w: %d bytes at offset %d are no blob", ErrCorrupt, s.size-s.off, s.off)
-		}
+	if s.off >= s.size {
 		return false
 	}
-	hdr := make([]byte, BlobHeaderSize)
-	if _, err := s.r.ReadAt(hdr, s.off); err != nil {
-		s.err = err
-		return false
-	}
-	h, err := ParseBlobHeader(hdr)
-	if err == nil && s.off+BlobHeaderSize+int64(h.CompLen) > s.size {
+	length, err := s.r.recordLen(s.off, s.size)
+	if err == nil && s.off+length > s.size {
 		err = fmt.Errorf("%w: blob at offset %d runs past the end of the segment", ErrCorrupt, s.off)
 	}
 	if err != nil {
 		s.err = err
 		return false
 	}
-	length := int64(BlobHeaderSize + h.CompLen)
-	hh, frame, raw, err := ReadBlob(s.r, s.off, length, s.frame, s.raw)
+	hh, frame, raw, err := s.r.ReadBlob(s.off, length, s.frame, s.raw)
 	s.frame = frame
 	if err != nil {
 		s.err = fmt.Errorf("offset %d: %w", s.off, err)
@@ -239,7 +266,7 @@ func (s *blobScanner) next() bool {
 	if cap(raw) > cap(s.raw) && hh.lz4 {
 		s.raw = raw
 	}
-	s.header, s.start, s.records = hh, s.off, raw
+	s.header, s.start, s.length, s.records = hh, s.off, length, raw
 	s.off += length
 	return true
 }

@@ -13,7 +13,7 @@ import (
 
 func TestRemoveSegmentLeftover(t *testing.T) {
 	header := func(dir string, id int64) {
-		w, err := catalog.CreateSegment(dir, id)
+		w, err := catalog.CreateSegment(dir, id, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +62,7 @@ func TestRemoveSegmentLeftover(t *testing.T) {
 func TestCheckUnknownSegments(t *testing.T) {
 	dir := t.TempDir()
 	for _, id := range []int64{1, 2, 3} {
-		w, err := catalog.CreateSegment(dir, id)
+		w, err := catalog.CreateSegment(dir, id, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +115,7 @@ func TestOpen_RefusesVersion2(t *testing.T) {
 	if err == nil {
 		t.Fatal("a version-2 archive opened")
 	}
-	for _, want := range []string{dir, "format version 2", "reads version 3", "the lbt that wrote it", "new, empty archiveDir"} {
+	for _, want := range []string{dir, "format version 2", "reads version 4", "the lbt that wrote it", "new, empty archiveDir"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error lacks %q: %v", want, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"lbt/crypt"
 	"lbt/schema"
 )
 
@@ -308,24 +309,29 @@ func (c *Catalog) NextIDs(ctx context.Context) (segment, blob int64, err error) 
 // open between reads. It is safe for concurrent use.
 type BlobSource struct {
 	dir   string
+	keys  *crypt.Keys
 	mu    sync.Mutex
 	files map[int64]*os.File
+	segs  map[int64]*SegmentReader
 }
 
-// NewBlobSource reads blobs from the archive in dir.
-func NewBlobSource(dir string) *BlobSource {
-	return &BlobSource{dir: dir, files: make(map[int64]*os.File)}
+// NewBlobSource reads blobs from the archive in dir; keys is the archive's
+// (Catalog.Keys), nil for a plaintext archive.
+func NewBlobSource(dir string, keys *crypt.Keys) *BlobSource {
+	return &BlobSource{dir: dir, keys: keys, files: make(map[int64]*os.File), segs: make(map[int64]*SegmentReader)}
 }
 
 // Read returns a blob's decompressed records after checking them against the
 // catalog's checksum and the blob's own. buf is reused when large enough.
 func (s *BlobSource) Read(b Blob, buf []byte) ([]byte, error) {
-	f, err := s.file(b.SegmentID)
+	sr, err := s.segment(b.SegmentID)
 	if err != nil {
 		return nil, err
 	}
-	frame := make([]byte, b.Length)
-	h, _, raw, err := ReadBlob(f, b.Offset, b.Length, frame, buf)
+	// A reader of its own: the SegmentReader's buffers are not shared.
+	r := *sr
+	r.record = nil
+	h, _, raw, err := r.ReadBlob(b.Offset, b.Length, nil, buf)
 	if err != nil {
 		return nil, fmt.Errorf("blob %d in %s at offset %d: %w", b.ID, SegmentName(b.SegmentID), b.Offset, err)
 	}
@@ -335,18 +341,26 @@ func (s *BlobSource) Read(b Blob, buf []byte) ([]byte, error) {
 	return raw, nil
 }
 
-func (s *BlobSource) file(id int64) (*os.File, error) {
+func (s *BlobSource) segment(id int64) (*SegmentReader, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f, ok := s.files[id]; ok {
-		return f, nil
+	if sr, ok := s.segs[id]; ok {
+		return sr, nil
 	}
 	f, err := os.Open(filepath.Join(s.dir, SegmentName(id)))
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	s.files[id] = f
-	return f, nil
+	sr, err := OpenSegmentReader(f, id, s.keys)
+	if err != nil {
+		f.Close()
+		if errors.Is(err, crypt.ErrNoKey) {
+			return nil, err // one line: the file adds nothing
+		}
+		return nil, fmt.Errorf("%s: %w", SegmentName(id), err)
+	}
+	s.files[id], s.segs[id] = f, sr
+	return sr, nil
 }
 
 // EachChange calls fn with every change in blobs, in order, reading and
@@ -383,6 +397,7 @@ func (s *BlobSource) Close() error {
 	for id, f := range s.files {
 		f.Close()
 		delete(s.files, id)
+		delete(s.segs, id)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"lbt/crypt"
 )
 
 // Rebuild recreates the catalog of the archive in dir from its files, as
@@ -21,7 +23,11 @@ import (
 // without a catalog"). The new catalog is written as catalog.db.new and
 // renamed into place only when complete. An existing catalog is refused
 // unless force, and then kept as catalog.db.bak-<time>.
-func Rebuild(ctx context.Context, dir string, force bool) (RebuildReport, error) {
+//
+// keys are the configured ones: an encrypted archive's files are read with
+// their identities, and the rebuilt catalog records the archive as
+// encrypted.
+func Rebuild(ctx context.Context, dir string, force bool, keys *crypt.Keys) (RebuildReport, error) {
 	path := filepath.Join(dir, CatalogFile)
 	_, statErr := os.Stat(path)
 	if statErr == nil && !force {
@@ -31,6 +37,9 @@ func Rebuild(ctx context.Context, dir string, force bool) (RebuildReport, error)
 	r := &rebuilder{ctx: ctx, dir: dir, tmp: tmp, schemas: map[schemaRef]MetaSchema{}, epochs: map[int64]EpochRecord{},
 		blobs: map[int64]*rebuiltBlob{}, txs: map[uint64]*rebuiltTx{}, bases: map[string]Basebackup{}, baseTables: map[string]SidecarTable{},
 		truncs: map[[2]int64]bool{}, rangeStarts: map[uint64]bool{}}
+	if keys.Reads() {
+		r.fileKeys = keys
+	}
 	err := r.readSegments()
 	if err == nil {
 		err = r.readBasebackups()
@@ -104,6 +113,7 @@ type rebuilder struct {
 	rowKeys     [][3]int64
 	truncs      map[[2]int64]bool
 	tableRows   rebuiltTableRows
+	fileKeys    *crypt.Keys // nil: a plaintext archive
 }
 
 type rebuiltSegment struct {
@@ -239,27 +249,37 @@ func (r *rebuilder) readSegment(id int64) error {
 	if err != nil {
 		return fmt.Errorf("read segment: %w", err)
 	}
-	if err := checkSegmentHeader(f, id); err != nil {
+	if _, block, err := segmentStart(f, id); err == nil && block != nil && r.fileKeys == nil {
+		return crypt.MissingIdentity()
+	}
+	sr, err := OpenSegmentReader(f, id, r.fileKeys)
+	if errors.Is(err, crypt.ErrNoKey) {
+		return err
+	}
+	if err != nil {
 		r.warn("%s is left out: %v", path, err)
 		return nil
 	}
 	r.rep.Segments++
 	data := map[int64]BlobHeader{} // the blobs since the last metadata blob, by offset
-	end := int64(SegmentHeaderSize)
-	sc := newBlobScanner(f, st.Size(), SegmentHeaderSize)
+	lengths := map[int64]int64{}   // and their lengths on disk
+	end := sr.Start()
+	sc := newBlobScanner(sr, st.Size(), sr.Start())
 	for sc.next() {
 		if sc.header.TableID != MetaTableID {
 			data[sc.start] = sc.header
+			lengths[sc.start] = sc.length
 			continue
 		}
 		m, err := ParseMetadata(sc.records)
 		if err == nil {
-			err = r.commit(f, id, m, data)
+			err = r.commit(sr, id, m, data, lengths)
 		}
 		if err != nil {
 			return fmt.Errorf("%s at offset %d: %w", path, sc.start, err)
 		}
 		clear(data)
+		clear(lengths)
 		end = sc.off
 	}
 	for off, h := range data {
@@ -277,7 +297,7 @@ func (r *rebuilder) readSegment(id int64) error {
 }
 
 // commit takes in one metadata blob and the blobs it lists.
-func (r *rebuilder) commit(f *os.File, segID int64, m Metadata, data map[int64]BlobHeader) error {
+func (r *rebuilder) commit(f *SegmentReader, segID int64, m Metadata, data map[int64]BlobHeader, lengths map[int64]int64) error {
 	r.rep.Commits++
 	if m.Archive != nil {
 		if r.source != nil && (r.source.SystemID != m.Archive.SystemID || r.source.Database != m.Archive.Database) {
@@ -316,10 +336,10 @@ func (r *rebuilder) commit(f *os.File, segID int64, m Metadata, data map[int64]B
 		if !ok {
 			return fmt.Errorf("%w: metadata lists a blob at offset %d that is not there", ErrCorrupt, mb.Offset)
 		}
-		length := int64(BlobHeaderSize + h.CompLen)
+		length := lengths[mb.Offset]
 		var raw []byte
 		var err error
-		_, frame, raw, err = ReadBlob(f, mb.Offset, length, frame, buf)
+		_, frame, raw, err = f.ReadBlob(mb.Offset, length, frame, buf)
 		if err != nil {
 			return err
 		}
@@ -513,7 +533,15 @@ func (r *rebuilder) readBasebackups() error {
 		if err != nil {
 			return fmt.Errorf("read sidecar: %w", err)
 		}
-		b, tbl, err := ParseSidecar(data)
+		data, err = r.fileKeys.Open(data)
+		if errors.Is(err, crypt.ErrNoKey) {
+			return err
+		}
+		var b Basebackup
+		var tbl SidecarTable
+		if err == nil {
+			b, tbl, err = ParseSidecar(data)
+		}
 		if err == nil && SidecarName(b.Path) != rel {
 			err = fmt.Errorf("%w: it names %s", ErrCorrupt, b.Path)
 		}
@@ -556,6 +584,9 @@ func (r *rebuilder) write(ctx context.Context) error {
 		}
 	}
 	exec(`INSERT INTO meta (key, value) VALUES ('rebuilt_at', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, time.Now().UTC().Format(time.RFC3339))
+	if r.fileKeys != nil {
+		exec(`INSERT INTO meta (key, value) VALUES (?, 'age') ON CONFLICT (key) DO UPDATE SET value = excluded.value`, metaEncryption)
+	}
 	if r.created != "" {
 		exec(`UPDATE meta SET value = ? WHERE key = 'created_at'`, r.created)
 	}

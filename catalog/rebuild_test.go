@@ -24,7 +24,7 @@ func TestRebuild_Refuses(t *testing.T) {
 		}, "--force"},
 		{"no files", func(*testing.T, string) {}, "nothing to rebuild"},
 		{"segments of format version 2", func(t *testing.T, dir string) {
-			w, err := catalog.CreateSegment(dir, 1)
+			w, err := catalog.CreateSegment(dir, 1, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -35,7 +35,7 @@ func TestRebuild_Refuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.Append(frame)
-			w2, _ := catalog.CreateSegment(dir, 2) // the newest may end in undescribed blobs
+			w2, _ := catalog.CreateSegment(dir, 2, nil) // the newest may end in undescribed blobs
 			w2.Close()
 		}, "format version 2"},
 	}
@@ -43,7 +43,7 @@ func TestRebuild_Refuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tt.setup(t, dir)
-			_, err := catalog.Rebuild(ctx, dir, false)
+			_, err := catalog.Rebuild(ctx, dir, false, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want it to say %q", err, tt.want)
 			}

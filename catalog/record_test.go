@@ -134,21 +134,21 @@ func FuzzRecordReader(f *testing.F) {
 
 func TestSegment_TornTailIsCut(t *testing.T) {
 	dir := t.TempDir()
-	w, err := catalog.CreateSegment(dir, 1)
+	w, err := catalog.CreateSegment(dir, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var enc catalog.BlobEncoder
 	raw := catalog.AppendTuple(append(catalog.AppendTx(nil, 10, 0, 1, 0), 'I'), catalog.Tuple{{Kind: 't', Data: []byte("1")}})
 	frame, _, _ := enc.Encode(1, 1, 10, raw)
-	off, err := w.Append(frame)
+	off, _, err := w.Append(frame)
 	if err != nil || off != catalog.SegmentHeaderSize {
 		t.Fatalf("append: off=%d err=%v", off, err)
 	}
 	good := w.Size()
 	w.Append(frame[:20]) // a torn write the catalog never referenced
 	w.Close()
-	w, err = catalog.OpenSegment(dir, 1, good)
+	w, err = catalog.OpenSegment(dir, 1, good, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestSegment_TornTailIsCut(t *testing.T) {
 	if st.Size() != good {
 		t.Fatalf("segment is %d bytes after reopen, want %d", st.Size(), good)
 	}
-	if _, err := catalog.OpenSegment(dir, 2, good); err == nil {
+	if _, err := catalog.OpenSegment(dir, 2, good, nil); err == nil {
 		t.Fatal("opening a missing segment succeeded")
 	}
 }

@@ -10,12 +10,15 @@ import (
 	"path/filepath"
 
 	"github.com/pierrec/lz4/v4"
+
+	"lbt/crypt"
 )
 
 // Segment and blob framing; see docs/FORMAT.md. Every number is little-endian.
 const (
-	segmentMagic      = "LBTSEG\x00\x01"
-	SegmentHeaderSize = 16 // magic, segment id (u64)
+	segmentMagic          = "LBTSEG\x00\x01"
+	encryptedSegmentMagic = "LBTSEG\x00\x02" // followed by a key block: docs/FORMAT.md
+	SegmentHeaderSize     = 16               // magic, segment id (u64); more when encrypted
 
 	blobMagic      = "LBTB"
 	blobVersion    = 1
@@ -151,14 +154,40 @@ func SegmentName(id int64) string {
 
 // SegmentWriter appends blobs to one segment file.
 type SegmentWriter struct {
-	ID   int64
-	f    *os.File
-	size int64
+	ID     int64
+	f      *os.File
+	size   int64
+	key    *crypt.BlobKey // nil: a plaintext segment
+	record []byte
 }
 
-// CreateSegment creates segment id under dir and writes its header.
-func CreateSegment(dir string, id int64) (*SegmentWriter, error) {
+// segmentHeader is the header of a new segment: for an encrypted archive
+// (keys not nil) with a new data key, which it returns.
+func segmentHeader(id int64, keys *crypt.Keys) ([]byte, *crypt.BlobKey, error) {
+	hdr := make([]byte, SegmentHeaderSize, SegmentHeaderSize+4)
+	copy(hdr, segmentMagic)
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(id))
+	if keys == nil {
+		return hdr, nil, nil
+	}
+	block, key, err := keys.NewBlobKey(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	copy(hdr, encryptedSegmentMagic)
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(block)))
+	return append(hdr, block...), key, nil
+}
+
+// CreateSegment creates segment id under dir and writes its header; with
+// keys (an encrypted archive) its blobs are sealed under a new data key
+// wrapped to keys' recipients.
+func CreateSegment(dir string, id int64, keys *crypt.Keys) (*SegmentWriter, error) {
 	path := filepath.Join(dir, SegmentName(id))
+	hdr, key, err := segmentHeader(id, keys)
+	if err != nil {
+		return nil, fmt.Errorf("create segment %s: %w", path, err)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
@@ -166,9 +195,6 @@ func CreateSegment(dir string, id int64) (*SegmentWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	hdr := make([]byte, SegmentHeaderSize)
-	copy(hdr, segmentMagic)
-	binary.LittleEndian.PutUint64(hdr[8:], uint64(id))
 	if _, err := f.Write(hdr); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("create segment %s: %w", path, err)
@@ -185,18 +211,22 @@ func CreateSegment(dir string, id int64) (*SegmentWriter, error) {
 			return nil, err
 		}
 	}
-	return &SegmentWriter{ID: id, f: f, size: SegmentHeaderSize}, nil
+	return &SegmentWriter{ID: id, f: f, size: int64(len(hdr)), key: key}, nil
 }
 
 // OpenSegment opens segment id for appending after its last byte that the
 // catalog references, cutting off a torn or unreferenced tail beyond size.
-func OpenSegment(dir string, id, size int64) (*SegmentWriter, error) {
+// An encrypted segment's data key is unwrapped with keys' identities: a
+// daemon that holds only the recipients gets an error for which
+// errors.Is(err, crypt.ErrNoKey) holds, once the tail is cut, and seals
+// the segment instead of appending to it.
+func OpenSegment(dir string, id, size int64, keys *crypt.Keys) (*SegmentWriter, error) {
 	path := filepath.Join(dir, SegmentName(id))
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	if err := checkSegmentHeader(f, id); err != nil {
+	if _, _, err := segmentStart(f, id); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open segment %s: %w", path, err)
 	}
@@ -219,36 +249,165 @@ func OpenSegment(dir string, id, size int64) (*SegmentWriter, error) {
 			return nil, fmt.Errorf("cut torn tail of %s: %w", path, err)
 		}
 	}
+	sr, err := OpenSegmentReader(f, id, keys)
+	if err != nil {
+		f.Close()
+		if errors.Is(err, crypt.ErrNoKey) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("open segment %s: %w", path, err)
+	}
 	if _, err := f.Seek(size, io.SeekStart); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	return &SegmentWriter{ID: id, f: f, size: size}, nil
+	return &SegmentWriter{ID: id, f: f, size: size, key: sr.key}, nil
 }
 
-func checkSegmentHeader(r io.ReaderAt, id int64) error {
-	hdr := make([]byte, SegmentHeaderSize)
-	if _, err := r.ReadAt(hdr, 0); err != nil {
-		return fmt.Errorf("%w: no segment header: %v", ErrCorrupt, err)
-	}
-	if string(hdr[:8]) != segmentMagic {
-		return fmt.Errorf("%w: not an lbt segment", ErrCorrupt)
+// SegmentReader reads the blobs of one segment file, opening each sealed
+// blob of an encrypted segment alone.
+type SegmentReader struct {
+	r      io.ReaderAt
+	id     int64
+	start  int64          // offset of the first blob
+	key    *crypt.BlobKey // nil: a plaintext segment
+	record []byte
+}
+
+// segmentStart reads the header of segment id and returns the offset of its
+// first blob and, for an encrypted segment, its key block.
+func segmentStart(r io.ReaderAt, id int64) (int64, []byte, error) {
+	hdr := make([]byte, SegmentHeaderSize+4)
+	n, err := r.ReadAt(hdr, 0)
+	if n < SegmentHeaderSize {
+		return 0, nil, fmt.Errorf("%w: no segment header: %v", ErrCorrupt, err)
 	}
 	if got := int64(binary.LittleEndian.Uint64(hdr[8:])); got != id {
-		return fmt.Errorf("%w: segment header says id %d, expected %d", ErrCorrupt, got, id)
+		return 0, nil, fmt.Errorf("%w: segment header says id %d, expected %d", ErrCorrupt, got, id)
 	}
-	return nil
+	switch string(hdr[:8]) {
+	case segmentMagic:
+		return SegmentHeaderSize, nil, nil
+	case encryptedSegmentMagic:
+	default:
+		return 0, nil, fmt.Errorf("%w: not an lbt segment", ErrCorrupt)
+	}
+	if n < len(hdr) {
+		return 0, nil, fmt.Errorf("%w: encrypted segment header cut short", ErrCorrupt)
+	}
+	blockLen := int64(binary.LittleEndian.Uint32(hdr[SegmentHeaderSize:]))
+	if blockLen > maxKeyBlock {
+		return 0, nil, fmt.Errorf("%w: segment key block of %d bytes", ErrCorrupt, blockLen)
+	}
+	block := make([]byte, blockLen)
+	if _, err := r.ReadAt(block, int64(len(hdr))); err != nil {
+		return 0, nil, fmt.Errorf("%w: segment key block cut short: %v", ErrCorrupt, err)
+	}
+	return int64(len(hdr)) + blockLen, block, nil
 }
 
-// Append writes a framed blob and returns its offset. The bytes are durable
-// only after Sync.
-func (w *SegmentWriter) Append(frame []byte) (int64, error) {
-	off := w.size
-	if _, err := w.f.Write(frame); err != nil {
-		return 0, fmt.Errorf("append to segment %d: %w", w.ID, err)
+// maxKeyBlock bounds a segment's key block: an age header holds about 200
+// bytes per X25519 recipient and 1.6 KiB per post-quantum one.
+const maxKeyBlock = 1 << 20
+
+// OpenSegmentReader checks the header of segment id read through r and, for
+// an encrypted segment, unwraps its data key with keys' identities. keys is
+// nil for a plaintext archive, whose segments must be plaintext, and not
+// nil for an encrypted one, whose segments must all be encrypted.
+func OpenSegmentReader(r io.ReaderAt, id int64, keys *crypt.Keys) (*SegmentReader, error) {
+	start, block, err := segmentStart(r, id)
+	if err != nil {
+		return nil, err
 	}
-	w.size += int64(len(frame))
-	return off, nil
+	s := &SegmentReader{r: r, id: id, start: start}
+	switch {
+	case block == nil && keys != nil:
+		return nil, fmt.Errorf("%w: segment is not encrypted, but the archive is", ErrCorrupt)
+	case block != nil:
+		if s.key, err = keys.OpenBlobKey(id, block); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Start is the offset of the segment's first blob: the header's length.
+func (s *SegmentReader) Start() int64 { return s.start }
+
+// recordLen is the length on disk of the blob at off, read from its first
+// bytes; it fails when they lie beyond size.
+func (s *SegmentReader) recordLen(off, size int64) (int64, error) {
+	if s.key == nil {
+		if off+BlobHeaderSize > size {
+			return 0, fmt.Errorf("%w: %d bytes at offset %d are no blob", ErrCorrupt, size-off, off)
+		}
+		hdr := make([]byte, BlobHeaderSize)
+		if _, err := s.r.ReadAt(hdr, off); err != nil {
+			return 0, err
+		}
+		h, err := ParseBlobHeader(hdr)
+		if err != nil {
+			return 0, err
+		}
+		return int64(BlobHeaderSize + h.CompLen), nil
+	}
+	if off+crypt.RecordOverhead > size {
+		return 0, fmt.Errorf("%w: %d bytes at offset %d are no blob", ErrCorrupt, size-off, off)
+	}
+	prefix := make([]byte, crypt.RecordPrefix)
+	if _, err := s.r.ReadAt(prefix, off); err != nil {
+		return 0, err
+	}
+	return crypt.RecordLen(prefix)
+}
+
+// ReadBlob reads and checks the blob at off, length bytes on disk, and
+// returns its header, its frame and its decompressed records, reusing frame
+// and buf when they are large enough.
+func (s *SegmentReader) ReadBlob(off, length int64, frame, buf []byte) (BlobHeader, []byte, []byte, error) {
+	if length < BlobHeaderSize || length > 1<<31 {
+		return BlobHeader{}, frame, nil, fmt.Errorf("%w: blob length %d", ErrCorrupt, length)
+	}
+	into := &frame
+	if s.key != nil {
+		into = &s.record
+	}
+	if int64(cap(*into)) < length {
+		*into = make([]byte, length)
+	}
+	*into = (*into)[:length]
+	if _, err := s.r.ReadAt(*into, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			return BlobHeader{}, frame, nil, fmt.Errorf("%w: blob at offset %d runs past the end of its segment", ErrCorrupt, off)
+		}
+		return BlobHeader{}, frame, nil, err
+	}
+	if s.key != nil {
+		var err error
+		if frame, err = s.key.Open(frame[:0], s.record, off); err != nil {
+			return BlobHeader{}, frame, nil, err
+		}
+	}
+	h, raw, err := DecodeBlob(frame, buf)
+	return h, frame, raw, err
+}
+
+// Append writes a framed blob (sealed, in an encrypted segment) and returns
+// its offset and its length on disk. The bytes are durable only after Sync.
+func (w *SegmentWriter) Append(frame []byte) (off, length int64, err error) {
+	off = w.size
+	out := frame
+	if w.key != nil {
+		if w.record, err = w.key.Seal(w.record[:0], frame, off); err != nil {
+			return 0, 0, fmt.Errorf("append to segment %d: %w", w.ID, err)
+		}
+		out = w.record
+	}
+	if _, err := w.f.Write(out); err != nil {
+		return 0, 0, fmt.Errorf("append to segment %d: %w", w.ID, err)
+	}
+	w.size += int64(len(out))
+	return off, int64(len(out)), nil
 }
 
 // Size is the segment's length in bytes, header included.
@@ -277,26 +436,6 @@ func (w *SegmentWriter) Sync() error {
 
 // Close closes the file without syncing.
 func (w *SegmentWriter) Close() error { return w.f.Close() }
-
-// ReadBlob reads and checks the blob at off in r and returns its header and
-// decompressed records, reusing buf when it is large enough.
-func ReadBlob(r io.ReaderAt, off, length int64, frame, buf []byte) (BlobHeader, []byte, []byte, error) {
-	if length < BlobHeaderSize || length > 1<<31 {
-		return BlobHeader{}, frame, nil, fmt.Errorf("%w: blob length %d", ErrCorrupt, length)
-	}
-	if int64(cap(frame)) < length {
-		frame = make([]byte, length)
-	}
-	frame = frame[:length]
-	if _, err := r.ReadAt(frame, off); err != nil {
-		if errors.Is(err, io.EOF) {
-			return BlobHeader{}, frame, nil, fmt.Errorf("%w: blob at offset %d runs past the end of its segment", ErrCorrupt, off)
-		}
-		return BlobHeader{}, frame, nil, err
-	}
-	h, raw, err := DecodeBlob(frame, buf)
-	return h, frame, raw, err
-}
 
 // SyncDir fsyncs a directory, making the creation, rename or removal of
 // its entries durable.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"lbt/schema"
+
+	"lbt/crypt"
 )
 
 // A basebackup's sidecar holds its catalog row beside its file, so that a
@@ -92,10 +94,15 @@ func ParseSidecar(data []byte) (Basebackup, SidecarTable, error) {
 // file it returns holds an flock on the sidecar, so that the clean-up of
 // leftovers leaves it alone: the caller closes it once the catalog row is
 // committed.
-func WriteSidecar(dir string, b Basebackup, t SidecarTable) (io.Closer, error) {
+func WriteSidecar(dir string, keys *crypt.Keys, b Basebackup, t SidecarTable) (io.Closer, error) {
 	data, err := EncodeSidecar(b, t)
 	if err != nil {
 		return nil, err
+	}
+	if keys != nil {
+		if data, err = keys.Seal(data); err != nil {
+			return nil, fmt.Errorf("write sidecar of %s: %w", b.Path, err)
+		}
 	}
 	path := filepath.Join(dir, SidecarName(b.Path))
 	if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {

@@ -149,13 +149,13 @@ func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyRepo
 		if err == nil && st.Size() < size {
 			problem("segment %s is %d bytes, the catalog references %d", path, st.Size(), size)
 		}
-		if err := checkSegmentHeader(f, id); err != nil {
+		if _, _, err := segmentStart(f, id); err != nil {
 			problem("segment %s: %v", path, err)
 		}
 		f.Close()
 	}
 
-	src := NewBlobSource(c.dir)
+	src := NewBlobSource(c.dir, c.keys)
 	defer src.Close()
 	var buf []byte
 	rows, err = c.db.QueryContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
@@ -306,8 +306,14 @@ func (c *Catalog) checkBasebackup(b Basebackup, readData bool) (int64, string) {
 	if !readData {
 		return 0, ""
 	}
+	// The checksum is of the file's bytes as on disk: encrypted, in an
+	// encrypted archive.
 	h := crc32.New(castagnoli)
-	zr := lz4.NewReader(io.TeeReader(f, h))
+	plain, err := c.keys.Reader(io.TeeReader(f, h))
+	if err != nil {
+		return st.Size(), err.Error()
+	}
+	zr := lz4.NewReader(plain)
 	lines, err := countLines(zr)
 	if err != nil {
 		return st.Size(), fmt.Sprintf("does not decompress: %v", err)

@@ -31,6 +31,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"lbt/crypt"
 )
 
 // Config is the complete lbt configuration. The yaml tags are the keys of the
@@ -131,6 +133,17 @@ type Config struct {
 	// LogFormat is text or json.
 	LogFormat string `yaml:"logFormat"`
 
+	// EncryptRecipients are age public keys (age1..., from lbt keygen):
+	// every file lbt writes to the archive is encrypted to all of them. An
+	// archive is encrypted from its creation on, or never. The daemon needs
+	// only these; after a change, new files go to the new list.
+	EncryptRecipients []string `yaml:"encryptRecipients"`
+	// DecryptIdentityFile holds age secret keys, one a line (lbt keygen
+	// writes one): needed to read an encrypted archive's contents
+	// (restore, inspect, diff, undo, verify --data, rebuild). After a key
+	// rotation it holds the old keys and the new.
+	DecryptIdentityFile string `yaml:"decryptIdentityFile"`
+
 	// DB holds the source database connection settings.
 	DB DBConfig `yaml:"db"`
 
@@ -229,6 +242,12 @@ func (c Config) Warnings() []string {
 	return append([]string(nil), c.warnings...)
 }
 
+// Keys returns the encryption keys the settings name: the recipients
+// parsed, the identity file read.
+func (c Config) Keys() (*crypt.Keys, error) {
+	return crypt.New(c.EncryptRecipients, c.DecryptIdentityFile)
+}
+
 // EffectiveTempDir returns the directory for files being written: TempDir,
 // or <archiveDir>/tmp when TempDir is empty or is the archive itself.
 func (c Config) EffectiveTempDir() string {
@@ -317,6 +336,11 @@ func (c Config) Validate() error {
 	}
 	if c.RestoreMemory < 0 {
 		add("restoreMemory must not be negative")
+	}
+	for i, r := range c.EncryptRecipients {
+		if _, err := crypt.New([]string{r}, ""); err != nil {
+			add("encryptRecipients[%d] is not an age public key (age1...: lbt keygen prints one)", i)
+		}
 	}
 	if c.StatusWarnLag < 0 || c.StatusCritLag < 0 {
 		add("statusWarnLag and statusCritLag must not be negative")

@@ -311,6 +311,12 @@ func (d *decoder) value(c *Config, f reflect.Value, n *yaml.Node, key string) er
 			return err
 		}
 		f.SetInt(int64(v))
+	case f.Kind() == reflect.Slice:
+		v, err := d.stringList(key, n)
+		if err != nil {
+			return err
+		}
+		f.Set(reflect.ValueOf(v))
 	case f.Kind() == reflect.Map:
 		v, err := d.stringMap(key, n)
 		if err != nil {

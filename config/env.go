@@ -153,6 +153,8 @@ func setFromString(f reflect.Value, s string) error {
 			return fmt.Errorf("expected an integer")
 		}
 		f.SetInt(int64(n))
+	case f.Kind() == reflect.Slice: // a list: separated by commas or spaces
+		f.Set(reflect.ValueOf(strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' })))
 	default:
 		panic("config: no parser for field type " + f.Type().String())
 	}

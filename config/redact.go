@@ -59,6 +59,12 @@ func encodeValue(f reflect.Value) *yaml.Node {
 		return scalarNode("!!bool", strconv.FormatBool(f.Bool()))
 	case f.Kind() == reflect.Int:
 		return scalarNode("!!int", strconv.FormatInt(f.Int(), 10))
+	case f.Kind() == reflect.Slice:
+		m := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for i := range f.Len() {
+			m.Content = append(m.Content, scalarNode("!!str", f.Index(i).String()))
+		}
+		return m
 	case f.Kind() == reflect.Map:
 		m := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
 		keys := f.MapKeys()

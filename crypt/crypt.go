@@ -254,3 +254,7 @@ func Generate(postQuantum bool) (identity, recipient string, err error) {
 	}
 	return id.String(), id.Recipient().String(), nil
 }
+
+// MissingIdentity is the error for an encrypted file met with no identity
+// configured.
+func MissingIdentity() error { return (*Keys)(nil).noKey() }

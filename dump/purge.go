@@ -366,7 +366,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 		return 0, 0, err
 	}
 	path := filepath.Join(cat.Dir(), catalog.SegmentName(id))
-	w, err := catalog.CreateSegment(cat.Dir(), id)
+	w, err := catalog.CreateSegment(cat.Dir(), id, cat.Keys())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -385,10 +385,15 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 		if err != nil {
 			return abandon(err)
 		}
+		sr, err := catalog.OpenSegmentReader(f, s.ID, cat.Keys())
+		if err != nil {
+			f.Close()
+			return abandon(fmt.Errorf("segment %d: %w", s.ID, err))
+		}
 		for _, b := range s.Blobs {
 			// Read and check each blob: a rewrite must not copy damage
 			// into a file that looks new.
-			h, fr, recs, err := catalog.ReadBlob(f, b.Offset, b.Length, frame, nil)
+			h, fr, recs, err := sr.ReadBlob(b.Offset, b.Length, frame, nil)
 			frame = fr
 			if err == nil && (h.CRC != b.CRC || h.TableID != b.TableID) {
 				err = fmt.Errorf("%w: blob %d header does not match the catalog", catalog.ErrCorrupt, b.ID)
@@ -397,7 +402,12 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 				f.Close()
 				return abandon(fmt.Errorf("segment %d: %w", s.ID, err))
 			}
-			off, err := w.Append(fr)
+			// Sealed anew under the new segment's key, to today's
+			// recipients: the same length as before.
+			off, length, err := w.Append(fr)
+			if err == nil && length != b.Length {
+				err = fmt.Errorf("%w: blob %d is %d bytes in segment %d and would be %d in its copy", catalog.ErrCorrupt, b.ID, b.Length, s.ID, length)
+			}
 			if err == nil {
 				err = desc.Add(b, off, recs)
 			}
@@ -425,7 +435,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	if err != nil {
 		return abandon(err)
 	}
-	if _, err := w.Append(mf); err != nil {
+	if _, _, err := w.Append(mf); err != nil {
 		return abandon(err)
 	}
 	if err := w.Sync(); err != nil {

@@ -224,6 +224,10 @@ func (s *scheduler) waitForArchive(ctx context.Context) (*catalog.Catalog, error
 	for {
 		cat, err := catalog.Open(ctx, s.opts.ArchiveDir)
 		if err == nil {
+			if err := cat.UseKeys(ctx, s.opts.Keys); err != nil {
+				cat.Close()
+				return nil, fmt.Errorf("basebackup scheduler: %w", err)
+			}
 			epochs, err := cat.Epochs(ctx)
 			if err == nil && len(epochs) > 0 {
 				return cat, nil

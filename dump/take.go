@@ -25,6 +25,7 @@ import (
 	"github.com/pierrec/lz4/v4"
 
 	"lbt/catalog"
+	"lbt/crypt"
 	"lbt/schema"
 	"lbt/source"
 )
@@ -40,6 +41,9 @@ type Options struct {
 	Logger      hclog.Logger
 	SlotWait    source.SlotWait // when a slow creation of the snapshot's slot is reported
 	Reason      string          // recorded with each basebackup: "new table", "threshold", "request", ...
+	// Keys encrypt the archive's files (encryptRecipients); nil or empty
+	// for a plaintext archive.
+	Keys *crypt.Keys
 }
 
 // NewOptions returns the defaults.
@@ -216,8 +220,14 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX); err != nil {
 		return catalog.Basebackup{}, fmt.Errorf("lock %s: %w", tmp.Name(), err)
 	}
+	// The checksum and size are of the file as on disk, encrypted in an
+	// encrypted archive, so that they can be checked without its key.
 	crc := &crcWriter{w: tmp}
-	zw := lz4.NewWriter(crc)
+	enc, err := cat.Keys().Writer(crc)
+	if err != nil {
+		return catalog.Basebackup{}, err
+	}
+	zw := lz4.NewWriter(enc)
 	if err := zw.Apply(lz4.CompressionLevelOption(lz4.Fast), lz4.ChecksumOption(true)); err != nil {
 		return catalog.Basebackup{}, err
 	}
@@ -243,6 +253,9 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	if err := zw.Close(); err != nil {
 		return catalog.Basebackup{}, fmt.Errorf("compress: %w", err)
 	}
+	if err := enc.Close(); err != nil {
+		return catalog.Basebackup{}, fmt.Errorf("encrypt: %w", err)
+	}
 	if err := tmp.Sync(); err != nil {
 		return catalog.Basebackup{}, fmt.Errorf("fsync %s: %w", tmp.Name(), err)
 	}
@@ -259,7 +272,7 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	if err := retryBusy(ctx, func() error { return cat.AddPendingBasebackup(ctx, b.Path) }); err != nil {
 		return catalog.Basebackup{}, err
 	}
-	side, err := catalog.WriteSidecar(cat.Dir(), b, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode})
+	side, err := catalog.WriteSidecar(cat.Dir(), cat.Keys(), b, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode})
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}

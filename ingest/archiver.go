@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lbt/catalog"
+	"lbt/crypt"
 	"lbt/schema"
 	"lbt/source"
 )
@@ -230,10 +232,19 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		return nil, err
 	}
 	if ok {
-		a.seg, err = catalog.OpenSegment(cat.Dir(), active.ID, active.Size)
+		a.seg, err = catalog.OpenSegment(cat.Dir(), active.ID, active.Size, cat.Keys())
+		if errors.Is(err, crypt.ErrNoKey) {
+			// An encrypted archive's daemon may hold only the recipients:
+			// it cannot unwrap the data key to append to the segment. It
+			// seals it and begins the next.
+			ok = false
+			err = a.sealSegment(active)
+		}
 		if err != nil {
 			return nil, err
 		}
+	}
+	if ok {
 		var n int
 		if err := cat.DB().QueryRowContext(ctx, `SELECT coalesce(sum(changes), 0) FROM blob WHERE segment_id = ?`, active.ID).Scan(&n); err != nil {
 			a.seg.Close()
@@ -247,6 +258,24 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 	return a, nil
 }
 
+// sealSegment marks the segment active, which nothing will be appended to
+// any more, sealed in the catalog.
+func (a *archiver) sealSegment(active catalog.OpenSegmentState) error {
+	w, err := a.cat.Begin(a.ctx)
+	if err != nil {
+		return err
+	}
+	if err := w.SetSegmentSize(active.ID, active.Size, true); err != nil {
+		w.Rollback()
+		return err
+	}
+	if err := w.Commit(); err != nil {
+		return err
+	}
+	a.log.Info("sealed the active segment: without decryptIdentityFile, lbt backup cannot append to an encrypted one", "segment", active.ID)
+	return nil
+}
+
 // newSegment creates the next segment and records it at once, so that the
 // catalog never references a segment that is not on disk.
 func (a *archiver) newSegment() error {
@@ -257,7 +286,7 @@ func (a *archiver) newSegment() error {
 	if err := catalog.RemoveSegmentLeftover(a.cat.Dir(), id); err != nil {
 		return fatalError{err}
 	}
-	seg, err := catalog.CreateSegment(a.cat.Dir(), id)
+	seg, err := catalog.CreateSegment(a.cat.Dir(), id, a.cat.Keys())
 	if err != nil {
 		return err
 	}
@@ -971,11 +1000,11 @@ func (a *archiver) writeBlob(t *table) error {
 	if err != nil {
 		return err
 	}
-	off, err := a.seg.Append(frame)
+	off, length, err := a.seg.Append(frame)
 	if err != nil {
 		return err
 	}
-	w.AddBlob(catalog.Blob{ID: t.blobID, TableID: t.id, SegmentID: a.seg.ID, Offset: off, Length: int64(len(frame)),
+	w.AddBlob(catalog.Blob{ID: t.blobID, TableID: t.id, SegmentID: a.seg.ID, Offset: off, Length: length,
 		CRC: h.CRC, Schema: t.bufSchema, FirstLSN: t.firstLSN, LastLSN: t.markLSN, Changes: int(t.bc.Total()), RawLength: len(t.buf),
 		Txs: t.bufTxs, Counts: t.bc})
 	a.meta.Blobs = append(a.meta.Blobs, catalog.MetaBlob{Offset: off, ID: t.blobID})
@@ -1195,7 +1224,7 @@ func (a *archiver) writeMetadata(w *catalog.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.seg.Append(frame); err != nil {
+	if _, _, err := a.seg.Append(frame); err != nil {
 		return err
 	}
 	a.segEpochs = true

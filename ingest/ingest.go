@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"lbt/catalog"
+	"lbt/crypt"
 	"lbt/schema"
 	"lbt/source"
 )
@@ -57,6 +58,9 @@ type Options struct {
 	// archived table's name.
 	DropCheckInterval time.Duration
 	Logger            hclog.Logger
+	// Keys encrypt the archive's files (encryptRecipients); nil or empty
+	// for a plaintext archive.
+	Keys *crypt.Keys
 
 	// Ready, when set, is called once the stream runs (for sd_notify).
 	Ready func()
@@ -349,6 +353,10 @@ func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {
 		return fatalError{err}
 	}
 	if err := cat.CheckSource(ctx, source); err != nil {
+		cat.Close()
+		return fatalError{err}
+	}
+	if err := cat.UseKeys(ctx, d.opts.Keys); err != nil {
 		cat.Close()
 		return fatalError{err}
 	}

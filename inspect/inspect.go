@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"lbt/catalog"
+	"lbt/crypt"
 	"lbt/schema"
 )
 
@@ -86,14 +87,21 @@ type Inspector struct {
 }
 
 // Open opens the archive in dir for reading.
-func Open(ctx context.Context, dir string) (*Inspector, error) {
+//
+// keys are the archive's encryption keys (Catalog.Keys or the configured
+// ones; nil for a plaintext archive).
+func Open(ctx context.Context, dir string, keys *crypt.Keys) (*Inspector, error) {
 	cat, err := catalog.OpenReadOnly(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
+	if err := cat.UseKeys(ctx, keys); err != nil {
+		cat.Close()
+		return nil, err
+	}
 	return &Inspector{
 		cat:      cat,
-		src:      catalog.NewBlobSource(dir),
+		src:      catalog.NewBlobSource(dir, cat.Keys()),
 		blobs:    newBlobCache(256 << 20),
 		sem:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 		versions: make(map[int64]map[int]*version),

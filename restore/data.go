@@ -85,8 +85,12 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)
 	}
-	crc := &crcReader{r: f}
-	br := bufio.NewReaderSize(lz4.NewReader(crc), 1<<20)
+	crc := &crcReader{r: f} // of the file as on disk, encrypted or not
+	plain, err := d.cat.Keys().Reader(crc)
+	if err != nil {
+		return fmt.Errorf("basebackup %s: %w", bb.Path, err)
+	}
+	br := bufio.NewReaderSize(lz4.NewReader(plain), 1<<20)
 	identity := len(d.pl.shapes.def) == len(bb.Definition.Table.Columns)
 	for j, i := range d.pl.shapes.def {
 		if i != j {

@@ -96,7 +96,7 @@ func TestCatalogless_RebuildKeepsSpansLivesAndTrees(t *testing.T) {
 	}
 
 	removeCatalog(t, dir)
-	rep, err := catalog.Rebuild(context.Background(), dir, false)
+	rep, err := catalog.Rebuild(context.Background(), dir, false, nil)
 	if err != nil {
 		t.Fatalf("rebuild: %v", err)
 	}

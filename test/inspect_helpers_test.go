@@ -135,7 +135,7 @@ func (e *inspectEnv) tx(dsn string, stmts ...string) inspectTx {
 
 func (e *inspectEnv) inspector() *inspect.Inspector {
 	e.t.Helper()
-	in, err := inspect.Open(context.Background(), e.dir)
+	in, err := inspect.Open(context.Background(), e.dir, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

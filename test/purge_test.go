@@ -214,7 +214,7 @@ func TestPurge_KeepsWindowRestorableAndReturnsSpace(t *testing.T) {
 	// rebuilt from the files restores the window as exactly.
 	d.stop()
 	removeCatalog(t, dir)
-	rebuilt, err := catalog.Rebuild(context.Background(), dir, false)
+	rebuilt, err := catalog.Rebuild(context.Background(), dir, false, nil)
 	if err != nil {
 		t.Fatalf("rebuild after purge: %v", err)
 	}

@@ -61,6 +61,9 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	opts.StatusInterval = cfg.StatusInterval
 	opts.TempDir = cfg.EffectiveTempDir()
 	opts.Logger = log
+	if opts.Keys, err = cfg.Keys(); err != nil {
+		return usageError{err}
+	}
 	health := ingest.NewHealth()
 	opts.Health = health
 	opts.Ready = func() {
@@ -108,6 +111,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.Conn = pc
 	sched.Publication = cfg.Publication
 	sched.Logger = log.Named("basebackup")
+	sched.Keys = opts.Keys
 	sched.Concurrent = cfg.ConcurrentBasebackups
 	sched.Threshold = cfg.BackupThreshold
 	sched.InactivityInterval = cfg.ForceBasebackupAfterInactivityInterval

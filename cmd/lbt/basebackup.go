@@ -42,7 +42,7 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return usageError{err}
 	}
-	cat, err := catalog.Open(ctx, cfg.ArchiveDir)
+	cat, err := openArchive(ctx, cfg, true, false)
 	if err != nil {
 		return err
 	}

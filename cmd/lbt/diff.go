@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"lbt/catalog"
 	"lbt/repair"
 	"lbt/restore"
 )
@@ -71,7 +70,7 @@ func (cmd *diffCmd) Run(ctx context.Context, g *Globals) error {
 	if opts.To, err = moment("to", string(cmd.To), cmd.ToLSN, cmd.ToXID, now); err != nil {
 		return err
 	}
-	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+	cat, err := openArchive(ctx, cfg, false, true)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,11 @@ func runInspect(ctx context.Context, g *Globals, format string, query func(*insp
 	if err != nil {
 		return usageError{err}
 	}
-	in, err := inspect.Open(ctx, cfg.ArchiveDir)
+	keys, err := cfg.Keys()
+	if err != nil {
+		return usageError{err}
+	}
+	in, err := inspect.Open(ctx, cfg.ArchiveDir, keys)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,7 @@ type cli struct {
 	Diff       diffCmd       `cmd:"" help:"Compare a table at two moments, row by row, or write the statements that rewind it."`
 	Verify     verifyCmd     `cmd:"" help:"Check that the archive is complete and intact."`
 	Purge      purgeCmd      `cmd:"" help:"Remove history that the retention settings no longer keep."`
+	Keygen     keygenCmd     `cmd:"" help:"Write a new encryption key (age identity) and print its public key."`
 	Repair     repairCmd     `cmd:"" help:"Rebuild a missing or damaged catalog from the archive's files."`
 	Setup      setupCmd      `cmd:"" help:"Prepare the source database: publication, slot, replica identity, capture triggers."`
 	Version    versionCmd    `cmd:"" help:"Print the version of lbt and of Go it was built with."`

@@ -6,7 +6,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"lbt/catalog"
 	"lbt/dump"
 )
 
@@ -35,11 +34,7 @@ func (cmd *purgeCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintln(g.stdout, "retention and retentionBasebackups are not set: nothing is purged")
 		return nil
 	}
-	open := catalog.Open
-	if cmd.DryRun {
-		open = catalog.OpenReadOnly
-	}
-	cat, err := open(ctx, cfg.ArchiveDir)
+	cat, err := openArchive(ctx, cfg, !cmd.DryRun, false)
 	if err != nil {
 		return err
 	}

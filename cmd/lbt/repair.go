@@ -33,7 +33,11 @@ func (cmd *repairCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer unlock()
-	rep, err := catalog.Rebuild(ctx, cfg.ArchiveDir, cmd.Force)
+	keys, err := cfg.Keys()
+	if err != nil {
+		return usageError{err}
+	}
+	rep, err := catalog.Rebuild(ctx, cfg.ArchiveDir, cmd.Force, keys)
 	for _, w := range rep.Warnings {
 		log.Warn(w)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/mattn/go-isatty"
 
-	"lbt/catalog"
 	"lbt/config"
 	"lbt/restore"
 )
@@ -135,7 +134,7 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		opts.Progress = g.stderr
 	}
 
-	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+	cat, err := openArchive(ctx, cfg, false, !cmd.DryRun)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"lbt/catalog"
 	"lbt/config"
 	"lbt/source"
 	"lbt/status"
@@ -108,7 +107,7 @@ func (cmd *statusCmd) Run(ctx context.Context, g *Globals) error {
 // gatherStatus reads the figures of a report from the archive and, when it
 // can be reached, the source. An archive that cannot be read is an error.
 func gatherStatus(ctx context.Context, cfg config.Config) (*status.Report, error) {
-	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+	cat, err := openArchive(ctx, cfg, false, false)
 	if err != nil {
 		return nil, err
 	}

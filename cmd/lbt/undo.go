@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"lbt/catalog"
 	"lbt/inspect"
 	"lbt/repair"
 )
@@ -107,12 +106,12 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 		}
 	}
 
-	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+	cat, err := openArchive(ctx, cfg, false, true)
 	if err != nil {
 		return err
 	}
 	defer cat.Close()
-	in, err := inspect.Open(ctx, cfg.ArchiveDir)
+	in, err := inspect.Open(ctx, cfg.ArchiveDir, cat.Keys())
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func (cmd *verifyCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	log := g.logger(cfg)
-	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+	cat, err := openArchive(ctx, cfg, false, cmd.ReadData || cmd.ReadDataSubset != "")
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func BenchmarkInspectHistory(b *testing.B) {
 	lookup := func(id int, fullScan bool) time.Duration {
 		b.Helper()
 		t0 := time.Now()
-		in, err := inspect.Open(ctx, dir)
+		in, err := inspect.Open(ctx, dir, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,0 +1,174 @@
+package catalog_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"lbt/catalog"
+	"lbt/crypt"
+)
+
+// newKeys writes a fresh identity file into dir and returns keys with its
+// recipient and identity, and keys with the recipient only (a daemon's).
+func newKeys(t *testing.T, dir, name string) (full, writeOnly *crypt.Keys) {
+	t.Helper()
+	id, rcpt, err := crypt.Generate(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if full, err = crypt.New([]string{rcpt}, path); err != nil {
+		t.Fatal(err)
+	}
+	if writeOnly, err = crypt.New([]string{rcpt}, ""); err != nil {
+		t.Fatal(err)
+	}
+	return full, writeOnly
+}
+
+// TestSegment_Encrypted writes an encrypted segment as the daemon does, blob
+// by blob with a torn tail, and reads it back blob by blob.
+func TestSegment_Encrypted(t *testing.T) {
+	dir := t.TempDir()
+	keys, daemon := newKeys(t, t.TempDir(), "key.txt")
+	other, _ := newKeys(t, t.TempDir(), "other.txt")
+	w, err := catalog.CreateSegment(dir, 1, daemon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enc catalog.BlobEncoder
+	markers := []string{"3f6e0c1a9b2d4e5f", "a1b2c3d4e5f60718", "0918273645aabbcc"}
+	var blobs []catalog.Blob
+	var raws [][]byte
+	for i, m := range markers {
+		raw := catalog.AppendTuple(append(catalog.AppendTx(nil, uint64(10+i), 0, uint32(i), 0), 'I'), catalog.Tuple{{Kind: 't', Data: []byte(m)}})
+		frame, h, err := enc.Encode(1, 1, uint64(10+i), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off, length, err := w.Append(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if length != int64(len(frame)+crypt.RecordOverhead) {
+			t.Fatalf("blob %d is %d bytes on disk, frame %d", i, length, len(frame))
+		}
+		blobs = append(blobs, catalog.Blob{ID: int64(i + 1), TableID: 1, SegmentID: 1, Offset: off, Length: length, CRC: h.CRC, Schema: 1})
+		raws = append(raws, bytes.Clone(raw))
+	}
+	good := w.Size()
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	frame, _, _ := enc.Encode(1, 1, 99, []byte("Ixx torn"))
+	w.Append(frame[:20]) // a torn write the catalog never referenced
+	w.Close()
+
+	path := filepath.Join(dir, catalog.SegmentName(1))
+	data, _ := os.ReadFile(path)
+	for _, m := range markers {
+		if bytes.Contains(data, []byte(m)) {
+			t.Fatalf("marker %s in the encrypted segment", m)
+		}
+	}
+
+	// The daemon, with the recipients only, cuts the tail and is told it
+	// cannot append.
+	if _, err := catalog.OpenSegment(dir, 1, good, daemon); !errors.Is(err, crypt.ErrNoKey) {
+		t.Fatalf("open without identity: %v", err)
+	}
+	if st, _ := os.Stat(path); st.Size() != good {
+		t.Fatalf("segment is %d bytes, want the tail cut to %d", st.Size(), good)
+	}
+	// With the identity it appends after the last blob.
+	w, err = catalog.OpenSegment(dir, 1, good, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, _, err := w.Append(frame); err != nil || off != good {
+		t.Fatalf("append after reopen at %d: %v", off, err)
+	}
+	w.Close()
+
+	// Any one blob reads alone: the last one first.
+	src := catalog.NewBlobSource(dir, keys)
+	defer src.Close()
+	for _, i := range []int{2, 0, 1} {
+		got, err := src.Read(blobs[i], nil)
+		if err != nil || !bytes.Equal(got, raws[i]) {
+			t.Fatalf("blob %d: %v", i, err)
+		}
+	}
+
+	for name, c := range map[string]struct {
+		keys *crypt.Keys
+		want error
+	}{
+		"wrong identity":                {other, crypt.ErrNoKey},
+		"no identity":                   {daemon, crypt.ErrNoKey},
+		"read as a plaintext archive's": {nil, crypt.ErrCorrupt},
+	} {
+		src := catalog.NewBlobSource(dir, c.keys)
+		_, err := src.Read(blobs[0], nil)
+		src.Close()
+		if !errors.Is(err, c.want) {
+			t.Errorf("%s: got %v, want %v", name, err, c.want)
+		}
+	}
+
+	// A flipped byte in one blob fails that blob only.
+	data, _ = os.ReadFile(path)
+	data[blobs[1].Offset+40] ^= 1
+	os.WriteFile(path, data, 0o600)
+	src2 := catalog.NewBlobSource(dir, keys)
+	defer src2.Close()
+	if _, err := src2.Read(blobs[1], nil); !errors.Is(err, crypt.ErrCorrupt) {
+		t.Fatalf("flipped byte: %v", err)
+	}
+	if _, err := src2.Read(blobs[2], nil); err != nil {
+		t.Fatalf("the blob after a damaged one: %v", err)
+	}
+	// A blob's record moved to another's place does not open there.
+	moved := blobs[0]
+	moved.Offset = blobs[2].Offset
+	moved.Length = blobs[2].Length
+	if _, err := src2.Read(moved, nil); err == nil {
+		t.Fatal("a blob read at another's offset")
+	}
+}
+
+// TestSegment_EncryptedLeftover: a bare encrypted header is what a crash
+// before the segment's catalog row leaves, and is removed; a plaintext
+// segment does not read as an encrypted archive's.
+func TestSegment_EncryptedLeftover(t *testing.T) {
+	dir := t.TempDir()
+	keys, daemon := newKeys(t, t.TempDir(), "key.txt")
+	w, err := catalog.CreateSegment(dir, 3, daemon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := catalog.CheckUnknownSegments(dir, 3); err != nil {
+		t.Fatalf("a bare encrypted header counts as data: %v", err)
+	}
+	if err := catalog.RemoveSegmentLeftover(dir, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, catalog.SegmentName(3))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("leftover not removed: %v", err)
+	}
+	p, err := catalog.CreateSegment(dir, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if _, err := catalog.OpenSegment(dir, 4, catalog.SegmentHeaderSize, keys); !errors.Is(err, catalog.ErrCorrupt) {
+		t.Fatalf("plaintext segment in an encrypted archive: %v", err)
+	}
+}
