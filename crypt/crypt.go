@@ -258,3 +258,11 @@ func Generate(postQuantum bool) (identity, recipient string, err error) {
 // MissingIdentity is the error for an encrypted file met with no identity
 // configured.
 func MissingIdentity() error { return (*Keys)(nil).noKey() }
+
+// IdentityFile is the file the identities were read from.
+func (k *Keys) IdentityFile() string {
+	if k == nil {
+		return ""
+	}
+	return k.identityFile
+}
