@@ -133,6 +133,15 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{name: "alias stagingDir", yaml: "stagingDir: /stage\n", want: func(c *config.Config) { c.TempDir = "/stage" }},
+		{
+			name: "encryption keys",
+			yaml: "encryptRecipients:\n  - age1a\n  - age1b\ndecryptIdentityFile: /k.txt\n",
+			want: func(c *config.Config) {
+				c.EncryptRecipients = []string{"age1a", "age1b"}
+				c.DecryptIdentityFile = "/k.txt"
+			},
+		},
+		{name: "one recipient not in a list", yaml: "encryptRecipients: age1a\n", err: `lbt.yaml:1: encryptRecipients: expected a list, got a scalar`},
 		{name: "restoreMemory", yaml: "restoreMemory: 64MiB\n", want: func(c *config.Config) { c.RestoreMemory = 64 << 20 }},
 		{name: "restoreMemory off", yaml: "restoreMemory: 0\n", want: func(c *config.Config) { c.RestoreMemory = 0 }},
 		{name: "alias StagingDir", yaml: "StagingDir: /stage\n", want: func(c *config.Config) { c.TempDir = "/stage" }},
@@ -274,6 +283,14 @@ func TestApplyEnv(t *testing.T) {
 			},
 		},
 		{name: "short slot name", env: map[string]string{"LBT_SLOT": "short"}, want: func(c *config.Config) { c.SlotName = "short" }},
+		{
+			name: "recipients separated by commas",
+			env:  map[string]string{"LBT_ENCRYPT_RECIPIENTS": "age1a, age1b", "LBT_DECRYPT_IDENTITY_FILE": "/k.txt"},
+			want: func(c *config.Config) {
+				c.EncryptRecipients = []string{"age1a", "age1b"}
+				c.DecryptIdentityFile = "/k.txt"
+			},
+		},
 		{name: "both slot names", env: map[string]string{"LBT_SLOT": "a", "LBT_SLOTNAME": "b"}, err: "LBT_SLOT and LBT_SLOTNAME disagree"},
 		{
 			name: "LBT_DSN replaces db from the file",
@@ -345,6 +362,12 @@ func TestValidate(t *testing.T) {
 		{name: "bad log level", change: func(c *config.Config) { c.LogLevel = "verbose" }, err: `logLevel "verbose" must be one of trace, debug, info, warn, error`},
 		{name: "bad log format", change: func(c *config.Config) { c.LogFormat = "xml" }, err: `logFormat "xml"`},
 		{name: "bad port", change: func(c *config.Config) { c.DB.Port = 70000 }, err: "db.port 70000"},
+		{name: "recipient", change: func(c *config.Config) {
+			c.EncryptRecipients = []string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"}
+		}},
+		{name: "bad recipient", change: func(c *config.Config) {
+			c.EncryptRecipients = []string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "age1nope"}
+		}, err: "encryptRecipients[1] is not an age public key"},
 		{name: "several problems in one error", change: func(c *config.Config) {
 			c.ArchiveDir = ""
 			c.DeltasPerFile = 0

@@ -282,3 +282,60 @@ func FuzzHeader(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkBlob seals and opens 64 KiB blobs: the cost encryption adds to
+// each blob written and read.
+func BenchmarkBlob(b *testing.B) {
+	k, _ := testKeys(b)
+	_, bk, _ := k.NewBlobKey(1)
+	frame := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	rec, _ := bk.Seal(nil, frame, 16)
+	b.Run("seal", func(b *testing.B) {
+		b.SetBytes(int64(len(frame)))
+		var dst []byte
+		for b.Loop() {
+			dst, _ = bk.Seal(dst[:0], frame, 16)
+		}
+	})
+	b.Run("open", func(b *testing.B) {
+		b.SetBytes(int64(len(frame)))
+		var dst []byte
+		for b.Loop() {
+			dst, _ = bk.Open(dst[:0], rec, 16)
+		}
+	})
+}
+
+// BenchmarkWholeFile encrypts and decrypts a basebackup-like stream.
+func BenchmarkWholeFile(b *testing.B) {
+	k, _ := testKeys(b)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	enc, _ := k.Seal(data)
+	b.Run("encrypt", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			w, _ := k.Writer(io.Discard)
+			w.Write(data)
+			w.Close()
+		}
+	})
+	b.Run("decrypt", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			r, _ := k.Reader(bytes.NewReader(enc))
+			io.Copy(io.Discard, r)
+		}
+	})
+}
+
+func TestKeyBlockSize(t *testing.T) {
+	for _, pq := range []bool{false, true} {
+		_, rcpt, _ := Generate(pq)
+		k, _ := New([]string{rcpt}, "")
+		block, _, err := k.NewBlobKey(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("post-quantum %v: key block %d bytes, recipient %d characters", pq, len(block), len(rcpt))
+	}
+}

@@ -99,6 +99,10 @@ func Open(ctx context.Context, dir string, keys *crypt.Keys) (*Inspector, error)
 		cat.Close()
 		return nil, err
 	}
+	if err := cat.CheckIdentity(ctx); err != nil {
+		cat.Close()
+		return nil, err
+	}
 	return &Inspector{
 		cat:      cat,
 		src:      catalog.NewBlobSource(dir, cat.Keys()),
