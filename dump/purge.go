@@ -326,6 +326,13 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 			rep.SegmentsRemoved++
 		}
 	}
+	if k := cat.Keys(); k != nil && !k.Reads() && len(plan.rewrite) > 0 {
+		// The daemon of an encrypted archive may hold only the recipients:
+		// it cannot read the live blobs to copy them. Emptied segments
+		// still go; a purge with decryptIdentityFile rewrites the rest.
+		log.Info("mostly purged segments are not rewritten without decryptIdentityFile", "segments", len(plan.rewrite))
+		plan.rewrite = nil
+	}
 	for _, g := range plan.rewrite {
 		id, freed, err := rewriteSegments(ctx, cat, g)
 		if err != nil {
