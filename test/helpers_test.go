@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/catalog"
+	"lbt/crypt"
 	"lbt/ingest"
 	"lbt/schema"
 	"lbt/test/pgtest"
@@ -130,9 +131,19 @@ const unchanged = "\x00unchanged"
 // readArchive returns every archived change of one table, in commit order.
 func readArchive(t *testing.T, dir, table string) (schema.Table, []archivedChange) {
 	t.Helper()
+	return readArchiveWith(t, dir, table, nil)
+}
+
+// readArchiveWith reads an encrypted archive with keys (nil: a plaintext
+// archive).
+func readArchiveWith(t *testing.T, dir, table string, keys *crypt.Keys) (schema.Table, []archivedChange) {
+	t.Helper()
 	ctx := context.Background()
 	cat := openArchive(t, dir)
 	defer cat.Close()
+	if err := cat.UseKeys(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
 	ns, name, err := schema.ParseName(table)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +160,7 @@ func readArchive(t *testing.T, dir, table string) (schema.Table, []archivedChang
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := catalog.NewBlobSource(dir, nil)
+	src := catalog.NewBlobSource(dir, cat.Keys())
 	defer src.Close()
 	var out []archivedChange
 	err = src.EachChange(blobs, func(_ catalog.Blob, ch catalog.Change) error {
