@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -171,4 +172,64 @@ func TestSegment_EncryptedLeftover(t *testing.T) {
 	if _, err := catalog.OpenSegment(dir, 4, catalog.SegmentHeaderSize, keys); !errors.Is(err, catalog.ErrCorrupt) {
 		t.Fatalf("plaintext segment in an encrypted archive: %v", err)
 	}
+}
+
+// BenchmarkBlobSourceRead reads the same blobs from a plaintext and from an
+// encrypted segment: the cost encryption adds to a restore's reading (the
+// ratio of the two, measured in one run).
+func BenchmarkBlobSourceRead(b *testing.B) {
+	keys, _ := newKeysB(b)
+	var enc catalog.BlobEncoder
+	var raw []byte
+	for i := 0; len(raw) < 256<<10; i++ {
+		raw = catalog.AppendTuple(append(raw, 'I'), catalog.Tuple{{Kind: 't', Data: fmt.Appendf(nil, "%d", i)},
+			{Kind: 't', Data: fmt.Appendf(nil, "%d|%d|account %d|2026-12-02 13:%02d:00", i%1000, i*7, i, i%60)}})
+	}
+	for _, c := range []struct {
+		name string
+		keys *crypt.Keys
+	}{{"plaintext", nil}, {"encrypted", keys}} {
+		dir := b.TempDir()
+		w, err := catalog.CreateSegment(dir, 1, c.keys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var blobs []catalog.Blob
+		for i := range 16 {
+			frame, h, _ := enc.Encode(1, 1, uint64(i), raw)
+			off, length, err := w.Append(frame)
+			if err != nil {
+				b.Fatal(err)
+			}
+			blobs = append(blobs, catalog.Blob{ID: int64(i), TableID: 1, SegmentID: 1, Offset: off, Length: length, CRC: h.CRC, Schema: 1})
+		}
+		w.Close()
+		b.Run(c.name, func(b *testing.B) {
+			src := catalog.NewBlobSource(dir, c.keys)
+			defer src.Close()
+			b.SetBytes(int64(len(raw) * len(blobs)))
+			var buf []byte
+			for b.Loop() {
+				for _, bl := range blobs {
+					if buf, err = src.Read(bl, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func newKeysB(b *testing.B) (*crypt.Keys, string) {
+	id, rcpt, err := crypt.Generate(false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "key.txt")
+	os.WriteFile(path, []byte(id+"\n"), 0o600)
+	k, err := crypt.New([]string{rcpt}, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k, rcpt
 }
