@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,8 +24,10 @@ import (
 
 // An encrypted archive end to end, through the lbt binary: keygen, the
 // daemon with the recipients only, basebackups, a key rotation, restores
-// with an identity file holding both keys, and the refusals without one.
-// No file of the archive holds any of the marker values the workload wrote.
+// with an identity file holding both keys, the refusals without one,
+// verify, a rebuilt catalog, a purge that rewrites a segment. No file of
+// the archive holds any of the marker values the workload wrote, at any
+// step.
 func TestEncryption_EndToEnd(t *testing.T) {
 	c := pgtest.Shared(t)
 	dsn := c.NewDatabase(t)
@@ -61,26 +64,41 @@ func TestEncryption_EndToEnd(t *testing.T) {
 		markers = append(markers, m)
 		return m
 	}
-	// Each statement its own transaction: every marker in a row's v.
-	insert := func(from, to int) {
-		var sql strings.Builder
-		for id := from; id < to; id++ {
-			fmt.Fprintf(&sql, "INSERT INTO t VALUES (%d, '%s', %d);\n", id, mark(), id)
+	// Transactions of ten statements, every marker in a row's v; with pad,
+	// rows of incompressible text, that fill a segment with few changes.
+	const perTx = 10
+	run := func(stmts []string) {
+		for len(stmts) > 0 {
+			n := min(perTx, len(stmts))
+			c.Exec(t, dsn, strings.Join(stmts[:n], ";\n"))
+			stmts = stmts[n:]
 		}
-		c.Exec(t, dsn, sql.String())
+	}
+	insert := func(from, to int, pad bool) {
+		var stmts []string
+		for id := from; id < to; id++ {
+			v := mark()
+			if pad {
+				b := make([]byte, 512)
+				rand.Read(b)
+				v += " " + hex.EncodeToString(b)
+			}
+			stmts = append(stmts, fmt.Sprintf("INSERT INTO t VALUES (%d, '%s', %d)", id, v, id))
+		}
+		run(stmts)
 	}
 	update := func(from, to int) {
-		var sql strings.Builder
+		var stmts []string
 		for id := from; id < to; id++ {
-			fmt.Fprintf(&sql, "UPDATE t SET v = '%s', n = n + 1 WHERE id = %d;\n", mark(), id)
+			stmts = append(stmts, fmt.Sprintf("UPDATE t SET v = '%s', n = n + 1 WHERE id = %d", mark(), id))
 		}
-		c.Exec(t, dsn, sql.String())
+		run(stmts)
 	}
 
 	// Key 1: the daemon has the recipient only.
 	p := lbtrun.Start(t, "backup", "--config", withKey1)
 	waitArchived(t, c, dsn, dir)
-	insert(0, 600)
+	insert(0, 600, false)
 	waitArchived(t, c, dsn, dir)
 	if code, out := lbtrun.Run(t, "basebackup", "--config", withKey1, "--table", "t"); code != 0 {
 		t.Fatalf("basebackup: exit %d:\n%s", code, out)
@@ -101,12 +119,16 @@ func TestEncryption_EndToEnd(t *testing.T) {
 	// active segment without an identity: it seals it and begins the next.
 	p = lbtrun.Start(t, "backup", "--config", withKey2)
 	waitArchived(t, c, dsn, dir)
-	insert(600, 800)
-	update(300, 700)
+	// A segment of large rows, then a basebackup, then a few small
+	// updates that fill it: purge will find it mostly empty.
+	insert(600, 790, true)
+	waitArchived(t, c, dsn, dir)
 	if code, out := lbtrun.Run(t, "basebackup", "--config", withKey2, "--table", "t"); code != 0 {
 		t.Fatalf("basebackup after rotation: exit %d:\n%s", code, out)
 	}
-	update(650, 800)
+	update(600, 640)
+	waitArchived(t, c, dsn, dir)
+	update(640, 700)
 	after := recordCheckpoint(t, c, dsn, "after rotation", map[string]string{"t": "t"})
 	waitArchived(t, c, dsn, dir)
 	checkNoMarkers(t, dir, markers)
@@ -177,6 +199,31 @@ func TestEncryption_EndToEnd(t *testing.T) {
 	} else {
 		t.Logf("%d of %d markers are whole in the decrypted, compressed frames", n, len(markers))
 	}
+
+	// Purge keeps the newest basebackup: segments of the history before it
+	// go, and those left mostly empty are rewritten, read with the
+	// identities and sealed anew to key 2.
+	purger := config("enc", "encryptRecipients: ["+r2+"]", "decryptIdentityFile: "+both, "retentionBasebackups: 1")
+	code, out := lbtrun.Run(t, "purge", "--config", purger)
+	if code != 0 || !strings.Contains(out, "purged public.t") {
+		t.Fatalf("purge: exit %d:\n%s", code, out)
+	}
+	t.Logf("purge: %s", strings.TrimSpace(out))
+	if m := regexp.MustCompile(`rewrote (\d+)`).FindStringSubmatch(out); m == nil || m[1] == "0" {
+		t.Errorf("purge rewrote no segment: the test does not cover a rewrite")
+	}
+	rewritten, _ := filepath.Glob(filepath.Join(dir, "segments", "-*.lbs"))
+	for _, path := range rewritten {
+		id, _ := catalog.ParseSegmentName(filepath.Base(path))
+		if !opensWith(t, key2, path, id) || opensWith(t, key1, path, id) {
+			t.Errorf("rewritten segment %s is not sealed to the recipients of the day (key 2) alone", path)
+		}
+	}
+	restoreEquals(reader(both), "after_purge", after.at, after.tables["t"])
+	if code, out := lbtrun.Run(t, "verify", "--config", reader(both), "--read-data"); code != 0 {
+		t.Errorf("verify --read-data after purge: exit %d:\n%s", code, out)
+	}
+	checkNoMarkers(t, dir, markers)
 }
 
 // checkKeyOf checks that the segments up to lastOld, and the first
@@ -193,27 +240,11 @@ func checkKeyOf(t *testing.T, dir string, lastOld int, oldID, newID string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opens := func(k *crypt.Keys, path string, seg int64) bool {
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if seg != 0 {
-			_, err = catalog.OpenSegmentReader(f, seg, k)
-		} else {
-			_, err = k.Reader(f)
-		}
-		if err != nil && !errors.Is(err, crypt.ErrNoKey) {
-			t.Fatalf("%s: %v", path, err)
-		}
-		return err == nil
-	}
 	segs, _ := filepath.Glob(filepath.Join(dir, "segments", "*.lbs"))
 	for _, path := range segs {
 		id, _ := catalog.ParseSegmentName(filepath.Base(path))
 		old := id <= int64(lastOld)
-		if o, n := opens(oldKeys, path, id), opens(newKeys, path, id); o != old || n == old {
+		if o, n := opens(t, oldKeys, path, id), opens(t, newKeys, path, id); o != old || n == old {
 			t.Errorf("segment %d (written before the rotation: %v) opens with the old key: %v, with the new: %v", id, old, o, n)
 		}
 	}
@@ -223,7 +254,7 @@ func checkKeyOf(t *testing.T, dir string, lastOld int, oldID, newID string) {
 	}
 	oldFiles := 0
 	for _, path := range bases {
-		o, n := opens(oldKeys, path, 0), opens(newKeys, path, 0)
+		o, n := opens(t, oldKeys, path, 0), opens(t, newKeys, path, 0)
 		if o == n {
 			t.Errorf("%s opens with the old key: %v, with the new: %v", path, o, n)
 		}
@@ -234,6 +265,36 @@ func checkKeyOf(t *testing.T, dir string, lastOld int, oldID, newID string) {
 	if oldFiles != 2 {
 		t.Errorf("%d files of the basebackup before the rotation open with the old key, want 2", oldFiles)
 	}
+}
+
+// opens reports whether k's identities open the file at path: segment seg,
+// or a file written whole when seg is 0.
+func opens(t *testing.T, k *crypt.Keys, path string, seg int64) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if seg != 0 {
+		_, err = catalog.OpenSegmentReader(f, seg, k)
+	} else {
+		_, err = k.Reader(f)
+	}
+	if err != nil && !errors.Is(err, crypt.ErrNoKey) {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return err == nil
+}
+
+// opensWith is opens with the identities of the file identity.
+func opensWith(t *testing.T, identity, path string, seg int64) bool {
+	t.Helper()
+	k, err := crypt.New(nil, identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opens(t, k, path, seg)
 }
 
 // markersInFrames counts the markers found whole in the framed (compressed,
