@@ -5,10 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"lbt/crypt"
+	"lbt/storage"
 )
 
 // metaEncryption is the meta key that says an archive is encrypted ("age");
@@ -105,7 +104,7 @@ func (c *Catalog) CheckIdentity(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("catalog segments: %w", err)
 	}
-	f, err := os.Open(filepath.Join(c.dir, SegmentName(id)))
+	f, err := storage.OpenReaderAt(ctx, c.store, SegmentName(id))
 	if err != nil {
 		return nil // reading reports it, with what needed the file
 	}

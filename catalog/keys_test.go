@@ -7,6 +7,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/crypt"
+	"lbt/storage"
 )
 
 // An archive is encrypted from its creation or never: every setting that
@@ -94,7 +95,7 @@ func TestUseKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := catalog.CreateSegment(enc, 9, c.Keys()); err == nil || !strings.Contains(err.Error(), "encryptRecipients is not set") {
+	if _, err := catalog.CreateSegment(storage.OS{}, enc, 9, c.Keys()); err == nil || !strings.Contains(err.Error(), "encryptRecipients is not set") {
 		t.Fatalf("segment of an encrypted archive without keys: %v", err)
 	}
 }

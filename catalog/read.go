@@ -6,12 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"lbt/crypt"
 	"lbt/schema"
+	"lbt/storage"
 )
 
 // SchemaVersion is a table's definition from the commit LSN of the
@@ -305,20 +304,28 @@ func (c *Catalog) NextIDs(ctx context.Context) (segment, blob int64, err error) 
 	return segment, blob, nil
 }
 
-// BlobSource reads blobs from the archive's segment files, keeping the files
-// open between reads. It is safe for concurrent use.
+// BlobSource reads blobs from the archive's segment files through its
+// Store, keeping the files open between reads. It is safe for concurrent
+// use.
+//
+// A reader reads the catalog's rows first, in one transaction, then the
+// files they name. Purge runs the other way (rows, then files), so a file
+// a reader opens late may be gone: Read then reports an error for which
+// errors.Is(err, fs.ErrNotExist) holds, and the reader reads the rows
+// again (docs/FORMAT.md, "Readers while purge runs").
 type BlobSource struct {
-	dir   string
+	ctx   context.Context
+	store storage.Store
 	keys  *crypt.Keys
 	mu    sync.Mutex
-	files map[int64]*os.File
+	files map[int64]storage.ReaderAtCloser
 	segs  map[int64]*SegmentReader
 }
 
-// NewBlobSource reads blobs from the archive in dir; keys is the archive's
-// (Catalog.Keys), nil for a plaintext archive.
-func NewBlobSource(dir string, keys *crypt.Keys) *BlobSource {
-	return &BlobSource{dir: dir, keys: keys, files: make(map[int64]*os.File), segs: make(map[int64]*SegmentReader)}
+// NewBlobSource reads blobs from store; ctx bounds every read. keys is the
+// archive's (Catalog.Keys), nil for a plaintext archive.
+func NewBlobSource(ctx context.Context, store storage.Store, keys *crypt.Keys) *BlobSource {
+	return &BlobSource{ctx: ctx, store: store, keys: keys, files: make(map[int64]storage.ReaderAtCloser), segs: make(map[int64]*SegmentReader)}
 }
 
 // Read returns a blob's decompressed records after checking them against the
@@ -347,7 +354,7 @@ func (s *BlobSource) segment(id int64) (*SegmentReader, error) {
 	if sr, ok := s.segs[id]; ok {
 		return sr, nil
 	}
-	f, err := os.Open(filepath.Join(s.dir, SegmentName(id)))
+	f, err := storage.OpenReaderAt(s.ctx, s.store, SegmentName(id))
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
@@ -361,6 +368,18 @@ func (s *BlobSource) segment(id int64) (*SegmentReader, error) {
 	}
 	s.files[id], s.segs[id] = f, sr
 	return sr, nil
+}
+
+// Open opens the segments ids now rather than at their first read, so
+// that a purge removing one afterwards does not matter (an open file stays
+// readable) and one that removed it already is seen at once.
+func (s *BlobSource) Open(ids ...int64) error {
+	for _, id := range ids {
+		if _, err := s.segment(id); err != nil {
+			return fmt.Errorf("segment %d: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // EachChange calls fn with every change in blobs, in order, reading and

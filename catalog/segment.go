@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/pierrec/lz4/v4"
 
 	"lbt/crypt"
+	"lbt/storage"
 )
 
 // Segment and blob framing; see docs/FORMAT.md. Every number is little-endian.
@@ -147,18 +147,46 @@ func DecodeBlob(frame, buf []byte) (BlobHeader, []byte, error) {
 	return h, buf, nil
 }
 
-// SegmentName is the archive-relative path of segment id.
+// SegmentName is the archive-relative name of segment id.
 func SegmentName(id int64) string {
-	return filepath.Join("segments", fmt.Sprintf("%08d.lbs", id))
+	return fmt.Sprintf("segments/%08d.lbs", id)
 }
 
-// SegmentWriter appends blobs to one segment file.
+// SegmentWriter appends blobs to the active segment, a file of an FS.
 type SegmentWriter struct {
 	ID     int64
-	f      *os.File
+	f      storage.File
 	size   int64
 	key    *crypt.BlobKey // nil: a plaintext segment
 	record []byte
+}
+
+// CreateSegment creates segment id in the archive dir on fsys, writes its
+// header and makes the file and its directory entry durable: the catalog
+// records the segment right after this (docs/FORMAT.md, write ordering).
+// With keys (an encrypted archive) its blobs are sealed under a new data
+// key wrapped to keys' recipients.
+func CreateSegment(fsys storage.FS, dir string, id int64, keys *crypt.Keys) (*SegmentWriter, error) {
+	path := filepath.Join(dir, SegmentName(id))
+	if err := fsys.MkdirAll(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	f, err := fsys.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	w, err := StartSegment(f, id, keys)
+	if err == nil {
+		err = w.Sync()
+	}
+	if err == nil {
+		err = fsys.SyncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create segment %s: %w", path, err)
+	}
+	return w, nil
 }
 
 // segmentHeader is the header of a new segment: for an encrypted archive
@@ -179,50 +207,30 @@ func segmentHeader(id int64, keys *crypt.Keys) ([]byte, *crypt.BlobKey, error) {
 	return append(hdr, block...), key, nil
 }
 
-// CreateSegment creates segment id under dir and writes its header; with
-// keys (an encrypted archive) its blobs are sealed under a new data key
-// wrapped to keys' recipients.
-func CreateSegment(dir string, id int64, keys *crypt.Keys) (*SegmentWriter, error) {
-	path := filepath.Join(dir, SegmentName(id))
+// StartSegment writes the header of segment id into f, which is empty,
+// for a segment built elsewhere (a purge's rewrite, in tmp/) and stored
+// whole once complete. With keys the segment is encrypted, as
+// CreateSegment's, and the writer keeps its data key.
+func StartSegment(f storage.File, id int64, keys *crypt.Keys) (*SegmentWriter, error) {
 	hdr, key, err := segmentHeader(id, keys)
 	if err != nil {
-		return nil, fmt.Errorf("create segment %s: %w", path, err)
+		return nil, fmt.Errorf("create segment %d: %w", id, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
-		return nil, fmt.Errorf("create segment: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, FileMode)
-	if err != nil {
-		return nil, fmt.Errorf("create segment: %w", err)
-	}
-	if _, err := f.Write(hdr); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create segment %s: %w", path, err)
-	}
-	// The catalog records the segment right after this: its header and its
-	// directory entry must be durable first.
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create segment %s: %w", path, err)
-	}
-	for _, d := range []string{filepath.Dir(path), dir} {
-		if err := SyncDir(d); err != nil {
-			f.Close()
-			return nil, err
-		}
+	if _, err := f.WriteAt(hdr, 0); err != nil {
+		return nil, fmt.Errorf("create segment %d: %w", id, err)
 	}
 	return &SegmentWriter{ID: id, f: f, size: int64(len(hdr)), key: key}, nil
 }
 
-// OpenSegment opens segment id for appending after its last byte that the
-// catalog references, cutting off a torn or unreferenced tail beyond size.
-// An encrypted segment's data key is unwrapped with keys' identities: a
-// daemon that holds only the recipients gets an error for which
-// errors.Is(err, crypt.ErrNoKey) holds, once the tail is cut, and seals
-// the segment instead of appending to it.
-func OpenSegment(dir string, id, size int64, keys *crypt.Keys) (*SegmentWriter, error) {
+// OpenSegment opens segment id of the archive dir on fsys for appending
+// after its last byte that the catalog references, cutting off a torn or
+// unreferenced tail beyond size. An encrypted segment's data key is
+// unwrapped with keys' identities: a daemon that holds only the recipients
+// gets an error for which errors.Is(err, crypt.ErrNoKey) holds, once the
+// tail is cut, and seals the segment instead of appending to it.
+func OpenSegment(fsys storage.FS, dir string, id, size int64, keys *crypt.Keys) (*SegmentWriter, error) {
 	path := filepath.Join(dir, SegmentName(id))
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := fsys.OpenRW(path)
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
@@ -256,10 +264,6 @@ func OpenSegment(dir string, id, size int64, keys *crypt.Keys) (*SegmentWriter, 
 			return nil, err
 		}
 		return nil, fmt.Errorf("open segment %s: %w", path, err)
-	}
-	if _, err := f.Seek(size, io.SeekStart); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open segment: %w", err)
 	}
 	return &SegmentWriter{ID: id, f: f, size: size, key: sr.key}, nil
 }
@@ -403,7 +407,7 @@ func (w *SegmentWriter) Append(frame []byte) (off, length int64, err error) {
 		}
 		out = w.record
 	}
-	if _, err := w.f.Write(out); err != nil {
+	if _, err := w.f.WriteAt(out, off); err != nil {
 		return 0, 0, fmt.Errorf("append to segment %d: %w", w.ID, err)
 	}
 	w.size += int64(len(out))
@@ -417,9 +421,6 @@ func (w *SegmentWriter) Size() int64 { return w.size }
 // referenced (those of a transaction that was not completed).
 func (w *SegmentWriter) Truncate(size int64) error {
 	if err := w.f.Truncate(size); err != nil {
-		return fmt.Errorf("truncate segment %d: %w", w.ID, err)
-	}
-	if _, err := w.f.Seek(size, io.SeekStart); err != nil {
 		return fmt.Errorf("truncate segment %d: %w", w.ID, err)
 	}
 	w.size = size
@@ -437,16 +438,6 @@ func (w *SegmentWriter) Sync() error {
 // Close closes the file without syncing.
 func (w *SegmentWriter) Close() error { return w.f.Close() }
 
-// SyncDir fsyncs a directory, making the creation, rename or removal of
-// its entries durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
-}
+// SyncDir fsyncs a directory of the host, making the creation, rename or
+// removal of its entries durable: the live catalog's.
+func SyncDir(dir string) error { return storage.OS{}.SyncDir(dir) }

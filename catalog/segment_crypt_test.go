@@ -2,6 +2,7 @@ package catalog_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/crypt"
+	"lbt/storage"
 )
 
 // newKeys writes a fresh identity file into dir and returns keys with its
@@ -39,7 +41,7 @@ func TestSegment_Encrypted(t *testing.T) {
 	dir := t.TempDir()
 	keys, daemon := newKeys(t, t.TempDir(), "key.txt")
 	other, _ := newKeys(t, t.TempDir(), "other.txt")
-	w, err := catalog.CreateSegment(dir, 1, daemon)
+	w, err := catalog.CreateSegment(storage.OS{}, dir, 1, daemon)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,14 +83,14 @@ func TestSegment_Encrypted(t *testing.T) {
 
 	// The daemon, with the recipients only, cuts the tail and is told it
 	// cannot append.
-	if _, err := catalog.OpenSegment(dir, 1, good, daemon); !errors.Is(err, crypt.ErrNoKey) {
+	if _, err := catalog.OpenSegment(storage.OS{}, dir, 1, good, daemon); !errors.Is(err, crypt.ErrNoKey) {
 		t.Fatalf("open without identity: %v", err)
 	}
 	if st, _ := os.Stat(path); st.Size() != good {
 		t.Fatalf("segment is %d bytes, want the tail cut to %d", st.Size(), good)
 	}
 	// With the identity it appends after the last blob.
-	w, err = catalog.OpenSegment(dir, 1, good, keys)
+	w, err = catalog.OpenSegment(storage.OS{}, dir, 1, good, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,7 @@ func TestSegment_Encrypted(t *testing.T) {
 	w.Close()
 
 	// Any one blob reads alone: the last one first.
-	src := catalog.NewBlobSource(dir, keys)
+	src := catalog.NewBlobSource(context.Background(), storage.NewLocal(storage.OS{}, dir), keys)
 	defer src.Close()
 	for _, i := range []int{2, 0, 1} {
 		got, err := src.Read(blobs[i], nil)
@@ -115,7 +117,7 @@ func TestSegment_Encrypted(t *testing.T) {
 		"no identity":                   {daemon, crypt.ErrNoKey},
 		"read as a plaintext archive's": {nil, crypt.ErrCorrupt},
 	} {
-		src := catalog.NewBlobSource(dir, c.keys)
+		src := catalog.NewBlobSource(context.Background(), storage.NewLocal(storage.OS{}, dir), c.keys)
 		_, err := src.Read(blobs[0], nil)
 		src.Close()
 		if !errors.Is(err, c.want) {
@@ -127,7 +129,7 @@ func TestSegment_Encrypted(t *testing.T) {
 	data, _ = os.ReadFile(path)
 	data[blobs[1].Offset+40] ^= 1
 	os.WriteFile(path, data, 0o600)
-	src2 := catalog.NewBlobSource(dir, keys)
+	src2 := catalog.NewBlobSource(context.Background(), storage.NewLocal(storage.OS{}, dir), keys)
 	defer src2.Close()
 	if _, err := src2.Read(blobs[1], nil); !errors.Is(err, crypt.ErrCorrupt) {
 		t.Fatalf("flipped byte: %v", err)
@@ -150,26 +152,26 @@ func TestSegment_Encrypted(t *testing.T) {
 func TestSegment_EncryptedLeftover(t *testing.T) {
 	dir := t.TempDir()
 	keys, daemon := newKeys(t, t.TempDir(), "key.txt")
-	w, err := catalog.CreateSegment(dir, 3, daemon)
+	w, err := catalog.CreateSegment(storage.OS{}, dir, 3, daemon)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
-	if err := catalog.CheckUnknownSegments(dir, 3); err != nil {
+	if err := catalog.CheckUnknownSegments(storage.OS{}, dir, 3); err != nil {
 		t.Fatalf("a bare encrypted header counts as data: %v", err)
 	}
-	if err := catalog.RemoveSegmentLeftover(dir, 3); err != nil {
+	if err := catalog.RemoveSegmentLeftover(storage.OS{}, dir, 3); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, catalog.SegmentName(3))); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("leftover not removed: %v", err)
 	}
-	p, err := catalog.CreateSegment(dir, 4, nil)
+	p, err := catalog.CreateSegment(storage.OS{}, dir, 4, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.Close()
-	if _, err := catalog.OpenSegment(dir, 4, catalog.SegmentHeaderSize, keys); !errors.Is(err, catalog.ErrCorrupt) {
+	if _, err := catalog.OpenSegment(storage.OS{}, dir, 4, catalog.SegmentHeaderSize, keys); !errors.Is(err, catalog.ErrCorrupt) {
 		t.Fatalf("plaintext segment in an encrypted archive: %v", err)
 	}
 }
@@ -190,7 +192,7 @@ func BenchmarkBlobSourceRead(b *testing.B) {
 		keys *crypt.Keys
 	}{{"plaintext", nil}, {"encrypted", keys}} {
 		dir := b.TempDir()
-		w, err := catalog.CreateSegment(dir, 1, c.keys)
+		w, err := catalog.CreateSegment(storage.OS{}, dir, 1, c.keys)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -205,7 +207,7 @@ func BenchmarkBlobSourceRead(b *testing.B) {
 		}
 		w.Close()
 		b.Run(c.name, func(b *testing.B) {
-			src := catalog.NewBlobSource(dir, c.keys)
+			src := catalog.NewBlobSource(context.Background(), storage.NewLocal(storage.OS{}, dir), c.keys)
 			defer src.Close()
 			b.SetBytes(int64(len(raw) * len(blobs)))
 			var buf []byte
@@ -232,4 +234,72 @@ func newKeysB(b *testing.B) (*crypt.Keys, string) {
 		b.Fatal(err)
 	}
 	return k, rcpt
+}
+
+// An encrypted segment keeps, whatever the crash point, what its writer
+// reported durable, as a plaintext one does
+// (TestSegmentWriter_DurableAtEveryCrashPoint): its header with the wrapped
+// key once CreateSegment returns, its sealed blobs once Sync returns; and
+// each durable blob opens again after the crash.
+func TestSegmentWriter_EncryptedDurableAtEveryCrashPoint(t *testing.T) {
+	keys, daemon := newKeys(t, t.TempDir(), "key.txt")
+	var enc catalog.BlobEncoder
+	frame, _, err := enc.Encode(1, 1, 0x100, []byte("T\x80\x02\x02I\x01\x03x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame = append([]byte(nil), frame...)
+	type blob struct{ off, length int64 }
+	run := func(m *storage.MemFS) (created bool, synced int64, durable []blob) {
+		w, err := catalog.CreateSegment(m, "/a", 1, daemon)
+		if err != nil {
+			return false, 0, nil
+		}
+		defer w.Close()
+		synced = w.Size()
+		var pending []blob
+		for i := 0; i < 3; i++ {
+			off, length, err := w.Append(frame)
+			if err != nil {
+				return true, synced, durable
+			}
+			pending = append(pending, blob{off, length})
+			if err := w.Sync(); err != nil {
+				return true, synced, durable
+			}
+			synced, durable = w.Size(), append(durable, pending...)
+			pending = nil
+		}
+		return true, synced, durable
+	}
+	probe := storage.NewCrashableMem()
+	run(probe)
+	for at := int64(0); at <= probe.Ops(); at++ {
+		m := storage.NewCrashableMem()
+		m.FailAfter(at)
+		created, synced, durable := run(m)
+		m.Crash()
+		if !created {
+			continue
+		}
+		w, err := catalog.OpenSegment(m, "/a", 1, synced, keys)
+		if err != nil {
+			t.Fatalf("crash after operation %d: %v", at, err)
+		}
+		w.Close()
+		f, err := m.Open("/a/" + catalog.SegmentName(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr, err := catalog.OpenSegmentReader(f, 1, keys)
+		if err != nil {
+			t.Fatalf("crash after operation %d: %v", at, err)
+		}
+		for _, b := range durable {
+			if _, got, _, err := sr.ReadBlob(b.off, b.length, nil, nil); err != nil || !bytes.Equal(got, frame) {
+				t.Fatalf("crash after operation %d: blob at %d: %v", at, b.off, err)
+			}
+		}
+		f.Close()
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/crypt"
+	"lbt/storage"
 )
 
 var updateVector = flag.Bool("update-vector", false, "write a new testdata/encrypted-segment.lbs (its bytes are random: docs/FORMAT.md quotes them)")
@@ -40,7 +41,7 @@ func TestSegment_EncryptedVector(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		w, err := catalog.CreateSegment(dir, 1, k)
+		w, err := catalog.CreateSegment(storage.OS{}, dir, 1, k)
 		if err != nil {
 			t.Fatal(err)
 		}

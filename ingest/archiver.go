@@ -232,7 +232,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		return nil, err
 	}
 	if ok {
-		a.seg, err = catalog.OpenSegment(cat.Dir(), active.ID, active.Size, cat.Keys())
+		a.seg, err = catalog.OpenSegment(cat.FS(), cat.Dir(), active.ID, active.Size, cat.Keys())
 		if errors.Is(err, crypt.ErrNoKey) {
 			// An encrypted archive's daemon may hold only the recipients:
 			// it cannot unwrap the data key to append to the segment. It
@@ -283,10 +283,10 @@ func (a *archiver) newSegment() error {
 	// A header alone with this id is left from a crash before its catalog
 	// row was committed; anything more is data of a newer catalog's, and
 	// is refused, never removed.
-	if err := catalog.RemoveSegmentLeftover(a.cat.Dir(), id); err != nil {
+	if err := catalog.RemoveSegmentLeftover(a.cat.FS(), a.cat.Dir(), id); err != nil {
 		return fatalError{err}
 	}
-	seg, err := catalog.CreateSegment(a.cat.Dir(), id, a.cat.Keys())
+	seg, err := catalog.CreateSegment(a.cat.FS(), a.cat.Dir(), id, a.cat.Keys())
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func Open(ctx context.Context, dir string, keys *crypt.Keys) (*Inspector, error)
 	}
 	return &Inspector{
 		cat:      cat,
-		src:      catalog.NewBlobSource(dir, cat.Keys()),
+		src:      catalog.NewBlobSource(ctx, cat.Store(), cat.Keys()),
 		blobs:    newBlobCache(256 << 20),
 		sem:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 		versions: make(map[int64]map[int]*version),

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/pierrec/lz4/v4"
 
@@ -24,6 +22,7 @@ type dataSource struct {
 	red  *reducer
 	td   *tableDef
 	prog *progress
+	base io.ReadCloser // the basebackup, opened with the plan; nil: opened here
 
 	missingFields [][]byte // see missing
 }
@@ -75,12 +74,14 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	if bb.Path == "" {
 		return nil // the empty start of a table created inside the history (emptyStart)
 	}
-	path := filepath.Join(d.cat.Dir(), bb.Path)
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("basebackup %d: %w", bb.ID, err)
+	f := d.base
+	if f == nil {
+		var err error
+		if f, err = d.cat.Store().ReadRange(ctx, bb.Path, 0, -1); err != nil {
+			return fmt.Errorf("basebackup %d: %w", bb.ID, err)
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	merge, err := d.red.merger(d.pl.shapes.def)
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)

@@ -160,7 +160,7 @@ func readArchiveWith(t *testing.T, dir, table string, keys *crypt.Keys) (schema.
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := catalog.NewBlobSource(dir, cat.Keys())
+	src := catalog.NewBlobSource(ctx, cat.Store(), cat.Keys())
 	defer src.Close()
 	var out []archivedChange
 	err = src.EachChange(blobs, func(_ catalog.Blob, ch catalog.Change) error {
