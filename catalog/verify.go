@@ -227,10 +227,12 @@ func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyRepo
 		if read {
 			r.BasebackupsRead++
 		}
-		n, msg := c.checkBasebackup(b, read)
-		r.BytesRead += n
-		if msg != "" {
-			problem("basebackup %s: %s", b.Path, msg)
+		for _, f := range b.Files() {
+			n, msg := c.checkBasebackup(f, read)
+			r.BytesRead += n
+			if msg != "" {
+				problem("basebackup %s: %s", f.Path, msg)
+			}
 		}
 		// The sidecar is what a catalog rebuilt from the files knows the
 		// basebackup by.
@@ -289,7 +291,7 @@ func (c *Catalog) allBasebackups(ctx context.Context) ([]Basebackup, error) {
 
 // checkBasebackup checks a basebackup file's presence and size, and with
 // readData its checksum, its lz4 frame and its row count.
-func (c *Catalog) checkBasebackup(b Basebackup, readData bool) (int64, string) {
+func (c *Catalog) checkBasebackup(b Chunk, readData bool) (int64, string) {
 	path := filepath.Join(c.dir, b.Path)
 	f, err := os.Open(path)
 	if err != nil {
@@ -346,7 +348,9 @@ func (c *Catalog) unreferencedFiles(segs map[int64]int64, bases []Basebackup) []
 		known[SegmentName(id)] = true
 	}
 	for _, b := range bases {
-		known[b.Path] = true
+		for _, f := range b.Files() {
+			known[f.Path] = true
+		}
 		known[SidecarName(b.Path)] = true
 	}
 	for _, sub := range []string{"segments", "base"} {

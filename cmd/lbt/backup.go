@@ -111,6 +111,8 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.Publication = cfg.Publication
 	sched.Logger = log.Named("basebackup")
 	sched.Concurrent = cfg.ConcurrentBasebackups
+	sched.Jobs = cfg.BasebackupJobs
+	sched.ChunkBytes = int64(cfg.BasebackupChunkSize)
 	sched.Threshold = cfg.BackupThreshold
 	sched.InactivityInterval = cfg.ForceBasebackupAfterInactivityInterval
 	sched.Schedule = cfg.BasebackupSchedule

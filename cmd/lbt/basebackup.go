@@ -19,6 +19,7 @@ import (
 type basebackupCmd struct {
 	Table []string `short:"t" xor:"what" placeholder:"TABLE" help:"Table to back up, as a SQL name (schema.table, parts quoted as in SQL); repeat for several (default: none)."`
 	All   bool     `xor:"what" help:"Back up every table of the publication (default: false)."`
+	Jobs  int      `short:"j" placeholder:"N" help:"Connections copying one table's chunks at once, under the one snapshot (default: basebackupJobs, the number of cores up to 4)."`
 }
 
 func (cmd *basebackupCmd) Help() string {
@@ -28,6 +29,9 @@ func (cmd *basebackupCmd) Help() string {
 func (cmd *basebackupCmd) Validate() error {
 	if len(cmd.Table) == 0 && !cmd.All {
 		return errors.New("give --table or --all")
+	}
+	if cmd.Jobs < 0 {
+		return fmt.Errorf("--jobs must be at least 1, not %d", cmd.Jobs)
 	}
 	return nil
 }
@@ -79,6 +83,11 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 	opts.Publication = cfg.Publication
 	opts.Logger = log
 	opts.Reason = dump.ReasonRequest
+	opts.Jobs = cfg.BasebackupJobs
+	if cmd.Jobs > 0 {
+		opts.Jobs = cmd.Jobs
+	}
+	opts.ChunkBytes = int64(cfg.BasebackupChunkSize)
 	bases, err := dump.Take(ctx, cat, opts, tables)
 	for _, b := range bases {
 		fmt.Fprintf(g.stdout, "%s\tlsn %s\t%d rows\t%d bytes\t%s\n", b.Definition.Table.QualifiedName(), pglogrepl.LSN(b.LSN), b.Rows, b.Bytes, b.Path)
