@@ -16,6 +16,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/schema"
+	"lbt/storage"
 )
 
 // PurgeOptions configures Purge. With neither Retention nor
@@ -184,14 +185,17 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts PurgeOptions) (PurgeR
 		// chunks), the sidecars after: a sidecar left alone by a crash
 		// describes nothing a rebuilt catalog could use, and is ignored.
 		for _, p := range paths {
-			n, err := removeFile(filepath.Join(cat.Dir(), p))
+			n, err := removeFile(ctx, cat.Store(), p)
 			if err != nil {
 				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 			}
 			rep.BasebackupBytes += n
 		}
 		for _, p := range paths {
-			if _, err := removeFile(filepath.Join(cat.Dir(), catalog.SidecarName(p))); err != nil {
+			if first, _ := catalog.BasebackupOfChunk(p); first != p {
+				continue // a chunk after the first: the basebackup's sidecar is the first's
+			}
+			if _, err := removeFile(ctx, cat.Store(), catalog.SidecarName(p)); err != nil {
 				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 			}
 		}
@@ -321,7 +325,7 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 			return err
 		}
 		for _, id := range retired {
-			n, err := removeFile(filepath.Join(cat.Dir(), catalog.SegmentName(id)))
+			n, err := removeFile(ctx, cat.Store(), catalog.SegmentName(id))
 			if err != nil {
 				return err
 			}
@@ -338,16 +342,12 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 		rep.SegmentsRewritten += len(g)
 		log.Info("rewrote mostly purged segments", "segments", len(g), "into", id, "bytes_freed", freed)
 	}
-	if err := catalog.SyncDir(filepath.Join(cat.Dir(), "segments")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-
 	retired, err := cat.RetiredSegments(ctx)
 	if err != nil {
 		return err
 	}
 	for _, id := range retired {
-		n, err := removeFile(filepath.Join(cat.Dir(), catalog.SegmentName(id)))
+		n, err := removeFile(ctx, cat.Store(), catalog.SegmentName(id))
 		if err != nil {
 			return err
 		}
@@ -368,14 +368,25 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	if err != nil {
 		return 0, 0, err
 	}
-	path := filepath.Join(cat.Dir(), catalog.SegmentName(id))
-	w, err := catalog.CreateSegment(cat.Dir(), id)
+	// Built in tmp/ and stored whole once complete and fsynced: the
+	// Store's Put (a rename for the local directory) makes it appear
+	// entire or not at all.
+	tmpDir := filepath.Join(cat.Dir(), "tmp")
+	if err := os.MkdirAll(tmpDir, catalog.DirMode); err != nil {
+		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
+	}
+	tmp, err := os.CreateTemp(tmpDir, "rewrite-*.lbs")
 	if err != nil {
+		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
+	}
+	defer os.Remove(tmp.Name()) // gone already once stored
+	w, err := catalog.StartSegment(tmp, id)
+	if err != nil {
+		tmp.Close()
 		return 0, 0, err
 	}
 	abandon := func(err error) (int64, int64, error) {
 		w.Close()
-		os.Remove(path)
 		// The reserved row is empty: the next purge retires it.
 		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
 	}
@@ -384,7 +395,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	var frame []byte
 	desc := catalog.NewRewriteDescriber()
 	for _, s := range group {
-		f, err := os.Open(filepath.Join(cat.Dir(), catalog.SegmentName(s.ID)))
+		f, err := storage.OpenReaderAt(ctx, cat.Store(), catalog.SegmentName(s.ID))
 		if err != nil {
 			return abandon(err)
 		}
@@ -436,16 +447,19 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	}
 	size := w.Size()
 	if err := w.Close(); err != nil {
-		os.Remove(path)
 		return 0, 0, err
 	}
+	if err := storage.PutFile(ctx, cat.Store(), catalog.SegmentName(id), tmp.Name()); err != nil {
+		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
+	}
 	if err := cat.MoveBlobs(ctx, id, size, moves, inputs); err != nil {
-		os.Remove(path)
+		// Stored but not referenced: the reserved row is empty, and the
+		// next purge retires it and removes the file.
 		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
 	}
 	freed := -size
 	for _, in := range inputs {
-		n, err := removeFile(filepath.Join(cat.Dir(), catalog.SegmentName(in)))
+		n, err := removeFile(ctx, cat.Store(), catalog.SegmentName(in))
 		if err != nil {
 			return id, freed, err
 		}
@@ -454,19 +468,20 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	return id, freed, nil
 }
 
-// removeFile removes a file and returns its size; a missing file is no error.
-func removeFile(path string) (int64, error) {
-	st, err := os.Stat(path)
+// removeFile deletes an archive file, durably, and returns its size; a
+// missing file is no error.
+func removeFile(ctx context.Context, store storage.Store, name string) (int64, error) {
+	st, err := store.Stat(ctx, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := store.Delete(ctx, name); err != nil {
 		return 0, err
 	}
-	return st.Size(), nil
+	return st.Size, nil
 }
 
 // lockPurge makes sure one purge at a time works on an archive: two would

@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/pierrec/lz4/v4"
 
 	"lbt/catalog"
+	"lbt/storage"
 )
 
 // dataSource produces the restored rows as COPY text: the basebackup's rows
@@ -88,7 +87,7 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	pass := merge.passAll()
 	var rows int64
 	for _, c := range bb.Files() {
-		err := readBaseFile(ctx, d.cat.Dir(), bb, c, d.prog, func(line []byte, fields [][]byte) error {
+		err := readBaseFile(ctx, d.cat.Store(), bb, c, d.prog, func(line []byte, fields [][]byte) error {
 			rows++
 			if !pass {
 				keep, err := merge.keep(fields)
@@ -117,8 +116,8 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 // readBaseFile reads one file of basebackup bb and calls row with each
 // row's line (without its newline) and fields, then checks the file's
 // checksum and row count against the catalog's.
-func readBaseFile(ctx context.Context, dir string, bb catalog.Basebackup, c catalog.Chunk, prog *progress, row func(line []byte, fields [][]byte) error) error {
-	f, err := openBaseFile(dir, c.Path)
+func readBaseFile(ctx context.Context, store storage.Store, bb catalog.Basebackup, c catalog.Chunk, prog *progress, row func(line []byte, fields [][]byte) error) error {
+	f, err := store.ReadRange(ctx, c.Path, 0, -1)
 	if err != nil {
 		return fmt.Errorf("basebackup %d: %w", bb.ID, err)
 	}
@@ -178,12 +177,6 @@ func readBaseFile(ctx context.Context, dir string, bb catalog.Basebackup, c cata
 		return fmt.Errorf("basebackup %d (%s): %w: %d rows, the catalog says %d", bb.ID, c.Path, catalog.ErrCorrupt, rows, c.Rows)
 	}
 	return nil
-}
-
-// openBaseFile opens a basebackup file of the archive in dir by its
-// archive-relative path.
-func openBaseFile(dir, path string) (io.ReadCloser, error) {
-	return os.Open(filepath.Join(dir, path))
 }
 
 // rowWriter writes COPY text lines and notes what the NOT NULL and sequence
