@@ -49,6 +49,10 @@ type Options struct {
 	// DefaultChunkBytes. A table larger than this, or one that Jobs can
 	// split, is dumped in chunks (docs/BASEBACKUP.md, "Chunks").
 	ChunkBytes int64
+	// Memory is what a basebackup from the archive (Synthesize) gives the
+	// reduced changes before they spill to TempDir, as a restore's
+	// (restoreMemory); 0 is no limit.
+	Memory int64
 }
 
 // DefaultChunkBytes is the default ChunkBytes: a chunk is read in seconds
@@ -275,6 +279,13 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, s *snap,
 		TableID: tableID, LSN: point, Path: catalog.BasebackupName(tableID, point),
 		Definition: def.Definition, Sequences: seqs, Reason: opts.Reason, StartedAt: started,
 	}
+	return storeBasebackup(ctx, cat, b, files, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode})
+}
+
+// storeBasebackup records b, whose files are complete and durable in the
+// temp dir, and moves them into the archive: the pending row, the sidecar,
+// the files, then the basebackup row. It fills in b's sizes and chunks.
+func storeBasebackup(ctx context.Context, cat *catalog.Catalog, b catalog.Basebackup, files []*chunkFile, side catalog.SidecarTable) (catalog.Basebackup, error) {
 	for _, f := range files {
 		b.Rows, b.Bytes, b.RawBytes = b.Rows+f.chunk.Rows, b.Bytes+f.chunk.Bytes, b.RawBytes+f.chunk.RawBytes
 	}
@@ -294,7 +305,7 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, s *snap,
 	if err := retryBusy(ctx, func() error { return cat.AddPendingBasebackup(ctx, b.Path) }); err != nil {
 		return catalog.Basebackup{}, err
 	}
-	if err := catalog.WriteSidecar(ctx, cat.Store(), b, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode}); err != nil {
+	if err := catalog.WriteSidecar(ctx, cat.Store(), b, side); err != nil {
 		return catalog.Basebackup{}, err
 	}
 	removeAll := func() {
@@ -311,7 +322,7 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, s *snap,
 			return catalog.Basebackup{}, fmt.Errorf("move basebackup into archive: %w", err)
 		}
 	}
-	err = retryBusy(ctx, func() error {
+	err := retryBusy(ctx, func() error {
 		var err error
 		b.ID, err = cat.AddBasebackup(ctx, b)
 		return err
@@ -373,6 +384,10 @@ func chunkRanges(ctx context.Context, tx pgx.Tx, oid uint32, def described, tidR
 type chunkFile struct {
 	tmp   *os.File
 	chunk catalog.Chunk
+	zw    *lz4.Writer
+	crc   *crcWriter
+	// endsLine: what was written so far ends with a whole row
+	endsLine bool
 }
 
 // copyChunks copies each range of the table into a temp file of its own,
@@ -414,32 +429,59 @@ func copyChunks(ctx context.Context, opts Options, s *snap, def described, table
 
 // copyChunk copies one range of the table into a new temp file, compressed.
 func copyChunk(ctx context.Context, opts Options, tx pgx.Tx, def described, tableID int64, point uint64, k int, r blockRange, ranged bool) (*chunkFile, error) {
-	tmp, err := os.CreateTemp(opts.TempDir, fmt.Sprintf(partialPattern, tableID))
+	f, err := createChunk(opts.TempDir, tableID)
 	if err != nil {
-		return nil, fmt.Errorf("temp file: %w", err)
-	}
-	f := &chunkFile{tmp: tmp, chunk: catalog.Chunk{Path: catalog.ChunkName(tableID, point, k), FromBlock: r.from, ToBlock: r.to}}
-	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX); err != nil {
-		return f, fmt.Errorf("lock %s: %w", tmp.Name(), err)
-	}
-	crc := &crcWriter{w: tmp}
-	zw := lz4.NewWriter(crc)
-	if err := zw.Apply(lz4.CompressionLevelOption(lz4.Fast), lz4.ChecksumOption(true)); err != nil {
 		return f, err
 	}
-	counter := &countWriter{w: zw}
-	tag, err := tx.Conn().PgConn().CopyTo(ctx, counter, copySQL(def, r, ranged))
+	f.chunk.Path, f.chunk.FromBlock, f.chunk.ToBlock = catalog.ChunkName(tableID, point, k), r.from, r.to
+	tag, err := tx.Conn().PgConn().CopyTo(ctx, f, copySQL(def, r, ranged))
 	if err != nil {
 		return f, fmt.Errorf("copy: %w", err)
 	}
-	if err := zw.Close(); err != nil {
-		return f, fmt.Errorf("compress: %w", err)
+	if err := f.finish(); err != nil {
+		return f, err
 	}
-	if err := tmp.Sync(); err != nil {
-		return f, fmt.Errorf("fsync %s: %w", tmp.Name(), err)
-	}
-	f.chunk.Rows, f.chunk.Bytes, f.chunk.RawBytes, f.chunk.CRC = tag.RowsAffected(), crc.n, counter.n, crc.sum
+	f.chunk.Rows = tag.RowsAffected()
 	return f, nil
+}
+
+// createChunk creates a chunk file in the temp dir, locked (flock) until
+// it is closed, and ready for its COPY text.
+func createChunk(tempDir string, tableID int64) (*chunkFile, error) {
+	tmp, err := os.CreateTemp(tempDir, fmt.Sprintf(partialPattern, tableID))
+	if err != nil {
+		return nil, fmt.Errorf("temp file: %w", err)
+	}
+	f := &chunkFile{tmp: tmp}
+	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX); err != nil {
+		return f, fmt.Errorf("lock %s: %w", tmp.Name(), err)
+	}
+	f.crc = &crcWriter{w: tmp}
+	f.zw = lz4.NewWriter(f.crc)
+	if err := f.zw.Apply(lz4.CompressionLevelOption(lz4.Fast), lz4.ChecksumOption(true)); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// Write compresses COPY text into the chunk.
+func (f *chunkFile) Write(p []byte) (int, error) {
+	n, err := f.zw.Write(p)
+	f.chunk.RawBytes += int64(n)
+	return n, err
+}
+
+// finish completes the chunk's frame and makes it durable, and records
+// its length and checksum.
+func (f *chunkFile) finish() error {
+	if err := f.zw.Close(); err != nil {
+		return fmt.Errorf("compress: %w", err)
+	}
+	if err := f.tmp.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", f.tmp.Name(), err)
+	}
+	f.chunk.Bytes, f.chunk.CRC = f.crc.n, f.crc.sum
+	return nil
 }
 
 // copySQL is the COPY of the table's columns (of one range of its blocks
