@@ -581,14 +581,3 @@ func (c *crcWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
