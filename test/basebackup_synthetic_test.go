@@ -2,6 +2,10 @@ package test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -103,8 +107,28 @@ func TestBasebackup_FromArchive(t *testing.T) {
 		}
 	}
 
-	// Verify checks its chunks as those of any basebackup.
+	// Purge removes the older basebackups, chunks and all, and verify
+	// finds nothing left over.
 	d.stop()
+	popts := dump.NewPurgeOptions()
+	popts.KeepBasebackups, popts.Logger = 1, testLogger(t, "purge")
+	if _, err := dump.Purge(ctx, cat, popts); err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	for _, b := range bases {
+		if got := basebackupsOf(t, dir, b.Definition.Table.Name); len(got) != 1 || got[0].ID != b.ID {
+			t.Errorf("%s keeps %d basebackups after the purge, want the fresh one", b.Definition.Table.Name, len(got))
+		}
+	}
+	for _, old := range []map[string]catalog.Basebackup{first, second} {
+		for _, b := range old {
+			for _, f := range b.Files() {
+				if _, err := os.Stat(filepath.Join(dir, f.Path)); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("%s of a purged basebackup: %v", f.Path, err)
+				}
+			}
+		}
+	}
 	rep, err := cat.Verify(ctx, true)
 	if err != nil {
 		t.Fatalf("verify: %v", err)
