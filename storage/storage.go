@@ -13,7 +13,9 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"os"
 	"time"
 )
 
@@ -50,3 +52,37 @@ type Store interface {
 	// half-way can run again.
 	Delete(ctx context.Context, name string) error
 }
+
+// FilePutter is implemented by a Store that can take a finished local file
+// without the caller streaming it through Put: the local directory renames
+// it into place when it is on the archive's file system, an object store
+// uploads it from disk (in parts, retried part by part). A 100 GB
+// basebackup is thus never copied twice. Use PutFile, which falls back to
+// Put for a Store without it.
+type FilePutter interface {
+	// PutFile stores the local file at path, complete and fsynced by the
+	// caller, under name, with Put's guarantees. On success path may be
+	// gone (moved into the store): the caller must not use it again, and
+	// an open handle on it may now be the stored object's.
+	PutFile(ctx context.Context, name, path string) error
+}
+
+// PutFile stores the local file at path under name: through s's PutFile
+// when it has one, else by reading the file into Put. path is left in place
+// by the fallback; the caller removes it.
+func PutFile(ctx context.Context, s Store, name, path string) error {
+	if p, ok := s.(FilePutter); ok {
+		return p.PutFile(ctx, name, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	return s.Put(ctx, name, f, st.Size())
+}
+
