@@ -85,4 +85,3 @@ func PutFile(ctx context.Context, s Store, name, path string) error {
 	}
 	return s.Put(ctx, name, f, st.Size())
 }
-
