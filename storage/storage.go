@@ -13,6 +13,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -85,3 +86,46 @@ func PutFile(ctx context.Context, s Store, name, path string) error {
 	}
 	return s.Put(ctx, name, f, st.Size())
 }
+
+// ReaderAtCloser reads an object at offsets.
+type ReaderAtCloser interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// OpenReaderAt returns a reader of name at any offset: the file itself in a
+// Local store, ranged reads (one ReadRange per ReadAt) elsewhere. It
+// checks that name exists.
+func OpenReaderAt(ctx context.Context, s Store, name string) (ReaderAtCloser, error) {
+	if l, ok := s.(*Local); ok {
+		if err := checkName(name); err != nil {
+			return nil, err
+		}
+		return l.fsys.Open(l.Path(name))
+	}
+	if _, err := s.Stat(ctx, name); err != nil {
+		return nil, err
+	}
+	return &rangeReaderAt{ctx: ctx, s: s, name: name}, nil
+}
+
+type rangeReaderAt struct {
+	ctx  context.Context
+	s    Store
+	name string
+}
+
+func (r *rangeReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	rc, err := r.s.ReadRange(r.ctx, r.name, off, int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	n, err := io.ReadFull(rc, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (r *rangeReaderAt) Close() error { return nil }
