@@ -20,6 +20,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"lbt/storage"
 )
 
 // FormatVersion is the version of the archive format this lbt writes and
@@ -32,8 +34,8 @@ const FormatVersion = 3
 // the catalog holds row keys, who changed what and DDL text, and the files
 // hold the rows themselves. Only the user lbt runs as may read them.
 const (
-	DirMode  os.FileMode = 0o700
-	FileMode os.FileMode = 0o600
+	DirMode  = storage.DirMode
+	FileMode = storage.FileMode
 )
 
 // CatalogFile is the catalog's name inside the archive directory.
@@ -42,11 +44,16 @@ const CatalogFile = "catalog.db"
 // ErrNotArchive reports a directory that holds no lbt archive.
 var ErrNotArchive = errors.New("not an lbt archive")
 
-// Catalog is an open archive catalog.
+// Catalog is an open archive catalog, and where the files it indexes are.
 type Catalog struct {
 	db       *sql.DB
 	dir      string
 	readOnly bool
+	// fsys holds the active segment (appended, then sealed); store the
+	// immutable files: sealed segments, basebackups, sidecars. Both are
+	// the archive directory on the host unless SetFiles says otherwise.
+	fsys  storage.FS
+	store storage.Store
 }
 
 const schemaSQL = `
@@ -425,8 +432,22 @@ func openFile(dir, path string, readOnly bool) (*Catalog, error) {
 		db.Close()
 		return nil, fmt.Errorf("open catalog %s: %w", path, err)
 	}
-	return &Catalog{db: db, dir: dir, readOnly: readOnly}, nil
+	return &Catalog{db: db, dir: dir, readOnly: readOnly, fsys: storage.OS{}, store: storage.NewLocal(storage.OS{}, dir)}, nil
 }
+
+// SetFiles says where the archive's files are: fsys holds the active
+// segment under Dir (the same paths as on the host), store the immutable
+// files. A crash-simulation test puts both on a storage.MemFS; an object
+// store keeps the immutable files off the machine.
+func (c *Catalog) SetFiles(fsys storage.FS, store storage.Store) {
+	c.fsys, c.store = fsys, store
+}
+
+// FS is the file system of the active segment.
+func (c *Catalog) FS() storage.FS { return c.fsys }
+
+// Store holds the archive's immutable files.
+func (c *Catalog) Store() storage.Store { return c.store }
 
 // Close closes the catalog.
 func (c *Catalog) Close() error { return c.db.Close() }

@@ -7,9 +7,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"lbt/storage"
 )
 
 // The catalog is an index of the archive's files, never their only copy:
@@ -26,31 +29,27 @@ var ErrCatalogMissing = errors.New("archive has files but no catalog")
 // cannot prove a leftover: the catalog is older than the files.
 var ErrUnknownFile = errors.New("archive file unknown to the catalog")
 
-// archiveContent counts the segment and basebackup files under dir.
+// archiveContent counts the segment and basebackup files of the archive
+// in dir.
 func archiveContent(dir string) (segments, basebackups int, err error) {
-	ents, err := os.ReadDir(filepath.Join(dir, "segments"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	store := storage.NewLocal(storage.OS{}, dir)
+	segs, err := store.List(context.Background(), "segments/")
+	if err != nil {
 		return 0, 0, fmt.Errorf("read archive %s: %w", dir, err)
 	}
-	for _, e := range ents {
-		if _, ok := ParseSegmentName(e.Name()); ok {
+	for _, f := range segs {
+		if _, ok := ParseSegmentName(path.Base(f.Name)); ok && path.Dir(f.Name) == "segments" {
 			segments++
 		}
 	}
-	err = filepath.WalkDir(filepath.Join(dir, "base"), func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() && strings.HasSuffix(path, ".copy.lz4") {
-			basebackups++
-		}
-		return nil
-	})
+	bases, err := store.List(context.Background(), "base/")
 	if err != nil {
 		return 0, 0, fmt.Errorf("read archive %s: %w", dir, err)
+	}
+	for _, f := range bases {
+		if strings.HasSuffix(f.Name, ".copy.lz4") {
+			basebackups++
+		}
 	}
 	return segments, basebackups, nil
 }
@@ -87,7 +86,7 @@ func ParseSegmentName(name string) (int64, bool) {
 		return 0, false
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id == 0 || SegmentName(id) != filepath.Join("segments", name) {
+	if err != nil || id == 0 || SegmentName(id) != "segments/"+name {
 		return 0, false
 	}
 	return id, true
@@ -97,9 +96,9 @@ func ParseSegmentName(name string) (int64, bool) {
 // between creating a segment and committing its catalog row leaves: the
 // header alone, blobs being appended only once the row exists. Any other
 // file with that id holds data the catalog does not know, and is refused.
-func RemoveSegmentLeftover(dir string, id int64) error {
+func RemoveSegmentLeftover(fsys storage.FS, dir string, id int64) error {
 	path := filepath.Join(dir, SegmentName(id))
-	f, err := os.Open(path)
+	f, err := fsys.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -116,10 +115,10 @@ func RemoveSegmentLeftover(dir string, id int64) error {
 	if err != nil {
 		return unknownSegment(dir, id)
 	}
-	if err := os.Remove(path); err != nil {
+	if err := fsys.Remove(path); err != nil {
 		return fmt.Errorf("remove segment leftover %s: %w", path, err)
 	}
-	return SyncDir(filepath.Dir(path))
+	return fsys.SyncDir(filepath.Dir(path))
 }
 
 func unknownSegment(dir string, id int64) error {
@@ -130,8 +129,8 @@ func unknownSegment(dir string, id int64) error {
 // CheckUnknownSegments refuses segment files with ids from next on that
 // hold more than a header: the catalog is older than the files, and
 // writing on would overwrite or cut them.
-func CheckUnknownSegments(dir string, next int64) error {
-	ents, err := os.ReadDir(filepath.Join(dir, "segments"))
+func CheckUnknownSegments(fsys storage.FS, dir string, next int64) error {
+	ents, err := fsys.ReadDir(filepath.Join(dir, "segments"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read archive %s: %w", dir, err)
 	}
@@ -164,14 +163,14 @@ func (c *Catalog) CheckFiles(ctx context.Context, resend uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := CheckUnknownSegments(c.dir, next); err != nil {
+	if err := CheckUnknownSegments(c.fsys, c.dir, next); err != nil {
 		return err
 	}
 	active, ok, err := c.ActiveSegment(ctx)
 	if err != nil || !ok {
 		return err
 	}
-	f, err := os.Open(filepath.Join(c.dir, SegmentName(active.ID)))
+	f, err := c.fsys.Open(filepath.Join(c.dir, SegmentName(active.ID)))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // OpenSegment reports it
 	}

@@ -9,11 +9,12 @@ import (
 	"testing"
 
 	"lbt/catalog"
+	"lbt/storage"
 )
 
 func TestRemoveSegmentLeftover(t *testing.T) {
 	header := func(dir string, id int64) {
-		w, err := catalog.CreateSegment(dir, id)
+		w, err := catalog.CreateSegment(storage.OS{}, dir, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +48,7 @@ func TestRemoveSegmentLeftover(t *testing.T) {
 			dir := t.TempDir()
 			tt.make(dir)
 			_, statErr := os.Stat(filepath.Join(dir, catalog.SegmentName(7)))
-			err := catalog.RemoveSegmentLeftover(dir, 7)
+			err := catalog.RemoveSegmentLeftover(storage.OS{}, dir, 7)
 			if !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
 				t.Fatalf("err = %v, want %v", err, tt.err)
 			}
@@ -62,7 +63,7 @@ func TestRemoveSegmentLeftover(t *testing.T) {
 func TestCheckUnknownSegments(t *testing.T) {
 	dir := t.TempDir()
 	for _, id := range []int64{1, 2, 3} {
-		w, err := catalog.CreateSegment(dir, id)
+		w, err := catalog.CreateSegment(storage.OS{}, dir, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +73,7 @@ func TestCheckUnknownSegments(t *testing.T) {
 		w.Close()
 	}
 	for next, bad := range map[int64]bool{1: true, 2: true, 3: false, 4: false} {
-		err := catalog.CheckUnknownSegments(dir, next)
+		err := catalog.CheckUnknownSegments(storage.OS{}, dir, next)
 		if bad != errors.Is(err, catalog.ErrUnknownFile) {
 			t.Errorf("next %d: err = %v, want refusal %v", next, err, bad)
 		}

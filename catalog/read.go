@@ -6,11 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"lbt/schema"
+	"lbt/storage"
 )
 
 // SchemaVersion is a table's definition from the commit LSN of the
@@ -304,17 +303,25 @@ func (c *Catalog) NextIDs(ctx context.Context) (segment, blob int64, err error) 
 	return segment, blob, nil
 }
 
-// BlobSource reads blobs from the archive's segment files, keeping the files
-// open between reads. It is safe for concurrent use.
+// BlobSource reads blobs from the archive's segment files through its
+// Store, keeping the files open between reads. It is safe for concurrent
+// use.
+//
+// A reader reads the catalog's rows first, in one transaction, then the
+// files they name. Purge runs the other way (rows, then files), so a file
+// a reader opens late may be gone: Read then reports an error for which
+// errors.Is(err, fs.ErrNotExist) holds, and the reader reads the rows
+// again (docs/FORMAT.md, "Readers while purge runs").
 type BlobSource struct {
-	dir   string
+	ctx   context.Context
+	store storage.Store
 	mu    sync.Mutex
-	files map[int64]*os.File
+	files map[int64]storage.ReaderAtCloser
 }
 
-// NewBlobSource reads blobs from the archive in dir.
-func NewBlobSource(dir string) *BlobSource {
-	return &BlobSource{dir: dir, files: make(map[int64]*os.File)}
+// NewBlobSource reads blobs from store; ctx bounds every read.
+func NewBlobSource(ctx context.Context, store storage.Store) *BlobSource {
+	return &BlobSource{ctx: ctx, store: store, files: make(map[int64]storage.ReaderAtCloser)}
 }
 
 // Read returns a blob's decompressed records after checking them against the
@@ -335,13 +342,13 @@ func (s *BlobSource) Read(b Blob, buf []byte) ([]byte, error) {
 	return raw, nil
 }
 
-func (s *BlobSource) file(id int64) (*os.File, error) {
+func (s *BlobSource) file(id int64) (storage.ReaderAtCloser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f, ok := s.files[id]; ok {
 		return f, nil
 	}
-	f, err := os.Open(filepath.Join(s.dir, SegmentName(id)))
+	f, err := storage.OpenReaderAt(s.ctx, s.store, SegmentName(id))
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}

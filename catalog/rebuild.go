@@ -6,13 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"lbt/storage"
 )
 
 // Rebuild recreates the catalog of the archive in dir from its files, as
@@ -28,7 +32,7 @@ func Rebuild(ctx context.Context, dir string, force bool) (RebuildReport, error)
 		return RebuildReport{}, fmt.Errorf("%s exists: lbt repair --rebuild-catalog --force replaces it (keeping it as %s.bak-<time>)", path, CatalogFile)
 	}
 	tmp := path + ".new"
-	r := &rebuilder{ctx: ctx, dir: dir, tmp: tmp, schemas: map[schemaRef]MetaSchema{}, epochs: map[int64]EpochRecord{},
+	r := &rebuilder{ctx: ctx, dir: dir, store: storage.NewLocal(storage.OS{}, dir), tmp: tmp, schemas: map[schemaRef]MetaSchema{}, epochs: map[int64]EpochRecord{},
 		blobs: map[int64]*rebuiltBlob{}, txs: map[uint64]*rebuiltTx{}, bases: map[string]Basebackup{}, baseTables: map[string]SidecarTable{},
 		truncs: map[[2]int64]bool{}, rangeStarts: map[uint64]bool{}}
 	err := r.readSegments()
@@ -84,6 +88,7 @@ type schemaRef struct {
 type rebuilder struct {
 	ctx         context.Context
 	dir         string
+	store       storage.Store // the archive's files
 	tmp         string   // the new catalog's file
 	cat         *Catalog // the new catalog, once the source is known
 	tx          *sql.Tx  // its one transaction
@@ -176,13 +181,13 @@ func (r *rebuilder) warn(format string, args ...any) {
 // readSegments reads every segment file: each metadata blob and the blobs
 // it lists are one catalog commit.
 func (r *rebuilder) readSegments() error {
-	ents, err := os.ReadDir(filepath.Join(r.dir, "segments"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	ents, err := r.store.List(r.ctx, "segments/")
+	if err != nil {
 		return fmt.Errorf("read archive %s: %w", r.dir, err)
 	}
 	var ids []int64
 	for _, e := range ents {
-		if id, ok := ParseSegmentName(e.Name()); ok {
+		if id, ok := ParseSegmentName(path.Base(e.Name)); ok && path.Dir(e.Name) == "segments" {
 			ids = append(ids, id)
 		}
 	}
@@ -230,12 +235,12 @@ type undescribedBlob struct {
 
 func (r *rebuilder) readSegment(id int64) error {
 	path := filepath.Join(r.dir, SegmentName(id))
-	f, err := os.Open(path)
+	f, err := storage.OpenReaderAt(r.ctx, r.store, SegmentName(id))
 	if err != nil {
 		return fmt.Errorf("read segment: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	st, err := r.store.Stat(r.ctx, SegmentName(id))
 	if err != nil {
 		return fmt.Errorf("read segment: %w", err)
 	}
@@ -246,7 +251,7 @@ func (r *rebuilder) readSegment(id int64) error {
 	r.rep.Segments++
 	data := map[int64]BlobHeader{} // the blobs since the last metadata blob, by offset
 	end := int64(SegmentHeaderSize)
-	sc := newBlobScanner(f, st.Size(), SegmentHeaderSize)
+	sc := newBlobScanner(f, st.Size, SegmentHeaderSize)
 	for sc.next() {
 		if sc.header.TableID != MetaTableID {
 			data[sc.start] = sc.header
@@ -265,19 +270,19 @@ func (r *rebuilder) readSegment(id int64) error {
 	for off, h := range data {
 		r.undescribed = append(r.undescribed, undescribedBlob{blobIdentity{h.TableID, h.CRC, h.FirstLSN}, id, off})
 	}
-	if end < st.Size() {
+	if end < st.Size {
 		why := "blobs no metadata blob lists (a flush whose catalog commit did not happen)"
 		if sc.err != nil && len(data) == 0 {
 			why = sc.err.Error()
 		}
-		r.warn("%s: the %d bytes from offset %d on are not in the rebuilt catalog: %s", path, st.Size()-end, end, why)
+		r.warn("%s: the %d bytes from offset %d on are not in the rebuilt catalog: %s", path, st.Size-end, end, why)
 	}
-	r.segments = append(r.segments, rebuiltSegment{id: id, size: end, createdAt: st.ModTime()})
+	r.segments = append(r.segments, rebuiltSegment{id: id, size: end, createdAt: st.ModTime})
 	return nil
 }
 
 // commit takes in one metadata blob and the blobs it lists.
-func (r *rebuilder) commit(f *os.File, segID int64, m Metadata, data map[int64]BlobHeader) error {
+func (r *rebuilder) commit(f io.ReaderAt, segID int64, m Metadata, data map[int64]BlobHeader) error {
 	r.rep.Commits++
 	if m.Archive != nil {
 		if r.source != nil && (r.source.SystemID != m.Archive.SystemID || r.source.Database != m.Archive.Database) {
@@ -482,34 +487,20 @@ func (r *rebuilder) keys(tableID int64, c Change) error {
 func (r *rebuilder) readBasebackups() error {
 	files := map[string]int64{} // archive-relative data files and their sizes
 	var sidecars []string
-	err := filepath.WalkDir(filepath.Join(r.dir, "base"), func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(r.dir, path)
-		if err != nil {
-			return err
-		}
-		switch {
-		case strings.HasSuffix(rel, ".copy.lz4"):
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			files[rel] = info.Size()
-		case strings.HasSuffix(rel, ".meta.json"):
-			sidecars = append(sidecars, rel)
-		}
-		return nil
-	})
+	list, err := r.store.List(r.ctx, "base/")
 	if err != nil {
 		return fmt.Errorf("read archive %s: %w", r.dir, err)
 	}
+	for _, f := range list {
+		switch {
+		case strings.HasSuffix(f.Name, ".copy.lz4"):
+			files[f.Name] = f.Size
+		case strings.HasSuffix(f.Name, ".meta.json"):
+			sidecars = append(sidecars, f.Name)
+		}
+	}
 	for _, rel := range sidecars {
-		data, err := os.ReadFile(filepath.Join(r.dir, rel))
+		data, err := readAll(r.ctx, r.store, rel)
 		if err != nil {
 			return fmt.Errorf("read sidecar: %w", err)
 		}
@@ -533,7 +524,7 @@ func (r *rebuilder) readBasebackups() error {
 	}
 	for rel := range files {
 		if _, ok := r.bases[rel]; !ok {
-			if _, err := os.Stat(filepath.Join(r.dir, SidecarName(rel))); errors.Is(err, fs.ErrNotExist) {
+			if _, err := r.store.Stat(r.ctx, SidecarName(rel)); errors.Is(err, fs.ErrNotExist) {
 				r.warn("%s is left out: it has no sidecar", rel)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"lbt/catalog"
+	"lbt/storage"
 )
 
 func TestRebuild_Refuses(t *testing.T) {
@@ -24,7 +25,7 @@ func TestRebuild_Refuses(t *testing.T) {
 		}, "--force"},
 		{"no files", func(*testing.T, string) {}, "nothing to rebuild"},
 		{"segments of format version 2", func(t *testing.T, dir string) {
-			w, err := catalog.CreateSegment(dir, 1)
+			w, err := catalog.CreateSegment(storage.OS{}, dir, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -35,7 +36,7 @@ func TestRebuild_Refuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.Append(frame)
-			w2, _ := catalog.CreateSegment(dir, 2) // the newest may end in undescribed blobs
+			w2, _ := catalog.CreateSegment(storage.OS{}, dir, 2) // the newest may end in undescribed blobs
 			w2.Close()
 		}, "format version 2"},
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"lbt/catalog"
+	"lbt/storage"
 )
 
 func TestBlob_RoundTrip(t *testing.T) {
@@ -134,7 +135,7 @@ func FuzzRecordReader(f *testing.F) {
 
 func TestSegment_TornTailIsCut(t *testing.T) {
 	dir := t.TempDir()
-	w, err := catalog.CreateSegment(dir, 1)
+	w, err := catalog.CreateSegment(storage.OS{}, dir, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestSegment_TornTailIsCut(t *testing.T) {
 	good := w.Size()
 	w.Append(frame[:20]) // a torn write the catalog never referenced
 	w.Close()
-	w, err = catalog.OpenSegment(dir, 1, good)
+	w, err = catalog.OpenSegment(storage.OS{}, dir, 1, good)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestSegment_TornTailIsCut(t *testing.T) {
 	if st.Size() != good {
 		t.Fatalf("segment is %d bytes after reopen, want %d", st.Size(), good)
 	}
-	if _, err := catalog.OpenSegment(dir, 2, good); err == nil {
+	if _, err := catalog.OpenSegment(storage.OS{}, dir, 2, good); err == nil {
 		t.Fatal("opening a missing segment succeeded")
 	}
 }

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/pierrec/lz4/v4"
+
+	"lbt/storage"
 )
 
 // Segment and blob framing; see docs/FORMAT.md. Every number is little-endian.
@@ -144,55 +145,54 @@ func DecodeBlob(frame, buf []byte) (BlobHeader, []byte, error) {
 	return h, buf, nil
 }
 
-// SegmentName is the archive-relative path of segment id.
+// SegmentName is the archive-relative name of segment id.
 func SegmentName(id int64) string {
-	return filepath.Join("segments", fmt.Sprintf("%08d.lbs", id))
+	return fmt.Sprintf("segments/%08d.lbs", id)
 }
 
-// SegmentWriter appends blobs to one segment file.
+// SegmentWriter appends blobs to the active segment, a file of an FS.
 type SegmentWriter struct {
 	ID   int64
-	f    *os.File
+	f    storage.File
 	size int64
 }
 
-// CreateSegment creates segment id under dir and writes its header.
-func CreateSegment(dir string, id int64) (*SegmentWriter, error) {
+// CreateSegment creates segment id in the archive dir on fsys, writes its
+// header and makes the file and its directory entry durable: the catalog
+// records the segment right after this (docs/FORMAT.md, write ordering).
+func CreateSegment(fsys storage.FS, dir string, id int64) (*SegmentWriter, error) {
 	path := filepath.Join(dir, SegmentName(id))
-	if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
+	if err := fsys.MkdirAll(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, FileMode)
+	f, err := fsys.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
 	hdr := make([]byte, SegmentHeaderSize)
 	copy(hdr, segmentMagic)
 	binary.LittleEndian.PutUint64(hdr[8:], uint64(id))
-	if _, err := f.Write(hdr); err != nil {
+	if _, err := f.WriteAt(hdr, 0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("create segment %s: %w", path, err)
 	}
-	// The catalog records the segment right after this: its header and its
-	// directory entry must be durable first.
 	if err := f.Sync(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("create segment %s: %w", path, err)
 	}
-	for _, d := range []string{filepath.Dir(path), dir} {
-		if err := SyncDir(d); err != nil {
-			f.Close()
-			return nil, err
-		}
+	if err := fsys.SyncDir(filepath.Dir(path)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create segment %s: %w", path, err)
 	}
 	return &SegmentWriter{ID: id, f: f, size: SegmentHeaderSize}, nil
 }
 
-// OpenSegment opens segment id for appending after its last byte that the
-// catalog references, cutting off a torn or unreferenced tail beyond size.
-func OpenSegment(dir string, id, size int64) (*SegmentWriter, error) {
+// OpenSegment opens segment id of the archive dir on fsys for appending
+// after its last byte that the catalog references, cutting off a torn or
+// unreferenced tail beyond size.
+func OpenSegment(fsys storage.FS, dir string, id, size int64) (*SegmentWriter, error) {
 	path := filepath.Join(dir, SegmentName(id))
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := fsys.OpenRW(path)
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
@@ -219,10 +219,6 @@ func OpenSegment(dir string, id, size int64) (*SegmentWriter, error) {
 			return nil, fmt.Errorf("cut torn tail of %s: %w", path, err)
 		}
 	}
-	if _, err := f.Seek(size, io.SeekStart); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open segment: %w", err)
-	}
 	return &SegmentWriter{ID: id, f: f, size: size}, nil
 }
 
@@ -244,7 +240,7 @@ func checkSegmentHeader(r io.ReaderAt, id int64) error {
 // only after Sync.
 func (w *SegmentWriter) Append(frame []byte) (int64, error) {
 	off := w.size
-	if _, err := w.f.Write(frame); err != nil {
+	if _, err := w.f.WriteAt(frame, off); err != nil {
 		return 0, fmt.Errorf("append to segment %d: %w", w.ID, err)
 	}
 	w.size += int64(len(frame))
@@ -258,9 +254,6 @@ func (w *SegmentWriter) Size() int64 { return w.size }
 // referenced (those of a transaction that was not completed).
 func (w *SegmentWriter) Truncate(size int64) error {
 	if err := w.f.Truncate(size); err != nil {
-		return fmt.Errorf("truncate segment %d: %w", w.ID, err)
-	}
-	if _, err := w.f.Seek(size, io.SeekStart); err != nil {
 		return fmt.Errorf("truncate segment %d: %w", w.ID, err)
 	}
 	w.size = size
@@ -298,16 +291,6 @@ func ReadBlob(r io.ReaderAt, off, length int64, frame, buf []byte) (BlobHeader, 
 	return h, frame, raw, err
 }
 
-// SyncDir fsyncs a directory, making the creation, rename or removal of
-// its entries durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
-}
+// SyncDir fsyncs a directory of the host, making the creation, rename or
+// removal of its entries durable: the live catalog's.
+func SyncDir(dir string) error { return storage.OS{}.SyncDir(dir) }

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 
 	"lbt/schema"
+	"lbt/storage"
 )
 
 // A basebackup's sidecar holds its catalog row beside its file, so that a
@@ -125,4 +127,14 @@ func WriteSidecar(dir string, b Basebackup, t SidecarTable) (io.Closer, error) {
 		return nil, fmt.Errorf("write sidecar %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// readAll reads the whole object name.
+func readAll(ctx context.Context, store storage.Store, name string) ([]byte, error) {
+	rc, err := store.ReadRange(ctx, name, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
 }

@@ -10,13 +10,14 @@ import (
 	"hash/fnv"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/pierrec/lz4/v4"
+
+	"lbt/storage"
 )
 
 // VerifyReport says what Verify checked and what it found wrong.
@@ -140,14 +141,14 @@ func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyRepo
 	for id, size := range segSize {
 		r.Segments++
 		path := filepath.Join(c.dir, SegmentName(id))
-		f, err := os.Open(path)
+		f, err := storage.OpenReaderAt(ctx, c.store, SegmentName(id))
 		if err != nil {
 			problem("segment %d: %v", id, err)
 			continue
 		}
-		st, err := f.Stat()
-		if err == nil && st.Size() < size {
-			problem("segment %s is %d bytes, the catalog references %d", path, st.Size(), size)
+		st, err := c.store.Stat(ctx, SegmentName(id))
+		if err == nil && st.Size < size {
+			problem("segment %s is %d bytes, the catalog references %d", path, st.Size, size)
 		}
 		if err := checkSegmentHeader(f, id); err != nil {
 			problem("segment %s: %v", path, err)
@@ -155,7 +156,7 @@ func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyRepo
 		f.Close()
 	}
 
-	src := NewBlobSource(c.dir)
+	src := NewBlobSource(ctx, c.store)
 	defer src.Close()
 	var buf []byte
 	rows, err = c.db.QueryContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
@@ -227,18 +228,18 @@ func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyRepo
 		if read {
 			r.BasebackupsRead++
 		}
-		n, msg := c.checkBasebackup(b, read)
+		n, msg := c.checkBasebackup(ctx, b, read)
 		r.BytesRead += n
 		if msg != "" {
 			problem("basebackup %s: %s", b.Path, msg)
 		}
 		// The sidecar is what a catalog rebuilt from the files knows the
 		// basebackup by.
-		if _, err := os.Stat(filepath.Join(c.dir, SidecarName(b.Path))); err != nil {
+		if _, err := c.store.Stat(ctx, SidecarName(b.Path)); err != nil {
 			problem("basebackup %s has no sidecar %s: lbt repair --rebuild-catalog could not rebuild its catalog row (%v)", b.Path, SidecarName(b.Path), err)
 		}
 	}
-	r.Warnings = c.unreferencedFiles(segSize, bases)
+	r.Warnings = c.unreferencedFiles(ctx, segSize, bases)
 	if len(r.Problems) > 0 {
 		return r, &VerifyError{Problems: r.Problems}
 	}
@@ -289,36 +290,35 @@ func (c *Catalog) allBasebackups(ctx context.Context) ([]Basebackup, error) {
 
 // checkBasebackup checks a basebackup file's presence and size, and with
 // readData its checksum, its lz4 frame and its row count.
-func (c *Catalog) checkBasebackup(b Basebackup, readData bool) (int64, string) {
-	path := filepath.Join(c.dir, b.Path)
-	f, err := os.Open(path)
+func (c *Catalog) checkBasebackup(ctx context.Context, b Basebackup, readData bool) (int64, string) {
+	st, err := c.store.Stat(ctx, b.Path)
 	if err != nil {
 		return 0, err.Error()
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err.Error()
-	}
-	if st.Size() != b.Bytes {
-		return 0, fmt.Sprintf("file is %d bytes, the catalog says %d", st.Size(), b.Bytes)
+	if st.Size != b.Bytes {
+		return 0, fmt.Sprintf("file is %d bytes, the catalog says %d", st.Size, b.Bytes)
 	}
 	if !readData {
 		return 0, ""
 	}
+	f, err := c.store.ReadRange(ctx, b.Path, 0, -1)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer f.Close()
 	h := crc32.New(castagnoli)
 	zr := lz4.NewReader(io.TeeReader(f, h))
 	lines, err := countLines(zr)
 	if err != nil {
-		return st.Size(), fmt.Sprintf("does not decompress: %v", err)
+		return st.Size, fmt.Sprintf("does not decompress: %v", err)
 	}
 	if h.Sum32() != b.CRC {
-		return st.Size(), fmt.Sprintf("checksum %08x, the catalog says %08x", h.Sum32(), b.CRC)
+		return st.Size, fmt.Sprintf("checksum %08x, the catalog says %08x", h.Sum32(), b.CRC)
 	}
 	if lines != b.Rows {
-		return st.Size(), fmt.Sprintf("holds %d rows, the catalog says %d", lines, b.Rows)
+		return st.Size, fmt.Sprintf("holds %d rows, the catalog says %d", lines, b.Rows)
 	}
-	return st.Size(), ""
+	return st.Size, ""
 }
 
 func countLines(r io.Reader) (int64, error) {
@@ -339,7 +339,7 @@ func countLines(r io.Reader) (int64, error) {
 
 // unreferencedFiles lists files in the archive that the catalog does not
 // reference: left by a crash before their catalog rows were committed.
-func (c *Catalog) unreferencedFiles(segs map[int64]int64, bases []Basebackup) []string {
+func (c *Catalog) unreferencedFiles(ctx context.Context, segs map[int64]int64, bases []Basebackup) []string {
 	var out []string
 	known := map[string]bool{}
 	for id := range segs {
@@ -349,17 +349,13 @@ func (c *Catalog) unreferencedFiles(segs map[int64]int64, bases []Basebackup) []
 		known[b.Path] = true
 		known[SidecarName(b.Path)] = true
 	}
-	for _, sub := range []string{"segments", "base"} {
-		filepath.WalkDir(filepath.Join(c.dir, sub), func(path string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
+	for _, prefix := range []string{"segments/", "base/"} {
+		list, _ := c.store.List(ctx, prefix) // a warning only: unreadable is not unreferenced
+		for _, f := range list {
+			if !known[f.Name] && !strings.HasSuffix(f.Name, ".partial") {
+				out = append(out, "file not referenced by the catalog: "+f.Name)
 			}
-			rel, _ := filepath.Rel(c.dir, path)
-			if !known[rel] && !strings.HasSuffix(rel, ".partial") {
-				out = append(out, "file not referenced by the catalog: "+rel)
-			}
-			return nil
-		})
+		}
 	}
 	return out
 }
