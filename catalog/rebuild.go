@@ -89,9 +89,9 @@ type rebuilder struct {
 	ctx         context.Context
 	dir         string
 	store       storage.Store // the archive's files
-	tmp         string   // the new catalog's file
-	cat         *Catalog // the new catalog, once the source is known
-	tx          *sql.Tx  // its one transaction
+	tmp         string        // the new catalog's file
+	cat         *Catalog      // the new catalog, once the source is known
+	tx          *sql.Tx       // its one transaction
 	rep         RebuildReport
 	source      *ArchiveRecord
 	created     string

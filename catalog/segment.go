@@ -169,20 +169,29 @@ func CreateSegment(fsys storage.FS, dir string, id int64) (*SegmentWriter, error
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
+	w, err := StartSegment(f, id)
+	if err == nil {
+		err = w.Sync()
+	}
+	if err == nil {
+		err = fsys.SyncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create segment %s: %w", path, err)
+	}
+	return w, nil
+}
+
+// StartSegment writes the header of segment id into f, which is empty,
+// for a segment built elsewhere (a purge's rewrite, in tmp/) and stored
+// whole once complete.
+func StartSegment(f storage.File, id int64) (*SegmentWriter, error) {
 	hdr := make([]byte, SegmentHeaderSize)
 	copy(hdr, segmentMagic)
 	binary.LittleEndian.PutUint64(hdr[8:], uint64(id))
 	if _, err := f.WriteAt(hdr, 0); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create segment %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create segment %s: %w", path, err)
-	}
-	if err := fsys.SyncDir(filepath.Dir(path)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create segment %s: %w", path, err)
+		return nil, fmt.Errorf("create segment %d: %w", id, err)
 	}
 	return &SegmentWriter{ID: id, f: f, size: SegmentHeaderSize}, nil
 }

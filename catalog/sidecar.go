@@ -1,14 +1,12 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 
 	"lbt/schema"
 	"lbt/storage"
@@ -89,44 +87,18 @@ func ParseSidecar(data []byte) (Basebackup, SidecarTable, error) {
 	}, SidecarTable{OID: s.OID, Relfilenode: s.Relfilenode}, nil
 }
 
-// WriteSidecar writes the sidecar of b into the archive in dir, durably:
-// through a temporary name, fsynced, renamed, the directory fsynced. The
-// file it returns holds an flock on the sidecar, so that the clean-up of
-// leftovers leaves it alone: the caller closes it once the catalog row is
-// committed.
-func WriteSidecar(dir string, b Basebackup, t SidecarTable) (io.Closer, error) {
+// WriteSidecar stores the sidecar of b, durably (Store.Put). A running
+// basebackup's files are told from a crash's leftovers by the lock on its
+// data file (dump's clean-up), not on the sidecar.
+func WriteSidecar(ctx context.Context, store storage.Store, b Basebackup, t SidecarTable) error {
 	data, err := EncodeSidecar(b, t)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	path := filepath.Join(dir, SidecarName(b.Path))
-	if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
-		return nil, fmt.Errorf("write sidecar: %w", err)
+	if err := store.Put(ctx, SidecarName(b.Path), bytes.NewReader(data), int64(len(data))); err != nil {
+		return fmt.Errorf("write sidecar: %w", err)
 	}
-	tmp := path + ".partial"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, FileMode)
-	if err != nil {
-		return nil, fmt.Errorf("write sidecar: %w", err)
-	}
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = SyncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		f.Close()
-		os.Remove(tmp) // ours, just written
-		return nil, fmt.Errorf("write sidecar %s: %w", path, err)
-	}
-	return f, nil
+	return nil
 }
 
 // readAll reads the whole object name.

@@ -1,6 +1,7 @@
 package catalog_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/schema"
+	"lbt/storage"
 )
 
 func sampleBasebackup() catalog.Basebackup {
@@ -25,11 +27,10 @@ func sampleBasebackup() catalog.Basebackup {
 func TestSidecar_RoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	b := sampleBasebackup()
-	lock, err := catalog.WriteSidecar(dir, b, catalog.SidecarTable{OID: 16384, Relfilenode: 16390})
+	err := catalog.WriteSidecar(context.Background(), storage.NewLocal(storage.OS{}, dir), b, catalog.SidecarTable{OID: 16384, Relfilenode: 16390})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lock.Close()
 	data, err := os.ReadFile(filepath.Join(dir, catalog.SidecarName(b.Path)))
 	if err != nil {
 		t.Fatal(err)

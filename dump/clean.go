@@ -62,6 +62,13 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 		}
 		asked, pending := false, false
 		ok, err := removeUnlocked(path, func() (bool, error) {
+			if path != filepath.Join(cat.Dir(), final) {
+				// A sidecar, or a file being copied in: the lock that
+				// tells is on the data file.
+				if running, err := dumpRunning(cat.Dir(), tempDir, final); running || err != nil {
+					return false, err
+				}
+			}
 			// Asked under the lock: the writer may have committed its row
 			// just before it let go.
 			var err error
@@ -120,6 +127,45 @@ func removeUnlocked(path string, stray func() (bool, error)) (bool, error) {
 		return false, fmt.Errorf("clean %s: %w", path, err)
 	}
 	return true, nil
+}
+
+// dumpRunning tells whether a basebackup of final's table may be running:
+// one of the table's files in the temp dir is locked, or final itself is.
+// In that order, so that a file renamed from the one to the other in
+// between is seen in one of them.
+func dumpRunning(archiveDir, tempDir, final string) (bool, error) {
+	table := filepath.Base(filepath.Dir(final))
+	partials, err := filepath.Glob(filepath.Join(tempDir, fmt.Sprintf("base-%s-*.partial", table)))
+	if err != nil {
+		return false, err
+	}
+	for _, p := range append(partials, filepath.Join(archiveDir, final)) {
+		locked, err := isLocked(p)
+		if locked || err != nil {
+			return locked, err
+		}
+	}
+	return false, nil
+}
+
+// isLocked tells whether someone holds a lock on path.
+func isLocked(path string) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("clean %s: %w", path, err)
+	}
+	defer f.Close()
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("clean %s: lock: %w", path, err)
+	}
+	return false, nil
 }
 
 // basebackupOf returns the basebackup file (archive-relative) that a file

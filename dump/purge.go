@@ -16,6 +16,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/schema"
+	"lbt/storage"
 )
 
 // PurgeOptions configures Purge. With neither Retention nor
@@ -183,9 +184,9 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts PurgeOptions) (PurgeR
 		for _, p := range paths {
 			// The file first: a sidecar left alone by a crash describes
 			// nothing a rebuilt catalog could use, and is ignored.
-			n, err := removeFile(filepath.Join(cat.Dir(), p))
+			n, err := removeFile(ctx, cat.Store(), p)
 			if err == nil {
-				_, err = removeFile(filepath.Join(cat.Dir(), catalog.SidecarName(p)))
+				_, err = removeFile(ctx, cat.Store(), catalog.SidecarName(p))
 			}
 			if err != nil {
 				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
@@ -318,7 +319,7 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 			return err
 		}
 		for _, id := range retired {
-			n, err := removeFile(filepath.Join(cat.Dir(), catalog.SegmentName(id)))
+			n, err := removeFile(ctx, cat.Store(), catalog.SegmentName(id))
 			if err != nil {
 				return err
 			}
@@ -335,16 +336,12 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 		rep.SegmentsRewritten += len(g)
 		log.Info("rewrote mostly purged segments", "segments", len(g), "into", id, "bytes_freed", freed)
 	}
-	if err := catalog.SyncDir(filepath.Join(cat.Dir(), "segments")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-
 	retired, err := cat.RetiredSegments(ctx)
 	if err != nil {
 		return err
 	}
 	for _, id := range retired {
-		n, err := removeFile(filepath.Join(cat.Dir(), catalog.SegmentName(id)))
+		n, err := removeFile(ctx, cat.Store(), catalog.SegmentName(id))
 		if err != nil {
 			return err
 		}
@@ -365,14 +362,25 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	if err != nil {
 		return 0, 0, err
 	}
-	path := filepath.Join(cat.Dir(), catalog.SegmentName(id))
-	w, err := catalog.CreateSegment(cat.Dir(), id)
+	// Built in tmp/ and stored whole once complete and fsynced: the
+	// Store's Put (a rename for the local directory) makes it appear
+	// entire or not at all.
+	tmpDir := filepath.Join(cat.Dir(), "tmp")
+	if err := os.MkdirAll(tmpDir, catalog.DirMode); err != nil {
+		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
+	}
+	tmp, err := os.CreateTemp(tmpDir, "rewrite-*.lbs")
 	if err != nil {
+		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
+	}
+	defer os.Remove(tmp.Name()) // gone already once stored
+	w, err := catalog.StartSegment(tmp, id)
+	if err != nil {
+		tmp.Close()
 		return 0, 0, err
 	}
 	abandon := func(err error) (int64, int64, error) {
 		w.Close()
-		os.Remove(path)
 		// The reserved row is empty: the next purge retires it.
 		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
 	}
@@ -381,7 +389,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	var frame []byte
 	desc := catalog.NewRewriteDescriber()
 	for _, s := range group {
-		f, err := os.Open(filepath.Join(cat.Dir(), catalog.SegmentName(s.ID)))
+		f, err := storage.OpenReaderAt(ctx, cat.Store(), catalog.SegmentName(s.ID))
 		if err != nil {
 			return abandon(err)
 		}
@@ -433,16 +441,19 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	}
 	size := w.Size()
 	if err := w.Close(); err != nil {
-		os.Remove(path)
 		return 0, 0, err
 	}
+	if err := storage.PutFile(ctx, cat.Store(), catalog.SegmentName(id), tmp.Name()); err != nil {
+		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
+	}
 	if err := cat.MoveBlobs(ctx, id, size, moves, inputs); err != nil {
-		os.Remove(path)
+		// Stored but not referenced: the reserved row is empty, and the
+		// next purge retires it and removes the file.
 		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
 	}
 	freed := -size
 	for _, in := range inputs {
-		n, err := removeFile(filepath.Join(cat.Dir(), catalog.SegmentName(in)))
+		n, err := removeFile(ctx, cat.Store(), catalog.SegmentName(in))
 		if err != nil {
 			return id, freed, err
 		}
@@ -451,19 +462,20 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	return id, freed, nil
 }
 
-// removeFile removes a file and returns its size; a missing file is no error.
-func removeFile(path string) (int64, error) {
-	st, err := os.Stat(path)
+// removeFile deletes an archive file, durably, and returns its size; a
+// missing file is no error.
+func removeFile(ctx context.Context, store storage.Store, name string) (int64, error) {
+	st, err := store.Stat(ctx, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := store.Delete(ctx, name); err != nil {
 		return 0, err
 	}
-	return st.Size(), nil
+	return st.Size, nil
 }
 
 // lockPurge makes sure one purge at a time works on an archive: two would

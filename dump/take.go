@@ -27,6 +27,7 @@ import (
 	"lbt/catalog"
 	"lbt/schema"
 	"lbt/source"
+	"lbt/storage"
 )
 
 // Options configures basebackups.
@@ -261,16 +262,14 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	if err := retryBusy(ctx, func() error { return cat.AddPendingBasebackup(ctx, b.Path) }); err != nil {
 		return catalog.Basebackup{}, err
 	}
-	side, err := catalog.WriteSidecar(cat.Dir(), b, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode})
-	if err != nil {
+	if err := catalog.WriteSidecar(ctx, cat.Store(), b, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode}); err != nil {
 		return catalog.Basebackup{}, err
 	}
-	defer side.Close()
-	held, err := moveIntoArchive(tmp, filepath.Join(cat.Dir(), b.Path))
-	if err != nil {
-		return catalog.Basebackup{}, err
+	// Moved, not copied: the local directory renames the file into base/
+	// (its flock going with it), an object store uploads it from disk.
+	if err := storage.PutFile(ctx, cat.Store(), b.Path, tmp.Name()); err != nil {
+		return catalog.Basebackup{}, fmt.Errorf("move basebackup into archive: %w", err)
 	}
-	defer held.Close()
 	err = retryBusy(ctx, func() error {
 		var err error
 		b.ID, err = cat.AddBasebackup(ctx, b)
@@ -280,69 +279,12 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 		// Unless the row made it after all, nothing references the file:
 		// remove it now rather than leave it to the next clean-up.
 		if has, herr := cat.HasBasebackup(context.Background(), b.Path); herr == nil && !has {
-			os.Remove(filepath.Join(cat.Dir(), b.Path))
-			os.Remove(filepath.Join(cat.Dir(), catalog.SidecarName(b.Path)))
+			cat.Store().Delete(context.Background(), b.Path)
+			cat.Store().Delete(context.Background(), catalog.SidecarName(b.Path))
 		}
 		return catalog.Basebackup{}, err
 	}
 	return b, nil
-}
-
-// moveIntoArchive renames the finished temp file to its place in the
-// archive, copying it when the temp dir is on another file system. It
-// returns the open, locked file now at dst: the caller closes it, which
-// releases the lock, once the catalog references the file.
-func moveIntoArchive(tmp *os.File, dst string) (io.Closer, error) {
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, catalog.DirMode); err != nil {
-		return nil, fmt.Errorf("archive dir: %w", err)
-	}
-	var held io.Closer = io.NopCloser(nil) // tmp is closed by the caller
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		if !errors.Is(err, syscall.EXDEV) {
-			return nil, fmt.Errorf("move basebackup into archive: %w", err)
-		}
-		f, err := copyFile(tmp, dst)
-		if err != nil {
-			return nil, err
-		}
-		held = f
-	}
-	if err := catalog.SyncDir(dir); err != nil {
-		held.Close()
-		return nil, err
-	}
-	return held, nil
-}
-
-// copyFile copies src to dst through dst.partial, locked like the temp file.
-func copyFile(src *os.File, dst string) (*os.File, error) {
-	if _, err := src.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	part := dst + ".partial"
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, catalog.FileMode)
-	if err != nil {
-		return nil, fmt.Errorf("copy basebackup into archive: %w", err)
-	}
-	fail := func(err error) (*os.File, error) {
-		f.Close()
-		os.Remove(part)
-		return nil, fmt.Errorf("copy basebackup into archive: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return fail(err)
-	}
-	if _, err := io.Copy(f, src); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(part, dst); err != nil {
-		return fail(err)
-	}
-	return f, nil
 }
 
 // registerTable finds the table's catalog id by OID, adding the table when

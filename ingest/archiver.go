@@ -230,7 +230,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		return nil, err
 	}
 	if ok {
-		a.seg, err = catalog.OpenSegment(cat.Dir(), active.ID, active.Size)
+		a.seg, err = catalog.OpenSegment(cat.FS(), cat.Dir(), active.ID, active.Size)
 		if err != nil {
 			return nil, err
 		}
@@ -254,10 +254,10 @@ func (a *archiver) newSegment() error {
 	// A header alone with this id is left from a crash before its catalog
 	// row was committed; anything more is data of a newer catalog's, and
 	// is refused, never removed.
-	if err := catalog.RemoveSegmentLeftover(a.cat.Dir(), id); err != nil {
+	if err := catalog.RemoveSegmentLeftover(a.cat.FS(), a.cat.Dir(), id); err != nil {
 		return fatalError{err}
 	}
-	seg, err := catalog.CreateSegment(a.cat.Dir(), id)
+	seg, err := catalog.CreateSegment(a.cat.FS(), a.cat.Dir(), id)
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,7 @@ func Open(ctx context.Context, dir string) (*Inspector, error) {
 	}
 	return &Inspector{
 		cat:      cat,
-		src:      catalog.NewBlobSource(dir),
+		src:      catalog.NewBlobSource(ctx, cat.Store()),
 		blobs:    newBlobCache(256 << 20),
 		sem:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 		versions: make(map[int64]map[int]*version),

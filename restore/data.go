@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/pierrec/lz4/v4"
 
@@ -75,8 +73,7 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	if bb.Path == "" {
 		return nil // the empty start of a table created inside the history (emptyStart)
 	}
-	path := filepath.Join(d.cat.Dir(), bb.Path)
-	f, err := os.Open(path)
+	f, err := d.cat.Store().ReadRange(ctx, bb.Path, 0, -1)
 	if err != nil {
 		return fmt.Errorf("basebackup %d: %w", bb.ID, err)
 	}

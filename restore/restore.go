@@ -280,7 +280,7 @@ func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, prog *progr
 	if len(pl.blobs) == 0 {
 		return red, nil
 	}
-	src := catalog.NewBlobSource(cat.Dir())
+	src := catalog.NewBlobSource(ctx, cat.Store())
 	defer src.Close()
 	// Decompress the next blobs while this one is reduced. The reducer
 	// copies what it keeps, so buffers go back to be reused.

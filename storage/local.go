@@ -102,8 +102,8 @@ func (l *Local) Put(ctx context.Context, name string, r io.Reader, size int64) e
 // PutFile implements FilePutter: on the host's file system it renames the
 // file at path (complete and fsynced by the caller) into place and fsyncs
 // the directory; from another file system, or to an FS other than OS, it
-// copies through Put and removes path. An open handle on path (a flock
-// held on it, say) stays with the stored file when it was renamed.
+// copies through Put and leaves path to the caller. An open handle on path
+// (a flock held on it, say) stays with the stored file when it was renamed.
 func (l *Local) PutFile(ctx context.Context, name, src string) error {
 	if err := checkName(name); err != nil {
 		return err
@@ -130,10 +130,7 @@ func (l *Local) PutFile(ctx context.Context, name, src string) error {
 		return fmt.Errorf("put %s: %w", name, err)
 	}
 	defer f.Close()
-	if err := l.Put(ctx, name, f, -1); err != nil {
-		return err
-	}
-	return OS{}.Remove(src)
+	return l.Put(ctx, name, f, -1)
 }
 
 // ReadRange implements Store.

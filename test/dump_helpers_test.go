@@ -277,7 +277,7 @@ func applyFrom(t *testing.T, cat *catalog.Catalog, tableID int64, base catalog.B
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := catalog.NewBlobSource(cat.Dir())
+	src := catalog.NewBlobSource(ctx, cat.Store())
 	defer src.Close()
 	err = src.EachChange(blobs, func(_ catalog.Blob, ch catalog.Change) error {
 		if ch.CommitLSN < base.LSN || ch.CommitLSN > upTo {

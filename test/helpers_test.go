@@ -149,7 +149,7 @@ func readArchive(t *testing.T, dir, table string) (schema.Table, []archivedChang
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := catalog.NewBlobSource(dir)
+	src := catalog.NewBlobSource(ctx, cat.Store())
 	defer src.Close()
 	var out []archivedChange
 	err = src.EachChange(blobs, func(_ catalog.Blob, ch catalog.Change) error {

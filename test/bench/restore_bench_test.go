@@ -200,7 +200,7 @@ func restoreBenchStatements(b *testing.B, dir string, base catalog.Basebackup, n
 	if err != nil {
 		b.Fatal(err)
 	}
-	src := catalog.NewBlobSource(dir)
+	src := catalog.NewBlobSource(ctx, cat.Store())
 	defer src.Close()
 	lit := func(v catalog.Value) string {
 		if v.Kind == catalog.ValueNull {
