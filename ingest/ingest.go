@@ -31,6 +31,7 @@ import (
 	"lbt/catalog"
 	"lbt/schema"
 	"lbt/source"
+	archive "lbt/storage"
 )
 
 // Options configures the backup daemon. NewOptions gives the defaults.
@@ -63,6 +64,10 @@ type Options struct {
 	Ready func()
 	// Metrics, when set, receive the daemon's figures.
 	Metrics *Metrics
+	// FS, when set, holds the archive's files (segments) in place of the
+	// host's file system: a crash-simulation test's storage.MemFS. The
+	// catalog, LOCK and tmp/ stay on the host.
+	FS archive.FS
 }
 
 func (o *Options) tempDir() string {
@@ -363,6 +368,9 @@ func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {
 	if err := cat.SetSynchronous(ctx, d.opts.Fsync); err != nil {
 		cat.Close()
 		return err
+	}
+	if fsys := d.opts.FS; fsys != nil {
+		cat.SetFiles(fsys, archive.NewLocal(fsys, d.opts.ArchiveDir))
 	}
 	d.cat = cat
 	return nil

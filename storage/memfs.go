@@ -33,6 +33,7 @@ type MemFS struct {
 	ops       int64 // operations that changed something, ever
 	failAt    int64 // ops at which it fails; 0 never
 	failed    bool
+	down      chan struct{} // closed when it fails
 	syncCount int64
 }
 
@@ -49,7 +50,7 @@ type memNode struct {
 
 // NewCrashableMem returns an empty MemFS with a root directory "/".
 func NewCrashableMem() *MemFS {
-	m := &MemFS{dirs: map[string]*memDir{}}
+	m := &MemFS{dirs: map[string]*memDir{}, down: make(chan struct{})}
 	m.dirs["/"] = newMemDir()
 	return m
 }
@@ -65,7 +66,23 @@ func (m *MemFS) FailAfter(n int64) {
 	defer m.mu.Unlock()
 	m.failAt = m.ops + max(n, 0)
 	if n <= 0 {
+		m.fail()
+	}
+}
+
+// Down is closed once the crash point is reached, so that a test can stop
+// the process that crashed at once.
+func (m *MemFS) Down() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.down
+}
+
+// fail marks the file system gone. The caller holds mu.
+func (m *MemFS) fail() {
+	if !m.failed {
 		m.failed = true
+		close(m.down)
 	}
 }
 
@@ -97,7 +114,11 @@ func (m *MemFS) Crash() {
 			d.entries[name] = n
 		}
 	}
-	m.failAt, m.failed = 0, false
+	m.failAt = 0
+	if m.failed {
+		m.failed = false
+		m.down = make(chan struct{})
+	}
 }
 
 // change counts one operation that changes something and reports whether
@@ -107,7 +128,7 @@ func (m *MemFS) change() error {
 		return err
 	}
 	if m.failAt > 0 && m.ops >= m.failAt {
-		m.failed = true
+		m.fail()
 		return ErrCrashed
 	}
 	m.ops++
