@@ -22,6 +22,7 @@ type dataSource struct {
 	red  *reducer
 	td   *tableDef
 	prog *progress
+	base io.ReadCloser // the basebackup, opened with the plan; nil: opened here
 
 	missingFields [][]byte // see missing
 }
@@ -73,11 +74,14 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	if bb.Path == "" {
 		return nil // the empty start of a table created inside the history (emptyStart)
 	}
-	f, err := d.cat.Store().ReadRange(ctx, bb.Path, 0, -1)
-	if err != nil {
-		return fmt.Errorf("basebackup %d: %w", bb.ID, err)
+	f := d.base
+	if f == nil {
+		var err error
+		if f, err = d.cat.Store().ReadRange(ctx, bb.Path, 0, -1); err != nil {
+			return fmt.Errorf("basebackup %d: %w", bb.ID, err)
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	merge, err := d.red.merger(d.pl.shapes.def)
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)
