@@ -49,7 +49,10 @@ bench:
 bench-scale:
 	$(GO) test -tags scale -run '^$$' -bench BenchmarkRestoreScale -benchtime 1x -timeout 2h ./test/bench/
 
+# The crash simulation of test/crashsim_test.go, through many more crashes.
+CRASH_POINTS ?= 200
 soak:
+	LBT_CRASH_POINTS=$(CRASH_POINTS) $(GO) test -count=1 -timeout 2h ./test -run 'TestCrashSim_ArchiveRestoresExactlyAfterEveryCrash'
 	@if [ -d test/soak ]; then \
 		$(GO) test -count=1 -v -timeout 2h ./test/soak/...; \
 	else \

@@ -356,6 +356,18 @@ func (s *BlobSource) file(id int64) (storage.ReaderAtCloser, error) {
 	return f, nil
 }
 
+// Open opens the segments ids now rather than at their first read, so
+// that a purge removing one afterwards does not matter (an open file stays
+// readable) and one that removed it already is seen at once.
+func (s *BlobSource) Open(ids ...int64) error {
+	for _, id := range ids {
+		if _, err := s.file(id); err != nil {
+			return fmt.Errorf("segment %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
 // EachChange calls fn with every change in blobs, in order, reading and
 // checking each blob once. The change's tuples are valid only during fn.
 func (s *BlobSource) EachChange(blobs []Blob, fn func(Blob, Change) error) error {

@@ -23,6 +23,9 @@ type dataSource struct {
 	red  *reducer
 	td   *tableDef
 	prog *progress
+	// bases are the basebackup's files, opened with the plan, in the
+	// order of its Files; none: opened here
+	bases []io.ReadCloser
 
 	missingFields [][]byte // see missing
 }
@@ -86,8 +89,12 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	}
 	pass := merge.passAll()
 	var rows int64
-	for _, c := range bb.Files() {
-		err := readBaseFile(ctx, d.cat.Store(), bb, c, d.prog, func(line []byte, fields [][]byte) error {
+	for k, c := range bb.Files() {
+		var f io.ReadCloser
+		if k < len(d.bases) {
+			f = d.bases[k]
+		}
+		err := readBaseFile(ctx, d.cat.Store(), bb, c, f, d.prog, func(line []byte, fields [][]byte) error {
 			rows++
 			if !pass {
 				keep, err := merge.keep(fields)
@@ -113,15 +120,18 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	return nil
 }
 
-// readBaseFile reads one file of basebackup bb and calls row with each
-// row's line (without its newline) and fields, then checks the file's
-// checksum and row count against the catalog's.
-func readBaseFile(ctx context.Context, store storage.Store, bb catalog.Basebackup, c catalog.Chunk, prog *progress, row func(line []byte, fields [][]byte) error) error {
-	f, err := store.ReadRange(ctx, c.Path, 0, -1)
-	if err != nil {
-		return fmt.Errorf("basebackup %d: %w", bb.ID, err)
+// readBaseFile reads one file of basebackup bb (from f when it is open
+// already) and calls row with each row's line (without its newline) and
+// fields, then checks the file's checksum and row count against the
+// catalog's.
+func readBaseFile(ctx context.Context, store storage.Store, bb catalog.Basebackup, c catalog.Chunk, f io.ReadCloser, prog *progress, row func(line []byte, fields [][]byte) error) error {
+	if f == nil {
+		var err error
+		if f, err = store.ReadRange(ctx, c.Path, 0, -1); err != nil {
+			return fmt.Errorf("basebackup %d: %w", bb.ID, err)
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	crc := &crcReader{r: f}
 	br := bufio.NewReaderSize(lz4.NewReader(crc), 1<<20)
 	width := len(bb.Definition.Table.Columns)

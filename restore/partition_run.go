@@ -110,7 +110,7 @@ func runPartitioned(ctx context.Context, cat *catalog.Catalog, opts Options, pt 
 		memory = max(memory/int64(len(parts)), 1<<20)
 	}
 	for _, lr := range parts {
-		if lr.red, err = readDeltas(ctx, cat, lr.pl, prog, memory, opts.TempDir); err != nil {
+		if lr.red, err = readDeltas(ctx, cat, lr.pl, nil, prog, memory, opts.TempDir); err != nil {
 			return res, fmt.Errorf("partition %s: %w", nameOf(lr.node), err)
 		}
 		defer lr.red.close()

@@ -143,13 +143,17 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 			return runPartitioned(ctx, cat, opts, pt, start)
 		}
 	}
-	pl, warnings, err := makePlan(ctx, cat, &opts)
+	pl, warnings, files, err := planAndOpen(ctx, cat, opts.Logger, func() (*plan, []string, error) {
+		pl, warnings, err := makePlan(ctx, cat, &opts)
+		if err == nil {
+			err = checkPartitionHistory(ctx, cat, pl)
+		}
+		return pl, warnings, err
+	})
 	if err != nil {
 		return Result{}, err
 	}
-	if err := checkPartitionHistory(ctx, cat, pl); err != nil {
-		return Result{}, err
-	}
+	defer files.close()
 	if pt != nil {
 		warnings = append(warnings, pt.warnings...)
 		warnings = append(warnings, viaRootWarning)
@@ -187,7 +191,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 
 	prog := startProgress(opts.Progress, res.Table, pl.bb.RawBytes+pl.deltaBytes)
 	defer prog.finish()
-	red, err := readDeltas(ctx, cat, pl, prog, opts.Memory, opts.TempDir)
+	red, err := readDeltas(ctx, cat, pl, files.src, prog, opts.Memory, opts.TempDir)
 	if err != nil {
 		return res, err
 	}
@@ -204,7 +208,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 	notNull := td.settleNotNull(nulls)
 	td.warnings = append(td.warnings, notNull...)
 	res.Warnings = append(res.Warnings, notNull...)
-	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog}
+	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog, bases: files.bases}
 	var out loadResult
 	if opts.SQL != nil {
 		out, err = writeScript(ctx, cat, &opts, pl, td, d)
@@ -274,8 +278,9 @@ func checkCounts(pl *plan, red *reducer, verify bool) (int64, error) {
 	return rows, nil
 }
 
-// readDeltas reads the plan's blobs in commit order and reduces them.
-func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, prog *progress, memory int64, tempDir string) (red *reducer, err error) {
+// readDeltas reads the plan's blobs in commit order, from src or when nil
+// from a source of its own, and reduces them.
+func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, src *catalog.BlobSource, prog *progress, memory int64, tempDir string) (red *reducer, err error) {
 	hint := int(min(pl.changes, 1<<24))
 	if memory > 0 {
 		hint = min(hint, int(memory/256))
@@ -291,8 +296,10 @@ func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, prog *progr
 	if len(pl.blobs) == 0 {
 		return red, nil
 	}
-	src := catalog.NewBlobSource(ctx, cat.Store())
-	defer src.Close()
+	if src == nil {
+		src = catalog.NewBlobSource(ctx, cat.Store())
+		defer src.Close()
+	}
 	// Decompress the next blobs while this one is reduced. The reducer
 	// copies what it keeps, so buffers go back to be reused.
 	type read struct {

@@ -67,7 +67,7 @@ func ScanKeys(ctx context.Context, cat *catalog.Catalog, o Options, want func(ke
 		return st, err
 	}
 	prog := startProgress(nil, st.Table, 0)
-	red, err := readDeltas(ctx, cat, pl, prog, o.Memory, o.TempDir)
+	red, err := readDeltas(ctx, cat, pl, nil, prog, o.Memory, o.TempDir)
 	if err != nil {
 		return st, err
 	}

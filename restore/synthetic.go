@@ -73,7 +73,7 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, w io.Wr
 		return Synthesized{}, err
 	}
 	prog := startProgress(nil, name, 0)
-	red, err := readDeltas(ctx, cat, pl, prog, opts.Memory, opts.TempDir)
+	red, err := readDeltas(ctx, cat, pl, nil, prog, opts.Memory, opts.TempDir)
 	if err != nil {
 		return Synthesized{}, err
 	}

@@ -34,6 +34,7 @@ type MemFS struct {
 	failAt    int64 // ops at which it fails; 0 never
 	failed    bool
 	down      chan struct{} // closed when it fails
+	crashedAt string        // the operation that failed first
 	syncCount int64
 }
 
@@ -65,6 +66,7 @@ func (m *MemFS) FailAfter(n int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.failAt = m.ops + max(n, 0)
+	m.crashedAt = ""
 	if n <= 0 {
 		m.fail()
 	}
@@ -92,6 +94,14 @@ func (m *MemFS) Ops() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.ops
+}
+
+// CrashedAt names the operation at which the last crash point was hit
+// ("sync /archive/segments/00000003.lbs"), or "" when it was not.
+func (m *MemFS) CrashedAt() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.crashedAt
 }
 
 // Syncs is the number of File.Sync and SyncDir calls that succeeded.
@@ -123,12 +133,13 @@ func (m *MemFS) Crash() {
 
 // change counts one operation that changes something and reports whether
 // it may run. The caller holds mu.
-func (m *MemFS) change() error {
+func (m *MemFS) change(op, name string) error {
 	if err := m.alive(); err != nil {
 		return err
 	}
 	if m.failAt > 0 && m.ops >= m.failAt {
 		m.fail()
+		m.crashedAt = op + " " + name
 		return ErrCrashed
 	}
 	m.ops++
@@ -162,7 +173,7 @@ func (m *MemFS) Create(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.change(); err != nil {
+	if err := m.change("create", name); err != nil {
 		return nil, err
 	}
 	if _, ok := d.entries[base]; ok || m.dirs[clean(name)] != nil {
@@ -170,7 +181,7 @@ func (m *MemFS) Create(name string) (File, error) {
 	}
 	n := &memNode{modTime: time.Now()}
 	d.entries[base] = n
-	return &memFile{fs: m, node: n, name: base, write: true}, nil
+	return &memFile{fs: m, node: n, name: base, path: clean(name), write: true}, nil
 }
 
 func (m *MemFS) open(op, name string, write bool) (File, error) {
@@ -187,7 +198,7 @@ func (m *MemFS) open(op, name string, write bool) (File, error) {
 	if !ok {
 		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 	}
-	return &memFile{fs: m, node: n, name: base, write: write}, nil
+	return &memFile{fs: m, node: n, name: base, path: clean(name), write: write}, nil
 }
 
 // Open implements FS.
@@ -208,7 +219,7 @@ func (m *MemFS) Rename(oldname, newname string) error {
 	if err != nil {
 		return err
 	}
-	if err := m.change(); err != nil {
+	if err := m.change("rename", oldname); err != nil {
 		return err
 	}
 	n, ok := od.entries[ob]
@@ -228,7 +239,7 @@ func (m *MemFS) Remove(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := m.change(); err != nil {
+	if err := m.change("remove", name); err != nil {
 		return err
 	}
 	if _, ok := d.entries[base]; !ok {
@@ -246,7 +257,7 @@ func (m *MemFS) MkdirAll(dir string) error {
 	if _, ok := m.dirs[dir]; ok {
 		return m.alive()
 	}
-	if err := m.change(); err != nil {
+	if err := m.change("mkdir", dir); err != nil {
 		return err
 	}
 	for p := dir; ; p = filepath.Dir(p) {
@@ -271,7 +282,7 @@ func (m *MemFS) SyncDir(dir string) error {
 	if !ok {
 		return &fs.PathError{Op: "fsync", Path: dir, Err: fs.ErrNotExist}
 	}
-	if err := m.change(); err != nil {
+	if err := m.change("fsync", dir); err != nil {
 		return err
 	}
 	d.durable = make(map[string]*memNode, len(d.entries))
@@ -341,6 +352,7 @@ type memFile struct {
 	fs     *MemFS
 	node   *memNode
 	name   string
+	path   string
 	off    int64
 	write  bool
 	closed bool
@@ -357,7 +369,7 @@ func (f *memFile) check(op string, write bool) error {
 		return &fs.PathError{Op: op, Path: f.name, Err: fs.ErrPermission}
 	}
 	if write {
-		return f.fs.change()
+		return f.fs.change(op, f.path)
 	}
 	return nil
 }
