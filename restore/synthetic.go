@@ -51,13 +51,19 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, w io.Wr
 	if pt != nil {
 		return Synthesized{}, fmt.Errorf("%w: %s is a partitioned table", ErrNotSynthesizable, opts.Table)
 	}
-	pl, _, err := makePlan(ctx, cat, &opts)
+	// The files are opened with the plan, as a restore's: a purge running
+	// beside it (the scheduler's) cannot take them away.
+	pl, _, files, err := planAndOpen(ctx, cat, opts.Logger, func() (*plan, []string, error) {
+		pl, warnings, err := makePlan(ctx, cat, &opts)
+		if err == nil {
+			err = checkPartitionHistory(ctx, cat, pl)
+		}
+		return pl, warnings, err
+	})
 	if err != nil {
 		return Synthesized{}, err
 	}
-	if err := checkPartitionHistory(ctx, cat, pl); err != nil {
-		return Synthesized{}, err
-	}
+	defer files.close()
 	name := pl.source.QualifiedName()
 	switch {
 	case pl.bb.Path == "":
@@ -73,7 +79,7 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, w io.Wr
 		return Synthesized{}, err
 	}
 	prog := startProgress(nil, name, 0)
-	red, err := readDeltas(ctx, cat, pl, nil, prog, opts.Memory, opts.TempDir)
+	red, err := readDeltas(ctx, cat, pl, files.src, prog, opts.Memory, opts.TempDir)
 	if err != nil {
 		return Synthesized{}, err
 	}
@@ -82,7 +88,7 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, w io.Wr
 	if err != nil {
 		return Synthesized{}, err
 	}
-	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog}
+	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog, bases: files.bases}
 	st, err := d.write(ctx, w)
 	if err != nil {
 		return Synthesized{}, err
