@@ -13,6 +13,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/schema"
+	"lbt/source"
 )
 
 // Reasons recorded with basebackups the scheduler takes, in the order it
@@ -378,22 +379,15 @@ func (s *scheduler) loadInitial(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, `SELECT c.oid FROM pg_publication_tables pt
-		JOIN pg_namespace n ON n.nspname = pt.schemaname
-		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
-		WHERE pt.pubname = $1`, s.opts.Publication)
+	tables, err := source.PublishedTables(ctx, conn, s.opts.Publication)
 	if err != nil {
-		return fmt.Errorf("list the tables of publication %s: %w", s.opts.Publication, err)
+		return err
 	}
-	oids, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
-	if err != nil {
-		return fmt.Errorf("list the tables of publication %s: %w", s.opts.Publication, err)
-	}
-	for _, oid := range oids {
-		s.state(oid).initial = true
+	for _, t := range tables {
+		s.state(t.OID).initial = true
 	}
 	s.initial = true
-	s.log.Info("initial basebackups requested", "tables", len(oids))
+	s.log.Info("initial basebackups requested", "tables", len(tables))
 	return nil
 }
 
@@ -500,24 +494,15 @@ func (s *scheduler) resolve(ctx context.Context, jobs []job) ([]job, error) {
 	for i, j := range jobs {
 		oids[i] = j.oid
 	}
-	rows, err := conn.Query(ctx, `SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = ANY($1) AND c.relkind IN ('r', 'p')`, oids)
+	rels, err := source.Relations(ctx, conn, oids)
 	if err != nil {
-		return nil, fmt.Errorf("look up tables on the source: %w", err)
+		return nil, err
 	}
 	names := map[uint32]string{}
-	for rows.Next() {
-		var oid uint32
-		var nsp, rel string
-		if err := rows.Scan(&oid, &nsp, &rel); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("look up tables on the source: %w", err)
+	for oid, r := range rels {
+		if r.Kind == 'r' || r.Kind == 'p' {
+			names[oid] = schema.Table{Schema: r.Schema, Name: r.Name}.QualifiedName()
 		}
-		names[oid] = schema.Table{Schema: nsp, Name: rel}.QualifiedName()
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("look up tables on the source: %w", err)
 	}
 	out := jobs[:0]
 	for _, j := range jobs {
@@ -535,13 +520,7 @@ func (s *scheduler) resolve(ctx context.Context, jobs []job) ([]job, error) {
 }
 
 func (s *scheduler) connect(ctx context.Context) (*pgx.Conn, error) {
-	cc, _ := pgx.ParseConfig("")
-	cc.Config = *s.opts.Conn.Copy()
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		return nil, fmt.Errorf("connect to the source: %w", err)
-	}
-	return conn, nil
+	return source.Connect(ctx, s.opts.Conn)
 }
 
 // purge runs Purge with the retention settings and logs what it did.

@@ -220,11 +220,9 @@ func snapshot(ctx context.Context, log hclog.Logger, pc *pgconn.Config, wait sou
 		}
 	}()
 	for range jobs {
-		cc, _ := pgx.ParseConfig("")
-		cc.Config = *pc.Copy()
-		conn, err := pgx.ConnectConfig(ctx, cc)
+		conn, err := source.Connect(ctx, pc)
 		if err != nil {
-			return nil, fmt.Errorf("connect: %w", err)
+			return nil, err
 		}
 		tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 		if err != nil {
@@ -253,7 +251,7 @@ func snapshot(ctx context.Context, log hclog.Logger, pc *pgconn.Config, wait sou
 func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, s *snap, oid uint32) (catalog.Basebackup, error) {
 	started := time.Now()
 	tx, point := s.txs[0], s.point
-	def, seqs, err := describe(ctx, tx, oid)
+	def, seqs, err := source.DescribeDefinition(ctx, tx, oid)
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}
@@ -348,7 +346,7 @@ type blockRange struct{ from, to uint64 }
 // row escapes whatever the size read now (the snapshot sees no row in
 // blocks added after it, and VACUUM cannot take away a block holding a
 // row it still sees).
-func chunkRanges(ctx context.Context, tx pgx.Tx, oid uint32, def described, tidRanges bool, opts Options) ([]blockRange, error) {
+func chunkRanges(ctx context.Context, tx pgx.Tx, oid uint32, def source.TableDefinition, tidRanges bool, opts Options) ([]blockRange, error) {
 	whole := []blockRange{{}}
 	if !tidRanges || def.Partitioned || len(def.Table.Columns) == 0 {
 		return whole, nil
@@ -393,7 +391,7 @@ type chunkFile struct {
 // copyChunks copies each range of the table into a temp file of its own,
 // on all the snapshot's connections at once. The files it returns (also
 // on error: those it created) are the caller's to close and remove.
-func copyChunks(ctx context.Context, opts Options, s *snap, def described, tableID int64, ranges []blockRange) ([]*chunkFile, error) {
+func copyChunks(ctx context.Context, opts Options, s *snap, def source.TableDefinition, tableID int64, ranges []blockRange) ([]*chunkFile, error) {
 	files := make([]*chunkFile, len(ranges))
 	next := make(chan int, len(ranges))
 	for k := range ranges {
@@ -428,7 +426,7 @@ func copyChunks(ctx context.Context, opts Options, s *snap, def described, table
 }
 
 // copyChunk copies one range of the table into a new temp file, compressed.
-func copyChunk(ctx context.Context, opts Options, tx pgx.Tx, def described, tableID int64, point uint64, k int, r blockRange, ranged bool) (*chunkFile, error) {
+func copyChunk(ctx context.Context, opts Options, tx pgx.Tx, def source.TableDefinition, tableID int64, point uint64, k int, r blockRange, ranged bool) (*chunkFile, error) {
 	f, err := createChunk(opts.TempDir, tableID)
 	if err != nil {
 		return f, err
@@ -486,7 +484,7 @@ func (f *chunkFile) finish() error {
 
 // copySQL is the COPY of the table's columns (of one range of its blocks
 // when ranged) in the definition's order.
-func copySQL(def described, r blockRange, ranged bool) string {
+func copySQL(def source.TableDefinition, r blockRange, ranged bool) string {
 	cols := make([]string, len(def.Table.Columns))
 	for i, c := range def.Table.Columns {
 		cols[i] = schema.QuoteIdent(c.Name)

@@ -11,11 +11,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lbt/catalog"
 	"lbt/schema"
+	"lbt/source"
 )
 
 const (
@@ -38,7 +38,7 @@ type archiver struct {
 	log    hclog.Logger
 	opts   *Options
 	cat    *catalog.Catalog
-	lookup *pgx.Conn // resolves type names and primary keys of new schema versions
+	lookup sourceLookup // what the stream does not say: type names, storage, creations, drops, trees
 	ctx    context.Context
 
 	seg        *catalog.SegmentWriter
@@ -88,7 +88,7 @@ type archiver struct {
 	seen          map[uint32]sourcePoint // where each table was last found on the source
 	lastDropCheck time.Time
 	pubAllTables  *bool                   // the publication is FOR ALL TABLES; nil until asked
-	startXmax     uint64                  // xmax of a snapshot at the session's start (createdSinceStart); 0 unknown
+	startXmax     uint64                  // xmax of a snapshot at the session's start (creation); 0 unknown
 	suspects      map[uint32]shapeSuspect // tables whose source description changed unseen by the stream (quietddl.go)
 }
 
@@ -158,17 +158,17 @@ type table struct {
 	act catalog.TableActivity // since the last flush
 
 	// What tells whether the next description follows exactly from this one.
-	desc      schema.Table // the last description: def, or what a captured DDL showed since
-	storage   storage      // as last read on the source
-	truncXid  uint32       // xid of the last TRUNCATE the stream carried since then, 0 for none
-	versionAt uint64       // FromLSN of the current schema version
-	lastLSN   uint64       // commit LSN of the table's last archived transaction, 0 for none
-	lastTime  time.Time    // its commit time
+	desc      schema.Table   // the last description: def, or what a captured DDL showed since
+	storage   source.Storage // as last read on the source
+	truncXid  uint32         // xid of the last TRUNCATE the stream carried since then, 0 for none
+	versionAt uint64         // FromLSN of the current schema version
+	lastLSN   uint64         // commit LSN of the table's last archived transaction, 0 for none
+	lastTime  time.Time      // its commit time
 	// commit LSN of the transaction in which the table was last described
 	describedAt uint64
 }
 
-func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *catalog.Catalog, lookup *pgx.Conn,
+func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *catalog.Catalog, lookup sourceLookup,
 	published map[uint32]bool, epoch int64, durable *atomic.Uint64) (*archiver, error) {
 	a := &archiver{
 		// Not cancelled with the session: the final flush at shutdown must
@@ -209,7 +209,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		v := versions[len(versions)-1]
 		m := marks[r.ID]
 		t := &table{id: r.ID, oid: r.OID, def: v.Table, desc: v.Table, version: v.Version, keyCols: v.KeyColumns(), tracked: true,
-			storage: storage{relfilenode: m.Description.Relfilenode}, versionAt: v.FromLSN, lastLSN: m.LastChangeLSN, lastTime: m.LastChangeTime}
+			storage: source.Storage{Relfilenode: m.Description.Relfilenode}, versionAt: v.FromLSN, lastLSN: m.LastChangeLSN, lastTime: m.LastChangeTime}
 		if m.Description.Known {
 			t.desc = m.Description.Table
 		}
@@ -413,7 +413,7 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 			if err != nil {
 				return err
 			}
-			t.desc, t.storage.relfilenode = v.Table, d.Relfilenode
+			t.desc, t.storage.Relfilenode = v.Table, d.Relfilenode
 			if d.Known {
 				t.desc = d.Table
 			}
@@ -436,7 +436,7 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	// rows (a new relfilenode) or a column dropped and added again (a new
 	// attnum) from nothing at all.
 	dctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
-	st, err := describeTable(dctx, a.lookup, m.RelationID, &def)
+	st, err := a.lookup.DescribeRelation(dctx, m.RelationID, &def)
 	cancel()
 	if err != nil {
 		return err
@@ -470,15 +470,9 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 				return err
 			}
 		}
-		created, err := a.createdHere(m.RelationID)
+		created, since, err := a.creation(m.RelationID)
 		if err != nil {
 			return err
-		}
-		since := false
-		if !created {
-			if since, err = a.createdSinceStart(m.RelationID); err != nil {
-				return err
-			}
 		}
 		if t.id, err = w.AddTable(m.RelationID, from); err != nil {
 			return err
@@ -522,7 +516,7 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 // which the scheduler takes at once.
 // With untilTruncate the span is recorded at the commit unless a TRUNCATE
 // of the table in this transaction explains the new storage.
-func (a *archiver) noteStorage(w *catalog.Writer, t *table, def schema.Table, st storage, inexact string, untilTruncate bool, seen uint64) error {
+func (a *archiver) noteStorage(w *catalog.Writer, t *table, def schema.Table, st source.Storage, inexact string, untilTruncate bool, seen uint64) error {
 	if inexact != "" {
 		g := catalog.TableGap{TableID: t.id, SeenLSN: seen, Reason: inexact}
 		switch {
@@ -560,11 +554,11 @@ func (t *table) spanStart() (uint64, time.Time) {
 // setDescription records the table as now read on the source when it
 // differs from the last description, so that after a restart the next one
 // is compared with it.
-func (a *archiver) setDescription(w *catalog.Writer, t *table, desc schema.Table, st storage) error {
-	if st.relfilenode == t.storage.relfilenode && t.desc.SameShape(desc) {
+func (a *archiver) setDescription(w *catalog.Writer, t *table, desc schema.Table, st source.Storage) error {
+	if st.Relfilenode == t.storage.Relfilenode && t.desc.SameShape(desc) {
 		return nil
 	}
-	return w.SetDescription(t.id, catalog.TableDescription{Relfilenode: st.relfilenode, Table: desc})
+	return w.SetDescription(t.id, catalog.TableDescription{Relfilenode: st.Relfilenode, Table: desc})
 }
 
 // pendingGap is an inexact span that a TRUNCATE later in the transaction

@@ -24,7 +24,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -214,9 +213,9 @@ func (d *daemon) close() {
 // session connects, checks, streams until an error or ctx ends, and closes.
 func (d *daemon) session(ctx context.Context) error {
 	o := d.opts
-	conn, err := pgx.ConnectConfig(ctx, connConfig(o.Conn))
+	conn, err := source.Connect(ctx, o.Conn)
 	if err != nil {
-		return fmt.Errorf("connect to source %s: %w", describeConn(o.Conn), err)
+		return err
 	}
 	defer conn.Close(context.Background())
 	info, err := checkSource(ctx, conn)
@@ -234,7 +233,7 @@ func (d *daemon) session(ctx context.Context) error {
 	}
 	repl, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
-		return fmt.Errorf("open replication connection to %s: %w", describeConn(o.Conn), err)
+		return fmt.Errorf("open replication connection to %s: %w", source.ConnLabel(o.Conn), err)
 	}
 	defer repl.Close(context.Background())
 	sys, err := pglogrepl.IdentifySystem(ctx, repl)
@@ -242,8 +241,8 @@ func (d *daemon) session(ctx context.Context) error {
 		return fmt.Errorf("identify system: %w", err)
 	}
 	info.systemID, info.timeline = sys.SystemID, sys.Timeline
-	source := catalog.Source{SystemID: sys.SystemID, Database: info.database, ServerVersion: strconv.Itoa(info.serverVersion)}
-	if err := d.openCatalog(ctx, source); err != nil {
+	origin := catalog.Source{SystemID: sys.SystemID, Database: info.database, ServerVersion: strconv.Itoa(info.serverVersion)}
+	if err := d.openCatalog(ctx, origin); err != nil {
 		return err
 	}
 	if pos, _, err := d.cat.Position(ctx); err != nil {
@@ -261,15 +260,15 @@ func (d *daemon) session(ctx context.Context) error {
 	} else if created {
 		d.log.Info("created publication FOR ALL TABLES", "publication", o.Publication)
 	}
-	tables, err := publishedTables(ctx, conn, o.Publication)
+	tables, err := source.PublishedTables(ctx, conn, o.Publication)
 	if err != nil {
 		return err
 	}
 	published := make(map[uint32]bool, len(tables))
 	for _, t := range tables {
-		published[t.oid] = true
-		if p := replicaIdentityProblem(t.name, t.replident, t.hasKey); p != "" {
-			d.log.Warn(p, "table", t.name)
+		published[t.OID] = true
+		if p := replicaIdentityProblem(t.Name, t.ReplicaIdentity, t.HasKey); p != "" {
+			d.log.Warn(p, "table", t.Name)
 		}
 	}
 	if !o.TrackNewTables {
@@ -292,8 +291,8 @@ func (d *daemon) session(ctx context.Context) error {
 	// put back) must not cut or overwrite what it does not know. Without
 	// the slot, the server sends nothing again.
 	resend := uint64(math.MaxUint64)
-	if slot.exists {
-		resend = uint64(slot.confirmedFlush)
+	if slot.Exists {
+		resend = uint64(slot.ConfirmedFlush)
 	}
 	if err := d.cat.CheckFiles(ctx, resend); err != nil {
 		return fatalError{err}
@@ -306,14 +305,14 @@ func (d *daemon) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	start := max(pos.EndLSN, uint64(slot.confirmedFlush))
-	if !slot.exists {
+	start := max(pos.EndLSN, uint64(slot.ConfirmedFlush))
+	if !slot.Exists {
 		start = max(pos.EndLSN, epoch.StartLSN)
 	}
 
 	var durable atomic.Uint64
 	durable.Store(start)
-	a, err := newArchiver(ctx, d.log, o, d.cat, conn, published, epoch.ID, &durable)
+	a, err := newArchiver(ctx, d.log, o, d.cat, source.NewLookup(conn), published, epoch.ID, &durable)
 	if err != nil {
 		return err
 	}
@@ -338,13 +337,6 @@ func (d *daemon) session(ctx context.Context) error {
 		o.Ready()
 	}
 	return stream(ctx, d.log, o, repl, a, &durable)
-}
-
-// connConfig turns the pgconn settings into a pgx.ConnConfig.
-func connConfig(c *pgconn.Config) *pgx.ConnConfig {
-	cc, _ := pgx.ParseConfig("")
-	cc.Config = *c.Copy()
-	return cc
 }
 
 func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {
@@ -380,7 +372,7 @@ func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {
 // feeds. A missing slot for an existing archive, or a slot that something
 // else advanced past the archive, starts a new epoch: changes in between
 // are lost, and the archive says so instead of hiding a gap.
-func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot slotInfo) (catalog.Epoch, error) {
+func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot source.Slot) (catalog.Epoch, error) {
 	o := d.opts
 	epochs, err := d.cat.Epochs(ctx)
 	if err != nil {
@@ -391,8 +383,8 @@ func (d *daemon) ensureSlot(ctx context.Context, repl *pgconn.PgConn, slot slotI
 		return catalog.Epoch{}, err
 	}
 	var reason string
-	startLSN := uint64(slot.confirmedFlush)
-	if !slot.exists {
+	startLSN := uint64(slot.ConfirmedFlush)
+	if !slot.Exists {
 		res, err := source.CreateSlot(ctx, d.log, repl, o.Conn, o.Slot,
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"}, o.SlotWait)
 		if err != nil {

@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 
 	"lbt/catalog"
 	"lbt/schema"
@@ -139,7 +136,7 @@ func (a *archiver) createdByDDL(m ddlMessage, commitTime time.Time) error {
 		return w.SetTableCreated(t.id, a.tx.commitLSN, commitTime, true)
 	}
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
-	def, ok, err := describeNewTable(ctx, a.lookup, oid)
+	def, ok, err := a.lookup.DescribeNew(ctx, oid)
 	cancel()
 	if err != nil || !ok {
 		// Gone again, or not a table the stream carries: nothing to
@@ -169,61 +166,36 @@ func (a *archiver) createdByDDL(m ddlMessage, commitTime time.Time) error {
 	return nil
 }
 
-// createdHere reports whether the table was created in the transaction
-// being received: the pg_attribute row of its ctid, written with the table
-// and by no later ALTER, has that transaction's xid as its xmin. A table
-// created in a subtransaction has the subtransaction's xid and is not
-// recognised, which only costs it a basebackup. Only a FOR ALL TABLES
-// publication carries a new table from its creation.
-func (a *archiver) createdHere(oid uint32) (bool, error) {
-	if !a.tx.active {
-		return false, nil
+// creation reports whether the table was created in the transaction
+// being received (here), or else after this session began to stream
+// (sinceStart), from the xmin of the pg_attribute row of its ctid, written
+// with the table and by no later ALTER. Only a FOR ALL TABLES publication
+// carries a new table from its creation.
+//
+// Created here, its xmin is the transaction's xid; a table created in a
+// subtransaction has the subtransaction's xid and is not recognised, which
+// only costs it a basebackup. Created since the start, its creating
+// transaction is at or after the xmax of a snapshot taken at the start, so
+// it began, and committed, after the stream's start position, and the
+// stream holds all of its changes: when this is the table's first change,
+// the table was empty from its creation until it.
+func (a *archiver) creation(oid uint32) (here, sinceStart bool, err error) {
+	if !a.tx.active && a.startXmax == 0 {
+		return false, false, nil
 	}
 	all, err := a.allTables()
 	if err != nil || !all {
-		return false, err
+		return false, false, err
 	}
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()
-	var xmin string
-	err = a.lookup.QueryRow(ctx, `SELECT a.xmin::text FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-		WHERE a.attrelid = $1 AND a.attnum = -1 AND `+neverRewritten, oid).Scan(&xmin)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+	c, ok, err := a.lookup.TableCreation(ctx, oid)
+	if err != nil || !ok {
+		return false, false, err
 	}
-	if err != nil {
-		return false, fmt.Errorf("look up the creation of relation %d: %w", oid, err)
-	}
-	return xmin == strconv.FormatUint(uint64(a.tx.xid), 10), nil
-}
-
-// createdSinceStart reports whether the table was created after this
-// session began to stream: its creating transaction (the xmin of its ctid
-// row in pg_attribute) is at or after the xmax of a snapshot taken at the
-// start, so it began, and committed, after the stream's start position,
-// and the stream holds all of its changes. When this is the table's first
-// change, the table was empty from its creation until it.
-func (a *archiver) createdSinceStart(oid uint32) (bool, error) {
-	if a.startXmax == 0 {
-		return false, nil
-	}
-	all, err := a.allTables()
-	if err != nil || !all {
-		return false, err
-	}
-	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
-	defer cancel()
-	var xmin, cur int64
-	err = a.lookup.QueryRow(ctx, `SELECT a.xmin::text::bigint, txid_snapshot_xmax(txid_current_snapshot())
-		FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-		WHERE a.attrelid = $1 AND a.attnum = -1 AND `+neverRewritten, oid).Scan(&xmin, &cur)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("look up the creation of relation %d: %w", oid, err)
-	}
-	return fullXid(uint32(xmin), uint64(cur)) >= a.startXmax, nil
+	here = a.tx.active && c.Xmin == a.tx.xid
+	sinceStart = !here && a.startXmax != 0 && fullXid(c.Xmin, c.SnapshotXmax) >= a.startXmax
+	return here, sinceStart, nil
 }
 
 // fullXid extends a 32-bit xid to the 64-bit one of the epoch it belongs
@@ -237,91 +209,30 @@ func fullXid(xid uint32, cur uint64) uint64 {
 }
 
 // readStartXmax notes the xmax of a snapshot taken as the session starts
-// streaming (createdSinceStart).
+// streaming (creation).
 func (a *archiver) readStartXmax() {
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()
-	var x int64
-	if err := a.lookup.QueryRow(ctx, `SELECT txid_snapshot_xmax(txid_current_snapshot())`).Scan(&x); err != nil {
+	x, err := a.lookup.SnapshotXmax(ctx)
+	if err != nil {
 		a.log.Warn("cannot read the source's transaction counter: tables created from now on need a basebackup", "error", err)
 		return
 	}
-	a.startXmax = uint64(x)
+	a.startXmax = x
 }
-
-// neverRewritten holds for a permanent table c whose storage is the one it
-// was created with (a new table's relfilenode is its OID). A table created
-// UNLOGGED, whose rows never reached the stream, gets new storage when
-// ALTER TABLE SET LOGGED makes it published; so does any other rewrite
-// (VACUUM FULL, CLUSTER, a column type change), after which nothing is
-// proven and the table needs a basebackup.
-const neverRewritten = `c.relpersistence = 'p' AND c.relfilenode = c.oid`
 
 // allTables reports whether the publication is FOR ALL TABLES.
 func (a *archiver) allTables() (bool, error) {
 	if a.pubAllTables == nil {
 		ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 		defer cancel()
-		var all bool
-		err := a.lookup.QueryRow(ctx, `SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1`, a.opts.Publication).Scan(&all)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return false, fmt.Errorf("look up publication %s: %w", a.opts.Publication, err)
+		p, err := a.lookup.Publication(ctx, a.opts.Publication)
+		if err != nil {
+			return false, err
 		}
-		a.pubAllTables = &all
+		a.pubAllTables = &p.AllTables
 	}
 	return *a.pubAllTables, nil
-}
-
-// describeNewTable reads, as pgoutput would describe it, a table the
-// stream has not shown yet; ok is false when it no longer exists, is no
-// table the stream carries (a partitioned table, an unlogged or temporary
-// one), or was rewritten since its creation (neverRewritten).
-func describeNewTable(ctx context.Context, conn *pgx.Conn, oid uint32) (schema.Table, bool, error) {
-	var def schema.Table
-	var ident, kind, persistence string
-	var rewrittenNever bool
-	err := conn.QueryRow(ctx, `SELECT n.nspname, c.relname, c.relreplident::text, c.relkind::text, c.relpersistence::text, `+neverRewritten+`
-		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).
-		Scan(&def.Schema, &def.Name, &ident, &kind, &persistence, &rewrittenNever)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return def, false, nil
-	}
-	if err != nil {
-		return def, false, fmt.Errorf("describe relation %d: %w", oid, err)
-	}
-	if kind != "r" || persistence != "p" || ident == "" || !rewrittenNever {
-		return def, false, nil
-	}
-	def.ReplicaIdentity = ident[0]
-	// The key flags pgoutput sets: the replica identity's columns.
-	rows, err := conn.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod,
-			CASE $2::text
-				WHEN 'f' THEN true
-				WHEN 'd' THEN a.attnum = ANY (SELECT unnest(i.indkey) FROM pg_catalog.pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary)
-				WHEN 'i' THEN a.attnum = ANY (SELECT unnest(i.indkey) FROM pg_catalog.pg_index i WHERE i.indrelid = a.attrelid AND i.indisreplident)
-				ELSE false END
-		FROM pg_catalog.pg_attribute a
-		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-		ORDER BY a.attnum`, oid, ident)
-	if err != nil {
-		return def, false, fmt.Errorf("describe relation %d: %w", oid, err)
-	}
-	for rows.Next() {
-		var c schema.Column
-		if err := rows.Scan(&c.Name, &c.TypeOID, &c.TypeMod, &c.Key); err != nil {
-			rows.Close()
-			return def, false, fmt.Errorf("describe relation %d: %w", oid, err)
-		}
-		def.Columns = append(def.Columns, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return def, false, fmt.Errorf("describe relation %d: %w", oid, err)
-	}
-	if _, err := describeTable(ctx, conn, oid, &def); err != nil {
-		return def, false, err
-	}
-	return def, true, nil
 }
 
 // catalogTx returns the open catalog transaction. A commit in flight
@@ -358,13 +269,8 @@ type sourcePoint struct {
 }
 
 func (a *archiver) sourcePoint(ctx context.Context) (sourcePoint, error) {
-	var p sourcePoint
-	var lsn pglogrepl.LSN
-	if err := a.lookup.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_lsn(), pg_catalog.clock_timestamp()`).Scan(&lsn, &p.at); err != nil {
-		return p, fmt.Errorf("read the source's WAL position: %w", err)
-	}
-	p.lsn = uint64(lsn)
-	return p, nil
+	p, err := a.lookup.Position(ctx)
+	return sourcePoint{lsn: p.LSN, at: p.At}, err
 }
 
 // checkDropped looks on the source whether the archived tables (all, or
@@ -399,23 +305,8 @@ func (a *archiver) checkDropped(only map[uint32]bool) error {
 		a.log.Warn("cannot check for dropped tables", "error", err)
 		return nil
 	}
-	rows, err := a.lookup.Query(ctx, `SELECT oid FROM pg_catalog.pg_class WHERE oid = ANY($1)`, oids)
+	exists, err := a.lookup.Relations(ctx, oids)
 	if err != nil {
-		a.log.Warn("cannot check for dropped tables", "error", err)
-		return nil
-	}
-	exists := map[uint32]bool{}
-	for rows.Next() {
-		var oid uint32
-		if err := rows.Scan(&oid); err != nil {
-			rows.Close()
-			a.log.Warn("cannot check for dropped tables", "error", err)
-			return nil
-		}
-		exists[oid] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		a.log.Warn("cannot check for dropped tables", "error", err)
 		return nil
 	}
@@ -430,7 +321,7 @@ func (a *archiver) checkDropped(only map[uint32]bool) error {
 		if only != nil && !only[t.OID] {
 			continue
 		}
-		if exists[t.OID] {
+		if _, ok := exists[t.OID]; ok {
 			a.seen[t.OID] = before
 			continue
 		}

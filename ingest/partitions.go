@@ -3,9 +3,6 @@ package ingest
 import (
 	"context"
 	"errors"
-	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -30,13 +27,8 @@ import (
 // xmin of its pg_inherits row), so that a partition detached and attached
 // again between two looks makes them differ too.
 //
-// A look is exact at its LSN: it holds SHARE UPDATE EXCLUSIVE on every
-// partitioned table while it reads pg_current_wal_lsn() and the trees.
-// ATTACH, DETACH, CREATE ... PARTITION OF and DROP of a partition all lock
-// the parent at least that strongly until after they are visible, so none
-// is half done during the look: every one that committed before the LSN is
-// in the trees read, and none after it. The lock is taken with NOWAIT and
-// does not conflict with writes; a look that cannot have it now is retried.
+// A look is exact at its LSN (source.LookPartitions says how); a look
+// that cannot lock the trees now is retried.
 
 // partitionWatch is the archiver's state of the looks.
 type partitionWatch struct {
@@ -119,10 +111,10 @@ func (a *archiver) maybeLookPartitions() error {
 // lookPartitions reads every partition tree of the source under the lock
 // described above and records it.
 func (a *archiver) lookPartitions(ctx context.Context) error {
-	conn := a.lookup
 	if !a.parts.started {
-		if err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&a.parts.version); err != nil {
-			return fmt.Errorf("server version: %w", err)
+		var err error
+		if a.parts.version, err = a.lookup.ServerVersion(ctx); err != nil {
+			return err
 		}
 		if a.parts.version < 120000 {
 			a.log.Info("partition trees are not followed on PostgreSQL before 12 (no pg_partition_tree): restores of partitioned tables are refused")
@@ -137,96 +129,16 @@ func (a *archiver) lookPartitions(ctx context.Context) error {
 			return err
 		}
 	}
-	tx, err := conn.Begin(ctx)
+	look, err := a.lookup.LookPartitions(ctx, a.parts.version, a.opts.Publication)
 	if err != nil {
-		return fmt.Errorf("partition look: %w", err)
+		return err
 	}
-	defer tx.Rollback(context.Background())
-	rows, err := tx.Query(ctx, `SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c
-		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p' AND c.relpersistence = 'p' ORDER BY c.oid`)
-	if err != nil {
-		return fmt.Errorf("partition look: list partitioned tables: %w", err)
-	}
-	var locked []uint32
-	var names []string
-	for rows.Next() {
-		var oid uint32
-		var name string
-		if err := rows.Scan(&oid, &name); err != nil {
-			rows.Close()
-			return fmt.Errorf("partition look: %w", err)
+	lsn, viaRoot := pglogrepl.LSN(look.LSN), look.ViaRoot
+	trees := make(map[uint32][]catalog.PartitionNode, len(look.Trees))
+	for root, nodes := range look.Trees {
+		for _, n := range nodes {
+			trees[root] = append(trees[root], catalog.PartitionNode(n))
 		}
-		locked = append(locked, oid)
-		names = append(names, "ONLY "+name)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("partition look: %w", err)
-	}
-	if len(names) > 0 {
-		if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(names, ", ")+` IN SHARE UPDATE EXCLUSIVE MODE NOWAIT`); err != nil {
-			return fmt.Errorf("partition look: lock the partitioned tables: %w", err)
-		}
-	}
-	var lsnText string
-	if err := tx.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsnText); err != nil {
-		return fmt.Errorf("partition look: %w", err)
-	}
-	lsn, err := pglogrepl.ParseLSN(lsnText)
-	if err != nil {
-		return fmt.Errorf("partition look: %w", err)
-	}
-	var viaRoot bool
-	if a.parts.version >= 130000 { // publish_via_partition_root is new in 13
-		err := tx.QueryRow(ctx, `SELECT coalesce((SELECT pubviaroot FROM pg_publication WHERE pubname = $1), false)`, a.opts.Publication).Scan(&viaRoot)
-		if err != nil {
-			return fmt.Errorf("partition look: publication %s: %w", a.opts.Publication, err)
-		}
-	}
-	detaching := "false" // inhdetachpending is new in 14
-	if a.parts.version >= 140000 {
-		detaching = "coalesce((SELECT i.inhdetachpending FROM pg_inherits i WHERE i.inhrelid = t.relid AND i.inhparent = t.parentrelid), false)"
-	}
-	rows, err = tx.Query(ctx, `SELECT r.oid, t.relid::oid, coalesce(t.parentrelid::oid, 0), t.isleaf, c.relkind = 'p', n.nspname, c.relname,
-			coalesce(pg_get_expr(c.relpartbound, c.oid), ''),
-			coalesce((SELECT i.xmin::text FROM pg_inherits i WHERE i.inhrelid = t.relid AND i.inhparent = t.parentrelid), ''),
-			`+detaching+`
-		FROM pg_class r
-		CROSS JOIN LATERAL pg_partition_tree(r.oid) t
-		JOIN pg_class c ON c.oid = t.relid
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE r.relkind = 'p' AND r.relpersistence = 'p' AND NOT r.relispartition
-		ORDER BY r.oid, t.relid`)
-	if err != nil {
-		return fmt.Errorf("partition look: read the trees: %w", err)
-	}
-	trees := map[uint32][]catalog.PartitionNode{}
-	var seen []uint32 // partitioned tables in the trees
-	for rows.Next() {
-		var root uint32
-		var n catalog.PartitionNode
-		var partitioned bool
-		if err := rows.Scan(&root, &n.OID, &n.Parent, &n.Leaf, &partitioned, &n.Schema, &n.Name, &n.Bound, &n.Attach, &n.Detaching); err != nil {
-			rows.Close()
-			return fmt.Errorf("partition look: %w", err)
-		}
-		trees[root] = append(trees[root], n)
-		if partitioned {
-			seen = append(seen, n.OID)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("partition look: %w", err)
-	}
-	slices.Sort(seen)
-	if !slices.Equal(seen, locked) {
-		// A partitioned table was created or dropped between the list and
-		// the lock: this look may not be exact. The next one is.
-		return errors.New("partition look: the partitioned tables changed during the look")
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("partition look: %w", err)
 	}
 
 	w, err := a.catalogTx()

@@ -2,10 +2,7 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"lbt/catalog"
 )
@@ -45,13 +42,13 @@ func (a *archiver) checkShapes() error {
 		if !t.tracked || t.version == 0 || t.id == 0 || len(t.buf) > 0 {
 			continue
 		}
-		desc, st, err := describeSource(ctx, a.lookup, oid, t.desc)
-		if errors.Is(err, pgx.ErrNoRows) {
-			continue // dropped: checkDropped records it
-		}
+		desc, st, ok, err := a.lookup.DescribeCurrent(ctx, oid, t.desc)
 		if err != nil {
 			a.log.Warn("cannot look at an archived table on the source", "table", t.desc.QualifiedName(), "error", err)
 			return nil
+		}
+		if !ok {
+			continue // dropped: checkDropped records it
 		}
 		reason := inexactChange(t.desc, desc, t.storage, st, t.truncXid)
 		if reason == "" {

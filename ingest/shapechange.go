@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"lbt/schema"
+	"lbt/source"
 )
 
 // inexactChange compares a table's new description with the one before it
@@ -23,10 +24,10 @@ import (
 // Relation message, so the new one may already show a later change: that
 // is reported here, earlier than it happened, which only makes the span
 // longer.
-func inexactChange(old, cur schema.Table, oldSt, curSt storage, truncXid uint32) string {
+func inexactChange(old, cur schema.Table, oldSt, curSt source.Storage, truncXid uint32) string {
 	var reasons []string
 	name := cur.QualifiedName()
-	rewritten := oldSt.relfilenode != 0 && curSt.relfilenode != 0 && oldSt.relfilenode != curSt.relfilenode
+	rewritten := oldSt.Relfilenode != 0 && curSt.Relfilenode != 0 && oldSt.Relfilenode != curSt.Relfilenode
 	byAttnum := map[int16]schema.Column{}
 	for _, o := range old.Columns {
 		if o.AttNum != 0 {
@@ -56,7 +57,7 @@ func inexactChange(old, cur schema.Table, oldSt, curSt storage, truncXid uint32)
 			reasons = append(reasons, fmt.Sprintf("ALTER TABLE added column %s with a volatile default and rewrote the rows of %s with values the stream does not carry", schema.QuoteIdent(c.Name), name))
 		}
 	}
-	if len(reasons) == 0 && rewritten && (truncXid == 0 || curSt.xmin != truncXid) {
+	if len(reasons) == 0 && rewritten && (truncXid == 0 || curSt.Xmin != truncXid) {
 		reasons = append(reasons, fmt.Sprintf("the rows of %s were rewritten (VACUUM FULL, CLUSTER, or an ALTER TABLE that rewrites rows), which the stream does not carry", name))
 	}
 	return strings.Join(reasons, "; ")

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"lbt/schema"
+	"lbt/source"
 )
 
 func TestInexactChange(t *testing.T) {
@@ -16,13 +17,13 @@ func TestInexactChange(t *testing.T) {
 	table := func(cols ...schema.Column) schema.Table {
 		return schema.Table{Schema: "public", Name: "t", Columns: cols}
 	}
-	node := func(n, xmin uint32) storage { return storage{relfilenode: n, xmin: xmin} }
+	node := func(n, xmin uint32) source.Storage { return source.Storage{Relfilenode: n, Xmin: xmin} }
 	missing := col("status", 4, text, -1)
 	missing.HasMissing, missing.Missing = true, "new"
 	for _, tt := range []struct {
 		name     string
 		cur      schema.Table
-		st       storage
+		st       source.Storage
 		truncXid uint32
 		want     string // a part of the reason; "" for exact
 	}{
@@ -42,7 +43,7 @@ func TestInexactChange(t *testing.T) {
 		{"TRUNCATE carried by the stream", table(base...), node(101, 7), 7, ""},
 		{"rewrite after the TRUNCATE", table(base...), node(102, 8), 7, "rewritten"},
 		{"VACUUM FULL or CLUSTER", table(base...), node(101, 8), 0, "rewritten"},
-		{"storage unknown before", table(base...), storage{}, 0, ""},
+		{"storage unknown before", table(base...), source.Storage{}, 0, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := inexactChange(table(base...), tt.cur, node(100, 5), tt.st, tt.truncXid)

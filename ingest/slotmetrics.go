@@ -3,6 +3,8 @@ package ingest
 import (
 	"context"
 	"time"
+
+	"lbt/source"
 )
 
 // watchSlot keeps the slot's metrics current: the WAL it keeps on the
@@ -15,7 +17,7 @@ func watchSlot(ctx context.Context, o *Options, every time.Duration) {
 	}
 	for {
 		qctx, cancel := context.WithTimeout(ctx, every)
-		s, err := Slot(qctx, o.Conn, o.Slot)
+		s, err := source.ReadSlotState(qctx, o.Conn, o.Slot)
 		cancel()
 		if err == nil && s.Exists {
 			o.Metrics.retainedWAL.Set(float64(s.RetainedWAL))

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"lbt/schema"
+	"lbt/source"
 )
 
 // Names of what setup installs on the source.
@@ -68,10 +69,7 @@ var ErrNotSuperuser = errors.New("not a superuser")
 // status query.
 const actorTablesSQL = `
 	WITH published AS (
-		SELECT c.oid FROM pg_catalog.pg_publication_tables pt
-		JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname
-		JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
-		WHERE pt.pubname = $1
+		` + source.PublishedOIDsSQL + `
 	), tree AS (
 		SELECT oid AS relid FROM published
 		UNION
@@ -231,11 +229,11 @@ func Install(ctx context.Context, conn *pgx.Conn, opts Options) (Result, error) 
 				return err
 			}
 			res.TriggersAdded = n
-			var exists bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1)`, opts.Publication).Scan(&exists); err != nil {
-				return fmt.Errorf("look up publication %q: %w", opts.Publication, err)
+			pub, err := source.LookupPublication(ctx, tx, opts.Publication)
+			if err != nil {
+				return err
 			}
-			if !exists {
+			if !pub.Exists {
 				res.Notes = append(res.Notes, fmt.Sprintf("publication %s does not exist yet: its tables get the actor trigger when it is created (lbt backup creates it FOR ALL TABLES)", opts.Publication))
 			}
 		}

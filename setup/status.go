@@ -2,12 +2,13 @@ package setup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"lbt/source"
 )
 
 // Status is what is set up on the source for lbt.
@@ -46,21 +47,17 @@ func GetStatus(ctx context.Context, conn *pgx.Conn, publication, slot string) (S
 	if err != nil {
 		return s, fmt.Errorf("look up the role: %w", err)
 	}
-	err = conn.QueryRow(ctx, `SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1`, publication).Scan(&s.PublicationAllTables)
-	switch {
-	case err == nil:
-		s.PublicationExists = true
-	case !errors.Is(err, pgx.ErrNoRows):
-		return s, fmt.Errorf("look up publication %q: %w", publication, err)
+	pub, err := source.LookupPublication(ctx, conn, publication)
+	if err != nil {
+		return s, err
 	}
+	s.PublicationExists, s.PublicationAllTables = pub.Exists, pub.AllTables
 	if slot != "" {
-		err = conn.QueryRow(ctx, `SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, slot).Scan(&s.SlotActive)
-		switch {
-		case err == nil:
-			s.SlotExists = true
-		case !errors.Is(err, pgx.ErrNoRows):
-			return s, fmt.Errorf("look up replication slot %q: %w", slot, err)
+		sl, err := source.LookupSlot(ctx, conn, slot)
+		if err != nil {
+			return s, err
 		}
+		s.SlotExists, s.SlotActive = sl.Exists, sl.Active
 	}
 	var fn, sync bool
 	err = conn.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure('lbt.capture_actor()') IS NOT NULL,

@@ -1,6 +1,3 @@
-// Package source asks the PostgreSQL server lbt archives about itself, for
-// the steps that can wait on something the operator must see: today, the
-// creation of a logical replication slot.
 package source
 
 import (
@@ -90,15 +87,9 @@ func watchSlotCreation(ctx context.Context, log hclog.Logger, side *pgconn.Confi
 // slotBlocker describes the transaction the backend pid waits for, or ""
 // when it waits for none.
 func slotBlocker(ctx context.Context, side *pgconn.Config, pid uint32) (string, error) {
-	cc, err := pgx.ParseConfig("")
+	conn, err := Connect(ctx, side)
 	if err != nil {
 		return "", err
-	}
-	cc.Config = *side.Copy()
-	delete(cc.RuntimeParams, "replication")
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		return "", fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.Background())
 	var xid string

@@ -3,17 +3,16 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lbt/catalog"
 	"lbt/dump"
 	"lbt/ingest"
+	"lbt/source"
 )
 
 type backupCmd struct {
@@ -41,11 +40,10 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return usageError{err}
 	}
-	source := describeConn(pc)
-	log.Debug("connecting to the source database", "conn", source)
-	conn, err := pgconn.ConnectConfig(ctx, pc)
+	log.Debug("connecting to the source database", "conn", source.ConnLabel(pc))
+	conn, err := source.Connect(ctx, pc)
 	if err != nil {
-		return fmt.Errorf("connect to source %s: %s", source, cfg.RedactSecrets(connectCause(err)))
+		return errors.New(cfg.RedactSecrets(err.Error()))
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	conn.Close(closeCtx)
@@ -140,20 +138,4 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 		return errors.New(cfg.RedactSecrets(first.Error()))
 	}
 	return nil
-}
-
-// describeConn names the server and role of a connection without its
-// password, for messages.
-func describeConn(pc *pgconn.Config) string {
-	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s", pc.Host, pc.Port, pc.User, pc.Database)
-}
-
-// connectCause returns the reason a connection failed. pgconn's own prefix
-// repeats the user and database describeConn already gives.
-func connectCause(err error) string {
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) && errors.Unwrap(ce) != nil {
-		return errors.Unwrap(ce).Error()
-	}
-	return err.Error()
 }

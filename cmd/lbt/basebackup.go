@@ -8,7 +8,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/catalog"
@@ -16,6 +15,7 @@ import (
 	"lbt/dump"
 	"lbt/restore"
 	"lbt/schema"
+	"lbt/source"
 )
 
 type basebackupCmd struct {
@@ -109,24 +109,21 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 
 // publishedTables lists the SQL names of the tables of a publication.
 func publishedTables(ctx context.Context, pc *pgconn.Config, publication string) ([]string, error) {
-	cc, _ := pgx.ParseConfig("")
-	cc.Config = *pc.Copy()
-	conn, err := pgx.ConnectConfig(ctx, cc)
+	conn, err := source.Connect(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source %s: %s", describeConn(pc), connectCause(err))
+		return nil, err
 	}
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, `SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_publication_tables
-		WHERE pubname = $1 ORDER BY 1`, publication)
+	tables, err := source.PublishedTables(ctx, conn, publication)
 	if err != nil {
-		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
+		return nil, err
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("list the tables of publication %s: %w", publication, err)
-	}
-	if len(names) == 0 {
+	if len(tables) == 0 {
 		return nil, usageError{fmt.Errorf("publication %s has no tables (or does not exist): nothing to back up", publication)}
+	}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Name
 	}
 	return names, nil
 }
@@ -144,11 +141,9 @@ func trackedOnly(ctx context.Context, cat *catalog.Catalog, pc *pgconn.Config, t
 			tracked[oid] = true
 		}
 	}
-	cc, _ := pgx.ParseConfig("")
-	cc.Config = *pc.Copy()
-	conn, err := pgx.ConnectConfig(ctx, cc)
+	conn, err := source.Connect(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source %s: %s", describeConn(pc), connectCause(err))
+		return nil, err
 	}
 	defer conn.Close(context.Background())
 	var keep []string
@@ -161,8 +156,7 @@ func trackedOnly(ctx context.Context, cat *catalog.Catalog, pc *pgconn.Config, t
 		if err != nil {
 			return nil, err
 		}
-		var oid uint32
-		conn.QueryRow(ctx, `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, nsp, rel).Scan(&oid)
+		oid, _, _ := source.TableOID(ctx, conn, nsp, rel)
 		if len(ids) > 0 || tracked[oid] || oid == 0 { // an unknown table gets dump's own error
 			keep = append(keep, name)
 			continue

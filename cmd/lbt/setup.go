@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"lbt/setup"
+	"lbt/source"
 )
 
 type setupCmd struct {
@@ -34,13 +33,11 @@ func (cmd *setupCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return usageError{err}
 	}
-	source := describeConn(pc)
-	log.Debug("connecting to the source database", "conn", source)
-	cc, _ := pgx.ParseConfig("")
-	cc.Config = *pc
-	conn, err := pgx.ConnectConfig(ctx, cc)
+	server := source.ConnLabel(pc)
+	log.Debug("connecting to the source database", "conn", server)
+	conn, err := source.Connect(ctx, pc)
 	if err != nil {
-		return fmt.Errorf("connect to source %s: %s", source, cfg.RedactSecrets(connectCause(err)))
+		return errors.New(cfg.RedactSecrets(err.Error()))
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -72,14 +69,14 @@ func (cmd *setupCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	switch {
 	case cmd.Remove:
-		fmt.Fprintf(g.stdout, "removed capture from %s (%d table triggers)\n", source, res.TriggersRemoved)
+		fmt.Fprintf(g.stdout, "removed capture from %s (%d table triggers)\n", server, res.TriggersRemoved)
 	case cmd.CaptureActors:
-		fmt.Fprintf(g.stdout, "installed actor capture on %s (%d table triggers added)\n", source, res.TriggersAdded)
+		fmt.Fprintf(g.stdout, "installed actor capture on %s (%d table triggers added)\n", server, res.TriggersAdded)
 		if cmd.CaptureDDL {
-			fmt.Fprintf(g.stdout, "installed DDL capture on %s\n", source)
+			fmt.Fprintf(g.stdout, "installed DDL capture on %s\n", server)
 		}
 	default:
-		fmt.Fprintf(g.stdout, "installed DDL capture on %s\n", source)
+		fmt.Fprintf(g.stdout, "installed DDL capture on %s\n", server)
 	}
 	return nil
 }

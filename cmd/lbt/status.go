@@ -11,7 +11,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/config"
-	"lbt/ingest"
+	"lbt/source"
 	"lbt/status"
 )
 
@@ -154,7 +154,7 @@ func gatherStatus(ctx context.Context, cfg config.Config) (*status.Report, error
 		return r, nil
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	slot, err := ingest.Slot(sctx, pc, cfg.SlotName)
+	slot, err := source.ReadSlotState(sctx, pc, cfg.SlotName)
 	cancel()
 	if err != nil {
 		r.SourceError = cfg.RedactSecrets(oneLine(err.Error()))

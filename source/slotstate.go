@@ -1,15 +1,17 @@
-package ingest
+package source
 
 import (
 	"context"
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// SlotState is what the source says about lbt's replication slot.
+// SlotState is what the source says about lbt's replication slot and the
+// WAL it keeps.
 type SlotState struct {
 	Exists      bool
 	Active      bool   // a walsender streams from it (lbt backup is running)
@@ -26,12 +28,14 @@ type SlotState struct {
 	MaxSlotWALKeepSize int64
 }
 
-// Slot reads the state of the named slot on the source.
-func Slot(ctx context.Context, cfg *pgconn.Config, slot string) (SlotState, error) {
+// ReadSlotState reads the state of the named slot, on a connection of its own
+// made with pc: what lbt status judges and the slot metrics show, whatever
+// the stream is doing.
+func ReadSlotState(ctx context.Context, pc *pgconn.Config, slot string) (SlotState, error) {
 	var s SlotState
-	conn, err := pgx.ConnectConfig(ctx, connConfig(cfg))
+	conn, err := Connect(ctx, pc)
 	if err != nil {
-		return s, fmt.Errorf("connect to source %s: %w", describeConn(cfg), err)
+		return s, err
 	}
 	defer conn.Close(context.Background())
 	var confirmed, current *int64
@@ -72,6 +76,44 @@ func Slot(ctx context.Context, cfg *pgconn.Config, slot string) (SlotState, erro
 	}
 	if current != nil {
 		s.Current = uint64(*current)
+	}
+	return s, nil
+}
+
+// Slot is what the source says a replication slot is, for the checks
+// before lbt streams from it.
+type Slot struct {
+	Exists   bool
+	Type     string // physical or logical; "" when unknown
+	Plugin   string // the output plugin of a logical slot
+	Database string // the database of a logical slot
+	Active   bool   // a walsender streams from it
+	// ConfirmedFlush is what the consumer last confirmed, 0 when none.
+	ConfirmedFlush pglogrepl.LSN
+}
+
+// LookupSlot reads the named slot.
+func LookupSlot(ctx context.Context, q Querier, name string) (Slot, error) {
+	var s Slot
+	var plugin, slotType, db, confirmed *string
+	err := q.QueryRow(ctx, `SELECT plugin, slot_type, database, active, confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).
+		Scan(&plugin, &slotType, &db, &s.Active, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("look up replication slot %q: %w", name, err)
+	}
+	s.Exists = true
+	for dst, v := range map[*string]*string{&s.Type: slotType, &s.Plugin: plugin, &s.Database: db} {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	if confirmed != nil {
+		if s.ConfirmedFlush, err = pglogrepl.ParseLSN(*confirmed); err != nil {
+			return s, fmt.Errorf("replication slot %q: %w", name, err)
+		}
 	}
 	return s, nil
 }

@@ -1,0 +1,117 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// Lookup answers what the archiver asks the source while it follows the
+// stream, on one normal connection beside the replication one: table
+// descriptions at Relation messages, creations, drops, partition trees.
+// It is not safe for concurrent use.
+type Lookup struct {
+	conn *pgx.Conn
+}
+
+// NewLookup asks on conn, which stays the caller's to close.
+func NewLookup(conn *pgx.Conn) *Lookup {
+	return &Lookup{conn: conn}
+}
+
+// Publication reads the named publication.
+func (l *Lookup) Publication(ctx context.Context, name string) (Publication, error) {
+	return LookupPublication(ctx, l.conn, name)
+}
+
+// Relations reads the relations with the given OIDs that exist now.
+func (l *Lookup) Relations(ctx context.Context, oids []uint32) (map[uint32]Relation, error) {
+	return Relations(ctx, l.conn, oids)
+}
+
+// ServerVersion reads server_version_num.
+func (l *Lookup) ServerVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := l.conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("server version: %w", err)
+	}
+	return v, nil
+}
+
+// LookPartitions reads every partition tree at one LSN (LookPartitions).
+func (l *Lookup) LookPartitions(ctx context.Context, serverVersion int, publication string) (PartitionLook, error) {
+	return LookPartitions(ctx, l.conn, serverVersion, publication)
+}
+
+// WALPoint is a WAL position of the source and the server's time there.
+type WALPoint struct {
+	LSN uint64
+	At  time.Time
+}
+
+// Position reads the source's current WAL position and clock.
+func (l *Lookup) Position(ctx context.Context) (WALPoint, error) {
+	var p WALPoint
+	var lsn pglogrepl.LSN
+	if err := l.conn.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_lsn(), pg_catalog.clock_timestamp()`).Scan(&lsn, &p.At); err != nil {
+		return p, fmt.Errorf("read the source's WAL position: %w", err)
+	}
+	p.LSN = uint64(lsn)
+	return p, nil
+}
+
+// SnapshotXmax reads the xmax of a snapshot taken now: every transaction
+// from it on begins after this call.
+func (l *Lookup) SnapshotXmax(ctx context.Context) (uint64, error) {
+	var x int64
+	if err := l.conn.QueryRow(ctx, `SELECT txid_snapshot_xmax(txid_current_snapshot())`).Scan(&x); err != nil {
+		return 0, fmt.Errorf("read the source's transaction counter: %w", err)
+	}
+	return uint64(x), nil
+}
+
+// Creation is the transaction that created a table, as far as the source
+// catalog proves it.
+type Creation struct {
+	// Xmin is the xid that wrote the pg_attribute row of the table's ctid:
+	// written with the table and by no later ALTER, it is the creating
+	// transaction's (or subtransaction's).
+	Xmin uint32
+	// SnapshotXmax is the xmax of a snapshot taken with the read, to
+	// widen Xmin to 64 bits.
+	SnapshotXmax uint64
+}
+
+// TableCreation reads the transaction that created the table oid; ok is
+// false when the table does not exist or its storage is not the one it
+// was created with (a rewrite or SET LOGGED since), which proves nothing.
+func (l *Lookup) TableCreation(ctx context.Context, oid uint32) (c Creation, ok bool, err error) {
+	var xmin, xmax int64
+	err = l.conn.QueryRow(ctx, `SELECT a.xmin::text::bigint, txid_snapshot_xmax(txid_current_snapshot())
+		FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+		WHERE a.attrelid = $1 AND a.attnum = -1 AND `+neverRewritten, oid).Scan(&xmin, &xmax)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("look up the creation of relation %d: %w", oid, err)
+	}
+	return Creation{Xmin: uint32(xmin), SnapshotXmax: uint64(xmax)}, true, nil
+}
+
+// ResolveTable finds the OID a table name (as SQL writes it) resolves to
+// now; ok is false when it resolves to nothing.
+func (l *Lookup) ResolveTable(ctx context.Context, name string) (oid uint32, ok bool, err error) {
+	var id *uint32
+	if err := l.conn.QueryRow(ctx, `SELECT to_regclass($1)::oid`, name).Scan(&id); err != nil {
+		return 0, false, fmt.Errorf("resolve %s: %w", name, err)
+	}
+	if id == nil {
+		return 0, false, nil
+	}
+	return *id, true, nil
+}
