@@ -18,16 +18,19 @@ import (
 // catalog knows as pending and never recorded (a crash between the rename
 // into the archive and the catalog commit). A file under base/ the catalog
 // has no row for at all is not proven a leftover (the catalog may be older
-// than the files): it is kept and returned in unknown. A file that a
-// running basebackup holds locked, in this process or another, is left
-// alone. It returns the paths removed.
+// than the files): it is kept and returned in unknown. The files of a
+// running basebackup, in this process or another, are left alone: it holds
+// a lock (flock) on its data file from its creation in the temp dir, through
+// the move into base/, until its catalog row is committed. Locks are local:
+// they are looked at on the local archive directory, and what is removed
+// from base/ is deleted through the Store. It returns the paths removed.
 func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (removed, unknown []string, err error) {
 	partials, err := filepath.Glob(filepath.Join(tempDir, "base-*.partial"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("clean temp dir: %w", err)
 	}
 	for _, p := range partials {
-		ok, err := removeUnlocked(p, func() (bool, error) { return true, nil })
+		ok, err := removeUnlocked(p, func() (bool, error) { return true, nil }, func() error { return os.Remove(p) })
 		if err != nil {
 			return removed, nil, err
 		}
@@ -75,7 +78,7 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 			asked = true
 			pending, err = cat.IsPendingBasebackup(ctx, final)
 			return pending, err
-		})
+		}, func() error { return cat.Store().Delete(ctx, filepath.ToSlash(rel)) })
 		if err != nil {
 			return err
 		}
@@ -93,7 +96,7 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 	// Once the basebackup's files are all gone (a sidecar is visited
 	// after its file), the pending row has served.
 	for final := range forget {
-		if _, err := os.Stat(filepath.Join(cat.Dir(), final)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := cat.Store().Stat(ctx, final); errors.Is(err, fs.ErrNotExist) {
 			if err := cat.ForgetPendingBasebackup(ctx, final); err != nil {
 				return removed, unknown, err
 			}
@@ -102,9 +105,9 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 	return removed, unknown, nil
 }
 
-// removeUnlocked removes path if no one holds a lock on it and stray (asked
-// while holding the lock) says it is not in use.
-func removeUnlocked(path string, stray func() (bool, error)) (bool, error) {
+// removeUnlocked removes path with remove if no one holds a lock on it and
+// stray (asked while holding the lock) says it is not in use.
+func removeUnlocked(path string, stray func() (bool, error), remove func() error) (bool, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -123,7 +126,7 @@ func removeUnlocked(path string, stray func() (bool, error)) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
-	if err := os.Remove(path); err != nil {
+	if err := remove(); err != nil {
 		return false, fmt.Errorf("clean %s: %w", path, err)
 	}
 	return true, nil

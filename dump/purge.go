@@ -123,6 +123,12 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts PurgeOptions) (PurgeR
 			return rep, err
 		}
 		defer unlock()
+		// Under the lock no other purge is building one: these were left
+		// by a crash in the middle of a rewrite.
+		left, _ := filepath.Glob(filepath.Join(cat.Dir(), "tmp", rewritePattern))
+		for _, f := range left {
+			os.Remove(f)
+		}
 	}
 
 	tables, err := cat.Tables(ctx)
@@ -375,7 +381,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	if err := os.MkdirAll(tmpDir, catalog.DirMode); err != nil {
 		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
 	}
-	tmp, err := os.CreateTemp(tmpDir, "rewrite-*.lbs")
+	tmp, err := os.CreateTemp(tmpDir, rewritePattern)
 	if err != nil {
 		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
 	}
@@ -467,6 +473,9 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	}
 	return id, freed, nil
 }
+
+// rewritePattern names the segments a purge builds in tmp/.
+const rewritePattern = "rewrite-*.lbs"
 
 // removeFile deletes an archive file, durably, and returns its size; a
 // missing file is no error.
