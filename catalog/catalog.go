@@ -27,8 +27,9 @@ import (
 // FormatVersion is the version of the archive format this lbt writes and
 // reads. It is stored in the catalog's meta table. Version 3 made the files
 // self-describing (docs/FORMAT.md); a version-2 archive is refused, not
-// upgraded: its segments lack what a catalog is rebuilt from.
-const FormatVersion = 3
+// upgraded: its segments lack what a catalog is rebuilt from. Version 4
+// adds basebackups of several files (chunks).
+const FormatVersion = 4
 
 // The modes of everything lbt creates in an archive, whatever the umask:
 // the catalog holds row keys, who changed what and DDL text, and the files
@@ -200,7 +201,8 @@ CREATE TABLE basebackup (
 	sequences   TEXT NOT NULL,
 	reason      TEXT NOT NULL,
 	started_at  INTEGER NOT NULL,
-	finished_at INTEGER NOT NULL
+	finished_at INTEGER NOT NULL,
+	chunks      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX basebackup_table ON basebackup (table_id, lsn);
 

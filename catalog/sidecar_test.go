@@ -51,7 +51,7 @@ func TestParseSidecar_Refuses(t *testing.T) {
 	good, _ := catalog.EncodeSidecar(sampleBasebackup(), catalog.SidecarTable{OID: 1})
 	tests := map[string]string{
 		"not JSON":       "{",
-		"other format":   strings.Replace(string(good), `"format_version": 3`, `"format_version": 2`, 1),
+		"other format":   strings.Replace(string(good), `"format_version": 4`, `"format_version": 2`, 1),
 		"path elsewhere": strings.Replace(string(good), `"path": "base/4/`, `"path": "base/5/`, 1),
 		"negative rows":  strings.Replace(string(good), `"rows": 100`, `"rows": -1`, 1),
 	}
@@ -68,7 +68,7 @@ func TestParseSidecar_Refuses(t *testing.T) {
 func FuzzParseSidecar(f *testing.F) {
 	good, _ := catalog.EncodeSidecar(sampleBasebackup(), catalog.SidecarTable{OID: 1})
 	f.Add(good)
-	f.Add([]byte(`{"format_version":3,"table_id":1,"lsn":0,"path":"base/1/0000000000000000.copy.lz4"}`))
+	f.Add([]byte(`{"format_version":4,"table_id":1,"lsn":0,"path":"base/1/0000000000000000.copy.lz4"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, _, err := catalog.ParseSidecar(data)
 		if err != nil {

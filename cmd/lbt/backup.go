@@ -109,6 +109,10 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.Publication = cfg.Publication
 	sched.Logger = log.Named("basebackup")
 	sched.Concurrent = cfg.ConcurrentBasebackups
+	sched.Jobs = cfg.BasebackupJobs
+	sched.ChunkBytes = int64(cfg.BasebackupChunkSize)
+	sched.Memory = int64(cfg.RestoreMemory)
+	sched.SyntheticMinBytes = int64(cfg.SyntheticBasebackupSize)
 	sched.Threshold = cfg.BackupThreshold
 	sched.InactivityInterval = cfg.ForceBasebackupAfterInactivityInterval
 	sched.Schedule = cfg.BasebackupSchedule
