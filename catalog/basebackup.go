@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"lbt/schema"
@@ -27,6 +28,84 @@ type Basebackup struct {
 	Reason     string // why it was taken: "new table", "threshold", "request", ...
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// Chunks, when the basebackup is more than one file (format 4), are its
+	// files; Path is then the first chunk's, and Rows, Bytes and RawBytes
+	// are the sums over the chunks. Nil for a basebackup of one file, which
+	// Path, Rows, Bytes, RawBytes and CRC describe.
+	Chunks []Chunk
+}
+
+// Chunk is one file of a basebackup: the table's rows in a range of its
+// heap blocks (ctid), read under the basebackup's snapshot.
+type Chunk struct {
+	Path      string `json:"path"`
+	Rows      int64  `json:"rows"`
+	Bytes     int64  `json:"bytes"`
+	RawBytes  int64  `json:"raw_bytes"`
+	CRC       uint32 `json:"crc"`
+	FromBlock uint64 `json:"from_block"`
+	ToBlock   uint64 `json:"to_block,omitempty"` // 0: to the end of the table
+}
+
+// Files returns the basebackup's files in order: its chunks, or the one
+// file the row describes.
+func (b Basebackup) Files() []Chunk {
+	if len(b.Chunks) > 0 {
+		return b.Chunks
+	}
+	if b.Path == "" {
+		return nil
+	}
+	return []Chunk{{Path: b.Path, Rows: b.Rows, Bytes: b.Bytes, RawBytes: b.RawBytes, CRC: b.CRC}}
+}
+
+// ChunkName is where chunk k of a table's basebackup at lsn lives: chunk 0
+// is BasebackupName, chunk k > 0 is <LSN>.<k>.copy.lz4 beside it.
+func ChunkName(tableID int64, lsn uint64, k int) string {
+	if k == 0 {
+		return BasebackupName(tableID, lsn)
+	}
+	return filepath.Join("base", fmt.Sprint(tableID), fmt.Sprintf("%016X.%d.copy.lz4", lsn, k))
+}
+
+// BasebackupOfChunk returns the basebackup file (chunk 0) that the chunk
+// file at path belongs to, and whether path names a basebackup file at all.
+func BasebackupOfChunk(path string) (string, bool) {
+	stem, ok := strings.CutSuffix(path, ".copy.lz4")
+	if !ok {
+		return "", false
+	}
+	if i := strings.LastIndexByte(stem, '.'); i >= 0 && i > strings.LastIndexByte(stem, '/') {
+		k := stem[i+1:]
+		if k == "" || strings.Trim(k, "0123456789") != "" {
+			return "", false
+		}
+		stem = stem[:i]
+	}
+	return stem + ".copy.lz4", true
+}
+
+// encodeChunks is the basebackup row's chunks column: empty for one file.
+func encodeChunks(cs []Chunk) (string, error) {
+	if len(cs) == 0 {
+		return "", nil
+	}
+	out, err := json.Marshal(cs)
+	if err != nil {
+		return "", fmt.Errorf("encode chunks: %w", err)
+	}
+	return string(out), nil
+}
+
+func decodeChunks(s string) ([]Chunk, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var cs []Chunk
+	if err := json.Unmarshal([]byte(s), &cs); err != nil {
+		return nil, fmt.Errorf("decode chunks: %w", err)
+	}
+	return cs, nil
 }
 
 // BasebackupName is where a table's basebackup at lsn lives in the archive.
@@ -45,15 +124,19 @@ func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error
 	if err != nil {
 		return 0, fmt.Errorf("encode sequences: %w", err)
 	}
+	chunks, err := encodeChunks(b.Chunks)
+	if err != nil {
+		return 0, err
+	}
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO basebackup (table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	res, err := tx.ExecContext(ctx, `INSERT INTO basebackup (table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at, chunks)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.TableID, int64(b.LSN), b.Path, b.Rows, b.Bytes, b.RawBytes, int64(b.CRC), string(def), string(seqs), b.Reason,
-		Micros(b.StartedAt), Micros(b.FinishedAt))
+		Micros(b.StartedAt), Micros(b.FinishedAt), chunks)
 	if err != nil {
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}
@@ -102,7 +185,7 @@ func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error
 
 // Basebackups lists a table's basebackups, oldest first.
 func (c *Catalog) Basebackups(ctx context.Context, tableID int64) ([]Basebackup, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id, table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at
+	rows, err := c.db.QueryContext(ctx, `SELECT id, table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at, chunks
 		FROM basebackup WHERE table_id = ? ORDER BY lsn`, tableID)
 	if err != nil {
 		return nil, fmt.Errorf("catalog basebackups of table %d: %w", tableID, err)
@@ -112,9 +195,12 @@ func (c *Catalog) Basebackups(ctx context.Context, tableID int64) ([]Basebackup,
 	for rows.Next() {
 		var b Basebackup
 		var lsn, crc, started, finished int64
-		var def, seqs string
-		if err := rows.Scan(&b.ID, &b.TableID, &lsn, &b.Path, &b.Rows, &b.Bytes, &b.RawBytes, &crc, &def, &seqs, &b.Reason, &started, &finished); err != nil {
+		var def, seqs, chunks string
+		if err := rows.Scan(&b.ID, &b.TableID, &lsn, &b.Path, &b.Rows, &b.Bytes, &b.RawBytes, &crc, &def, &seqs, &b.Reason, &started, &finished, &chunks); err != nil {
 			return nil, fmt.Errorf("catalog basebackups of table %d: %w", tableID, err)
+		}
+		if b.Chunks, err = decodeChunks(chunks); err != nil {
+			return nil, fmt.Errorf("catalog basebackup %d: %w", b.ID, err)
 		}
 		b.LSN, b.CRC, b.StartedAt, b.FinishedAt = uint64(lsn), uint32(crc), FromMicros(started), FromMicros(finished)
 		if err := json.Unmarshal([]byte(def), &b.Definition); err != nil {

@@ -29,7 +29,8 @@ import (
 // reads. It is stored in the catalog's meta table. Version 3 made the files
 // self-describing (docs/FORMAT.md); a version-2 archive is refused, not
 // upgraded: its segments lack what a catalog is rebuilt from. Version 4
-// adds encryption at rest (docs/FORMAT.md, "Format 4").
+// adds encryption at rest and basebackups of several files (chunks):
+// docs/FORMAT.md, "Format 4".
 const FormatVersion = 4
 
 // The modes of everything lbt creates in an archive, whatever the umask:
@@ -203,7 +204,8 @@ CREATE TABLE basebackup (
 	sequences   TEXT NOT NULL,
 	reason      TEXT NOT NULL,
 	started_at  INTEGER NOT NULL,
-	finished_at INTEGER NOT NULL
+	finished_at INTEGER NOT NULL,
+	chunks      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX basebackup_table ON basebackup (table_id, lsn);
 

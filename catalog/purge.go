@@ -106,8 +106,9 @@ func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) 
 // and records the LSN as the table's purged_lsn. The
 // removal is recorded in purge_log first, with counts (from CountPurge),
 // in the transaction that removes the basebackup rows. It returns the
-// archive-relative paths of the basebackup files whose rows are gone: the
-// caller removes them. Segment bytes of removed blobs stay until the caller
+// archive-relative paths of the basebackup files whose rows are gone, each
+// basebackup's first file before its other chunks: the caller removes them
+// in that order, then their sidecars. Segment bytes of removed blobs stay until the caller
 // retires or rewrites their segments.
 //
 // A crash part way leaves some of the history before the LSN in place, never
@@ -122,17 +123,17 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 		if err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT path FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b)
+		rows, err := tx.QueryContext(ctx, `SELECT path, chunks FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			var p string
-			if err := rows.Scan(&p); err != nil {
+			var p, chunks string
+			if err := rows.Scan(&p, &chunks); err != nil {
 				rows.Close()
 				return err
 			}
-			paths = append(paths, p)
+			paths = append(paths, removalOrder(p, chunks)...)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -481,18 +482,20 @@ func (c *Catalog) MoveBlobs(ctx context.Context, seg, size int64, moves []BlobMo
 // BasebackupPaths returns the archive-relative paths of every recorded
 // basebackup.
 func (c *Catalog) BasebackupPaths(ctx context.Context) (map[string]bool, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT path FROM basebackup`)
+	rows, err := c.db.QueryContext(ctx, `SELECT path, chunks FROM basebackup`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog basebackup paths: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]bool{}
 	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
+		var p, chunks string
+		if err := rows.Scan(&p, &chunks); err != nil {
 			return nil, fmt.Errorf("catalog basebackup paths: %w", err)
 		}
-		out[p] = true
+		for _, f := range removalOrder(p, chunks) {
+			out[f] = true
+		}
 	}
 	return out, rows.Err()
 }
@@ -505,4 +508,22 @@ func (c *Catalog) HasBasebackup(ctx context.Context, path string) (bool, error) 
 		return false, fmt.Errorf("catalog basebackup %s: %w", path, err)
 	}
 	return n > 0, nil
+}
+
+// removalOrder lists a basebackup's files in the order they are removed:
+// the first, then the other chunks (sidecars after all of them): a sidecar
+// whose first file is gone describes nothing (a rebuild ignores it), and
+// one whose first file is there finds every chunk.
+func removalOrder(path, chunks string) []string {
+	out := []string{path}
+	cs, err := decodeChunks(chunks)
+	if err != nil {
+		return out
+	}
+	for _, c := range cs {
+		if c.Path != path {
+			out = append(out, c.Path)
+		}
+	}
+	return out
 }

@@ -517,6 +517,7 @@ func (r *rebuilder) readBasebackups() error {
 			sidecars = append(sidecars, f.Name)
 		}
 	}
+	described := map[string]bool{}
 	for _, rel := range sidecars {
 		data, err := readAll(r.ctx, r.store, rel)
 		if err != nil {
@@ -538,19 +539,34 @@ func (r *rebuilder) readBasebackups() error {
 			r.warn("%s is left out: %v", rel, err)
 			continue
 		}
-		size, ok := files[b.Path]
-		switch {
-		case !ok:
-			continue // a purge removed the file first, and stopped
-		case size != b.Bytes:
-			r.warn("%s is left out: %d bytes, its sidecar says %d", b.Path, size, b.Bytes)
+		whole := true
+		for _, c := range b.Files() {
+			size, ok := files[c.Path]
+			switch {
+			case !ok && c.Path == b.Path:
+				// a purge removed the first file, and stopped
+			case !ok:
+				r.warn("%s is left out: its chunk %s is missing", b.Path, c.Path)
+			case size != c.Bytes:
+				r.warn("%s is left out: %s is %d bytes, its sidecar says %d", b.Path, c.Path, size, c.Bytes)
+			default:
+				continue
+			}
+			whole = false
+			break
+		}
+		if !whole {
 			continue
 		}
 		r.bases[b.Path], r.baseTables[b.Path] = b, tbl
+		for _, c := range b.Files() {
+			described[c.Path] = true
+		}
 	}
 	for rel := range files {
-		if _, ok := r.bases[rel]; !ok {
-			if _, err := r.store.Stat(r.ctx, SidecarName(rel)); errors.Is(err, fs.ErrNotExist) {
+		if !described[rel] {
+			first, _ := BasebackupOfChunk(rel)
+			if _, err := r.store.Stat(r.ctx, SidecarName(first)); errors.Is(err, fs.ErrNotExist) {
 				r.warn("%s is left out: it has no sidecar", rel)
 			}
 		}
@@ -656,10 +672,14 @@ func (r *rebuilder) write(ctx context.Context) error {
 		if e := errors.Join(e1, e2); e != nil && err == nil {
 			err = e
 		}
-		exec(`INSERT INTO basebackup (table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		chunks, e3 := encodeChunks(b.Chunks)
+		if e := errors.Join(e1, e2, e3); e != nil && err == nil {
+			err = e
+		}
+		exec(`INSERT INTO basebackup (table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at, chunks)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			b.TableID, int64(b.LSN), b.Path, b.Rows, b.Bytes, b.RawBytes, int64(b.CRC), string(def), string(seqs), b.Reason,
-			Micros(b.StartedAt), Micros(b.FinishedAt))
+			Micros(b.StartedAt), Micros(b.FinishedAt), chunks)
 	}
 	r.rep.Basebackups = len(paths)
 	if err != nil {

@@ -43,6 +43,9 @@ type sidecar struct {
 	Reason      string            `json:"reason"`
 	StartedAt   int64             `json:"started_at"`
 	FinishedAt  int64             `json:"finished_at"`
+	// Chunks are the files of a basebackup of several (format 4); absent
+	// for one file.
+	Chunks []Chunk `json:"chunks,omitempty"`
 }
 
 // SidecarTable is what a sidecar says of the table on the source at the
@@ -58,7 +61,7 @@ func EncodeSidecar(b Basebackup, t SidecarTable) ([]byte, error) {
 	out, err := json.MarshalIndent(sidecar{
 		Format: FormatVersion, TableID: b.TableID, OID: t.OID, Relfilenode: t.Relfilenode, LSN: b.LSN, Path: b.Path, Rows: b.Rows, Bytes: b.Bytes,
 		RawBytes: b.RawBytes, CRC: b.CRC, Definition: b.Definition, Sequences: b.Sequences, Reason: b.Reason,
-		StartedAt: Micros(b.StartedAt), FinishedAt: Micros(b.FinishedAt),
+		StartedAt: Micros(b.StartedAt), FinishedAt: Micros(b.FinishedAt), Chunks: b.Chunks,
 	}, "", "\t")
 	if err != nil {
 		return nil, fmt.Errorf("encode sidecar of %s: %w", b.Path, err)
@@ -81,10 +84,13 @@ func ParseSidecar(data []byte) (Basebackup, SidecarTable, error) {
 	case s.Rows < 0 || s.Bytes < 0 || s.RawBytes < 0:
 		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar of %s has negative sizes", ErrCorrupt, s.Path)
 	}
+	if err := checkChunks(s); err != nil {
+		return Basebackup{}, SidecarTable{}, err
+	}
 	return Basebackup{
 		TableID: s.TableID, LSN: s.LSN, Path: s.Path, Rows: s.Rows, Bytes: s.Bytes, RawBytes: s.RawBytes, CRC: s.CRC,
 		Definition: s.Definition, Sequences: s.Sequences, Reason: s.Reason,
-		StartedAt: FromMicros(s.StartedAt), FinishedAt: FromMicros(s.FinishedAt),
+		StartedAt: FromMicros(s.StartedAt), FinishedAt: FromMicros(s.FinishedAt), Chunks: s.Chunks,
 	}, SidecarTable{OID: s.OID, Relfilenode: s.Relfilenode}, nil
 }
 
@@ -116,4 +122,26 @@ func readAll(ctx context.Context, store storage.Store, name string) ([]byte, err
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// checkChunks checks that a sidecar's chunks are the basebackup's files, in
+// order, and add up to its totals.
+func checkChunks(s sidecar) error {
+	if len(s.Chunks) == 0 {
+		return nil
+	}
+	var rows, bytes, raw int64
+	for k, c := range s.Chunks {
+		if want := ChunkName(s.TableID, s.LSN, k); c.Path != want {
+			return fmt.Errorf("%w: sidecar of %s names its chunk %d %q, not %q", ErrCorrupt, s.Path, k, c.Path, want)
+		}
+		if c.Rows < 0 || c.Bytes < 0 || c.RawBytes < 0 {
+			return fmt.Errorf("%w: sidecar of %s has negative sizes", ErrCorrupt, s.Path)
+		}
+		rows, bytes, raw = rows+c.Rows, bytes+c.Bytes, raw+c.RawBytes
+	}
+	if rows != s.Rows || bytes != s.Bytes || raw != s.RawBytes {
+		return fmt.Errorf("%w: sidecar of %s: its chunks add up to %d rows and %d bytes, it says %d and %d", ErrCorrupt, s.Path, rows, bytes, s.Rows, s.Bytes)
+	}
+	return nil
 }

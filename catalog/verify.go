@@ -228,10 +228,12 @@ func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyRepo
 		if read {
 			r.BasebackupsRead++
 		}
-		n, msg := c.checkBasebackup(ctx, b, read)
-		r.BytesRead += n
-		if msg != "" {
-			problem("basebackup %s: %s", b.Path, msg)
+		for _, f := range b.Files() {
+			n, msg := c.checkBasebackup(ctx, f, read)
+			r.BytesRead += n
+			if msg != "" {
+				problem("basebackup %s: %s", f.Path, msg)
+			}
 		}
 		// The sidecar is what a catalog rebuilt from the files knows the
 		// basebackup by.
@@ -290,7 +292,7 @@ func (c *Catalog) allBasebackups(ctx context.Context) ([]Basebackup, error) {
 
 // checkBasebackup checks a basebackup file's presence and size, and with
 // readData its checksum, its lz4 frame and its row count.
-func (c *Catalog) checkBasebackup(ctx context.Context, b Basebackup, readData bool) (int64, string) {
+func (c *Catalog) checkBasebackup(ctx context.Context, b Chunk, readData bool) (int64, string) {
 	st, err := c.store.Stat(ctx, b.Path)
 	if err != nil {
 		return 0, err.Error()
@@ -352,7 +354,9 @@ func (c *Catalog) unreferencedFiles(ctx context.Context, segs map[int64]int64, b
 		known[SegmentName(id)] = true
 	}
 	for _, b := range bases {
-		known[b.Path] = true
+		for _, f := range b.Files() {
+			known[f.Path] = true
+		}
 		known[SidecarName(b.Path)] = true
 	}
 	for _, prefix := range []string{"segments/", "base/"} {

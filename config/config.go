@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -73,6 +74,18 @@ type Config struct {
 	// ConcurrentBasebackups is how many basebackups may run at once; each
 	// holds one PostgreSQL connection.
 	ConcurrentBasebackups int `yaml:"concurrentBasebackups"`
+	// BasebackupJobs is how many connections copy one table's chunks at
+	// once, all under the basebackup's one snapshot; each basebackup of
+	// ConcurrentBasebackups has its own.
+	BasebackupJobs int `yaml:"basebackupJobs"`
+	// BasebackupChunkSize is about how much of a table's storage one
+	// basebackup file (chunk) holds.
+	BasebackupChunkSize ByteSize `yaml:"basebackupChunkSize"`
+	// SyntheticBasebackupSize: a table due for a basebackup by
+	// backupThreshold whose newest basebackup holds at least this much COPY
+	// text gets one built from the archive (its newest basebackup and the
+	// changes after it), reading nothing from the source. 0 is off.
+	SyntheticBasebackupSize ByteSize `yaml:"syntheticBasebackupSize"`
 	// ForceBasebackupAfterInactivityInterval requests a basebackup of a
 	// table that changed since its last basebackup but has seen no change
 	// for this long. Truncated to whole minutes, as LBT did; 0 is off.
@@ -180,18 +193,31 @@ func Default() Config {
 		DeltasPerFile:         100000,
 		BackupThreshold:       100,
 		ConcurrentBasebackups: 1,
-		Fsync:                 true,
-		StatusInterval:        10 * time.Second,
-		StatusWarnLag:         1 << 30,
-		StatusCritLag:         8 << 30,
-		StatusWarnAge:         15 * time.Minute,
-		StatusCritAge:         time.Hour,
-		RestoreMemory:         DefaultRestoreMemory,
-		FlushInterval:         time.Second,
-		MetricsAddr:           "127.0.0.1:9187",
-		LogLevel:              "info",
-		LogFormat:             "text",
+		BasebackupJobs:        DefaultBasebackupJobs(),
+		BasebackupChunkSize:   1 << 30,
+		// Below it a fresh basebackup takes a few minutes at the source's
+		// 100-200 MB/s and re-reads the truth (definition, sequences);
+		// above it the source read and its held snapshot grow to hours.
+		SyntheticBasebackupSize: 10 << 30,
+		Fsync:                   true,
+		StatusInterval:          10 * time.Second,
+		StatusWarnLag:           1 << 30,
+		StatusCritLag:           8 << 30,
+		StatusWarnAge:           15 * time.Minute,
+		StatusCritAge:           time.Hour,
+		RestoreMemory:           DefaultRestoreMemory,
+		FlushInterval:           time.Second,
+		MetricsAddr:             "127.0.0.1:9187",
+		LogLevel:                "info",
+		LogFormat:               "text",
 	}
+}
+
+// DefaultBasebackupJobs is basebackupJobs' default: the number of cores,
+// at most 4 (past that the source's disk, not its CPU, is the limit, and
+// each job is a connection).
+func DefaultBasebackupJobs() int {
+	return min(runtime.NumCPU(), 4)
 }
 
 // DefaultRestoreMemory is restoreMemory's default: with the Go runtime's
@@ -305,6 +331,7 @@ func (c Config) Validate() error {
 		{"deltasPerFile", c.DeltasPerFile},
 		{"backupThreshold", c.BackupThreshold},
 		{"concurrentBasebackups", c.ConcurrentBasebackups},
+		{"basebackupJobs", c.BasebackupJobs},
 	} {
 		if v.n <= 0 {
 			add("%s must be greater than 0, not %d", v.key, v.n)
@@ -341,6 +368,12 @@ func (c Config) Validate() error {
 		if _, err := crypt.New([]string{r}, ""); err != nil {
 			add("encryptRecipients[%d] is not an age public key (age1...: lbt keygen prints one)", i)
 		}
+	}
+	if c.BasebackupChunkSize <= 0 {
+		add("basebackupChunkSize must be greater than 0")
+	}
+	if c.SyntheticBasebackupSize < 0 {
+		add("syntheticBasebackupSize must not be negative")
 	}
 	if c.StatusWarnLag < 0 || c.StatusCritLag < 0 {
 		add("statusWarnLag and statusCritLag must not be negative")

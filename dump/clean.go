@@ -175,8 +175,8 @@ func isLocked(path string) (bool, error) {
 // under base/ belongs to: itself, its sidecar, or either being written.
 func basebackupOf(rel string) (string, bool) {
 	name := strings.TrimSuffix(rel, ".partial")
-	if strings.HasSuffix(name, ".copy.lz4") {
-		return name, true
+	if first, ok := catalog.BasebackupOfChunk(name); ok {
+		return first, true
 	}
 	if stem, ok := strings.CutSuffix(name, ".meta.json"); ok {
 		return stem + ".copy.lz4", true

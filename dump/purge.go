@@ -187,17 +187,23 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts PurgeOptions) (PurgeR
 		if err != nil {
 			return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 		}
+		// The files first (a basebackup's first file before its other
+		// chunks), the sidecars after: a sidecar left alone by a crash
+		// describes nothing a rebuilt catalog could use, and is ignored.
 		for _, p := range paths {
-			// The file first: a sidecar left alone by a crash describes
-			// nothing a rebuilt catalog could use, and is ignored.
 			n, err := removeFile(ctx, cat.Store(), p)
-			if err == nil {
-				_, err = removeFile(ctx, cat.Store(), catalog.SidecarName(p))
-			}
 			if err != nil {
 				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 			}
 			rep.BasebackupBytes += n
+		}
+		for _, p := range paths {
+			if first, _ := catalog.BasebackupOfChunk(p); first != p {
+				continue // a chunk after the first: the basebackup's sidecar is the first's
+			}
+			if _, err := removeFile(ctx, cat.Store(), catalog.SidecarName(p)); err != nil {
+				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
+			}
 		}
 		log.Info("purged table history", "table", t.Name, "before_lsn", pglogrepl.LSN(t.KeepLSN), "basebackups", t.Basebackups,
 			"blobs", t.Blobs, "transactions", t.Transactions)

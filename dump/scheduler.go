@@ -65,6 +65,12 @@ type SchedulerOptions struct {
 	// the table's changes of one flush (at most a few MiB), so this bounds
 	// how much a restore replays on top of a basebackup. 0 is off.
 	Threshold int
+	// SyntheticMinBytes (syntheticBasebackupSize): a table due by Threshold
+	// whose newest basebackup holds at least this much COPY text gets its
+	// basebackup built from the archive (Synthesize), reading nothing from
+	// the source; should that fail, one is taken from the source. 0 is
+	// off.
+	SyntheticMinBytes int64
 	// InactivityInterval (forceBasebackupAfterInactivityInterval) requests a
 	// basebackup of a table whose last change is older than this and that
 	// changed since its last basebackup. 0 is off.
@@ -309,11 +315,39 @@ func (s *scheduler) startDue(ctx context.Context, done chan<- result) error {
 			o := s.opts.Options
 			o.Reason = j.reason
 			started := time.Now()
+			if s.fromArchive(ctx, o, j) {
+				done <- result{j, nil, time.Since(started)}
+				return
+			}
 			_, err := take(ctx, s.cat, o, []target{{oid: j.oid, name: j.name}})
 			done <- result{j, err, time.Since(started)}
 		}(j)
 	}
 	return nil
+}
+
+// fromArchive builds the basebackup of a large table due by the
+// threshold from the archive, and reports whether it did. A failure is
+// logged, and the caller takes one from the source instead.
+func (s *scheduler) fromArchive(ctx context.Context, o Options, j job) bool {
+	if j.reason != ReasonThreshold || s.opts.SyntheticMinBytes <= 0 || j.tableID == 0 {
+		return false
+	}
+	if k := s.cat.Keys(); k != nil && !k.Reads() {
+		// The daemon of an encrypted archive may hold only the recipients:
+		// it cannot read the archive, and takes the basebackup from the
+		// source.
+		return false
+	}
+	bases, err := s.cat.Basebackups(ctx, j.tableID)
+	if err != nil || len(bases) == 0 || bases[len(bases)-1].RawBytes < s.opts.SyntheticMinBytes {
+		return false
+	}
+	if _, err := Synthesize(ctx, s.cat, o, j.name); err != nil {
+		s.log.Warn("basebackup from the archive failed, taking one from the source", "table", j.name, "table_id", j.tableID, "error", err)
+		return false
+	}
+	return true
 }
 
 func (s *scheduler) state(oid uint32) *tableState {

@@ -45,11 +45,32 @@ type Options struct {
 	// Keys encrypt the archive's files (encryptRecipients); nil or empty
 	// for a plaintext archive.
 	Keys *crypt.Keys
+	// Jobs is how many connections copy a table's chunks at once, all
+	// under the one snapshot (basebackupJobs); 1 or less is one.
+	Jobs int
+	// ChunkBytes is about how much of a table's storage (its heap, as
+	// pg_relation_size counts it) one chunk file holds; 0 is
+	// DefaultChunkBytes. A table larger than this, or one that Jobs can
+	// split, is dumped in chunks (docs/BASEBACKUP.md, "Chunks").
+	ChunkBytes int64
+	// Memory is what a basebackup from the archive (Synthesize) gives the
+	// reduced changes before they spill to TempDir, as a restore's
+	// (restoreMemory); 0 is no limit.
+	Memory int64
 }
+
+// DefaultChunkBytes is the default ChunkBytes: a chunk is read in seconds
+// to a minute, and a synthetic basebackup rewrites a whole chunk for one
+// changed row in it.
+const DefaultChunkBytes = 1 << 30
+
+// minChunkedBytes is the smallest table split for the sake of Jobs alone:
+// below it, the connections cost more than they save.
+const minChunkedBytes = 8 << 20
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{Logger: hclog.NewNullLogger(), Reason: "request", SlotWait: source.DefaultSlotWait}
+	return Options{Logger: hclog.NewNullLogger(), Reason: "request", SlotWait: source.DefaultSlotWait, Jobs: 1}
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -115,14 +136,14 @@ func take(ctx context.Context, cat *catalog.Catalog, opts Options, targets []tar
 	}
 
 	started := time.Now()
-	conn, tx, point, err := snapshot(ctx, opts.Logger, opts.Conn, opts.SlotWait)
+	snap, err := snapshot(ctx, opts.Logger, opts.Conn, opts.SlotWait, max(opts.Jobs, 1))
 	if err != nil {
 		return nil, fmt.Errorf("basebackup: %w", err)
 	}
-	defer conn.Close(context.Background())
-	defer tx.Rollback(context.Background())
+	defer snap.close()
+	tx, point := snap.txs[0], snap.point
 	// Creating the slot waits for the transactions running at that moment.
-	opts.Logger.Debug("snapshot exported", "lsn", pglogrepl.LSN(point), "waited", time.Since(started).Round(time.Millisecond))
+	opts.Logger.Debug("snapshot exported", "lsn", pglogrepl.LSN(point), "waited", time.Since(started).Round(time.Millisecond), "connections", len(snap.txs))
 
 	// Check every table before dumping any, so that a typo fails the whole
 	// request at once.
@@ -140,69 +161,100 @@ func take(ctx context.Context, cat *catalog.Catalog, opts Options, targets []tar
 	}
 	var out []catalog.Basebackup
 	for i, t := range targets {
-		b, err := dumpTable(ctx, cat, opts, tx, oids[i], point)
+		b, err := dumpTable(ctx, cat, opts, snap, oids[i])
 		if err != nil {
 			return out, fmt.Errorf("basebackup of %s: %w", t.name, err)
 		}
 		opts.Logger.Info("basebackup complete", "table", b.Definition.Table.QualifiedName(), "table_id", b.TableID,
-			"lsn", pglogrepl.LSN(point), "reason", b.Reason, "rows", b.Rows, "bytes", b.Bytes,
+			"lsn", pglogrepl.LSN(point), "reason", b.Reason, "rows", b.Rows, "bytes", b.Bytes, "chunks", len(b.Files()),
 			"duration", b.FinishedAt.Sub(b.StartedAt).Round(time.Millisecond))
 		out = append(out, b)
 	}
 	return out, nil
 }
 
-// snapshot opens a connection whose transaction sees the database exactly
-// as of the returned LSN: the consistent point of a temporary logical slot
-// created with an exported snapshot.
-func snapshot(ctx context.Context, log hclog.Logger, pc *pgconn.Config, wait source.SlotWait) (*pgx.Conn, pgx.Tx, uint64, error) {
+// snap is the exported snapshot, imported by one or more connections: the
+// first describes the tables, all of them copy chunks.
+type snap struct {
+	conns []*pgx.Conn
+	txs   []pgx.Tx
+	point uint64 // the slot's consistent point
+	// tidRanges: the server scans a ctid range without reading the rest of
+	// the table (PostgreSQL 14's TID range scan), so chunks are cheap.
+	tidRanges bool
+}
+
+func (s *snap) close() {
+	for i, c := range s.conns {
+		s.txs[i].Rollback(context.Background())
+		c.Close(context.Background())
+	}
+}
+
+// snapshot opens jobs connections whose transactions see the database
+// exactly as of the returned LSN: the consistent point of a temporary
+// logical slot created with an exported snapshot. Every connection imports
+// the snapshot before the replication connection runs another command (or
+// closes, which drops the slot): the exported snapshot lives only that
+// long, the imported ones as long as their transactions.
+func snapshot(ctx context.Context, log hclog.Logger, pc *pgconn.Config, wait source.SlotWait, jobs int) (_ *snap, err error) {
 	pc = pc.Copy()
 	schema.SetTextParams(pc.RuntimeParams) // the COPY's text
 	rc := pc.Copy()
 	rc.RuntimeParams["replication"] = "database"
 	repl, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("replication connection: %w", err)
+		return nil, fmt.Errorf("replication connection: %w", err)
 	}
-	// Closing the replication connection drops the temporary slot; the
-	// imported snapshot lives on in the dump's transaction.
 	defer repl.Close(context.Background())
 	slot := fmt.Sprintf("lbt_base_%d_%d", os.Getpid(), slotSeq.Add(1))
 	res, err := source.CreateSlot(ctx, log, repl, pc, slot, pglogrepl.CreateReplicationSlotOptions{
 		Temporary: true, Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"}, wait)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("create temporary slot: %w", err)
+		return nil, fmt.Errorf("create temporary slot: %w", err)
 	}
 	point, err := pglogrepl.ParseLSN(res.ConsistentPoint)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, err
 	}
-
-	conn, err := source.Connect(ctx, pc)
-	if err != nil {
-		return nil, nil, 0, err
+	s := &snap{point: uint64(point)}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	for range jobs {
+		conn, err := source.Connect(ctx, pc)
+		if err != nil {
+			return nil, err
+		}
+		tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			conn.Close(context.Background())
+			return nil, fmt.Errorf("begin: %w", err)
+		}
+		s.conns, s.txs = append(s.conns, conn), append(s.txs, tx)
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+schema.QuoteLiteral(res.SnapshotName)); err != nil {
+			return nil, fmt.Errorf("import snapshot: %w", err)
+		}
 	}
-	// The snapshot must be imported before the replication connection runs
-	// another command, or it is gone.
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		conn.Close(context.Background())
-		return nil, nil, 0, fmt.Errorf("begin: %w", err)
+	var version int
+	if err := s.txs[0].QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return nil, fmt.Errorf("server version: %w", err)
 	}
-	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+schema.QuoteLiteral(res.SnapshotName)); err != nil {
-		conn.Close(context.Background())
-		return nil, nil, 0, fmt.Errorf("import snapshot: %w", err)
-	}
-	return conn, tx, uint64(point), nil
+	s.tidRanges = version >= 140000
+	return s, nil
 }
 
-// dumpTable writes one table's COPY under the imported snapshot to a file
-// in the temp dir, moves it into the archive once complete and durable,
-// then records it. The file is locked (flock) from its creation until its
-// catalog row is committed, so that the clean-up of stray files never takes
-// a dump in progress for one left by a crash.
-func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.Tx, oid uint32, point uint64) (catalog.Basebackup, error) {
+// dumpTable writes one table's COPY under the imported snapshot to files
+// in the temp dir (one per chunk, on the snapshot's connections at once),
+// moves them into the archive once complete and durable, then records
+// them. Each file is locked (flock) from its creation until the catalog
+// row is committed, so that the clean-up of stray files never takes a dump
+// in progress for one left by a crash.
+func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, s *snap, oid uint32) (catalog.Basebackup, error) {
 	started := time.Now()
+	tx, point := s.txs[0], s.point
 	def, seqs, err := source.DescribeDefinition(ctx, tx, oid)
 	if err != nil {
 		return catalog.Basebackup{}, err
@@ -211,59 +263,41 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}
-
-	tmp, err := os.CreateTemp(opts.TempDir, fmt.Sprintf(partialPattern, tableID))
-	if err != nil {
-		return catalog.Basebackup{}, fmt.Errorf("temp file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX); err != nil {
-		return catalog.Basebackup{}, fmt.Errorf("lock %s: %w", tmp.Name(), err)
-	}
-	// The checksum and size are of the file as on disk, encrypted in an
-	// encrypted archive, so that they can be checked without its key.
-	crc := &crcWriter{w: tmp}
-	enc, err := cat.Keys().Writer(crc)
+	ranges, err := chunkRanges(ctx, tx, oid, def, s.tidRanges, opts)
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}
-	zw := lz4.NewWriter(enc)
-	if err := zw.Apply(lz4.CompressionLevelOption(lz4.Fast), lz4.ChecksumOption(true)); err != nil {
-		return catalog.Basebackup{}, err
+	files, err := copyChunks(ctx, opts, cat.Keys(), s, def, tableID, ranges)
+	for _, f := range files {
+		if f != nil {
+			defer os.Remove(f.tmp.Name())
+			defer f.tmp.Close()
+		}
 	}
-	counter := &countWriter{w: zw}
-	cols := make([]string, len(def.Table.Columns))
-	for i, c := range def.Table.Columns {
-		cols[i] = schema.QuoteIdent(c.Name)
-	}
-	var copySQL string
-	switch {
-	case len(cols) == 0:
-		copySQL = fmt.Sprintf("COPY %s TO STDOUT", def.Table.QualifiedName())
-	case def.Partitioned:
-		// COPY refuses a partitioned table; a query reads all its partitions.
-		copySQL = fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", strings.Join(cols, ", "), def.Table.QualifiedName())
-	default:
-		copySQL = fmt.Sprintf("COPY %s (%s) TO STDOUT", def.Table.QualifiedName(), strings.Join(cols, ", "))
-	}
-	tag, err := tx.Conn().PgConn().CopyTo(ctx, counter, copySQL)
 	if err != nil {
-		return catalog.Basebackup{}, fmt.Errorf("copy: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return catalog.Basebackup{}, fmt.Errorf("compress: %w", err)
-	}
-	if err := enc.Close(); err != nil {
-		return catalog.Basebackup{}, fmt.Errorf("encrypt: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return catalog.Basebackup{}, fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+		return catalog.Basebackup{}, err
 	}
 	b := catalog.Basebackup{
 		TableID: tableID, LSN: point, Path: catalog.BasebackupName(tableID, point),
-		Rows: tag.RowsAffected(), Bytes: crc.n, RawBytes: counter.n, CRC: crc.sum,
 		Definition: def.Definition, Sequences: seqs, Reason: opts.Reason, StartedAt: started,
+	}
+	return storeBasebackup(ctx, cat, b, files, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode})
+}
+
+// storeBasebackup records b, whose files are complete and durable in the
+// temp dir, and moves them into the archive: the pending row, the sidecar,
+// the files, then the basebackup row. It fills in b's sizes and chunks.
+func storeBasebackup(ctx context.Context, cat *catalog.Catalog, b catalog.Basebackup, files []*chunkFile, side catalog.SidecarTable) (catalog.Basebackup, error) {
+	for _, f := range files {
+		b.Rows, b.Bytes, b.RawBytes = b.Rows+f.chunk.Rows, b.Bytes+f.chunk.Bytes, b.RawBytes+f.chunk.RawBytes
+	}
+	if len(files) == 1 {
+		b.CRC = files[0].chunk.CRC
+	} else {
+		for _, f := range files {
+			b.Chunks = append(b.Chunks, f.chunk)
+		}
+		b.CRC = b.Chunks[0].CRC
 	}
 	b.FinishedAt = time.Now()
 	// Recorded as pending first: should the basebackup row never be
@@ -273,29 +307,220 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, tx pgx.T
 	if err := retryBusy(ctx, func() error { return cat.AddPendingBasebackup(ctx, b.Path) }); err != nil {
 		return catalog.Basebackup{}, err
 	}
-	if err := catalog.WriteSidecar(ctx, cat.Store(), cat.Keys(), b, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode}); err != nil {
+	if err := catalog.WriteSidecar(ctx, cat.Store(), cat.Keys(), b, side); err != nil {
 		return catalog.Basebackup{}, err
 	}
-	// Moved, not copied: the local directory renames the file into base/
-	// (its flock going with it), an object store uploads it from disk.
-	if err := storage.PutFile(ctx, cat.Store(), b.Path, tmp.Name()); err != nil {
-		return catalog.Basebackup{}, fmt.Errorf("move basebackup into archive: %w", err)
+	removeAll := func() {
+		for _, f := range files {
+			cat.Store().Delete(context.Background(), f.chunk.Path)
+		}
+		cat.Store().Delete(context.Background(), catalog.SidecarName(b.Path))
 	}
-	err = retryBusy(ctx, func() error {
+	for _, f := range files {
+		// Moved, not copied: the local directory renames the file into
+		// base/ (its flock going with it), an object store uploads it
+		// from disk.
+		if err := storage.PutFile(ctx, cat.Store(), f.chunk.Path, f.tmp.Name()); err != nil {
+			return catalog.Basebackup{}, fmt.Errorf("move basebackup into archive: %w", err)
+		}
+	}
+	err := retryBusy(ctx, func() error {
 		var err error
 		b.ID, err = cat.AddBasebackup(ctx, b)
 		return err
 	})
 	if err != nil {
-		// Unless the row made it after all, nothing references the file:
-		// remove it now rather than leave it to the next clean-up.
+		// Unless the row made it after all, nothing references the files:
+		// remove them now rather than leave them to the next clean-up.
 		if has, herr := cat.HasBasebackup(context.Background(), b.Path); herr == nil && !has {
-			cat.Store().Delete(context.Background(), b.Path)
-			cat.Store().Delete(context.Background(), catalog.SidecarName(b.Path))
+			removeAll()
 		}
 		return catalog.Basebackup{}, err
 	}
 	return b, nil
+}
+
+// blockRange is the heap blocks [from, to) of a chunk; to 0 is to the end.
+type blockRange struct{ from, to uint64 }
+
+// chunkRanges splits a table into ranges of heap blocks, one per chunk: a
+// single range (one file, as before chunks) unless the server scans TID
+// ranges, the table is a plain one with columns, and it is larger than a
+// chunk or Jobs can share it. The last range is open-ended, so that no
+// row escapes whatever the size read now (the snapshot sees no row in
+// blocks added after it, and VACUUM cannot take away a block holding a
+// row it still sees).
+func chunkRanges(ctx context.Context, tx pgx.Tx, oid uint32, def source.TableDefinition, tidRanges bool, opts Options) ([]blockRange, error) {
+	whole := []blockRange{{}}
+	if !tidRanges || def.Partitioned || len(def.Table.Columns) == 0 {
+		return whole, nil
+	}
+	var size, blockSize int64
+	err := tx.QueryRow(ctx, `SELECT pg_relation_size($1::oid), current_setting('block_size')::bigint`, oid).Scan(&size, &blockSize)
+	if err != nil {
+		return nil, fmt.Errorf("table size: %w", err)
+	}
+	per := opts.ChunkBytes
+	if per <= 0 {
+		per = DefaultChunkBytes
+	}
+	blocks := uint64(size / blockSize)
+	n := uint64((size + per - 1) / per)
+	if jobs := uint64(max(opts.Jobs, 1)); n < jobs && size >= minChunkedBytes {
+		n = jobs
+	}
+	n = min(n, blocks)
+	if n <= 1 {
+		return whole, nil
+	}
+	step := (blocks + n - 1) / n
+	out := make([]blockRange, 0, n)
+	for from := uint64(0); from < blocks; from += step {
+		out = append(out, blockRange{from: from, to: from + step})
+	}
+	out[len(out)-1].to = 0
+	return out, nil
+}
+
+// chunkFile is a chunk written to the temp dir.
+type chunkFile struct {
+	tmp   *os.File
+	chunk catalog.Chunk
+	zw    *lz4.Writer
+	enc   io.WriteCloser // encrypts, in an encrypted archive
+	crc   *crcWriter
+	// endsLine: what was written so far ends with a whole row
+	endsLine bool
+}
+
+// copyChunks copies each range of the table into a temp file of its own,
+// on all the snapshot's connections at once. The files it returns (also
+// on error: those it created) are the caller's to close and remove. keys
+// encrypt them in an encrypted archive (nil: plaintext).
+func copyChunks(ctx context.Context, opts Options, keys *crypt.Keys, s *snap, def source.TableDefinition, tableID int64, ranges []blockRange) ([]*chunkFile, error) {
+	files := make([]*chunkFile, len(ranges))
+	next := make(chan int, len(ranges))
+	for k := range ranges {
+		next <- k
+	}
+	close(next)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(s.txs))
+	workers := min(len(s.txs), len(ranges))
+	for w := range workers {
+		go func(tx pgx.Tx) {
+			for k := range next {
+				f, err := copyChunk(ctx, opts, keys, tx, def, tableID, s.point, k, ranges[k], len(ranges) > 1)
+				files[k] = f
+				if err != nil {
+					cancel()
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}(s.txs[w])
+	}
+	var first error
+	for range workers {
+		if err := <-errs; err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+			first = err
+		}
+	}
+	return files, first
+}
+
+// copyChunk copies one range of the table into a new temp file, compressed.
+func copyChunk(ctx context.Context, opts Options, keys *crypt.Keys, tx pgx.Tx, def source.TableDefinition, tableID int64, point uint64, k int, r blockRange, ranged bool) (*chunkFile, error) {
+	f, err := createChunk(opts.TempDir, tableID, keys)
+	if err != nil {
+		return f, err
+	}
+	f.chunk.Path, f.chunk.FromBlock, f.chunk.ToBlock = catalog.ChunkName(tableID, point, k), r.from, r.to
+	tag, err := tx.Conn().PgConn().CopyTo(ctx, f, copySQL(def, r, ranged))
+	if err != nil {
+		return f, fmt.Errorf("copy: %w", err)
+	}
+	if err := f.finish(); err != nil {
+		return f, err
+	}
+	f.chunk.Rows = tag.RowsAffected()
+	return f, nil
+}
+
+// createChunk creates a chunk file in the temp dir, locked (flock) until
+// it is closed, and ready for its COPY text; with keys (an encrypted
+// archive) it is an age file.
+func createChunk(tempDir string, tableID int64, keys *crypt.Keys) (*chunkFile, error) {
+	tmp, err := os.CreateTemp(tempDir, fmt.Sprintf(partialPattern, tableID))
+	if err != nil {
+		return nil, fmt.Errorf("temp file: %w", err)
+	}
+	f := &chunkFile{tmp: tmp}
+	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX); err != nil {
+		return f, fmt.Errorf("lock %s: %w", tmp.Name(), err)
+	}
+	// The checksum and size are of the file as stored, encrypted in an
+	// encrypted archive, so that they can be checked without its key.
+	f.crc = &crcWriter{w: tmp}
+	if f.enc, err = keys.Writer(f.crc); err != nil {
+		return f, err
+	}
+	f.zw = lz4.NewWriter(f.enc)
+	if err := f.zw.Apply(lz4.CompressionLevelOption(lz4.Fast), lz4.ChecksumOption(true)); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// Write compresses COPY text into the chunk.
+func (f *chunkFile) Write(p []byte) (int, error) {
+	n, err := f.zw.Write(p)
+	f.chunk.RawBytes += int64(n)
+	return n, err
+}
+
+// finish completes the chunk's frame and makes it durable, and records
+// its length and checksum.
+func (f *chunkFile) finish() error {
+	if err := f.zw.Close(); err != nil {
+		return fmt.Errorf("compress: %w", err)
+	}
+	if err := f.enc.Close(); err != nil {
+		return fmt.Errorf("encrypt: %w", err)
+	}
+	if err := f.tmp.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", f.tmp.Name(), err)
+	}
+	f.chunk.Bytes, f.chunk.CRC = f.crc.n, f.crc.sum
+	return nil
+}
+
+// copySQL is the COPY of the table's columns (of one range of its blocks
+// when ranged) in the definition's order.
+func copySQL(def source.TableDefinition, r blockRange, ranged bool) string {
+	cols := make([]string, len(def.Table.Columns))
+	for i, c := range def.Table.Columns {
+		cols[i] = schema.QuoteIdent(c.Name)
+	}
+	switch {
+	case len(cols) == 0:
+		return fmt.Sprintf("COPY %s TO STDOUT", def.Table.QualifiedName())
+	case def.Partitioned:
+		// COPY refuses a partitioned table; a query reads all its partitions.
+		return fmt.Sprintf("COPY (SELECT %s FROM %s) TO STDOUT", strings.Join(cols, ", "), def.Table.QualifiedName())
+	case ranged:
+		// ONLY: COPY of a table reads no inheritance children, and neither
+		// may its query.
+		where := fmt.Sprintf("ctid >= '(%d,0)'::tid", r.from)
+		if r.to > 0 {
+			where += fmt.Sprintf(" AND ctid < '(%d,0)'::tid", r.to)
+		}
+		return fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT", strings.Join(cols, ", "), def.Table.QualifiedName(), where)
+	default:
+		return fmt.Sprintf("COPY %s (%s) TO STDOUT", def.Table.QualifiedName(), strings.Join(cols, ", "))
+	}
 }
 
 // registerTable finds the table's catalog id by OID, adding the table when
@@ -366,17 +591,6 @@ type crcWriter struct {
 func (c *crcWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.sum = crc32.Update(c.sum, castagnoli, p[:n])
-	c.n += int64(n)
-	return n, err
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/pierrec/lz4/v4"
 
 	"lbt/catalog"
+	"lbt/crypt"
+	"lbt/storage"
 )
 
 // dataSource produces the restored rows as COPY text: the basebackup's rows
@@ -22,7 +24,9 @@ type dataSource struct {
 	red  *reducer
 	td   *tableDef
 	prog *progress
-	base io.ReadCloser // the basebackup, opened with the plan; nil: opened here
+	// bases are the basebackup's files, opened with the plan, in the
+	// order of its Files; none: opened here
+	bases []io.ReadCloser
 
 	missingFields [][]byte // see missing
 }
@@ -67,31 +71,17 @@ func (d *dataSource) write(ctx context.Context, w io.Writer) (*dataStats, error)
 	return rw.st, nil
 }
 
-// writeBase streams the basebackup through the merger, checking the file's
-// checksum and row count as it goes.
+// writeBase streams the basebackup's files through the merger, checking
+// each file's checksum and row count as it goes.
 func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	bb := d.pl.bb
 	if bb.Path == "" {
 		return nil // the empty start of a table created inside the history (emptyStart)
 	}
-	f := d.base
-	if f == nil {
-		var err error
-		if f, err = d.cat.Store().ReadRange(ctx, bb.Path, 0, -1); err != nil {
-			return fmt.Errorf("basebackup %d: %w", bb.ID, err)
-		}
-		defer f.Close()
-	}
 	merge, err := d.red.merger(d.pl.shapes.def)
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)
 	}
-	crc := &crcReader{r: f} // of the file as on disk, encrypted or not
-	plain, err := d.cat.Keys().Reader(crc)
-	if err != nil {
-		return fmt.Errorf("basebackup %s: %w", bb.Path, err)
-	}
-	br := bufio.NewReaderSize(lz4.NewReader(plain), 1<<20)
 	identity := len(d.pl.shapes.def) == len(bb.Definition.Table.Columns)
 	for j, i := range d.pl.shapes.def {
 		if i != j {
@@ -99,6 +89,56 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 		}
 	}
 	pass := merge.passAll()
+	var rows int64
+	for k, c := range bb.Files() {
+		var f io.ReadCloser
+		if k < len(d.bases) {
+			f = d.bases[k]
+		}
+		err := readBaseFile(ctx, d.cat.Store(), d.cat.Keys(), bb, c, f, d.prog, func(line []byte, fields [][]byte) error {
+			rows++
+			if !pass {
+				keep, err := merge.keep(fields)
+				if err != nil {
+					return fmt.Errorf("%s: basebackup row %d: %w", d.pl.source.QualifiedName(), rows, err)
+				}
+				if !keep {
+					return nil
+				}
+			}
+			if identity {
+				return rw.writeLine(line, fields)
+			}
+			return rw.writeMapped(fields, d.pl.shapes.def, d.missing())
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := merge.finish(); err != nil {
+		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)
+	}
+	return nil
+}
+
+// readBaseFile reads one file of basebackup bb (from f when it is open
+// already) and calls row with each row's line (without its newline) and
+// fields, then checks the file's checksum and row count against the
+// catalog's. keys decrypt it in an encrypted archive (nil: plaintext).
+func readBaseFile(ctx context.Context, store storage.Store, keys *crypt.Keys, bb catalog.Basebackup, c catalog.Chunk, f io.ReadCloser, prog *progress, row func(line []byte, fields [][]byte) error) error {
+	if f == nil {
+		var err error
+		if f, err = store.ReadRange(ctx, c.Path, 0, -1); err != nil {
+			return fmt.Errorf("basebackup %d: %w", bb.ID, err)
+		}
+		defer f.Close()
+	}
+	crc := &crcReader{r: f} // of the file as stored, encrypted or not
+	plain, err := keys.Reader(crc)
+	if err != nil {
+		return fmt.Errorf("basebackup %d (%s): %w", bb.ID, c.Path, err)
+	}
+	br := bufio.NewReaderSize(lz4.NewReader(plain), 1<<20)
 	width := len(bb.Definition.Table.Columns)
 	var rows int64
 	var fields [][]byte
@@ -117,13 +157,13 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 			break
 		}
 		if err != nil && err != io.EOF {
-			return fmt.Errorf("basebackup %d (%s): %w", bb.ID, bb.Path, err)
+			return fmt.Errorf("basebackup %d (%s): %w", bb.ID, c.Path, err)
 		}
 		if len(line) == 0 || line[len(line)-1] != '\n' {
-			return fmt.Errorf("basebackup %d (%s): %w: last row has no end", bb.ID, bb.Path, catalog.ErrCorrupt)
+			return fmt.Errorf("basebackup %d (%s): %w: last row has no end", bb.ID, c.Path, catalog.ErrCorrupt)
 		}
 		rows++
-		d.prog.add(int64(len(line)), 0)
+		prog.add(int64(len(line)), 0)
 		if rows%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -135,38 +175,26 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 			fields = fields[:0] // a row of a table without columns
 		}
 		if len(fields) != width {
-			return fmt.Errorf("basebackup %d (%s): %w: row %d has %d columns, the definition %d", bb.ID, bb.Path, catalog.ErrCorrupt, rows, len(fields), width)
+			return fmt.Errorf("basebackup %d (%s): %w: row %d has %d columns, the definition %d", bb.ID, c.Path, catalog.ErrCorrupt, rows, len(fields), width)
 		}
-		if !pass {
-			keep, err := merge.keep(fields)
-			if err != nil {
-				return fmt.Errorf("%s: basebackup row %d: %w", d.pl.source.QualifiedName(), rows, err)
-			}
-			if !keep {
-				continue
-			}
-		}
-		if identity {
-			err = rw.writeLine(line, fields)
-		} else {
-			err = rw.writeMapped(fields, d.pl.shapes.def, d.missing())
-		}
-		if err != nil {
+		if err := row(line, fields); err != nil {
 			return err
 		}
 	}
-	// Checksum the whole file, including what follows the lz4 frame.
+	// Checksum the whole file, including what follows the lz4 frame; an
+	// encrypted one is read to its end first, which authenticates its last
+	// chunk.
+	if _, err := io.Copy(io.Discard, plain); err != nil {
+		return fmt.Errorf("basebackup %d (%s): %w", bb.ID, c.Path, err)
+	}
 	if _, err := io.Copy(io.Discard, crc); err != nil {
-		return fmt.Errorf("basebackup %d (%s): %w", bb.ID, bb.Path, err)
+		return fmt.Errorf("basebackup %d (%s): %w", bb.ID, c.Path, err)
 	}
-	if crc.sum != bb.CRC {
-		return fmt.Errorf("basebackup %d (%s): %w: checksum %08x, the catalog says %08x", bb.ID, bb.Path, catalog.ErrCorrupt, crc.sum, bb.CRC)
+	if crc.sum != c.CRC {
+		return fmt.Errorf("basebackup %d (%s): %w: checksum %08x, the catalog says %08x", bb.ID, c.Path, catalog.ErrCorrupt, crc.sum, c.CRC)
 	}
-	if rows != bb.Rows {
-		return fmt.Errorf("basebackup %d (%s): %w: %d rows, the catalog says %d", bb.ID, bb.Path, catalog.ErrCorrupt, rows, bb.Rows)
-	}
-	if err := merge.finish(); err != nil {
-		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)
+	if rows != c.Rows {
+		return fmt.Errorf("basebackup %d (%s): %w: %d rows, the catalog says %d", bb.ID, c.Path, catalog.ErrCorrupt, rows, c.Rows)
 	}
 	return nil
 }

@@ -22,8 +22,8 @@ const maxReplans = 3
 // open file stays readable), and one that removed it since the plan's rows
 // were read is seen at once, before anything is written to the target.
 type archiveFiles struct {
-	src  *catalog.BlobSource
-	base io.ReadCloser // nil for a plan without a basebackup file
+	src   *catalog.BlobSource
+	bases []io.ReadCloser // the basebackup's files, in the order of its Files; none without one
 }
 
 func (f *archiveFiles) close() {
@@ -31,21 +31,21 @@ func (f *archiveFiles) close() {
 		return
 	}
 	f.src.Close()
-	if f.base != nil {
-		f.base.Close()
+	for _, b := range f.bases {
+		b.Close()
 	}
 }
 
-// openFiles opens the basebackup and the segments of pl.
+// openFiles opens the basebackup's files and the segments of pl.
 func openFiles(ctx context.Context, cat *catalog.Catalog, pl *plan) (*archiveFiles, error) {
 	f := &archiveFiles{src: catalog.NewBlobSource(ctx, cat.Store(), cat.Keys())}
-	if pl.bb.Path != "" {
-		base, err := cat.Store().ReadRange(ctx, pl.bb.Path, 0, -1)
+	for _, c := range pl.bb.Files() {
+		base, err := cat.Store().ReadRange(ctx, c.Path, 0, -1)
 		if err != nil {
 			f.close()
 			return nil, fmt.Errorf("basebackup %d: %w", pl.bb.ID, err)
 		}
-		f.base = base
+		f.bases = append(f.bases, base)
 	}
 	var ids []int64
 	for _, b := range pl.blobs {

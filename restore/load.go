@@ -55,83 +55,36 @@ func outputSettings(src *schema.Source) []string {
 }
 
 // loadDatabase creates and fills the table in one transaction of the
-// target database: nothing is left behind when it fails.
+// target database: nothing is left behind when it fails. With o.Jobs > 1
+// the rows go in on several connections (loadParallel), unless a subset
+// is restored (--where, --columns: one connection, see Run).
 func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, expectRows int64) (loadResult, error) {
+	if o.Jobs > 1 && !td.subset() {
+		return loadParallel(ctx, o, td, d, expectRows)
+	}
 	var out loadResult
 	start := time.Now()
-	cc, err := pgx.ParseConfig("")
+	conn, err := connectTarget(ctx, o)
 	if err != nil {
-		return out, fmt.Errorf("target connection: %w", err)
+		return out, err
 	}
-	cc.Config = *o.TargetConn.Copy()
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		return out, fmt.Errorf("connect to target database: %w", err)
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		conn.Close(closeCtx)
-	}()
+	defer closeTarget(conn)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return out, fmt.Errorf("target database: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	exec := func(sql string) error {
-		if _, err := tx.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("target database: %s: %w", firstLine(sql), err)
-		}
-		return nil
+	if err := setSession(ctx, tx, td); err != nil {
+		return out, err
 	}
-	for _, s := range slices.Concat(sessionSettings, outputSettings(td.source)) {
-		if err := exec(s); err != nil {
-			return out, err
-		}
+	if err := replaceTarget(ctx, tx, o, td, true); err != nil {
+		return out, err
 	}
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, td.qualified()).Scan(&exists); err != nil {
-		return out, fmt.Errorf("target database: %w", err)
-	}
-	if exists {
-		if !o.Replace {
-			return out, fmt.Errorf("table %s already exists in the target database: name another with --target-table, or give --replace to drop it", td.qualified())
-		}
-		if err := exec("DROP TABLE " + td.qualified()); err != nil {
-			return out, err
-		}
-	}
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, td.schema).Scan(&exists); err != nil {
-		return out, fmt.Errorf("target database: %w", err)
-	}
-	if !exists {
-		if err := exec("CREATE SCHEMA " + schema.QuoteIdent(td.schema)); err != nil {
-			return out, err
-		}
-	}
-	for _, s := range td.typesBefore {
-		if err := exec(s); err != nil {
-			return out, err
-		}
-	}
-	// Sequence names must be free; the original's may be in use beside it.
-	for i, s := range td.sequences {
-		if s.identity {
-			continue
-		}
-		base := s.rel
-		for n := 1; ; n++ {
-			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, td.sequences[i].qualified()).Scan(&exists); err != nil {
-				return out, fmt.Errorf("target database: %w", err)
-			}
-			if !exists {
-				break
-			}
-			td.renameSequence(i, withSuffix(base, fmt.Sprintf("_%d", n)))
-		}
+	if err := prepareTypes(ctx, tx, td); err != nil {
+		return out, err
 	}
 	for _, s := range td.createStatements() {
-		if err := exec(s); err != nil {
+		if err := execTx(ctx, tx, s); err != nil {
 			return out, err
 		}
 	}
@@ -140,7 +93,7 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, ex
 	// as frozen, sparing the server a later pass over them.
 	before, copyStmt, after := td.subsetCopy(" WITH (FREEZE)")
 	for _, s := range before {
-		if err := exec(s); err != nil {
+		if err := execTx(ctx, tx, s); err != nil {
 			return out, err
 		}
 	}
@@ -165,57 +118,170 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, ex
 		return out, &VerificationError{Msg: fmt.Sprintf("%d rows were read from the archive for %s; the basebackup and the catalog's counts of inserts and deletes say %d (nothing was committed)", st.rows, td.qualified(), expectRows)}
 	}
 	for _, s := range after {
-		if err := exec(s); err != nil {
-			return out, err
-		}
-	}
-	for _, s := range td.typesAfter {
-		if err := exec(s); err != nil {
+		if err := execTx(ctx, tx, s); err != nil {
 			return out, err
 		}
 	}
 	out.rows = copied
 	out.load = time.Since(start)
-	start = time.Now()
+	if err := finishTable(ctx, tx, o, td, st, expectRows, &out); err != nil {
+		return out, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return out, fmt.Errorf("target database: commit: %w", err)
+	}
+	return out, nil
+}
+
+// connectTarget opens a connection to the target database.
+func connectTarget(ctx context.Context, o *Options) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("target connection: %w", err)
+	}
+	cc.Config = *o.TargetConn.Copy()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to target database: %w", err)
+	}
+	return conn, nil
+}
+
+func closeTarget(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn.Close(ctx)
+}
+
+// execTx runs one statement of the restore, naming it when it fails.
+func execTx(ctx context.Context, tx pgx.Tx, sql string) error {
+	if _, err := tx.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("target database: %s: %w", firstLine(sql), err)
+	}
+	return nil
+}
+
+// setSession gives the transaction the settings the values are read with.
+func setSession(ctx context.Context, tx pgx.Tx, td *tableDef) error {
+	for _, s := range slices.Concat(sessionSettings, outputSettings(td.source)) {
+		if err := execTx(ctx, tx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replaceTarget refuses an existing target table, or with o.Replace drops
+// it when drop is set.
+func replaceTarget(ctx context.Context, tx pgx.Tx, o *Options, td *tableDef, drop bool) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, td.qualified()).Scan(&exists); err != nil {
+		return fmt.Errorf("target database: %w", err)
+	}
+	switch {
+	case !exists:
+		return nil
+	case !o.Replace:
+		return fmt.Errorf("table %s already exists in the target database: name another with --target-table, or give --replace to drop it", td.qualified())
+	case drop:
+		return execTx(ctx, tx, "DROP TABLE "+td.qualified())
+	}
+	return nil
+}
+
+// prepareTypes creates the target schema when missing and the types the
+// table needs, and gives serial columns' sequences names that are free (the
+// original's may be in use beside it).
+func prepareTypes(ctx context.Context, tx pgx.Tx, td *tableDef) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, td.schema).Scan(&exists); err != nil {
+		return fmt.Errorf("target database: %w", err)
+	}
+	if !exists {
+		if err := execTx(ctx, tx, "CREATE SCHEMA "+schema.QuoteIdent(td.schema)); err != nil {
+			return err
+		}
+	}
+	for _, s := range td.typesBefore {
+		if err := execTx(ctx, tx, s); err != nil {
+			return err
+		}
+	}
+	for i, s := range td.sequences {
+		if s.identity {
+			continue
+		}
+		base := s.rel
+		for n := 1; ; n++ {
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, td.sequences[i].qualified()).Scan(&exists); err != nil {
+				return fmt.Errorf("target database: %w", err)
+			}
+			if !exists {
+				break
+			}
+			td.renameSequence(i, withSuffix(base, fmt.Sprintf("_%d", n)))
+		}
+	}
+	return nil
+}
+
+// finishTable does what follows the rows in the restore's transaction: the
+// NOT VALID checks of domains it created, the primary key, the other
+// constraints and indexes (each left out with a warning when the rows do
+// not satisfy it), the columns' final names, the sequences, and the
+// checksum (verified with o.Verify).
+func finishTable(ctx context.Context, tx pgx.Tx, o *Options, td *tableDef, st *dataStats, expectRows int64, out *loadResult) error {
+	exec := func(sql string) error {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("target database: %s: %w", firstLine(sql), err)
+		}
+		return nil
+	}
+	for _, s := range td.typesAfter {
+		if err := exec(s); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
 
 	if keys := td.keyStatement(); keys != "" {
 		if err := exec(keys); err != nil {
-			return out, err
+			return err
 		}
 	}
 	// A constraint or index the restored rows do not satisfy (the source
 	// changed it after the basebackup) is left out rather than failing.
 	for _, s := range td.extraStatements() {
 		if err := exec("SAVEPOINT lbt_extra"); err != nil {
-			return out, err
+			return err
 		}
 		if _, err := tx.Exec(ctx, s); err != nil {
 			if ctx.Err() != nil {
-				return out, ctx.Err()
+				return ctx.Err()
 			}
 			out.warnings = append(out.warnings, fmt.Sprintf("left out: %s: %v", firstLine(s), err))
 			if err := exec("ROLLBACK TO SAVEPOINT lbt_extra"); err != nil {
-				return out, err
+				return err
 			}
 			continue
 		}
 		if err := exec("RELEASE SAVEPOINT lbt_extra"); err != nil {
-			return out, err
+			return err
 		}
 	}
 	for _, s := range td.renameStatements() {
 		if err := exec(s); err != nil {
-			return out, err
+			return err
 		}
 	}
 	for _, s := range td.setvalStatements(st) {
 		if err := exec(s); err != nil {
-			return out, err
+			return err
 		}
 	}
 	if drop := td.dropStatement(); drop != "" {
 		if err := exec(drop); err != nil {
-			return out, err
+			return err
 		}
 	}
 	out.keys = time.Since(start)
@@ -224,7 +290,7 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, ex
 		out.checksum = formatChecksum(st.sum)
 		if o.Verify {
 			if err := verifyTable(ctx, tx, td, st, expectRows); err != nil {
-				return out, err
+				return err
 			}
 		}
 	} else {
@@ -232,21 +298,18 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, ex
 		// computes it, in one pass.
 		n, sum, err := tableChecksum(ctx, tx, td)
 		if err != nil {
-			return out, err
+			return err
 		}
 		out.checksum = sum
 		if !td.subset() {
 			out.warnings = append(out.warnings, "checksum computed by the target server from the restored table: "+why)
 		}
 		if o.Verify && td.where == "" && n != expectRows {
-			return out, rowCountError(td, n, expectRows)
+			return rowCountError(td, n, expectRows)
 		}
 	}
 	out.checksumTime = time.Since(start)
-	if err := tx.Commit(ctx); err != nil {
-		return out, fmt.Errorf("target database: commit: %w", err)
-	}
-	return out, nil
+	return nil
 }
 
 // verifyTable checks the restored table, in the restore's transaction, with

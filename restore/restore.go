@@ -54,6 +54,13 @@ type Options struct {
 	Memory  int64
 	TempDir string
 
+	// Jobs is how many connections load the rows at once (1 or less: one,
+	// in the transaction that creates the table). With more, the table is
+	// loaded in a staging schema and moved into place by a final
+	// transaction (see parallel.go); the table appears whole or not at all
+	// either way.
+	Jobs int
+
 	Version string // lbt's version, for the script header
 	Logger  hclog.Logger
 }
@@ -173,6 +180,10 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 	}
 	res.TargetTable = td.qualified()
 	res.Warnings = append(res.Warnings, td.warnings...)
+	if opts.Jobs > 1 && td.subset() && opts.SQL == nil {
+		// The subset's column renames run while its one COPY does.
+		res.Warnings = append(res.Warnings, "--jobs is not used with --where or --columns: one connection loads the rows")
+	}
 	if opts.DryRun {
 		res.Duration = time.Since(start)
 		return res, nil
@@ -197,7 +208,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 	notNull := td.settleNotNull(nulls)
 	td.warnings = append(td.warnings, notNull...)
 	res.Warnings = append(res.Warnings, notNull...)
-	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog, base: files.base}
+	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog, bases: files.bases}
 	var out loadResult
 	if opts.SQL != nil {
 		out, err = writeScript(ctx, cat, &opts, pl, td, d)

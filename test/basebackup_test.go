@@ -267,6 +267,20 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 		restoresExactly(t, c, dsn, dir, "t1")
 	})
 
+	t.Run("threshold from archive", func(t *testing.T) {
+		t.Parallel()
+		c, dsn, dir, _ := setup(t, "lbt_trig_synth")
+		runScheduler(t, dsn, dir, func(o *dump.SchedulerOptions) { o.Threshold, o.SyntheticMinBytes = 3, 1 })
+		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
+		waitReason(t, dir, "t1", dump.ReasonNewTable, 1)
+		for i := 0; i < 4; i++ { // one blob per flush: waitArchived between them
+			c.Exec(t, dsn, fmt.Sprintf(`UPDATE t1 SET v = 'round %d' WHERE id <= 100`, i))
+			waitArchived(t, c, dsn, dir)
+		}
+		waitReason(t, dir, "t1", dump.ReasonThreshold+", "+dump.ReasonFromArchive, 1)
+		restoresExactly(t, c, dsn, dir, "t1")
+	})
+
 	t.Run("inactivity", func(t *testing.T) {
 		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_inactive")

@@ -374,32 +374,26 @@ func (a *applier) rows() []string {
 	return out
 }
 
-// readBasebackup reads a basebackup file after checking its checksum and
-// length against the catalog, and decodes its COPY text rows.
+// readBasebackup reads a basebackup's files after checking each one's
+// checksum and length against the catalog, and decodes its COPY text rows.
 func readBasebackup(t *testing.T, dir string, b catalog.Basebackup) [][]*string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, b.Path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(data)) != b.Bytes || crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)) != b.CRC {
-		t.Fatalf("basebackup %s: %d bytes, checksum does not match the catalog's", b.Path, len(data))
-	}
-	raw, err := io.ReadAll(lz4.NewReader(bytes.NewReader(data)))
-	if err != nil {
-		t.Fatalf("basebackup %s: %v", b.Path, err)
-	}
-	if int64(len(raw)) != b.RawBytes {
-		t.Fatalf("basebackup %s: %d bytes of COPY text, catalog says %d", b.Path, len(raw), b.RawBytes)
-	}
 	var rows [][]*string
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(nil, 64<<20)
-	for sc.Scan() {
-		rows = append(rows, decodeCopyLine(sc.Text()))
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+	for _, f := range b.Files() {
+		raw := readBaseChunk(t, dir, f)
+		sc := bufio.NewScanner(bytes.NewReader(raw))
+		sc.Buffer(nil, 64<<20)
+		n := 0
+		for sc.Scan() {
+			rows = append(rows, decodeCopyLine(sc.Text()))
+			n++
+		}
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if int64(n) != f.Rows {
+			t.Fatalf("basebackup %s: %d rows, catalog says %d", f.Path, n, f.Rows)
+		}
 	}
 	if int64(len(rows)) != b.Rows {
 		t.Fatalf("basebackup %s: %d rows, catalog says %d", b.Path, len(rows), b.Rows)
@@ -407,34 +401,35 @@ func readBasebackup(t *testing.T, dir string, b catalog.Basebackup) [][]*string 
 	return rows
 }
 
-// checkBasebackupFile checks a basebackup file's checksum and length
-// against the catalog and returns how many lines of COPY text it holds,
-// without decoding them.
-func checkBasebackupFile(t *testing.T, dir string, b catalog.Basebackup) int64 {
+// readBaseChunk reads one basebackup file's COPY text after checking its
+// checksum and lengths against the catalog.
+func readBaseChunk(t *testing.T, dir string, f catalog.Chunk) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, b.Path))
+	data, err := os.ReadFile(filepath.Join(dir, f.Path))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(data)) != b.Bytes || crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)) != b.CRC {
-		t.Fatalf("basebackup %s: %d bytes, checksum does not match the catalog's", b.Path, len(data))
+	if int64(len(data)) != f.Bytes || crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)) != f.CRC {
+		t.Fatalf("basebackup %s: %d bytes, checksum does not match the catalog's", f.Path, len(data))
 	}
-	r := lz4.NewReader(bytes.NewReader(data))
-	buf := make([]byte, 1<<20)
-	var lines, n int64
-	for {
-		k, err := r.Read(buf)
-		lines += int64(bytes.Count(buf[:k], []byte{'\n'}))
-		n += int64(k)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("basebackup %s: %v", b.Path, err)
-		}
+	raw, err := io.ReadAll(lz4.NewReader(bytes.NewReader(data)))
+	if err != nil {
+		t.Fatalf("basebackup %s: %v", f.Path, err)
 	}
-	if n != b.RawBytes {
-		t.Fatalf("basebackup %s: %d bytes of COPY text, catalog says %d", b.Path, n, b.RawBytes)
+	if int64(len(raw)) != f.RawBytes {
+		t.Fatalf("basebackup %s: %d bytes of COPY text, catalog says %d", f.Path, len(raw), f.RawBytes)
+	}
+	return raw
+}
+
+// checkBasebackupFile checks a basebackup's files' checksums and lengths
+// against the catalog and returns how many lines of COPY text they hold,
+// without decoding them.
+func checkBasebackupFile(t *testing.T, dir string, b catalog.Basebackup) int64 {
+	t.Helper()
+	var lines int64
+	for _, f := range b.Files() {
+		lines += int64(bytes.Count(readBaseChunk(t, dir, f), []byte{'\n'}))
 	}
 	return lines
 }

@@ -113,6 +113,10 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.Logger = log.Named("basebackup")
 	sched.Keys = opts.Keys
 	sched.Concurrent = cfg.ConcurrentBasebackups
+	sched.Jobs = cfg.BasebackupJobs
+	sched.ChunkBytes = int64(cfg.BasebackupChunkSize)
+	sched.Memory = int64(cfg.RestoreMemory)
+	sched.SyntheticMinBytes = int64(cfg.SyntheticBasebackupSize)
 	sched.Threshold = cfg.BackupThreshold
 	sched.InactivityInterval = cfg.ForceBasebackupAfterInactivityInterval
 	sched.Schedule = cfg.BasebackupSchedule

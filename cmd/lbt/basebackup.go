@@ -11,14 +11,18 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/catalog"
+	"lbt/config"
 	"lbt/dump"
+	"lbt/restore"
 	"lbt/schema"
 	"lbt/source"
 )
 
 type basebackupCmd struct {
-	Table []string `short:"t" xor:"what" placeholder:"TABLE" help:"Table to back up, as a SQL name (schema.table, parts quoted as in SQL); repeat for several (default: none)."`
-	All   bool     `xor:"what" help:"Back up every table of the publication (default: false)."`
+	Table       []string `short:"t" xor:"what" placeholder:"TABLE" help:"Table to back up, as a SQL name (schema.table, parts quoted as in SQL); repeat for several (default: none)."`
+	All         bool     `xor:"what" help:"Back up every table of the publication (default: false)."`
+	FromArchive bool     `name:"from-archive" help:"Build the basebackups from the archive alone: each table's newest basebackup with the changes after it, reading nothing from the source (default: false)."`
+	Jobs        int      `short:"j" placeholder:"N" help:"Connections copying one table's chunks at once, under the one snapshot (default: basebackupJobs, the number of cores up to 4)."`
 }
 
 func (cmd *basebackupCmd) Help() string {
@@ -29,6 +33,12 @@ func (cmd *basebackupCmd) Validate() error {
 	if len(cmd.Table) == 0 && !cmd.All {
 		return errors.New("give --table or --all")
 	}
+	if cmd.Jobs < 0 {
+		return fmt.Errorf("--jobs must be at least 1, not %d", cmd.Jobs)
+	}
+	if cmd.FromArchive && cmd.All {
+		return errors.New("--from-archive builds the tables named with --table, not --all")
+	}
 	return nil
 }
 
@@ -38,6 +48,9 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	log := g.logger(cfg)
+	if cmd.FromArchive {
+		return cmd.fromArchive(ctx, g, &cfg, log)
+	}
 	pc, err := cfg.ConnConfig()
 	if err != nil {
 		return usageError{err}
@@ -79,6 +92,11 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 	opts.Publication = cfg.Publication
 	opts.Logger = log
 	opts.Reason = dump.ReasonRequest
+	opts.Jobs = cfg.BasebackupJobs
+	if cmd.Jobs > 0 {
+		opts.Jobs = cmd.Jobs
+	}
+	opts.ChunkBytes = int64(cfg.BasebackupChunkSize)
 	bases, err := dump.Take(ctx, cat, opts, tables)
 	for _, b := range bases {
 		fmt.Fprintf(g.stdout, "%s\tlsn %s\t%d rows\t%d bytes\t%s\n", b.Definition.Table.QualifiedName(), pglogrepl.LSN(b.LSN), b.Rows, b.Bytes, b.Path)
@@ -150,4 +168,34 @@ func trackedOnly(ctx context.Context, cat *catalog.Catalog, pc *pgconn.Config, t
 		log.Warn(msg)
 	}
 	return keep, nil
+}
+
+// fromArchive builds each table's basebackup from the archive, without
+// connecting to the source.
+func (cmd *basebackupCmd) fromArchive(ctx context.Context, g *Globals, cfg *config.Config, log hclog.Logger) error {
+	// It reads the archive's contents and writes files: an encrypted one
+	// needs the identity and the recipients.
+	cat, err := openArchive(ctx, *cfg, true, true)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	opts := dump.NewOptions()
+	opts.ArchiveDir = cfg.ArchiveDir
+	opts.TempDir = cfg.EffectiveTempDir()
+	opts.Logger = log
+	opts.Reason = dump.ReasonRequest
+	opts.ChunkBytes = int64(cfg.BasebackupChunkSize)
+	opts.Memory = int64(cfg.RestoreMemory)
+	for _, t := range cmd.Table {
+		b, err := dump.Synthesize(ctx, cat, opts, t)
+		if errors.Is(err, restore.ErrNotSynthesizable) || errors.Is(err, restore.ErrNotRestorable) {
+			return usageError{err}
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "%s\tlsn %s\t%d rows\t%d bytes\t%s\n", b.Definition.Table.QualifiedName(), pglogrepl.LSN(b.LSN), b.Rows, b.Bytes, b.Path)
+	}
+	return nil
 }

@@ -35,6 +35,7 @@ type restoreCmd struct {
 	Where       string           `placeholder:"PREDICATE" help:"Restore only the rows for which this SQL condition is true, like 'customer_id = 42', with the columns named as at the target moment; the target server evaluates it as the rows load (COPY ... WHERE, PostgreSQL 12 or newer), with --sql too (default: every row)."`
 	Columns     []string         `placeholder:"COLUMN" help:"Restore only these columns (comma-separated), by their names at the target moment; they keep the table's order. The others are loaded, may be used by the WHERE predicate, and are dropped before the commit (default: every column)."`
 	Memory      *config.ByteSize `placeholder:"SIZE" help:"Memory for the reduced changes, like 64MiB or 2GiB; past it they spill to sorted files in tempDir (default: config restoreMemory, 256 MiB unless set, which keeps the process under 512 MiB); 0 keeps them all in memory."`
+	Jobs        int              `short:"j" placeholder:"N" help:"Connections loading the rows at once (default: 1). With more, the table is loaded in a staging schema lbt_restore_<random> and moved into place by one final transaction; it appears whole or not at all either way."`
 }
 
 func (cmd *restoreCmd) Help() string {
@@ -73,6 +74,10 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		opts.Memory = int64(*cmd.Memory)
 	}
 	opts.TempDir = cfg.EffectiveTempDir()
+	if cmd.Jobs < 0 {
+		return usageError{errors.New("--jobs must be at least 1")}
+	}
+	opts.Jobs = cmd.Jobs
 	limitGoMemory(opts.Memory)
 	switch {
 	case cmd.Until != "":

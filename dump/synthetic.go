@@ -1,0 +1,182 @@
+package dump
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"lbt/catalog"
+	"lbt/crypt"
+	"lbt/restore"
+)
+
+// ReasonFromArchive is appended to the reason of a basebackup built from
+// the archive (Synthesize).
+const ReasonFromArchive = "from archive"
+
+// Synthesize builds a new basebackup of a table from the archive alone,
+// reading nothing from the source: its newest basebackup with the changes
+// archived after it reduced onto it, as a restore of the latest state
+// computes them, written to chunk files of about opts.ChunkBytes of COPY
+// text each instead of a COPY. The new basebackup's consistent point is
+// one past the last transaction applied. Its definition and sequences are
+// the old basebackup's (a table whose columns changed since is refused:
+// restore.ErrNotSynthesizable); a restore sets the sequences past the
+// largest value restored anyway. The reduced changes spill past
+// opts.Memory as a restore's do.
+func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, table string) (catalog.Basebackup, error) {
+	if opts.TempDir == "" {
+		opts.TempDir = filepath.Join(cat.Dir(), "tmp")
+	}
+	if err := os.MkdirAll(opts.TempDir, catalog.DirMode); err != nil {
+		return catalog.Basebackup{}, fmt.Errorf("basebackup from archive: temp dir: %w", err)
+	}
+	started := time.Now()
+	ro := restore.NewOptions()
+	ro.Table, ro.Memory, ro.TempDir, ro.Logger = table, opts.Memory, opts.TempDir, opts.Logger
+	w := &chunkWriter{tempDir: opts.TempDir, per: opts.ChunkBytes, keys: cat.Keys()}
+	if w.per <= 0 {
+		w.per = DefaultChunkBytes
+	}
+	defer w.remove()
+	syn, err := restore.Synthesize(ctx, cat, ro, w)
+	if err == nil {
+		err = w.close()
+	}
+	if err != nil {
+		return catalog.Basebackup{}, fmt.Errorf("basebackup of %s from archive: %w", table, err)
+	}
+	oid, err := tableOID(ctx, cat, syn.TableID)
+	if err != nil {
+		return catalog.Basebackup{}, err
+	}
+	for k, f := range w.files {
+		f.chunk.Path = catalog.ChunkName(syn.TableID, syn.LSN, k)
+	}
+	reason := ReasonFromArchive
+	if opts.Reason != "" {
+		reason = opts.Reason + ", " + ReasonFromArchive
+	}
+	b := catalog.Basebackup{
+		TableID: syn.TableID, LSN: syn.LSN, Path: catalog.BasebackupName(syn.TableID, syn.LSN),
+		Definition: syn.From.Definition, Sequences: syn.From.Sequences, Reason: reason, StartedAt: started,
+	}
+	b, err = storeBasebackup(ctx, cat, b, w.files, catalog.SidecarTable{OID: oid})
+	if err != nil {
+		return b, fmt.Errorf("basebackup of %s from archive: %w", table, err)
+	}
+	if b.Rows != syn.Rows {
+		// storeBasebackup counted the rows of the chunks: lines written.
+		return b, fmt.Errorf("basebackup of %s from archive: %w: %d rows stored, %d written", table, catalog.ErrCorrupt, b.Rows, syn.Rows)
+	}
+	opts.Logger.Info("basebackup from archive complete", "table", b.Definition.Table.QualifiedName(), "table_id", b.TableID,
+		"lsn", pglogrepl.LSN(b.LSN), "from_lsn", pglogrepl.LSN(syn.From.LSN), "rows", b.Rows, "bytes", b.Bytes,
+		"chunks", len(b.Files()), "read", syn.Bytes, "duration", b.FinishedAt.Sub(b.StartedAt).Round(time.Millisecond))
+	return b, nil
+}
+
+// tableOID is a catalog table's OID on the source.
+func tableOID(ctx context.Context, cat *catalog.Catalog, tableID int64) (uint32, error) {
+	refs, err := cat.Tables(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range refs {
+		if r.ID == tableID {
+			return r.OID, nil
+		}
+	}
+	return 0, fmt.Errorf("catalog has no table %d", tableID)
+}
+
+// chunkWriter cuts the COPY text written to it into chunk files of about
+// per bytes each, at line ends (a line is a row: newlines inside values
+// are escaped).
+type chunkWriter struct {
+	tempDir string
+	per     int64
+	keys    *crypt.Keys // nil: a plaintext archive
+	files   []*chunkFile
+	cur     *chunkFile
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if w.cur == nil {
+			f, err := createChunk(w.tempDir, 0, w.keys)
+			if f != nil {
+				w.files = append(w.files, f)
+			}
+			if err != nil {
+				return 0, err
+			}
+			w.cur = f
+		}
+		take := len(p)
+		if left := w.per - w.cur.chunk.RawBytes; int64(len(p)) >= left {
+			// The chunk is full at the first line end from there.
+			if i := bytes.IndexByte(p[max(left-1, 0):], '\n'); i >= 0 {
+				take = int(max(left-1, 0)) + i + 1
+			}
+		}
+		if err := w.write(p[:take]); err != nil {
+			return 0, err
+		}
+		p = p[take:]
+		if w.cur.chunk.RawBytes >= w.per && w.cur.endsLine {
+			if err := w.cur.finish(); err != nil {
+				return 0, err
+			}
+			w.cur = nil
+		}
+	}
+	return n, nil
+}
+
+// write writes to the current chunk, counting its rows.
+func (w *chunkWriter) write(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if _, err := w.cur.Write(p); err != nil {
+		return err
+	}
+	w.cur.chunk.Rows += int64(bytes.Count(p, []byte{'\n'}))
+	w.cur.endsLine = p[len(p)-1] == '\n'
+	return nil
+}
+
+// close finishes the last chunk; a table without rows still gets one,
+// empty.
+func (w *chunkWriter) close() error {
+	if w.cur == nil && len(w.files) == 0 {
+		f, err := createChunk(w.tempDir, 0, w.keys)
+		if f != nil {
+			w.files = append(w.files, f)
+		}
+		if err != nil {
+			return err
+		}
+		w.cur = f
+	}
+	if w.cur == nil {
+		return nil
+	}
+	err := w.cur.finish()
+	w.cur = nil
+	return err
+}
+
+// remove closes and removes the temp files (gone already once stored).
+func (w *chunkWriter) remove() {
+	for _, f := range w.files {
+		f.tmp.Close()
+		os.Remove(f.tmp.Name())
+	}
+}
