@@ -73,6 +73,7 @@ type Blob struct {
 	RawLength int
 	Txs       int // transactions that begin in the blob; one split over blobs counts in the first
 	Counts
+	SHA256 [32]byte // of the blob's bytes, header included (format 4); zero when not read
 }
 
 // TableActivity accumulates what a flush adds to a table's state.
@@ -102,6 +103,9 @@ type Writer struct {
 	txRange   txRange     // of the transactions added since the last commit
 	tables    []byte      // reused to encode Tx.Tables
 	touched   touchedRows // for the commit's metadata blob (TableRecords)
+	blobFirst uint64      // the least and greatest first LSN of the blobs added
+	blobLast  uint64
+	nBlobs    int
 }
 
 // txRange accumulates a tx_range row.
@@ -131,7 +135,7 @@ func (c *Catalog) Begin(ctx context.Context) (*Writer, error) {
 		txs:       newBatchInsert("tx", "commit_lsn, end_lsn, xid, commit_time, origin, tables", 6, 128, ""),
 		truncates: newBatchInsert("tx_truncate", "table_id, commit_lsn", 2, 64, ""),
 		blobs: newBatchInsert("blob", "id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length, "+
-			"txs, inserts, updates, deletes, truncates", 16, 32, ""),
+			"txs, inserts, updates, deletes, truncates, sha256", 17, 32, ""),
 		messages: newBatchInsert("tx_message", "commit_lsn, seq, prefix, content", 4, 64, ""),
 	}, nil
 }
@@ -209,7 +213,12 @@ func (w *Writer) AddTx(t Tx) {
 func (w *Writer) AddBlob(b Blob) {
 	w.blobs.add(b.ID, b.TableID, b.SegmentID, b.Offset, b.Length, int64(b.CRC), b.Schema,
 		int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength,
-		b.Txs, b.Inserts, b.Updates, b.Deletes, b.Truncates)
+		b.Txs, b.Inserts, b.Updates, b.Deletes, b.Truncates, b.SHA256[:])
+	if w.nBlobs == 0 || b.FirstLSN < w.blobFirst {
+		w.blobFirst = b.FirstLSN
+	}
+	w.blobLast = max(w.blobLast, b.FirstLSN)
+	w.nBlobs++
 }
 
 // AddMessage records a transactional logical message.
@@ -341,6 +350,10 @@ func (w *Writer) Commit() error {
 		w.Rollback()
 		return err
 	}
+	if err := w.appendLink(); err != nil {
+		w.Rollback()
+		return err
+	}
 	if r := w.txRange; r.n > 0 {
 		_, err := w.tx.ExecContext(w.ctx, `INSERT INTO tx_range (first_lsn, last_lsn, min_time, max_time, min_xid, max_xid) VALUES (?, ?, ?, ?, ?, ?)`,
 			int64(r.firstLSN), int64(r.lastLSN), r.minTime, r.maxTime, int64(r.minXid), int64(r.maxXid))
@@ -359,9 +372,29 @@ func (w *Writer) Commit() error {
 	return nil
 }
 
+// appendLink appends the commit's link to the hash chain, over the
+// transactions and blobs it added: their LSNs form a range that no other
+// commit's reaches into.
+func (w *Writer) appendLink() error {
+	r := w.txRange
+	if r.n == 0 && w.nBlobs == 0 {
+		return nil
+	}
+	first, last := r.firstLSN, r.lastLSN
+	if w.nBlobs > 0 {
+		if r.n == 0 {
+			first, last = w.blobFirst, w.blobLast
+		}
+		first, last = min(first, w.blobFirst), max(last, w.blobLast)
+	}
+	w.nBlobs, w.blobLast = 0, 0
+	return appendCommitLink(w.ctx, w.tx, first, last)
+}
+
 // Rollback abandons the transaction and the rows waiting in memory.
 func (w *Writer) Rollback() error {
 	w.txRange = txRange{}
+	w.nBlobs, w.blobLast = 0, 0
 	w.touched = touchedRows{}
 	w.closeKeySources()
 	if w.tx == nil {

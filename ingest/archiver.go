@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -977,7 +978,7 @@ func (a *archiver) writeBlob(t *table) error {
 	}
 	w.AddBlob(catalog.Blob{ID: t.blobID, TableID: t.id, SegmentID: a.seg.ID, Offset: off, Length: int64(len(frame)),
 		CRC: h.CRC, Schema: t.bufSchema, FirstLSN: t.firstLSN, LastLSN: t.markLSN, Changes: int(t.bc.Total()), RawLength: len(t.buf),
-		Txs: t.bufTxs, Counts: t.bc})
+		Txs: t.bufTxs, Counts: t.bc, SHA256: sha256.Sum256(frame)})
 	a.meta.Blobs = append(a.meta.Blobs, catalog.MetaBlob{Offset: off, ID: t.blobID})
 	for v := t.bufSchema; v <= t.curSchema; v++ {
 		a.describe(t, v)

@@ -10,10 +10,12 @@ import (
 type verifyCmd struct {
 	ReadData       bool   `help:"Also read every blob and basebackup, check its checksum and decode it, which is slow; without it the catalog's integrity and the files' presence and sizes are checked (default: false)."`
 	ReadDataSubset string `placeholder:"SUBSET" help:"Read the data of a part of the files only (all of them: read-data): n/t (part n of t, by file name: 1/7 to 7/7 on seven days read each file once) or x% (each file with that chance) (default: none)."`
+	PrintHead      bool   `help:"Print the hash chain's head (HASH@LSN) once the archive verifies, to keep outside the archive (default: false)."`
+	Head           string `placeholder:"HASH@LSN" help:"Also check that this head, printed by an earlier --print-head, is a link of the chain and that the history it covers is unchanged (default: none)."`
 }
 
 func (cmd *verifyCmd) Help() string {
-	return `Checks that the archive is intact: the catalog's integrity, that every file it references exists and is long enough, and that its references agree. With --read-data every blob is read, its checksum checked and every record decoded, and every basebackup is decompressed and its rows counted. Exit status 3 when anything is wrong. Read-only: safe while lbt backup runs.`
+	return `Checks that the archive is intact: the catalog's integrity, that every file it references exists and is long enough, and that its references agree. With --read-data every blob is read, its checksums (CRC-32C and SHA-256) checked and every record decoded, and every basebackup is decompressed and its rows counted. Every run recomputes the hash chain over the catalog's history (transactions, blobs, messages, basebackups, purges) and names the first link where it breaks; --print-head prints its head for an auditor to keep, --head checks one kept earlier. Exit status 3 when anything is wrong. Read-only: safe while lbt backup runs.`
 }
 
 func (cmd *verifyCmd) Run(ctx context.Context, g *Globals) error {
@@ -33,7 +35,15 @@ func (cmd *verifyCmd) Run(ctx context.Context, g *Globals) error {
 			return usageError{err}
 		}
 	}
-	r, err := cat.VerifyData(ctx, subset)
+	var head *catalog.Head
+	if cmd.Head != "" {
+		h, err := catalog.ParseHead(cmd.Head)
+		if err != nil {
+			return usageError{err}
+		}
+		head = &h
+	}
+	r, err := cat.VerifyHead(ctx, subset, head)
 	for _, w := range r.Warnings {
 		log.Warn(w)
 	}
@@ -43,7 +53,18 @@ func (cmd *verifyCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stdout, "archive %s is intact: %d segments, %d blobs, %d basebackups checked; the data of %d segments and %d basebackups read, %d bytes\n",
-		cfg.ArchiveDir, r.Segments, r.Blobs, r.Basebackups, r.SegmentsRead, r.BasebackupsRead, r.BytesRead)
+	if cmd.PrintHead {
+		if r.Chain.Links == 0 {
+			return fmt.Errorf("archive %s has no hash chain yet (no transaction or basebackup archived): nothing to print", cfg.ArchiveDir)
+		}
+		fmt.Fprintln(g.stdout, r.Chain.Head)
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "archive %s is intact: %d segments, %d blobs, %d basebackups checked; the data of %d segments and %d basebackups read, %d bytes; hash chain of %d links intact",
+		cfg.ArchiveDir, r.Segments, r.Blobs, r.Basebackups, r.SegmentsRead, r.BasebackupsRead, r.BytesRead, r.Chain.Links)
+	if head != nil {
+		fmt.Fprintf(g.stdout, ", and it extends head %s", head)
+	}
+	fmt.Fprintln(g.stdout)
 	return nil
 }

@@ -1,0 +1,236 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"lbt/catalog"
+	"lbt/dump"
+	"lbt/test/lbtrun"
+	"lbt/test/pgtest"
+)
+
+// The hash chain: lbt verify recomputes it and names the transaction,
+// blob or basebackup whose catalog row was changed; a head printed earlier
+// stays valid as the archive grows (also across a restart of the daemon)
+// and fails once the history it covers is changed.
+func TestVerify_ChainNamesChangedRows(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
+	dir := t.TempDir()
+	cfg := writeConfig(t, c, dsn, dir, "chain")
+	d := startBackup(t, c, dsn, dir)
+	waitArchived(t, c, dsn, dir)
+	for i := 0; i < 4; i++ {
+		c.Exec(t, dsn, fmt.Sprintf(`INSERT INTO t SELECT g, 'v' || g FROM generate_series(%d, %d) g`, i*100, i*100+99))
+		waitArchived(t, c, dsn, dir) // one catalog commit each
+	}
+	takeBasebackups(t, dsn, dir, "t")
+	d.stop()
+
+	head1 := printHead(t, cfg)
+	// A restart continues the chain: the new head differs, the old one is
+	// still a link of it.
+	d = startBackup(t, c, dsn, dir)
+	c.Exec(t, dsn, `UPDATE t SET v = 'again' WHERE id < 50`)
+	waitArchived(t, c, dsn, dir)
+	d.stop()
+	head2 := printHead(t, cfg)
+	if head2 == head1 {
+		t.Fatalf("the head did not move after more transactions: %s", head1)
+	}
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg, "--head", head1); code != 0 || !strings.Contains(out, "extends head") {
+		t.Fatalf("verify --head of an earlier head on the untouched archive: exit %d:\n%s", code, out)
+	}
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg, "--head", strings.Repeat("ab", 32)+"@0/1"); code != 3 || !strings.Contains(out, "not a link") {
+		t.Errorf("verify --head of a head that is no link: exit %d, want 3:\n%s", code, out)
+	}
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg, "--head", "nonsense"); code != 2 || !strings.Contains(out, "HASH@LSN") {
+		t.Errorf("verify --head nonsense: exit %d, want 2:\n%s", code, out)
+	}
+
+	// The rows to change: the transaction that inserted ids 200..299, its
+	// blob, and the basebackup.
+	var lsn, xid, blobID int64
+	catalogQueryRow(t, dir, `SELECT tx.commit_lsn, tx.xid, b.id FROM tx JOIN blob b ON b.first_lsn = tx.commit_lsn
+		WHERE b.inserts = 100 ORDER BY tx.commit_lsn LIMIT 1 OFFSET 2`, nil, &lsn, &xid, &blobID)
+	txName := catalog.FormatLSN(uint64(lsn))
+	tests := []struct {
+		name   string
+		change string
+		want   []string
+	}{
+		{"xid", fmt.Sprintf(`UPDATE tx SET xid = xid + 1 WHERE commit_lsn = %d`, lsn),
+			[]string{"hash chain breaks at link", "a transaction row was changed", txName}},
+		{"blob length", fmt.Sprintf(`UPDATE blob SET length = length - 1 WHERE id = %d`, blobID),
+			[]string{"hash chain breaks at link", "a blob row was changed", fmt.Sprintf("blob %d ", blobID)}},
+		{"deleted transaction", fmt.Sprintf(`DELETE FROM tx WHERE commit_lsn = %d`, lsn),
+			[]string{"hash chain breaks at link", "1 transaction rows missing", txName}},
+		{"basebackup rows", `UPDATE basebackup SET rows = rows - 1`,
+			[]string{"hash chain breaks at link", "the basebackup of table"}},
+		{"added transaction", fmt.Sprintf(`INSERT INTO tx SELECT commit_lsn + 1000000000, end_lsn + 1000000000, xid, commit_time, origin, tables FROM tx WHERE commit_lsn = %d`, lsn),
+			[]string{"does not cover the transaction with xid"}},
+		{"chain removed", `DELETE FROM chain`,
+			[]string{"does not cover"}},
+		{"link changed", `UPDATE chain SET txs = txs + 1 WHERE seq = 2`,
+			[]string{"hash chain breaks at link 2", "the chain's own rows were changed"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			copyDir := t.TempDir()
+			copyTree(t, dir, copyDir)
+			cfg := writeConfig(t, c, dsn, copyDir, "chain")
+			cat, err := catalog.Open(context.Background(), copyDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cat.DB().Exec(tc.change); err != nil {
+				t.Fatal(err)
+			}
+			cat.Close()
+			code, out := lbtrun.Run(t, "verify", "--config", cfg)
+			if code != 3 {
+				t.Fatalf("verify after the change: exit %d, want 3:\n%s", code, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("verify's report lacks %q:\n%s", w, out)
+				}
+			}
+			if code, out := lbtrun.Run(t, "verify", "--config", cfg, "--head", head1); code != 3 {
+				t.Errorf("verify --head of the earlier head after the change: exit %d, want 3:\n%s", code, out)
+			}
+		})
+	}
+}
+
+// A purge removes history that earlier links cover and re-anchors them:
+// the chain stays valid, with the heads printed before the purge; a row
+// deleted afterwards, outside purge, still breaks it.
+func TestPurge_KeepsChainValid(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE p (id int PRIMARY KEY, v text); CREATE TABLE q (id int PRIMARY KEY, n int)`)
+	dir := t.TempDir()
+	cfg := writeConfig(t, c, dsn, dir, "chainpurge")
+	d := startBackup(t, c, dsn, dir, func(o *ingestOptions) { o.DeltasPerFile = 300 })
+	waitArchived(t, c, dsn, dir)
+	phase := func(k int) {
+		for i := 0; i < 4; i++ {
+			base := k*1000 + i*100
+			execEach(t, c, dsn,
+				fmt.Sprintf(`INSERT INTO p SELECT g, md5(g::text) FROM generate_series(%d, %d) g`, base, base+99),
+				fmt.Sprintf(`INSERT INTO q SELECT g, g FROM generate_series(%d, %d) g`, base, base+19),
+				fmt.Sprintf(`UPDATE p SET v = 'phase %d' WHERE id %% 7 = %d`, k, i))
+			waitArchived(t, c, dsn, dir)
+		}
+	}
+	phase(0)
+	takeBasebackups(t, dsn, dir, "p", "q")
+	phase(1)
+	waitArchived(t, c, dsn, dir)
+	cut := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	takeBasebackups(t, dsn, dir, "p", "q")
+	phase(2)
+	d.stop()
+	before := printHead(t, cfg)
+
+	opts := dump.NewPurgeOptions()
+	opts.Now = time.Now()
+	opts.Retention = opts.Now.Sub(cut)
+	opts.Logger = testLogger(t, "purge")
+	rep := runPurge(t, dir, opts)
+	t.Logf("purge: %+v", rep)
+	var purges, anchors, txs int
+	catalogQueryRow(t, dir, `SELECT (SELECT count(*) FROM purge_log), (SELECT count(*) FROM chain_anchor), (SELECT count(*) FROM tx)`, nil, &purges, &anchors, &txs)
+	if purges == 0 || anchors == 0 {
+		t.Fatalf("the purge removed nothing the chain covers (%d purge records, %d anchors): the test is void", purges, anchors)
+	}
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg, "--read-data", "--head", before); code != 0 {
+		t.Fatalf("verify --head after a purge: exit %d:\n%s", code, out)
+	}
+	after := printHead(t, cfg)
+	if after == before {
+		t.Errorf("the purge added no link")
+	}
+
+	// A transaction row that purge kept, deleted outside it.
+	cat, err := catalog.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.DB().Exec(`DELETE FROM tx WHERE commit_lsn = (SELECT max(commit_lsn) FROM tx)`); err != nil {
+		t.Fatal(err)
+	}
+	cat.Close()
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg, "--head", after); code != 3 || !strings.Contains(out, "transaction rows missing") {
+		t.Errorf("verify after deleting a transaction row outside purge: exit %d, want 3:\n%s", code, out)
+	}
+	// Nor does the next purge re-anchor, and so launder, the change.
+	opts.Now = time.Now()
+	cat, err = catalog.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	if _, err := dump.Purge(context.Background(), cat, opts); err != nil {
+		t.Logf("purge after the change: %v", err)
+	}
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg); code != 3 {
+		t.Errorf("verify after a purge that followed the change: exit %d, want 3:\n%s", code, out)
+	}
+}
+
+func printHead(t *testing.T, cfg string) string {
+	t.Helper()
+	code, out := lbtrun.Run(t, "verify", "--config", cfg, "--print-head")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	head := lines[len(lines)-1]
+	if code != 0 {
+		t.Fatalf("verify --print-head: exit %d:\n%s", code, out)
+	}
+	if _, err := catalog.ParseHead(head); err != nil {
+		t.Fatalf("verify --print-head printed %q: %v", head, err)
+	}
+	return head
+}
+
+// copyTree copies the archive in src (no daemon running) to dst.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o700)
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
