@@ -237,3 +237,66 @@ func copyTree(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// verify --restore-test restores each table's latest state into a scratch
+// schema and verifies it; a blob whose bytes changed (which verify without
+// --read-data does not read) fails it with the verify status, and the
+// scratch schema is gone either way.
+func TestVerify_RestoreTest(t *testing.T) {
+	c := pgtest.Shared(t)
+	dsn := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE r (id int PRIMARY KEY, v text); CREATE TABLE "Odd name" (k text PRIMARY KEY, n numeric);
+		CREATE TABLE nobase (id int PRIMARY KEY)`)
+	dir := t.TempDir()
+	cfg := writeConfig(t, c, dsn, dir, "restoretest")
+	d := startBackup(t, c, dsn, dir)
+	waitArchived(t, c, dsn, dir)
+	c.Exec(t, dsn, `INSERT INTO r SELECT g, md5(g::text) FROM generate_series(1, 500) g; INSERT INTO "Odd name" VALUES ('a', 1.5), ('b', NULL);
+		INSERT INTO nobase VALUES (1)`)
+	waitArchived(t, c, dsn, dir)
+	takeBasebackups(t, dsn, dir, "r", `"Odd name"`)
+	c.Exec(t, dsn, `UPDATE r SET v = 'changed' WHERE id % 3 = 0; DELETE FROM r WHERE id % 5 = 0; INSERT INTO "Odd name" VALUES ('c', 3)`)
+	waitArchived(t, c, dsn, dir)
+	d.stop()
+
+	scratch := c.NewDatabase(t)
+	code, out := lbtrun.Run(t, "verify", "--config", cfg, "--restore-test", "--target-dsn", scratch)
+	if code != 0 {
+		t.Fatalf("verify --restore-test on a good archive: exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{"public.r restored and verified: 400 rows", `public."Odd name" restored and verified: 3 rows`, "public.nobase skipped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify --restore-test lacks %q:\n%s", want, out)
+		}
+	}
+	if n := c.QueryString(t, scratch, `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'lbt_restore_test_%'`); n != "0" {
+		t.Errorf("%s scratch schemas left on the target", n)
+	}
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg, "--restore-test"); code != 2 || !strings.Contains(out, "--target-dsn") {
+		t.Errorf("verify --restore-test without --target-dsn: exit %d, want 2:\n%s", code, out)
+	}
+
+	// A byte of r's newest blob changes.
+	var seg, off, length int64
+	catalogQueryRow(t, dir, `SELECT b.segment_id, b.offset, b.length FROM blob b JOIN schema_version s ON s.table_id = b.table_id
+		WHERE s.relname = 'r' ORDER BY b.id DESC LIMIT 1`, nil, &seg, &off, &length)
+	f, err := os.OpenFile(filepath.Join(dir, catalog.SegmentName(seg)), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, off+length-2)
+	b[0] ^= 0x20
+	f.WriteAt(b, off+length-2)
+	f.Close()
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg); code != 0 {
+		t.Fatalf("verify without reading data should not see the change (the test relies on it): exit %d:\n%s", code, out)
+	}
+	code, out = lbtrun.Run(t, "verify", "--config", cfg, "--restore-test", "--target-dsn", scratch)
+	if code != 3 || !strings.Contains(out, "problem: restore test: public.r") {
+		t.Errorf("verify --restore-test with a changed blob: exit %d, want 3 naming public.r:\n%s", code, out)
+	}
+	if n := c.QueryString(t, scratch, `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'lbt_restore_test_%'`); n != "0" {
+		t.Errorf("%s scratch schemas left on the target after a failure", n)
+	}
+}

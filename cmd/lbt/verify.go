@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"lbt/catalog"
+	"lbt/restore"
 )
 
 type verifyCmd struct {
@@ -12,6 +16,8 @@ type verifyCmd struct {
 	ReadDataSubset string `placeholder:"SUBSET" help:"Read the data of a part of the files only (all of them: read-data): n/t (part n of t, by file name: 1/7 to 7/7 on seven days read each file once) or x% (each file with that chance) (default: none)."`
 	PrintHead      bool   `help:"Print the hash chain's head (HASH@LSN) once the archive verifies, to keep outside the archive (default: false)."`
 	Head           string `placeholder:"HASH@LSN" help:"Also check that this head, printed by an earlier --print-head, is a link of the chain and that the history it covers is unchanged (default: none)."`
+	RestoreTest    bool   `help:"Also restore each table's latest state into a scratch schema of --target-dsn, check its row count against the catalog's and its checksum computed by the target against the rows sent, and drop the schema (default: false)."`
+	TargetDSN      string `name:"target-dsn" placeholder:"DSN" help:"Database for --restore-test, as a libpq connection string or URL: a scratch database, since a restore also creates the types and extensions its tables need (default: none)."`
 }
 
 func (cmd *verifyCmd) Help() string {
@@ -35,6 +41,20 @@ func (cmd *verifyCmd) Run(ctx context.Context, g *Globals) error {
 			return usageError{err}
 		}
 	}
+	var target *pgconn.Config
+	if cmd.RestoreTest {
+		if cmd.TargetDSN == "" {
+			return usageError{errors.New("--restore-test needs --target-dsn: a scratch database to restore into")}
+		}
+		if target, err = pgconn.ParseConfig(cmd.TargetDSN); err != nil {
+			return usageError{fmt.Errorf("--target-dsn: %s", cfg.RedactSecrets(err.Error()))}
+		}
+		if _, ok := target.RuntimeParams["application_name"]; !ok {
+			target.RuntimeParams["application_name"] = "lbt"
+		}
+	} else if cmd.TargetDSN != "" {
+		return usageError{errors.New("--target-dsn is for --restore-test")}
+	}
 	var head *catalog.Head
 	if cmd.Head != "" {
 		h, err := catalog.ParseHead(cmd.Head)
@@ -52,6 +72,25 @@ func (cmd *verifyCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	if err != nil {
 		return err
+	}
+	if target != nil {
+		rs, err := restore.Rehearse(ctx, cat, target, int64(cfg.RestoreMemory), cfg.EffectiveTempDir(), log)
+		for _, r := range rs {
+			switch {
+			case r.Skipped != "":
+				fmt.Fprintf(g.stdout, "restore test: %s skipped: %s\n", r.Table, cfg.RedactSecrets(r.Skipped))
+			case r.Err != nil:
+				fmt.Fprintf(g.stdout, "problem: restore test: %s: %s\n", r.Table, cfg.RedactSecrets(r.Err.Error()))
+			default:
+				fmt.Fprintf(g.stdout, "restore test: %s restored and verified: %d rows, checksum %s\n", r.Table, r.Rows, r.Checksum)
+			}
+		}
+		if err != nil {
+			return errors.New(cfg.RedactSecrets(err.Error()))
+		}
+		if err := restore.CheckRehearsals(rs); err != nil {
+			return err
+		}
 	}
 	if cmd.PrintHead {
 		if r.Chain.Links == 0 {
