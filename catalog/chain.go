@@ -219,8 +219,18 @@ func encodeTx(b []byte, lsn, end uint64, xid uint32, at int64, origin string, ta
 	if err != nil {
 		return b, fmt.Errorf("transaction at %s: %w", FormatLSN(lsn), err)
 	}
-	// In table id order, as a rebuilt catalog lists them.
-	sort.SliceStable(list, func(i, j int) bool { return list[i].TableID < list[j].TableID })
+	return encodeTxRow(b, lsn, end, xid, at, origin, list), nil
+}
+
+// encodeTxRow encodes a transaction; it sorts list.
+func encodeTxRow(b []byte, lsn, end uint64, xid uint32, at int64, origin string, list []TxTable) []byte {
+	// In table id order, as a rebuilt catalog lists them. Lists are short:
+	// an insertion sort, which allocates nothing.
+	for i := 1; i < len(list); i++ {
+		for j := i; j > 0 && list[j].TableID < list[j-1].TableID; j-- {
+			list[j], list[j-1] = list[j-1], list[j]
+		}
+	}
 	b = append(b, 'T')
 	b = binary.AppendUvarint(b, lsn)
 	b = binary.AppendUvarint(b, end)
@@ -228,7 +238,7 @@ func encodeTx(b []byte, lsn, end uint64, xid uint32, at int64, origin string, ta
 	b = binary.AppendVarint(b, at)
 	b = appendString(b, origin)
 	b = binary.AppendUvarint(b, uint64(len(list)))
-	return AppendTxTables(b, list), nil
+	return AppendTxTables(b, list)
 }
 
 func encodeBlob(b []byte, bl Blob) []byte {
@@ -656,4 +666,82 @@ func describeLink(l *Link) string {
 		return fmt.Sprintf("a purge of table %d before %s", l.TableID, FormatLSN(l.FirstLSN))
 	}
 	return l.Kind
+}
+
+// commitChain hashes the rows of an ingest commit as the Writer adds them,
+// so that its link costs no second reading of them. Rows not added in the
+// canonical order (never, from ingest) are read back at the commit instead.
+type commitChain struct {
+	txs, msgs   classSum
+	blobs       []encodedBlob
+	first, last uint64 // of the commit link's range, with any
+	any         bool
+	unordered   bool
+	lastTx      uint64
+	lastMsg     uint64
+	lastSeq     int
+	tables      []TxTable // reused to sort a transaction's tables
+}
+
+type encodedBlob struct {
+	id  int64
+	enc []byte
+}
+
+func (c *commitChain) cover(lsn uint64) {
+	if !c.any {
+		c.first, c.last, c.any = lsn, lsn, true
+	}
+	c.first, c.last = min(c.first, lsn), max(c.last, lsn)
+}
+
+func (c *commitChain) addTx(t Tx, us int64) {
+	if c.txs.n > 0 && t.CommitLSN <= c.lastTx {
+		c.unordered = true
+	}
+	c.lastTx = t.CommitLSN
+	c.cover(t.CommitLSN)
+	c.tables = append(c.tables[:0], t.Tables...)
+	c.txs.buf = encodeTxRow(c.txs.buf[:0], t.CommitLSN, t.EndLSN, t.Xid, us, t.Origin, c.tables)
+	c.txs.add(c.txs.buf)
+}
+
+func (c *commitChain) addBlob(b Blob) {
+	c.cover(b.FirstLSN)
+	c.blobs = append(c.blobs, encodedBlob{b.ID, encodeBlob(nil, b)})
+}
+
+func (c *commitChain) addMessage(lsn uint64, seq int, prefix string, content []byte) {
+	if c.msgs.n > 0 && (lsn < c.lastMsg || lsn == c.lastMsg && seq <= c.lastSeq) {
+		c.unordered = true
+	}
+	c.lastMsg, c.lastSeq = lsn, seq
+	c.cover(lsn)
+	c.msgs.buf = encodeMessage(c.msgs.buf[:0], lsn, int64(seq), prefix, content)
+	c.msgs.add(c.msgs.buf)
+}
+
+// appendLink appends the commit's link, after its rows are inserted in q.
+func (c *commitChain) appendLink(ctx context.Context, q chainDB) error {
+	if !c.any {
+		return nil
+	}
+	if c.unordered {
+		return appendCommitLink(ctx, q, c.first, c.last)
+	}
+	sort.Slice(c.blobs, func(i, j int) bool { return c.blobs[i].id < c.blobs[j].id })
+	var bl classSum
+	for _, b := range c.blobs {
+		bl.add(b.enc)
+	}
+	var s linkSums
+	s.txs, s.txSum = c.txs.sum()
+	s.blobs, s.blobSum = bl.sum()
+	s.rows, s.rowSum = c.msgs.sum()
+	return appendLink(ctx, q, &Link{Kind: linkCommit, FirstLSN: c.first, LastLSN: c.last, sums: s})
+}
+
+func (c *commitChain) reset() {
+	tables := c.tables[:0]
+	*c = commitChain{tables: tables}
 }

@@ -103,9 +103,7 @@ type Writer struct {
 	txRange   txRange     // of the transactions added since the last commit
 	tables    []byte      // reused to encode Tx.Tables
 	touched   touchedRows // for the commit's metadata blob (TableRecords)
-	blobFirst uint64      // the least and greatest first LSN of the blobs added
-	blobLast  uint64
-	nBlobs    int
+	chain     commitChain // the commit's link of the hash chain
 }
 
 // txRange accumulates a tx_range row.
@@ -207,6 +205,7 @@ func (w *Writer) AddTx(t Tx) {
 		}
 	}
 	w.txRange.add(t.CommitLSN, us, t.Xid)
+	w.chain.addTx(t, us)
 }
 
 // AddBlob records a blob whose bytes are already in its segment.
@@ -214,16 +213,13 @@ func (w *Writer) AddBlob(b Blob) {
 	w.blobs.add(b.ID, b.TableID, b.SegmentID, b.Offset, b.Length, int64(b.CRC), b.Schema,
 		int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength,
 		b.Txs, b.Inserts, b.Updates, b.Deletes, b.Truncates, b.SHA256[:])
-	if w.nBlobs == 0 || b.FirstLSN < w.blobFirst {
-		w.blobFirst = b.FirstLSN
-	}
-	w.blobLast = max(w.blobLast, b.FirstLSN)
-	w.nBlobs++
+	w.chain.addBlob(b)
 }
 
 // AddMessage records a transactional logical message.
 func (w *Writer) AddMessage(commitLSN uint64, seq int, prefix string, content []byte) {
 	w.messages.add(int64(commitLSN), seq, prefix, content)
+	w.chain.addMessage(commitLSN, seq, prefix, content)
 }
 
 // AddTable records a table seen for the first time and returns its id.
@@ -373,28 +369,16 @@ func (w *Writer) Commit() error {
 }
 
 // appendLink appends the commit's link to the hash chain, over the
-// transactions and blobs it added: their LSNs form a range that no other
-// commit's reaches into.
+// transactions, messages and blobs it added.
 func (w *Writer) appendLink() error {
-	r := w.txRange
-	if r.n == 0 && w.nBlobs == 0 {
-		return nil
-	}
-	first, last := r.firstLSN, r.lastLSN
-	if w.nBlobs > 0 {
-		if r.n == 0 {
-			first, last = w.blobFirst, w.blobLast
-		}
-		first, last = min(first, w.blobFirst), max(last, w.blobLast)
-	}
-	w.nBlobs, w.blobLast = 0, 0
-	return appendCommitLink(w.ctx, w.tx, first, last)
+	defer w.chain.reset()
+	return w.chain.appendLink(w.ctx, w.tx)
 }
 
 // Rollback abandons the transaction and the rows waiting in memory.
 func (w *Writer) Rollback() error {
 	w.txRange = txRange{}
-	w.nBlobs, w.blobLast = 0, 0
+	w.chain.reset()
 	w.touched = touchedRows{}
 	w.closeKeySources()
 	if w.tx == nil {
