@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -82,5 +83,59 @@ func TestCommitChain_SumsMatchRows(t *testing.T) {
 	_, problems, err := c.verifyChain(ctx, nil)
 	if err != nil || len(problems) > 0 {
 		t.Errorf("verify chain: %v %v", err, problems)
+	}
+}
+
+// A purge does not re-anchor, and so launder, a row changed outside lbt:
+// it refuses, and a purge of untouched history re-anchors and verifies.
+func TestPurge_RefusesBrokenLink(t *testing.T) {
+	ctx := context.Background()
+	for _, tamper := range []bool{false, true} {
+		c, err := Create(ctx, t.TempDir(), Source{SystemID: "1", Database: "app"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := int64(0)
+		for _, lsn := range []uint64{1000, 2000} {
+			w, _ := c.Begin(ctx)
+			if id == 0 {
+				if id, err = w.AddTable(16384, lsn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.AddTx(Tx{CommitLSN: lsn, EndLSN: lsn + 8, Xid: uint32(lsn), CommitTime: time.Now(), Tables: []TxTable{{TableID: id, Counts: Counts{Inserts: 1}}}})
+			w.AddBlob(Blob{ID: int64(lsn), TableID: id, SegmentID: 1, Offset: 16, Length: 40, Schema: 1, FirstLSN: lsn, LastLSN: lsn, Changes: 1, Txs: 1, Counts: Counts{Inserts: 1}})
+			if err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tamper {
+			if _, err := c.db.ExecContext(ctx, `UPDATE tx SET xid = 7 WHERE commit_lsn = 1000`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err = c.PurgeTable(ctx, id, 1500, PurgeCounts{Blobs: 1})
+		if tamper {
+			if !errors.Is(err, ErrChainBroken) {
+				t.Errorf("purge over a changed transaction row: %v, want the chain broken", err)
+			}
+		} else {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.PurgeTransactions(ctx, 1500, 1500); err != nil {
+				t.Fatal(err)
+			}
+			_, problems, err := c.verifyChain(ctx, nil)
+			if err != nil || len(problems) > 0 {
+				t.Errorf("verify after the purge: %v %v", err, problems)
+			}
+			var txs, anchors int
+			c.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM tx), (SELECT count(*) FROM chain_anchor)`).Scan(&txs, &anchors)
+			if txs != 1 || anchors != 2 {
+				t.Errorf("after the purge: %d transactions, %d anchors; want 1 and 2", txs, anchors)
+			}
+		}
+		c.Close()
 	}
 }

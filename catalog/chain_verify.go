@@ -33,7 +33,18 @@ func (c *Catalog) verifyChain(ctx context.Context, want *Head) (ChainReport, []s
 			problems = append(problems, fmt.Sprintf(format, args...))
 		}
 	}
-	rows, err := c.db.QueryContext(ctx, `SELECT `+linkColumns+` FROM chain ORDER BY seq`)
+	// One read transaction: the daemon may commit while verify runs, and a
+	// commit's rows and its link must be seen together or not at all.
+	q, err := c.db.Conn(ctx)
+	if err != nil {
+		return r, nil, fmt.Errorf("verify chain: %w", err)
+	}
+	defer q.Close()
+	if _, err := q.ExecContext(ctx, "BEGIN"); err != nil {
+		return r, nil, fmt.Errorf("verify chain: %w", err)
+	}
+	defer q.ExecContext(context.Background(), "ROLLBACK")
+	rows, err := q.QueryContext(ctx, `SELECT `+linkColumns+` FROM chain ORDER BY seq`)
 	if err != nil {
 		return r, nil, fmt.Errorf("verify chain: %w", err)
 	}
@@ -51,7 +62,7 @@ func (c *Catalog) verifyChain(ctx context.Context, want *Head) (ChainReport, []s
 		return r, nil, fmt.Errorf("verify chain: %w", err)
 	}
 	r.Links = len(links)
-	g, err := genesis(ctx, c.db)
+	g, err := genesis(ctx, q)
 	if err != nil {
 		return r, nil, err
 	}
@@ -91,7 +102,7 @@ func (c *Catalog) verifyChain(ctx context.Context, want *Head) (ChainReport, []s
 	}
 
 	// The rows.
-	anchors, err := readAnchors(ctx, c.db, `1`)
+	anchors, err := readAnchors(ctx, q, `1`)
 	if err != nil {
 		return r, nil, fmt.Errorf("verify chain: %w", err)
 	}
@@ -106,7 +117,7 @@ func (c *Catalog) verifyChain(ctx context.Context, want *Head) (ChainReport, []s
 			return r, nil, err
 		}
 		l := &links[i]
-		got, err := linkSumsNow(ctx, c.db, l)
+		got, err := linkSumsNow(ctx, q, l)
 		if err != nil {
 			return r, nil, fmt.Errorf("verify chain link %d: %w", l.Seq, err)
 		}
@@ -123,7 +134,7 @@ func (c *Catalog) verifyChain(ctx context.Context, want *Head) (ChainReport, []s
 			wantSums = l.sums
 		}
 		if !equalSums(got, wantSums) {
-			what, err := c.describeBreak(ctx, l, got, wantSums)
+			what, err := describeBreak(ctx, q, l, got, wantSums)
 			if err != nil {
 				return r, nil, err
 			}
@@ -133,7 +144,7 @@ func (c *Catalog) verifyChain(ctx context.Context, want *Head) (ChainReport, []s
 			}
 		}
 	}
-	more, err := c.uncoveredRows(ctx, links, covered, bases)
+	more, err := uncoveredRows(ctx, q, links, covered, bases)
 	if err != nil {
 		return r, nil, err
 	}
@@ -150,7 +161,7 @@ func (c *Catalog) verifyChain(ctx context.Context, want *Head) (ChainReport, []s
 }
 
 // describeBreak says which of a link's rows differ from its account.
-func (c *Catalog) describeBreak(ctx context.Context, l *Link, got, want linkSums) (string, error) {
+func describeBreak(ctx context.Context, q chainDB, l *Link, got, want linkSums) (string, error) {
 	var parts []string
 	count := func(n int64, what string) string {
 		if n < 0 {
@@ -161,7 +172,7 @@ func (c *Catalog) describeBreak(ctx context.Context, l *Link, got, want linkSums
 	switch l.Kind {
 	case linkCommit:
 		if got.txs != want.txs || got.txSum != want.txSum {
-			txs, err := c.txsIn(ctx, l.FirstLSN, l.LastLSN)
+			txs, err := txsIn(ctx, q, l.FirstLSN, l.LastLSN)
 			if err != nil {
 				return "", err
 			}
@@ -178,7 +189,7 @@ func (c *Catalog) describeBreak(ctx context.Context, l *Link, got, want linkSums
 			parts = append(parts, s)
 		}
 		if got.blobs != want.blobs || got.blobSum != want.blobSum {
-			ids, err := c.blobsIn(ctx, l.FirstLSN, l.LastLSN)
+			ids, err := blobsIn(ctx, q, l.FirstLSN, l.LastLSN)
 			if err != nil {
 				return "", err
 			}
@@ -203,8 +214,8 @@ func (c *Catalog) describeBreak(ctx context.Context, l *Link, got, want linkSums
 	return strings.Join(parts, "; "), nil
 }
 
-func (c *Catalog) txsIn(ctx context.Context, first, last uint64) ([]string, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT commit_lsn, xid FROM tx WHERE commit_lsn BETWEEN ? AND ? ORDER BY commit_lsn LIMIT 6`, int64(first), int64(last))
+func txsIn(ctx context.Context, q chainDB, first, last uint64) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT commit_lsn, xid FROM tx WHERE commit_lsn BETWEEN ? AND ? ORDER BY commit_lsn LIMIT 6`, int64(first), int64(last))
 	if err != nil {
 		return nil, fmt.Errorf("verify chain: %w", err)
 	}
@@ -220,8 +231,8 @@ func (c *Catalog) txsIn(ctx context.Context, first, last uint64) ([]string, erro
 	return out, rows.Err()
 }
 
-func (c *Catalog) blobsIn(ctx context.Context, first, last uint64) ([]string, error) {
-	blobs, err := chainBlobs(ctx, c.db, `first_lsn BETWEEN ? AND ?`, int64(first), int64(last))
+func blobsIn(ctx context.Context, q chainDB, first, last uint64) ([]string, error) {
+	blobs, err := chainBlobs(ctx, q, `first_lsn BETWEEN ? AND ?`, int64(first), int64(last))
 	if err != nil {
 		return nil, fmt.Errorf("verify chain: %w", err)
 	}
@@ -234,9 +245,9 @@ func (c *Catalog) blobsIn(ctx context.Context, first, last uint64) ([]string, er
 
 // uncoveredRows names rows that no link covers: added outside lbt. The
 // counts tell whether there are any; only then are the rows scanned.
-func (c *Catalog) uncoveredRows(ctx context.Context, links []Link, covered linkSums, bases int64) ([]string, error) {
+func uncoveredRows(ctx context.Context, q chainDB, links []Link, covered linkSums, bases int64) ([]string, error) {
 	var txs, blobs, msgs, nbases int64
-	err := c.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM tx), (SELECT count(*) FROM blob), (SELECT count(*) FROM tx_message), (SELECT count(*) FROM basebackup)`).
+	err := q.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM tx), (SELECT count(*) FROM blob), (SELECT count(*) FROM tx_message), (SELECT count(*) FROM basebackup)`).
 		Scan(&txs, &blobs, &msgs, &nbases)
 	if err != nil {
 		return nil, fmt.Errorf("verify chain: %w", err)
@@ -255,7 +266,7 @@ func (c *Catalog) uncoveredRows(ctx context.Context, links []Link, covered linkS
 		return i < len(spans) && spans[i].first <= lsn
 	}
 	find := func(query, what string) error {
-		rows, err := c.db.QueryContext(ctx, query)
+		rows, err := q.QueryContext(ctx, query)
 		if err != nil {
 			return fmt.Errorf("verify chain: %w", err)
 		}
@@ -289,7 +300,7 @@ func (c *Catalog) uncoveredRows(ctx context.Context, links []Link, covered linkS
 	}
 	if nbases > bases {
 		var path string
-		err := c.db.QueryRowContext(ctx, `SELECT path FROM basebackup b WHERE NOT EXISTS
+		err := q.QueryRowContext(ctx, `SELECT path FROM basebackup b WHERE NOT EXISTS
 			(SELECT 1 FROM chain l WHERE l.kind = 'basebackup' AND l.table_id = b.table_id AND l.first_lsn = b.lsn) ORDER BY id LIMIT 1`).Scan(&path)
 		if err != nil {
 			return nil, fmt.Errorf("verify chain: %w", err)

@@ -41,6 +41,22 @@ func TestVerify_ChainNamesChangedRows(t *testing.T) {
 	d = startBackup(t, c, dsn, dir)
 	c.Exec(t, dsn, `UPDATE t SET v = 'again' WHERE id < 50`)
 	waitArchived(t, c, dsn, dir)
+	// verify reads one snapshot: commits while it runs are no break.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 30; i++ {
+			c.Exec(t, dsn, fmt.Sprintf(`INSERT INTO t VALUES (%d, 'during verify')`, 10000+i))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		if code, out := lbtrun.Run(t, "verify", "--config", cfg); code != 0 {
+			t.Errorf("verify while the daemon commits: exit %d:\n%s", code, out)
+		}
+	}
+	<-done
+	waitArchived(t, c, dsn, dir)
 	d.stop()
 	head2 := printHead(t, cfg)
 	if head2 == head1 {
