@@ -311,7 +311,6 @@ func (a *anchorCursor) close() { a.rows.Close() }
 // rowStream reads one class of the rows commit links cover, in LSN order.
 type rowStream struct {
 	rows   *sql.Rows
-	what   string // names an uncovered row: %s its key
 	scan   func(*sql.Rows, *streamRow) error
 	cur    *streamRow
 	buf    streamRow
