@@ -45,6 +45,8 @@ type archiver struct {
 	seg        *catalog.SegmentWriter
 	segChanges int
 	nextSegID  int64
+	segOpened  time.Time // when seg was created or opened
+	forceSeal  bool      // the next flush seals seg (SealInterval)
 	nextBlobID int64
 	enc        catalog.BlobEncoder
 	w          *catalog.Writer // open catalog transaction, nil when none
@@ -231,6 +233,8 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		return nil, err
 	}
 	if ok {
+		// segOpened stays zero: with SealInterval, a segment an earlier
+		// run left active is sealed at the first chance.
 		a.seg, err = catalog.OpenSegment(cat.FS(), cat.Dir(), active.ID, active.Size)
 		if err != nil {
 			return nil, err
@@ -277,6 +281,7 @@ func (a *archiver) newSegment() error {
 		return err
 	}
 	a.seg, a.segChanges, a.nextSegID = seg, 0, id+1
+	a.segOpened = time.Now()
 	clear(a.described)
 	a.segEpochs = false
 	a.log.Debug("new segment", "segment", id)
@@ -1030,7 +1035,8 @@ func (a *archiver) commitFlush(wait bool) error {
 	}
 	job := commitJob{w: w, seg: a.seg, segSize: a.seg.Size(), pos: a.pending, txs: a.pendingTxs,
 		activity: make(map[int64]catalog.TableActivity, len(a.touchedSince))}
-	job.sealed = a.segChanges >= a.opts.DeltasPerFile || job.segSize >= a.opts.SegmentMaxBytes
+	job.sealed = a.segChanges >= a.opts.DeltasPerFile || job.segSize >= a.opts.SegmentMaxBytes || a.forceSeal
+	a.forceSeal = false
 	for t := range a.touchedSince {
 		job.activity[t.id] = t.act
 		if m := a.opts.Metrics; m != nil && t.act.Changes > 0 {
@@ -1057,9 +1063,21 @@ func (a *archiver) commitFlush(wait bool) error {
 	if job.sealed {
 		a.seg.Close()
 		a.seg = nil
+		if a.opts.Sealed != nil {
+			if err := a.opts.Sealed(a.ctx, a.cat, job.pos); err != nil {
+				return err
+			}
+		}
 		return a.newSegment()
 	}
 	return nil
+}
+
+// sealDue says whether the active segment has been open for SealInterval
+// with something in it, and can be sealed now (between transactions).
+func (a *archiver) sealDue() bool {
+	return a.opts.SealInterval > 0 && !a.tx.active && a.seg != nil &&
+		a.seg.Size() > catalog.SegmentHeaderSize && time.Since(a.segOpened) >= a.opts.SealInterval
 }
 
 // waitCommit waits for the commit in flight, if any, and returns its error.
