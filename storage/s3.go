@@ -8,8 +8,8 @@ import (
 	"io/fs"
 	"net"
 	"net/url"
-	"path"
 	"strings"
+	"sync/atomic"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -57,6 +57,23 @@ type S3 struct {
 	bucket   string
 	prefix   string // "" or ending in "/"
 	endpoint string // for errors
+	read     atomic.Int64
+}
+
+// BytesRead is how many object bytes ReadRange has delivered so far: what
+// a restore from the store downloaded.
+func (s *S3) BytesRead() int64 { return s.read.Load() }
+
+// countingReader counts what it reads into n.
+type countingReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (r countingReader) Read(p []byte) (int, error) {
+	k, err := r.ReadCloser.Read(p)
+	r.n.Add(int64(k))
+	return k, err
 }
 
 // NewS3 returns the store that cfg describes. It sends no request: Check
@@ -147,18 +164,16 @@ func (s *S3) Check(ctx context.Context) error {
 func (s *S3) check(ctx context.Context, op, name string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, MaxKeys: 1}) {
-		if oi.Err != nil {
-			return s.wrap(op, name, oi.Err)
-		}
-		break
+	// The first answer is enough: an error, a key, or none (closed).
+	if oi, ok := <-s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, MaxKeys: 1}); ok && oi.Err != nil {
+		return s.wrap(op, name, oi.Err)
 	}
 	return nil
 }
 
 func (s *S3) key(name string) (string, error) {
-	if name == "" || strings.HasPrefix(name, "/") || path.Clean(name) != name || strings.HasPrefix(name, "../") || name == ".." {
-		return "", fmt.Errorf("s3: invalid object name %q", name)
+	if err := checkName(name); err != nil {
+		return "", err
 	}
 	return s.prefix + name, nil
 }
@@ -229,7 +244,7 @@ func (s *S3) ReadRange(ctx context.Context, name string, off, length int64) (io.
 		}
 		return nil, s.wrap("read", name, err)
 	}
-	return body, nil
+	return countingReader{body, &s.read}, nil
 }
 
 // Stat describes name with one HEAD request.

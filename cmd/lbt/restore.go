@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/mattn/go-isatty"
 
-	"lbt/catalog"
 	"lbt/config"
 	"lbt/restore"
 )
@@ -140,11 +139,12 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		opts.Progress = g.stderr
 	}
 
-	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+	arch, err := openReadArchive(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
+	defer arch.Close()
+	cat := arch.cat
 	switch {
 	case cmd.BeforeXID != 0:
 		opts.LSN, err = restore.BeforeXid(ctx, cat, cmd.BeforeXID)
@@ -176,6 +176,7 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	if !cmd.Quiet {
 		printRestore(msgs, res, cmd.DryRun, cmd.SQL != "")
+		arch.reportDownload(ctx, msgs)
 	}
 	return nil
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"lbt/catalog"
 	"lbt/config"
+	"lbt/ship"
 	"lbt/source"
 	"lbt/status"
 )
@@ -108,11 +108,12 @@ func (cmd *statusCmd) Run(ctx context.Context, g *Globals) error {
 // gatherStatus reads the figures of a report from the archive and, when it
 // can be reached, the source. An archive that cannot be read is an error.
 func gatherStatus(ctx context.Context, cfg config.Config) (*status.Report, error) {
-	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+	arch, err := openReadArchive(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer cat.Close()
+	defer arch.Close()
+	cat := arch.cat
 	s, err := cat.Summarize(ctx)
 	if err != nil {
 		return nil, err
@@ -135,6 +136,19 @@ func gatherStatus(ctx context.Context, cfg config.Config) (*status.Report, error
 		}
 		if !advanced.IsZero() {
 			r.LastAdvanced = &advanced
+		}
+	}
+	if cfg.ArchiveURL != "" {
+		r.Upload = &status.Upload{ArchiveURL: cfg.ArchiveURL}
+		st, ok, err := ship.ReadState(cfg.ArchiveDir)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			r.Upload.CoveredLSN, r.Upload.BacklogFiles, r.Upload.BacklogBytes = st.CoveredLSN, st.BacklogFiles, st.BacklogBytes
+			r.Upload.OldestUnshipped, r.Upload.LastError = st.OldestUnshipped, st.LastError
+			at := st.UpdatedAt
+			r.Upload.UpdatedAt = &at
 		}
 	}
 	if n := len(s.Epochs); n > 1 {

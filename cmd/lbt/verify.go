@@ -30,11 +30,12 @@ func (cmd *verifyCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	log := g.logger(cfg)
-	cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+	arch, err := openReadArchive(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
+	defer arch.Close()
+	cat := arch.cat
 	subset := catalog.DataSubset{All: cmd.ReadData}
 	if cmd.ReadDataSubset != "" && !cmd.ReadData {
 		if subset, err = catalog.ParseDataSubset(cmd.ReadDataSubset); err != nil {
