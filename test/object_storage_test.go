@@ -187,3 +187,87 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// The object store goes away for 30 s under load: the daemon archives on
+// locally, confirms nothing the store lacks, shows the backlog in lbt
+// status, and catches up when the store returns; the bucket then restores
+// the table exactly, nothing lost or duplicated.
+func TestObjectStorage_StoreOutage(t *testing.T) {
+	c := pgtest.Shared(t)
+	// A server of its own: halting it must not disturb other tests.
+	ctx := t.Context()
+	srv, err := s3test.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	bucket, err := srv.CreateBucket(ctx, "outage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	work := filepath.Join(t.TempDir(), "work")
+	cfg := s3Config(t, c, dsn, work, "s3outage", srv, bucket)
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+	objectWorkload(t, c, dsn, 1)
+	waitConfirmed(t, c, dsn, "s3outage", syncMarker(t, c, dsn), p)
+
+	srv.Halt()
+	before := confirmedLSN(t, c, dsn, "s3outage")
+	var during string
+	sawBacklog := false
+	outageEnd := time.Now().Add(30 * time.Second)
+	for i := 2; time.Now().Before(outageEnd); i++ {
+		objectWorkload(t, c, dsn, i)
+		during = syncMarker(t, c, dsn)
+		code, out := lbtrun.Run(t, "status", "--config", cfg, "--format", "json")
+		var st struct {
+			Upload struct {
+				BacklogFiles    int        `json:"backlog_files"`
+				OldestUnshipped *time.Time `json:"oldest_unshipped_commit"`
+				LastError       string     `json:"last_error"`
+			} `json:"upload"`
+		}
+		if start := strings.Index(out, "{"); start >= 0 && json.Unmarshal([]byte(out[start:]), &st) == nil &&
+			st.Upload.BacklogFiles > 0 && st.Upload.OldestUnshipped != nil && st.Upload.LastError != "" {
+			if !sawBacklog {
+				t.Logf("during the outage, lbt status (exit %d): backlog %d files, oldest unshipped commit %s, last error %q",
+					code, st.Upload.BacklogFiles, st.Upload.OldestUnshipped.Format(time.RFC3339), st.Upload.LastError)
+			}
+			sawBacklog = true
+		}
+		time.Sleep(time.Second)
+	}
+	if !sawBacklog {
+		t.Errorf("lbt status never showed the upload backlog during the outage")
+	}
+	cp := recordCheckpoint(t, c, dsn, "after the outage's writes", map[string]string{"t": "t"})
+	if now := confirmedLSN(t, c, dsn, "s3outage"); !lsnBelow(t, c, dsn, now, during) {
+		t.Errorf("with the store down the slot confirmed %s, past what the store holds (%s before the outage, last marker %s)", now, before, during)
+	}
+
+	if err := srv.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitConfirmed(t, c, dsn, "s3outage", syncMarker(t, c, dsn), p)
+	if p.Exited() {
+		t.Fatalf("lbt backup exited:\n%s", p.Output())
+	}
+	p.Signal(15)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+	if !strings.Contains(p.Output(), "upload failed, retrying") || !strings.Contains(p.Output(), "uploads resumed") {
+		t.Errorf("the log does not tell of the outage and the recovery:\n%s", p.Output())
+	}
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3outage", srv, bucket)
+	restoreFromBucket(t, c, cfg2, target, "after_outage", cp)
+}
