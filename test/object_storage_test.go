@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 	"lbt/test/s3test"
@@ -150,6 +152,21 @@ func TestObjectStorage_RestoreFromBucketAlone(t *testing.T) {
 	if err := os.RemoveAll(work); err != nil {
 		t.Fatal(err)
 	}
+	// Old snapshots are deleted as new ones arrive: the newest two stay.
+	client, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshots := 0
+	for oi := range client.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: "pg/main/catalog/", Recursive: true}) {
+		if oi.Err != nil {
+			t.Fatal(oi.Err)
+		}
+		snapshots++
+	}
+	if snapshots < 1 || snapshots > 2 {
+		t.Errorf("the bucket holds %d catalog snapshots, want the newest one or two", snapshots)
+	}
 
 	fresh := filepath.Join(t.TempDir(), "fresh")
 	cfg2 := s3Config(t, c, dsn, fresh, "s3e2e", srv, bucket)
@@ -270,4 +287,43 @@ func TestObjectStorage_StoreOutage(t *testing.T) {
 	}
 	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3outage", srv, bucket)
 	restoreFromBucket(t, c, cfg2, target, "after_outage", cp)
+}
+
+// kill -9 of the daemon while it uploads, then a restart: the bucket
+// restores exactly, as the local archive does (nothing lost or twice).
+func TestObjectStorage_KillDuringUploads(t *testing.T) {
+	c := pgtest.Shared(t)
+	srv, bucket := s3test.Bucket(t)
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	work := filepath.Join(t.TempDir(), "work")
+	cfg := s3Config(t, c, dsn, work, "s3kill", srv, bucket)
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+	for i := 1; i <= 6; i++ {
+		objectWorkload(t, c, dsn, i)
+		if i%2 == 0 {
+			// Uploads run every second; kill in the middle of them.
+			p.Signal(9)
+			p.Wait(t, time.Minute)
+			p = lbtrun.Start(t, "backup", "--config", cfg)
+		}
+	}
+	cp := recordCheckpoint(t, c, dsn, "after the kills", map[string]string{"t": "t"})
+	waitConfirmed(t, c, dsn, "s3kill", syncMarker(t, c, dsn), p)
+	p.Signal(15)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3kill", srv, bucket)
+	restoreFromBucket(t, c, cfg2, target, "after_kills", cp)
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg2, "--read-data"); code != 0 {
+		t.Errorf("lbt verify --read-data from the bucket: exit %d:\n%s", code, out)
+	}
 }
