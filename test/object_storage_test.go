@@ -327,3 +327,81 @@ func TestObjectStorage_KillDuringUploads(t *testing.T) {
 		t.Errorf("lbt verify --read-data from the bucket: exit %d:\n%s", code, out)
 	}
 }
+
+// A purge reaches the bucket: once two snapshots newer than the purge are
+// uploaded, the purged basebackups are gone from the bucket too (catalog
+// first, then objects), and the bucket still restores the table exactly.
+func TestObjectStorage_PurgeReachesBucket(t *testing.T) {
+	c := pgtest.Shared(t)
+	srv, bucket := s3test.Bucket(t)
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	work := filepath.Join(t.TempDir(), "work")
+	cfg := s3Config(t, c, dsn, work, "s3purge", srv, bucket, "retentionBasebackups: 1")
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+	objectWorkload(t, c, dsn, 1)
+	if code, out := lbtrun.Run(t, "basebackup", "--config", cfg, "--table", "t"); code != 0 {
+		t.Fatalf("lbt basebackup: exit %d:\n%s", code, out)
+	}
+	objectWorkload(t, c, dsn, 2)
+	waitConfirmed(t, c, dsn, "s3purge", syncMarker(t, c, dsn), p)
+	bases, _ := filepath.Glob(filepath.Join(work, "base", "*", "*.copy.lz4"))
+
+	client, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBucket := func(name string) bool {
+		rel, _ := filepath.Rel(work, name)
+		_, err := client.StatObject(t.Context(), bucket, "pg/main/"+filepath.ToSlash(rel), minio.StatObjectOptions{})
+		return err == nil
+	}
+	for _, b := range bases {
+		if !inBucket(b) {
+			t.Fatalf("%s is not in the bucket before the purge", b)
+		}
+	}
+
+	if code, out := lbtrun.Run(t, "purge", "--config", cfg); code != 0 {
+		t.Fatalf("lbt purge: exit %d:\n%s", code, out)
+	}
+	var purged []string
+	for _, b := range bases {
+		if _, err := os.Stat(b); err != nil {
+			purged = append(purged, b)
+		}
+	}
+	if len(purged) == 0 {
+		t.Fatalf("purge removed no basebackup of %v", bases)
+	}
+	// Two snapshots after the purge: the kept ones no longer point at
+	// the purged files.
+	for i := 3; i <= 4; i++ {
+		objectWorkload(t, c, dsn, i)
+		waitConfirmed(t, c, dsn, "s3purge", syncMarker(t, c, dsn), p)
+	}
+	objectWorkload(t, c, dsn, 5)
+	cp := recordCheckpoint(t, c, dsn, "after the purge", map[string]string{"t": "t"})
+	waitConfirmed(t, c, dsn, "s3purge", syncMarker(t, c, dsn), p)
+	for _, b := range purged {
+		if inBucket(b) {
+			t.Errorf("purged %s is still in the bucket", b)
+		}
+	}
+	p.Signal(15)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3purge", srv, bucket)
+	restoreFromBucket(t, c, cfg2, target, "after_purge", cp)
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg2); code != 0 {
+		t.Errorf("lbt verify from the bucket after the purge: exit %d:\n%s", code, out)
+	}
+}
