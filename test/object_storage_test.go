@@ -145,6 +145,10 @@ func TestObjectStorage_RestoreFromBucketAlone(t *testing.T) {
 		t.Errorf("lbt status --format json (exit %d) shows no upload state: %v\n%s", code, err, out)
 	}
 
+	if _, out := lbtrun.Run(t, "status", "--config", cfg); !strings.Contains(out, "covered up to ") {
+		t.Errorf("lbt status shows no upload line:\n%s", out)
+	}
+
 	p.Signal(15)
 	if code := p.Wait(t, time.Minute); code != 0 {
 		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())

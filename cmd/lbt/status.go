@@ -74,6 +74,18 @@ func (cmd *statusCmd) Run(ctx context.Context, g *Globals) error {
 	fmt.Fprintf(w, "tables\t%d (%d without a basebackup yet)\n", r.Tables, r.TablesWithoutBase)
 	fmt.Fprintf(w, "transactions\t%d (%d row changes, %d bytes in segments)\n", r.Transactions, r.Changes, r.SegmentBytes)
 	fmt.Fprintf(w, "basebackups\t%d (%d bytes)\n", r.Basebackups, r.BasebackupBytes)
+	if u := r.Upload; u != nil {
+		switch {
+		case u.UpdatedAt == nil:
+			fmt.Fprintf(w, "upload	to %s: no daemon has uploaded from this archiveDir\n", u.ArchiveURL)
+		default:
+			fmt.Fprintf(w, "upload	to %s: covered up to %s, backlog %d files (%d bytes), oldest unshipped commit %s\n",
+				u.ArchiveURL, u.CoveredLSN, u.BacklogFiles, u.BacklogBytes, fmtTimePtr(u.OldestUnshipped))
+			if u.LastError != "" {
+				fmt.Fprintf(w, "upload error\t%s\n", u.LastError)
+			}
+		}
+	}
 	if r.EpochReason != "" {
 		fmt.Fprintf(w, "history gap\t%d epochs; latest: %s\n", r.Epochs, r.EpochReason)
 	}
