@@ -88,8 +88,9 @@ type Shipper struct {
 	seq     int
 	backlog backlog
 
-	// Used by Run only.
-	inStore   map[string]bool // names known to be in the store
+	// Used by Start, then by Run only.
+	fresh     bool            // archiveDir has never uploaded (no StateFile)
+	inStore   map[string]bool // names known to be in the store; nil until listed
 	snapshots []string        // snapshot names in the store, oldest first
 	refs      map[string][]string
 }
@@ -106,9 +107,10 @@ func New(o Options) *Shipper {
 }
 
 // Start lists the store once: what is there already need not be sent
-// again, and the newest snapshot there is what the store covers. An
-// unreachable store, refused credentials or a missing bucket fail here, in
-// one line.
+// again, and the newest snapshot there is what the store covers. Refused
+// credentials or a missing bucket fail here, in one line; an unreachable
+// store does not stop the daemon: Run lists it when it answers, and until
+// then nothing is covered that was not confirmed before.
 func (s *Shipper) Start(ctx context.Context) error {
 	if err := os.MkdirAll(s.o.TempDir, 0o700); err != nil {
 		return fmt.Errorf("upload: %w", err)
@@ -120,6 +122,19 @@ func (s *Shipper) Start(ctx context.Context) error {
 			os.Remove(p)
 		}
 	}
+	_, statErr := os.Stat(filepath.Join(s.o.Dir, StateFile))
+	s.fresh = errors.Is(statErr, fs.ErrNotExist)
+	err := s.list(ctx)
+	if errors.Is(err, storage.ErrUnreachable) {
+		s.log.Warn("object store: not reachable at start, archiving locally and retrying: " + err.Error())
+		s.writeState(err.Error())
+		return nil
+	}
+	return err
+}
+
+// list learns what the store holds.
+func (s *Shipper) list(ctx context.Context) error {
 	infos, err := s.o.Remote.List(ctx, "")
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
@@ -133,6 +148,12 @@ func (s *Shipper) Start(ctx context.Context) error {
 			}
 		}
 	}
+	// Objects are named by segment id and LSN: an archive begun here
+	// must not mix its files with another one's of the same names.
+	if s.fresh && len(s.snapshots) > 0 {
+		return fmt.Errorf("upload: %w: %s holds the catalog snapshots of an archive that %s did not upload (no %s there): point archiveUrl at another prefix, or empty that one",
+			ErrOtherArchive, s.o.Remote, s.o.Dir, StateFile)
+	}
 	if n := len(s.snapshots); n > 0 {
 		lsn, _ := snapshotLSN(s.snapshots[n-1])
 		s.covered.Store(lsn)
@@ -140,6 +161,9 @@ func (s *Shipper) Start(ctx context.Context) error {
 	s.writeState("")
 	return nil
 }
+
+// ErrOtherArchive says that the store already holds another archive.
+var ErrOtherArchive = errors.New("the object store holds another archive")
 
 // Covered is the end LSN that the store holds everything before: the
 // position of its newest snapshot, 0 when it has none.
@@ -200,7 +224,7 @@ func (s *Shipper) done(snap *snapshot) {
 // of failures, at warning level, and the store's recovery at info.
 func (s *Shipper) Run(ctx context.Context) error {
 	backoff := time.Second
-	failing := false
+	failing := s.inStore == nil // Start warned of it
 	for {
 		snap := s.take()
 		if snap != nil {
@@ -216,6 +240,8 @@ func (s *Shipper) Run(ctx context.Context) error {
 				continue
 			case ctx.Err() != nil:
 				return nil
+			case errors.Is(err, ErrOtherArchive):
+				return err
 			case errors.Is(err, errStale):
 				// A file it points at is gone (purged meanwhile): the
 				// next snapshot will not point at it.
@@ -264,6 +290,11 @@ var errStale = errors.New("stale snapshot")
 // ship uploads the files snap points at that the store lacks, then snap,
 // then removes what no kept snapshot points at.
 func (s *Shipper) ship(ctx context.Context, snap *snapshot) error {
+	if s.inStore == nil {
+		if err := s.list(ctx); err != nil {
+			return err
+		}
+	}
 	files, err := catalog.SnapshotFiles(ctx, snap.path)
 	if err != nil {
 		return err

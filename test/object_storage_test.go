@@ -202,6 +202,11 @@ func TestObjectStorage_RestoreFromBucketAlone(t *testing.T) {
 	if code != 0 {
 		t.Errorf("lbt verify from the bucket: exit %d:\n%s", code, out)
 	}
+	// A new archive must not mix its files with the bucket's.
+	code, out = lbtrun.Run(t, "backup", "--config", cfg2)
+	if code == 0 || !strings.Contains(out, "did not upload") {
+		t.Errorf("lbt backup of a new archive into the bucket of another: exit %d:\n%s", code, out)
+	}
 }
 
 func lastLine(s string) string {
@@ -408,4 +413,54 @@ func TestObjectStorage_PurgeReachesBucket(t *testing.T) {
 	if code, out := lbtrun.Run(t, "verify", "--config", cfg2); code != 0 {
 		t.Errorf("lbt verify from the bucket after the purge: exit %d:\n%s", code, out)
 	}
+}
+
+// A store that does not answer when the daemon starts does not stop it: it
+// archives locally, confirms nothing the store lacks, and uploads once the
+// store answers.
+func TestObjectStorage_UnreachableAtStart(t *testing.T) {
+	c := pgtest.Shared(t)
+	ctx := t.Context()
+	srv, err := s3test.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	bucket, err := srv.CreateBucket(ctx, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	work := filepath.Join(t.TempDir(), "work")
+	cfg := s3Config(t, c, dsn, work, "s3late", srv, bucket)
+	srv.Halt()
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+	objectWorkload(t, c, dsn, 1)
+	cp := recordCheckpoint(t, c, dsn, "written while the store was down", map[string]string{"t": "t"})
+	marker := syncMarker(t, c, dsn)
+	waitArchived(t, c, dsn, work)
+	if now := confirmedLSN(t, c, dsn, "s3late"); !lsnBelow(t, c, dsn, now, marker) {
+		t.Errorf("with the store down since start the slot confirmed %s, past marker %s", now, marker)
+	}
+	if err := srv.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitConfirmed(t, c, dsn, "s3late", marker, p)
+	p.Signal(15)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+	if !strings.Contains(p.Output(), "not reachable at start") {
+		t.Errorf("the log does not say the store was unreachable at start:\n%s", p.Output())
+	}
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3late", srv, bucket)
+	restoreFromBucket(t, c, cfg2, target, "late", cp)
 }

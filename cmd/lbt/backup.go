@@ -107,7 +107,9 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	errs := make(chan error, 3)
 	workers := 0
 	if cfg.ArchiveURL != "" {
-		remote, err := openRemote(ctx, cfg)
+		// Refused credentials or a missing bucket stop the daemon at
+		// start; a store that does not answer yet does not (Start).
+		remote, err := newRemote(cfg)
 		if err != nil {
 			return err
 		}

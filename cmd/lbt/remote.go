@@ -22,6 +22,18 @@ import (
 // request: an unreachable endpoint, refused credentials or a missing bucket
 // is one line here.
 func openRemote(ctx context.Context, cfg config.Config) (*storage.S3, error) {
+	s, err := newRemote(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Check(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newRemote returns the object store of archiveUrl without a request.
+func newRemote(cfg config.Config) (*storage.S3, error) {
 	loc, err := cfg.S3Location()
 	if err != nil {
 		return nil, usageError{err}
@@ -39,9 +51,6 @@ func openRemote(ctx context.Context, cfg config.Config) (*storage.S3, error) {
 		Region: region, ForcePathStyle: cfg.S3ForcePathStyle})
 	if err != nil {
 		return nil, usageError{err}
-	}
-	if err := s.Check(ctx); err != nil {
-		return nil, err
 	}
 	return s, nil
 }
