@@ -34,8 +34,7 @@ type SnapshotFile struct {
 var ErrSnapshotActive = errors.New("catalog snapshot points at an active segment")
 
 // SnapshotFiles lists the files that the catalog snapshot at path points
-// at: its live segments, basebackups and their sidecars, in name order of
-// kind. A snapshot whose unsealed segment has blobs is refused with
+// at: its live segments, basebackups (every chunk) and their sidecars. A snapshot whose unsealed segment has blobs is refused with
 // ErrSnapshotActive.
 func SnapshotFiles(ctx context.Context, path string) ([]SnapshotFile, error) {
 	c, err := openFile(filepath.Dir(path), path, true)
@@ -72,18 +71,29 @@ func SnapshotFiles(ctx context.Context, path string) ([]SnapshotFile, error) {
 		return fail(err)
 	}
 	rows.Close()
-	rows, err = c.db.QueryContext(ctx, `SELECT path FROM basebackup ORDER BY path`)
+	rows, err = c.db.QueryContext(ctx, `SELECT path, chunks FROM basebackup ORDER BY path`)
 	if err != nil {
 		return fail(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
+		var p, chunks string
+		if err := rows.Scan(&p, &chunks); err != nil {
 			return fail(err)
 		}
-		p = filepath.ToSlash(p)
-		files = append(files, SnapshotFile{Name: p, Needed: true}, SnapshotFile{Name: SidecarName(p), Needed: true})
+		cs, err := decodeChunks(chunks)
+		if err != nil {
+			return fail(err)
+		}
+		// A basebackup of several files (format 4) lists them all,
+		// chunk 0 at path; one sidecar, beside chunk 0, for the whole.
+		files = append(files, SnapshotFile{Name: filepath.ToSlash(SidecarName(p)), Needed: true})
+		if len(cs) == 0 {
+			files = append(files, SnapshotFile{Name: filepath.ToSlash(p), Needed: true})
+		}
+		for _, c := range cs {
+			files = append(files, SnapshotFile{Name: filepath.ToSlash(c.Path), Needed: true})
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return fail(err)

@@ -307,7 +307,8 @@ func TestObjectStorage_KillDuringUploads(t *testing.T) {
 	target := c.NewDatabase(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
 	work := filepath.Join(t.TempDir(), "work")
-	cfg := s3Config(t, c, dsn, work, "s3kill", srv, bucket)
+	// Basebackups of several chunks, each its own object.
+	cfg := s3Config(t, c, dsn, work, "s3kill", srv, bucket, "basebackupChunkSize: 8KiB", "basebackupJobs: 2")
 	p := lbtrun.Start(t, "backup", "--config", cfg)
 	waitArchived(t, c, dsn, work)
 	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
@@ -329,6 +330,19 @@ func TestObjectStorage_KillDuringUploads(t *testing.T) {
 	}
 	if err := os.RemoveAll(work); err != nil {
 		t.Fatal(err)
+	}
+	client, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	for oi := range client.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: "pg/main/base/", Recursive: true}) {
+		if strings.HasSuffix(oi.Key, ".1.copy.lz4") {
+			chunks++
+		}
+	}
+	if chunks == 0 {
+		t.Errorf("no basebackup of several chunks in the bucket")
 	}
 	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3kill", srv, bucket)
 	restoreFromBucket(t, c, cfg2, target, "after_kills", cp)
