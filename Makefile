@@ -1,5 +1,6 @@
 # Build, test and check lbt. "make deps" installs PostgreSQL, which the
-# tests and the demo need, when no server is found.
+# tests and the demo need, when no server is found, and the S3-compatible
+# server the object-storage tests run against (versitygw).
 
 SHELL := /bin/bash
 
@@ -8,10 +9,15 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # staticcheck 2026.2.2, a release that supports go 1.26.
 STATICCHECK_VERSION := v0.8.2
 BENCHTIME ?= 1x
+# versitygw, the S3-compatible server of the object-storage tests
+# (Apache-2.0), built from the Go module proxy into bin/tools, where
+# test/s3test looks for it.
+VERSITYGW_VERSION := v1.8.0
+TOOLS_BIN := $(CURDIR)/bin/tools
 # apt-get needs root.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build test race bench bench-scale soak lint demo deps clean
+.PHONY: all build test race bench bench-scale soak lint demo deps deps-postgres deps-versitygw clean
 
 all: build
 
@@ -72,8 +78,10 @@ lint:
 demo:
 	bash scripts/demo.sh
 
+deps: deps-postgres deps-versitygw
+
 # Looks where test/pgtest looks, in the same order.
-deps:
+deps-postgres:
 	@if [ -n "$$LBT_PG_BINDIR" ] && [ -x "$$LBT_PG_BINDIR/postgres" ]; then \
 		echo "deps: PostgreSQL server found: $$LBT_PG_BINDIR/postgres (LBT_PG_BINDIR)"; \
 	elif command -v postgres >/dev/null 2>&1; then \
@@ -84,6 +92,18 @@ deps:
 		echo "deps: no PostgreSQL server found; installing it with apt-get"; \
 		$(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql postgresql-contrib; \
+	fi
+
+# Skipped when bin/tools/versitygw is there at the pinned module version;
+# its --version prints only "git", so go version -m tells.
+deps-versitygw:
+	@gw="$(TOOLS_BIN)/versitygw"; \
+	have="$$( [ -x "$$gw" ] && $(GO) version -m "$$gw" 2>/dev/null | awk '$$1 == "mod" && $$2 == "github.com/versity/versitygw" { print $$3 }')"; \
+	if [ "$$have" = "$(VERSITYGW_VERSION)" ]; then \
+		echo "deps: versitygw $(VERSITYGW_VERSION) found: $$gw"; \
+	else \
+		echo "deps: installing versitygw $(VERSITYGW_VERSION) into $(TOOLS_BIN)$${have:+ (found $$have)}"; \
+		GOBIN="$(TOOLS_BIN)" $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); \
 	fi
 
 clean:

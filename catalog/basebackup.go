@@ -177,6 +177,9 @@ func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error
 	if err := closeTableGaps(ctx, tx, b.TableID, b.LSN, b.FinishedAt); err != nil {
 		return 0, err
 	}
+	if err := appendBasebackupLink(ctx, tx, b.TableID, b.LSN); err != nil {
+		return 0, err
+	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}

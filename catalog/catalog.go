@@ -29,8 +29,9 @@ import (
 // reads. It is stored in the catalog's meta table. Version 3 made the files
 // self-describing (docs/FORMAT.md); a version-2 archive is refused, not
 // upgraded: its segments lack what a catalog is rebuilt from. Version 4
-// adds encryption at rest and basebackups of several files (chunks):
-// docs/FORMAT.md, "Format 4".
+// adds encryption at rest, basebackups of several files (chunks) and the
+// hash chain (docs/FORMAT.md, "Format 4"); a version-3 archive is refused
+// too: its history has no chain.
 const FormatVersion = 4
 
 // The modes of everything lbt creates in an archive, whatever the umask:
@@ -127,10 +128,12 @@ CREATE TABLE blob (
 	inserts    INTEGER NOT NULL,
 	updates    INTEGER NOT NULL,
 	deletes    INTEGER NOT NULL,
-	truncates  INTEGER NOT NULL
+	truncates  INTEGER NOT NULL,
+	sha256     BLOB NOT NULL
 );
 CREATE INDEX blob_table ON blob (table_id, last_lsn);
 CREATE INDEX blob_segment ON blob (segment_id);
+CREATE INDEX blob_first ON blob (first_lsn);
 
 -- One row per transaction. tables lists, for each table the transaction
 -- changed, the table's id and its inserts, updates, deletes and truncates
@@ -277,8 +280,42 @@ CREATE TABLE purge_log (
 	before_lsn INTEGER NOT NULL,
 	blobs      INTEGER NOT NULL,
 	txs        INTEGER NOT NULL,
-	bytes      INTEGER NOT NULL
+	bytes      INTEGER NOT NULL,
+	link       INTEGER NOT NULL DEFAULT 0
 );
+
+-- The hash chain over the history (format 4, docs/FORMAT.md): a link per
+-- catalog commit that adds transactions or blobs, per basebackup and per
+-- purge step, each covering its rows and the link before it.
+CREATE TABLE chain (
+	seq       INTEGER PRIMARY KEY,
+	kind      TEXT NOT NULL,
+	first_lsn INTEGER NOT NULL,
+	last_lsn  INTEGER NOT NULL,
+	table_id  INTEGER NOT NULL,
+	txs       INTEGER NOT NULL,
+	tx_sum    BLOB,
+	blobs     INTEGER NOT NULL,
+	blob_sum  BLOB,
+	rows      INTEGER NOT NULL,
+	row_sum   BLOB,
+	hash      BLOB NOT NULL
+);
+CREATE INDEX chain_first ON chain (first_lsn);
+
+-- What a purge left of the rows of an earlier link: its counts and sums
+-- after the purge step by_seq, whose link covers this row.
+CREATE TABLE chain_anchor (
+	link     INTEGER NOT NULL,
+	by_seq   INTEGER NOT NULL,
+	txs      INTEGER NOT NULL,
+	tx_sum   BLOB,
+	blobs    INTEGER NOT NULL,
+	blob_sum BLOB,
+	rows     INTEGER NOT NULL,
+	row_sum  BLOB,
+	PRIMARY KEY (link, by_seq)
+) WITHOUT ROWID;
 `
 
 // Create makes a new, empty archive in dir, recording the source it belongs

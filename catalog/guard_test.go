@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,7 +117,7 @@ func TestOpen_RefusesVersion2(t *testing.T) {
 	if err == nil {
 		t.Fatal("a version-2 archive opened")
 	}
-	for _, want := range []string{dir, "format version 2", "reads version 4", "the lbt that wrote it", "new, empty archiveDir"} {
+	for _, want := range []string{dir, "format version 2", fmt.Sprintf("reads version %d", catalog.FormatVersion), "the lbt that wrote it", "new, empty archiveDir"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error lacks %q: %v", want, err)
 		}

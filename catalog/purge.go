@@ -118,29 +118,51 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 	var paths []string
 	err := c.write(ctx, "purge basebackups", func(tx *sql.Tx) error {
 		paths = paths[:0]
-		_, err := tx.ExecContext(ctx, `INSERT INTO purge_log (at, table_id, before_lsn, blobs, txs, bytes) VALUES (?, ?, ?, ?, ?, ?)`,
-			Micros(time.Now()), tableID, b, counts.Blobs, counts.Transactions, counts.BlobBytes+counts.BasebackupBytes)
+		seq, err := nextSeq(ctx, tx)
 		if err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT path, chunks FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b)
+		_, err = tx.ExecContext(ctx, `INSERT INTO purge_log (at, table_id, before_lsn, blobs, txs, bytes, link) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			Micros(time.Now()), tableID, b, counts.Blobs, counts.Transactions, counts.BlobBytes+counts.BasebackupBytes, seq)
 		if err != nil {
 			return err
 		}
+		rows, err := tx.QueryContext(ctx, `SELECT path, chunks, lsn FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b)
+		if err != nil {
+			return err
+		}
+		var lsns []int64
 		for rows.Next() {
 			var p, chunks string
-			if err := rows.Scan(&p, &chunks); err != nil {
+			var lsn int64
+			if err := rows.Scan(&p, &chunks, &lsn); err != nil {
 				rows.Close()
 				return err
 			}
 			paths = append(paths, removalOrder(p, chunks)...)
+			lsns = append(lsns, lsn)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b)
-		return err
+		affected := map[int64]bool{}
+		for _, lsn := range lsns {
+			var link int64
+			err := tx.QueryRowContext(ctx, `SELECT seq FROM chain WHERE kind = 'basebackup' AND table_id = ? AND first_lsn = ?`, tableID, lsn).Scan(&link)
+			if err == nil {
+				affected[link] = true
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		if err := checkLinks(ctx, tx, affected); err != nil {
+			return err
+		}
+		if _, err = tx.ExecContext(ctx, `DELETE FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b); err != nil {
+			return err
+		}
+		return reanchor(ctx, tx, tableID, before, affected, seq)
 	})
 	if err != nil {
 		return nil, err
@@ -185,13 +207,34 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 	for {
 		var n int64
 		err := c.write(ctx, "purge blobs", func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, `DELETE FROM blob WHERE id IN
-				(SELECT id FROM blob WHERE table_id = ? AND last_lsn < ? LIMIT ?)`, tableID, b, purgeBatch)
+			rows, err := tx.QueryContext(ctx, `SELECT id, first_lsn FROM blob WHERE table_id = ? AND last_lsn < ? LIMIT ?`, tableID, b, purgeBatch)
 			if err != nil {
 				return err
 			}
-			n, err = res.RowsAffected()
-			return err
+			var ids []int64
+			firsts := map[uint64]bool{}
+			for rows.Next() {
+				var id, first int64
+				if err := rows.Scan(&id, &first); err != nil {
+					rows.Close()
+					return err
+				}
+				ids = append(ids, id)
+				firsts[uint64(first)] = true
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			n = int64(len(ids))
+			affected, err := commitLinksAt(ctx, tx, firsts)
+			if err != nil {
+				return err
+			}
+			if err := deleteIn(ctx, tx, `DELETE FROM blob WHERE id IN `, ids); err != nil {
+				return err
+			}
+			return reanchorCommits(ctx, tx, tableID, before, affected)
 		})
 		if err != nil {
 			return paths, err
@@ -266,6 +309,14 @@ func (c *Catalog) PurgeTransactions(ctx context.Context, before, messagesBefore 
 			if err := rows.Err(); err != nil {
 				return err
 			}
+			firsts := map[uint64]bool{}
+			for _, lsn := range doomed {
+				firsts[uint64(lsn)] = true
+			}
+			affected, err := commitLinksAt(ctx, tx, firsts)
+			if err != nil {
+				return err
+			}
 			for len(doomed) > 0 {
 				chunk := doomed[:min(len(doomed), 500)]
 				doomed = doomed[len(chunk):]
@@ -287,7 +338,7 @@ func (c *Catalog) PurgeTransactions(ctx context.Context, before, messagesBefore 
 					return err
 				}
 			}
-			return nil
+			return reanchorCommits(ctx, tx, 0, before, affected)
 		})
 		if err != nil {
 			return total, err
@@ -526,4 +577,50 @@ func removalOrder(path, chunks string) []string {
 		}
 	}
 	return out
+}
+
+// deleteIn runs del (ending in "IN ") over ids, a few hundred at a time.
+func deleteIn(ctx context.Context, tx *sql.Tx, del string, ids []int64) error {
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, v := range chunk {
+			args[i] = v
+		}
+		if _, err := tx.ExecContext(ctx, del+"(?"+strings.Repeat(",?", len(chunk)-1)+")", args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitLinksAt finds the commit links whose ranges hold the LSNs, and
+// checks that their rows are still what the chain says: a purge must not
+// re-anchor, and so launder, a change made outside lbt.
+func commitLinksAt(ctx context.Context, tx *sql.Tx, lsns map[uint64]bool) (map[int64]bool, error) {
+	affected := map[int64]bool{}
+	for lsn := range lsns {
+		seq, ok, err := commitLinkAt(ctx, tx, lsn)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			affected[seq] = true
+		}
+	}
+	return affected, checkLinks(ctx, tx, affected)
+}
+
+// reanchorCommits re-anchors the commit links in affected, whose rows a
+// purge step has just removed some of, in a purge link of its own.
+func reanchorCommits(ctx context.Context, tx *sql.Tx, tableID int64, before uint64, affected map[int64]bool) error {
+	if len(affected) == 0 {
+		return nil
+	}
+	seq, err := nextSeq(ctx, tx)
+	if err != nil {
+		return err
+	}
+	return reanchor(ctx, tx, tableID, before, affected, seq)
 }

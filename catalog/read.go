@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -338,12 +339,17 @@ func (s *BlobSource) Read(b Blob, buf []byte) ([]byte, error) {
 	// A reader of its own: the SegmentReader's buffers are not shared.
 	r := *sr
 	r.record = nil
-	h, _, raw, err := r.ReadBlob(b.Offset, b.Length, nil, buf)
+	h, frame, raw, err := r.ReadBlob(b.Offset, b.Length, nil, buf)
 	if err != nil {
 		return nil, fmt.Errorf("blob %d in %s at offset %d: %w", b.ID, SegmentName(b.SegmentID), b.Offset, err)
 	}
 	if h.CRC != b.CRC || h.TableID != b.TableID {
 		return nil, fmt.Errorf("blob %d in %s at offset %d: %w: header does not match the catalog", b.ID, SegmentName(b.SegmentID), b.Offset, ErrCorrupt)
+	}
+	// The digest is read (and checked) by verify: the CRC finds damage,
+	// the SHA-256 that the hash chain covers also finds a forgery.
+	if b.SHA256 != ([32]byte{}) && sha256.Sum256(frame) != b.SHA256 {
+		return nil, fmt.Errorf("blob %d in %s at offset %d: %w: its SHA-256 is not the one the catalog records", b.ID, SegmentName(b.SegmentID), b.Offset, ErrCorrupt)
 	}
 	return raw, nil
 }

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -350,7 +351,7 @@ func (r *rebuilder) commit(f *SegmentReader, segID int64, m Metadata, data map[i
 			buf = raw
 		}
 		b := &rebuiltBlob{Blob: Blob{ID: mb.ID, TableID: h.TableID, SegmentID: segID, Offset: mb.Offset, Length: length,
-			CRC: h.CRC, Schema: h.Schema, FirstLSN: h.FirstLSN, RawLength: len(raw)}}
+			CRC: h.CRC, Schema: h.Schema, FirstLSN: h.FirstLSN, RawLength: len(raw), SHA256: sha256.Sum256(frame)}}
 		dup := r.blobs[mb.ID]
 		if dup != nil && dup.CRC != b.CRC {
 			return fmt.Errorf("%w: blob %d is in %s and %s with different content", ErrCorrupt, mb.ID, SegmentName(dup.SegmentID), SegmentName(segID))
@@ -702,7 +703,7 @@ func (r *rebuilder) write(ctx context.Context) error {
 	sort.Slice(blobs, func(i, j int) bool { return blobs[i].ID < blobs[j].ID })
 	lastOf := map[int64]uint64{}
 	ins := newBatchInsert("blob", "id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length, "+
-		"txs, inserts, updates, deletes, truncates", 16, 32, "")
+		"txs, inserts, updates, deletes, truncates, sha256", 17, 32, "")
 	for _, b := range blobs {
 		b.Txs = b.distinct
 		if l, ok := lastOf[b.TableID]; ok && l == b.FirstLSN {
@@ -710,7 +711,7 @@ func (r *rebuilder) write(ctx context.Context) error {
 		}
 		lastOf[b.TableID] = b.LastLSN
 		ins.add(b.ID, b.TableID, b.SegmentID, b.Offset, b.Length, int64(b.CRC), b.Schema,
-			int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength, b.Txs, b.Inserts, b.Updates, b.Deletes, b.Truncates)
+			int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength, b.Txs, b.Inserts, b.Updates, b.Deletes, b.Truncates, b.SHA256[:])
 	}
 	if err := ins.flush(ctx, tx); err != nil {
 		return err
@@ -822,6 +823,9 @@ func (r *rebuilder) write(ctx context.Context) error {
 	}
 	r.rep.Position = pos
 	if err != nil {
+		return err
+	}
+	if err := rechain(ctx, tx); err != nil {
 		return err
 	}
 	r.tx = nil

@@ -2,6 +2,7 @@ package catalog_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -51,7 +52,7 @@ func TestParseSidecar_Refuses(t *testing.T) {
 	good, _ := catalog.EncodeSidecar(sampleBasebackup(), catalog.SidecarTable{OID: 1})
 	tests := map[string]string{
 		"not JSON":       "{",
-		"other format":   strings.Replace(string(good), `"format_version": 4`, `"format_version": 2`, 1),
+		"other format":   strings.Replace(string(good), fmt.Sprintf(`"format_version": %d`, catalog.FormatVersion), `"format_version": 2`, 1),
 		"path elsewhere": strings.Replace(string(good), `"path": "base/4/`, `"path": "base/5/`, 1),
 		"negative rows":  strings.Replace(string(good), `"rows": 100`, `"rows": -1`, 1),
 	}

@@ -30,6 +30,7 @@ type VerifyReport struct {
 	SegmentsRead, BasebackupsRead int
 	Problems                      []string
 	Warnings                      []string // harmless findings: unreferenced files
+	Chain                         ChainReport
 }
 
 // VerifyError reports an archive that failed verification.
@@ -108,6 +109,12 @@ func (c *Catalog) Verify(ctx context.Context, readData bool) (VerifyReport, erro
 // that subset picks. The catalog's full integrity check runs whenever any
 // data is read.
 func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyReport, error) {
+	return c.VerifyHead(ctx, subset, nil)
+}
+
+// VerifyHead is VerifyData that also checks that head, when not nil, is a
+// link of the archive's hash chain, whose history is unchanged.
+func (c *Catalog) VerifyHead(ctx context.Context, subset DataSubset, head *Head) (VerifyReport, error) {
 	readData := subset.All || subset.Parts > 0 || subset.Fraction > 0
 	var r VerifyReport
 	problem := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
@@ -159,21 +166,14 @@ func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyRepo
 	src := NewBlobSource(ctx, c.store, c.keys)
 	defer src.Close()
 	var buf []byte
-	rows, err = c.db.QueryContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
-		FROM blob ORDER BY segment_id, offset`)
+	blobs, err := chainBlobs(ctx, c.db, `1`)
 	if err != nil {
 		return r, fmt.Errorf("verify: %w", err)
 	}
-	var blobs []Blob
-	for rows.Next() {
-		b, err := scanBlob(rows)
-		if err != nil {
-			rows.Close()
-			return r, fmt.Errorf("verify: %w", err)
-		}
-		blobs = append(blobs, b)
-	}
-	rows.Close()
+	sort.Slice(blobs, func(i, j int) bool {
+		a, b := blobs[i], blobs[j]
+		return a.SegmentID < b.SegmentID || a.SegmentID == b.SegmentID && a.Offset < b.Offset
+	})
 	readSeg := make(map[int64]bool)
 	for id := range segSize {
 		if readData && subset.picks(SegmentName(id)) {
@@ -241,6 +241,12 @@ func (c *Catalog) VerifyData(ctx context.Context, subset DataSubset) (VerifyRepo
 			problem("basebackup %s has no sidecar %s: lbt repair --rebuild-catalog could not rebuild its catalog row (%v)", b.Path, SidecarName(b.Path), err)
 		}
 	}
+	chain, problems, err := c.verifyChain(ctx, head)
+	if err != nil {
+		return r, err
+	}
+	r.Chain = chain
+	r.Problems = append(r.Problems, problems...)
 	r.Warnings = c.unreferencedFiles(ctx, segSize, bases)
 	if len(r.Problems) > 0 {
 		return r, &VerifyError{Problems: r.Problems}

@@ -73,6 +73,7 @@ type Blob struct {
 	RawLength int
 	Txs       int // transactions that begin in the blob; one split over blobs counts in the first
 	Counts
+	SHA256 [32]byte // of the blob's bytes, header included (format 4); zero when not read
 }
 
 // TableActivity accumulates what a flush adds to a table's state.
@@ -102,6 +103,7 @@ type Writer struct {
 	txRange   txRange     // of the transactions added since the last commit
 	tables    []byte      // reused to encode Tx.Tables
 	touched   touchedRows // for the commit's metadata blob (TableRecords)
+	chain     commitChain // the commit's link of the hash chain
 }
 
 // txRange accumulates a tx_range row.
@@ -131,7 +133,7 @@ func (c *Catalog) Begin(ctx context.Context) (*Writer, error) {
 		txs:       newBatchInsert("tx", "commit_lsn, end_lsn, xid, commit_time, origin, tables", 6, 128, ""),
 		truncates: newBatchInsert("tx_truncate", "table_id, commit_lsn", 2, 64, ""),
 		blobs: newBatchInsert("blob", "id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length, "+
-			"txs, inserts, updates, deletes, truncates", 16, 32, ""),
+			"txs, inserts, updates, deletes, truncates, sha256", 17, 32, ""),
 		messages: newBatchInsert("tx_message", "commit_lsn, seq, prefix, content", 4, 64, ""),
 	}, nil
 }
@@ -203,18 +205,21 @@ func (w *Writer) AddTx(t Tx) {
 		}
 	}
 	w.txRange.add(t.CommitLSN, us, t.Xid)
+	w.chain.addTx(t, us)
 }
 
 // AddBlob records a blob whose bytes are already in its segment.
 func (w *Writer) AddBlob(b Blob) {
 	w.blobs.add(b.ID, b.TableID, b.SegmentID, b.Offset, b.Length, int64(b.CRC), b.Schema,
 		int64(b.FirstLSN), int64(b.LastLSN), b.Changes, b.RawLength,
-		b.Txs, b.Inserts, b.Updates, b.Deletes, b.Truncates)
+		b.Txs, b.Inserts, b.Updates, b.Deletes, b.Truncates, b.SHA256[:])
+	w.chain.addBlob(b)
 }
 
 // AddMessage records a transactional logical message.
 func (w *Writer) AddMessage(commitLSN uint64, seq int, prefix string, content []byte) {
 	w.messages.add(int64(commitLSN), seq, prefix, content)
+	w.chain.addMessage(commitLSN, seq, prefix, content)
 }
 
 // AddTable records a table seen for the first time and returns its id.
@@ -341,6 +346,10 @@ func (w *Writer) Commit() error {
 		w.Rollback()
 		return err
 	}
+	if err := w.appendLink(); err != nil {
+		w.Rollback()
+		return err
+	}
 	if r := w.txRange; r.n > 0 {
 		_, err := w.tx.ExecContext(w.ctx, `INSERT INTO tx_range (first_lsn, last_lsn, min_time, max_time, min_xid, max_xid) VALUES (?, ?, ?, ?, ?, ?)`,
 			int64(r.firstLSN), int64(r.lastLSN), r.minTime, r.maxTime, int64(r.minXid), int64(r.maxXid))
@@ -359,9 +368,17 @@ func (w *Writer) Commit() error {
 	return nil
 }
 
+// appendLink appends the commit's link to the hash chain, over the
+// transactions, messages and blobs it added.
+func (w *Writer) appendLink() error {
+	defer w.chain.reset()
+	return w.chain.appendLink(w.ctx, w.tx)
+}
+
 // Rollback abandons the transaction and the rows waiting in memory.
 func (w *Writer) Rollback() error {
 	w.txRange = txRange{}
+	w.chain.reset()
 	w.touched = touchedRows{}
 	w.closeKeySources()
 	if w.tx == nil {

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -39,8 +40,34 @@ import (
 // Config is the complete lbt configuration. The yaml tags are the keys of the
 // config file; see Load for the names LBT used that are accepted as well.
 type Config struct {
-	// ArchiveDir is the directory holding the archive. Required.
+	// ArchiveDir is the directory holding the archive. Required. With
+	// ArchiveURL set it is the local working directory: the active
+	// segment, the live catalog, LOCK, and the files not yet uploaded.
 	ArchiveDir string `yaml:"archiveDir"`
+	// ArchiveURL, s3://bucket/prefix, keeps the archive's immutable files
+	// (sealed segments, basebackups, catalog snapshots) in an
+	// S3-compatible object store; empty keeps them in ArchiveDir only.
+	// Credentials come from the AWS environment variables or the shared
+	// credentials file, never from here.
+	ArchiveURL string `yaml:"archiveUrl"`
+	// S3Endpoint is the object store's URL (http://host:port, or
+	// https://...); empty means AWS S3.
+	S3Endpoint string `yaml:"s3Endpoint"`
+	// S3Region is the bucket's region; empty takes AWS_REGION, else
+	// us-east-1.
+	S3Region string `yaml:"s3Region"`
+	// S3ForcePathStyle addresses the bucket in the path
+	// (endpoint/bucket/key) rather than as a host name, as most
+	// S3-compatible servers need.
+	S3ForcePathStyle bool `yaml:"s3ForcePathStyle"`
+	// UploadInterval is the longest a change waits on the backup host
+	// before its segment is sealed and uploaded: the most a lost backup
+	// host can lose when ConfirmAfterUpload is off.
+	UploadInterval time.Duration `yaml:"uploadInterval"`
+	// ConfirmAfterUpload confirms a position to PostgreSQL only once what
+	// it covers is in the bucket, so that a lost backup host loses
+	// nothing; the slot keeps up to UploadInterval more WAL.
+	ConfirmAfterUpload bool `yaml:"confirmAfterUpload"`
 	// TempDir holds files being written before they are moved into the
 	// archive (LBT: tempDir, later stagingDir), and the row keys of a
 	// large transaction until it commits. Empty, or equal to
@@ -200,6 +227,8 @@ func Default() Config {
 		// above it the source read and its held snapshot grow to hours.
 		SyntheticBasebackupSize: 10 << 30,
 		Fsync:                   true,
+		UploadInterval:          time.Minute,
+		ConfirmAfterUpload:      true,
 		StatusInterval:          10 * time.Second,
 		StatusWarnLag:           1 << 30,
 		StatusCritLag:           8 << 30,
@@ -286,6 +315,50 @@ func (c Config) EffectiveTempDir() string {
 	return c.TempDir
 }
 
+// S3Location is where ArchiveURL says the archive's objects are.
+type S3Location struct {
+	Bucket string
+	Prefix string // without slashes at either end; "" for the bucket's root
+}
+
+// S3Location parses ArchiveURL, s3://bucket or s3://bucket/prefix.
+func (c Config) S3Location() (S3Location, error) {
+	u, err := url.Parse(c.ArchiveURL)
+	bad := func(why string) (S3Location, error) {
+		return S3Location{}, fmt.Errorf("archiveUrl %q %s: write s3://bucket/prefix", redactURL(c.ArchiveURL), why)
+	}
+	switch {
+	case err != nil:
+		return bad("is not a URL")
+	case u.Scheme != "s3":
+		return bad("is not an s3:// URL")
+	case u.User != nil:
+		return bad("holds credentials, which come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the shared credentials file")
+	case u.Host == "" || u.Port() != "":
+		return bad("names no bucket")
+	case u.RawQuery != "" || u.Fragment != "":
+		return bad("has a query or fragment")
+	}
+	prefix := strings.Trim(u.Path, "/")
+	if strings.Contains(prefix, "//") || slices.Contains(strings.Split(prefix, "/"), "..") || slices.Contains(strings.Split(prefix, "/"), ".") {
+		return bad("has an empty, . or .. element in its prefix")
+	}
+	return S3Location{Bucket: u.Host, Prefix: prefix}, nil
+}
+
+// redactURL drops the user information of a URL that does not parse
+// otherwise, for an error that names it.
+func redactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 && !strings.Contains(rest[:at], "/") {
+		return scheme + "://****@" + rest[at+1:]
+	}
+	return s
+}
+
 // normalize applies the adjustments LBT made after reading its file.
 func (c *Config) normalize() {
 	// Forcing basebackups after sub-minute inactivity makes no sense
@@ -353,6 +426,7 @@ func (c Config) Validate() error {
 		{"statusWarnAge", c.StatusWarnAge, false},
 		{"statusCritAge", c.StatusCritAge, false},
 		{"flushInterval", c.FlushInterval, true},
+		{"uploadInterval", c.UploadInterval, true},
 	} {
 		switch {
 		case v.d < 0:
@@ -403,6 +477,13 @@ func (c Config) Validate() error {
 	}
 	if !slices.Contains(logFormats, c.LogFormat) {
 		add("logFormat %q must be one of %s", c.LogFormat, strings.Join(logFormats, ", "))
+	}
+	if c.ArchiveURL != "" {
+		if _, err := c.S3Location(); err != nil {
+			add("%s", err)
+		}
+	} else if c.S3Endpoint != "" || c.S3Region != "" || c.S3ForcePathStyle {
+		add("s3Endpoint, s3Region and s3ForcePathStyle need archiveUrl (s3://bucket/prefix)")
 	}
 	if c.DB.Port < 0 || c.DB.Port > 65535 {
 		add("db.port %d is not a TCP port", c.DB.Port)

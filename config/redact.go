@@ -12,7 +12,8 @@ import (
 )
 
 // Redacted returns the configuration as YAML in the config file's format,
-// with db.password and any password inside db.dsn replaced by ****, and
+// with db.password, any password inside db.dsn and any user information in
+// archiveUrl (which Validate refuses) replaced by ****, and
 // tempDir shown as EffectiveTempDir. It is what `lbt backup --check-config`
 // prints.
 func (c Config) Redacted() string {
@@ -21,6 +22,7 @@ func (c Config) Redacted() string {
 		c.DB.Password = mask
 	}
 	c.DB.DSN = redactDSN(c.DB.DSN)
+	c.ArchiveURL = redactURL(c.ArchiveURL)
 	var b strings.Builder
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -46,6 +47,8 @@ type archiver struct {
 	seg        *catalog.SegmentWriter
 	segChanges int
 	nextSegID  int64
+	segOpened  time.Time // when seg was created or opened
+	forceSeal  bool      // the next flush seals seg (SealInterval)
 	nextBlobID int64
 	enc        catalog.BlobEncoder
 	w          *catalog.Writer // open catalog transaction, nil when none
@@ -232,6 +235,8 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		return nil, err
 	}
 	if ok {
+		// segOpened stays zero: with SealInterval, a segment an earlier
+		// run left active is sealed at the first chance.
 		a.seg, err = catalog.OpenSegment(cat.FS(), cat.Dir(), active.ID, active.Size, cat.Keys())
 		if errors.Is(err, crypt.ErrNoKey) {
 			// An encrypted archive's daemon may hold only the recipients:
@@ -305,6 +310,7 @@ func (a *archiver) newSegment() error {
 		return err
 	}
 	a.seg, a.segChanges, a.nextSegID = seg, 0, id+1
+	a.segOpened = time.Now()
 	clear(a.described)
 	a.segEpochs = false
 	a.log.Debug("new segment", "segment", id)
@@ -1006,7 +1012,7 @@ func (a *archiver) writeBlob(t *table) error {
 	}
 	w.AddBlob(catalog.Blob{ID: t.blobID, TableID: t.id, SegmentID: a.seg.ID, Offset: off, Length: length,
 		CRC: h.CRC, Schema: t.bufSchema, FirstLSN: t.firstLSN, LastLSN: t.markLSN, Changes: int(t.bc.Total()), RawLength: len(t.buf),
-		Txs: t.bufTxs, Counts: t.bc})
+		Txs: t.bufTxs, Counts: t.bc, SHA256: sha256.Sum256(frame)})
 	a.meta.Blobs = append(a.meta.Blobs, catalog.MetaBlob{Offset: off, ID: t.blobID})
 	for v := t.bufSchema; v <= t.curSchema; v++ {
 		a.describe(t, v)
@@ -1058,7 +1064,8 @@ func (a *archiver) commitFlush(wait bool) error {
 	}
 	job := commitJob{w: w, seg: a.seg, segSize: a.seg.Size(), pos: a.pending, txs: a.pendingTxs,
 		activity: make(map[int64]catalog.TableActivity, len(a.touchedSince))}
-	job.sealed = a.segChanges >= a.opts.DeltasPerFile || job.segSize >= a.opts.SegmentMaxBytes
+	job.sealed = a.segChanges >= a.opts.DeltasPerFile || job.segSize >= a.opts.SegmentMaxBytes || a.forceSeal
+	a.forceSeal = false
 	for t := range a.touchedSince {
 		job.activity[t.id] = t.act
 		if m := a.opts.Metrics; m != nil && t.act.Changes > 0 {
@@ -1085,9 +1092,21 @@ func (a *archiver) commitFlush(wait bool) error {
 	if job.sealed {
 		a.seg.Close()
 		a.seg = nil
+		if a.opts.Sealed != nil {
+			if err := a.opts.Sealed(a.ctx, a.cat, job.pos); err != nil {
+				return err
+			}
+		}
 		return a.newSegment()
 	}
 	return nil
+}
+
+// sealDue says whether the active segment has been open for SealInterval
+// with something in it, and can be sealed now (between transactions).
+func (a *archiver) sealDue() bool {
+	return a.opts.SealInterval > 0 && !a.tx.active && a.seg != nil &&
+		a.seg.Size() > catalog.SegmentHeaderSize && time.Since(a.segOpened) >= a.opts.SealInterval
 }
 
 // waitCommit waits for the commit in flight, if any, and returns its error.

@@ -71,6 +71,21 @@ type Options struct {
 	// host's file system: a crash-simulation test's storage.MemFS. The
 	// catalog, LOCK and tmp/ stay on the host.
 	FS archive.FS
+
+	// SealInterval, when positive, seals the active segment once it has
+	// been open this long and holds anything, at the next moment between
+	// transactions, so that an uploader gets it (uploadInterval).
+	SealInterval time.Duration
+	// Sealed, when set, is called in the archiver goroutine each time a
+	// segment is sealed, with the catalog committed up to pos and before
+	// the next segment exists: every blob the catalog points at is then
+	// in a sealed segment, so a snapshot of the catalog taken here is
+	// consistent with the sealed files. An error stops the daemon.
+	Sealed func(ctx context.Context, cat *catalog.Catalog, pos catalog.Position) error
+	// Covered, when set, bounds the position confirmed to the server: the
+	// end LSN that the object store holds everything before
+	// (confirmAfterUpload).
+	Covered func() uint64
 }
 
 func (o *Options) tempDir() string {
@@ -314,6 +329,13 @@ func (d *daemon) session(ctx context.Context) error {
 		start = max(pos.EndLSN, epoch.StartLSN)
 	}
 
+	// What the server has confirmed already is the least ever sent, so
+	// that the flush field is never zero while the object store catches
+	// up (a zero flush would be taken for the write position).
+	confirmed := uint64(slot.ConfirmedFlush)
+	if !slot.Exists {
+		confirmed = epoch.StartLSN
+	}
 	var durable atomic.Uint64
 	durable.Store(start)
 	a, err := newArchiver(ctx, d.log, o, d.cat, source.NewLookup(conn), published, epoch.ID, &durable)
@@ -340,7 +362,7 @@ func (d *daemon) session(ctx context.Context) error {
 	if o.Ready != nil {
 		o.Ready()
 	}
-	return stream(ctx, d.log, o, repl, a, &durable)
+	return stream(ctx, d.log, o, repl, a, &durable, confirmed)
 }
 
 func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {

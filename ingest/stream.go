@@ -47,7 +47,7 @@ func (b *batch) ready(now time.Time) bool {
 
 // stream runs the reader in this goroutine and the archiver in another until
 // ctx ends or either fails, then confirms what is durable.
-func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgConn, a *archiver, durable *atomic.Uint64) error {
+func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgConn, a *archiver, durable *atomic.Uint64, confirmed uint64) error {
 	// A few batches may wait for the archiver: the socket holds only a
 	// couple of hundred messages, and the walsender stops when it is full.
 	batches := make(chan *batch, batchesQueued)
@@ -58,7 +58,7 @@ func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgCo
 		defer close(done)
 		archErr <- a.loop(batches, free)
 	}()
-	r := &reader{log: log, o: o, conn: conn, out: batches, free: free, done: done, durable: durable}
+	r := &reader{log: log, o: o, conn: conn, out: batches, free: free, done: done, durable: durable, floor: confirmed}
 	o.Health.setStreaming(true)
 	defer o.Health.setStreaming(false)
 	watchCtx, stopWatch := context.WithCancel(ctx)
@@ -78,7 +78,7 @@ func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgCo
 		err = serr
 	}
 	if err == nil && ctx.Err() != nil {
-		log.Info("stopped", "confirmed_lsn", pglogrepl.LSN(durable.Load()))
+		log.Info("stopped", "confirmed_lsn", pglogrepl.LSN(r.confirmable()))
 	}
 	return err
 }
@@ -92,6 +92,7 @@ type reader struct {
 	free     chan *batch
 	done     <-chan struct{}
 	durable  *atomic.Uint64
+	floor    uint64 // the slot's confirmed position at start
 	received uint64
 	sentAt   time.Time
 	sent     uint64
@@ -112,7 +113,7 @@ func (r *reader) run(ctx context.Context) error {
 		default:
 		}
 		now := time.Now()
-		if now.Sub(r.sentAt) >= r.o.StatusInterval || r.durable.Load() != r.sent {
+		if now.Sub(r.sentAt) >= r.o.StatusInterval || r.confirmable() != r.sent {
 			if err := r.sendStatus(); err != nil {
 				return err
 			}
@@ -236,10 +237,21 @@ func (r *reader) newBatch() *batch {
 	}
 }
 
-// sendStatus reports the durable position as flushed. The flush field is
-// never zero: the server would take the write position for it.
-func (r *reader) sendStatus() error {
+// confirmable is the position to confirm: what is durable and, with an
+// object store, also held there (Options.Covered); never below what the
+// slot had confirmed at start.
+func (r *reader) confirmable() uint64 {
 	d := r.durable.Load()
+	if r.o.Covered != nil {
+		d = min(d, r.o.Covered())
+	}
+	return max(d, r.floor)
+}
+
+// sendStatus reports the confirmable position as flushed. The flush field
+// is never zero: the server would take the write position for it.
+func (r *reader) sendStatus() error {
+	d := r.confirmable()
 	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), r.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pglogrepl.LSN(max(r.received, d)),
 		WALFlushPosition: pglogrepl.LSN(d),
@@ -270,6 +282,13 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 	// when the stream is quiet.
 	looks := time.NewTicker(time.Second)
 	defer looks.Stop()
+	// Seals the active segment on time when the stream is quiet.
+	var sealCheck <-chan time.Time
+	if a.opts.SealInterval > 0 {
+		tick := time.NewTicker(min(a.opts.SealInterval/4, 5*time.Second))
+		defer tick.Stop()
+		sealCheck = tick.C
+	}
 	for {
 		a.opts.Health.idle()
 		select {
@@ -305,11 +324,18 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 			a.opts.Health.busy(time.Now())
 			armed = false
 		case <-looks.C:
+		case <-sealCheck:
 		}
 		if err := a.maybeLookPartitions(); err != nil {
 			return err
 		}
 		if a.flushDue() {
+			if err := a.flush(); err != nil {
+				return err
+			}
+		}
+		if a.sealDue() {
+			a.forceSeal = true
 			if err := a.flush(); err != nil {
 				return err
 			}

@@ -103,6 +103,13 @@ func Open(ctx context.Context, dir string, keys *crypt.Keys) (*Inspector, error)
 		cat.Close()
 		return nil, err
 	}
+	return New(ctx, cat), nil
+}
+
+// New inspects the archive of cat, opened read-only, whose files may be in
+// an object store (catalog.SetFiles) and which has its keys
+// (Catalog.UseKeys); Close closes cat.
+func New(ctx context.Context, cat *catalog.Catalog) *Inspector {
 	return &Inspector{
 		cat:      cat,
 		src:      catalog.NewBlobSource(ctx, cat.Store(), cat.Keys()),
@@ -110,7 +117,7 @@ func Open(ctx context.Context, dir string, keys *crypt.Keys) (*Inspector, error)
 		sem:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 		versions: make(map[int64]map[int]*version),
 		stmts:    make(map[string]*sql.Stmt),
-	}, nil
+	}
 }
 
 // Close releases the catalog and the segment files.

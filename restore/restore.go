@@ -288,9 +288,10 @@ func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, src *catalo
 	red = newReducer(len(pl.shapes.target.Columns), pl.keyCols, pl.shapes.versions, hint)
 	red.missing = pl.shapes.missing
 	red.limitMemory(memory, tempDir)
+	made := red // the error returns below return no reducer
 	defer func() {
 		if err != nil {
-			red.close()
+			made.close()
 		}
 	}()
 	if len(pl.blobs) == 0 {

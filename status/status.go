@@ -72,6 +72,23 @@ type Table struct {
 // Report is what lbt status says. Its JSON form is a contract: fields are
 // added, never renamed or removed, and consumers ignore the ones they do
 // not know.
+// Upload is how far the daemon has got uploading to the object store.
+type Upload struct {
+	ArchiveURL string `json:"archive_url"`
+	// CoveredLSN is the end LSN the bucket holds everything before.
+	CoveredLSN   string `json:"covered_lsn,omitempty"`
+	BacklogFiles int    `json:"backlog_files"`
+	BacklogBytes int64  `json:"backlog_bytes"`
+	// OldestUnshipped is the commit time of the newest transaction in the
+	// oldest catalog snapshot not yet uploaded (within one uploadInterval
+	// of the oldest unshipped commit); null when nothing waits.
+	OldestUnshipped *time.Time `json:"oldest_unshipped_commit"`
+	LastError       string     `json:"last_error,omitempty"`
+	// UpdatedAt is when the daemon last wrote its upload state; null when
+	// no daemon has uploaded from this archiveDir.
+	UpdatedAt *time.Time `json:"updated_at"`
+}
+
 type Report struct {
 	State   State    `json:"state"`
 	Reasons []string `json:"reasons"`
@@ -109,6 +126,10 @@ type Report struct {
 	// SafeWALSize and MaxSlotWALKeepSize are null without a limit.
 	SafeWALSize        *int64 `json:"safe_wal_size"`
 	MaxSlotWALKeepSize *int64 `json:"max_slot_wal_keep_size"`
+
+	// Upload is the object store's part (archiveUrl), from the daemon's
+	// last upload attempt; absent without archiveUrl.
+	Upload *Upload `json:"upload,omitempty"`
 
 	Thresholds    Thresholds `json:"thresholds"`
 	WarnAgeSecond float64    `json:"warn_age_seconds"`

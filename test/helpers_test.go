@@ -17,9 +17,18 @@ import (
 	"lbt/ingest"
 	"lbt/schema"
 	"lbt/test/pgtest"
+	"lbt/test/s3test"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// TestMain shares one PostgreSQL cluster, and one versitygw for the
+// object-storage tests, among the package's tests.
+func TestMain(m *testing.M) {
+	os.Exit(s3test.Main(mainFunc(func() int { return pgtest.Main(m) })))
+}
+
+type mainFunc func() int
+
+func (f mainFunc) Run() int { return f() }
 
 // ingestOptions are the daemon's options, for tests that tune them.
 type ingestOptions = ingest.Options

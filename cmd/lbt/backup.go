@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/jackc/pglogrepl"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lbt/catalog"
 	"lbt/dump"
 	"lbt/ingest"
+	"lbt/ship"
 	"lbt/source"
 )
 
@@ -83,10 +86,14 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var schedMetrics *dump.Metrics
+	var shipMetrics *ship.Metrics
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		opts.Metrics = ingest.NewMetrics(reg)
 		schedMetrics = dump.NewMetrics(reg)
+		if cfg.ArchiveURL != "" {
+			shipMetrics = ship.NewMetrics(reg)
+		}
 		healthy := func() error { return health.Check(time.Now(), opts.StallAfter) }
 		if err := serveHTTP(ctx, log, "metrics", cfg.MetricsAddr, metricsHandler(reg, healthy)); err != nil {
 			return err
@@ -100,9 +107,32 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	if err := startWatchdog(ctx, log, func() error { return health.Check(time.Now(), opts.StallAfter) }); err != nil {
 		return err
 	}
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
+	workers := 0
+	if cfg.ArchiveURL != "" {
+		// Refused credentials or a missing bucket stop the daemon at
+		// start; a store that does not answer yet does not (Start).
+		remote, err := newRemote(cfg)
+		if err != nil {
+			return err
+		}
+		shipper := ship.New(ship.Options{Dir: cfg.ArchiveDir, Remote: remote,
+			TempDir: filepath.Join(cfg.EffectiveTempDir(), "upload"), Logger: log.Named("upload"), Metrics: shipMetrics})
+		if err := shipper.Start(ctx); err != nil {
+			return err
+		}
+		opts.SealInterval = cfg.UploadInterval
+		opts.Sealed = shipper.Sealed
+		if cfg.ConfirmAfterUpload {
+			opts.Covered = shipper.Covered
+		}
+		log.Info("uploading to the object store", "archive_url", remote.String(), "covered_lsn", pglogrepl.LSN(shipper.Covered()),
+			"upload_interval", cfg.UploadInterval, "confirm_after_upload", cfg.ConfirmAfterUpload)
+		workers++
+		go func() { errs <- shipper.Run(ctx) }()
+	}
 	go func() { errs <- ingest.Run(ctx, opts) }()
-	workers := 1
+	workers++
 	// SCHEDULER: the basebackup scheduler runs here beside ingest, in the
 	// same ctx.
 	sched := dump.NewSchedulerOptions()

@@ -61,14 +61,11 @@ func runInspect(ctx context.Context, g *Globals, format string, query func(*insp
 	if err != nil {
 		return usageError{err}
 	}
-	keys, err := cfg.Keys()
-	if err != nil {
-		return usageError{err}
-	}
-	in, err := inspect.Open(ctx, cfg.ArchiveDir, keys)
+	arch, err := openReadArchive(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
+	in := inspect.New(ctx, arch.cat)
 	defer in.Close()
 	r, notes, err := query(in)
 	var inputErr *inspect.InputError

@@ -66,15 +66,21 @@ func openArchive(ctx context.Context, cfg config.Config, write, contents bool) (
 	if err != nil {
 		return nil, err
 	}
-	err = cat.UseKeys(ctx, keys)
-	if err != nil {
-		err = usageError{err}
-	} else if contents {
-		err = cat.CheckIdentity(ctx)
-	}
-	if err != nil {
+	if err := useKeys(ctx, cat, keys, contents); err != nil {
 		cat.Close()
 		return nil, err
 	}
 	return cat, nil
+}
+
+// useKeys gives cat the configured keys and, for a command that reads the
+// archive's contents, checks that the identity opens its files.
+func useKeys(ctx context.Context, cat *catalog.Catalog, keys *crypt.Keys, contents bool) error {
+	if err := cat.UseKeys(ctx, keys); err != nil {
+		return usageError{err}
+	}
+	if contents {
+		return cat.CheckIdentity(ctx)
+	}
+	return nil
 }

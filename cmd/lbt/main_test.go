@@ -348,3 +348,34 @@ func flagEntries(section string) []string {
 	}
 	return out
 }
+
+// The object store's credentials live in the AWS variables, never in the
+// configuration: --check-config shows where the archive goes and nothing
+// of them.
+func TestRun_CheckConfigShowsNoS3Credentials(t *testing.T) {
+	isolateEnv(t)
+	path := writeFile(t, "archiveDir: /a\narchiveUrl: s3://backups/pg\ns3Endpoint: http://127.0.0.1:7070\ns3ForcePathStyle: true\n")
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "hunter2secret")
+	code, stdout, stderr := runLBT(t, "backup", "--check-config", "-c", path)
+	if code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, stderr)
+	}
+	for _, want := range []string{"archiveUrl: s3://backups/pg\n", "s3Endpoint: http://127.0.0.1:7070\n", "uploadInterval: 1m\n", "confirmAfterUpload: true\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout+stderr, "hunter2secret") || strings.Contains(stdout+stderr, "AKIAEXAMPLEKEYID") {
+		t.Errorf("output shows the credentials:\n%s%s", stdout, stderr)
+	}
+
+	bad := writeFile(t, "archiveDir: /a\narchiveUrl: s3://AKIAEXAMPLEKEYID:hunter2secret@backups/pg\n")
+	code, stdout, stderr = runLBT(t, "backup", "--check-config", "-c", bad)
+	if code != 2 || !strings.Contains(stderr, "holds credentials") {
+		t.Errorf("credentials in archiveUrl: exit status %d, stderr:\n%s", code, stderr)
+	}
+	if strings.Contains(stdout+stderr, "hunter2secret") {
+		t.Errorf("output shows the secret:\n%s%s", stdout, stderr)
+	}
+}

@@ -139,11 +139,12 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		opts.Progress = g.stderr
 	}
 
-	cat, err := openArchive(ctx, cfg, false, !cmd.DryRun)
+	arch, err := openReadArchive(ctx, cfg, !cmd.DryRun)
 	if err != nil {
 		return err
 	}
-	defer cat.Close()
+	defer arch.Close()
+	cat := arch.cat
 	switch {
 	case cmd.BeforeXID != 0:
 		opts.LSN, err = restore.BeforeXid(ctx, cat, cmd.BeforeXID)
@@ -175,6 +176,7 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	if !cmd.Quiet {
 		printRestore(msgs, res, cmd.DryRun, cmd.SQL != "")
+		arch.reportDownload(ctx, msgs)
 	}
 	return nil
 }

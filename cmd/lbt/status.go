@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"lbt/config"
+	"lbt/ship"
 	"lbt/source"
 	"lbt/status"
 )
@@ -73,6 +74,18 @@ func (cmd *statusCmd) Run(ctx context.Context, g *Globals) error {
 	fmt.Fprintf(w, "tables\t%d (%d without a basebackup yet)\n", r.Tables, r.TablesWithoutBase)
 	fmt.Fprintf(w, "transactions\t%d (%d row changes, %d bytes in segments)\n", r.Transactions, r.Changes, r.SegmentBytes)
 	fmt.Fprintf(w, "basebackups\t%d (%d bytes)\n", r.Basebackups, r.BasebackupBytes)
+	if u := r.Upload; u != nil {
+		switch {
+		case u.UpdatedAt == nil:
+			fmt.Fprintf(w, "upload	to %s: no daemon has uploaded from this archiveDir\n", u.ArchiveURL)
+		default:
+			fmt.Fprintf(w, "upload	to %s: covered up to %s, backlog %d files (%d bytes), oldest unshipped commit %s\n",
+				u.ArchiveURL, u.CoveredLSN, u.BacklogFiles, u.BacklogBytes, fmtTimePtr(u.OldestUnshipped))
+			if u.LastError != "" {
+				fmt.Fprintf(w, "upload error\t%s\n", u.LastError)
+			}
+		}
+	}
 	if r.EpochReason != "" {
 		fmt.Fprintf(w, "history gap\t%d epochs; latest: %s\n", r.Epochs, r.EpochReason)
 	}
@@ -107,11 +120,12 @@ func (cmd *statusCmd) Run(ctx context.Context, g *Globals) error {
 // gatherStatus reads the figures of a report from the archive and, when it
 // can be reached, the source. An archive that cannot be read is an error.
 func gatherStatus(ctx context.Context, cfg config.Config) (*status.Report, error) {
-	cat, err := openArchive(ctx, cfg, false, false)
+	arch, err := openReadArchive(ctx, cfg, false)
 	if err != nil {
 		return nil, err
 	}
-	defer cat.Close()
+	defer arch.Close()
+	cat := arch.cat
 	s, err := cat.Summarize(ctx)
 	if err != nil {
 		return nil, err
@@ -134,6 +148,19 @@ func gatherStatus(ctx context.Context, cfg config.Config) (*status.Report, error
 		}
 		if !advanced.IsZero() {
 			r.LastAdvanced = &advanced
+		}
+	}
+	if cfg.ArchiveURL != "" {
+		r.Upload = &status.Upload{ArchiveURL: cfg.ArchiveURL}
+		st, ok, err := ship.ReadState(cfg.ArchiveDir)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			r.Upload.CoveredLSN, r.Upload.BacklogFiles, r.Upload.BacklogBytes = st.CoveredLSN, st.BacklogFiles, st.BacklogBytes
+			r.Upload.OldestUnshipped, r.Upload.LastError = st.OldestUnshipped, st.LastError
+			at := st.UpdatedAt
+			r.Upload.UpdatedAt = &at
 		}
 	}
 	if n := len(s.Epochs); n > 1 {

@@ -101,7 +101,8 @@ func benchIngest(b *testing.B, tcp bool) {
 	// The walsender's CPU time while it served each drain.
 	var recvWalsender, recvCPU []time.Duration
 	lbtWalsender := make([][]time.Duration, len(binaries))
-	var dir string // the last drain of this build's lbt
+	var dir string                            // the last drain of this build's lbt
+	lastDirs := make([]string, len(binaries)) // and of each build's
 	var peakRSS int64
 	var recvBytes int64
 	for i := 0; i < drains; i++ {
@@ -147,6 +148,7 @@ func benchIngest(b *testing.B, tcp bool) {
 				b.Fatalf("lbt exited %d:\n%s", code, p.Output())
 			}
 			lbtCPU[j] = append(lbtCPU[j], p.CPUTime())
+			lastDirs[j] = d
 			if j == 0 {
 				dir = d
 				peakRSS = max(peakRSS, p.MaxRSS())
@@ -170,8 +172,13 @@ func benchIngest(b *testing.B, tcp bool) {
 			name = bin
 		}
 		l := median(lbtTimes[j])
-		fmt.Printf("ingest over %s: %s %.0f changes/s (median; %s); lbt/pg_recvlogical = %.2f (goal >= 0.9); lbt %.1f µs CPU/change, walsender %.1f\n",
-			transport, name, rate(l), rates(changes, lbtTimes[j]), recv.Seconds()/l.Seconds(), perChange(lbtCPU[j]), perChange(lbtWalsender[j]))
+		_, _, cb, _ := archiveSize(b, lastDirs[j])
+		fmt.Printf("ingest over %s: %s %.0f changes/s (median; %s); lbt/pg_recvlogical = %.2f (goal >= 0.9); lbt %.1f µs CPU/change, walsender %.1f; catalog %.1f bytes/change\n",
+			transport, name, rate(l), rates(changes, lbtTimes[j]), recv.Seconds()/l.Seconds(), perChange(lbtCPU[j]), perChange(lbtWalsender[j]), float64(cb)/float64(changes))
+	}
+	if links, bytes, ok := chainSize(b, dir); ok {
+		fmt.Printf("ingest over %s: hash chain %d links, %.0f changes a link, %.2f catalog bytes/change (links, anchors, blob digests, blob_first index)\n",
+			transport, links, float64(changes)/float64(max(links, 1)), float64(bytes)/float64(changes))
 	}
 	fmt.Printf("ingest over %s: segments %.1f bytes/change (goal <= 22; metadata blobs %.2f of them), catalog %.1f bytes/change (goal <= 40), lbt peak RSS %.0f MiB\n",
 		transport, float64(segBytes)/float64(changes), float64(metaBytes)/float64(changes), float64(catBytes)/float64(changes), float64(peakRSS)/(1<<20))
@@ -343,6 +350,25 @@ func archiveSize(b *testing.B, dir string) (changes, segBytes, catBytes, metaByt
 	// What is neither a data blob nor a header is the metadata blobs that
 	// make segments self-describing (docs/FORMAT.md).
 	return changes, segBytes, catBytes, segBytes - blobBytes - headers
+}
+
+// chainSize returns the hash chain's links and its catalog bytes
+// (docs/FORMAT.md, format 4), as SQLite's dbstat counts pages; ok is false
+// for an archive without a chain.
+func chainSize(b *testing.B, dir string) (links, bytes int64, ok bool) {
+	b.Helper()
+	cat, err := catalog.OpenReadOnly(context.Background(), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cat.Close()
+	if err := cat.DB().QueryRow(`SELECT count(*) FROM chain`).Scan(&links); err != nil {
+		return 0, 0, false
+	}
+	var pages, digests int64
+	cat.DB().QueryRow(`SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN ('chain', 'chain_first', 'chain_anchor', 'blob_first')`).Scan(&pages)
+	cat.DB().QueryRow(`SELECT coalesce(sum(length(sha256) + 1), 0) FROM blob`).Scan(&digests)
+	return links, pages + digests, true
 }
 
 // walsenderCPU follows the walsender that serves a slot and reports the CPU

@@ -1,0 +1,480 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"lbt/test/lbtrun"
+	"lbt/test/pgtest"
+	"lbt/test/s3test"
+)
+
+// s3Config writes the config of a daemon or reader whose archive is in
+// bucket of srv, with archiveDir work, and sets the AWS variables that the
+// lbt processes inherit.
+func s3Config(t *testing.T, c *pgtest.Cluster, dsn, work, slot string, srv *s3test.Server, bucket string, extra ...string) string {
+	t.Helper()
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	t.Setenv("AWS_REGION", s3test.Region)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	return writeConfig(t, c, dsn, work, slot, append([]string{
+		"archiveUrl: s3://" + bucket + "/pg/main",
+		"s3Endpoint: " + srv.Endpoint(),
+		"s3ForcePathStyle: true",
+		"uploadInterval: 1s",
+	}, extra...)...)
+}
+
+// syncMarker emits a transaction of its own and returns its LSN: once the
+// slot has confirmed past it (waitConfirmed), everything committed before
+// it is archived and, with confirmAfterUpload, in the bucket.
+func syncMarker(t *testing.T, c *pgtest.Cluster, dsn string) string {
+	t.Helper()
+	return c.QueryString(t, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'upload')`)
+}
+
+// waitConfirmed waits until the slot has confirmed past lsn.
+func waitConfirmed(t *testing.T, c *pgtest.Cluster, dsn, slot, lsn string, p *lbtrun.Process) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if c.QueryString(t, dsn, fmt.Sprintf(`SELECT coalesce(confirmed_flush_lsn > '%s', false)::text FROM pg_replication_slots WHERE slot_name = '%s'`, lsn, slot)) == "true" {
+			return
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("slot %s never confirmed past %s (it has %s); lbt:\n%s", slot, lsn, confirmedLSN(t, c, dsn, slot), p.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitBasebackups waits until the archive in dir has n basebackups.
+func waitBasebackups(t *testing.T, dir string, n int, p *lbtrun.Process) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for countArchived(t, dir, `SELECT count(*) FROM basebackup`) < n {
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("no %d basebackups in %s; lbt:\n%s", n, dir, p.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func confirmedLSN(t *testing.T, c *pgtest.Cluster, dsn, slot string) string {
+	t.Helper()
+	return c.QueryString(t, dsn, fmt.Sprintf(`SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '%s'`, slot))
+}
+
+func lsnBelow(t *testing.T, c *pgtest.Cluster, dsn, a, b string) bool {
+	t.Helper()
+	return c.QueryString(t, dsn, fmt.Sprintf(`SELECT ('%s'::pg_lsn < '%s'::pg_lsn)::text`, a, b)) == "true"
+}
+
+// objectWorkload changes t in round i: inserts, updates and deletes in
+// several transactions, while noise changes another table throughout.
+func objectWorkload(t *testing.T, c *pgtest.Cluster, dsn string, i int) {
+	t.Helper()
+	c.Exec(t, dsn, fmt.Sprintf(`INSERT INTO t SELECT g, md5(g::text || '%d') FROM generate_series(%d, %d) g`, i, i*1000, i*1000+999))
+	c.Exec(t, dsn, fmt.Sprintf(`UPDATE t SET v = v || '-%d' WHERE id %% 7 = %d`, i, i%7))
+	c.Exec(t, dsn, fmt.Sprintf(`DELETE FROM t WHERE id %% 11 = %d AND id < %d`, i%11, i*1000))
+	c.Exec(t, dsn, fmt.Sprintf(`INSERT INTO noise SELECT g, repeat('x', 200) FROM generate_series(%d, %d) g`, i*500, i*500+499))
+}
+
+// restoreFromBucket restores t as of cp from the bucket alone, with a fresh
+// archiveDir, into a new table of target, and checks it against cp.
+func restoreFromBucket(t *testing.T, c *pgtest.Cluster, cfg, target, table string, cp checkpoint) string {
+	t.Helper()
+	args := []string{"restore", "--config", cfg, "--table", "t", "--target-dsn", target, "--target-table", table}
+	if !cp.at.IsZero() {
+		args = append(args, "--until", cp.at.UTC().Format(time.RFC3339Nano))
+	}
+	code, out := lbtrun.Run(t, args...)
+	if code != 0 {
+		t.Fatalf("lbt restore %s: exit %d:\n%s", cp.name, code, out)
+	}
+	checkRestored(t, c, target, table, cp.tables["t"], "from the bucket, "+cp.name)
+	return out
+}
+
+// A daemon archives into the bucket under load; the backup host is then
+// lost (its archiveDir deleted); a machine with only the config restores
+// every moment from the bucket, equal to the source, downloads less than
+// the whole archive for one table, and answers inspect history.
+func TestObjectStorage_RestoreFromBucketAlone(t *testing.T) {
+	c := pgtest.Shared(t)
+	srv, bucket := s3test.Bucket(t)
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	work := filepath.Join(t.TempDir(), "work")
+	cfg := s3Config(t, c, dsn, work, "s3e2e", srv, bucket)
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	// A table is archived from its first change on, with a basebackup.
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+
+	var cps []checkpoint
+	for i := 1; i <= 4; i++ {
+		objectWorkload(t, c, dsn, i)
+		cps = append(cps, recordCheckpoint(t, c, dsn, fmt.Sprintf("round %d", i), map[string]string{"t": "t"}))
+	}
+	// The noise table alone grows the archive past what t needs.
+	for i := 5; i <= 12; i++ {
+		c.Exec(t, dsn, fmt.Sprintf(`INSERT INTO noise SELECT g, (SELECT string_agg(md5(g::text || k::text), '') FROM generate_series(1, 10) k) FROM generate_series(%d, %d) g`, i*5000, i*5000+4999))
+	}
+	end := syncMarker(t, c, dsn)
+	waitConfirmed(t, c, dsn, "s3e2e", end, p)
+
+	code, out := lbtrun.Run(t, "status", "--config", cfg, "--format", "json")
+	var st struct {
+		Upload *struct {
+			CoveredLSN   string `json:"covered_lsn"`
+			BacklogFiles int    `json:"backlog_files"`
+		} `json:"upload"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &st); err != nil || st.Upload == nil || st.Upload.CoveredLSN == "" {
+		t.Errorf("lbt status --format json (exit %d) shows no upload state: %v\n%s", code, err, out)
+	}
+
+	if _, out := lbtrun.Run(t, "status", "--config", cfg); !strings.Contains(out, "covered up to ") {
+		t.Errorf("lbt status shows no upload line:\n%s", out)
+	}
+
+	p.Signal(15)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+	// Old snapshots are deleted as new ones arrive: the newest two stay.
+	client, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshots := 0
+	for oi := range client.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: "pg/main/catalog/", Recursive: true}) {
+		if oi.Err != nil {
+			t.Fatal(oi.Err)
+		}
+		snapshots++
+	}
+	if snapshots < 1 || snapshots > 2 {
+		t.Errorf("the bucket holds %d catalog snapshots, want the newest one or two", snapshots)
+	}
+
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	cfg2 := s3Config(t, c, dsn, fresh, "s3e2e", srv, bucket)
+	for i, cp := range cps {
+		out := restoreFromBucket(t, c, cfg2, target, fmt.Sprintf("r%d", i+1), cp)
+		if i == 0 {
+			var got, total float64
+			var gotUnit, totalUnit, url string
+			var pct float64
+			line := lastLine(out)
+			if _, err := fmt.Sscanf(line, "downloaded %f %s of the archive's %f %s in %s (%f%%)", &got, &gotUnit, &total, &totalUnit, &url, &pct); err != nil {
+				t.Fatalf("restore from the bucket does not say what it downloaded (%v):\n%s", err, out)
+			}
+			t.Logf("restore of t as of %s: %s", cp.name, line)
+			if pct >= 50 {
+				t.Errorf("a one-table restore downloaded %.1f%% of the archive", pct)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "catalog.db")); err == nil {
+		t.Errorf("a reader wrote a live catalog into the fresh archiveDir")
+	}
+
+	code, out = lbtrun.Run(t, "inspect", "history", "--config", cfg2, "--table", "t", "--key", "id=1001", "--format", "json")
+	if code != 0 || !strings.Contains(out, `"insert"`) && !strings.Contains(out, `"INSERT"`) {
+		t.Errorf("lbt inspect history from the bucket: exit %d:\n%s", code, out)
+	}
+	code, out = lbtrun.Run(t, "verify", "--config", cfg2)
+	if code != 0 {
+		t.Errorf("lbt verify from the bucket: exit %d:\n%s", code, out)
+	}
+	// A new archive must not mix its files with the bucket's.
+	code, out = lbtrun.Run(t, "backup", "--config", cfg2)
+	if code == 0 || !strings.Contains(out, "did not upload") {
+		t.Errorf("lbt backup of a new archive into the bucket of another: exit %d:\n%s", code, out)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// The object store goes away for 30 s under load: the daemon archives on
+// locally, confirms nothing the store lacks, shows the backlog in lbt
+// status, and catches up when the store returns; the bucket then restores
+// the table exactly, nothing lost or duplicated.
+func TestObjectStorage_StoreOutage(t *testing.T) {
+	c := pgtest.Shared(t)
+	// A server of its own: halting it must not disturb other tests.
+	ctx := t.Context()
+	srv, err := s3test.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	bucket, err := srv.CreateBucket(ctx, "outage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	work := filepath.Join(t.TempDir(), "work")
+	cfg := s3Config(t, c, dsn, work, "s3outage", srv, bucket)
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+	objectWorkload(t, c, dsn, 1)
+	waitConfirmed(t, c, dsn, "s3outage", syncMarker(t, c, dsn), p)
+
+	srv.Halt()
+	before := confirmedLSN(t, c, dsn, "s3outage")
+	var during string
+	sawBacklog := false
+	outageEnd := time.Now().Add(30 * time.Second)
+	for i := 2; time.Now().Before(outageEnd); i++ {
+		objectWorkload(t, c, dsn, i)
+		during = syncMarker(t, c, dsn)
+		code, out := lbtrun.Run(t, "status", "--config", cfg, "--format", "json")
+		var st struct {
+			Upload struct {
+				BacklogFiles    int        `json:"backlog_files"`
+				OldestUnshipped *time.Time `json:"oldest_unshipped_commit"`
+				LastError       string     `json:"last_error"`
+			} `json:"upload"`
+		}
+		if start := strings.Index(out, "{"); start >= 0 && json.Unmarshal([]byte(out[start:]), &st) == nil &&
+			st.Upload.BacklogFiles > 0 && st.Upload.OldestUnshipped != nil && st.Upload.LastError != "" {
+			if !sawBacklog {
+				t.Logf("during the outage, lbt status (exit %d): backlog %d files, oldest unshipped commit %s, last error %q",
+					code, st.Upload.BacklogFiles, st.Upload.OldestUnshipped.Format(time.RFC3339), st.Upload.LastError)
+			}
+			sawBacklog = true
+		}
+		time.Sleep(time.Second)
+	}
+	if !sawBacklog {
+		t.Errorf("lbt status never showed the upload backlog during the outage")
+	}
+	cp := recordCheckpoint(t, c, dsn, "after the outage's writes", map[string]string{"t": "t"})
+	if now := confirmedLSN(t, c, dsn, "s3outage"); !lsnBelow(t, c, dsn, now, during) {
+		t.Errorf("with the store down the slot confirmed %s, past what the store holds (%s before the outage, last marker %s)", now, before, during)
+	}
+
+	if err := srv.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitConfirmed(t, c, dsn, "s3outage", syncMarker(t, c, dsn), p)
+	if p.Exited() {
+		t.Fatalf("lbt backup exited:\n%s", p.Output())
+	}
+	p.Signal(15)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+	if !strings.Contains(p.Output(), "upload failed, retrying") || !strings.Contains(p.Output(), "uploads resumed") {
+		t.Errorf("the log does not tell of the outage and the recovery:\n%s", p.Output())
+	}
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3outage", srv, bucket)
+	restoreFromBucket(t, c, cfg2, target, "after_outage", cp)
+}
+
+// kill -9 of the daemon while it uploads, then a restart: the bucket
+// restores exactly, as the local archive does (nothing lost or twice).
+func TestObjectStorage_KillDuringUploads(t *testing.T) {
+	c := pgtest.Shared(t)
+	srv, bucket := s3test.Bucket(t)
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	work := filepath.Join(t.TempDir(), "work")
+	// Basebackups of several chunks, each its own object.
+	cfg := s3Config(t, c, dsn, work, "s3kill", srv, bucket, "basebackupChunkSize: 8KiB", "basebackupJobs: 2")
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+	for i := 1; i <= 6; i++ {
+		objectWorkload(t, c, dsn, i)
+		if i%2 == 0 {
+			// Uploads run every second; kill in the middle of them.
+			p.Signal(9)
+			p.Wait(t, time.Minute)
+			p = lbtrun.Start(t, "backup", "--config", cfg)
+		}
+	}
+	cp := recordCheckpoint(t, c, dsn, "after the kills", map[string]string{"t": "t"})
+	waitConfirmed(t, c, dsn, "s3kill", syncMarker(t, c, dsn), p)
+	p.Signal(15)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+	client, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	for oi := range client.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: "pg/main/base/", Recursive: true}) {
+		if strings.HasSuffix(oi.Key, ".1.copy.lz4") {
+			chunks++
+		}
+	}
+	if chunks == 0 {
+		t.Errorf("no basebackup of several chunks in the bucket")
+	}
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3kill", srv, bucket)
+	restoreFromBucket(t, c, cfg2, target, "after_kills", cp)
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg2, "--read-data"); code != 0 {
+		t.Errorf("lbt verify --read-data from the bucket: exit %d:\n%s", code, out)
+	}
+}
+
+// A purge reaches the bucket: once two snapshots newer than the purge are
+// uploaded, the purged basebackups are gone from the bucket too (catalog
+// first, then objects), and the bucket still restores the table exactly.
+func TestObjectStorage_PurgeReachesBucket(t *testing.T) {
+	c := pgtest.Shared(t)
+	srv, bucket := s3test.Bucket(t)
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	work := filepath.Join(t.TempDir(), "work")
+	cfg := s3Config(t, c, dsn, work, "s3purge", srv, bucket, "retentionBasebackups: 1")
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+	objectWorkload(t, c, dsn, 1)
+	if code, out := lbtrun.Run(t, "basebackup", "--config", cfg, "--table", "t"); code != 0 {
+		t.Fatalf("lbt basebackup: exit %d:\n%s", code, out)
+	}
+	objectWorkload(t, c, dsn, 2)
+	waitConfirmed(t, c, dsn, "s3purge", syncMarker(t, c, dsn), p)
+	bases, _ := filepath.Glob(filepath.Join(work, "base", "*", "*.copy.lz4"))
+
+	client, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBucket := func(name string) bool {
+		rel, _ := filepath.Rel(work, name)
+		_, err := client.StatObject(t.Context(), bucket, "pg/main/"+filepath.ToSlash(rel), minio.StatObjectOptions{})
+		return err == nil
+	}
+	for _, b := range bases {
+		if !inBucket(b) {
+			t.Fatalf("%s is not in the bucket before the purge", b)
+		}
+	}
+
+	if code, out := lbtrun.Run(t, "purge", "--config", cfg); code != 0 {
+		t.Fatalf("lbt purge: exit %d:\n%s", code, out)
+	}
+	var purged []string
+	for _, b := range bases {
+		if _, err := os.Stat(b); err != nil {
+			purged = append(purged, b)
+		}
+	}
+	if len(purged) == 0 {
+		t.Fatalf("purge removed no basebackup of %v", bases)
+	}
+	// Two snapshots after the purge: the kept ones no longer point at
+	// the purged files.
+	for i := 3; i <= 4; i++ {
+		objectWorkload(t, c, dsn, i)
+		waitConfirmed(t, c, dsn, "s3purge", syncMarker(t, c, dsn), p)
+	}
+	objectWorkload(t, c, dsn, 5)
+	cp := recordCheckpoint(t, c, dsn, "after the purge", map[string]string{"t": "t"})
+	waitConfirmed(t, c, dsn, "s3purge", syncMarker(t, c, dsn), p)
+	for _, b := range purged {
+		if inBucket(b) {
+			t.Errorf("purged %s is still in the bucket", b)
+		}
+	}
+	p.Signal(15)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3purge", srv, bucket)
+	restoreFromBucket(t, c, cfg2, target, "after_purge", cp)
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg2); code != 0 {
+		t.Errorf("lbt verify from the bucket after the purge: exit %d:\n%s", code, out)
+	}
+}
+
+// A store that does not answer when the daemon starts does not stop it: it
+// archives locally, confirms nothing the store lacks, and uploads once the
+// store answers.
+func TestObjectStorage_UnreachableAtStart(t *testing.T) {
+	c := pgtest.Shared(t)
+	ctx := t.Context()
+	srv, err := s3test.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	bucket, err := srv.CreateBucket(ctx, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := c.NewDatabase(t)
+	target := c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	work := filepath.Join(t.TempDir(), "work")
+	cfg := s3Config(t, c, dsn, work, "s3late", srv, bucket)
+	srv.Halt()
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+	objectWorkload(t, c, dsn, 1)
+	cp := recordCheckpoint(t, c, dsn, "written while the store was down", map[string]string{"t": "t"})
+	marker := syncMarker(t, c, dsn)
+	waitArchived(t, c, dsn, work)
+	if now := confirmedLSN(t, c, dsn, "s3late"); !lsnBelow(t, c, dsn, now, marker) {
+		t.Errorf("with the store down since start the slot confirmed %s, past marker %s", now, marker)
+	}
+	if err := srv.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitConfirmed(t, c, dsn, "s3late", marker, p)
+	p.Signal(15)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+	if !strings.Contains(p.Output(), "not reachable at start") {
+		t.Errorf("the log does not say the store was unreachable at start:\n%s", p.Output())
+	}
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3late", srv, bucket)
+	restoreFromBucket(t, c, cfg2, target, "late", cp)
+}
