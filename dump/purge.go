@@ -504,7 +504,7 @@ func lockPurge(dir string) (unlock func(), err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("purge: another purge is running on archive %s (the daemon's scheduler or lbt purge): try again when it is done", dir)
+			return nil, fmt.Errorf("purge: %w: another purge is running on archive %s (the daemon's scheduler or lbt purge): try again when it is done", catalog.ErrLocked, dir)
 		}
 		return nil, fmt.Errorf("purge: lock: %w", err)
 	}

@@ -201,7 +201,10 @@ func LockArchive(dir string) (unlock func(), err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		pid, _ := io.ReadAll(f)
 		f.Close()
-		return nil, fatalf("archive %s is in use by another lbt backup (pid %s): stop it first, or use another archiveDir", dir, strings.TrimSpace(string(pid)))
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fatalf("lock archive: %w", err)
+		}
+		return nil, fatalf("%w: %s is in use by another lbt backup (pid %s): stop it first, or use another archiveDir", catalog.ErrLocked, dir, strings.TrimSpace(string(pid)))
 	}
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

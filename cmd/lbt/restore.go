@@ -110,7 +110,7 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		if cmd.TargetDSN != "" {
 			pc, err := pgconn.ParseConfig(cmd.TargetDSN)
 			if err != nil {
-				return usageError{fmt.Errorf("--target-dsn: %s", cfg.RedactSecrets(err.Error()))}
+				return usageError{fmt.Errorf("--target-dsn: %w", cfg.RedactError(err))}
 			}
 			if _, ok := pc.RuntimeParams["application_name"]; !ok {
 				pc.RuntimeParams["application_name"] = "lbt"
@@ -155,13 +155,9 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	res, err := restore.Run(ctx, cat, opts)
-	var verr *restore.VerificationError
-	if errors.As(err, &verr) {
-		return err // exit status 3
-	}
 	if err != nil {
 		// A connection error may quote the target DSN.
-		return errors.New(cfg.RedactSecrets(err.Error()))
+		return cfg.RedactError(err)
 	}
 	if script != nil {
 		if err := script.Sync(); err != nil {

@@ -97,7 +97,7 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	if cmd.Apply {
 		if cmd.TargetDSN != "" {
 			if target, err = pgconn.ParseConfig(cmd.TargetDSN); err != nil {
-				return usageError{fmt.Errorf("--target-dsn: %s", cfg.RedactSecrets(err.Error()))}
+				return usageError{fmt.Errorf("--target-dsn: %w", cfg.RedactError(err))}
 			}
 			if _, ok := target.RuntimeParams["application_name"]; !ok {
 				target.RuntimeParams["application_name"] = "lbt"
@@ -162,7 +162,7 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	cc.Config = *target.Copy()
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return errors.New(cfg.RedactSecrets(fmt.Sprintf("target: %v", err)))
+		return cfg.RedactError(fmt.Errorf("target: %w", err))
 	}
 	defer conn.Close(context.Background())
 	mode := repair.ApplyAll
@@ -174,7 +174,7 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	res, err := plan.Apply(ctx, conn, mode)
 	if err != nil {
-		return errors.New(cfg.RedactSecrets(err.Error()))
+		return cfg.RedactError(err)
 	}
 	for _, c := range res.Target {
 		fmt.Fprintf(g.stderr, "conflict: %s\n", c)
