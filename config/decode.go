@@ -410,7 +410,7 @@ func (d *decoder) duration(key string, n *yaml.Node) (time.Duration, error) {
 		}
 		return 0, d.errorf(n, "%s: duration %s needs a unit, like 90s, 10m, 24h or 7d", key, show(key, n.Value))
 	}
-	v, err := parseDuration(n.Value)
+	v, err := ParseDuration(n.Value)
 	if err != nil {
 		return 0, d.errorf(n, "%s: invalid duration %s (use units s, m, h or d, like 10m, 24h or 7d)", key, show(key, n.Value))
 	}

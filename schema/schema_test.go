@@ -53,3 +53,25 @@ func TestQuoteIdent(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseName: ParseName never panics, and a name it accepts, quoted
+// again by QuoteIdent, parses to the same schema and table.
+func FuzzParseName(f *testing.F) {
+	for _, s := range []string{"orders", "Sales.Orders", `"Sales"."Order ""Items"""`, `analytics."événements"`, `a.b.c`, `"unterminated`, `has space`, ``, `"".x`, `x.`, `."a"`, "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		schemaName, table, err := ParseName(s)
+		if err != nil {
+			return
+		}
+		if schemaName == "" || table == "" {
+			t.Fatalf("ParseName(%q) = %q, %q: an empty part", s, schemaName, table)
+		}
+		q := QuoteIdent(schemaName) + "." + QuoteIdent(table)
+		s2, t2, err := ParseName(q)
+		if err != nil || s2 != schemaName || t2 != table {
+			t.Fatalf("ParseName(%q) = %q, %q; quoted again as %s it reads %q, %q, %v", s, schemaName, table, q, s2, t2, err)
+		}
+	})
+}
