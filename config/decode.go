@@ -352,6 +352,9 @@ func (d *decoder) string(key string, n *yaml.Node) (string, error) {
 	if isNull(n) {
 		return "", nil
 	}
+	if n.ShortTag() == "!!binary" { // its text is base64, not the value
+		return "", d.errorf(n, "%s: expected a string, got binary data", key)
+	}
 	// Like yaml.v2, which LBT used, take a number or a boolean written
 	// where a string is expected (password: 12345) as the text written.
 	return n.Value, nil
