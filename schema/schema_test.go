@@ -75,3 +75,25 @@ func FuzzParseName(f *testing.F) {
 		}
 	})
 }
+
+func TestScanQuoted(t *testing.T) {
+	tests := []struct {
+		in, text string
+		n        int
+		ok       bool
+	}{
+		{`"a"`, "a", 3, true},
+		{`"Order ""Items"""."x"`, `Order "Items"`, 17, true},
+		{`""`, "", 2, true},
+		{`"a""`, "", 0, false},
+		{`"unterminated`, "", 0, false},
+		{`bare`, "", 0, false},
+		{``, "", 0, false},
+	}
+	for _, tt := range tests {
+		text, n, ok := ScanQuoted(tt.in)
+		if text != tt.text || n != tt.n || ok != tt.ok {
+			t.Errorf("ScanQuoted(%q) = %q, %d, %v; want %q, %d, %v", tt.in, text, n, ok, tt.text, tt.n, tt.ok)
+		}
+	}
+}
