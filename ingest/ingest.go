@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"lbt/catalog"
+	"lbt/config"
 	"lbt/schema"
 	"lbt/source"
 	archive "lbt/storage"
@@ -88,22 +89,24 @@ func (o *Options) tempDir() string {
 	if o.TempDir != "" {
 		return o.TempDir
 	}
-	return filepath.Join(o.ArchiveDir, "tmp")
+	return config.DefaultTempDir(o.ArchiveDir)
 }
 
-// NewOptions returns the defaults.
+// NewOptions returns the defaults: those of config keys from
+// config.Default, where they are written once.
 func NewOptions() Options {
+	d := config.Default()
 	return Options{
-		Slot:              "lbt",
-		Publication:       "lbt",
-		TrackNewTables:    false, // as LBT, and config.Default
-		DeltasPerFile:     100000,
+		Slot:              d.SlotName,
+		Publication:       d.Publication,
+		TrackNewTables:    d.TrackNewTables,
+		DeltasPerFile:     d.DeltasPerFile,
 		SegmentMaxBytes:   256 << 20,
-		Fsync:             true,
-		FlushInterval:     time.Second,
+		Fsync:             d.Fsync,
+		FlushInterval:     d.FlushInterval,
 		SlotWait:          source.DefaultSlotWait,
 		StallAfter:        time.Minute,
-		StatusInterval:    10 * time.Second,
+		StatusInterval:    d.StatusInterval,
 		DropCheckInterval: time.Minute,
 		Logger:            hclog.NewNullLogger(),
 	}
