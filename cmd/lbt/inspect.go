@@ -127,9 +127,9 @@ func (cmd *inspectTxCmd) Validate() error {
 func (cmd *inspectTxCmd) Run(ctx context.Context, g *Globals) error {
 	opts := inspect.TxOptions{Xid: cmd.XID}
 	if cmd.LSN != "" {
-		lsn, err := inspect.ParseLSN(cmd.LSN)
+		lsn, err := parseLSNFlag("--lsn", cmd.LSN)
 		if err != nil {
-			return usageError{fmt.Errorf("--lsn: %w", err)}
+			return err
 		}
 		opts.LSN = lsn
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"lbt/catalog"
 	"lbt/config"
 )
 
@@ -49,6 +50,16 @@ func parseTimeFlag(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("time %q: use RFC 3339 (2026-11-21T14:03:00Z), 'YYYY-MM-DD HH:MM:SS[.frac][+zone]' or a relative time like -2h", s)
+}
+
+// parseLSNFlag reads the WAL position given to flag (--lsn, --before-lsn):
+// as PostgreSQL writes it, and not 0/0, which no transaction ends at.
+func parseLSNFlag(flag, s string) (uint64, error) {
+	lsn, err := catalog.ParseLSN(s)
+	if err != nil || lsn == 0 {
+		return 0, usageError{fmt.Errorf("%s %q: want a WAL position like 0/16B3748", flag, s)}
+	}
+	return lsn, nil
 }
 
 // parseRelative reads the duration of a relative time, as config keys

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -73,11 +72,9 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.logger(cfg)
 	opts := repair.Options{Xid: cmd.XID, Role: cmd.Actor, Application: cmd.Application, Table: cmd.Table, Logger: log}
 	if cmd.LSN != "" {
-		lsn, err := pglogrepl.ParseLSN(cmd.LSN)
-		if err != nil || lsn == 0 {
-			return usageError{fmt.Errorf("--lsn %q: want a WAL position like 0/16B3748", cmd.LSN)}
+		if opts.LSN, err = parseLSNFlag("--lsn", cmd.LSN); err != nil {
+			return err
 		}
-		opts.LSN = uint64(lsn)
 	}
 	now := time.Now()
 	if cmd.Since != "" {
