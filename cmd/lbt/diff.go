@@ -73,10 +73,6 @@ func (cmd *diffCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer cat.Close()
 	r, err := repair.Diff(ctx, cat, opts)
-	var inputErr *repair.InputError
-	if errors.As(err, &inputErr) {
-		return usageError{err}
-	}
 	if err != nil {
 		return err
 	}

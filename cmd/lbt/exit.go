@@ -5,7 +5,11 @@ import (
 	"fmt"
 
 	"lbt/catalog"
+	"lbt/dump"
+	"lbt/inspect"
+	"lbt/repair"
 	"lbt/restore"
+	"lbt/setup"
 )
 
 // Exit statuses. They are the only place error kinds become numbers, and
@@ -43,7 +47,9 @@ const exitStatusHelp = `Exit status:
          (the first one shuts down cleanly)`
 
 // usageError marks an error of the command line or of the configuration:
-// something the operator has to change before trying again.
+// something the operator has to change before trying again. Packages'
+// errors of bad input (inspect's and repair's InputError, an unknown or
+// unpublished table, a role that is not superuser) are mapped in exitCode.
 type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
@@ -87,8 +93,11 @@ func exitCode(command string, err error) int {
 	}
 	var usage usageError
 	var verify verificationFailure
+	var inspectInput *inspect.InputError
+	var repairInput *repair.InputError
 	switch {
-	case errors.As(err, &usage):
+	case errors.As(err, &usage), errors.As(err, &inspectInput), errors.As(err, &repairInput),
+		errors.Is(err, dump.ErrNoTable), errors.Is(err, dump.ErrNotPublished), errors.Is(err, setup.ErrNotSuperuser):
 		return exitUsage
 	case errors.As(err, &verify) && verify.VerificationFailed():
 		return exitVerifyFailed

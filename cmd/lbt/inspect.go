@@ -68,10 +68,6 @@ func runInspect(ctx context.Context, g *Globals, format string, query func(*insp
 	in := inspect.New(ctx, arch.cat)
 	defer in.Close()
 	r, notes, err := query(in)
-	var inputErr *inspect.InputError
-	if errors.As(err, &inputErr) {
-		return usageError{err}
-	}
 	if err != nil {
 		return err
 	}

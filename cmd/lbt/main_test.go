@@ -12,7 +12,11 @@ import (
 
 	"lbt/catalog"
 	"lbt/config"
+	"lbt/dump"
+	"lbt/inspect"
+	"lbt/repair"
 	"lbt/restore"
+	"lbt/setup"
 )
 
 // isolateEnv keeps the LBT_* and PG* variables of whoever runs the tests out
@@ -320,6 +324,11 @@ func TestExitCode(t *testing.T) {
 		{"inspect tables", fmt.Errorf("%w: /a has no catalog.db", catalog.ErrNotArchive), 10},
 		{"backup", fmt.Errorf("%w: /a is in use", catalog.ErrLocked), 11},
 		{"purge", fmt.Errorf("purge: %w", catalog.ErrLocked), 11},
+		// Packages' bad-input errors are usage errors.
+		{"inspect history", fmt.Errorf("history: %w", &inspect.InputError{Msg: "--key: no such column"}), 2},
+		{"undo", &repair.InputError{Msg: "transaction 7 is not in the archive"}, 2},
+		{"basebackup", fmt.Errorf("basebackup: %w", dump.ErrNoTable), 2},
+		{"setup", fmt.Errorf("setup: %w", setup.ErrNotSuperuser), 2},
 		// lbt status speaks Nagios: its states are its statuses, and
 		// anything that kept it from judging is UNKNOWN.
 		{"status", exitStatus(2), 2},

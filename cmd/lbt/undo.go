@@ -115,10 +115,6 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer in.Close()
 	plan, err := repair.Undo(ctx, cat, in, opts)
-	var inputErr *repair.InputError
-	if errors.As(err, &inputErr) {
-		return usageError{err}
-	}
 	if err != nil {
 		return err
 	}
