@@ -109,24 +109,34 @@ func TestGolden(t *testing.T) {
 func copyGolden(t *testing.T) string {
 	t.Helper()
 	dst := t.TempDir()
-	err := filepath.WalkDir(goldenDir, func(path string, d fs.DirEntry, err error) error {
+	if err := copyTree(goldenDir, dst, func(string) bool { return false }); err != nil {
+		t.Fatalf("golden archive: %v", err)
+	}
+	return dst
+}
+
+// copyTree copies the files and directories under src to dst, but those
+// whose path relative to src skip names.
+func copyTree(src, dst string, skip func(rel string) bool) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(goldenDir, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
+		rel, _ := filepath.Rel(src, path)
+		switch {
+		case skip(rel) && d.IsDir():
+			return filepath.SkipDir
+		case skip(rel):
+			return nil
+		case d.IsDir():
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o600)
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
 	})
-	if err != nil {
-		t.Fatalf("golden archive: %v", err)
-	}
-	return dst
 }
 
 // describeArchive prints what this lbt reads from an archive: every
@@ -479,25 +489,9 @@ func writeGolden(t *testing.T) {
 	if err := os.RemoveAll(goldenDir); err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		switch {
-		case rel == "tmp" || rel == "LOCK" || rel == "PURGE.lock" || strings.HasPrefix(rel, catalog.CatalogFile+"-"):
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil // the daemon's, not the archive's
-		case d.IsDir():
-			return os.MkdirAll(filepath.Join(goldenDir, rel), 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(goldenDir, rel), data, 0o644)
+	// LOCK, tmp/ and SQLite's -wal and -shm are the daemon's, not the archive's.
+	err = copyTree(dir, goldenDir, func(rel string) bool {
+		return rel == "tmp" || rel == "LOCK" || rel == "PURGE.lock" || strings.HasPrefix(rel, catalog.CatalogFile+"-")
 	})
 	if err != nil {
 		t.Fatal(err)
