@@ -143,6 +143,11 @@ func DecodeBlob(frame, buf []byte) (BlobHeader, []byte, error) {
 	if h.RawLen > 255*h.CompLen {
 		return h, nil, fmt.Errorf("%w: blob of %d bytes cannot decompress to %d", ErrCorrupt, h.CompLen, h.RawLen)
 	}
+	// Encode stores empty records raw; and the LZ4 decoder faults (SIGSEGV,
+	// not a panic) when given no room to decompress into.
+	if h.RawLen == 0 {
+		return h, nil, fmt.Errorf("%w: compressed blob of no records", ErrCorrupt)
+	}
 	if cap(buf) < h.RawLen {
 		buf = make([]byte, h.RawLen)
 	}
