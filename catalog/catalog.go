@@ -48,6 +48,10 @@ const CatalogFile = "catalog.db"
 // ErrNotArchive reports a directory that holds no lbt archive.
 var ErrNotArchive = errors.New("not an lbt archive")
 
+// ErrLocked reports an archive that another lbt process holds the lock of
+// (LOCK for lbt backup, PURGE.lock for a purge): try again once it is done.
+var ErrLocked = errors.New("archive is locked")
+
 // Catalog is an open archive catalog, and where the files it indexes are.
 type Catalog struct {
 	db       *sql.DB

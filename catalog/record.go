@@ -97,6 +97,29 @@ func AppendTuple(dst []byte, t Tuple) []byte {
 	return dst
 }
 
+// AppendChange appends the record of one change: its tag and body, as
+// RecordReader reads it back (the transaction marker is AppendTx's). It is
+// the encoder of Change; the archiver writes the same bytes straight from
+// pgoutput's.
+func AppendChange(dst []byte, c Change) []byte {
+	dst = append(dst, c.Tag)
+	switch c.Tag {
+	case TagInsert:
+		dst = AppendTuple(dst, c.New)
+	case TagUpdate, TagDelete:
+		dst = append(dst, c.OldKind)
+		if c.OldKind != OldNone {
+			dst = AppendTuple(dst, c.Old)
+		}
+		if c.Tag == TagUpdate {
+			dst = AppendTuple(dst, c.New)
+		}
+	case TagTruncate:
+		dst = append(dst, c.Truncate)
+	}
+	return dst
+}
+
 // RecordReader iterates over the records of one decompressed blob.
 type RecordReader struct {
 	buf    []byte

@@ -46,21 +46,7 @@ func TestBlob_RoundTrip(t *testing.T) {
 				raw = catalog.AppendTx(raw, x.lsn, prevLSN, x.xid, prevXid)
 				prevLSN, prevXid = x.lsn, x.xid
 				for _, c := range x.changes {
-					raw = append(raw, c.Tag)
-					switch c.Tag {
-					case catalog.TagInsert:
-						raw = catalog.AppendTuple(raw, c.New)
-					case catalog.TagUpdate, catalog.TagDelete:
-						raw = append(raw, c.OldKind)
-						if c.OldKind != catalog.OldNone {
-							raw = catalog.AppendTuple(raw, c.Old)
-						}
-						if c.Tag == catalog.TagUpdate {
-							raw = catalog.AppendTuple(raw, c.New)
-						}
-					case catalog.TagTruncate:
-						raw = append(raw, c.Truncate)
-					}
+					raw = catalog.AppendChange(raw, c)
 				}
 			}
 			var enc catalog.BlobEncoder

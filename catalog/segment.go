@@ -134,7 +134,21 @@ func DecodeBlob(frame, buf []byte) (BlobHeader, []byte, error) {
 	}
 	payload := frame[BlobHeaderSize:]
 	if !h.lz4 {
+		if h.RawLen != h.CompLen {
+			return h, nil, fmt.Errorf("%w: uncompressed blob of %d bytes, header says %d", ErrCorrupt, h.CompLen, h.RawLen)
+		}
 		return h, payload, nil
+	}
+	// An LZ4 block expands at most 255 times (a match length byte of 255
+	// per input byte): a header claiming more is corrupt, and is not
+	// allowed to make the reader allocate gigabytes.
+	if h.RawLen > 255*h.CompLen {
+		return h, nil, fmt.Errorf("%w: blob of %d bytes cannot decompress to %d", ErrCorrupt, h.CompLen, h.RawLen)
+	}
+	// Encode stores empty records raw; and the LZ4 decoder faults (SIGSEGV,
+	// not a panic) when given no room to decompress into.
+	if h.RawLen == 0 {
+		return h, nil, fmt.Errorf("%w: compressed blob of no records", ErrCorrupt)
 	}
 	if cap(buf) < h.RawLen {
 		buf = make([]byte, h.RawLen)

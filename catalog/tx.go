@@ -6,7 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/jackc/pglogrepl"
 )
 
 // AppendTxTables appends the encoding of tx.tables: for each table, five
@@ -290,4 +293,33 @@ func clampLSN(lsn uint64) int64 {
 }
 
 // FormatLSN writes an LSN as PostgreSQL does: 0/16B3748.
-func FormatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
+func FormatLSN(lsn uint64) string { return pglogrepl.LSN(lsn).String() }
+
+// ParseLSN reads an LSN written as PostgreSQL writes it, 0/16B3748:
+// pglogrepl's parser, which also takes what follows a valid LSN ("0/1/2",
+// "0/1x") and halves beyond 32 bits, behind the check that s is two
+// 32-bit hexadecimal numbers and nothing else.
+func ParseLSN(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok || !isHex32(hi) || !isHex32(lo) {
+		return 0, fmt.Errorf("LSN %q: write it as PostgreSQL does, like 0/16B3748", s)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		return 0, fmt.Errorf("LSN %q: write it as PostgreSQL does, like 0/16B3748", s)
+	}
+	return uint64(lsn), nil
+}
+
+func isHex32(s string) bool {
+	if s == "" || len(s) > 8 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

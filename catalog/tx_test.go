@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,4 +216,34 @@ func TestCatalog_PurgeTransactions(t *testing.T) {
 	if want := []uint64{200, 300, 400, 500}; n != 1 || !reflect.DeepEqual(left, want) {
 		t.Errorf("purged %d transactions, left %v; want 1 purged and %v left", n, left, want)
 	}
+}
+
+func TestParseLSN(t *testing.T) {
+	for in, want := range map[string]uint64{"0/16B3748": 0x16B3748, "1/0": 1 << 32, "FF/FFFFFFFF": 0xffffffffff, " 0/1 ": 1} {
+		if got, err := catalog.ParseLSN(in); err != nil || got != want || catalog.FormatLSN(got) != strings.TrimSpace(in) {
+			t.Errorf("ParseLSN(%q) = %x, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "16B3748", "0/", "/1", "0/1/2", "x/1", "0/100000000", "0/1x", "-1/0", "+1/0", "0x1/0"} {
+		if _, err := catalog.ParseLSN(in); err == nil {
+			t.Errorf("ParseLSN(%q) accepted", in)
+		}
+	}
+}
+
+// FuzzParseLSN: ParseLSN never panics, and what it accepts is written
+// back by FormatLSN as a text that reads the same.
+func FuzzParseLSN(f *testing.F) {
+	for _, s := range []string{"0/16B3748", "FF/FFFFFFFF", "0/1/2", "", "/", "0/0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		lsn, err := catalog.ParseLSN(s)
+		if err != nil {
+			return
+		}
+		if again, err := catalog.ParseLSN(catalog.FormatLSN(lsn)); err != nil || again != lsn {
+			t.Fatalf("ParseLSN(%q) = %x; FormatLSN writes %s, which reads %x, %v", s, lsn, catalog.FormatLSN(lsn), again, err)
+		}
+	})
 }

@@ -310,7 +310,7 @@ func (c Config) EffectiveTempDir() string {
 		if c.ArchiveDir == "" {
 			return ""
 		}
-		return filepath.Join(c.ArchiveDir, "tmp")
+		return DefaultTempDir(c.ArchiveDir)
 	}
 	return c.TempDir
 }
@@ -357,6 +357,13 @@ func redactURL(s string) string {
 		return scheme + "://****@" + rest[at+1:]
 	}
 	return s
+}
+
+// DefaultTempDir is where files being written go when tempDir is not set:
+// tmp/ inside the archive (docs/FORMAT.md), on the same file system, so
+// that a finished file is renamed into place rather than copied.
+func DefaultTempDir(archiveDir string) string {
+	return filepath.Join(archiveDir, "tmp")
 }
 
 // normalize applies the adjustments LBT made after reading its file.

@@ -169,6 +169,7 @@ func TestLoad(t *testing.T) {
 		{name: "db key at top level", yaml: "host: x\n", err: `unknown key "host" (did you mean "db.host"?)`},
 		{name: "int expected", yaml: "deltasPerFile: many\n", err: `lbt.yaml:1: deltasPerFile: expected an integer, got "many"`},
 		{name: "float for int", yaml: "deltasPerFile: 1.5\n", err: `deltasPerFile: expected an integer, got "1.5"`},
+		{name: "binary for string", yaml: "archiveDir: !!binary aGk=\n", err: `lbt.yaml:1: archiveDir: expected a string, got binary data`},
 		{name: "bool expected", yaml: "\nfsync: maybe\n", err: `lbt.yaml:2: fsync: expected true or false, got "maybe"`},
 		{name: "quoted yes is a string", yaml: "fsync: 'yes'\n", err: `fsync: expected true or false`},
 		{name: "YAML 1.1 booleans of LBT's yaml.v2", yaml: "fsync: no\ntrackNewTables: on\n", want: func(c *config.Config) {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -31,7 +30,7 @@ func (c Config) ConnConfig() (*pgconn.Config, error) {
 	if err != nil {
 		// pgconn's redaction of passwords in its errors is best effort;
 		// lbt's errors must never carry one.
-		return nil, errors.New(c.RedactSecrets("connection settings: " + err.Error()))
+		return nil, c.RedactError(fmt.Errorf("connection settings: %w", err))
 	}
 	for k, v := range c.DB.RuntimeParams {
 		pc.RuntimeParams[k] = v
@@ -164,3 +163,22 @@ func (c Config) RedactSecrets(s string) string {
 }
 
 const mask = "****"
+
+// RedactError returns err with RedactSecrets applied to its message. The
+// chain stays: errors.Is and errors.As see the original, so an error keeps
+// its kind (and its exit status) through redaction.
+func (c Config) RedactError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &redactedError{msg: c.RedactSecrets(err.Error()), err: err}
+}
+
+// redactedError is an error whose message has had the passwords taken out.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

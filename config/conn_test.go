@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -244,5 +246,23 @@ func TestRedactSecrets(t *testing.T) {
 	got := c.RedactSecrets("a dsn pw, dsn%20pw, it's, 'it\\'s', it%27s")
 	if want := "a ****, ****, ****, ****, ****"; got != want {
 		t.Errorf("RedactSecrets = %q, want %q", got, want)
+	}
+}
+
+// RedactError hides the password in the message and keeps the chain, so
+// that an error keeps its kind (and its exit status) through redaction.
+func TestRedactError(t *testing.T) {
+	c := config.Default()
+	c.DB.Password = "hunter2"
+	kind := errors.New("cannot restore to that moment")
+	err := c.RedactError(fmt.Errorf("connect with password hunter2: %w", kind))
+	if want := "connect with password ****: cannot restore to that moment"; err.Error() != want {
+		t.Errorf("message %q, want %q", err.Error(), want)
+	}
+	if !errors.Is(err, kind) {
+		t.Error("the redacted error lost its chain")
+	}
+	if c.RedactError(nil) != nil {
+		t.Error("RedactError(nil) is not nil")
 	}
 }

@@ -4,145 +4,12 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 )
-
-// Keys LBT read under another name. Both the old and the new name may not be
-// given together.
-var keyAliases = map[string]string{
-	"stagingDir":       "tempDir",          // LBT after tempDir was renamed
-	"StagingDir":       "tempDir",          // LBT versions with a capitalised tag
-	"messagesPerDelta": "deltasPerFile",    // LBT after deltasPerFile was renamed
-	"db.runtimeparams": "db.runtimeParams", // pgx v3 ConnConfig field, lowercased by yaml.v2
-}
-
-// suggestionHints names the key meant by common mistakes that are too far
-// from it for the edit distance to find.
-var suggestionHints = map[string]string{
-	"db.dbname": "db.database",
-	"slot":      "slotname",
-	"dsn":       "db.dsn",
-	"host":      "db.host",
-	"port":      "db.port",
-	"user":      "db.user",
-	"database":  "db.database",
-	"password":  "db.password",
-}
-
-// legacyKey handles a key LBT read that has no direct counterpart: it is
-// converted, or accepted with a warning because it has no effect in lbt.
-type legacyKey struct {
-	// claims is the canonical setting the key sets, for duplicate
-	// detection; empty if it sets none.
-	claims string
-	decode func(d *decoder, c *Config, key string, n *yaml.Node) error
-}
-
-var legacyKeys = map[string]legacyKey{
-	// LBT's metrics port, served on all interfaces. lbt keeps it on the
-	// loopback interface unless metricsAddr says otherwise.
-	"prometheusPort": {claims: "metricsAddr", decode: func(d *decoder, c *Config, key string, n *yaml.Node) error {
-		port, err := d.int(key, n)
-		if err != nil {
-			return err
-		}
-		if port <= 0 || port > 65535 {
-			return d.errorf(n, "%s: %d is not a TCP port", key, port)
-		}
-		c.MetricsAddr = "127.0.0.1:" + strconv.Itoa(port)
-		return nil
-	}},
-	// LBT's logger settings (zap): level, location, development.
-	"log": {decode: decodeLBTLog},
-	// LBT could confirm the position after every commit; lbt confirms it
-	// only once the data is durable, which is what makes it safe.
-	"sendStatusOnCommit": ignoredKey((*decoder).bool, "lbt confirms the position to the server only after the data is durable"),
-	// An early LBT read a table list; lbt backs up the publication's tables.
-	"tables": ignoredKey((*decoder).stringList, "lbt backs up the tables of the publication; create it FOR TABLE ... to choose tables"),
-	// An early LBT read a period its code never acted on.
-	"periodBetweenBackups": ignoredKey((*decoder).duration, "use basebackupSchedule for periodic basebackups"),
-	// Fields of pgx v3's ConnConfig that LBT's yaml.v2 decoding exposed
-	// under db and that have no meaning for lbt's connections.
-	"db.usefallbacktls":       ignoredKey((*decoder).bool, "set sslmode in db.dsn instead"),
-	"db.prefersimpleprotocol": ignoredKey((*decoder).bool, "lbt chooses the protocol itself"),
-	"db.loglevel":             ignoredKey((*decoder).int, "use logLevel"),
-}
-
-// ignoredKey accepts a value of the type LBT read and records a warning.
-func ignoredKey[T any](parse func(*decoder, string, *yaml.Node) (T, error), why string) legacyKey {
-	return legacyKey{decode: func(d *decoder, c *Config, key string, n *yaml.Node) error {
-		if _, err := parse(d, key, n); err != nil {
-			return err
-		}
-		c.warnings = append(c.warnings, fmt.Sprintf("config %s:%d: %q is accepted for LBT compatibility but has no effect: %s", d.path, n.Line, key, why))
-		return nil
-	}}
-}
-
-// decodeLBTLog maps LBT's log block onto logLevel and logFormat.
-func decodeLBTLog(d *decoder, c *Config, key string, n *yaml.Node) error {
-	n = resolve(n)
-	if n.Kind != yaml.MappingNode {
-		return d.errorf(n, "%s: expected a mapping, got %s", key, kindName(n))
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		name := key + "." + k.Value
-		known := []string{"level", "development", "location"}
-		if !slices.Contains(known, k.Value) {
-			return d.errorf(k, "unknown key %q%s", name, suggest(k.Value, known, key+"."))
-		}
-		if isNull(resolve(v)) {
-			continue
-		}
-		switch k.Value {
-		case "level":
-			if err := d.claim("logLevel", name, k); err != nil {
-				return err
-			}
-			s, err := d.string(name, v)
-			if err != nil {
-				return err
-			}
-			// zap's levels; the ones above error map to error.
-			switch strings.ToLower(s) {
-			case "":
-			case "debug", "info", "warn", "error":
-				c.LogLevel = strings.ToLower(s)
-			case "dpanic", "panic", "fatal":
-				c.LogLevel = "error"
-			default:
-				return d.errorf(v, "%s: unknown level %q (one of debug, info, warn, error, dpanic, panic, fatal)", name, s)
-			}
-		case "development":
-			if err := d.claim("logFormat", name, k); err != nil {
-				return err
-			}
-			dev, err := d.bool(name, v)
-			if err != nil {
-				return err
-			}
-			// zap's development logger wrote text, its production
-			// logger JSON.
-			c.LogFormat = "json"
-			if dev {
-				c.LogFormat = "text"
-			}
-		case "location":
-			if _, err := d.bool(name, v); err != nil {
-				return err
-			}
-			c.warnings = append(c.warnings, fmt.Sprintf("config %s:%d: %q is accepted for LBT compatibility but has no effect", d.path, k.Line, name))
-		}
-	}
-	return nil
-}
 
 // decoder walks a parsed YAML document, so that every error can name the
 // key and the line it is on.
@@ -251,26 +118,6 @@ func (d *decoder) mapping(c *Config, v reflect.Value, n *yaml.Node, prefix strin
 	return nil
 }
 
-// knownKeys lists the names accepted at one level, for suggestions.
-func knownKeys(fields map[string]reflect.Value, prefix string) []string {
-	var keys []string
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	for k := range keyAliases {
-		if rest, ok := strings.CutPrefix(k, prefix); ok && !strings.Contains(rest, ".") {
-			keys = append(keys, rest)
-		}
-	}
-	for k := range legacyKeys {
-		if rest, ok := strings.CutPrefix(k, prefix); ok && !strings.Contains(rest, ".") {
-			keys = append(keys, rest)
-		}
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 var durationType = reflect.TypeOf(time.Duration(0))
 
 // value decodes n into the field f of the setting named key.
@@ -358,6 +205,9 @@ func (d *decoder) string(key string, n *yaml.Node) (string, error) {
 	if isNull(n) {
 		return "", nil
 	}
+	if n.ShortTag() == "!!binary" { // its text is base64, not the value
+		return "", d.errorf(n, "%s: expected a string, got binary data", key)
+	}
 	// Like yaml.v2, which LBT used, take a number or a boolean written
 	// where a string is expected (password: 12345) as the text written.
 	return n.Value, nil
@@ -416,7 +266,7 @@ func (d *decoder) duration(key string, n *yaml.Node) (time.Duration, error) {
 		}
 		return 0, d.errorf(n, "%s: duration %s needs a unit, like 90s, 10m, 24h or 7d", key, show(key, n.Value))
 	}
-	v, err := parseDuration(n.Value)
+	v, err := ParseDuration(n.Value)
 	if err != nil {
 		return 0, d.errorf(n, "%s: invalid duration %s (use units s, m, h or d, like 10m, 24h or 7d)", key, show(key, n.Value))
 	}
@@ -504,51 +354,4 @@ func structFields(v reflect.Value) map[string]reflect.Value {
 		fields[tag] = v.Field(i)
 	}
 	return fields
-}
-
-// suggest returns ` (did you mean "x"?)` for the known key closest to name,
-// or nothing when none is close.
-func suggest(name string, known []string, prefix string) string {
-	if hint, ok := suggestionHints[prefix+name]; ok {
-		return fmt.Sprintf(" (did you mean %q?)", hint)
-	}
-	best, bestDist := "", len(name)/3+2
-	for _, k := range known {
-		if canonical, ok := keyAliases[prefix+k]; ok {
-			k = strings.TrimPrefix(canonical, prefix)
-		}
-		ln, lk := strings.ToLower(name), strings.ToLower(k)
-		dist := levenshtein(ln, lk)
-		if len(lk) >= 3 && len(ln) >= 3 && (strings.HasPrefix(ln, lk) || strings.HasPrefix(lk, ln)) {
-			// hostname for host, archive for archiveDir
-			dist = min(dist, 1)
-		}
-		if dist < bestDist {
-			best, bestDist = k, dist
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", prefix+best)
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

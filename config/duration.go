@@ -7,10 +7,12 @@ import (
 	"time"
 )
 
-// parseDuration parses a Go duration ("10h5s", "90m", LBT's syntax) that may
-// also use d for days ("7d", "1d12h"), which retention periods are naturally
-// written in.
-func parseDuration(s string) (time.Duration, error) {
+// ParseDuration parses a Go duration ("10h5s", "90m", LBT's syntax) that may
+// also use d for days ("7d", "1d12h", "1.5d"), which retention periods are
+// naturally written in. It is the one duration syntax of lbt: config keys,
+// environment variables and the relative times of flags (-2h, -1d12h).
+// Durations beyond time.Duration's ±292 years are an error.
+func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, fmt.Errorf("empty duration")

@@ -125,7 +125,7 @@ func settings(v reflect.Value, prefix string) []setting {
 func setFromString(f reflect.Value, s string) error {
 	switch {
 	case f.Type() == durationType:
-		d, err := parseDuration(s)
+		d, err := ParseDuration(s)
 		if err != nil {
 			return fmt.Errorf("expected a duration like 10m, 24h or 7d")
 		}

@@ -30,15 +30,15 @@ func TestParseDuration(t *testing.T) {
 		{in: "1w", err: true},
 	}
 	for _, tt := range tests {
-		got, err := parseDuration(tt.in)
+		got, err := ParseDuration(tt.in)
 		if tt.err {
 			if err == nil {
-				t.Errorf("parseDuration(%q) = %s, want an error", tt.in, got)
+				t.Errorf("ParseDuration(%q) = %s, want an error", tt.in, got)
 			}
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("parseDuration(%q) = %s, %v; want %s", tt.in, got, err, tt.want)
+			t.Errorf("ParseDuration(%q) = %s, %v; want %s", tt.in, got, err, tt.want)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"lbt/catalog"
+	"lbt/config"
 	"lbt/schema"
 	"lbt/storage"
 )
@@ -125,7 +126,7 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts PurgeOptions) (PurgeR
 		defer unlock()
 		// Under the lock no other purge is building one: these were left
 		// by a crash in the middle of a rewrite.
-		left, _ := filepath.Glob(filepath.Join(cat.Dir(), "tmp", rewritePattern))
+		left, _ := filepath.Glob(filepath.Join(config.DefaultTempDir(cat.Dir()), rewritePattern))
 		for _, f := range left {
 			os.Remove(f)
 		}
@@ -384,7 +385,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	// Built in tmp/ and stored whole once complete and fsynced: the
 	// Store's Put (a rename for the local directory) makes it appear
 	// entire or not at all.
-	tmpDir := filepath.Join(cat.Dir(), "tmp")
+	tmpDir := config.DefaultTempDir(cat.Dir())
 	if err := os.MkdirAll(tmpDir, catalog.DirMode); err != nil {
 		return 0, 0, fmt.Errorf("rewrite segments into %d: %w", id, err)
 	}
@@ -521,7 +522,7 @@ func lockPurge(dir string) (unlock func(), err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("purge: another purge is running on archive %s (the daemon's scheduler or lbt purge): try again when it is done", dir)
+			return nil, fmt.Errorf("purge: %w: another purge is running on archive %s (the daemon's scheduler or lbt purge): try again when it is done", catalog.ErrLocked, dir)
 		}
 		return nil, fmt.Errorf("purge: lock: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"lbt/catalog"
+	"lbt/config"
 	"lbt/schema"
 	"lbt/source"
 )
@@ -120,12 +120,14 @@ func (o *SchedulerOptions) setPolicy(p Policy) {
 	o.Schedule, o.Retention, o.RetentionBasebackups = p.Schedule, p.Retention, p.RetentionBasebackups
 }
 
-// NewSchedulerOptions returns the defaults.
+// NewSchedulerOptions returns the defaults: those of config keys from
+// config.Default, where they are written once.
 func NewSchedulerOptions() SchedulerOptions {
+	d := config.Default()
 	return SchedulerOptions{
 		Options:       NewOptions(),
-		Concurrent:    1,
-		Threshold:     100,
+		Concurrent:    d.ConcurrentBasebackups,
+		Threshold:     d.BackupThreshold,
 		PurgeInterval: time.Hour,
 		PollInterval:  10 * time.Second,
 		RetryBackoff:  time.Minute,
@@ -168,7 +170,7 @@ func RunScheduler(ctx context.Context, opts SchedulerOptions) error {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	if opts.TempDir == "" {
-		opts.TempDir = filepath.Join(opts.ArchiveDir, "tmp")
+		opts.TempDir = config.DefaultTempDir(opts.ArchiveDir)
 	}
 	s := &scheduler{opts: opts, log: opts.Logger, tables: map[uint32]*tableState{}}
 	cat, err := s.waitForArchive(ctx)

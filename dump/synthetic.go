@@ -5,12 +5,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 
 	"lbt/catalog"
+	"lbt/config"
 	"lbt/crypt"
 	"lbt/restore"
 )
@@ -31,7 +31,7 @@ const ReasonFromArchive = "from archive"
 // opts.Memory as a restore's do.
 func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, table string) (catalog.Basebackup, error) {
 	if opts.TempDir == "" {
-		opts.TempDir = filepath.Join(cat.Dir(), "tmp")
+		opts.TempDir = config.DefaultTempDir(cat.Dir())
 	}
 	if err := os.MkdirAll(opts.TempDir, catalog.DirMode); err != nil {
 		return catalog.Basebackup{}, fmt.Errorf("basebackup from archive: temp dir: %w", err)

@@ -12,7 +12,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +24,7 @@ import (
 	"github.com/pierrec/lz4/v4"
 
 	"lbt/catalog"
+	"lbt/config"
 	"lbt/crypt"
 	"lbt/schema"
 	"lbt/source"
@@ -114,7 +114,7 @@ func take(ctx context.Context, cat *catalog.Catalog, opts Options, targets []tar
 		return nil, fmt.Errorf("basebackup: no source connection configured")
 	}
 	if opts.TempDir == "" {
-		opts.TempDir = filepath.Join(cat.Dir(), "tmp")
+		opts.TempDir = config.DefaultTempDir(cat.Dir())
 	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()

@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"lbt/catalog"
+	"lbt/config"
 	"lbt/crypt"
 	"lbt/schema"
 	"lbt/source"
@@ -92,22 +93,24 @@ func (o *Options) tempDir() string {
 	if o.TempDir != "" {
 		return o.TempDir
 	}
-	return filepath.Join(o.ArchiveDir, "tmp")
+	return config.DefaultTempDir(o.ArchiveDir)
 }
 
-// NewOptions returns the defaults.
+// NewOptions returns the defaults: those of config keys from
+// config.Default, where they are written once.
 func NewOptions() Options {
+	d := config.Default()
 	return Options{
-		Slot:              "lbt",
-		Publication:       "lbt",
-		TrackNewTables:    false, // as LBT, and config.Default
-		DeltasPerFile:     100000,
+		Slot:              d.SlotName,
+		Publication:       d.Publication,
+		TrackNewTables:    d.TrackNewTables,
+		DeltasPerFile:     d.DeltasPerFile,
 		SegmentMaxBytes:   256 << 20,
-		Fsync:             true,
-		FlushInterval:     time.Second,
+		Fsync:             d.Fsync,
+		FlushInterval:     d.FlushInterval,
 		SlotWait:          source.DefaultSlotWait,
 		StallAfter:        time.Minute,
-		StatusInterval:    10 * time.Second,
+		StatusInterval:    d.StatusInterval,
 		DropCheckInterval: time.Minute,
 		Logger:            hclog.NewNullLogger(),
 	}
@@ -205,7 +208,10 @@ func LockArchive(dir string) (unlock func(), err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		pid, _ := io.ReadAll(f)
 		f.Close()
-		return nil, fatalf("archive %s is in use by another lbt backup (pid %s): stop it first, or use another archiveDir", dir, strings.TrimSpace(string(pid)))
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fatalf("lock archive: %w", err)
+		}
+		return nil, fatalf("%w: %s is in use by another lbt backup (pid %s): stop it first, or use another archiveDir", catalog.ErrLocked, dir, strings.TrimSpace(string(pid)))
 	}
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

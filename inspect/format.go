@@ -14,6 +14,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/dustin/go-humanize"
+
 	"lbt/catalog"
 )
 
@@ -469,7 +471,7 @@ func (r *TablesReport) Write(w io.Writer, f Format) error {
 			newest = formatTime(t.NewestBasebackup)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d/%d/%d/%d\t%s\t%s\t%s\n", name, t.Basebackups, newest, t.Transactions,
-			t.Inserts, t.Updates, t.Deletes, t.Truncates, orDash(formatTime(t.FirstChange)), orDash(formatTime(t.LastChange)), formatBytes(t.Bytes()))
+			t.Inserts, t.Updates, t.Deletes, t.Truncates, orDash(formatTime(t.FirstChange)), orDash(formatTime(t.LastChange)), humanize.IBytes(uint64(t.Bytes())))
 	}
 	return tw.Flush()
 }
@@ -524,18 +526,4 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// formatBytes writes a size for people, in powers of 1024.
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

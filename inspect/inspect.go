@@ -21,8 +21,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -414,17 +412,6 @@ func (in *Inspector) actorOf(ctx context.Context, lsn uint64) (Actor, error) {
 		return Actor{}, fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(lsn), err)
 	}
 	return parseActor(content), nil
-}
-
-// ParseLSN reads a WAL position written like 0/16B3748.
-func ParseLSN(s string) (uint64, error) {
-	hi, lo, ok := strings.Cut(strings.TrimSpace(s), "/")
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if !ok || err1 != nil || err2 != nil {
-		return 0, inputErrorf("LSN %q: write it as PostgreSQL does, like 0/16B3748", s)
-	}
-	return h<<32 | l, nil
 }
 
 // TimeLayout is how reports write times: RFC 3339 in UTC with microseconds.

@@ -90,31 +90,18 @@ func keyToken(s, stops string) (tok string, quoted bool, n int, err error) {
 		i++
 	}
 	if i < len(s) && s[i] == '"' {
-		var b strings.Builder
-		i++
-		for {
-			if i >= len(s) {
-				return "", false, 0, fmt.Errorf("unterminated double quote")
-			}
-			if s[i] == '"' {
-				if i+1 < len(s) && s[i+1] == '"' {
-					b.WriteByte('"')
-					i += 2
-					continue
-				}
-				i++
-				break
-			}
-			b.WriteByte(s[i])
-			i++
+		text, n, ok := schema.ScanQuoted(s[i:])
+		if !ok {
+			return "", false, 0, fmt.Errorf("unterminated double quote")
 		}
+		i += n
 		for i < len(s) && s[i] == ' ' {
 			i++
 		}
 		if i < len(s) && !strings.ContainsRune(stops, rune(s[i])) {
 			return "", false, 0, fmt.Errorf("unexpected %q after a quoted token", s[i])
 		}
-		return b.String(), true, i, nil
+		return text, true, i, nil
 	}
 	start := i
 	for i < len(s) && !strings.ContainsRune(stops, rune(s[i])) {

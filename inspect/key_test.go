@@ -113,29 +113,6 @@ func TestKeyHashes(t *testing.T) {
 	}
 }
 
-func TestParseLSN(t *testing.T) {
-	for in, want := range map[string]uint64{"0/16B3748": 0x16B3748, "1/0": 1 << 32, "ff/FFFFFFFF": 0xffffffffff} {
-		if got, err := ParseLSN(in); err != nil || got != want || catalog.FormatLSN(got) != fmtUpper(in) {
-			t.Errorf("ParseLSN(%q) = %x, %v", in, got, err)
-		}
-	}
-	for _, in := range []string{"", "16B3748", "0/", "/1", "0/1/2", "x/1", "0/100000000"} {
-		if _, err := ParseLSN(in); err == nil {
-			t.Errorf("ParseLSN(%q) accepted", in)
-		}
-	}
-}
-
-func fmtUpper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'a' && c <= 'f' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
-}
-
 // A --key is checked against the types of the key columns: a column name
 // without a value, or a value that no row of that type can have, is an
 // error that shows the expected form, not a row that never changed.

@@ -69,3 +69,26 @@ func TestParseInt(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCopyText_Unescape: unescapeField never panics on any field, and any
+// value escaped by appendEscaped unescapes to itself and keeps the line's
+// framing (no tab, newline or carriage return, never NULL's \N).
+func FuzzCopyText_Unescape(f *testing.F) {
+	for _, s := range []string{``, `a\tb`, `\101\x42\x4`, `\q`, `\\N`, `ends\`, `\x`, `\777`, `\xfg`, "tab\there", "\x00\xff"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		unescapeField(nil, b)
+		esc := appendEscaped(nil, b)
+		if bytes.ContainsAny(esc, "\t\n\r") || isNullField(esc) {
+			t.Fatalf("%q escaped to %q, which breaks the framing", b, esc)
+		}
+		got, err := unescapeField(nil, esc)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("%q -> %q -> %q, %v", b, esc, got, err)
+		}
+		if fields := splitFields(nil, esc); len(fields) != 1 {
+			t.Fatalf("%q escaped to %q, which splits into %d fields", b, esc, len(fields))
+		}
+	})
+}

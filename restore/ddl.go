@@ -557,22 +557,12 @@ func identTokens(sql string) []string {
 			}
 			i++
 		case c == '"':
-			var b strings.Builder
-			i++
-			for i < len(sql) {
-				if sql[i] == '"' {
-					if i+1 < len(sql) && sql[i+1] == '"' {
-						b.WriteByte('"')
-						i += 2
-						continue
-					}
-					break
-				}
-				b.WriteByte(sql[i])
-				i++
+			ident, n, ok := schema.ScanQuoted(sql[i:])
+			if !ok { // unterminated: count the rest as the name, to err on the side of finding one
+				ident, n = sql[i+1:], len(sql)-i
 			}
-			i++
-			out = append(out, b.String())
+			i += n
+			out = append(out, ident)
 		case isIdentStart(c):
 			start := i
 			for i < len(sql) && (isIdentStart(sql[i]) || (sql[i] >= '0' && sql[i] <= '9') || sql[i] == '$') {
@@ -668,22 +658,9 @@ func (p *sqlScanner) word(w string) bool {
 func (p *sqlScanner) ident() (string, bool) {
 	p.skipSpace()
 	if p.peek('"') {
-		var b strings.Builder
-		p.i++
-		for p.i < len(p.s) {
-			if p.s[p.i] == '"' {
-				if p.i+1 < len(p.s) && p.s[p.i+1] == '"' {
-					b.WriteByte('"')
-					p.i += 2
-					continue
-				}
-				p.i++
-				return b.String(), true
-			}
-			b.WriteByte(p.s[p.i])
-			p.i++
-		}
-		return "", false
+		ident, n, ok := schema.ScanQuoted(p.s[p.i:])
+		p.i += n
+		return ident, ok
 	}
 	start := p.i
 	for p.i < len(p.s) && (isIdentStart(p.s[p.i]) || (p.s[p.i] >= '0' && p.s[p.i] <= '9') || p.s[p.i] == '$') {

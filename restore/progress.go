@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dustin/go-humanize"
 )
 
 // progress shows, on a terminal, how far a restore is: bytes of the
@@ -64,7 +66,7 @@ func (p *progress) draw() {
 	done := p.bytes.Load()
 	el := time.Since(p.start)
 	rate := float64(done) / el.Seconds()
-	line := fmt.Sprintf("restoring %s: %s of %s read, %s/s", p.table, formatBytes(done), formatBytes(p.total), formatBytes(int64(rate)))
+	line := fmt.Sprintf("restoring %s: %s of %s read, %s/s", p.table, humanize.IBytes(uint64(done)), humanize.IBytes(uint64(p.total)), humanize.IBytes(uint64(rate)))
 	if rate > 0 && done < p.total {
 		eta := time.Duration(float64(p.total-done) / rate * float64(time.Second))
 		line += ", about " + eta.Round(time.Second).String() + " left"
@@ -79,16 +81,4 @@ func (p *progress) draw() {
 func (p *progress) finish() {
 	p.finished.Do(func() { close(p.stop) })
 	<-p.done
-}
-
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -209,6 +209,32 @@ func ParseName(s string) (schemaName, table string, err error) {
 	}
 }
 
+// ScanQuoted reads the double-quoted token at the start of s, SQL's quoted
+// identifier, in which "" stands for one quote. It returns the token
+// unquoted and the bytes it took, both quotes included; ok is false when s
+// does not start with a quote or the closing one is missing. It is lbt's
+// one reader of quoted identifiers (table names, --key, the SQL restore
+// rewrites).
+func ScanQuoted(s string) (text string, n int, ok bool) {
+	if s == "" || s[0] != '"' {
+		return "", 0, false
+	}
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		if s[i] != '"' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '"' {
+			b.WriteByte('"')
+			i++
+			continue
+		}
+		return b.String(), i + 1, true
+	}
+	return "", 0, false
+}
+
 func splitIdents(s string) ([]string, error) {
 	var parts []string
 	i := 0
@@ -218,26 +244,15 @@ func splitIdents(s string) ([]string, error) {
 		}
 		var part strings.Builder
 		if s[i] == '"' {
-			i++
-			for {
-				if i >= len(s) {
-					return nil, fmt.Errorf("unterminated quoted identifier")
-				}
-				if s[i] == '"' {
-					if i+1 < len(s) && s[i+1] == '"' {
-						part.WriteByte('"')
-						i += 2
-						continue
-					}
-					i++
-					break
-				}
-				part.WriteByte(s[i])
-				i++
+			ident, n, ok := ScanQuoted(s[i:])
+			if !ok {
+				return nil, fmt.Errorf("unterminated quoted identifier")
 			}
-			if part.Len() == 0 {
+			if ident == "" {
 				return nil, fmt.Errorf("zero-length quoted identifier")
 			}
+			part.WriteString(ident)
+			i += n
 		} else {
 			start := i
 			for i < len(s) && s[i] != '.' && s[i] != '"' {

@@ -53,3 +53,47 @@ func TestQuoteIdent(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseName: ParseName never panics, and a name it accepts, quoted
+// again by QuoteIdent, parses to the same schema and table.
+func FuzzParseName(f *testing.F) {
+	for _, s := range []string{"orders", "Sales.Orders", `"Sales"."Order ""Items"""`, `analytics."événements"`, `a.b.c`, `"unterminated`, `has space`, ``, `"".x`, `x.`, `."a"`, "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		schemaName, table, err := ParseName(s)
+		if err != nil {
+			return
+		}
+		if schemaName == "" || table == "" {
+			t.Fatalf("ParseName(%q) = %q, %q: an empty part", s, schemaName, table)
+		}
+		q := QuoteIdent(schemaName) + "." + QuoteIdent(table)
+		s2, t2, err := ParseName(q)
+		if err != nil || s2 != schemaName || t2 != table {
+			t.Fatalf("ParseName(%q) = %q, %q; quoted again as %s it reads %q, %q, %v", s, schemaName, table, q, s2, t2, err)
+		}
+	})
+}
+
+func TestScanQuoted(t *testing.T) {
+	tests := []struct {
+		in, text string
+		n        int
+		ok       bool
+	}{
+		{`"a"`, "a", 3, true},
+		{`"Order ""Items"""."x"`, `Order "Items"`, 17, true},
+		{`""`, "", 2, true},
+		{`"a""`, "", 0, false},
+		{`"unterminated`, "", 0, false},
+		{`bare`, "", 0, false},
+		{``, "", 0, false},
+	}
+	for _, tt := range tests {
+		text, n, ok := ScanQuoted(tt.in)
+		if text != tt.text || n != tt.n || ok != tt.ok {
+			t.Errorf("ScanQuoted(%q) = %q, %d, %v; want %q, %d, %v", tt.in, text, n, ok, tt.text, tt.n, tt.ok)
+		}
+	}
+}

@@ -73,7 +73,8 @@ func TestBackup_LBTConfigFileDrivesDaemon(t *testing.T) {
 }
 
 // A second daemon on the same archive refuses to start, with one line
-// that says why, and the first one keeps running.
+// that says why and exit status 11 (archive locked), and the first one
+// keeps running.
 func TestBackup_SecondDaemonOnSameArchiveRefuses(t *testing.T) {
 	c := pgtest.Shared(t)
 	dsn := c.NewDatabase(t)
@@ -82,7 +83,7 @@ func TestBackup_SecondDaemonOnSameArchiveRefuses(t *testing.T) {
 	p := lbtrun.Start(t, "backup", "--config", cfg)
 	waitArchived(t, c, dsn, dir)
 	code, out := lbtrun.Run(t, "backup", "--config", cfg)
-	if code == 0 || !strings.Contains(out, "in use by another lbt backup") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+	if code != 11 || !strings.Contains(out, "in use by another lbt backup") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
 		t.Fatalf("second daemon: exit %d, output:\n%s", code, out)
 	}
 	waitArchived(t, c, dsn, dir) // the first one still archives

@@ -227,7 +227,7 @@ func TestRepair_UndoBadTransaction(t *testing.T) {
 	// The first transaction is before the table's first basebackup: there
 	// is no old image to put back.
 	code, _, stderr = e.lbt("undo", "--xid", fmt.Sprint(first.xid))
-	if code != 1 || !strings.Contains(stderr, fmt.Sprintf("undo of transaction %d needs public.orders as it was just before it: cannot restore to that moment", first.xid)) ||
+	if code != 6 || !strings.Contains(stderr, fmt.Sprintf("undo of transaction %d needs public.orders as it was just before it: cannot restore to that moment", first.xid)) ||
 		!strings.Contains(stderr, "before the table's first basebackup") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("undo of a transaction before the first basebackup: exit %d, stderr %q", code, stderr)
 	}

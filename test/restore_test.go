@@ -372,7 +372,7 @@ func TestRestore_TargetsAndNames(t *testing.T) {
 }
 
 // lbt restore on the command line: the summary line, --sql -, --dry-run, a
-// one-line error, and exit status 3 when --verify finds the result differs
+// one-line error, exit status 6 for a moment it cannot restore, and exit status 3 when --verify finds the result differs
 // from the catalog's counts (here: a catalog tampered with), with nothing
 // left in the target.
 func TestRestore_Command(t *testing.T) {
@@ -410,6 +410,13 @@ func TestRestore_Command(t *testing.T) {
 	code, out = lbtrun.Run(t, "restore", "--config", config, "--table", "nosuch")
 	if code != 1 || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "not in the archive") {
 		t.Errorf("unknown table: exit %d, output:\n%s", code, out)
+	}
+
+	// A moment before the table's first basebackup: refused with one line
+	// and the documented status 6, not the 1 of a runtime failure.
+	code, out = lbtrun.Run(t, "restore", "--config", config, "--table", "t", "--lsn", "0/1", "--target-table", "early")
+	if code != 6 || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "cannot restore to that moment") {
+		t.Errorf("unrestorable moment: exit %d, want 6; output:\n%s", code, out)
 	}
 
 	// Tamper with the catalog: one delete fewer than the deltas hold.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"path/filepath"
 	"time"
@@ -46,7 +45,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	log.Debug("connecting to the source database", "conn", source.ConnLabel(pc))
 	conn, err := source.Connect(ctx, pc)
 	if err != nil {
-		return errors.New(cfg.RedactSecrets(err.Error()))
+		return cfg.RedactError(err)
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	conn.Close(closeCtx)
@@ -169,7 +168,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	if first != nil {
-		return errors.New(cfg.RedactSecrets(first.Error()))
+		return cfg.RedactError(first)
 	}
 	return nil
 }

@@ -101,9 +101,6 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 	for _, b := range bases {
 		fmt.Fprintf(g.stdout, "%s\tlsn %s\t%d rows\t%d bytes\t%s\n", b.Definition.Table.QualifiedName(), pglogrepl.LSN(b.LSN), b.Rows, b.Bytes, b.Path)
 	}
-	if errors.Is(err, dump.ErrNoTable) || errors.Is(err, dump.ErrNotPublished) {
-		return usageError{err}
-	}
 	return err
 }
 

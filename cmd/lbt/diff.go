@@ -7,8 +7,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/jackc/pglogrepl"
-
 	"lbt/repair"
 	"lbt/restore"
 )
@@ -46,11 +44,9 @@ func moment(side, at, lsn string, xid uint32, now time.Time) (restore.Options, e
 			return o, usageError{fmt.Errorf("--%s: %w", side, err)}
 		}
 	case lsn != "":
-		l, err := pglogrepl.ParseLSN(lsn)
-		if err != nil || l == 0 {
-			return o, usageError{fmt.Errorf("--%s-lsn %q: want a WAL position like 0/16B3748", side, lsn)}
+		if o.LSN, err = parseLSNFlag("--"+side+"-lsn", lsn); err != nil {
+			return o, err
 		}
-		o.LSN = uint64(l)
 	case xid != 0:
 		o.Xid = xid
 	}
@@ -76,10 +72,6 @@ func (cmd *diffCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer cat.Close()
 	r, err := repair.Diff(ctx, cat, opts)
-	var inputErr *repair.InputError
-	if errors.As(err, &inputErr) {
-		return usageError{err}
-	}
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+
+	"lbt/catalog"
+	"lbt/dump"
+	"lbt/inspect"
+	"lbt/repair"
+	"lbt/restore"
+	"lbt/setup"
 )
 
 // Exit statuses. They are the only place error kinds become numbers, and
@@ -14,6 +21,9 @@ const (
 	exitVerifyFailed  = 3   // a verification found the archive or a restore wrong
 	exitConflictsLeft = 4   // lbt undo: done, with conflicting rows left alone
 	exitNothingDone   = 5   // lbt undo --apply: conflicts, nothing applied
+	exitNotRestorable = 6   // the archive cannot restore to that moment
+	exitNotArchive    = 10  // archiveDir holds no lbt archive (restic's 10)
+	exitLocked        = 11  // another lbt holds the archive's lock (restic's 11)
 	exitInterrupted   = 130 // a second SIGINT or SIGTERM
 )
 
@@ -25,13 +35,21 @@ const exitStatusHelp = `Exit status:
     3    verification failed (verify, restore --verify)
     4    lbt undo: done, but rows that changed again were left alone
     5    lbt undo --apply: rows changed again, nothing applied
+    6    not restorable: the archive cannot restore the table to that
+         moment (in a gap or span, before its first basebackup, beyond
+         the archive); another moment may do
+    10   not an archive: archiveDir holds no lbt archive
+    11   archive locked: another lbt backup (or purge) holds it; try
+         again when it is done
     lbt status exits as a Nagios plugin: 0 OK, 1 WARNING, 2 CRITICAL,
          3 UNKNOWN (also for its usage errors); see lbt status --help
     130  interrupted: a second SIGINT or SIGTERM stops lbt at once
          (the first one shuts down cleanly)`
 
 // usageError marks an error of the command line or of the configuration:
-// something the operator has to change before trying again.
+// something the operator has to change before trying again. Packages'
+// errors of bad input (inspect's and repair's InputError, an unknown or
+// unpublished table, a role that is not superuser) are mapped in exitCode.
 type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
@@ -59,7 +77,9 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 const nagiosUnknown = 3
 
 // exitCode maps an error returned by command (its kong path, such as
-// "status") to the exit status.
+// "status") to the exit status. Packages declare the kinds (sentinel errors,
+// error types); this is the one place that gives them numbers. The chain of
+// err must be intact: redact with config.RedactError, wrap with %w.
 func exitCode(command string, err error) int {
 	if err == nil {
 		return exitOK
@@ -73,11 +93,20 @@ func exitCode(command string, err error) int {
 	}
 	var usage usageError
 	var verify verificationFailure
+	var inspectInput *inspect.InputError
+	var repairInput *repair.InputError
 	switch {
-	case errors.As(err, &usage):
+	case errors.As(err, &usage), errors.As(err, &inspectInput), errors.As(err, &repairInput),
+		errors.Is(err, dump.ErrNoTable), errors.Is(err, dump.ErrNotPublished), errors.Is(err, setup.ErrNotSuperuser):
 		return exitUsage
 	case errors.As(err, &verify) && verify.VerificationFailed():
 		return exitVerifyFailed
+	case errors.Is(err, restore.ErrNotRestorable):
+		return exitNotRestorable
+	case errors.Is(err, catalog.ErrNotArchive):
+		return exitNotArchive
+	case errors.Is(err, catalog.ErrLocked):
+		return exitLocked
 	default:
 		return exitFailure
 	}

@@ -68,10 +68,6 @@ func runInspect(ctx context.Context, g *Globals, format string, query func(*insp
 	in := inspect.New(ctx, arch.cat)
 	defer in.Close()
 	r, notes, err := query(in)
-	var inputErr *inspect.InputError
-	if errors.As(err, &inputErr) {
-		return usageError{err}
-	}
 	if err != nil {
 		return err
 	}
@@ -127,9 +123,9 @@ func (cmd *inspectTxCmd) Validate() error {
 func (cmd *inspectTxCmd) Run(ctx context.Context, g *Globals) error {
 	opts := inspect.TxOptions{Xid: cmd.XID}
 	if cmd.LSN != "" {
-		lsn, err := inspect.ParseLSN(cmd.LSN)
+		lsn, err := parseLSNFlag("--lsn", cmd.LSN)
 		if err != nil {
-			return usageError{fmt.Errorf("--lsn: %w", err)}
+			return err
 		}
 		opts.LSN = lsn
 	}

@@ -13,10 +13,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
+
+	"lbt/config"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=1.2.3".
@@ -138,11 +142,27 @@ func newParser(ctx context.Context, c *cli, stdout, stderr io.Writer) *kong.Kong
 		kong.BindTo(ctx, (*context.Context)(nil)),
 		kong.Bind(&c.Globals),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		// Duration flags read what config keys read: 15m, 1d12h.
+		kong.TypeMapper(reflect.TypeOf(time.Duration(0)), kong.MapperFunc(decodeDuration)),
 	)
 	if err != nil {
 		panic("lbt: building the command line: " + err.Error())
 	}
 	return parser
+}
+
+// decodeDuration reads a duration flag with config.ParseDuration.
+func decodeDuration(ctx *kong.DecodeContext, target reflect.Value) error {
+	var s string
+	if err := ctx.Scan.PopValueInto("duration", &s); err != nil {
+		return err
+	}
+	d, err := config.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("expected a duration like 15m, 2h or 1d12h, not %q", s)
+	}
+	target.SetInt(int64(d))
+	return nil
 }
 
 // oneLine joins the lines of a multi-line message, such as pgconn's errors

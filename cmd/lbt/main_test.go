@@ -9,6 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"lbt/catalog"
+	"lbt/config"
+	"lbt/dump"
+	"lbt/inspect"
+	"lbt/repair"
+	"lbt/restore"
+	"lbt/setup"
 )
 
 // isolateEnv keeps the LBT_* and PG* variables of whoever runs the tests out
@@ -59,6 +67,9 @@ func TestRun(t *testing.T) {
 	valid := writeFile(t, "archiveDir: /tmp/lbt-test-archive\n")
 	unknownKey := writeFile(t, "archiveDir: /a\nslotname: s\nfsynk: true\n")
 	noArchive := writeFile(t, "slotname: s\n")
+	emptyDir := t.TempDir()
+	empty := writeFile(t, "archiveDir: "+emptyDir+"\n")
+	notArchive := fmt.Sprintf("not an lbt archive: %s has no catalog.db (is archiveDir right? lbt backup creates it)", emptyDir)
 
 	tests := []struct {
 		name   string
@@ -90,6 +101,13 @@ func TestRun(t *testing.T) {
 		{name: "invalid config", args: []string{"backup", "--check-config", "--config", noArchive}, code: 2,
 			stderr: "lbt backup: invalid configuration: archiveDir is required (set it in the config file or with LBT_ARCHIVE_DIR)"},
 		{name: "check config", args: []string{"backup", "--check-config", "-c", valid}, code: 0, stdout: "tempDir: /tmp/lbt-test-archive/tmp\n"},
+		{name: "LSN with a tail", args: []string{"restore", "-c", empty, "--table", "t", "--lsn", "0/1/2"}, code: 2,
+			stderr: `lbt restore: --lsn "0/1/2": want a WAL position like 0/16B3748`},
+		{name: "inspect LSN as restore's", args: []string{"inspect", "tx", "-c", empty, "--lsn", "0/100000000"}, code: 2,
+			stderr: `lbt inspect tx: --lsn "0/100000000": want a WAL position like 0/16B3748`},
+		{name: "restore from no archive", args: []string{"restore", "-c", empty, "--table", "t", "--sql", "-"}, code: 10, stderr: "lbt restore: " + notArchive},
+		{name: "inspect no archive", args: []string{"inspect", "tables", "-c", empty}, code: 10, stderr: "lbt inspect tables: " + notArchive},
+		{name: "verify no archive", args: []string{"verify", "-c", empty}, code: 10, stderr: "lbt verify: " + notArchive},
 	}
 	for _, cmd := range [][]string{
 		{"basebackup", "--all"},
@@ -300,6 +318,17 @@ func TestExitCode(t *testing.T) {
 		{"backup", usageError{errors.New("bad key")}, 2},
 		{"restore", fmt.Errorf("load: %w", usageError{errors.New("bad key")}), 2},
 		{"verify", fmt.Errorf("verify: %w", mismatch{}), 3},
+		// Kinds keep their status through wrapping and redaction.
+		{"restore", config.Default().RedactError(fmt.Errorf("plan: %w", restore.ErrNotRestorable)), 6},
+		{"undo", fmt.Errorf("undo of transaction 7: %w", restore.ErrNotRestorable), 6},
+		{"inspect tables", fmt.Errorf("%w: /a has no catalog.db", catalog.ErrNotArchive), 10},
+		{"backup", fmt.Errorf("%w: /a is in use", catalog.ErrLocked), 11},
+		{"purge", fmt.Errorf("purge: %w", catalog.ErrLocked), 11},
+		// Packages' bad-input errors are usage errors.
+		{"inspect history", fmt.Errorf("history: %w", &inspect.InputError{Msg: "--key: no such column"}), 2},
+		{"undo", &repair.InputError{Msg: "transaction 7 is not in the archive"}, 2},
+		{"basebackup", fmt.Errorf("basebackup: %w", dump.ErrNoTable), 2},
+		{"setup", fmt.Errorf("setup: %w", setup.ErrNotSuperuser), 2},
 		// lbt status speaks Nagios: its states are its statuses, and
 		// anything that kept it from judging is UNKNOWN.
 		{"status", exitStatus(2), 2},

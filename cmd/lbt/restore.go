@@ -85,21 +85,17 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 			return usageError{fmt.Errorf("--until: %w", err)}
 		}
 	case cmd.LSN != "":
-		lsn, err := pglogrepl.ParseLSN(cmd.LSN)
-		if err != nil || lsn == 0 {
-			return usageError{fmt.Errorf("--lsn %q: want a WAL position like 0/16B3748", cmd.LSN)}
+		if opts.LSN, err = parseLSNFlag("--lsn", cmd.LSN); err != nil {
+			return err
 		}
-		opts.LSN = uint64(lsn)
 	case cmd.XID != 0:
 		opts.Xid = cmd.XID
 	}
 	var beforeLSN uint64
 	if cmd.BeforeLSN != "" {
-		lsn, err := pglogrepl.ParseLSN(cmd.BeforeLSN)
-		if err != nil || lsn == 0 {
-			return usageError{fmt.Errorf("--before-lsn %q: want a WAL position like 0/16B3748", cmd.BeforeLSN)}
+		if beforeLSN, err = parseLSNFlag("--before-lsn", cmd.BeforeLSN); err != nil {
+			return err
 		}
-		beforeLSN = uint64(lsn)
 	}
 
 	// stdout carries the script with --sql -, so messages go to stderr then.
@@ -110,7 +106,7 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		if cmd.TargetDSN != "" {
 			pc, err := pgconn.ParseConfig(cmd.TargetDSN)
 			if err != nil {
-				return usageError{fmt.Errorf("--target-dsn: %s", cfg.RedactSecrets(err.Error()))}
+				return usageError{fmt.Errorf("--target-dsn: %w", cfg.RedactError(err))}
 			}
 			if _, ok := pc.RuntimeParams["application_name"]; !ok {
 				pc.RuntimeParams["application_name"] = "lbt"
@@ -155,13 +151,9 @@ func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	res, err := restore.Run(ctx, cat, opts)
-	var verr *restore.VerificationError
-	if errors.As(err, &verr) {
-		return err // exit status 3
-	}
 	if err != nil {
 		// A connection error may quote the target DSN.
-		return errors.New(cfg.RedactSecrets(err.Error()))
+		return cfg.RedactError(err)
 	}
 	if script != nil {
 		if err := script.Sync(); err != nil {

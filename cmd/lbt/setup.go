@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -37,7 +36,7 @@ func (cmd *setupCmd) Run(ctx context.Context, g *Globals) error {
 	log.Debug("connecting to the source database", "conn", server)
 	conn, err := source.Connect(ctx, pc)
 	if err != nil {
-		return errors.New(cfg.RedactSecrets(err.Error()))
+		return cfg.RedactError(err)
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -57,9 +56,6 @@ func (cmd *setupCmd) Run(ctx context.Context, g *Globals) error {
 		res, err = setup.Remove(ctx, conn, opts)
 	default:
 		res, err = setup.Install(ctx, conn, opts)
-	}
-	if errors.Is(err, setup.ErrNotSuperuser) {
-		return usageError{err}
 	}
 	if err != nil {
 		return err

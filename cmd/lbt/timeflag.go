@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+
+	"lbt/catalog"
+	"lbt/config"
 )
 
 // parseTimeFlag reads a moment given on the command line: RFC 3339;
@@ -49,25 +52,24 @@ func parseTimeFlag(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("time %q: use RFC 3339 (2026-11-21T14:03:00Z), 'YYYY-MM-DD HH:MM:SS[.frac][+zone]' or a relative time like -2h", s)
 }
 
-// parseRelative reads a Go duration, also with days (1d, 1d12h).
-func parseRelative(s string) (time.Duration, error) {
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		var n int
-		if _, err := fmt.Sscanf(s[:i], "%d", &n); err != nil || fmt.Sprint(n) != s[:i] {
-			return 0, fmt.Errorf("bad number of days %q", s[:i])
-		}
-		days = time.Duration(n) * 24 * time.Hour
-		s = s[i+1:]
-		if s == "" {
-			return days, nil
-		}
+// parseLSNFlag reads the WAL position given to flag (--lsn, --before-lsn):
+// as PostgreSQL writes it, and not 0/0, which no transaction ends at.
+func parseLSNFlag(flag, s string) (uint64, error) {
+	lsn, err := catalog.ParseLSN(s)
+	if err != nil || lsn == 0 {
+		return 0, usageError{fmt.Errorf("%s %q: want a WAL position like 0/16B3748", flag, s)}
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
+	return lsn, nil
+}
+
+// parseRelative reads the duration of a relative time, as config keys
+// write durations (2h, 90m, 1d12h).
+func parseRelative(s string) (time.Duration, error) {
+	d, err := config.ParseDuration(s)
+	if err != nil || d < 0 || strings.HasPrefix(s, "+") {
 		return 0, fmt.Errorf("bad relative time (want e.g. -2h, -90m, -1d)")
 	}
-	return days + d, nil
+	return d, nil
 }
 
 // timeArg is the value of a flag that takes a moment (--until, --since).

@@ -96,3 +96,25 @@ func TestTimeFlags_EveryCommand(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseTimeFlag: parseTimeFlag never panics, refuses with an error
+// naming the value, and a relative time is never after now.
+func FuzzParseTimeFlag(f *testing.F) {
+	for _, s := range []string{"2026-11-20T14:03:00Z", "2026-11-20 14:03:00.25", "2026-11-20 14:03:00+05:30", "2026-11-20",
+		"2026-11-20 14:03 CET", "-2h", "-1d12h", "-1.5d", "-d", "-0d", "-9999999999d", "-1d-1h", "now", "yesterday", "", "-"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 21, 14, 3, 0, 0, time.FixedZone("CET", 3600))
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseTimeFlag(s, now)
+		if err != nil {
+			if strings.TrimSpace(s) != "" && !strings.Contains(err.Error(), "time ") {
+				t.Fatalf("parseTimeFlag(%q): error %q does not name the time", s, err)
+			}
+			return
+		}
+		if strings.HasPrefix(strings.TrimSpace(s), "-") && got.After(now) {
+			t.Fatalf("parseTimeFlag(%q) = %v, after now %v", s, got, now)
+		}
+	})
+}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -72,11 +71,9 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.logger(cfg)
 	opts := repair.Options{Xid: cmd.XID, Role: cmd.Actor, Application: cmd.Application, Table: cmd.Table, Logger: log}
 	if cmd.LSN != "" {
-		lsn, err := pglogrepl.ParseLSN(cmd.LSN)
-		if err != nil || lsn == 0 {
-			return usageError{fmt.Errorf("--lsn %q: want a WAL position like 0/16B3748", cmd.LSN)}
+		if opts.LSN, err = parseLSNFlag("--lsn", cmd.LSN); err != nil {
+			return err
 		}
-		opts.LSN = uint64(lsn)
 	}
 	now := time.Now()
 	if cmd.Since != "" {
@@ -96,7 +93,7 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	if cmd.Apply {
 		if cmd.TargetDSN != "" {
 			if target, err = pgconn.ParseConfig(cmd.TargetDSN); err != nil {
-				return usageError{fmt.Errorf("--target-dsn: %s", cfg.RedactSecrets(err.Error()))}
+				return usageError{fmt.Errorf("--target-dsn: %w", cfg.RedactError(err))}
 			}
 			if _, ok := target.RuntimeParams["application_name"]; !ok {
 				target.RuntimeParams["application_name"] = "lbt"
@@ -117,10 +114,6 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	defer in.Close()
 	plan, err := repair.Undo(ctx, cat, in, opts)
-	var inputErr *repair.InputError
-	if errors.As(err, &inputErr) {
-		return usageError{err}
-	}
 	if err != nil {
 		return err
 	}
@@ -161,7 +154,7 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	cc.Config = *target.Copy()
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return errors.New(cfg.RedactSecrets(fmt.Sprintf("target: %v", err)))
+		return cfg.RedactError(fmt.Errorf("target: %w", err))
 	}
 	defer conn.Close(context.Background())
 	mode := repair.ApplyAll
@@ -173,7 +166,7 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	res, err := plan.Apply(ctx, conn, mode)
 	if err != nil {
-		return errors.New(cfg.RedactSecrets(err.Error()))
+		return cfg.RedactError(err)
 	}
 	for _, c := range res.Target {
 		fmt.Fprintf(g.stderr, "conflict: %s\n", c)

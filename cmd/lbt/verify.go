@@ -87,7 +87,7 @@ func (cmd *verifyCmd) Run(ctx context.Context, g *Globals) error {
 			}
 		}
 		if err != nil {
-			return errors.New(cfg.RedactSecrets(err.Error()))
+			return cfg.RedactError(err)
 		}
 		if err := restore.CheckRehearsals(rs); err != nil {
 			return err
