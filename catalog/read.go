@@ -254,15 +254,40 @@ func (c *Catalog) Blobs(ctx context.Context, tableID int64, fromLSN, toLSN uint6
 	return out, rows.Err()
 }
 
-// BlobByID returns one blob's record.
+// BlobByID returns one blob's record. Its query is prepared once: a history
+// asks it for each transaction it reads.
 func (c *Catalog) BlobByID(ctx context.Context, id int64) (Blob, error) {
-	row := c.db.QueryRowContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
+	row := c.queryRow(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
 		FROM blob WHERE id = ?`, id)
 	b, err := scanBlob(row)
 	if err != nil {
 		return b, fmt.Errorf("catalog blob %d: %w", id, err)
 	}
 	return b, nil
+}
+
+// TxBlob returns the id of the first of the table's blobs after blob after
+// (0: from the first) whose LSN range ends at or after commitLSN, and its
+// first LSN: when that is at most commitLSN, the blob holds changes of the
+// transaction that committed at commitLSN, and a large one continues in the
+// next such blobs. ok is false when there is none. Its queries are prepared
+// once: a history asks them for each transaction it reads.
+func (c *Catalog) TxBlob(ctx context.Context, tableID int64, commitLSN uint64, after int64) (id int64, firstLSN uint64, ok bool, err error) {
+	var first int64
+	if after == 0 {
+		err = c.queryRow(ctx, `SELECT id, first_lsn FROM blob WHERE table_id = ? AND last_lsn >= ? ORDER BY last_lsn, id LIMIT 1`,
+			tableID, clampLSN(commitLSN)).Scan(&id, &first)
+	} else {
+		err = c.queryRow(ctx, `SELECT id, first_lsn FROM blob WHERE table_id = ? AND last_lsn >= ? AND id > ? ORDER BY last_lsn, id LIMIT 1`,
+			tableID, clampLSN(commitLSN), after).Scan(&id, &first)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, false, nil
+	}
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("catalog blobs of table %d at %s: %w", tableID, FormatLSN(commitLSN), err)
+	}
+	return id, uint64(first), true, nil
 }
 
 type scanner interface{ Scan(...any) error }

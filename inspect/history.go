@@ -217,23 +217,3 @@ func (in *Inspector) tableTxCounts(ctx context.Context, tableID int64, rng Range
 	})
 	return out, err
 }
-
-func (in *Inspector) queryTxMeta(ctx context.Context, q string, args ...any) ([]txMeta, error) {
-	rows, err := in.db().QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("catalog transactions: %w", err)
-	}
-	defer rows.Close()
-	var out []txMeta
-	for rows.Next() {
-		var lsn, xid, us int64
-		if err := rows.Scan(&lsn, &xid, &us); err != nil {
-			return nil, fmt.Errorf("catalog transactions: %w", err)
-		}
-		out = append(out, txMeta{lsn: uint64(lsn), xid: uint32(xid), time: catalog.FromMicros(us)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog transactions: %w", err)
-	}
-	return out, nil
-}
