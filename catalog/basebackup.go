@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -248,4 +249,15 @@ func (c *Catalog) ForgetPendingBasebackup(ctx context.Context, path string) erro
 		return fmt.Errorf("catalog pending basebackup %s: %w", path, err)
 	}
 	return nil
+}
+
+// NewestBasebackupLSN returns the greatest consistent point of the
+// basebackups of any table that finished at or before t; ok is false when
+// none did.
+func (c *Catalog) NewestBasebackupLSN(ctx context.Context, t time.Time) (lsn uint64, ok bool, err error) {
+	var v sql.NullInt64
+	if err := c.db.QueryRowContext(ctx, `SELECT max(lsn) FROM basebackup WHERE finished_at <= ?`, Micros(t)).Scan(&v); err != nil {
+		return 0, false, fmt.Errorf("catalog basebackups: %w", err)
+	}
+	return uint64(v.Int64), v.Valid, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"lbt/schema"
 	"lbt/storage"
@@ -64,6 +65,38 @@ func (c *Catalog) Position(ctx context.Context) (p Position, ok bool, err error)
 	}
 	p.EndLSN, p.CommitLSN, p.CommitTime = uint64(endLSN), uint64(commitLSN), FromMicros(commitTime)
 	return p, true, nil
+}
+
+// PositionUpdatedAt returns when the daemon last recorded its position: at
+// each flush, and when the stream tells it that nothing happened, so the
+// archive is complete up to the later of this and the last commit.
+func (c *Catalog) PositionUpdatedAt(ctx context.Context) (time.Time, error) {
+	var us int64
+	if err := c.db.QueryRowContext(ctx, `SELECT updated_at FROM position WHERE id = 1`).Scan(&us); err != nil {
+		return time.Time{}, fmt.Errorf("catalog position: %w", err)
+	}
+	return FromMicros(us), nil
+}
+
+// TableLastChange returns the commit LSN and time of the table's last
+// archived change; both are zero when none is recorded.
+func (c *Catalog) TableLastChange(ctx context.Context, tableID int64) (lsn uint64, at time.Time, err error) {
+	var l, t sql.NullInt64
+	err = c.db.QueryRowContext(ctx, `SELECT last_change_lsn, last_change_time FROM table_state WHERE table_id = ?`, tableID).Scan(&l, &t)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, at, fmt.Errorf("catalog table state %d: %w", tableID, err)
+	}
+	return uint64(l.Int64), microsOrZero(t.Int64), nil
+}
+
+// PurgedBefore returns the LSN before which purge removed the table's
+// deltas; 0 when it removed none.
+func (c *Catalog) PurgedBefore(ctx context.Context, tableID int64) (uint64, error) {
+	var lsn sql.NullInt64
+	if err := c.db.QueryRowContext(ctx, `SELECT max(before_lsn) FROM purge_log WHERE table_id = ?`, tableID).Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("catalog purge log: %w", err)
+	}
+	return uint64(lsn.Int64), nil
 }
 
 // Epochs lists the archive's epochs, oldest first.
