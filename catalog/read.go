@@ -177,6 +177,40 @@ func (w *Writer) TableByOID(oid uint32) (id int64, latest SchemaVersion, ok bool
 	return id, versions[len(versions)-1], true, nil
 }
 
+// NewestTableID returns the id of the newest catalog table with the source
+// OID, dropped or not; ok is false when there is none.
+func (c *Catalog) NewestTableID(ctx context.Context, oid uint32) (id int64, ok bool, err error) {
+	return newestTableID(ctx, c.db, oid)
+}
+
+// NewestTableID is Catalog.NewestTableID inside the write transaction.
+func (w *Writer) NewestTableID(oid uint32) (id int64, ok bool, err error) {
+	if err := w.open(); err != nil {
+		return 0, false, err
+	}
+	return newestTableID(w.ctx, w.tx, oid)
+}
+
+func newestTableID(ctx context.Context, q rowQuerier, oid uint32) (id int64, ok bool, err error) {
+	err = q.QueryRowContext(ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("catalog table by oid %d: %w", oid, err)
+	}
+	return id, true, nil
+}
+
+// SegmentChanges returns how many changes the blobs in a segment hold.
+func (c *Catalog) SegmentChanges(ctx context.Context, segmentID int64) (int64, error) {
+	var n int64
+	if err := c.db.QueryRowContext(ctx, `SELECT coalesce(sum(changes), 0) FROM blob WHERE segment_id = ?`, segmentID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("catalog segment %d: %w", segmentID, err)
+	}
+	return n, nil
+}
+
 // SchemaVersions returns, inside the write transaction, every version of
 // a table's definition, oldest first.
 func (w *Writer) SchemaVersions(tableID int64) ([]SchemaVersion, error) {
