@@ -466,33 +466,6 @@ func (s *BlobSource) Open(ids ...int64) error {
 	return nil
 }
 
-// EachChange calls fn with every change in blobs, in order, reading and
-// checking each blob once. The change's tuples are valid only during fn.
-func (s *BlobSource) EachChange(blobs []Blob, fn func(Blob, Change) error) error {
-	var buf []byte
-	for _, b := range blobs {
-		raw, err := s.Read(b, buf)
-		if err != nil {
-			return err
-		}
-		buf = raw
-		r := NewRecordReader(raw, b.Schema)
-		for {
-			ch, ok, err := r.Next()
-			if err != nil {
-				return fmt.Errorf("blob %d in %s: %w", b.ID, SegmentName(b.SegmentID), err)
-			}
-			if !ok {
-				break
-			}
-			if err := fn(b, ch); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // Close closes the segment files.
 func (s *BlobSource) Close() error {
 	s.mu.Lock()

@@ -137,38 +137,21 @@ func (in *Inspector) eachTableChange(ctx context.Context, tableID int64, txs []t
 		return err
 	}
 	next := 0 // txs[next] is the transaction of the current record or a later one
-	for _, b := range blobs {
-		raw, err := in.src.Read(b, nil)
+	for ch, err := range in.src.Changes(blobs, catalog.Filter{Keys: keys}) {
 		if err != nil {
 			return err
 		}
-		r := catalog.NewRecordReader(raw, b.Schema)
-		for {
-			var ch catalog.Change
-			var ok bool
-			if keys != nil {
-				ch, ok, err = r.NextKey(0, keys)
-			} else {
-				ch, ok, err = r.Next()
-			}
-			if err != nil {
-				return fmt.Errorf("blob %d: %w", b.ID, err)
-			}
-			if !ok {
-				break
-			}
-			for next < len(txs) && txs[next].lsn < ch.CommitLSN {
-				next++
-			}
-			if next == len(txs) {
-				return nil
-			}
-			if txs[next].lsn != ch.CommitLSN {
-				continue
-			}
-			if err := fn(txs[next], ch); err != nil {
-				return err
-			}
+		for next < len(txs) && txs[next].lsn < ch.CommitLSN {
+			next++
+		}
+		if next == len(txs) {
+			return nil
+		}
+		if txs[next].lsn != ch.CommitLSN {
+			continue
+		}
+		if err := fn(txs[next], ch); err != nil {
+			return err
 		}
 	}
 	return nil

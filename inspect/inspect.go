@@ -223,25 +223,11 @@ func (in *Inspector) eachTxChange(ctx context.Context, tableID int64, lsn uint64
 		if err != nil {
 			return err
 		}
-		r := catalog.NewRecordReader(raw, b.Schema)
-		for {
-			var ch catalog.Change
-			var ok bool
-			if keys != nil {
-				ch, ok, err = r.NextKey(lsn, keys)
-			} else {
-				ch, ok, err = r.Next()
-			}
+		for ch, err := range catalog.Changes(b, raw, catalog.Filter{CommitLSN: lsn, Keys: keys}) {
 			if err != nil {
-				return fmt.Errorf("blob %d: %w", b.ID, err)
+				return err
 			}
-			if !ok || ch.CommitLSN > lsn {
-				break
-			}
-			if ch.CommitLSN < lsn {
-				continue
-			}
-			if err := fn(place{seq, r.Pos()}, ch); err != nil {
+			if err := fn(place{seq, ch.End}, ch); err != nil {
 				return err
 			}
 		}
@@ -265,7 +251,7 @@ func (in *Inspector) eachTxChange(ctx context.Context, tableID int64, lsn uint64
 // place is where a record is among a transaction's records.
 type place struct {
 	blob int // index among the transaction's blobs
-	pos  int // catalog.RecordReader.Pos after it
+	pos  int // catalog.Change.End
 }
 
 func (p place) after(q place) bool { return p.blob > q.blob || p.blob == q.blob && p.pos > q.pos }
