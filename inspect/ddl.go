@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"lbt/catalog"
 	"lbt/schema"
 )
 
@@ -309,4 +312,32 @@ func identityName(b byte) string {
 		return "USING INDEX"
 	}
 	return "unknown"
+}
+
+// Write writes the schema changes in format f.
+func (r *DDLReport) Write(w io.Writer, f Format) error { return writeRows(w, f, ddlColumns, r.Events) }
+
+// ddlColumns are the fields of a ddl report, in every format.
+var ddlColumns = []column[DDLEvent]{
+	timeColumn("time", "TIME", func(e DDLEvent) time.Time { return e.Time }),
+	intColumn("xid", "XID", func(e DDLEvent) int64 { return int64(e.Xid) }).withCell(func(e DDLEvent) string {
+		if e.Xid == 0 {
+			return "-"
+		}
+		return strconv.FormatUint(uint64(e.Xid), 10)
+	}),
+	textColumn("lsn", "LSN", func(e DDLEvent) string { return catalog.FormatLSN(e.LSN) }),
+	textColumn("table", "TABLE", func(e DDLEvent) string { return e.Table }),
+	textColumn("source", "", func(e DDLEvent) string { return e.Source }),
+	textColumn("change", "CHANGE", func(e DDLEvent) string { return e.Change }),
+	textColumn("detail", "", func(e DDLEvent) string { return e.Detail }),
+	textColumn("query", "", func(e DDLEvent) string { return e.Query }),
+	actorColumn(func(e DDLEvent) Actor { return e.Actor }),
+	// The statement when one was captured, on one line; else what changed.
+	{head: "DETAIL", text: func(e DDLEvent) string {
+		if e.Query != "" {
+			return strings.Join(strings.Fields(e.Query), " ")
+		}
+		return e.Detail
+	}},
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -83,6 +84,36 @@ func TestReportFormats(t *testing.T) {
 			if !bytes.Equal(b.Bytes(), want) {
 				t.Errorf("%s in %s:\n%s\nwant (%s):\n%s", r.name, f, b.Bytes(), path, want)
 			}
+		}
+	}
+}
+
+// Each report's columns are one spec for its three formats: every column
+// says how each format it is in writes it, and no name or heading repeats.
+func TestReportColumns(t *testing.T) {
+	checkColumns(t, "changes", (&ChangesReport{}).columns())
+	checkColumns(t, "tables", tableColumns)
+	checkColumns(t, "ddl", ddlColumns)
+}
+
+func checkColumns[T any](t *testing.T, report string, cols []column[T]) {
+	t.Helper()
+	seen := map[string]bool{}
+	for i, c := range cols {
+		if c.name == "" && c.head == "" {
+			t.Errorf("%s: column %d is in no format", report, i)
+		}
+		if c.text == nil && c.actor == nil {
+			t.Errorf("%s: column %q %q has no text", report, c.name, c.head)
+		}
+		for _, k := range []string{"name " + c.name, "heading " + c.head} {
+			if strings.HasSuffix(k, " ") {
+				continue
+			}
+			if seen[k] {
+				t.Errorf("%s: %s twice", report, k)
+			}
+			seen[k] = true
 		}
 	}
 }

@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 
 	"lbt/catalog"
@@ -200,3 +201,6 @@ func (in *Inspector) tableTxCounts(ctx context.Context, tableID int64, rng Range
 	})
 	return out, err
 }
+
+// Write writes the history in format f.
+func (h *History) Write(w io.Writer, f Format) error { return writeChanges(w, f, h.Changes) }

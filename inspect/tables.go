@@ -2,7 +2,12 @@ package inspect
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"strings"
 	"time"
+
+	"lbt/catalog"
 )
 
 // TableInfo is what the archive holds of one table.
@@ -78,4 +83,64 @@ func (in *Inspector) Tables(ctx context.Context) (*TablesReport, error) {
 		t.NewestBasebackup = tt.NewestBasebackup
 	}
 	return r, nil
+}
+
+// Write writes the tables in format f.
+func (r *TablesReport) Write(w io.Writer, f Format) error {
+	return writeRows(w, f, tableColumns, r.Tables)
+}
+
+// tableColumns are the fields of a tables report, in every format.
+var tableColumns = []column[TableInfo]{
+	textColumn("table", "TABLE", func(t TableInfo) string { return t.Name }).withCell(func(t TableInfo) string {
+		if len(t.FormerNames) > 0 {
+			return t.Name + " (was " + strings.Join(t.FormerNames, ", ") + ")"
+		}
+		return t.Name
+	}),
+	intColumn("table_id", "", func(t TableInfo) int64 { return t.ID }),
+	intColumn("oid", "", func(t TableInfo) int64 { return int64(t.OID) }),
+	{name: "former_names",
+		text: func(t TableInfo) string { return strings.Join(t.FormerNames, " ") },
+		json: func(t TableInfo) any {
+			if t.FormerNames == nil {
+				return []string{}
+			}
+			return t.FormerNames
+		}},
+	intColumn("schema_versions", "", func(t TableInfo) int64 { return int64(t.SchemaVersions) }),
+	intColumn("basebackups", "BASEBACKUPS", func(t TableInfo) int64 { return int64(t.Basebackups) }),
+	timeColumn("newest_basebackup", "NEWEST BASEBACKUP", func(t TableInfo) time.Time { return t.NewestBasebackup }).withCell(func(t TableInfo) string {
+		if t.Basebackups == 0 {
+			return "-"
+		}
+		return formatTime(t.NewestBasebackup)
+	}),
+	{name: "newest_basebackup_lsn",
+		text: func(t TableInfo) string {
+			if t.Basebackups == 0 {
+				return ""
+			}
+			return catalog.FormatLSN(t.NewestBasebackupLSN)
+		},
+		json: func(t TableInfo) any {
+			if t.Basebackups == 0 {
+				return nil
+			}
+			return catalog.FormatLSN(t.NewestBasebackupLSN)
+		}},
+	intColumn("transactions", "TXS", func(t TableInfo) int64 { return t.Transactions }),
+	intColumn("inserts", "", func(t TableInfo) int64 { return t.Inserts }),
+	intColumn("updates", "", func(t TableInfo) int64 { return t.Updates }),
+	intColumn("deletes", "", func(t TableInfo) int64 { return t.Deletes }),
+	intColumn("truncates", "", func(t TableInfo) int64 { return t.Truncates }),
+	{head: "INS/UPD/DEL/TRUNC", text: func(t TableInfo) string {
+		return fmt.Sprintf("%d/%d/%d/%d", t.Inserts, t.Updates, t.Deletes, t.Truncates)
+	}},
+	timeColumn("first_change", "FIRST CHANGE", func(t TableInfo) time.Time { return t.FirstChange }),
+	timeColumn("last_change", "LAST CHANGE", func(t TableInfo) time.Time { return t.LastChange }),
+	intColumn("blobs", "", func(t TableInfo) int64 { return t.Blobs }),
+	intColumn("delta_bytes", "", func(t TableInfo) int64 { return t.DeltaBytes }),
+	intColumn("basebackup_bytes", "", func(t TableInfo) int64 { return t.BasebackupBytes }),
+	intColumn("bytes", "SIZE", TableInfo.Bytes).withCell(func(t TableInfo) string { return formatBytes(t.Bytes()) }),
 }

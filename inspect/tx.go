@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -276,4 +277,50 @@ func (f changeFilter) text() string {
 		return ""
 	}
 	return " " + strings.Join(parts, ", ")
+}
+
+// Write writes the transactions in format f.
+func (r *TxReport) Write(w io.Writer, f Format) error {
+	var all []Change
+	for _, t := range r.Txs {
+		all = append(all, t.Changes...)
+	}
+	if f == FormatTable {
+		ew := &errWriter{w: w}
+		for i, t := range r.Txs {
+			if i > 0 {
+				ew.printf("\n")
+			}
+			ew.printf("transaction xid %d, commit LSN %s (end %s), committed %s, by %s", t.Xid, catalog.FormatLSN(t.LSN), catalog.FormatLSN(t.EndLSN), formatTime(t.Time), t.Actor)
+			if t.Origin != "" {
+				ew.printf(", origin %s", t.Origin)
+			}
+			ew.printf(": %d changes\n", len(t.Changes))
+			if ew.err == nil {
+				ew.err = writeChanges(w, f, t.Changes)
+			}
+		}
+		return ew.err
+	}
+	return writeChanges(w, f, all)
+}
+
+// Write writes the transactions in format f.
+func (r *ChangesReport) Write(w io.Writer, f Format) error {
+	return writeRows(w, f, r.columns(), r.Txs)
+}
+
+// columns are the fields of a changes report, in every format.
+func (r *ChangesReport) columns() []column[TxSummary] {
+	return []column[TxSummary]{
+		textColumn("time", "TIME", func(s TxSummary) string { return formatTime(s.Time) }),
+		intColumn("xid", "XID", func(s TxSummary) int64 { return int64(s.Xid) }),
+		textColumn("lsn", "LSN", func(s TxSummary) string { return catalog.FormatLSN(s.LSN) }),
+		textColumn("table", "", func(TxSummary) string { return r.Table }),
+		intColumn("inserts", "INSERTS", func(s TxSummary) int64 { return int64(s.Inserts) }),
+		intColumn("updates", "UPDATES", func(s TxSummary) int64 { return int64(s.Updates) }),
+		intColumn("deletes", "DELETES", func(s TxSummary) int64 { return int64(s.Deletes) }),
+		intColumn("truncates", "TRUNCATES", func(s TxSummary) int64 { return int64(s.Truncates) }),
+		actorColumn(func(s TxSummary) Actor { return s.Actor }),
+	}
 }
