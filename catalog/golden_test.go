@@ -81,12 +81,11 @@ func TestGolden(t *testing.T) {
 	src := catalog.NewBlobSource(ctx, cat.Store())
 	defer src.Close()
 	var changes []string
-	err = src.EachChange(blobs, func(_ catalog.Blob, c catalog.Change) error {
+	for c, err := range src.Changes(blobs, catalog.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		changes = append(changes, describeChange(c))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	wantChanges := []string{
 		`I new=('1','apple','5')`,

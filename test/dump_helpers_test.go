@@ -279,18 +279,17 @@ func applyFrom(t *testing.T, cat *catalog.Catalog, tableID int64, base catalog.B
 	}
 	src := catalog.NewBlobSource(ctx, cat.Store())
 	defer src.Close()
-	err = src.EachChange(blobs, func(_ catalog.Blob, ch catalog.Change) error {
+	for ch, err := range src.Changes(blobs, catalog.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		if ch.CommitLSN < base.LSN || ch.CommitLSN > upTo {
-			return nil
+			continue
 		}
 		if err := a.apply(ch); err != nil {
-			return fmt.Errorf("apply change at %X to table %d: %w", ch.CommitLSN, tableID, err)
+			t.Fatalf("apply change at %X to table %d: %v", ch.CommitLSN, tableID, err)
 		}
 		res.deltas++
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	res.rows = a.rows()
 	return res

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -131,12 +130,8 @@ func publishedTables(ctx context.Context, pc *pgconn.Config, publication string)
 // with a warning.
 func trackedOnly(ctx context.Context, cat *catalog.Catalog, pc *pgconn.Config, tables []string, all bool, log hclog.Logger) ([]string, error) {
 	tracked := map[uint32]bool{}
-	if v, err := cat.Meta(ctx, catalog.MetaPublishedOIDs); err == nil {
-		var oids []uint32
-		json.Unmarshal([]byte(v), &oids)
-		for _, oid := range oids {
-			tracked[oid] = true
-		}
+	for _, oid := range cat.PublishedOIDs(ctx) {
+		tracked[oid] = true
 	}
 	conn, err := source.Connect(ctx, pc)
 	if err != nil {
