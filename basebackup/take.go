@@ -1,8 +1,10 @@
-// Package dump takes basebackups: consistent per-table COPYs whose place in
-// the change stream is exactly known, so that restore can start from one and
-// apply precisely the deltas after it. It also decides when they are due
-// and purges what they make unnecessary.
-package dump
+// Package basebackup takes basebackups: consistent per-table COPYs whose
+// place in the change stream is exactly known, so that restore can start
+// from one and apply precisely the deltas after it; in chunks on parallel
+// connections, or built from the archive alone. Its scheduler decides when
+// they are due, and runs package retention's purge of what they make
+// unnecessary.
+package basebackup
 
 import (
 	"context"

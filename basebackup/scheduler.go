@@ -1,4 +1,4 @@
-package dump
+package basebackup
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/config"
+	"lbt/retention"
 	"lbt/schema"
 	"lbt/source"
 )
@@ -82,7 +83,7 @@ type SchedulerOptions struct {
 	// publication when the scheduler starts.
 	Initial bool
 	// Retention and RetentionBasebackups, when either is set, make the
-	// scheduler purge every PurgeInterval; see PurgeOptions.
+	// scheduler purge every PurgeInterval; see retention.Options.
 	Retention            time.Duration
 	RetentionBasebackups int
 	PurgeInterval        time.Duration
@@ -508,9 +509,9 @@ func (s *scheduler) connect(ctx context.Context) (*pgx.Conn, error) {
 
 // purge runs Purge with the retention settings and logs what it did.
 func (s *scheduler) purge(ctx context.Context) {
-	o := NewPurgeOptions()
+	o := retention.NewOptions()
 	o.Retention, o.KeepBasebackups, o.Logger = s.opts.Retention, s.opts.RetentionBasebackups, s.log
-	rep, err := Purge(ctx, s.cat, o)
+	rep, err := retention.Purge(ctx, s.cat, o)
 	s.opts.Metrics.purged(rep.Bytes(), err)
 	if err != nil {
 		if ctx.Err() == nil {
