@@ -24,7 +24,9 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/lbt ./cmd/lbt
 
-test:
+# The object-storage tests run against a real versitygw: deps-versitygw
+# installs it on the first run (about two minutes) and is a no-op after.
+test: deps-versitygw
 	$(GO) test -count=1 -timeout 20m ./...
 
 # The race detector needs cgo, hence a C compiler. Of the end-to-end tests in

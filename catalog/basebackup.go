@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -248,4 +249,82 @@ func (c *Catalog) ForgetPendingBasebackup(ctx context.Context, path string) erro
 		return fmt.Errorf("catalog pending basebackup %s: %w", path, err)
 	}
 	return nil
+}
+
+// NewestBasebackupLSN returns the greatest consistent point of the
+// basebackups of any table that finished at or before t; ok is false when
+// none did.
+func (c *Catalog) NewestBasebackupLSN(ctx context.Context, t time.Time) (lsn uint64, ok bool, err error) {
+	var v sql.NullInt64
+	if err := c.db.QueryRowContext(ctx, `SELECT max(lsn) FROM basebackup WHERE finished_at <= ?`, Micros(t)).Scan(&v); err != nil {
+		return 0, false, fmt.Errorf("catalog basebackups: %w", err)
+	}
+	return uint64(v.Int64), v.Valid, nil
+}
+
+// BasebackupNeed is what the basebackup scheduler weighs of one source
+// table: the newest catalog table of its OID.
+type BasebackupNeed struct {
+	TableID          int64
+	OID              uint32
+	Name             string // qualified SQL name, as of its newest schema version
+	ChangesSinceBase int64
+	BlobsSinceBase   int64
+	LastChange       time.Time // commit time of its last change; zero when none is recorded
+	Basebackups      int64
+	// The newest of its basebackups at or after the current epoch's start:
+	// when it finished; InEpoch is false when there is none.
+	InEpoch         bool
+	NewestInEpochAt time.Time
+	Inexact         bool // an inexact span is open: only a basebackup ends it
+}
+
+// BasebackupNeeds lists, for each source OID, what its newest catalog table
+// needs of a basebackup; epochStart is the current epoch's start LSN.
+func (c *Catalog) BasebackupNeeds(ctx context.Context, epochStart uint64) ([]BasebackupNeed, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT r.id, r.oid,
+			coalesce(ts.changes_since_base, 0), coalesce(ts.blobs_since_base, 0), coalesce(ts.last_change_time, 0),
+			(SELECT count(*) FROM basebackup b WHERE b.table_id = r.id),
+			(SELECT max(b.finished_at) FROM basebackup b WHERE b.table_id = r.id AND b.lsn >= ?),
+			coalesce((SELECT nspname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), ''),
+			coalesce((SELECT relname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), ''),
+			EXISTS (SELECT 1 FROM table_gap g WHERE g.table_id = r.id AND g.to_lsn IS NULL)
+		FROM rel r LEFT JOIN table_state ts ON ts.table_id = r.id
+		WHERE r.id = (SELECT max(r2.id) FROM rel r2 WHERE r2.oid = r.oid)`, clampLSN(epochStart))
+	if err != nil {
+		return nil, fmt.Errorf("catalog tables: %w", err)
+	}
+	defer rows.Close()
+	var out []BasebackupNeed
+	for rows.Next() {
+		var n BasebackupNeed
+		var oid, lastChange int64
+		var lastBase sql.NullInt64
+		var nsp, rel string
+		if err := rows.Scan(&n.TableID, &oid, &n.ChangesSinceBase, &n.BlobsSinceBase, &lastChange, &n.Basebackups, &lastBase, &nsp, &rel, &n.Inexact); err != nil {
+			return nil, fmt.Errorf("catalog tables: %w", err)
+		}
+		n.OID = uint32(oid)
+		n.Name = schema.Table{Schema: nsp, Name: rel}.QualifiedName()
+		n.LastChange = microsOrZero(lastChange)
+		if lastBase.Valid {
+			n.InEpoch, n.NewestInEpochAt = true, FromMicros(lastBase.Int64)
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog tables: %w", err)
+	}
+	return out, nil
+}
+
+// HasBasebackupSince reports whether a table with the source OID has a
+// basebackup whose consistent point is at or after lsn.
+func (c *Catalog) HasBasebackupSince(ctx context.Context, oid uint32, lsn uint64) (bool, error) {
+	var n int
+	if err := c.db.QueryRowContext(ctx, `SELECT count(*) FROM basebackup b JOIN rel r ON r.id = b.table_id
+		WHERE r.oid = ? AND b.lsn >= ?`, int64(oid), clampLSN(lsn)).Scan(&n); err != nil {
+		return false, fmt.Errorf("catalog basebackups: %w", err)
+	}
+	return n > 0, nil
 }

@@ -11,12 +11,15 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -63,6 +66,9 @@ type Catalog struct {
 	// the archive directory on the host unless SetFiles says otherwise.
 	fsys  storage.FS
 	store storage.Store
+
+	mu    sync.Mutex // guards stmts
+	stmts map[string]*sql.Stmt
 }
 
 const schemaSQL = `
@@ -505,13 +511,44 @@ func (c *Catalog) FS() storage.FS { return c.fsys }
 func (c *Catalog) Store() storage.Store { return c.store }
 
 // Close closes the catalog.
-func (c *Catalog) Close() error { return c.db.Close() }
+func (c *Catalog) Close() error {
+	c.mu.Lock()
+	for q, st := range c.stmts {
+		st.Close()
+		delete(c.stmts, q)
+	}
+	c.mu.Unlock()
+	return c.db.Close()
+}
+
+// queryRow runs a query that is prepared once per Catalog: those that a
+// question asks once for each transaction it reads, as inspect history
+// does.
+func (c *Catalog) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	c.mu.Lock()
+	st, ok := c.stmts[q]
+	if !ok {
+		var err error
+		if st, err = c.db.PrepareContext(ctx, q); err != nil {
+			c.mu.Unlock()
+			// The error comes back from QueryRowContext on the plain query.
+			return c.db.QueryRowContext(ctx, q, args...)
+		}
+		if c.stmts == nil {
+			c.stmts = make(map[string]*sql.Stmt)
+		}
+		c.stmts[q] = st
+	}
+	c.mu.Unlock()
+	return st.QueryRowContext(ctx, args...)
+}
 
 // Dir is the archive directory.
 func (c *Catalog) Dir() string { return c.dir }
 
-// DB gives packages that answer their own queries (inspect, status) the
-// catalog's database. The schema is documented in docs/FORMAT.md.
+// DB gives tests the catalog's database, to look at its rows or damage
+// them. Code outside this package asks through the Catalog's methods, so
+// that a change of the schema (docs/FORMAT.md) touches this package alone.
 func (c *Catalog) DB() *sql.DB { return c.db }
 
 // SetSynchronous turns SQLite's fsync on commit off when the operator set
@@ -544,10 +581,40 @@ func (c *Catalog) SetMeta(ctx context.Context, key, value string) error {
 	return nil
 }
 
-// MetaPublishedOIDs is the meta key under which the daemon records the OIDs
+// metaPublishedOIDs is the meta key under which the daemon records the OIDs
 // of the tables it archives when trackNewTables is false (a JSON array), so
 // that other commands know which tables have deltas.
-const MetaPublishedOIDs = "published_oids"
+const metaPublishedOIDs = "published_oids"
+
+// SetPublishedOIDs records the OIDs of the tables the daemon archives when
+// it does not track new tables: those it found in the publication.
+func (c *Catalog) SetPublishedOIDs(ctx context.Context, oids []uint32) error {
+	oids = slices.Clone(oids)
+	slices.Sort(oids)
+	if oids == nil {
+		oids = []uint32{}
+	}
+	b, err := json.Marshal(oids)
+	if err != nil {
+		return fmt.Errorf("catalog meta %s: %w", metaPublishedOIDs, err)
+	}
+	return c.SetMeta(ctx, metaPublishedOIDs, string(b))
+}
+
+// PublishedOIDs returns what SetPublishedOIDs recorded last: none when it
+// recorded nothing (the daemon tracks new tables, or never ran), or the
+// value does not decode.
+func (c *Catalog) PublishedOIDs(ctx context.Context) []uint32 {
+	v, err := c.Meta(ctx, metaPublishedOIDs)
+	if err != nil {
+		return nil
+	}
+	var oids []uint32
+	if err := json.Unmarshal([]byte(v), &oids); err != nil {
+		return nil
+	}
+	return oids
+}
 
 // Source identifies the database an archive belongs to.
 type Source struct {

@@ -21,8 +21,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pierrec/lz4/v4"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/ingest"
 	"lbt/test/pgtest"
 )
@@ -81,12 +81,11 @@ func TestGolden(t *testing.T) {
 	src := catalog.NewBlobSource(ctx, cat.Store(), cat.Keys())
 	defer src.Close()
 	var changes []string
-	err = src.EachChange(blobs, func(_ catalog.Blob, c catalog.Change) error {
+	for c, err := range src.Changes(blobs, catalog.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		changes = append(changes, describeChange(c))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	wantChanges := []string{
 		`I new=('1','apple','5')`,
@@ -458,13 +457,13 @@ func writeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bo := dump.NewOptions()
+	bo := basebackup.NewOptions()
 	bo.ArchiveDir = dir
 	bo.TempDir = filepath.Join(dir, "tmp")
 	bo.Conn = cfg
 	bo.Publication = opts.Publication
 	bo.Logger = hclog.NewNullLogger()
-	if _, err := dump.Take(ctx, cat, bo, []string{"items"}); err != nil {
+	if _, err := basebackup.Take(ctx, cat, bo, []string{"items"}); err != nil {
 		t.Fatal(err)
 	}
 	cat.Close()

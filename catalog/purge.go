@@ -12,7 +12,7 @@ import (
 
 // Purge support: the catalog side of removing history that retention no
 // longer keeps, and of rewriting segments whose blobs are mostly gone. The
-// caller (package dump) decides what goes; these helpers remove rows in
+// caller (package retention) decides what goes; these helpers remove rows in
 // short transactions, so that the daemon, which needs SQLite's write lock
 // at every flush, is never kept waiting for long.
 //

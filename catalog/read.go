@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"lbt/crypt"
 	"lbt/schema"
@@ -65,6 +66,38 @@ func (c *Catalog) Position(ctx context.Context) (p Position, ok bool, err error)
 	}
 	p.EndLSN, p.CommitLSN, p.CommitTime = uint64(endLSN), uint64(commitLSN), FromMicros(commitTime)
 	return p, true, nil
+}
+
+// PositionUpdatedAt returns when the daemon last recorded its position: at
+// each flush, and when the stream tells it that nothing happened, so the
+// archive is complete up to the later of this and the last commit.
+func (c *Catalog) PositionUpdatedAt(ctx context.Context) (time.Time, error) {
+	var us int64
+	if err := c.db.QueryRowContext(ctx, `SELECT updated_at FROM position WHERE id = 1`).Scan(&us); err != nil {
+		return time.Time{}, fmt.Errorf("catalog position: %w", err)
+	}
+	return FromMicros(us), nil
+}
+
+// TableLastChange returns the commit LSN and time of the table's last
+// archived change; both are zero when none is recorded.
+func (c *Catalog) TableLastChange(ctx context.Context, tableID int64) (lsn uint64, at time.Time, err error) {
+	var l, t sql.NullInt64
+	err = c.db.QueryRowContext(ctx, `SELECT last_change_lsn, last_change_time FROM table_state WHERE table_id = ?`, tableID).Scan(&l, &t)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, at, fmt.Errorf("catalog table state %d: %w", tableID, err)
+	}
+	return uint64(l.Int64), microsOrZero(t.Int64), nil
+}
+
+// PurgedBefore returns the LSN before which purge removed the table's
+// deltas; 0 when it removed none.
+func (c *Catalog) PurgedBefore(ctx context.Context, tableID int64) (uint64, error) {
+	var lsn sql.NullInt64
+	if err := c.db.QueryRowContext(ctx, `SELECT max(before_lsn) FROM purge_log WHERE table_id = ?`, tableID).Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("catalog purge log: %w", err)
+	}
+	return uint64(lsn.Int64), nil
 }
 
 // Epochs lists the archive's epochs, oldest first.
@@ -143,6 +176,40 @@ func (w *Writer) TableByOID(oid uint32) (id int64, latest SchemaVersion, ok bool
 		return id, latest, false, err
 	}
 	return id, versions[len(versions)-1], true, nil
+}
+
+// NewestTableID returns the id of the newest catalog table with the source
+// OID, dropped or not; ok is false when there is none.
+func (c *Catalog) NewestTableID(ctx context.Context, oid uint32) (id int64, ok bool, err error) {
+	return newestTableID(ctx, c.db, oid)
+}
+
+// NewestTableID is Catalog.NewestTableID inside the write transaction.
+func (w *Writer) NewestTableID(oid uint32) (id int64, ok bool, err error) {
+	if err := w.open(); err != nil {
+		return 0, false, err
+	}
+	return newestTableID(w.ctx, w.tx, oid)
+}
+
+func newestTableID(ctx context.Context, q rowQuerier, oid uint32) (id int64, ok bool, err error) {
+	err = q.QueryRowContext(ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("catalog table by oid %d: %w", oid, err)
+	}
+	return id, true, nil
+}
+
+// SegmentChanges returns how many changes the blobs in a segment hold.
+func (c *Catalog) SegmentChanges(ctx context.Context, segmentID int64) (int64, error) {
+	var n int64
+	if err := c.db.QueryRowContext(ctx, `SELECT coalesce(sum(changes), 0) FROM blob WHERE segment_id = ?`, segmentID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("catalog segment %d: %w", segmentID, err)
+	}
+	return n, nil
 }
 
 // SchemaVersions returns, inside the write transaction, every version of
@@ -255,15 +322,40 @@ func (c *Catalog) Blobs(ctx context.Context, tableID int64, fromLSN, toLSN uint6
 	return out, rows.Err()
 }
 
-// BlobByID returns one blob's record.
+// BlobByID returns one blob's record. Its query is prepared once: a history
+// asks it for each transaction it reads.
 func (c *Catalog) BlobByID(ctx context.Context, id int64) (Blob, error) {
-	row := c.db.QueryRowContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
+	row := c.queryRow(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
 		FROM blob WHERE id = ?`, id)
 	b, err := scanBlob(row)
 	if err != nil {
 		return b, fmt.Errorf("catalog blob %d: %w", id, err)
 	}
 	return b, nil
+}
+
+// TxBlob returns the id of the first of the table's blobs after blob after
+// (0: from the first) whose LSN range ends at or after commitLSN, and its
+// first LSN: when that is at most commitLSN, the blob holds changes of the
+// transaction that committed at commitLSN, and a large one continues in the
+// next such blobs. ok is false when there is none. Its queries are prepared
+// once: a history asks them for each transaction it reads.
+func (c *Catalog) TxBlob(ctx context.Context, tableID int64, commitLSN uint64, after int64) (id int64, firstLSN uint64, ok bool, err error) {
+	var first int64
+	if after == 0 {
+		err = c.queryRow(ctx, `SELECT id, first_lsn FROM blob WHERE table_id = ? AND last_lsn >= ? ORDER BY last_lsn, id LIMIT 1`,
+			tableID, clampLSN(commitLSN)).Scan(&id, &first)
+	} else {
+		err = c.queryRow(ctx, `SELECT id, first_lsn FROM blob WHERE table_id = ? AND last_lsn >= ? AND id > ? ORDER BY last_lsn, id LIMIT 1`,
+			tableID, clampLSN(commitLSN), after).Scan(&id, &first)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, false, nil
+	}
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("catalog blobs of table %d at %s: %w", tableID, FormatLSN(commitLSN), err)
+	}
+	return id, uint64(first), true, nil
 }
 
 type scanner interface{ Scan(...any) error }
@@ -383,33 +475,6 @@ func (s *BlobSource) Open(ids ...int64) error {
 	for _, id := range ids {
 		if _, err := s.segment(id); err != nil {
 			return fmt.Errorf("segment %d: %w", id, err)
-		}
-	}
-	return nil
-}
-
-// EachChange calls fn with every change in blobs, in order, reading and
-// checking each blob once. The change's tuples are valid only during fn.
-func (s *BlobSource) EachChange(blobs []Blob, fn func(Blob, Change) error) error {
-	var buf []byte
-	for _, b := range blobs {
-		raw, err := s.Read(b, buf)
-		if err != nil {
-			return err
-		}
-		buf = raw
-		r := NewRecordReader(raw, b.Schema)
-		for {
-			ch, ok, err := r.Next()
-			if err != nil {
-				return fmt.Errorf("blob %d in %s: %w", b.ID, SegmentName(b.SegmentID), err)
-			}
-			if !ok {
-				break
-			}
-			if err := fn(b, ch); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

@@ -50,6 +50,9 @@ type Change struct {
 	Old       Tuple // for updates with OldKind != OldNone, and deletes
 	New       Tuple // for inserts and updates
 	Truncate  byte  // option bits of a TRUNCATE
+	// End is the offset in the blob's records just after this one: within
+	// a blob, a later record has a greater End.
+	End int
 }
 
 // ErrCorrupt reports archive bytes that do not decode.
@@ -221,6 +224,7 @@ func (r *RecordReader) change(c Change) (Change, bool, error) {
 	if err != nil {
 		return c, false, err
 	}
+	c.End = r.pos
 	return c, true, nil
 }
 

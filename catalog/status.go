@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -104,4 +105,97 @@ func (c *Catalog) NewestBasebackups(ctx context.Context) ([]TableBasebackup, err
 		out = append(out, t)
 	}
 	return out, rows.Err()
+}
+
+// TableTotals is what a table's blobs and basebackups add up to.
+type TableTotals struct {
+	TableID int64
+
+	Transactions int64 // that began in its blobs
+	Counts
+	FirstChange time.Time // commit time of its first change; zero without one
+	LastChange  time.Time // of its last change
+	Blobs       int64
+	BlobBytes   int64 // as stored (compressed)
+
+	Basebackups         int
+	BasebackupBytes     int64     // as stored
+	NewestBasebackupLSN uint64    // 0 without one
+	NewestBasebackup    time.Time // when it finished; zero without one
+}
+
+// TableTotals adds up each table's blobs and basebackups, by table id. A
+// table without either has no entry.
+func (c *Catalog) TableTotals(ctx context.Context) (map[int64]*TableTotals, error) {
+	out := make(map[int64]*TableTotals)
+	of := func(id int64) *TableTotals {
+		t := out[id]
+		if t == nil {
+			t = &TableTotals{TableID: id}
+			out[id] = t
+		}
+		return t
+	}
+	err := c.eachIntRow(ctx, `SELECT t.table_id, t.n, t.ins, t.upd, t.del, t.trunc,
+			(SELECT commit_time FROM tx WHERE commit_lsn >= t.lo ORDER BY commit_lsn LIMIT 1), (SELECT commit_time FROM tx WHERE commit_lsn = t.hi),
+			t.blobs, t.bytes
+		FROM (SELECT table_id, sum(txs) AS n, sum(inserts) AS ins, sum(updates) AS upd, sum(deletes) AS del, sum(truncates) AS trunc,
+			min(first_lsn) AS lo, max(last_lsn) AS hi, count(*) AS blobs, sum(length) AS bytes FROM blob GROUP BY table_id) t`, 10,
+		func(v []int64) {
+			t := of(v[0])
+			t.Transactions, t.Inserts, t.Updates, t.Deletes, t.Truncates = v[1], v[2], v[3], v[4], v[5]
+			t.FirstChange, t.LastChange = microsOrZero(v[6]), microsOrZero(v[7])
+			t.Blobs, t.BlobBytes = v[8], v[9]
+		})
+	if err != nil {
+		return nil, err
+	}
+	err = c.eachIntRow(ctx, `SELECT table_id, count(*), coalesce(sum(bytes), 0), max(lsn),
+			(SELECT finished_at FROM basebackup b2 WHERE b2.table_id = b.table_id ORDER BY lsn DESC LIMIT 1)
+		FROM basebackup b GROUP BY table_id`, 5,
+		func(v []int64) {
+			t := of(v[0])
+			t.Basebackups, t.BasebackupBytes, t.NewestBasebackupLSN = int(v[1]), v[2], uint64(v[3])
+			t.NewestBasebackup = microsOrZero(v[4])
+		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachIntRow runs a query whose n columns are integers (NULL as 0).
+func (c *Catalog) eachIntRow(ctx context.Context, q string, n int, fn func([]int64)) error {
+	rows, err := c.db.QueryContext(ctx, q)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	defer rows.Close()
+	vals := make([]int64, n)
+	ptrs := make([]any, n)
+	nulls := make([]sql.NullInt64, n)
+	for i := range ptrs {
+		ptrs[i] = &nulls[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+		for i := range vals {
+			vals[i] = nulls[i].Int64
+		}
+		fn(vals)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	return nil
+}
+
+// microsOrZero converts catalog time, with 0 (a NULL) the zero time.
+func microsOrZero(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return FromMicros(us)
 }

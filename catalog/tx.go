@@ -323,3 +323,103 @@ func isHex32(s string) bool {
 	}
 	return true
 }
+
+// TxStamp is what most answers show of a transaction: where and when it
+// committed, and its xid.
+type TxStamp struct {
+	CommitLSN  uint64
+	Xid        uint32
+	CommitTime time.Time
+}
+
+// NewestTx returns the archived transaction with the greatest commit LSN
+// in [lo, hi]; ok is false when there is none.
+func (c *Catalog) NewestTx(ctx context.Context, lo, hi uint64) (t TxStamp, ok bool, err error) {
+	var lsn, xid, us int64
+	err = c.db.QueryRowContext(ctx, `SELECT commit_lsn, xid, commit_time FROM tx WHERE commit_lsn >= ? AND commit_lsn <= ?
+		ORDER BY commit_lsn DESC LIMIT 1`, clampLSN(lo), clampLSN(hi)).Scan(&lsn, &xid, &us)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, false, nil
+	}
+	if err != nil {
+		return t, false, fmt.Errorf("catalog transactions: %w", err)
+	}
+	return TxStamp{CommitLSN: uint64(lsn), Xid: uint32(xid), CommitTime: FromMicros(us)}, true, nil
+}
+
+// TxContaining returns the commit LSN of the archived transaction whose
+// commit record holds lsn: commit LSN <= lsn < end LSN. ok is false when
+// lsn lies between transactions.
+func (c *Catalog) TxContaining(ctx context.Context, lsn uint64) (commitLSN uint64, ok bool, err error) {
+	var commit, end int64
+	// The newest transaction at or before lsn is the only candidate:
+	// commit records do not overlap.
+	err = c.db.QueryRowContext(ctx, `SELECT commit_lsn, end_lsn FROM tx WHERE commit_lsn <= ? ORDER BY commit_lsn DESC LIMIT 1`,
+		clampLSN(lsn)).Scan(&commit, &end)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("catalog transactions: %w", err)
+	}
+	if uint64(end) <= lsn {
+		return 0, false, nil
+	}
+	return uint64(commit), true, nil
+}
+
+// CommitTimes returns the commit times of the first and the last archived
+// transactions by commit LSN (close to the oldest and newest by time, and
+// found without a scan); ok is false when the archive holds none.
+func (c *Catalog) CommitTimes(ctx context.Context) (first, last time.Time, ok bool, err error) {
+	var f, l sql.NullInt64
+	err = c.db.QueryRowContext(ctx, `SELECT (SELECT commit_time FROM tx ORDER BY commit_lsn LIMIT 1),
+		(SELECT commit_time FROM tx ORDER BY commit_lsn DESC LIMIT 1)`).Scan(&f, &l)
+	if err != nil {
+		return first, last, false, fmt.Errorf("catalog transactions: %w", err)
+	}
+	if !f.Valid {
+		return first, last, false, nil
+	}
+	return FromMicros(f.Int64), FromMicros(l.Int64), true, nil
+}
+
+// RowKeyTxs returns the transactions that changed a row of the table whose
+// key hashes (KeyHash) to one of hashes, with commit LSN at or after from
+// and commit time before until (zero: open), in commit order. It reads the
+// row_key index.
+func (c *Catalog) RowKeyTxs(ctx context.Context, tableID int64, hashes []int64, from uint64, until time.Time) ([]TxStamp, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	untilUs := int64(1<<63 - 1)
+	if !until.IsZero() {
+		untilUs = Micros(until)
+	}
+	q := `SELECT rk.commit_lsn, tx.xid, tx.commit_time FROM row_key rk JOIN tx ON tx.commit_lsn = rk.commit_lsn
+		WHERE rk.table_id = ? AND rk.key_hash IN (?` + strings.Repeat(",?", len(hashes)-1) + `) AND rk.commit_lsn >= ? AND tx.commit_time < ?
+		ORDER BY rk.commit_lsn`
+	args := make([]any, 0, len(hashes)+3)
+	args = append(args, tableID)
+	for _, h := range hashes {
+		args = append(args, h)
+	}
+	args = append(args, clampLSN(from), untilUs)
+	rows, err := c.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog transactions: %w", err)
+	}
+	defer rows.Close()
+	var out []TxStamp
+	for rows.Next() {
+		var lsn, xid, us int64
+		if err := rows.Scan(&lsn, &xid, &us); err != nil {
+			return nil, fmt.Errorf("catalog transactions: %w", err)
+		}
+		out = append(out, TxStamp{CommitLSN: uint64(lsn), Xid: uint32(xid), CommitTime: FromMicros(us)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog transactions: %w", err)
+	}
+	return out, nil
+}

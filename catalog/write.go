@@ -151,16 +151,6 @@ func (w *Writer) open() error {
 	return nil
 }
 
-// Tx exposes the transaction for rare writes that have no helper here.
-func (w *Writer) Tx() *sql.Tx {
-	if err := w.open(); err != nil {
-		// BeginTx only fails on a closed database or a cancelled context;
-		// the caller's next statement reports that.
-		return nil
-	}
-	return w.tx
-}
-
 // AddRowKey indexes one change of a row by the hash of its key.
 func (w *Writer) AddRowKey(tableID int64, keyHash int64, commitLSN uint64) {
 	w.rowKeys.add(tableID, keyHash, int64(commitLSN))

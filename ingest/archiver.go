@@ -250,12 +250,12 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		}
 	}
 	if ok {
-		var n int
-		if err := cat.DB().QueryRowContext(ctx, `SELECT coalesce(sum(changes), 0) FROM blob WHERE segment_id = ?`, active.ID).Scan(&n); err != nil {
+		n, err := cat.SegmentChanges(ctx, active.ID)
+		if err != nil {
 			a.seg.Close()
-			return nil, fmt.Errorf("catalog segment %d: %w", active.ID, err)
+			return nil, err
 		}
-		a.segChanges = n
+		a.segChanges = int(n)
 	} else if err := a.newSegment(); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ package ingest
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -301,9 +299,7 @@ func (d *daemon) session(ctx context.Context) error {
 		for oid := range published {
 			oids = append(oids, oid)
 		}
-		slices.Sort(oids)
-		b, _ := json.Marshal(oids)
-		if err := d.cat.SetMeta(ctx, catalog.MetaPublishedOIDs, string(b)); err != nil {
+		if err := d.cat.SetPublishedOIDs(ctx, oids); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,12 @@
 package inspect
 
 import (
+	"encoding/csv"
+	"fmt"
+	"io"
 	"slices"
+	"strconv"
+	"text/tabwriter"
 	"time"
 
 	"lbt/catalog"
@@ -148,4 +153,158 @@ func changedColumns(cols []string, before, after []Value) []string {
 		}
 	}
 	return out
+}
+
+// writeChanges writes changes as History and TxReport do: each change
+// with its values, one line per column in the table and in CSV, one JSON
+// object per change.
+func writeChanges(w io.Writer, f Format, changes []Change) error {
+	switch f {
+	case FormatJSON:
+		return writeJSONLines(w, len(changes), func(i int) *jsonObject { return changeJSON(changes[i]) })
+	case FormatCSV:
+		cw := csv.NewWriter(w)
+		cw.Write(append([]string{"time", "xid", "lsn", "table", "op", "note"}, append(actorCSVHeader(),
+			"column", "key", "changed", "before_kind", "before", "after_kind", "after", "message_prefix", "message_content")...))
+		for _, c := range changes {
+			head := append([]string{formatTime(c.Time), strconv.FormatUint(uint64(c.Xid), 10), catalog.FormatLSN(c.LSN), c.Table, c.Op, c.Note}, actorCSV(c.Actor)...)
+			if c.Op == OpMessage || len(c.Columns) == 0 {
+				cw.Write(append(slices.Clone(head), "", "", "", "", "", "", "", c.Prefix, c.Content))
+				continue
+			}
+			for i, col := range c.Columns {
+				_, inKey := c.Key[col]
+				bk, bv := csvValue(c.Before, i)
+				ak, av := csvValue(c.After, i)
+				cw.Write(append(slices.Clone(head), col, csvBool(inKey), csvBool(slices.Contains(c.Changed, col)), bk, bv, ak, av, "", ""))
+			}
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	ew := &errWriter{w: w}
+	for i, c := range changes {
+		if i > 0 {
+			ew.printf("\n")
+		}
+		ew.printf("%s  %s", formatTime(c.Time), c.Op)
+		if c.Table != "" {
+			ew.printf(" %s", c.Table)
+		}
+		ew.printf("  xid %d  lsn %s  by %s\n", c.Xid, catalog.FormatLSN(c.LSN), c.Actor)
+		if c.Note != "" {
+			ew.printf("  %s\n", c.Note)
+		}
+		if c.Op == OpMessage {
+			ew.printf("  message %s: %s\n", c.Prefix, textValue(Value{Kind: Text, Text: c.Content}, 200))
+			continue
+		}
+		if len(c.Columns) == 0 || (c.Before == nil && c.After == nil) {
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		switch {
+		case c.Before != nil && c.After != nil && slices.ContainsFunc(c.Before, Value.known):
+			fmt.Fprintf(tw, "   \tcolumn\tbefore\tafter\n")
+			for i, col := range c.Columns {
+				mark := " "
+				if slices.Contains(c.Changed, col) {
+					mark = "*"
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", mark, col, textValue(c.Before[i], 60), textValue(c.After[i], 60))
+			}
+		default:
+			vals, what := c.After, "value"
+			if c.Before != nil && vals != nil {
+				what = "value after"
+			} else if vals == nil {
+				vals, what = c.Before, "value before"
+			}
+			fmt.Fprintf(tw, "   \tcolumn\t%s\n", what)
+			for i, col := range c.Columns {
+				fmt.Fprintf(tw, "   \t%s\t%s\n", col, textValue(vals[i], 60))
+			}
+		}
+		if err := tw.Flush(); err != nil && ew.err == nil {
+			ew.err = err
+		}
+	}
+	return ew.err
+}
+
+func changeJSON(c Change) *jsonObject {
+	o := &jsonObject{}
+	o.field("time", formatTime(c.Time))
+	o.field("xid", c.Xid)
+	o.field("lsn", catalog.FormatLSN(c.LSN))
+	o.field("table", c.Table)
+	o.field("op", c.Op)
+	if c.Op == OpMessage {
+		o.field("prefix", c.Prefix)
+		o.field("content", c.Content)
+		o.field("actor", c.Actor)
+		return o
+	}
+	key := &jsonObject{}
+	for _, name := range orderedKeys(c.Columns, c.Key) {
+		key.field(name, c.Key[name])
+	}
+	if c.Key == nil {
+		o.field("key", nil)
+	} else {
+		o.raw("key", key.bytes())
+	}
+	o.raw("before", valuesJSON(c.Columns, c.Before))
+	o.raw("after", valuesJSON(c.Columns, c.After))
+	unchanged := []string{}
+	for i, v := range c.After {
+		if v.Kind == Unchanged {
+			unchanged = append(unchanged, c.Columns[i])
+		}
+	}
+	o.field("unchanged", unchanged)
+	changed := c.Changed
+	if changed == nil {
+		changed = []string{}
+	}
+	o.field("changed", changed)
+	o.field("note", c.Note)
+	o.field("actor", c.Actor)
+	return o
+}
+
+// orderedKeys returns a key's column names in table order.
+func orderedKeys(cols []string, key map[string]string) []string {
+	var out []string
+	for _, c := range cols {
+		if _, ok := key[c]; ok {
+			out = append(out, c)
+		}
+	}
+	if len(out) != len(key) {
+		out = out[:0]
+		for c := range key {
+			out = append(out, c)
+		}
+		slices.Sort(out)
+	}
+	return out
+}
+
+// valuesJSON writes known values as an object in column order: text as a
+// string, NULL as null; unknown and unchanged values are left out.
+func valuesJSON(cols []string, vals []Value) []byte {
+	if vals == nil {
+		return []byte("null")
+	}
+	o := &jsonObject{}
+	for i, v := range vals {
+		switch v.Kind {
+		case Null:
+			o.field(cols[i], nil)
+		case Text:
+			o.field(cols[i], v.Text)
+		}
+	}
+	return o.bytes()
 }

@@ -2,11 +2,11 @@ package inspect
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,13 +113,12 @@ func (in *Inspector) DDL(ctx context.Context, opts DDLOptions) (*DDLReport, erro
 				e.Change = "definition changed"
 				e.Detail = describeChange(versions[i-1].Table, v.Table)
 			}
-			var xid, us int64
-			err := in.db().QueryRowContext(ctx, `SELECT xid, commit_time FROM tx WHERE commit_lsn = ?`, int64(v.FromLSN)).Scan(&xid, &us)
-			switch {
-			case err == nil:
-				e.Xid, e.Time = uint32(xid), catalog.FromMicros(us)
-			case !errors.Is(err, sql.ErrNoRows):
-				return nil, fmt.Errorf("catalog transaction %s: %w", catalog.FormatLSN(v.FromLSN), err)
+			tx, ok, err := in.cat.NewestTx(ctx, v.FromLSN, v.FromLSN)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				e.Xid, e.Time = tx.Xid, tx.CommitTime
 			}
 			if e.Time.IsZero() && !opts.Range.Since.IsZero() || !e.Time.IsZero() && !opts.Range.contains(e.Time) {
 				continue
@@ -165,21 +164,14 @@ func (in *Inspector) capturedDDL(ctx context.Context, rng Range) ([]DDLEvent, er
 	if err != nil || !ok {
 		return nil, err
 	}
-	rows, err := in.db().QueryContext(ctx, `SELECT m.commit_lsn, tx.xid, tx.commit_time, m.content
-		FROM tx_message m JOIN tx ON tx.commit_lsn = m.commit_lsn
-		WHERE m.commit_lsn BETWEEN ? AND ? AND m.prefix = ? ORDER BY m.commit_lsn, m.seq`, int64(lo), int64(hi), DDLPrefix)
+	msgs, err := in.cat.PrefixMessages(ctx, DDLPrefix, lo, hi)
 	if err != nil {
-		return nil, fmt.Errorf("catalog DDL messages: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []DDLEvent
-	for rows.Next() {
-		var lsn, xid, us int64
-		var content []byte
-		if err := rows.Scan(&lsn, &xid, &us, &content); err != nil {
-			return nil, fmt.Errorf("catalog DDL messages: %w", err)
-		}
-		e := DDLEvent{LSN: uint64(lsn), Xid: uint32(xid), Time: catalog.FromMicros(us), Source: SourceCaptured}
+	for _, msg := range msgs {
+		content := msg.Content
+		e := DDLEvent{LSN: msg.CommitLSN, Xid: msg.Xid, Time: msg.CommitTime, Source: SourceCaptured}
 		if !rng.contains(e.Time) {
 			continue
 		}
@@ -191,9 +183,6 @@ func (in *Inspector) capturedDDL(ctx context.Context, rng Range) ([]DDLEvent, er
 			e.Actor = parseActor(content)
 		}
 		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog DDL messages: %w", err)
 	}
 	return out, nil
 }
@@ -323,4 +312,32 @@ func identityName(b byte) string {
 		return "USING INDEX"
 	}
 	return "unknown"
+}
+
+// Write writes the schema changes in format f.
+func (r *DDLReport) Write(w io.Writer, f Format) error { return writeRows(w, f, ddlColumns, r.Events) }
+
+// ddlColumns are the fields of a ddl report, in every format.
+var ddlColumns = []column[DDLEvent]{
+	timeColumn("time", "TIME", func(e DDLEvent) time.Time { return e.Time }),
+	intColumn("xid", "XID", func(e DDLEvent) int64 { return int64(e.Xid) }).withCell(func(e DDLEvent) string {
+		if e.Xid == 0 {
+			return "-"
+		}
+		return strconv.FormatUint(uint64(e.Xid), 10)
+	}),
+	textColumn("lsn", "LSN", func(e DDLEvent) string { return catalog.FormatLSN(e.LSN) }),
+	textColumn("table", "TABLE", func(e DDLEvent) string { return e.Table }),
+	textColumn("source", "", func(e DDLEvent) string { return e.Source }),
+	textColumn("change", "CHANGE", func(e DDLEvent) string { return e.Change }),
+	textColumn("detail", "", func(e DDLEvent) string { return e.Detail }),
+	textColumn("query", "", func(e DDLEvent) string { return e.Query }),
+	actorColumn(func(e DDLEvent) Actor { return e.Actor }),
+	// The statement when one was captured, on one line; else what changed.
+	{head: "DETAIL", text: func(e DDLEvent) string {
+		if e.Query != "" {
+			return strings.Join(strings.Fields(e.Query), " ")
+		}
+		return e.Detail
+	}},
 }

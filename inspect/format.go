@@ -6,17 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/dustin/go-humanize"
-
-	"lbt/catalog"
 )
 
 // Format is how a report is written.
@@ -44,35 +39,6 @@ func ParseFormat(s string) (Format, error) {
 	return "", inputErrorf("format %q: use table, json or csv", s)
 }
 
-// Write writes the history in format f.
-func (h *History) Write(w io.Writer, f Format) error { return writeChanges(w, f, h.Changes) }
-
-// Write writes the transactions in format f.
-func (r *TxReport) Write(w io.Writer, f Format) error {
-	var all []Change
-	for _, t := range r.Txs {
-		all = append(all, t.Changes...)
-	}
-	if f == FormatTable {
-		ew := &errWriter{w: w}
-		for i, t := range r.Txs {
-			if i > 0 {
-				ew.printf("\n")
-			}
-			ew.printf("transaction xid %d, commit LSN %s (end %s), committed %s, by %s", t.Xid, catalog.FormatLSN(t.LSN), catalog.FormatLSN(t.EndLSN), formatTime(t.Time), t.Actor)
-			if t.Origin != "" {
-				ew.printf(", origin %s", t.Origin)
-			}
-			ew.printf(": %d changes\n", len(t.Changes))
-			if ew.err == nil {
-				ew.err = writeChanges(w, f, t.Changes)
-			}
-		}
-		return ew.err
-	}
-	return writeChanges(w, f, all)
-}
-
 // errWriter keeps the first write error, so that a report is written
 // without checking each line.
 type errWriter struct {
@@ -84,80 +50,6 @@ func (e *errWriter) printf(format string, args ...any) {
 	if e.err == nil {
 		_, e.err = fmt.Fprintf(e.w, format, args...)
 	}
-}
-
-func writeChanges(w io.Writer, f Format, changes []Change) error {
-	switch f {
-	case FormatJSON:
-		return writeJSONLines(w, len(changes), func(i int) *jsonObject { return changeJSON(changes[i]) })
-	case FormatCSV:
-		cw := csv.NewWriter(w)
-		cw.Write(append([]string{"time", "xid", "lsn", "table", "op", "note"}, append(actorCSVHeader(),
-			"column", "key", "changed", "before_kind", "before", "after_kind", "after", "message_prefix", "message_content")...))
-		for _, c := range changes {
-			head := append([]string{formatTime(c.Time), strconv.FormatUint(uint64(c.Xid), 10), catalog.FormatLSN(c.LSN), c.Table, c.Op, c.Note}, actorCSV(c.Actor)...)
-			if c.Op == OpMessage || len(c.Columns) == 0 {
-				cw.Write(append(slices.Clone(head), "", "", "", "", "", "", "", c.Prefix, c.Content))
-				continue
-			}
-			for i, col := range c.Columns {
-				_, inKey := c.Key[col]
-				bk, bv := csvValue(c.Before, i)
-				ak, av := csvValue(c.After, i)
-				cw.Write(append(slices.Clone(head), col, csvBool(inKey), csvBool(slices.Contains(c.Changed, col)), bk, bv, ak, av, "", ""))
-			}
-		}
-		cw.Flush()
-		return cw.Error()
-	}
-	ew := &errWriter{w: w}
-	for i, c := range changes {
-		if i > 0 {
-			ew.printf("\n")
-		}
-		ew.printf("%s  %s", formatTime(c.Time), c.Op)
-		if c.Table != "" {
-			ew.printf(" %s", c.Table)
-		}
-		ew.printf("  xid %d  lsn %s  by %s\n", c.Xid, catalog.FormatLSN(c.LSN), c.Actor)
-		if c.Note != "" {
-			ew.printf("  %s\n", c.Note)
-		}
-		if c.Op == OpMessage {
-			ew.printf("  message %s: %s\n", c.Prefix, textValue(Value{Kind: Text, Text: c.Content}, 200))
-			continue
-		}
-		if len(c.Columns) == 0 || (c.Before == nil && c.After == nil) {
-			continue
-		}
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		switch {
-		case c.Before != nil && c.After != nil && slices.ContainsFunc(c.Before, Value.known):
-			fmt.Fprintf(tw, "   \tcolumn\tbefore\tafter\n")
-			for i, col := range c.Columns {
-				mark := " "
-				if slices.Contains(c.Changed, col) {
-					mark = "*"
-				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", mark, col, textValue(c.Before[i], 60), textValue(c.After[i], 60))
-			}
-		default:
-			vals, what := c.After, "value"
-			if c.Before != nil && vals != nil {
-				what = "value after"
-			} else if vals == nil {
-				vals, what = c.Before, "value before"
-			}
-			fmt.Fprintf(tw, "   \tcolumn\t%s\n", what)
-			for i, col := range c.Columns {
-				fmt.Fprintf(tw, "   \t%s\t%s\n", col, textValue(vals[i], 60))
-			}
-		}
-		if err := tw.Flush(); err != nil && ew.err == nil {
-			ew.err = err
-		}
-	}
-	return ew.err
 }
 
 // textValue writes a value for people: NULL, (unchanged) and ? (unknown)
@@ -238,83 +130,6 @@ func (a Actor) MarshalJSON() ([]byte, error) {
 	return o.bytes(), o.err
 }
 
-func changeJSON(c Change) *jsonObject {
-	o := &jsonObject{}
-	o.field("time", formatTime(c.Time))
-	o.field("xid", c.Xid)
-	o.field("lsn", catalog.FormatLSN(c.LSN))
-	o.field("table", c.Table)
-	o.field("op", c.Op)
-	if c.Op == OpMessage {
-		o.field("prefix", c.Prefix)
-		o.field("content", c.Content)
-		o.field("actor", c.Actor)
-		return o
-	}
-	key := &jsonObject{}
-	for _, name := range orderedKeys(c.Columns, c.Key) {
-		key.field(name, c.Key[name])
-	}
-	if c.Key == nil {
-		o.field("key", nil)
-	} else {
-		o.raw("key", key.bytes())
-	}
-	o.raw("before", valuesJSON(c.Columns, c.Before))
-	o.raw("after", valuesJSON(c.Columns, c.After))
-	unchanged := []string{}
-	for i, v := range c.After {
-		if v.Kind == Unchanged {
-			unchanged = append(unchanged, c.Columns[i])
-		}
-	}
-	o.field("unchanged", unchanged)
-	changed := c.Changed
-	if changed == nil {
-		changed = []string{}
-	}
-	o.field("changed", changed)
-	o.field("note", c.Note)
-	o.field("actor", c.Actor)
-	return o
-}
-
-// orderedKeys returns a key's column names in table order.
-func orderedKeys(cols []string, key map[string]string) []string {
-	var out []string
-	for _, c := range cols {
-		if _, ok := key[c]; ok {
-			out = append(out, c)
-		}
-	}
-	if len(out) != len(key) {
-		out = out[:0]
-		for c := range key {
-			out = append(out, c)
-		}
-		slices.Sort(out)
-	}
-	return out
-}
-
-// valuesJSON writes known values as an object in column order: text as a
-// string, NULL as null; unknown and unchanged values are left out.
-func valuesJSON(cols []string, vals []Value) []byte {
-	if vals == nil {
-		return []byte("null")
-	}
-	o := &jsonObject{}
-	for i, v := range vals {
-		switch v.Kind {
-		case Null:
-			o.field(cols[i], nil)
-		case Text:
-			o.field(cols[i], v.Text)
-		}
-	}
-	return o.bytes()
-}
-
 // jsonObject builds a JSON object with its fields in the order added.
 type jsonObject struct {
 	buf bytes.Buffer
@@ -370,155 +185,6 @@ func jsonTime(t time.Time) any {
 	return formatTime(t)
 }
 
-// Write writes the transactions in format f.
-func (r *ChangesReport) Write(w io.Writer, f Format) error {
-	switch f {
-	case FormatJSON:
-		return writeJSONLines(w, len(r.Txs), func(i int) *jsonObject {
-			s := r.Txs[i]
-			o := &jsonObject{}
-			o.field("time", formatTime(s.Time))
-			o.field("xid", s.Xid)
-			o.field("lsn", catalog.FormatLSN(s.LSN))
-			o.field("table", r.Table)
-			o.field("inserts", s.Inserts)
-			o.field("updates", s.Updates)
-			o.field("deletes", s.Deletes)
-			o.field("truncates", s.Truncates)
-			o.field("actor", s.Actor)
-			return o
-		})
-	case FormatCSV:
-		cw := csv.NewWriter(w)
-		cw.Write(append([]string{"time", "xid", "lsn", "table", "inserts", "updates", "deletes", "truncates"}, actorCSVHeader()...))
-		for _, s := range r.Txs {
-			cw.Write(append([]string{formatTime(s.Time), strconv.FormatUint(uint64(s.Xid), 10), catalog.FormatLSN(s.LSN), r.Table,
-				strconv.Itoa(s.Inserts), strconv.Itoa(s.Updates), strconv.Itoa(s.Deletes), strconv.Itoa(s.Truncates)}, actorCSV(s.Actor)...))
-		}
-		cw.Flush()
-		return cw.Error()
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "TIME\tXID\tLSN\tINSERTS\tUPDATES\tDELETES\tTRUNCATES\tWHO\n")
-	for _, s := range r.Txs {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n", formatTime(s.Time), s.Xid, catalog.FormatLSN(s.LSN), s.Inserts, s.Updates, s.Deletes, s.Truncates, s.Actor)
-	}
-	return tw.Flush()
-}
-
-// Write writes the tables in format f.
-func (r *TablesReport) Write(w io.Writer, f Format) error {
-	switch f {
-	case FormatJSON:
-		return writeJSONLines(w, len(r.Tables), func(i int) *jsonObject {
-			t := r.Tables[i]
-			o := &jsonObject{}
-			o.field("table", t.Name)
-			o.field("table_id", t.ID)
-			o.field("oid", t.OID)
-			former := t.FormerNames
-			if former == nil {
-				former = []string{}
-			}
-			o.field("former_names", former)
-			o.field("schema_versions", t.SchemaVersions)
-			o.field("basebackups", t.Basebackups)
-			o.field("newest_basebackup", jsonTime(t.NewestBasebackup))
-			if t.Basebackups > 0 {
-				o.field("newest_basebackup_lsn", catalog.FormatLSN(t.NewestBasebackupLSN))
-			} else {
-				o.field("newest_basebackup_lsn", nil)
-			}
-			o.field("transactions", t.Transactions)
-			o.field("inserts", t.Inserts)
-			o.field("updates", t.Updates)
-			o.field("deletes", t.Deletes)
-			o.field("truncates", t.Truncates)
-			o.field("first_change", jsonTime(t.FirstChange))
-			o.field("last_change", jsonTime(t.LastChange))
-			o.field("blobs", t.Blobs)
-			o.field("delta_bytes", t.DeltaBytes)
-			o.field("basebackup_bytes", t.BasebackupBytes)
-			o.field("bytes", t.Bytes())
-			return o
-		})
-	case FormatCSV:
-		cw := csv.NewWriter(w)
-		cw.Write([]string{"table", "table_id", "oid", "former_names", "schema_versions", "basebackups", "newest_basebackup", "newest_basebackup_lsn",
-			"transactions", "inserts", "updates", "deletes", "truncates", "first_change", "last_change", "blobs", "delta_bytes", "basebackup_bytes", "bytes"})
-		for _, t := range r.Tables {
-			lsn := ""
-			if t.Basebackups > 0 {
-				lsn = catalog.FormatLSN(t.NewestBasebackupLSN)
-			}
-			cw.Write([]string{t.Name, itoa(t.ID), itoa(int64(t.OID)), strings.Join(t.FormerNames, " "), strconv.Itoa(t.SchemaVersions),
-				strconv.Itoa(t.Basebackups), formatTime(t.NewestBasebackup), lsn, itoa(t.Transactions), itoa(t.Inserts), itoa(t.Updates),
-				itoa(t.Deletes), itoa(t.Truncates), formatTime(t.FirstChange), formatTime(t.LastChange), itoa(t.Blobs), itoa(t.DeltaBytes),
-				itoa(t.BasebackupBytes), itoa(t.Bytes())})
-		}
-		cw.Flush()
-		return cw.Error()
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "TABLE\tBASEBACKUPS\tNEWEST BASEBACKUP\tTXS\tINS/UPD/DEL/TRUNC\tFIRST CHANGE\tLAST CHANGE\tSIZE\n")
-	for _, t := range r.Tables {
-		name := t.Name
-		if len(t.FormerNames) > 0 {
-			name += " (was " + strings.Join(t.FormerNames, ", ") + ")"
-		}
-		newest := "-"
-		if t.Basebackups > 0 {
-			newest = formatTime(t.NewestBasebackup)
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d/%d/%d/%d\t%s\t%s\t%s\n", name, t.Basebackups, newest, t.Transactions,
-			t.Inserts, t.Updates, t.Deletes, t.Truncates, orDash(formatTime(t.FirstChange)), orDash(formatTime(t.LastChange)), humanize.IBytes(uint64(t.Bytes())))
-	}
-	return tw.Flush()
-}
-
-// Write writes the schema changes in format f.
-func (r *DDLReport) Write(w io.Writer, f Format) error {
-	switch f {
-	case FormatJSON:
-		return writeJSONLines(w, len(r.Events), func(i int) *jsonObject {
-			e := r.Events[i]
-			o := &jsonObject{}
-			o.field("time", jsonTime(e.Time))
-			o.field("xid", e.Xid)
-			o.field("lsn", catalog.FormatLSN(e.LSN))
-			o.field("table", e.Table)
-			o.field("source", e.Source)
-			o.field("change", e.Change)
-			o.field("detail", e.Detail)
-			o.field("query", e.Query)
-			o.field("actor", e.Actor)
-			return o
-		})
-	case FormatCSV:
-		cw := csv.NewWriter(w)
-		cw.Write(append([]string{"time", "xid", "lsn", "table", "source", "change", "detail", "query"}, actorCSVHeader()...))
-		for _, e := range r.Events {
-			cw.Write(append([]string{formatTime(e.Time), strconv.FormatUint(uint64(e.Xid), 10), catalog.FormatLSN(e.LSN), e.Table, e.Source, e.Change, e.Detail, e.Query}, actorCSV(e.Actor)...))
-		}
-		cw.Flush()
-		return cw.Error()
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "TIME\tXID\tLSN\tTABLE\tCHANGE\tWHO\tDETAIL\n")
-	for _, e := range r.Events {
-		detail := e.Detail
-		if e.Query != "" {
-			detail = strings.Join(strings.Fields(e.Query), " ")
-		}
-		xid := "-"
-		if e.Xid != 0 {
-			xid = strconv.FormatUint(uint64(e.Xid), 10)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(formatTime(e.Time)), xid, catalog.FormatLSN(e.LSN), e.Table, e.Change, e.Actor, detail)
-	}
-	return tw.Flush()
-}
-
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func orDash(s string) string {
@@ -526,4 +192,126 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// column is one field of a report's rows in every format: the table's
+// column headed head, and the field called name in JSON and CSV, in the
+// order of the report's columns. A column without a head is not in the
+// table; one without a name is in the table alone.
+type column[T any] struct {
+	name string
+	head string
+	// text is the field's text in CSV, and in the table unless cell gives
+	// another; json is its value in JSON, unless that is text as a string.
+	text func(T) string
+	json func(T) any
+	cell func(T) string
+	// actor, in place of the above: the actor's object in JSON, its six
+	// fields in CSV (actorCSVHeader), its String in the table.
+	actor func(T) Actor
+}
+
+// textColumn is a column whose value is its text in every format.
+func textColumn[T any](name, head string, text func(T) string) column[T] {
+	return column[T]{name: name, head: head, text: text}
+}
+
+// intColumn is a column of a number.
+func intColumn[T any](name, head string, v func(T) int64) column[T] {
+	return column[T]{name: name, head: head, text: func(r T) string { return itoa(v(r)) }, json: func(r T) any { return v(r) }}
+}
+
+// timeColumn is a column of a moment that may be unknown (zero): null in
+// JSON, empty in CSV, - in the table.
+func timeColumn[T any](name, head string, t func(T) time.Time) column[T] {
+	return column[T]{name: name, head: head,
+		text: func(r T) string { return formatTime(t(r)) },
+		json: func(r T) any { return jsonTime(t(r)) },
+		cell: func(r T) string { return orDash(formatTime(t(r))) }}
+}
+
+// actorColumn is the column of who made a transaction.
+func actorColumn[T any](a func(T) Actor) column[T] {
+	return column[T]{name: "actor", head: "WHO", actor: a}
+}
+
+// withCell gives the column another text in the table.
+func (c column[T]) withCell(cell func(T) string) column[T] {
+	c.cell = cell
+	return c
+}
+
+// writeRows writes a report's rows in format f: one JSON object per line,
+// CSV with a header line, or an aligned table with a heading line.
+func writeRows[T any](w io.Writer, f Format, cols []column[T], rows []T) error {
+	switch f {
+	case FormatJSON:
+		return writeJSONLines(w, len(rows), func(i int) *jsonObject {
+			o := &jsonObject{}
+			for _, c := range cols {
+				switch {
+				case c.name == "":
+				case c.actor != nil:
+					o.field(c.name, c.actor(rows[i]))
+				case c.json != nil:
+					o.field(c.name, c.json(rows[i]))
+				default:
+					o.field(c.name, c.text(rows[i]))
+				}
+			}
+			return o
+		})
+	case FormatCSV:
+		cw := csv.NewWriter(w)
+		var fields []string
+		for _, c := range cols {
+			switch {
+			case c.name == "":
+			case c.actor != nil:
+				fields = append(fields, actorCSVHeader()...)
+			default:
+				fields = append(fields, c.name)
+			}
+		}
+		cw.Write(fields)
+		for _, r := range rows {
+			fields = fields[:0]
+			for _, c := range cols {
+				switch {
+				case c.name == "":
+				case c.actor != nil:
+					fields = append(fields, actorCSV(c.actor(r))...)
+				default:
+					fields = append(fields, c.text(r))
+				}
+			}
+			cw.Write(fields)
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var cells []string
+	for _, c := range cols {
+		if c.head != "" {
+			cells = append(cells, c.head)
+		}
+	}
+	io.WriteString(tw, strings.Join(cells, "\t")+"\n")
+	for _, r := range rows {
+		cells = cells[:0]
+		for _, c := range cols {
+			switch {
+			case c.head == "":
+			case c.actor != nil:
+				cells = append(cells, c.actor(r).String())
+			case c.cell != nil:
+				cells = append(cells, c.cell(r))
+			default:
+				cells = append(cells, c.text(r))
+			}
+		}
+		io.WriteString(tw, strings.Join(cells, "\t")+"\n")
+	}
+	return tw.Flush()
 }

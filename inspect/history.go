@@ -3,6 +3,7 @@ package inspect
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 
 	"lbt/catalog"
@@ -137,38 +138,21 @@ func (in *Inspector) eachTableChange(ctx context.Context, tableID int64, txs []t
 		return err
 	}
 	next := 0 // txs[next] is the transaction of the current record or a later one
-	for _, b := range blobs {
-		raw, err := in.src.Read(b, nil)
+	for ch, err := range in.src.Changes(blobs, catalog.Filter{Keys: keys}) {
 		if err != nil {
 			return err
 		}
-		r := catalog.NewRecordReader(raw, b.Schema)
-		for {
-			var ch catalog.Change
-			var ok bool
-			if keys != nil {
-				ch, ok, err = r.NextKey(0, keys)
-			} else {
-				ch, ok, err = r.Next()
-			}
-			if err != nil {
-				return fmt.Errorf("blob %d: %w", b.ID, err)
-			}
-			if !ok {
-				break
-			}
-			for next < len(txs) && txs[next].lsn < ch.CommitLSN {
-				next++
-			}
-			if next == len(txs) {
-				return nil
-			}
-			if txs[next].lsn != ch.CommitLSN {
-				continue
-			}
-			if err := fn(txs[next], ch); err != nil {
-				return err
-			}
+		for next < len(txs) && txs[next].lsn < ch.CommitLSN {
+			next++
+		}
+		if next == len(txs) {
+			return nil
+		}
+		if txs[next].lsn != ch.CommitLSN {
+			continue
+		}
+		if err := fn(txs[next], ch); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -218,22 +202,5 @@ func (in *Inspector) tableTxCounts(ctx context.Context, tableID int64, rng Range
 	return out, err
 }
 
-func (in *Inspector) queryTxMeta(ctx context.Context, q string, args ...any) ([]txMeta, error) {
-	rows, err := in.db().QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("catalog transactions: %w", err)
-	}
-	defer rows.Close()
-	var out []txMeta
-	for rows.Next() {
-		var lsn, xid, us int64
-		if err := rows.Scan(&lsn, &xid, &us); err != nil {
-			return nil, fmt.Errorf("catalog transactions: %w", err)
-		}
-		out = append(out, txMeta{lsn: uint64(lsn), xid: uint32(xid), time: catalog.FromMicros(us)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog transactions: %w", err)
-	}
-	return out, nil
-}
+// Write writes the history in format f.
+func (h *History) Write(w io.Writer, f Format) error { return writeChanges(w, f, h.Changes) }

@@ -15,9 +15,7 @@ package inspect
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -50,14 +48,6 @@ func (r Range) contains(t time.Time) bool {
 	return (r.Since.IsZero() || !t.Before(r.Since)) && (r.Until.IsZero() || t.Before(r.Until))
 }
 
-// untilMicros is the exclusive upper bound in catalog time.
-func (r Range) untilMicros() int64 {
-	if r.Until.IsZero() {
-		return 1<<63 - 1
-	}
-	return catalog.Micros(r.Until)
-}
-
 func (r Range) check() error {
 	if !r.Since.IsZero() && !r.Until.IsZero() && !r.Since.Before(r.Until) {
 		return inputErrorf("--since %s is not before --until %s", formatTime(r.Since), formatTime(r.Until))
@@ -75,9 +65,8 @@ type Inspector struct {
 	cat      *catalog.Catalog
 	src      *catalog.BlobSource
 	blobs    *blobCache
-	mu       sync.Mutex // guards versions and stmts, which searches on other cores share
+	mu       sync.Mutex // guards versions, which searches on other cores share
 	versions map[int64]map[int]*version
-	stmts    map[string]*sql.Stmt
 
 	// background searches: at most cap(sem) at once, all ended by Close
 	sem        chan struct{}
@@ -114,39 +103,15 @@ func New(ctx context.Context, cat *catalog.Catalog) *Inspector {
 		blobs:    newBlobCache(256 << 20),
 		sem:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 		versions: make(map[int64]map[int]*version),
-		stmts:    make(map[string]*sql.Stmt),
 	}
 }
 
 // Close releases the catalog and the segment files.
 func (in *Inspector) Close() error {
 	in.prefetches.Wait()
-	for _, st := range in.stmts {
-		st.Close()
-	}
 	in.src.Close()
 	return in.cat.Close()
 }
-
-// queryRow runs a query that is prepared once per Inspector: the ones a
-// history runs for every transaction it reads.
-func (in *Inspector) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	in.mu.Lock()
-	st, ok := in.stmts[q]
-	if !ok {
-		var err error
-		if st, err = in.db().PrepareContext(ctx, q); err != nil {
-			in.mu.Unlock()
-			// The error comes back from QueryRowContext on the plain query.
-			return in.db().QueryRowContext(ctx, q, args...)
-		}
-		in.stmts[q] = st
-	}
-	in.mu.Unlock()
-	return st.QueryRowContext(ctx, args...)
-}
-
-func (in *Inspector) db() *sql.DB { return in.cat.DB() }
 
 // table is an archived table as a query resolved it.
 type table struct {
@@ -256,15 +221,11 @@ type txMeta struct {
 // over the others undecoded. The tuples are valid during the call only.
 func (in *Inspector) eachTxChange(ctx context.Context, tableID int64, lsn uint64, keys catalog.KeyFunc, fn func(place, catalog.Change) error) error {
 	// The first of the table's blobs whose LSN range holds the transaction.
-	var blobID, first int64
-	err := in.queryRow(ctx, `SELECT id, first_lsn FROM blob WHERE table_id = ? AND last_lsn >= ? ORDER BY last_lsn, id LIMIT 1`, tableID, int64(lsn)).Scan(&blobID, &first)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && uint64(first) > lsn) {
-		return nil
+	blobID, first, ok, err := in.cat.TxBlob(ctx, tableID, lsn, 0)
+	if err != nil || !ok || first > lsn {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("catalog transaction %s of table %d: %w", catalog.FormatLSN(lsn), tableID, err)
-	}
-	b, err := in.blobByID(ctx, blobID)
+	b, err := in.cat.BlobByID(ctx, blobID)
 	if err != nil {
 		return err
 	}
@@ -273,25 +234,11 @@ func (in *Inspector) eachTxChange(ctx context.Context, tableID int64, lsn uint64
 		if err != nil {
 			return err
 		}
-		r := catalog.NewRecordReader(raw, b.Schema)
-		for {
-			var ch catalog.Change
-			var ok bool
-			if keys != nil {
-				ch, ok, err = r.NextKey(lsn, keys)
-			} else {
-				ch, ok, err = r.Next()
-			}
+		for ch, err := range catalog.Changes(b, raw, catalog.Filter{CommitLSN: lsn, Keys: keys}) {
 			if err != nil {
-				return fmt.Errorf("blob %d: %w", b.ID, err)
+				return err
 			}
-			if !ok || ch.CommitLSN > lsn {
-				break
-			}
-			if ch.CommitLSN < lsn {
-				continue
-			}
-			if err := fn(place{seq, r.Pos()}, ch); err != nil {
+			if err := fn(place{seq, ch.End}, ch); err != nil {
 				return err
 			}
 		}
@@ -299,15 +246,11 @@ func (in *Inspector) eachTxChange(ctx context.Context, tableID int64, lsn uint64
 			return nil
 		}
 		// A large transaction continues in the table's next blob.
-		var next int64
-		err = in.queryRow(ctx, `SELECT id FROM blob WHERE table_id = ? AND last_lsn >= ? AND id > ? ORDER BY last_lsn, id LIMIT 1`,
-			tableID, int64(lsn), b.ID).Scan(&next)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("catalog blobs of table %d: %w", tableID, err)
+		next, _, ok, err := in.cat.TxBlob(ctx, tableID, lsn, b.ID)
+		if err != nil || !ok {
+			return err
 		}
-		if b, err = in.blobByID(ctx, next); err != nil {
+		if b, err = in.cat.BlobByID(ctx, next); err != nil {
 			return err
 		}
 		if b.FirstLSN != lsn {
@@ -319,22 +262,10 @@ func (in *Inspector) eachTxChange(ctx context.Context, tableID int64, lsn uint64
 // place is where a record is among a transaction's records.
 type place struct {
 	blob int // index among the transaction's blobs
-	pos  int // catalog.RecordReader.Pos after it
+	pos  int // catalog.Change.End
 }
 
 func (p place) after(q place) bool { return p.blob > q.blob || p.blob == q.blob && p.pos > q.pos }
-
-func (in *Inspector) blobByID(ctx context.Context, id int64) (catalog.Blob, error) {
-	var b catalog.Blob
-	var crc, first, last int64
-	err := in.queryRow(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length FROM blob WHERE id = ?`, id).
-		Scan(&b.ID, &b.TableID, &b.SegmentID, &b.Offset, &b.Length, &crc, &b.Schema, &first, &last, &b.Changes, &b.RawLength)
-	if err != nil {
-		return b, fmt.Errorf("catalog blob %d: %w", id, err)
-	}
-	b.CRC, b.FirstLSN, b.LastLSN = uint32(crc), uint64(first), uint64(last)
-	return b, nil
-}
 
 // Actor is who made a transaction, as lbt setup --capture-actors records it.
 type Actor struct {
@@ -402,14 +333,9 @@ func (a Actor) String() string {
 // actorOf returns the actor of the transaction that committed at lsn: its
 // first 'lbt.actor' message.
 func (in *Inspector) actorOf(ctx context.Context, lsn uint64) (Actor, error) {
-	var content []byte
-	err := in.queryRow(ctx, `SELECT content FROM tx_message WHERE commit_lsn = ? AND prefix = ? ORDER BY seq LIMIT 1`,
-		int64(lsn), ActorPrefix).Scan(&content)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Actor{}, nil
-	}
-	if err != nil {
-		return Actor{}, fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(lsn), err)
+	content, ok, err := in.cat.FirstMessage(ctx, lsn, ActorPrefix)
+	if err != nil || !ok {
+		return Actor{}, err
 	}
 	return parseActor(content), nil
 }

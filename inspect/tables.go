@@ -3,7 +3,11 @@ package inspect
 import (
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"lbt/catalog"
 )
@@ -50,7 +54,6 @@ func (in *Inspector) Tables(ctx context.Context) (*TablesReport, error) {
 		return nil, err
 	}
 	r := &TablesReport{}
-	byID := make(map[int64]*TableInfo, len(refs))
 	for _, ref := range refs {
 		t, err := in.tableByID(ctx, ref.ID)
 		if err != nil {
@@ -65,94 +68,81 @@ func (in *Inspector) Tables(ctx context.Context) (*TablesReport, error) {
 		}
 		r.Tables = append(r.Tables, info)
 	}
+	totals, err := in.cat.TableTotals(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for i := range r.Tables {
-		byID[r.Tables[i].ID] = &r.Tables[i]
-	}
-
-	type scan func(t *TableInfo, vals []int64)
-	queries := []struct {
-		q    string
-		n    int
-		fill scan
-	}{
-		{`SELECT t.table_id, t.n, t.ins, t.upd, t.del, t.trunc,
-				(SELECT commit_time FROM tx WHERE commit_lsn >= t.lo ORDER BY commit_lsn LIMIT 1), (SELECT commit_time FROM tx WHERE commit_lsn = t.hi),
-				t.blobs, t.bytes
-			FROM (SELECT table_id, sum(txs) AS n, sum(inserts) AS ins, sum(updates) AS upd, sum(deletes) AS del, sum(truncates) AS trunc,
-				min(first_lsn) AS lo, max(last_lsn) AS hi, count(*) AS blobs, sum(length) AS bytes FROM blob GROUP BY table_id) t`, 10,
-			func(t *TableInfo, v []int64) {
-				t.Transactions, t.Inserts, t.Updates, t.Deletes, t.Truncates = v[1], v[2], v[3], v[4], v[5]
-				t.FirstChange, t.LastChange = microsTime(v[6]), microsTime(v[7])
-				t.Blobs, t.DeltaBytes = v[8], v[9]
-			}},
-		{`SELECT table_id, count(*), coalesce(sum(bytes), 0), max(lsn),
-				(SELECT finished_at FROM basebackup b2 WHERE b2.table_id = b.table_id ORDER BY lsn DESC LIMIT 1)
-			FROM basebackup b GROUP BY table_id`, 5,
-			func(t *TableInfo, v []int64) {
-				t.Basebackups, t.BasebackupBytes, t.NewestBasebackupLSN = int(v[1]), v[2], uint64(v[3])
-				t.NewestBasebackup = microsTime(v[4])
-			}},
-	}
-	for _, q := range queries {
-		if err := in.eachRow(ctx, q.q, q.n, func(vals []int64) {
-			if t := byID[vals[0]]; t != nil {
-				q.fill(t, vals)
-			}
-		}); err != nil {
-			return nil, err
+		t := &r.Tables[i]
+		tt := totals[t.ID]
+		if tt == nil {
+			continue
 		}
+		t.Transactions, t.Inserts, t.Updates, t.Deletes, t.Truncates = tt.Transactions, tt.Inserts, tt.Updates, tt.Deletes, tt.Truncates
+		t.FirstChange, t.LastChange = tt.FirstChange, tt.LastChange
+		t.Blobs, t.DeltaBytes = tt.Blobs, tt.BlobBytes
+		t.Basebackups, t.BasebackupBytes, t.NewestBasebackupLSN = tt.Basebackups, tt.BasebackupBytes, tt.NewestBasebackupLSN
+		t.NewestBasebackup = tt.NewestBasebackup
 	}
 	return r, nil
 }
 
-// eachRow runs a query whose n columns are integers (NULL as 0).
-func (in *Inspector) eachRow(ctx context.Context, q string, n int, fn func([]int64)) error {
-	rows, err := in.db().QueryContext(ctx, q)
-	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	defer rows.Close()
-	vals := make([]int64, n)
-	ptrs := make([]any, n)
-	nulls := make([]*int64, n)
-	for i := range ptrs {
-		nulls[i] = new(int64)
-		ptrs[i] = &nullInt{p: nulls[i]}
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("catalog: %w", err)
-		}
-		for i := range vals {
-			vals[i] = *nulls[i]
-		}
-		fn(vals)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	return nil
+// Write writes the tables in format f.
+func (r *TablesReport) Write(w io.Writer, f Format) error {
+	return writeRows(w, f, tableColumns, r.Tables)
 }
 
-// nullInt scans an integer, NULL as 0.
-type nullInt struct{ p *int64 }
-
-func (n *nullInt) Scan(v any) error {
-	switch x := v.(type) {
-	case nil:
-		*n.p = 0
-	case int64:
-		*n.p = x
-	default:
-		return fmt.Errorf("want an integer, got %T", v)
-	}
-	return nil
-}
-
-// microsTime converts catalog time, 0 (a NULL) to the zero time.
-func microsTime(us int64) time.Time {
-	if us == 0 {
-		return time.Time{}
-	}
-	return catalog.FromMicros(us)
+// tableColumns are the fields of a tables report, in every format.
+var tableColumns = []column[TableInfo]{
+	textColumn("table", "TABLE", func(t TableInfo) string { return t.Name }).withCell(func(t TableInfo) string {
+		if len(t.FormerNames) > 0 {
+			return t.Name + " (was " + strings.Join(t.FormerNames, ", ") + ")"
+		}
+		return t.Name
+	}),
+	intColumn("table_id", "", func(t TableInfo) int64 { return t.ID }),
+	intColumn("oid", "", func(t TableInfo) int64 { return int64(t.OID) }),
+	{name: "former_names",
+		text: func(t TableInfo) string { return strings.Join(t.FormerNames, " ") },
+		json: func(t TableInfo) any {
+			if t.FormerNames == nil {
+				return []string{}
+			}
+			return t.FormerNames
+		}},
+	intColumn("schema_versions", "", func(t TableInfo) int64 { return int64(t.SchemaVersions) }),
+	intColumn("basebackups", "BASEBACKUPS", func(t TableInfo) int64 { return int64(t.Basebackups) }),
+	timeColumn("newest_basebackup", "NEWEST BASEBACKUP", func(t TableInfo) time.Time { return t.NewestBasebackup }).withCell(func(t TableInfo) string {
+		if t.Basebackups == 0 {
+			return "-"
+		}
+		return formatTime(t.NewestBasebackup)
+	}),
+	{name: "newest_basebackup_lsn",
+		text: func(t TableInfo) string {
+			if t.Basebackups == 0 {
+				return ""
+			}
+			return catalog.FormatLSN(t.NewestBasebackupLSN)
+		},
+		json: func(t TableInfo) any {
+			if t.Basebackups == 0 {
+				return nil
+			}
+			return catalog.FormatLSN(t.NewestBasebackupLSN)
+		}},
+	intColumn("transactions", "TXS", func(t TableInfo) int64 { return t.Transactions }),
+	intColumn("inserts", "", func(t TableInfo) int64 { return t.Inserts }),
+	intColumn("updates", "", func(t TableInfo) int64 { return t.Updates }),
+	intColumn("deletes", "", func(t TableInfo) int64 { return t.Deletes }),
+	intColumn("truncates", "", func(t TableInfo) int64 { return t.Truncates }),
+	{head: "INS/UPD/DEL/TRUNC", text: func(t TableInfo) string {
+		return fmt.Sprintf("%d/%d/%d/%d", t.Inserts, t.Updates, t.Deletes, t.Truncates)
+	}},
+	timeColumn("first_change", "FIRST CHANGE", func(t TableInfo) time.Time { return t.FirstChange }),
+	timeColumn("last_change", "LAST CHANGE", func(t TableInfo) time.Time { return t.LastChange }),
+	intColumn("blobs", "", func(t TableInfo) int64 { return t.Blobs }),
+	intColumn("delta_bytes", "", func(t TableInfo) int64 { return t.DeltaBytes }),
+	intColumn("basebackup_bytes", "", func(t TableInfo) int64 { return t.BasebackupBytes }),
+	intColumn("bytes", "SIZE", TableInfo.Bytes).withCell(func(t TableInfo) string { return humanize.IBytes(uint64(t.Bytes())) }),
 }

@@ -2,9 +2,8 @@ package inspect
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -40,36 +39,34 @@ type TxReport struct {
 // counter wrapped around; all are reported.
 func (in *Inspector) Tx(ctx context.Context, opts TxOptions) (*TxReport, error) {
 	r := &TxReport{}
-	const cols = `SELECT commit_lsn, end_lsn, xid, commit_time, coalesce(origin, '') FROM tx`
-	var txs []TxInfo
-	var err error
+	var found []catalog.Tx
 	switch {
 	case opts.LSN != 0:
-		txs, err = in.queryTxs(ctx, cols+` WHERE commit_lsn = ?`, int64(opts.LSN))
-		if err == nil && len(txs) == 0 {
-			// Accept any position inside the commit record too.
-			txs, err = in.queryTxs(ctx, `SELECT * FROM (`+cols+` WHERE commit_lsn <= ?1 ORDER BY commit_lsn DESC LIMIT 1) WHERE end_lsn > ?1`, int64(opts.LSN))
+		t, ok, err := in.txAtLSN(ctx, opts.LSN)
+		if err != nil {
+			return nil, err
 		}
-		if err == nil && len(txs) == 0 {
+		if !ok {
 			return nil, inputErrorf("no transaction in the archive committed at LSN %s%s", catalog.FormatLSN(opts.LSN), in.coverage(ctx))
 		}
+		found = []catalog.Tx{t}
 	case opts.Xid != 0:
-		var found []catalog.Tx
-		found, err = in.cat.TxsByXid(ctx, opts.Xid)
-		for _, t := range found {
-			txs = append(txs, TxInfo{LSN: t.CommitLSN, EndLSN: t.EndLSN, Xid: t.Xid, Time: t.CommitTime, Origin: t.Origin})
+		var err error
+		if found, err = in.cat.TxsByXid(ctx, opts.Xid); err != nil {
+			return nil, err
 		}
-		if err == nil && len(txs) == 0 {
+		if len(found) == 0 {
 			return nil, inputErrorf("no transaction with xid %d in the archive%s (only transactions that changed an archived table or emitted a transactional message are archived)", opts.Xid, in.coverage(ctx))
 		}
-		if len(txs) > 1 {
-			r.Notes = append(r.Notes, fmt.Sprintf("xid %d names %d archived transactions (the xid counter wrapped around): showing all; --lsn picks one", opts.Xid, len(txs)))
+		if len(found) > 1 {
+			r.Notes = append(r.Notes, fmt.Sprintf("xid %d names %d archived transactions (the xid counter wrapped around): showing all; --lsn picks one", opts.Xid, len(found)))
 		}
 	default:
 		return nil, inputErrorf("give an xid or a commit LSN")
 	}
-	if err != nil {
-		return nil, err
+	var txs []TxInfo
+	for _, t := range found {
+		txs = append(txs, TxInfo{LSN: t.CommitLSN, EndLSN: t.EndLSN, Xid: t.Xid, Time: t.CommitTime, Origin: t.Origin})
 	}
 	for _, t := range txs {
 		if err := in.fillTx(ctx, &t); err != nil {
@@ -81,38 +78,27 @@ func (in *Inspector) Tx(ctx context.Context, opts TxOptions) (*TxReport, error) 
 	return r, nil
 }
 
-// coverage describes the commit times the archive holds, for errors.
-func (in *Inspector) coverage(ctx context.Context) string {
-	var first, last sql.NullInt64
-	// The first and last transactions by commit LSN: close enough to the
-	// oldest and newest by time for a message, and found without a scan.
-	if err := in.db().QueryRowContext(ctx, `SELECT (SELECT commit_time FROM tx ORDER BY commit_lsn LIMIT 1),
-		(SELECT commit_time FROM tx ORDER BY commit_lsn DESC LIMIT 1)`).Scan(&first, &last); err != nil || !first.Valid {
-		return " (the archive holds no transaction yet)"
+// txAtLSN returns the transaction that committed at lsn, or whose commit
+// record holds it.
+func (in *Inspector) txAtLSN(ctx context.Context, lsn uint64) (catalog.Tx, bool, error) {
+	t, ok, err := in.cat.TxAt(ctx, lsn)
+	if err != nil || ok {
+		return t, ok, err
 	}
-	return fmt.Sprintf(" (it holds transactions committed from %s to %s)", formatTime(catalog.FromMicros(first.Int64)), formatTime(catalog.FromMicros(last.Int64)))
+	commit, ok, err := in.cat.TxContaining(ctx, lsn)
+	if err != nil || !ok {
+		return t, false, err
+	}
+	return in.cat.TxAt(ctx, commit)
 }
 
-func (in *Inspector) queryTxs(ctx context.Context, q string, args ...any) ([]TxInfo, error) {
-	rows, err := in.db().QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("catalog transactions: %w", err)
+// coverage describes the commit times the archive holds, for errors.
+func (in *Inspector) coverage(ctx context.Context) string {
+	first, last, ok, err := in.cat.CommitTimes(ctx)
+	if err != nil || !ok {
+		return " (the archive holds no transaction yet)"
 	}
-	defer rows.Close()
-	var out []TxInfo
-	for rows.Next() {
-		var t TxInfo
-		var lsn, end, xid, us int64
-		if err := rows.Scan(&lsn, &end, &xid, &us, &t.Origin); err != nil {
-			return nil, fmt.Errorf("catalog transactions: %w", err)
-		}
-		t.LSN, t.EndLSN, t.Xid, t.Time = uint64(lsn), uint64(end), uint32(xid), catalog.FromMicros(us)
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog transactions: %w", err)
-	}
-	return out, nil
+	return fmt.Sprintf(" (it holds transactions committed from %s to %s)", formatTime(first), formatTime(last))
 }
 
 // fillTx reads a transaction's changes and messages.
@@ -136,27 +122,18 @@ func (in *Inspector) fillTx(ctx context.Context, t *TxInfo) error {
 			return err
 		}
 	}
-	msgs, err := in.db().QueryContext(ctx, `SELECT prefix, content FROM tx_message WHERE commit_lsn = ? ORDER BY seq`, int64(t.LSN))
+	msgs, err := in.cat.TxMessages(ctx, t.LSN)
 	if err != nil {
-		return fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(t.LSN), err)
+		return err
 	}
-	defer msgs.Close()
-	for msgs.Next() {
-		var prefix string
-		var content []byte
-		if err := msgs.Scan(&prefix, &content); err != nil {
-			return fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(t.LSN), err)
-		}
-		if prefix == ActorPrefix {
+	for _, m := range msgs {
+		if m.Prefix == ActorPrefix {
 			if !t.Actor.Known {
-				t.Actor = parseActor(content)
+				t.Actor = parseActor(m.Content)
 			}
 			continue
 		}
-		t.Changes = append(t.Changes, Change{Time: t.Time, Xid: t.Xid, LSN: t.LSN, Op: OpMessage, Prefix: prefix, Content: string(content)})
-	}
-	if err := msgs.Err(); err != nil {
-		return fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(t.LSN), err)
+		t.Changes = append(t.Changes, Change{Time: t.Time, Xid: t.Xid, LSN: t.LSN, Op: OpMessage, Prefix: m.Prefix, Content: string(m.Content)})
 	}
 	for i := range t.Changes {
 		t.Changes[i].Actor = t.Actor
@@ -259,12 +236,11 @@ func (in *Inspector) Changes(ctx context.Context, opts ChangesOptions) (*Changes
 		}
 		s := TxSummary{LSN: tx.CommitLSN, Xid: tx.Xid, Time: tx.CommitTime,
 			Inserts: int(tx.Inserts), Updates: int(tx.Updates), Deletes: int(tx.Deletes), Truncates: int(tx.Truncates)}
-		var actor []byte
-		err := in.queryRow(ctx, `SELECT content FROM tx_message WHERE commit_lsn = ? AND prefix = ? ORDER BY seq LIMIT 1`, int64(tx.CommitLSN), ActorPrefix).Scan(&actor)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		actor, ok, err := in.cat.FirstMessage(ctx, tx.CommitLSN, ActorPrefix)
+		if err != nil {
 			return nil, fmt.Errorf("catalog changes of %s: %w", t.name, err)
 		}
-		if actor != nil {
+		if ok {
 			s.Actor = parseActor(actor)
 		}
 		if filter.actor != "" && s.Actor.Role != filter.actor {
@@ -301,4 +277,50 @@ func (f changeFilter) text() string {
 		return ""
 	}
 	return " " + strings.Join(parts, ", ")
+}
+
+// Write writes the transactions in format f.
+func (r *TxReport) Write(w io.Writer, f Format) error {
+	var all []Change
+	for _, t := range r.Txs {
+		all = append(all, t.Changes...)
+	}
+	if f == FormatTable {
+		ew := &errWriter{w: w}
+		for i, t := range r.Txs {
+			if i > 0 {
+				ew.printf("\n")
+			}
+			ew.printf("transaction xid %d, commit LSN %s (end %s), committed %s, by %s", t.Xid, catalog.FormatLSN(t.LSN), catalog.FormatLSN(t.EndLSN), formatTime(t.Time), t.Actor)
+			if t.Origin != "" {
+				ew.printf(", origin %s", t.Origin)
+			}
+			ew.printf(": %d changes\n", len(t.Changes))
+			if ew.err == nil {
+				ew.err = writeChanges(w, f, t.Changes)
+			}
+		}
+		return ew.err
+	}
+	return writeChanges(w, f, all)
+}
+
+// Write writes the transactions in format f.
+func (r *ChangesReport) Write(w io.Writer, f Format) error {
+	return writeRows(w, f, r.columns(), r.Txs)
+}
+
+// columns are the fields of a changes report, in every format.
+func (r *ChangesReport) columns() []column[TxSummary] {
+	return []column[TxSummary]{
+		textColumn("time", "TIME", func(s TxSummary) string { return formatTime(s.Time) }),
+		intColumn("xid", "XID", func(s TxSummary) int64 { return int64(s.Xid) }),
+		textColumn("lsn", "LSN", func(s TxSummary) string { return catalog.FormatLSN(s.LSN) }),
+		textColumn("table", "", func(TxSummary) string { return r.Table }),
+		intColumn("inserts", "INSERTS", func(s TxSummary) int64 { return int64(s.Inserts) }),
+		intColumn("updates", "UPDATES", func(s TxSummary) int64 { return int64(s.Updates) }),
+		intColumn("deletes", "DELETES", func(s TxSummary) int64 { return int64(s.Deletes) }),
+		intColumn("truncates", "TRUNCATES", func(s TxSummary) int64 { return int64(s.Truncates) }),
+		actorColumn(func(s TxSummary) Actor { return s.Actor }),
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	"lbt/catalog"
 )
@@ -225,20 +224,14 @@ func (w *rowWalker) lookup(k rowKey, from uint64) ([]txMeta, error) {
 		return nil, nil
 	}
 	w.keyed[k.String()] = from
-	q := `SELECT rk.commit_lsn, tx.xid, tx.commit_time FROM row_key rk JOIN tx ON tx.commit_lsn = rk.commit_lsn
-		WHERE rk.table_id = ? AND rk.key_hash IN (?` + strings.Repeat(",?", len(hashes)-1) + `) AND rk.commit_lsn >= ? AND tx.commit_time < ?
-		ORDER BY rk.commit_lsn`
-	args := []any{w.t.id}
-	for _, h := range hashes {
-		args = append(args, h)
-	}
-	args = append(args, int64(from), w.rng.untilMicros())
-	ms, err := w.in.queryTxMeta(w.ctx, q, args...)
+	txs, err := w.in.cat.RowKeyTxs(w.ctx, w.t.id, hashes, from, w.rng.Until)
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range ms {
-		w.indexedLSN[m.lsn] = true
+	ms := make([]txMeta, len(txs))
+	for i, t := range txs {
+		ms[i] = txMeta{lsn: t.CommitLSN, xid: t.Xid, time: t.CommitTime}
+		w.indexedLSN[t.CommitLSN] = true
 	}
 	return ms, nil
 }

@@ -15,8 +15,6 @@ package repair
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -202,15 +200,13 @@ func selectTxs(ctx context.Context, cat *catalog.Catalog, o Options) ([]*Tx, err
 		}
 		found = append(found, tx)
 	case o.LSN != 0:
-		var commit sql.NullInt64
-		err := cat.DB().QueryRowContext(ctx, `SELECT commit_lsn FROM tx WHERE commit_lsn <= ?1 AND end_lsn > ?1 ORDER BY commit_lsn DESC LIMIT 1`, int64(o.LSN)).Scan(&commit)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("catalog transactions: %w", err)
+		commit, ok, err := cat.TxContaining(ctx, o.LSN)
+		if err != nil {
+			return nil, err
 		}
 		var tx catalog.Tx
-		ok := false
-		if commit.Valid {
-			if tx, ok, err = cat.TxAt(ctx, uint64(commit.Int64)); err != nil {
+		if ok {
+			if tx, ok, err = cat.TxAt(ctx, commit); err != nil {
 				return nil, err
 			}
 		}
@@ -277,46 +273,26 @@ func windowText(o Options) string {
 // actorTxs returns the commit LSNs of the transactions whose first
 // 'lbt.actor' message names the actor, in the window, in commit order.
 func actorTxs(ctx context.Context, cat *catalog.Catalog, o Options) ([]uint64, error) {
-	since, until := int64(-1<<63), int64(1<<63-1)
-	if !o.Since.IsZero() {
-		since = catalog.Micros(o.Since)
-	}
-	if !o.Until.IsZero() {
-		until = catalog.Micros(o.Until)
-	}
-	rows, err := cat.DB().QueryContext(ctx, `SELECT t.commit_lsn, m.content FROM tx t JOIN tx_message m ON m.commit_lsn = t.commit_lsn
-		WHERE m.prefix = ? AND t.commit_time >= ? AND t.commit_time < ?
-		AND m.seq = (SELECT min(seq) FROM tx_message WHERE commit_lsn = t.commit_lsn AND prefix = m.prefix)
-		ORDER BY t.commit_lsn`, inspect.ActorPrefix, since, until)
+	msgs, err := cat.FirstPrefixMessages(ctx, inspect.ActorPrefix, o.Since, o.Until)
 	if err != nil {
-		return nil, fmt.Errorf("catalog actors: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []uint64
-	for rows.Next() {
-		var lsn int64
-		var content []byte
-		if err := rows.Scan(&lsn, &content); err != nil {
-			return nil, fmt.Errorf("catalog actors: %w", err)
-		}
-		a := inspect.ParseActor(content)
+	for _, m := range msgs {
+		a := inspect.ParseActor(m.Content)
 		if !a.Known || (o.Role != "" && a.Role != o.Role) || (o.Application != "" && a.Application != o.Application) {
 			continue
 		}
-		out = append(out, uint64(lsn))
+		out = append(out, m.CommitLSN)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // actorOf returns the actor of the transaction that committed at lsn.
 func actorOf(ctx context.Context, cat *catalog.Catalog, lsn uint64) (inspect.Actor, error) {
-	var content []byte
-	err := cat.DB().QueryRowContext(ctx, `SELECT content FROM tx_message WHERE commit_lsn = ? AND prefix = ? ORDER BY seq LIMIT 1`, int64(lsn), inspect.ActorPrefix).Scan(&content)
-	if errors.Is(err, sql.ErrNoRows) {
-		return inspect.Actor{}, nil
-	}
-	if err != nil {
-		return inspect.Actor{}, fmt.Errorf("catalog messages of transaction %s: %w", catalog.FormatLSN(lsn), err)
+	content, ok, err := cat.FirstMessage(ctx, lsn, inspect.ActorPrefix)
+	if err != nil || !ok {
+		return inspect.Actor{}, err
 	}
 	return inspect.ParseActor(content), nil
 }

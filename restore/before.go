@@ -2,7 +2,6 @@ package restore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 
@@ -35,13 +34,12 @@ func BeforeLSN(ctx context.Context, cat *catalog.Catalog, lsn uint64) (uint64, e
 	if lsn == 0 {
 		return 0, errors.New("no LSN given")
 	}
-	var commit sql.NullInt64
-	err := cat.DB().QueryRowContext(ctx, `SELECT commit_lsn FROM tx WHERE commit_lsn <= ?1 AND end_lsn > ?1 ORDER BY commit_lsn DESC LIMIT 1`, int64(lsn)).Scan(&commit)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("catalog transactions: %w", err)
+	commit, ok, err := cat.TxContaining(ctx, lsn)
+	if err != nil {
+		return 0, err
 	}
-	if commit.Valid && commit.Int64 > 0 {
-		return uint64(commit.Int64) - 1, nil
+	if ok && commit > 0 {
+		return commit - 1, nil
 	}
 	return lsn - 1, nil
 }

@@ -2,7 +2,6 @@ package restore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -198,12 +197,12 @@ func resolvePartitioned(ctx context.Context, cat *catalog.Catalog, o *Options) (
 	if !o.Until.IsZero() {
 		// As for one table (makePlan): what committed before a basebackup's
 		// snapshot, or a look, committed before either finished.
-		var lsn sql.NullInt64
-		if err := p.db.QueryRowContext(ctx, `SELECT max(lsn) FROM basebackup WHERE finished_at <= ?`, catalog.Micros(o.Until)).Scan(&lsn); err != nil {
-			return nil, fmt.Errorf("catalog basebackups: %w", err)
+		lsn, ok, err := p.cat.NewestBasebackupLSN(ctx, o.Until)
+		if err != nil {
+			return nil, err
 		}
-		if lsn.Valid && uint64(lsn.Int64)-1 > pt.upto && uint64(lsn.Int64)-1 <= p.pos.EndLSN {
-			pt.upto = uint64(lsn.Int64) - 1
+		if ok && lsn-1 > pt.upto && lsn-1 <= p.pos.EndLSN {
+			pt.upto = lsn - 1
 		}
 		for _, t := range named {
 			for _, r := range t {

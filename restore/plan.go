@@ -3,7 +3,6 @@ package restore
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"math"
@@ -46,19 +45,12 @@ type plan struct {
 	changes    int64
 }
 
-// epochInfo is an epoch with the time it started.
-type epochInfo struct {
-	catalog.Epoch
-	startedAt time.Time
-}
-
 // planner resolves a restore's target against the catalog.
 type planner struct {
 	cat       *catalog.Catalog
-	db        *sql.DB
 	pos       catalog.Position
-	reachedAt time.Time // the archive is known complete up to this moment
-	epochs    []epochInfo
+	reachedAt time.Time             // the archive is known complete up to this moment
+	epochs    []catalog.EpochRecord // by start LSN
 	gaps      []gap
 	spans     map[int64][]catalog.TableGap // inexact spans by table, read when first needed
 }
@@ -150,7 +142,7 @@ func (g gap) String() string {
 }
 
 func newPlanner(ctx context.Context, cat *catalog.Catalog) (*planner, error) {
-	p := &planner{cat: cat, db: cat.DB()}
+	p := &planner{cat: cat}
 	pos, ok, err := cat.Position(ctx)
 	if err != nil {
 		return nil, err
@@ -159,34 +151,21 @@ func newPlanner(ctx context.Context, cat *catalog.Catalog) (*planner, error) {
 		return nil, fmt.Errorf("%w: the archive %s holds no transaction yet (is lbt backup running?)", ErrNotRestorable, cat.Dir())
 	}
 	p.pos = pos
-	var updated int64
-	if err := p.db.QueryRowContext(ctx, `SELECT updated_at FROM position WHERE id = 1`).Scan(&updated); err != nil {
-		return nil, fmt.Errorf("catalog position: %w", err)
+	updated, err := cat.PositionUpdatedAt(ctx)
+	if err != nil {
+		return nil, err
 	}
 	// The daemon records its position also when the stream tells it that
 	// nothing happened, so the archive is complete up to the later of the
 	// last commit and that record.
 	p.reachedAt = pos.CommitTime
-	if t := catalog.FromMicros(updated); t.After(p.reachedAt) {
-		p.reachedAt = t
+	if updated.After(p.reachedAt) {
+		p.reachedAt = updated
 	}
-	rows, err := p.db.QueryContext(ctx, `SELECT id, start_lsn, started_at, slot, reason FROM epoch ORDER BY start_lsn`)
-	if err != nil {
-		return nil, fmt.Errorf("catalog epochs: %w", err)
+	if p.epochs, err = cat.EpochRecords(ctx); err != nil {
+		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var e epochInfo
-		var start, at int64
-		if err := rows.Scan(&e.ID, &start, &at, &e.Slot, &e.Reason); err != nil {
-			return nil, fmt.Errorf("catalog epochs: %w", err)
-		}
-		e.StartLSN, e.startedAt = uint64(start), catalog.FromMicros(at)
-		p.epochs = append(p.epochs, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog epochs: %w", err)
-	}
+	slices.SortStableFunc(p.epochs, func(a, b catalog.EpochRecord) int { return cmp.Compare(a.StartLSN, b.StartLSN) })
 	if p.gaps, err = p.findGaps(ctx); err != nil {
 		return nil, err
 	}
@@ -198,22 +177,24 @@ func (p *planner) findGaps(ctx context.Context) ([]gap, error) {
 	var out []gap
 	for i := 1; i < len(p.epochs); i++ {
 		prev, e := p.epochs[i-1], p.epochs[i]
-		g := gap{startLSN: e.StartLSN, startAt: e.startedAt, epoch: e.ID}
-		var lsn, at int64
-		err := p.db.QueryRowContext(ctx, `SELECT commit_lsn, commit_time FROM tx WHERE commit_lsn >= ? AND commit_lsn < ?
-			ORDER BY commit_lsn DESC LIMIT 1`, int64(prev.StartLSN), int64(e.StartLSN)).Scan(&lsn, &at)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		g := gap{startLSN: e.StartLSN, startAt: e.StartedAt, epoch: e.ID}
+		var last catalog.TxStamp
+		ok := false
+		if e.StartLSN > prev.StartLSN {
+			var err error
+			if last, ok, err = p.cat.NewestTx(ctx, prev.StartLSN, e.StartLSN-1); err != nil {
+				return nil, err
+			}
+		}
+		if ok {
+			g.lastLSN, g.lastAt = last.CommitLSN, last.CommitTime
+		} else {
 			// Nothing archived in the old epoch (or it was purged): it is
 			// known complete from its start only.
-			g.lastLSN, g.lastAt = prev.StartLSN, prev.startedAt
+			g.lastLSN, g.lastAt = prev.StartLSN, prev.StartedAt
 			if g.lastLSN > 0 {
 				g.lastLSN--
 			}
-		case err != nil:
-			return nil, fmt.Errorf("catalog transactions: %w", err)
-		default:
-			g.lastLSN, g.lastAt = uint64(lsn), catalog.FromMicros(at)
 		}
 		out = append(out, g)
 	}
@@ -255,7 +236,7 @@ func (p *planner) resolveTarget(ctx context.Context, o *Options) (upto uint64, a
 		// has a commit LSN below the slot's start: when the target is after
 		// the epoch began, they are all before it.
 		for _, e := range p.epochs {
-			if !e.startedAt.After(o.Until) && e.StartLSN > 0 && e.StartLSN-1 > upto {
+			if !e.StartedAt.After(o.Until) && e.StartLSN > 0 && e.StartLSN-1 > upto {
 				upto = e.StartLSN - 1
 			}
 		}
@@ -269,14 +250,11 @@ func (p *planner) resolveTarget(ctx context.Context, o *Options) (upto uint64, a
 // commitTimeAt is the commit time of the last archived transaction at or
 // before lsn.
 func (p *planner) commitTimeAt(ctx context.Context, lsn uint64) (time.Time, error) {
-	var t sql.NullInt64
-	if err := p.db.QueryRowContext(ctx, `SELECT commit_time FROM tx WHERE commit_lsn <= ? ORDER BY commit_lsn DESC LIMIT 1`, int64(lsn)).Scan(&t); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, fmt.Errorf("catalog transactions: %w", err)
+	t, ok, err := p.cat.NewestTx(ctx, 0, lsn)
+	if err != nil || !ok {
+		return time.Time{}, err
 	}
-	if !t.Valid {
-		return time.Time{}, nil
-	}
-	return catalog.FromMicros(t.Int64), nil
+	return t.CommitTime, nil
 }
 
 // findTable returns the table that was named name at the target: upto,
@@ -459,15 +437,15 @@ func (p *planner) tableLife(ctx context.Context, id int64) (catalog.TableLife, e
 	if err != nil || !l.Dropped() || l.DropExact {
 		return l, err
 	}
-	var lsn, at sql.NullInt64
-	if err := p.db.QueryRowContext(ctx, `SELECT last_change_lsn, last_change_time FROM table_state WHERE table_id = ?`, id).Scan(&lsn, &at); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return l, fmt.Errorf("catalog table state %d: %w", id, err)
+	lsn, at, err := p.cat.TableLastChange(ctx, id)
+	if err != nil {
+		return l, err
 	}
-	if uint64(lsn.Int64) > l.AliveLSN && uint64(lsn.Int64) < l.DroppedLSN {
-		l.AliveLSN = uint64(lsn.Int64)
+	if lsn > l.AliveLSN && lsn < l.DroppedLSN {
+		l.AliveLSN = lsn
 	}
-	if t := catalog.FromMicros(at.Int64); at.Int64 > 0 && t.After(l.AliveAt) && t.Before(l.DroppedAt) {
-		l.AliveAt = t
+	if !at.IsZero() && at.After(l.AliveAt) && at.Before(l.DroppedAt) {
+		l.AliveAt = at
 	}
 	return l, nil
 }
@@ -607,11 +585,7 @@ func versionBefore(versions []catalog.SchemaVersion, lsn uint64) (v catalog.Sche
 
 // purgedBefore is the LSN before which the table's deltas were purged.
 func (p *planner) purgedBefore(ctx context.Context, tableID int64) (uint64, error) {
-	var lsn sql.NullInt64
-	if err := p.db.QueryRowContext(ctx, `SELECT max(before_lsn) FROM purge_log WHERE table_id = ?`, tableID).Scan(&lsn); err != nil {
-		return 0, fmt.Errorf("catalog purge log: %w", err)
-	}
-	return uint64(lsn.Int64), nil
+	return p.cat.PurgedBefore(ctx, tableID)
 }
 
 // complete reports whether the archive holds every transaction that

@@ -340,14 +340,9 @@ func readDeltas(ctx context.Context, cat *catalog.Catalog, pl *plan, src *catalo
 		if r.err != nil {
 			return nil, r.err
 		}
-		rr := catalog.NewRecordReader(r.raw, b.Schema)
-		for {
-			c, ok, err := rr.Next()
+		for c, err := range catalog.Changes(b, r.raw, catalog.Filter{}) {
 			if err != nil {
-				return nil, fmt.Errorf("blob %d: %w", b.ID, err)
-			}
-			if !ok {
-				break
+				return nil, err
 			}
 			if c.CommitLSN < pl.bb.LSN || c.CommitLSN > pl.upto {
 				continue

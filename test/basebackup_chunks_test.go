@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/test/pgtest"
 )
 
@@ -57,7 +57,7 @@ func TestBasebackup_ChunksParallel(t *testing.T) {
 	o := dumpOptions(t, dsn, dir)
 	o.Jobs = 2
 	o.ChunkBytes = 8 * 8192 // 8 blocks: tens of chunks per table
-	bases, err := dump.Take(ctx, cat, o, []string{"acc", "ev", "bag"})
+	bases, err := basebackup.Take(ctx, cat, o, []string{"acc", "ev", "bag"})
 	cat.Close()
 	if err != nil {
 		t.Fatalf("chunked basebackup: %v", err)

@@ -9,8 +9,9 @@ import (
 	"slices"
 	"testing"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
+	"lbt/retention"
 	"lbt/test/pgtest"
 )
 
@@ -40,10 +41,10 @@ func TestBasebackup_FromArchive(t *testing.T) {
 	defer cat.Close()
 	fresh := dumpOptions(t, dsn, dir)
 	fresh.Jobs, fresh.ChunkBytes = 2, 16*8192
-	if _, err := dump.Take(ctx, cat, fresh, []string{"acc", "bag"}); err != nil {
+	if _, err := basebackup.Take(ctx, cat, fresh, []string{"acc", "bag"}); err != nil {
 		t.Fatal(err)
 	}
-	synth := dump.NewOptions()
+	synth := basebackup.NewOptions()
 	synth.ArchiveDir, synth.TempDir, synth.Logger = dir, fresh.TempDir, testLogger(t, "synthetic")
 	synth.ChunkBytes, synth.Memory = 64<<10, 128<<10 // many chunks; the reduced changes spill
 
@@ -54,7 +55,7 @@ func TestBasebackup_FromArchive(t *testing.T) {
 		waitArchived(t, c, dsn, dir)
 		out := map[string]catalog.Basebackup{}
 		for _, table := range []string{"acc", "bag"} {
-			b, err := dump.Synthesize(ctx, cat, synth, table)
+			b, err := basebackup.Synthesize(ctx, cat, synth, table)
 			if err != nil {
 				t.Fatalf("%s: basebackup of %s from the archive: %v", what, table, err)
 			}
@@ -96,7 +97,7 @@ func TestBasebackup_FromArchive(t *testing.T) {
 
 	second := synthesize("second")
 	// A fresh basebackup of the same moment: nothing was written since.
-	bases, err := dump.Take(ctx, cat, fresh, []string{"acc", "bag"})
+	bases, err := basebackup.Take(ctx, cat, fresh, []string{"acc", "bag"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,9 +111,9 @@ func TestBasebackup_FromArchive(t *testing.T) {
 	// Purge removes the older basebackups, chunks and all, and verify
 	// finds nothing left over.
 	d.stop()
-	popts := dump.NewPurgeOptions()
+	popts := retention.NewOptions()
 	popts.KeepBasebackups, popts.Logger = 1, testLogger(t, "purge")
-	if _, err := dump.Purge(ctx, cat, popts); err != nil {
+	if _, err := retention.Purge(ctx, cat, popts); err != nil {
 		t.Fatalf("purge: %v", err)
 	}
 	for _, b := range bases {

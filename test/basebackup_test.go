@@ -17,8 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/ingest"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
@@ -233,8 +233,8 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 		runScheduler(t, dsn, dir, nil)
 		c.Exec(t, dsn, `CREATE TABLE t2 (id int PRIMARY KEY, v text); INSERT INTO t2 SELECT g, 'x' FROM generate_series(1, 10) g`)
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'changed' WHERE id = 1`)
-		waitReason(t, dir, "t1", dump.ReasonNewTable, 1)
-		waitReason(t, dir, "t2", dump.ReasonNewTable, 1)
+		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
+		waitReason(t, dir, "t2", basebackup.ReasonNewTable, 1)
 		c.Exec(t, dsn, `UPDATE t2 SET v = 'after' WHERE id < 5`)
 		restoresExactly(t, c, dsn, dir, "t1")
 		restoresExactly(t, c, dsn, dir, "t2")
@@ -244,8 +244,8 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_initial")
 		// t1 never changes, so only initialBasebackup dumps it.
-		runScheduler(t, dsn, dir, func(o *dump.SchedulerOptions) { o.Initial = true })
-		waitReason(t, dir, "t1", dump.ReasonInitial, 1)
+		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Initial = true })
+		waitReason(t, dir, "t1", basebackup.ReasonInitial, 1)
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'after' WHERE id <= 10`)
 		restoresExactly(t, c, dsn, dir, "t1")
 	})
@@ -253,9 +253,9 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	t.Run("threshold", func(t *testing.T) {
 		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_threshold")
-		runScheduler(t, dsn, dir, func(o *dump.SchedulerOptions) { o.Threshold = 3 })
+		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Threshold = 3 })
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
-		waitReason(t, dir, "t1", dump.ReasonNewTable, 1)
+		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
 		if n := len(basebackupsOf(t, dir, "t1")); n != 1 {
 			t.Fatalf("%d basebackups before the threshold was passed, want 1", n)
 		}
@@ -263,32 +263,32 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 			c.Exec(t, dsn, fmt.Sprintf(`UPDATE t1 SET v = 'round %d' WHERE id <= 100`, i))
 			waitArchived(t, c, dsn, dir)
 		}
-		waitReason(t, dir, "t1", dump.ReasonThreshold, 1)
+		waitReason(t, dir, "t1", basebackup.ReasonThreshold, 1)
 		restoresExactly(t, c, dsn, dir, "t1")
 	})
 
 	t.Run("threshold from archive", func(t *testing.T) {
 		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_synth")
-		runScheduler(t, dsn, dir, func(o *dump.SchedulerOptions) { o.Threshold, o.SyntheticMinBytes = 3, 1 })
+		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Threshold, o.SyntheticMinBytes = 3, 1 })
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
-		waitReason(t, dir, "t1", dump.ReasonNewTable, 1)
+		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
 		for i := 0; i < 4; i++ { // one blob per flush: waitArchived between them
 			c.Exec(t, dsn, fmt.Sprintf(`UPDATE t1 SET v = 'round %d' WHERE id <= 100`, i))
 			waitArchived(t, c, dsn, dir)
 		}
-		waitReason(t, dir, "t1", dump.ReasonThreshold+", "+dump.ReasonFromArchive, 1)
+		waitReason(t, dir, "t1", basebackup.ReasonThreshold+", "+basebackup.ReasonFromArchive, 1)
 		restoresExactly(t, c, dsn, dir, "t1")
 	})
 
 	t.Run("inactivity", func(t *testing.T) {
 		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_inactive")
-		runScheduler(t, dsn, dir, func(o *dump.SchedulerOptions) { o.InactivityInterval = time.Second })
+		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.InactivityInterval = time.Second })
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
-		waitReason(t, dir, "t1", dump.ReasonNewTable, 1)
+		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
 		c.Exec(t, dsn, `DELETE FROM t1 WHERE id > 900`)
-		b := waitReason(t, dir, "t1", dump.ReasonInactivity, 1)[0]
+		b := waitReason(t, dir, "t1", basebackup.ReasonInactivity, 1)[0]
 		var lastChange time.Time
 		for _, tx := range archivedTxs(t, dir, "t1") {
 			if tx.CommitTime.After(lastChange) {
@@ -304,9 +304,9 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	t.Run("schedule", func(t *testing.T) {
 		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_schedule")
-		runScheduler(t, dsn, dir, func(o *dump.SchedulerOptions) { o.Schedule = time.Second })
+		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Schedule = time.Second })
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
-		waitReason(t, dir, "t1", dump.ReasonSchedule, 2)
+		waitReason(t, dir, "t1", basebackup.ReasonSchedule, 2)
 		restoresExactly(t, c, dsn, dir, "t1")
 	})
 
@@ -315,7 +315,7 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 		c, dsn, dir, d := setup(t, "lbt_trig_epoch")
 		stopScheduler := runScheduler(t, dsn, dir, nil)
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
-		waitReason(t, dir, "t1", dump.ReasonNewTable, 1)
+		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
 		stopScheduler()
 		// The slot is lost: changes made meanwhile never reach the archive,
 		// which starts a new epoch when the daemon creates the slot again.
@@ -328,7 +328,7 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 		startBackup(t, c, dsn, dir, func(o *ingest.Options) { o.Slot = "lbt_trig_epoch" })
 		waitArchived(t, c, dsn, dir)
 		runScheduler(t, dsn, dir, nil)
-		waitReason(t, dir, "t1", dump.ReasonNewEpoch, 1)
+		waitReason(t, dir, "t1", basebackup.ReasonNewEpoch, 1)
 		restoresExactly(t, c, dsn, dir, "t1")
 	})
 }
@@ -363,7 +363,7 @@ func TestBasebackup_Command(t *testing.T) {
 	}
 	for table, want := range map[string]int{"a": 2, `"B b"`: 1} {
 		bases := basebackupsOf(t, dir, table)
-		if len(bases) != want || bases[0].Reason != dump.ReasonRequest {
+		if len(bases) != want || bases[0].Reason != basebackup.ReasonRequest {
 			t.Errorf("%s: %d basebackups (%+v), want %d with reason request", table, len(bases), bases, want)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"lbt/catalog"
-	"lbt/dump"
+	"lbt/retention"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
@@ -193,7 +193,7 @@ func TestPurge_KeepsChainValid(t *testing.T) {
 	d.stop()
 	before := printHead(t, cfg)
 
-	opts := dump.NewPurgeOptions()
+	opts := retention.NewOptions()
 	opts.Now = time.Now()
 	opts.Retention = opts.Now.Sub(cut)
 	opts.Logger = testLogger(t, "purge")
@@ -233,7 +233,7 @@ func TestPurge_KeepsChainValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cat.Close()
-	if _, err := dump.Purge(context.Background(), cat, opts); err != nil {
+	if _, err := retention.Purge(context.Background(), cat, opts); err != nil {
 		t.Logf("purge after the change: %v", err)
 	}
 	if code, out := lbtrun.Run(t, "verify", "--config", cfg); code != 3 {

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"lbt/basebackup"
 	"lbt/catalog"
 	"lbt/crypt"
-	"lbt/dump"
 	"lbt/ingest"
 	"lbt/restore"
 	"lbt/storage"
@@ -129,7 +129,7 @@ func crashStorm(t *testing.T, points int, wrap func(storage.FS) storage.FS, stop
 	defer func() { d.stop() }()
 	waitArchived(t, c, dsn, dir)
 	cat := openOn(t, dir, fsys, false, keys.forReader())
-	if _, err := dump.Take(ctx, cat, dumpOptions(t, dsn, dir), []string{"ledger", "accounts"}); err != nil {
+	if _, err := basebackup.Take(ctx, cat, dumpOptions(t, dsn, dir), []string{"ledger", "accounts"}); err != nil {
 		t.Fatalf("basebackup: %v", err)
 	}
 	cat.Close()

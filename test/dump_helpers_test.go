@@ -24,8 +24,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pierrec/lz4/v4"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/restore"
 	"lbt/schema"
 	"lbt/test/pgtest"
@@ -40,10 +40,10 @@ func testLogger(t *testing.T, name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug, Output: testWriter{t}})
 }
 
-func dumpOptions(t *testing.T, dsn, dir string) dump.Options {
+func dumpOptions(t *testing.T, dsn, dir string) basebackup.Options {
 	t.Helper()
 	cfg := connConfig(t, dsn)
-	o := dump.NewOptions()
+	o := basebackup.NewOptions()
 	o.ArchiveDir = dir
 	o.TempDir = filepath.Join(dir, "tmp")
 	o.Conn = cfg
@@ -61,7 +61,7 @@ func takeBasebackups(t *testing.T, dsn, dir string, tables ...string) []catalog.
 		t.Fatal(err)
 	}
 	defer cat.Close()
-	bases, err := dump.Take(ctx, cat, dumpOptions(t, dsn, dir), tables)
+	bases, err := basebackup.Take(ctx, cat, dumpOptions(t, dsn, dir), tables)
 	if err != nil {
 		t.Fatalf("basebackup of %v: %v", tables, err)
 	}
@@ -70,9 +70,9 @@ func takeBasebackups(t *testing.T, dsn, dir string, tables ...string) []catalog.
 
 // runScheduler runs the basebackup scheduler beside the daemon until the
 // test ends; the returned function stops it and fails the test if it failed.
-func runScheduler(t *testing.T, dsn, dir string, tune func(*dump.SchedulerOptions)) (stop func()) {
+func runScheduler(t *testing.T, dsn, dir string, tune func(*basebackup.SchedulerOptions)) (stop func()) {
 	t.Helper()
-	o := dump.NewSchedulerOptions()
+	o := basebackup.NewSchedulerOptions()
 	o.Options = dumpOptions(t, dsn, dir)
 	o.Logger = testLogger(t, "scheduler")
 	o.PollInterval = 100 * time.Millisecond
@@ -83,7 +83,7 @@ func runScheduler(t *testing.T, dsn, dir string, tune func(*dump.SchedulerOption
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- dump.RunScheduler(ctx, o) }()
+	go func() { done <- basebackup.RunScheduler(ctx, o) }()
 	stopped := false
 	stop = func() {
 		t.Helper()
@@ -279,18 +279,17 @@ func applyFrom(t *testing.T, cat *catalog.Catalog, tableID int64, base catalog.B
 	}
 	src := catalog.NewBlobSource(ctx, cat.Store(), cat.Keys())
 	defer src.Close()
-	err = src.EachChange(blobs, func(_ catalog.Blob, ch catalog.Change) error {
+	for ch, err := range src.Changes(blobs, catalog.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		if ch.CommitLSN < base.LSN || ch.CommitLSN > upTo {
-			return nil
+			continue
 		}
 		if err := a.apply(ch); err != nil {
-			return fmt.Errorf("apply change at %X to table %d: %w", ch.CommitLSN, tableID, err)
+			t.Fatalf("apply change at %X to table %d: %v", ch.CommitLSN, tableID, err)
 		}
 		res.deltas++
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	res.rows = a.rows()
 	return res

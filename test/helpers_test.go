@@ -172,12 +172,11 @@ func readArchiveWith(t *testing.T, dir, table string, keys *crypt.Keys) (schema.
 	src := catalog.NewBlobSource(ctx, cat.Store(), cat.Keys())
 	defer src.Close()
 	var out []archivedChange
-	err = src.EachChange(blobs, func(_ catalog.Blob, ch catalog.Change) error {
+	for ch, err := range src.Changes(blobs, catalog.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		out = append(out, archivedChange{Op: string(ch.Tag), CommitLSN: ch.CommitLSN, Xid: ch.Xid, Old: texts(ch.Old), New: texts(ch.New)})
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	return versions[len(versions)-1].Table, out
 }

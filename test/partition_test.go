@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"lbt/dump"
+	"lbt/basebackup"
 	"lbt/restore"
 	"lbt/setup"
 	"lbt/test/lbtrun"
@@ -283,7 +283,7 @@ func TestPartitions_PublishedViaRootRefusesAfterAttach(t *testing.T) {
 	// The scheduler takes a basebackup of the root because its tree changed.
 	runScheduler(t, dsn, dir, nil)
 	waitFor(t, "a basebackup of measurements after the ATTACH", time.Minute, func() bool {
-		return countArchived(t, dir, `SELECT count(*) FROM basebackup WHERE reason = ?`, dump.ReasonPartitionTree) > 0
+		return countArchived(t, dir, `SELECT count(*) FROM basebackup WHERE reason = ?`, basebackup.ReasonPartitionTree) > 0
 	})
 	c.Exec(t, dsn, `UPDATE measurements SET note = 'y' WHERE id = 1002`)
 	later := recordCheckpoint(t, c, dsn, "later", tables)

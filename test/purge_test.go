@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/ingest"
+	"lbt/retention"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
@@ -101,7 +101,7 @@ func TestPurge_KeepsWindowRestorableAndReturnsSpace(t *testing.T) {
 	// The window starts just after purgePoint 2: B1 (before it) must stay
 	// with every change after it; B0 and the changes before B1 may go.
 	now := time.Now()
-	opts := dump.NewPurgeOptions()
+	opts := retention.NewOptions()
 	opts.Retention = now.Sub(cp2.at.Add(5 * time.Millisecond))
 	opts.Now = now
 	opts.Logger = testLogger(t, "purge")
@@ -270,7 +270,7 @@ func TestPurge_KeepBasebackupsCommand(t *testing.T) {
 	checkRestores(t, dir, c.NewDatabase(t), "k", archivePosition(t, dir), sourceRows(t, dsn, "k", []string{"id", "v"}), "after purge")
 }
 
-func runPurge(t *testing.T, dir string, opts dump.PurgeOptions) dump.PurgeReport {
+func runPurge(t *testing.T, dir string, opts retention.Options) retention.Report {
 	t.Helper()
 	ctx := context.Background()
 	open := catalog.Open
@@ -282,7 +282,7 @@ func runPurge(t *testing.T, dir string, opts dump.PurgeOptions) dump.PurgeReport
 		t.Fatal(err)
 	}
 	defer cat.Close()
-	rep, err := dump.Purge(ctx, cat, opts)
+	rep, err := retention.Purge(ctx, cat, opts)
 	if err != nil {
 		t.Fatalf("purge: %v", err)
 	}

@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/restore"
 	"lbt/test/pgtest"
 )
@@ -45,7 +45,7 @@ func TestRestore_JobsEqualOneJob(t *testing.T) {
 	o := dumpOptions(t, dsn, dir)
 	o.Jobs = 2
 	o.ChunkBytes = 16 * 8192
-	if _, err := dump.Take(ctx, cat, o, []string{"o", "bag", "p"}); err != nil {
+	if _, err := basebackup.Take(ctx, cat, o, []string{"o", "bag", "p"}); err != nil {
 		t.Fatal(err)
 	}
 	cat.Close()

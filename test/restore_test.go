@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/restore"
+	"lbt/retention"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
@@ -248,9 +248,9 @@ func TestRestore_CheckpointsAcrossBasebackupsAndPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	po := dump.NewPurgeOptions()
+	po := retention.NewOptions()
 	po.KeepBasebackups = 1
-	rep, err := dump.Purge(context.Background(), cat, po)
+	rep, err := retention.Purge(context.Background(), cat, po)
 	cat.Close()
 	if err != nil {
 		t.Fatal(err)

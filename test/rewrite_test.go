@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"lbt/dump"
+	"lbt/basebackup"
 	"lbt/restore"
 	"lbt/setup"
 	"lbt/test/pgtest"
@@ -110,7 +110,7 @@ func TestRestore_ChangesTheStreamCannotCarry(t *testing.T) {
 				continue
 			}
 			bbs := basebackupsOf(t, dir, sc.table)
-			if len(bbs) == 0 || bbs[len(bbs)-1].Reason != dump.ReasonInexact {
+			if len(bbs) == 0 || bbs[len(bbs)-1].Reason != basebackup.ReasonInexact {
 				return false
 			}
 		}
@@ -122,7 +122,7 @@ func TestRestore_ChangesTheStreamCannotCarry(t *testing.T) {
 	waitArchived(t, c, dsn, dir)
 	for _, sc := range cases {
 		if !sc.inexact {
-			if bbs := basebackupsOf(t, dir, sc.table); bbs[len(bbs)-1].Reason == dump.ReasonInexact {
+			if bbs := basebackupsOf(t, dir, sc.table); bbs[len(bbs)-1].Reason == basebackup.ReasonInexact {
 				t.Errorf("%s: a basebackup for an inexact span after a change the stream carries", sc.table)
 			}
 		}
@@ -230,7 +230,7 @@ func TestRestore_CapturedDDLStartsTheSpanAtItsCommit(t *testing.T) {
 	runScheduler(t, dsn, dir, nil)
 	waitFor(t, "the basebackup after the DDL", 60*time.Second, func() bool {
 		bbs := basebackupsOf(t, dir, "retyped")
-		return bbs[len(bbs)-1].Reason == dump.ReasonInexact
+		return bbs[len(bbs)-1].Reason == basebackup.ReasonInexact
 	})
 	cp("after-basebackup")
 	// The daemon restarts before the table's next change, whose Relation

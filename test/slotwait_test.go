@@ -10,8 +10,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/source"
 	"lbt/test/pgtest"
 )
@@ -106,7 +106,7 @@ func TestBasebackup_ReportsTheTransactionItsSlotWaitsFor(t *testing.T) {
 					return
 				}
 				defer cat.Close()
-				bases, err := dump.Take(ctx, cat, o, []string{"t"})
+				bases, err := basebackup.Take(ctx, cat, o, []string{"t"})
 				done <- taken{bases, err}
 			}()
 			waitFor(t, "the wait to be reported", 30*time.Second, func() bool {

@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/ingest"
 	"lbt/ship"
 	"lbt/source"
@@ -84,12 +84,12 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	defer unlock()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var schedMetrics *dump.Metrics
+	var schedMetrics *basebackup.Metrics
 	var shipMetrics *ship.Metrics
 	if cfg.MetricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		opts.Metrics = ingest.NewMetrics(reg)
-		schedMetrics = dump.NewMetrics(reg)
+		schedMetrics = basebackup.NewMetrics(reg)
 		if cfg.ArchiveURL != "" {
 			shipMetrics = ship.NewMetrics(reg)
 		}
@@ -134,7 +134,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	workers++
 	// SCHEDULER: the basebackup scheduler runs here beside ingest, in the
 	// same ctx.
-	sched := dump.NewSchedulerOptions()
+	sched := basebackup.NewSchedulerOptions()
 	sched.ArchiveDir = cfg.ArchiveDir
 	sched.TempDir = cfg.EffectiveTempDir()
 	sched.Conn = pc
@@ -152,12 +152,12 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.Initial = cfg.InitialBasebackup
 	sched.Retention = cfg.Retention
 	sched.RetentionBasebackups = cfg.RetentionBasebackups
-	policies := make(chan dump.Policy)
+	policies := make(chan basebackup.Policy)
 	sched.Reload = policies
 	sched.Metrics = schedMetrics
 	go reloadOnHUP(ctx, g, log, cfg, policies)
 	workers++
-	go func() { errs <- dump.RunScheduler(ctx, sched) }()
+	go func() { errs <- basebackup.RunScheduler(ctx, sched) }()
 	var first error
 	for i := 0; i < workers; i++ {
 		err := <-errs

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -10,9 +9,9 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"lbt/basebackup"
 	"lbt/catalog"
 	"lbt/config"
-	"lbt/dump"
 	"lbt/restore"
 	"lbt/schema"
 	"lbt/source"
@@ -85,19 +84,19 @@ func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
 	if len(tables) == 0 && !cmd.All {
 		return usageError{errors.New("nothing to back up: the partitions of the tables named are not archived (see the warnings)")}
 	}
-	opts := dump.NewOptions()
+	opts := basebackup.NewOptions()
 	opts.ArchiveDir = cfg.ArchiveDir
 	opts.TempDir = cfg.EffectiveTempDir()
 	opts.Conn = pc
 	opts.Publication = cfg.Publication
 	opts.Logger = log
-	opts.Reason = dump.ReasonRequest
+	opts.Reason = basebackup.ReasonRequest
 	opts.Jobs = cfg.BasebackupJobs
 	if cmd.Jobs > 0 {
 		opts.Jobs = cmd.Jobs
 	}
 	opts.ChunkBytes = int64(cfg.BasebackupChunkSize)
-	bases, err := dump.Take(ctx, cat, opts, tables)
+	bases, err := basebackup.Take(ctx, cat, opts, tables)
 	for _, b := range bases {
 		fmt.Fprintf(g.stdout, "%s\tlsn %s\t%d rows\t%d bytes\t%s\n", b.Definition.Table.QualifiedName(), pglogrepl.LSN(b.LSN), b.Rows, b.Bytes, b.Path)
 	}
@@ -131,12 +130,8 @@ func publishedTables(ctx context.Context, pc *pgconn.Config, publication string)
 // with a warning.
 func trackedOnly(ctx context.Context, cat *catalog.Catalog, pc *pgconn.Config, tables []string, all bool, log hclog.Logger) ([]string, error) {
 	tracked := map[uint32]bool{}
-	if v, err := cat.Meta(ctx, catalog.MetaPublishedOIDs); err == nil {
-		var oids []uint32
-		json.Unmarshal([]byte(v), &oids)
-		for _, oid := range oids {
-			tracked[oid] = true
-		}
+	for _, oid := range cat.PublishedOIDs(ctx) {
+		tracked[oid] = true
 	}
 	conn, err := source.Connect(ctx, pc)
 	if err != nil {
@@ -177,15 +172,15 @@ func (cmd *basebackupCmd) fromArchive(ctx context.Context, g *Globals, cfg *conf
 		return err
 	}
 	defer cat.Close()
-	opts := dump.NewOptions()
+	opts := basebackup.NewOptions()
 	opts.ArchiveDir = cfg.ArchiveDir
 	opts.TempDir = cfg.EffectiveTempDir()
 	opts.Logger = log
-	opts.Reason = dump.ReasonRequest
+	opts.Reason = basebackup.ReasonRequest
 	opts.ChunkBytes = int64(cfg.BasebackupChunkSize)
 	opts.Memory = int64(cfg.RestoreMemory)
 	for _, t := range cmd.Table {
-		b, err := dump.Synthesize(ctx, cat, opts, t)
+		b, err := basebackup.Synthesize(ctx, cat, opts, t)
 		if errors.Is(err, restore.ErrNotSynthesizable) || errors.Is(err, restore.ErrNotRestorable) {
 			return usageError{err}
 		}

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
 	"lbt/inspect"
 	"lbt/repair"
 	"lbt/restore"
@@ -97,7 +97,7 @@ func exitCode(command string, err error) int {
 	var repairInput *repair.InputError
 	switch {
 	case errors.As(err, &usage), errors.As(err, &inspectInput), errors.As(err, &repairInput),
-		errors.Is(err, dump.ErrNoTable), errors.Is(err, dump.ErrNotPublished), errors.Is(err, setup.ErrNotSuperuser):
+		errors.Is(err, basebackup.ErrNoTable), errors.Is(err, basebackup.ErrNotPublished), errors.Is(err, setup.ErrNotSuperuser):
 		return exitUsage
 	case errors.As(err, &verify) && verify.VerificationFailed():
 		return exitVerifyFailed

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"lbt/basebackup"
 	"lbt/catalog"
 	"lbt/config"
-	"lbt/dump"
 	"lbt/inspect"
 	"lbt/repair"
 	"lbt/restore"
@@ -327,7 +327,7 @@ func TestExitCode(t *testing.T) {
 		// Packages' bad-input errors are usage errors.
 		{"inspect history", fmt.Errorf("history: %w", &inspect.InputError{Msg: "--key: no such column"}), 2},
 		{"undo", &repair.InputError{Msg: "transaction 7 is not in the archive"}, 2},
-		{"basebackup", fmt.Errorf("basebackup: %w", dump.ErrNoTable), 2},
+		{"basebackup", fmt.Errorf("basebackup: %w", basebackup.ErrNoTable), 2},
 		{"setup", fmt.Errorf("setup: %w", setup.ErrNotSuperuser), 2},
 		// lbt status speaks Nagios: its states are its statuses, and
 		// anything that kept it from judging is UNKNOWN.

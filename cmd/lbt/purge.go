@@ -6,7 +6,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"lbt/dump"
+	"lbt/retention"
 )
 
 type purgeCmd struct {
@@ -25,7 +25,7 @@ func (cmd *purgeCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	log := g.logger(cfg)
-	opts := dump.NewPurgeOptions()
+	opts := retention.NewOptions()
 	opts.Retention = cfg.Retention
 	opts.KeepBasebackups = cfg.RetentionBasebackups
 	opts.DryRun = cmd.DryRun
@@ -39,12 +39,12 @@ func (cmd *purgeCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer cat.Close()
-	rep, err := dump.Purge(ctx, cat, opts)
+	rep, err := retention.Purge(ctx, cat, opts)
 	printPurge(g, rep)
 	return err
 }
 
-func printPurge(g *Globals, rep dump.PurgeReport) {
+func printPurge(g *Globals, rep retention.Report) {
 	if rep.Skipped != "" {
 		fmt.Fprintln(g.stdout, rep.Skipped)
 		return

@@ -10,8 +10,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"lbt/basebackup"
 	"lbt/config"
-	"lbt/dump"
 )
 
 // reloadable are the settings a running lbt backup applies on SIGHUP: the
@@ -25,7 +25,7 @@ var reloadable = []string{"logLevel", "concurrentBasebackups", "backupThreshold"
 // ends, applies what can change safely while the daemon runs, and names in
 // a warning what changed but needs a restart. An invalid configuration is
 // logged and changes nothing.
-func reloadOnHUP(ctx context.Context, g *Globals, log hclog.Logger, running config.Config, policies chan<- dump.Policy) {
+func reloadOnHUP(ctx context.Context, g *Globals, log hclog.Logger, running config.Config, policies chan<- basebackup.Policy) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -66,8 +66,8 @@ func reloadOnHUP(ctx context.Context, g *Globals, log hclog.Logger, running conf
 }
 
 // schedulerPolicy is the scheduler's part of the configuration.
-func schedulerPolicy(cfg config.Config) dump.Policy {
-	return dump.Policy{Concurrent: cfg.ConcurrentBasebackups, Threshold: cfg.BackupThreshold,
+func schedulerPolicy(cfg config.Config) basebackup.Policy {
+	return basebackup.Policy{Concurrent: cfg.ConcurrentBasebackups, Threshold: cfg.BackupThreshold,
 		InactivityInterval: cfg.ForceBasebackupAfterInactivityInterval, Schedule: cfg.BasebackupSchedule,
 		Retention: cfg.Retention, RetentionBasebackups: cfg.RetentionBasebackups}
 }

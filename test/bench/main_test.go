@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/dump"
 	"os"
 	"testing"
 
@@ -19,22 +19,22 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// basebackup takes a basebackup of table into the archive in dir while the
+// takeBasebackup takes a basebackup of table into the archive in dir while the
 // daemon writes it, and returns it with the time the dump took.
-func basebackup(b *testing.B, ctx context.Context, dir, dsn, table string) (catalog.Basebackup, time.Duration) {
+func takeBasebackup(b *testing.B, ctx context.Context, dir, dsn, table string) (catalog.Basebackup, time.Duration) {
 	b.Helper()
 	cat, err := catalog.Open(ctx, dir)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cat.Close()
-	dopts := dump.NewOptions()
+	dopts := basebackup.NewOptions()
 	dopts.ArchiveDir = dir
 	if dopts.Conn, err = pgconn.ParseConfig(dsn); err != nil {
 		b.Fatal(err)
 	}
 	t0 := time.Now()
-	bases, err := dump.Take(ctx, cat, dopts, []string{table})
+	bases, err := basebackup.Take(ctx, cat, dopts, []string{table})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func BenchmarkRestore(b *testing.B) {
 	inChunks(1, rows, `INSERT INTO acct SELECT g, g %% 1000, 'customer ' || md5(g::text) || repeat('x', `+fmt.Sprint(pad)+`) FROM generate_series(%d, %d) g`)
 	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'loaded')`)
 	waitMessage(b, c, dsn, dir, "loaded", p)
-	base, _ := basebackup(b, ctx, dir, dsn, "acct")
+	base, _ := takeBasebackup(b, ctx, dir, dsn, "acct")
 
 	// As many row changes as rows: 30% of the rows updated twice, 20%
 	// deleted, and as many new rows inserted.

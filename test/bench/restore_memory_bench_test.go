@@ -55,7 +55,7 @@ func BenchmarkRestoreMemory(b *testing.B) {
 	c.Exec(b, dsn, `UPDATE acct SET balance = balance WHERE id = 1`)
 	c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'known')`)
 	waitMessage(b, c, dsn, dir, "known", p)
-	basebackup(b, ctx, dir, dsn, "acct")
+	takeBasebackup(b, ctx, dir, dsn, "acct")
 
 	// sig is what a restored table is compared with: its row count and an
 	// order-independent hash of its rows.

@@ -57,7 +57,7 @@ func BenchmarkRestoreScale(b *testing.B) {
 	cfg := lbtrun.WriteConfig(b, c, db, dir, "bench_scale")
 	p := lbtrun.Start(b, "backup", "--config", cfg)
 	waitMessage(b, c, dsn, dir, "ready", p)
-	_, baseTime := basebackup(b, ctx, dir, dsn, "bigt")
+	_, baseTime := takeBasebackup(b, ctx, dir, dsn, "bigt")
 	// The command, with 1 and 2 jobs, against COPY TO a file.
 	var baseJobs [2]command
 	for j := range baseJobs {

@@ -1,12 +1,13 @@
-// Package dump takes basebackups: consistent per-table COPYs whose place in
-// the change stream is exactly known, so that restore can start from one and
-// apply precisely the deltas after it. It also decides when they are due
-// and purges what they make unnecessary.
-package dump
+// Package basebackup takes basebackups: consistent per-table COPYs whose
+// place in the change stream is exactly known, so that restore can start
+// from one and apply precisely the deltas after it; in chunks on parallel
+// connections, or built from the archive alone. Its scheduler decides when
+// they are due, and runs package retention's purge of what they make
+// unnecessary.
+package basebackup
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -526,15 +527,11 @@ func copySQL(def source.TableDefinition, r blockRange, ranged bool) string {
 // registerTable finds the table's catalog id by OID, adding the table when
 // the stream has not shown it yet (no change since lbt began).
 func registerTable(ctx context.Context, cat *catalog.Catalog, oid uint32, t schema.Table, relfilenode uint32, point uint64) (int64, error) {
-	var id int64
 	// Most tables are known: look without taking the write lock, which the
 	// daemon holds most of the time under load.
-	err := cat.DB().QueryRowContext(ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
-	if err == nil {
-		return id, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("catalog table by oid %d: %w", oid, err)
+	id, ok, err := cat.NewestTableID(ctx, oid)
+	if err != nil || ok {
+		return id, err
 	}
 	err = retryBusy(ctx, func() error {
 		w, err := cat.Begin(ctx)
@@ -542,12 +539,8 @@ func registerTable(ctx context.Context, cat *catalog.Catalog, oid uint32, t sche
 			return err
 		}
 		defer w.Rollback()
-		err = w.Tx().QueryRowContext(ctx, `SELECT id FROM rel WHERE oid = ? ORDER BY id DESC LIMIT 1`, int64(oid)).Scan(&id)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("catalog table by oid %d: %w", oid, err)
+		if id, ok, err = w.NewestTableID(oid); err != nil || ok {
+			return err
 		}
 		if id, err = w.AddTable(oid, point); err != nil {
 			return err

@@ -1,4 +1,4 @@
-package dump
+package basebackup
 
 import (
 	"context"
@@ -66,12 +66,11 @@ func treeChanges(ctx context.Context, cat *catalog.Catalog) (map[uint32]bool, er
 	out := map[uint32]bool{}
 	for root, lsn := range last {
 		// A basebackup from the look on holds the changed tree.
-		var n int
-		if err := cat.DB().QueryRowContext(ctx, `SELECT count(*) FROM basebackup b JOIN rel r ON r.id = b.table_id
-			WHERE r.oid = ? AND b.lsn >= ?`, int64(root), int64(lsn)).Scan(&n); err != nil {
-			return nil, fmt.Errorf("catalog basebackups: %w", err)
+		has, err := cat.HasBasebackupSince(ctx, root, lsn)
+		if err != nil {
+			return nil, err
 		}
-		out[root] = n == 0
+		out[root] = !has
 	}
 	return out, nil
 }

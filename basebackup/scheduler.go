@@ -1,4 +1,4 @@
-package dump
+package basebackup
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"lbt/catalog"
 	"lbt/config"
+	"lbt/retention"
 	"lbt/schema"
 	"lbt/source"
 )
@@ -82,7 +83,7 @@ type SchedulerOptions struct {
 	// publication when the scheduler starts.
 	Initial bool
 	// Retention and RetentionBasebackups, when either is set, make the
-	// scheduler purge every PurgeInterval; see PurgeOptions.
+	// scheduler purge every PurgeInterval; see retention.Options.
 	Retention            time.Duration
 	RetentionBasebackups int
 	PurgeInterval        time.Duration
@@ -410,63 +411,44 @@ func (s *scheduler) due(ctx context.Context, now time.Time) ([]job, error) {
 	if err != nil || len(epochs) == 0 {
 		return nil, err
 	}
-	epochStart := int64(epochs[len(epochs)-1].StartLSN)
+	epochStart := epochs[len(epochs)-1].StartLSN
 	treeChanged, err := treeChanges(ctx, s.cat) // partitions.go
 	if err != nil {
 		return nil, err
 	}
 	// One row per source table: the newest catalog table of each OID.
-	rows, err := s.cat.DB().QueryContext(ctx, `SELECT r.id, r.oid,
-			coalesce(ts.changes_since_base, 0), coalesce(ts.blobs_since_base, 0), coalesce(ts.last_change_time, 0),
-			(SELECT count(*) FROM basebackup b WHERE b.table_id = r.id),
-			(SELECT max(b.finished_at) FROM basebackup b WHERE b.table_id = r.id AND b.lsn >= ?),
-			coalesce((SELECT nspname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), ''),
-			coalesce((SELECT relname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), ''),
-			EXISTS (SELECT 1 FROM table_gap g WHERE g.table_id = r.id AND g.to_lsn IS NULL)
-		FROM rel r LEFT JOIN table_state ts ON ts.table_id = r.id
-		WHERE r.id = (SELECT max(r2.id) FROM rel r2 WHERE r2.oid = r.oid)`, epochStart)
+	needs, err := s.cat.BasebackupNeeds(ctx, epochStart)
 	if err != nil {
-		return nil, fmt.Errorf("catalog tables: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var jobs []job
 	seen := map[uint32]bool{}
-	for rows.Next() {
-		var id, oid, changes, blobs, lastChange, bases int64
-		var lastBase *int64
-		var nsp, rel string
-		var inexact bool
-		if err := rows.Scan(&id, &oid, &changes, &blobs, &lastChange, &bases, &lastBase, &nsp, &rel, &inexact); err != nil {
-			return nil, fmt.Errorf("catalog tables: %w", err)
-		}
-		j := job{oid: uint32(oid), tableID: id, name: schema.Table{Schema: nsp, Name: rel}.QualifiedName()}
+	for _, n := range needs {
+		j := job{oid: n.OID, tableID: n.TableID, name: n.Name}
 		seen[j.oid] = true
 		st := s.tables[j.oid]
 		switch {
-		case inexact:
+		case n.Inexact:
 			j.reason = ReasonInexact
-		case lastBase == nil && bases == 0:
+		case !n.InEpoch && n.Basebackups == 0:
 			j.reason = ReasonNewTable
-		case lastBase == nil:
+		case !n.InEpoch:
 			j.reason = ReasonNewEpoch
 		case treeChanged[j.oid]:
 			j.reason = ReasonPartitionTree
 		case st != nil && st.initial:
 			j.reason = ReasonInitial
-		case s.opts.Threshold > 0 && blobs > int64(s.opts.Threshold):
+		case s.opts.Threshold > 0 && n.BlobsSinceBase > int64(s.opts.Threshold):
 			j.reason = ReasonThreshold
-		case s.opts.InactivityInterval > 0 && changes > 0 && lastChange > 0 &&
-			now.Sub(catalog.FromMicros(lastChange)) >= s.opts.InactivityInterval:
+		case s.opts.InactivityInterval > 0 && n.ChangesSinceBase > 0 && !n.LastChange.IsZero() &&
+			now.Sub(n.LastChange) >= s.opts.InactivityInterval:
 			j.reason = ReasonInactivity
-		case s.opts.Schedule > 0 && now.Sub(catalog.FromMicros(*lastBase)) >= s.opts.Schedule:
+		case s.opts.Schedule > 0 && now.Sub(n.NewestInEpochAt) >= s.opts.Schedule:
 			j.reason = ReasonSchedule
 		default:
 			continue
 		}
 		jobs = append(jobs, j)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog tables: %w", err)
 	}
 	// Tables of the publication that the stream has not shown yet.
 	for oid, st := range s.tables {
@@ -537,9 +519,9 @@ func (s *scheduler) connect(ctx context.Context) (*pgx.Conn, error) {
 
 // purge runs Purge with the retention settings and logs what it did.
 func (s *scheduler) purge(ctx context.Context) {
-	o := NewPurgeOptions()
+	o := retention.NewOptions()
 	o.Retention, o.KeepBasebackups, o.Logger = s.opts.Retention, s.opts.RetentionBasebackups, s.log
-	rep, err := Purge(ctx, s.cat, o)
+	rep, err := retention.Purge(ctx, s.cat, o)
 	s.opts.Metrics.purged(rep.Bytes(), err)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -1,4 +1,9 @@
-package dump
+// Package retention purges what no restore within the retention settings
+// can need: a table's basebackups older than the newest one those settings
+// keep, and the changes before it. Catalog rows go first, then the files
+// they pointed at (docs/FORMAT.md, "What lbt deletes"); segments that still
+// hold needed blobs are rewritten without the others.
+package retention
 
 import (
 	"context"
@@ -22,7 +27,7 @@ import (
 
 // PurgeOptions configures Purge. With neither Retention nor
 // KeepBasebackups set nothing is purged.
-type PurgeOptions struct {
+type Options struct {
 	// Retention is how far back point-in-time restore must reach: every
 	// time in [Now-Retention, Now] stays restorable. 0 is no limit by time.
 	Retention time.Duration
@@ -37,12 +42,12 @@ type PurgeOptions struct {
 
 // NewPurgeOptions returns the defaults: nothing is purged until Retention or
 // KeepBasebackups is set.
-func NewPurgeOptions() PurgeOptions {
-	return PurgeOptions{Logger: hclog.NewNullLogger()}
+func NewOptions() Options {
+	return Options{Logger: hclog.NewNullLogger()}
 }
 
 // PurgeReport says what a purge removed, or with DryRun would remove.
-type PurgeReport struct {
+type Report struct {
 	DryRun      bool
 	Skipped     string    // why nothing was considered, when nothing was
 	WindowStart time.Time // the oldest time kept restorable; zero without Retention
@@ -56,7 +61,7 @@ type PurgeReport struct {
 }
 
 // Bytes is the disk space returned in all.
-func (r PurgeReport) Bytes() int64 { return r.SegmentBytes + r.BasebackupBytes }
+func (r Report) Bytes() int64 { return r.SegmentBytes + r.BasebackupBytes }
 
 // TablePurge is what goes of one table: everything before KeepLSN, the LSN
 // of its oldest basebackup that is kept.
@@ -92,8 +97,8 @@ const rewriteTarget = 256 << 20
 // and the next purge finishes the work. Purge is safe while the daemon
 // writes: the daemon only adds rows, and only appends to its unsealed
 // segment. One purge runs at a time per archive.
-func Purge(ctx context.Context, cat *catalog.Catalog, opts PurgeOptions) (PurgeReport, error) {
-	rep := PurgeReport{DryRun: opts.DryRun}
+func Purge(ctx context.Context, cat *catalog.Catalog, opts Options) (Report, error) {
+	rep := Report{DryRun: opts.DryRun}
 	if opts.Retention <= 0 && opts.KeepBasebackups <= 0 {
 		rep.Skipped = "retention and retentionBasebackups are not set: nothing is purged"
 		return rep, nil
@@ -320,7 +325,7 @@ func planSegments(segs []catalog.SegmentBlobs, cutoffs map[int64]uint64) segment
 // reclaimSegments removes the segments left without blobs and rewrites those
 // left mostly empty, then removes files of retired segments that a crash
 // left behind.
-func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger, rep *PurgeReport) error {
+func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger, rep *Report) error {
 	segs, err := cat.SealedSegments(ctx)
 	if err != nil {
 		return err
