@@ -110,16 +110,6 @@ func startArchiving(t *testing.T, c *pgtest.Cluster, dsn, work, cfg string) *lbt
 	return p
 }
 
-// stopDaemon stops the daemon with SIGTERM and fails the test unless it
-// exits 0.
-func stopDaemon(t *testing.T, p *lbtrun.Process) {
-	t.Helper()
-	p.Signal(15)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
-}
-
 // loseHost deletes the archiveDir work, as when the backup host is lost,
 // so that only the bucket is left.
 func loseHost(t *testing.T, work string) {
