@@ -108,20 +108,11 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 // removeUnlocked removes path with remove if no one holds a lock on it and
 // stray (asked while holding the lock) says it is not in use.
 func removeUnlocked(path string, stray func() (bool, error), remove func() error) (bool, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("clean %s: %w", path, err)
+	f, _, err := lockIfFree(path)
+	if f == nil {
+		return false, err // gone, or a basebackup in progress
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return false, nil // a basebackup in progress
-		}
-		return false, fmt.Errorf("clean %s: lock: %w", path, err)
-	}
 	ok, err := stray()
 	if err != nil || !ok {
 		return false, err
@@ -153,22 +144,34 @@ func dumpRunning(archiveDir, tempDir, final string) (bool, error) {
 
 // isLocked tells whether someone holds a lock on path.
 func isLocked(path string) (bool, error) {
-	f, err := os.Open(path)
+	f, locked, err := lockIfFree(path)
+	if f != nil {
+		f.Close()
+	}
+	return locked, err
+}
+
+// lockIfFree opens path and takes an exclusive lock on it without waiting.
+// It returns the open file, which holds the lock until closed, or nil when
+// path does not exist or when someone else holds a lock on it (locked).
+func lockIfFree(path string) (f *os.File, locked bool, err error) {
+	f, err = os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("clean %s: %w", path, err)
+		return nil, false, fmt.Errorf("clean %s: %w", path, err)
 	}
-	defer f.Close()
 	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return true, nil
+		f.Close()
+		return nil, true, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("clean %s: lock: %w", path, err)
+		f.Close()
+		return nil, false, fmt.Errorf("clean %s: lock: %w", path, err)
 	}
-	return false, nil
+	return f, false, nil
 }
 
 // basebackupOf returns the basebackup file (archive-relative) that a file

@@ -1,7 +1,6 @@
 package restore
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -235,7 +234,7 @@ func (s *treeSource) write(ctx context.Context, w io.Writer) (*dataStats, error)
 		if _, err := l.d.write(ctx, m); err != nil {
 			return nil, err
 		}
-		if len(m.partial) > 0 {
+		if len(m.lines.partial) > 0 {
 			return nil, fmt.Errorf("restore: partition %s: last row has no end", l.d.pl.source.QualifiedName())
 		}
 	}
@@ -249,31 +248,17 @@ func (s *treeSource) write(ctx context.Context, w io.Writer) (*dataStats, error)
 // in the combined table's order. COPY text escapes tabs and newlines inside
 // values, so every tab separates fields and every newline ends a row.
 type lineMapper struct {
-	rw      *rowWriter
-	perm    []int
-	partial []byte
-	fields  [][]byte
+	rw     *rowWriter
+	perm   []int
+	lines  lineSplitter
+	fields [][]byte
 }
 
 func (m *lineMapper) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			m.partial = append(m.partial, p...)
-			break
-		}
-		line := p[:i]
-		if len(m.partial) > 0 {
-			line = append(m.partial, line...)
-		}
-		if err := m.row(line); err != nil {
-			return 0, err
-		}
-		m.partial = m.partial[:0]
-		p = p[i+1:]
+	if err := m.lines.write(p, m.row); err != nil {
+		return 0, err
 	}
-	return n, nil
+	return len(p), nil
 }
 
 func (m *lineMapper) row(line []byte) error {

@@ -354,6 +354,15 @@ func (r *reducer) eachReduced(f func(row []value) error) error {
 	if err := r.settle(); err != nil {
 		return err
 	}
+	return r.eachAccumulated(f, func(e *entry) (bool, error) {
+		return !r.keyed() || e.flags&fDeleted == 0, nil
+	})
+}
+
+// eachAccumulated calls f for the rows of every accumulated entry that use
+// accepts: a keyed entry stands for its row once, an unkeyed one for its
+// row count times. An error from use stops the walk.
+func (r *reducer) eachAccumulated(f func(row []value) error, use func(e *entry) (bool, error)) error {
 	rd, err := r.sp.acc.reader()
 	if err != nil {
 		return err
@@ -364,11 +373,15 @@ func (r *reducer) eachReduced(f func(row []value) error) error {
 		if err != nil || !ok {
 			return err
 		}
+		if ok, err := use(&e); err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		enc, n := e.row, int64(1)
 		if !r.keyed() {
 			enc, n = e.key, e.count
-		} else if e.flags&fDeleted != 0 {
-			continue
 		}
 		if n > 0 {
 			if vals, err = decodeRow(vals[:0], enc, r.width); err != nil {
@@ -621,40 +634,20 @@ func (j *joiner) fillOthers() error {
 
 // eachAfterTruncate emits the spilled rows when no basebackup row counts.
 func (r *reducer) eachAfterTruncate(f func(row []value) error) error {
-	rd, err := r.sp.acc.reader()
-	if err != nil {
-		return err
-	}
-	var vals []value
-	for {
-		e, ok, err := rd.next()
-		if err != nil || !ok {
-			return err
-		}
-		enc, n := e.row, int64(1)
+	return r.eachAccumulated(f, func(e *entry) (bool, error) {
 		switch {
 		case !r.keyed():
-			enc, n = e.key, e.count
-			if n < 0 {
+			if e.count < 0 {
 				row, _ := decodeRow(nil, e.key, r.width)
-				return fmt.Errorf("the deltas delete a row that is not there after the TRUNCATE (%s)", showRow(row))
+				return false, fmt.Errorf("the deltas delete a row that is not there after the TRUNCATE (%s)", showRow(row))
 			}
 		case e.flags&fFromBase != 0:
-			return fmt.Errorf("update or delete of a row that is not there after the TRUNCATE (key %s)", showKey(e.key))
+			return false, fmt.Errorf("update or delete of a row that is not there after the TRUNCATE (key %s)", showKey(e.key))
 		case e.flags&fWaits != 0:
-			return fmt.Errorf("an unchanged TOAST value has no earlier value (key %s)", showKey(e.key))
+			return false, fmt.Errorf("an unchanged TOAST value has no earlier value (key %s)", showKey(e.key))
 		case e.flags&fDeleted != 0:
-			continue
+			return false, nil
 		}
-		if n > 0 {
-			if vals, err = decodeRow(vals[:0], enc, r.width); err != nil {
-				return err
-			}
-		}
-		for range n {
-			if err := f(vals); err != nil {
-				return err
-			}
-		}
-	}
+		return true, nil
+	})
 }

@@ -89,42 +89,55 @@ func ScanKeys(ctx context.Context, cat *catalog.Catalog, o Options, want func(ke
 
 // lineWriter splits the COPY text a dataSource writes into rows.
 type lineWriter struct {
-	width   int
-	fn      func([]Field) error
-	keyIdx  []int              // with want: the key columns
-	want    func([]Field) bool // nil: every row
-	key     []Field
-	partial []byte
-	fields  [][]byte
-	buf     []byte
-	rows    int64
-	err     error
+	width  int
+	fn     func([]Field) error
+	keyIdx []int              // with want: the key columns
+	want   func([]Field) bool // nil: every row
+	key    []Field
+	lines  lineSplitter
+	fields [][]byte
+	buf    []byte
+	rows   int64
+	err    error
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	n := len(p)
+	if err := w.lines.write(p, w.row); err != nil {
+		w.err = err
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// lineSplitter splits a stream of COPY text into lines, keeping the start
+// of a line until a later write ends it.
+type lineSplitter struct {
+	partial []byte
+}
+
+// write calls row for each line that p ends.
+func (l *lineSplitter) write(p []byte, row func(line []byte) error) error {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			w.partial = append(w.partial, p...)
-			break
+			l.partial = append(l.partial, p...)
+			return nil
 		}
 		line := p[:i]
-		if len(w.partial) > 0 {
-			w.partial = append(w.partial, line...)
-			line = w.partial
+		if len(l.partial) > 0 {
+			l.partial = append(l.partial, line...)
+			line = l.partial
 		}
-		if err := w.row(line); err != nil {
-			w.err = err
-			return 0, err
+		if err := row(line); err != nil {
+			return err
 		}
-		w.partial = w.partial[:0]
+		l.partial = l.partial[:0]
 		p = p[i+1:]
 	}
-	return n, nil
+	return nil
 }
 
 func (w *lineWriter) row(line []byte) error {
@@ -167,7 +180,7 @@ func (w *lineWriter) field(f []byte) (Field, error) {
 }
 
 func (w *lineWriter) finish() error {
-	if len(w.partial) > 0 {
+	if len(w.lines.partial) > 0 {
 		return errors.New("restore: last row has no end")
 	}
 	return nil

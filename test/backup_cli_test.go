@@ -17,6 +17,16 @@ import (
 	"lbt/test/pgtest"
 )
 
+// stopDaemon stops the daemon with SIGTERM and fails the test unless it
+// exits 0.
+func stopDaemon(t *testing.T, p *lbtrun.Process) {
+	t.Helper()
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(t, time.Minute); code != 0 {
+		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
+	}
+}
+
 // LBT's own sample config file, with only its db settings changed, drives
 // the daemon.
 func TestBackup_LBTConfigFileDrivesDaemon(t *testing.T) {
@@ -241,10 +251,7 @@ func TestBasebackup_OnlyTablesTheDaemonArchives(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "table later is not archived: trackNewTables is false") {
 		t.Errorf("basebackup of a table created later: exit %d:\n%s", code, out)
 	}
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 }
 
 // lbt backup pointed at another database than the archive's refuses, and

@@ -87,10 +87,7 @@ func archiveWithHistory(t *testing.T, c *pgtest.Cluster, dsn, dir, slot string) 
 	waitFor(t, "a basebackup of t", time.Minute, func() bool { return len(basebackupsOf(t, dir, "t")) > 0 })
 	c.Exec(t, dsn, `DELETE FROM t WHERE id > 90`)
 	waitArchived(t, c, dsn, dir)
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 	return cfg
 }
 
@@ -189,23 +186,9 @@ func catalogDump(t *testing.T, dir string) map[string][]string {
 	}
 	// tx.tables lists a transaction's tables in the order it first changed
 	// them, which the files do not say: compare them as sets.
-	rows, err := cat.DB().Query(`SELECT commit_lsn, tables FROM tx ORDER BY commit_lsn`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var lsn int64
-		var enc []byte
-		if err := rows.Scan(&lsn, &enc); err != nil {
-			t.Fatal(err)
-		}
-		tables, err := catalog.ParseTxTables(enc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		slices.SortFunc(tables, func(a, b catalog.TxTable) int { return int(a.TableID - b.TableID) })
-		out["tx.tables"] = append(out["tx.tables"], fmt.Sprint(lsn, tables))
+	for _, tx := range txTables(t, cat) {
+		slices.SortFunc(tx.tables, func(a, b catalog.TxTable) int { return int(a.TableID - b.TableID) })
+		out["tx.tables"] = append(out["tx.tables"], fmt.Sprint(tx.lsn, tx.tables))
 	}
 	return out
 }
@@ -257,10 +240,7 @@ func TestCatalogless_RebuildCatalog(t *testing.T) {
 		`INSERT INTO u VALUES (1, -1), (2, -2)`,
 		`DELETE FROM t WHERE id > 90`)
 	checkpointNow("truncated")
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 	want := catalogDump(t, dir)
 
 	removeCatalog(t, dir)
@@ -371,10 +351,7 @@ func TestCatalogless_OlderCatalogRefused(t *testing.T) {
 				waitArchived(t, c, dsn, dir)
 				execEach(t, c, dsn, stmts...)
 				waitArchived(t, c, dsn, dir)
-				p.Signal(syscall.SIGTERM)
-				if code := p.Wait(t, time.Minute); code != 0 {
-					t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-				}
+				stopDaemon(t, p)
 			}
 			run(`INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g`)
 			old, err := os.ReadFile(filepath.Join(dir, catalog.CatalogFile))

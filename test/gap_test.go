@@ -27,12 +27,7 @@ func TestRestore_RefusesTargetsInHistoryGap(t *testing.T) {
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v int)`)
 	tables := map[string]string{"t": "t"}
 	var slot string
-	keepSlot := func(o *ingestOptions) {
-		if slot == "" {
-			slot = o.Slot
-		}
-		o.Slot = slot
-	}
+	keepSlot := keepFirstSlot(&slot)
 	d := startBackup(t, c, dsn, dir, keepSlot)
 	c.Exec(t, dsn, `INSERT INTO t VALUES (1, 100)`)
 	waitArchived(t, c, dsn, dir)

@@ -14,6 +14,25 @@ import (
 	"lbt/test/pgtest"
 )
 
+// withAndWithoutCapture runs test once with DDL capture installed and once
+// without it.
+func withAndWithoutCapture(t *testing.T, test func(t *testing.T, capture bool)) {
+	for _, capture := range []bool{true, false} {
+		t.Run(fmt.Sprintf("capture=%v", capture), func(t *testing.T) { test(t, capture) })
+	}
+}
+
+// installCapture installs DDL capture on dsn when capture is set.
+func installCapture(t *testing.T, c *pgtest.Cluster, dsn string, capture bool) {
+	t.Helper()
+	if !capture {
+		return
+	}
+	if _, err := setup.Install(context.Background(), c.Connect(t, dsn), setup.Options{Publication: "lbt", CaptureDDL: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A table dropped and created again under the same name (issue #11, point
 // 11): restore resolves the name to the table that had it at the target.
 // The latest state is the new table's; a moment before the DROP is the old
@@ -23,9 +42,7 @@ import (
 // capture lbt knows the DROP's own transaction; without it, the daemon
 // finds the table gone on the source.
 func TestRestore_NameReusedAfterDrop(t *testing.T) {
-	for _, capture := range []bool{true, false} {
-		t.Run(fmt.Sprintf("capture=%v", capture), func(t *testing.T) { testNameReusedAfterDrop(t, capture) })
-	}
+	withAndWithoutCapture(t, testNameReusedAfterDrop)
 }
 
 func testNameReusedAfterDrop(t *testing.T, capture bool) {
@@ -33,11 +50,7 @@ func testNameReusedAfterDrop(t *testing.T, capture bool) {
 	dsn := c.NewDatabase(t)
 	dir := t.TempDir()
 	const dropCheck = 100 * time.Millisecond
-	if capture {
-		if _, err := setup.Install(context.Background(), c.Connect(t, dsn), setup.Options{Publication: "lbt", CaptureDDL: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	installCapture(t, c, dsn, capture)
 	startBackup(t, c, dsn, dir, func(o *ingest.Options) { o.DropCheckInterval = dropCheck })
 	waitArchived(t, c, dsn, dir)
 
@@ -127,20 +140,14 @@ func testNameReusedAfterDrop(t *testing.T, capture bool) {
 // written restores empty with its columns when lbt saw its CREATE. No
 // basebackup is taken here.
 func TestRestore_NewTables(t *testing.T) {
-	for _, capture := range []bool{true, false} {
-		t.Run(fmt.Sprintf("capture=%v", capture), func(t *testing.T) { testNewTables(t, capture) })
-	}
+	withAndWithoutCapture(t, testNewTables)
 }
 
 func testNewTables(t *testing.T, capture bool) {
 	c := pgtest.Shared(t)
 	dsn := c.NewDatabase(t)
 	dir := t.TempDir()
-	if capture {
-		if _, err := setup.Install(context.Background(), c.Connect(t, dsn), setup.Options{Publication: "lbt", CaptureDDL: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	installCapture(t, c, dsn, capture)
 	startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)
 	beforeAll := serverClock(t, c, dsn)

@@ -88,6 +88,54 @@ func objectWorkload(t *testing.T, c *pgtest.Cluster, dsn string, i int) {
 	c.Exec(t, dsn, fmt.Sprintf(`INSERT INTO noise SELECT g, repeat('x', 200) FROM generate_series(%d, %d) g`, i*500, i*500+499))
 }
 
+// objectSource makes the source and target databases of one test, the
+// source with tables t and noise, and names the test's archiveDir.
+func objectSource(t *testing.T, c *pgtest.Cluster) (dsn, target, work string) {
+	t.Helper()
+	dsn = c.NewDatabase(t)
+	target = c.NewDatabase(t)
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
+	return dsn, target, filepath.Join(t.TempDir(), "work")
+}
+
+// startArchiving starts the daemon with cfg and waits until t and noise
+// are archived, each with a basebackup: a table is archived from its first
+// change on, with a basebackup.
+func startArchiving(t *testing.T, c *pgtest.Cluster, dsn, work, cfg string) *lbtrun.Process {
+	t.Helper()
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, work)
+	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
+	waitBasebackups(t, work, 2, p)
+	return p
+}
+
+// loseHost deletes the archiveDir work, as when the backup host is lost,
+// so that only the bucket is left.
+func loseHost(t *testing.T, work string) {
+	t.Helper()
+	if err := os.RemoveAll(work); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// privateServer starts an object store of the test's own, for a test that
+// halts it and so must not disturb others, and makes a bucket on it.
+func privateServer(t *testing.T, prefix string) (*s3test.Server, string) {
+	t.Helper()
+	ctx := t.Context()
+	srv, err := s3test.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	bucket, err := srv.CreateBucket(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, bucket
+}
+
 // restoreFromBucket restores t as of cp from the bucket alone, with a fresh
 // archiveDir, into a new table of target, and checks it against cp.
 func restoreFromBucket(t *testing.T, c *pgtest.Cluster, cfg, target, table string, cp checkpoint) string {
@@ -111,16 +159,9 @@ func restoreFromBucket(t *testing.T, c *pgtest.Cluster, cfg, target, table strin
 func TestObjectStorage_RestoreFromBucketAlone(t *testing.T) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
-	work := filepath.Join(t.TempDir(), "work")
+	dsn, target, work := objectSource(t, c)
 	cfg := s3Config(t, c, dsn, work, "s3e2e", srv, bucket)
-	p := lbtrun.Start(t, "backup", "--config", cfg)
-	// A table is archived from its first change on, with a basebackup.
-	waitArchived(t, c, dsn, work)
-	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
-	waitBasebackups(t, work, 2, p)
+	p := startArchiving(t, c, dsn, work, cfg)
 
 	var cps []checkpoint
 	for i := 1; i <= 4; i++ {
@@ -149,13 +190,8 @@ func TestObjectStorage_RestoreFromBucketAlone(t *testing.T) {
 		t.Errorf("lbt status shows no upload line:\n%s", out)
 	}
 
-	p.Signal(15)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
-	if err := os.RemoveAll(work); err != nil {
-		t.Fatal(err)
-	}
+	stopDaemon(t, p)
+	loseHost(t, work)
 	// Old snapshots are deleted as new ones arrive: the newest two stay.
 	client, err := srv.Client()
 	if err != nil {
@@ -220,26 +256,11 @@ func lastLine(s string) string {
 // the table exactly, nothing lost or duplicated.
 func TestObjectStorage_StoreOutage(t *testing.T) {
 	c := pgtest.Shared(t)
-	// A server of its own: halting it must not disturb other tests.
+	srv, bucket := privateServer(t, "outage")
 	ctx := t.Context()
-	srv, err := s3test.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Stop() })
-	bucket, err := srv.CreateBucket(ctx, "outage")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
-	work := filepath.Join(t.TempDir(), "work")
+	dsn, target, work := objectSource(t, c)
 	cfg := s3Config(t, c, dsn, work, "s3outage", srv, bucket)
-	p := lbtrun.Start(t, "backup", "--config", cfg)
-	waitArchived(t, c, dsn, work)
-	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
-	waitBasebackups(t, work, 2, p)
+	p := startArchiving(t, c, dsn, work, cfg)
 	objectWorkload(t, c, dsn, 1)
 	waitConfirmed(t, c, dsn, "s3outage", syncMarker(t, c, dsn), p)
 
@@ -284,16 +305,11 @@ func TestObjectStorage_StoreOutage(t *testing.T) {
 	if p.Exited() {
 		t.Fatalf("lbt backup exited:\n%s", p.Output())
 	}
-	p.Signal(15)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 	if !strings.Contains(p.Output(), "upload failed, retrying") || !strings.Contains(p.Output(), "uploads resumed") {
 		t.Errorf("the log does not tell of the outage and the recovery:\n%s", p.Output())
 	}
-	if err := os.RemoveAll(work); err != nil {
-		t.Fatal(err)
-	}
+	loseHost(t, work)
 	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3outage", srv, bucket)
 	restoreFromBucket(t, c, cfg2, target, "after_outage", cp)
 }
@@ -303,16 +319,10 @@ func TestObjectStorage_StoreOutage(t *testing.T) {
 func TestObjectStorage_KillDuringUploads(t *testing.T) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
-	work := filepath.Join(t.TempDir(), "work")
+	dsn, target, work := objectSource(t, c)
 	// Basebackups of several chunks, each its own object.
 	cfg := s3Config(t, c, dsn, work, "s3kill", srv, bucket, "basebackupChunkSize: 8KiB", "basebackupJobs: 2")
-	p := lbtrun.Start(t, "backup", "--config", cfg)
-	waitArchived(t, c, dsn, work)
-	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
-	waitBasebackups(t, work, 2, p)
+	p := startArchiving(t, c, dsn, work, cfg)
 	for i := 1; i <= 6; i++ {
 		objectWorkload(t, c, dsn, i)
 		if i%2 == 0 {
@@ -324,13 +334,8 @@ func TestObjectStorage_KillDuringUploads(t *testing.T) {
 	}
 	cp := recordCheckpoint(t, c, dsn, "after the kills", map[string]string{"t": "t"})
 	waitConfirmed(t, c, dsn, "s3kill", syncMarker(t, c, dsn), p)
-	p.Signal(15)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
-	if err := os.RemoveAll(work); err != nil {
-		t.Fatal(err)
-	}
+	stopDaemon(t, p)
+	loseHost(t, work)
 	client, err := srv.Client()
 	if err != nil {
 		t.Fatal(err)
@@ -357,15 +362,9 @@ func TestObjectStorage_KillDuringUploads(t *testing.T) {
 func TestObjectStorage_PurgeReachesBucket(t *testing.T) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
-	work := filepath.Join(t.TempDir(), "work")
+	dsn, target, work := objectSource(t, c)
 	cfg := s3Config(t, c, dsn, work, "s3purge", srv, bucket, "retentionBasebackups: 1")
-	p := lbtrun.Start(t, "backup", "--config", cfg)
-	waitArchived(t, c, dsn, work)
-	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
-	waitBasebackups(t, work, 2, p)
+	p := startArchiving(t, c, dsn, work, cfg)
 	objectWorkload(t, c, dsn, 1)
 	if code, out := lbtrun.Run(t, "basebackup", "--config", cfg, "--table", "t"); code != 0 {
 		t.Fatalf("lbt basebackup: exit %d:\n%s", code, out)
@@ -415,13 +414,8 @@ func TestObjectStorage_PurgeReachesBucket(t *testing.T) {
 			t.Errorf("purged %s is still in the bucket", b)
 		}
 	}
-	p.Signal(15)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
-	if err := os.RemoveAll(work); err != nil {
-		t.Fatal(err)
-	}
+	stopDaemon(t, p)
+	loseHost(t, work)
 	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3purge", srv, bucket)
 	restoreFromBucket(t, c, cfg2, target, "after_purge", cp)
 	if code, out := lbtrun.Run(t, "verify", "--config", cfg2); code != 0 {
@@ -435,25 +429,11 @@ func TestObjectStorage_PurgeReachesBucket(t *testing.T) {
 func TestObjectStorage_UnreachableAtStart(t *testing.T) {
 	c := pgtest.Shared(t)
 	ctx := t.Context()
-	srv, err := s3test.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Stop() })
-	bucket, err := srv.CreateBucket(ctx, "late")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE noise (id int PRIMARY KEY, v text)`)
-	work := filepath.Join(t.TempDir(), "work")
+	srv, bucket := privateServer(t, "late")
+	dsn, target, work := objectSource(t, c)
 	cfg := s3Config(t, c, dsn, work, "s3late", srv, bucket)
 	srv.Halt()
-	p := lbtrun.Start(t, "backup", "--config", cfg)
-	waitArchived(t, c, dsn, work)
-	c.Exec(t, dsn, `INSERT INTO t SELECT g, 'base' FROM generate_series(1, 500) g; INSERT INTO noise VALUES (0, 'x')`)
-	waitBasebackups(t, work, 2, p)
+	p := startArchiving(t, c, dsn, work, cfg)
 	objectWorkload(t, c, dsn, 1)
 	cp := recordCheckpoint(t, c, dsn, "written while the store was down", map[string]string{"t": "t"})
 	marker := syncMarker(t, c, dsn)
@@ -465,16 +445,11 @@ func TestObjectStorage_UnreachableAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitConfirmed(t, c, dsn, "s3late", marker, p)
-	p.Signal(15)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 	if !strings.Contains(p.Output(), "not reachable at start") {
 		t.Errorf("the log does not say the store was unreachable at start:\n%s", p.Output())
 	}
-	if err := os.RemoveAll(work); err != nil {
-		t.Fatal(err)
-	}
+	loseHost(t, work)
 	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3late", srv, bucket)
 	restoreFromBucket(t, c, cfg2, target, "late", cp)
 }

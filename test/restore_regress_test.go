@@ -48,14 +48,7 @@ func TestRestore_IdentityAddedToSerial(t *testing.T) {
 		t.Errorf("the identity continues at %s, want 4", got)
 	}
 
-	var buf bytes.Buffer
-	o = restore.NewOptions()
-	o.Table, o.SQL, o.Verify = "itest14", &buf, true
-	if _, err := runRestore(t, dir, o); err != nil {
-		t.Fatal(err)
-	}
-	empty := c.NewDatabase(t)
-	runPsql(t, c, empty, writeScriptFile(t, buf.Bytes()))
+	empty := restoreScriptIntoEmpty(t, c, dir, "itest14")
 	checkRestored(t, c, empty, "itest14", want, "--sql")
 }
 
@@ -85,21 +78,14 @@ func TestRestore_DomainWithNotValidCheck(t *testing.T) {
 	notValid := func(dsn string) string {
 		return c.QueryString(t, dsn, `SELECT string_agg(conname || ' ' || convalidated, ',') FROM pg_constraint WHERE contypid = 'things'::regtype`)
 	}
-	var buf bytes.Buffer
-	o := restore.NewOptions()
-	o.Table, o.SQL, o.Verify = "thethings", &buf, true
-	if _, err := runRestore(t, dir, o); err != nil {
-		t.Fatal(err)
-	}
-	empty := c.NewDatabase(t)
-	runPsql(t, c, empty, writeScriptFile(t, buf.Bytes()))
+	empty := restoreScriptIntoEmpty(t, c, dir, "thethings")
 	checkRestored(t, c, empty, "thethings", want, "--sql into an empty database")
 	if got := notValid(empty); got != "meow false" {
 		t.Errorf("the script's domain has checks %q, want meow NOT VALID", got)
 	}
 
 	other := c.NewDatabase(t)
-	o = restore.NewOptions()
+	o := restore.NewOptions()
 	o.Table, o.TargetConn, o.TargetTable, o.Verify = "thethings", connConfig(t, other), "thethings", true
 	if _, err := runRestore(t, dir, o); err != nil {
 		t.Fatal(err)
@@ -171,15 +157,24 @@ func TestRestore_TableWithoutColumns(t *testing.T) {
 	waitArchived(t, c, dsn, dir)
 	restoreAs("from_none", later.tables["t"], 3)
 
+	empty := restoreScriptIntoEmpty(t, c, dir, "domnotnull")
+	checkRestored(t, c, empty, "domnotnull", later.tables["t"], "--sql")
+}
+
+// restoreScriptIntoEmpty writes the verified --sql script of table from the
+// archive in dir, runs it with psql in a new empty database and returns
+// that database.
+func restoreScriptIntoEmpty(t *testing.T, c *pgtest.Cluster, dir, table string) string {
+	t.Helper()
 	var buf bytes.Buffer
 	o := restore.NewOptions()
-	o.Table, o.SQL, o.Verify = "domnotnull", &buf, true
+	o.Table, o.SQL, o.Verify = table, &buf, true
 	if _, err := runRestore(t, dir, o); err != nil {
 		t.Fatal(err)
 	}
 	empty := c.NewDatabase(t)
 	runPsql(t, c, empty, writeScriptFile(t, buf.Bytes()))
-	checkRestored(t, c, empty, "domnotnull", later.tables["t"], "--sql")
+	return empty
 }
 
 func writeScriptFile(t *testing.T, b []byte) string {

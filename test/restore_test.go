@@ -435,33 +435,52 @@ func TestRestore_Command(t *testing.T) {
 	}
 }
 
+// txRow is a row of the catalog's tx table with its tables decoded.
+type txRow struct {
+	lsn    int64
+	tables []catalog.TxTable
+}
+
+// txTables returns the rows of the catalog's tx table, by commit LSN.
+func txTables(t *testing.T, cat *catalog.Catalog) []txRow {
+	t.Helper()
+	rows, err := cat.DB().Query(`SELECT commit_lsn, tables FROM tx ORDER BY commit_lsn`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []txRow
+	for rows.Next() {
+		var tx txRow
+		var enc []byte
+		if err := rows.Scan(&tx.lsn, &enc); err != nil {
+			t.Fatal(err)
+		}
+		if tx.tables, err = catalog.ParseTxTables(enc); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tx)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // tamperDeletes makes the catalog's tx rows claim one delete fewer than the
 // deltas hold, in every transaction with a delete.
 func tamperDeletes(t *testing.T, cat *catalog.Catalog) {
 	t.Helper()
-	rows, err := cat.DB().Query(`SELECT commit_lsn, tables FROM tx`)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tampered := map[int64][]byte{}
-	for rows.Next() {
-		var lsn int64
-		var b []byte
-		if err := rows.Scan(&lsn, &b); err != nil {
-			t.Fatal(err)
-		}
-		tables, err := catalog.ParseTxTables(b)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, tx := range txTables(t, cat) {
+		tables := tx.tables
 		for i := range tables {
 			if tables[i].Deletes > 0 {
 				tables[i].Deletes--
-				tampered[lsn] = catalog.AppendTxTables(nil, tables)
+				tampered[tx.lsn] = catalog.AppendTxTables(nil, tables)
 			}
 		}
 	}
-	rows.Close()
 	if len(tampered) == 0 {
 		t.Fatal("no transaction with a delete to tamper with")
 	}

@@ -202,12 +202,7 @@ func TestRestore_CapturedDDLStartsTheSpanAtItsCommit(t *testing.T) {
 	}
 	tables := map[string]string{"retyped": "retyped"}
 	var slot string
-	keepSlot := func(o *ingestOptions) {
-		if slot == "" {
-			slot = o.Slot
-		}
-		o.Slot = slot
-	}
+	keepSlot := keepFirstSlot(&slot)
 	d := startBackup(t, c, dsn, dir, keepSlot)
 	waitArchived(t, c, dsn, dir)
 	takeBasebackups(t, dsn, dir, "retyped")

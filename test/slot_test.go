@@ -9,6 +9,18 @@ import (
 	"lbt/test/pgtest"
 )
 
+// keepFirstSlot returns an option that makes every daemon started with it
+// use the slot of the first one, whose name it stores in *slot: a daemon
+// restarted after its slot was dropped makes the same slot again.
+func keepFirstSlot(slot *string) func(*ingestOptions) {
+	return func(o *ingestOptions) {
+		if *slot == "" {
+			*slot = o.Slot
+		}
+		o.Slot = *slot
+	}
+}
+
 // While the archived database is idle and another database writes a lot,
 // the slot's confirmed position follows the WAL, so that the source does
 // not pile up WAL for lbt.
@@ -44,12 +56,7 @@ func TestBackup_LostSlotStartsNewEpoch(t *testing.T) {
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY)`)
 	dir := t.TempDir()
 	var slot string
-	keepSlot := func(o *ingestOptions) {
-		if slot == "" {
-			slot = o.Slot
-		}
-		o.Slot = slot
-	}
+	keepSlot := keepFirstSlot(&slot)
 	d := startBackup(t, c, dsn, dir, keepSlot)
 	waitArchived(t, c, dsn, dir)
 	d.stop()

@@ -1,25 +1,17 @@
 package pgtest
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"sync"
 	"testing"
 	"time"
+
+	"lbt/test/throwaway"
 )
 
 // shared is the cluster that Main and Shared share among the tests of one
 // test binary. It is package state because testing.M gives TestMain no way
 // to hand a value to the tests it runs. It is the package's only mutable
 // state.
-var shared struct {
-	mu      sync.Mutex
-	inMain  bool // Main is running and will stop the cluster
-	started bool // Start was called; cluster or err holds its outcome
-	cluster *Cluster
-	err     error
-}
+var shared throwaway.Shared[*Cluster]
 
 // Main runs the tests of a package whose tests share one cluster, and stops
 // that cluster when they are done. Call it from TestMain:
@@ -33,26 +25,7 @@ var shared struct {
 // signals that tests of lbt's own shutdown send to the process. A test
 // binary killed by a signal, or by a panic in a test, leaves the cleanup
 // to the cluster's watchdog (see the package documentation).
-func Main(m *testing.M) int {
-	shared.mu.Lock()
-	shared.inMain = true
-	shared.mu.Unlock()
-
-	code := m.Run()
-
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	shared.inMain = false
-	if shared.cluster != nil {
-		if err := shared.cluster.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
-	return code
-}
+func Main(m *testing.M) int { return shared.Main(m) }
 
 // Shared returns the test binary's shared cluster, starting it on the first
 // call. It fails the test when the cluster cannot start, for instance when
@@ -60,19 +33,5 @@ func Main(m *testing.M) int {
 // is what stops the cluster.
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if !shared.inMain {
-		t.Fatal("pgtest.Shared: the test package's TestMain must call pgtest.Main")
-	}
-	if !shared.started {
-		shared.started = true
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		shared.cluster, shared.err = Start(ctx)
-		cancel()
-	}
-	if shared.err != nil {
-		t.Fatalf("shared cluster: %v", shared.err)
-	}
-	return shared.cluster
+	return shared.Get(t, "pgtest", "cluster", 3*time.Minute, Start)
 }

@@ -39,6 +39,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"lbt/test/throwaway"
 )
 
 const (
@@ -154,7 +156,7 @@ func (c *Cluster) setup(ctx context.Context) error {
 	// binds it, for instance by a cluster of a test package running in
 	// parallel; a few fresh ports make that harmless.
 	for attempt := 1; ; attempt++ {
-		c.port, err = freePort()
+		c.port, err = throwaway.FreePort()
 		if err != nil {
 			return err
 		}
@@ -493,16 +495,6 @@ func quoteDSNValue(s string) string {
 // quoteLiteral quotes s as a string literal for postgresql.conf or SQL.
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-// freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // serverCredential returns the identity to run the server processes with:

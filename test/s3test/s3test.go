@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,6 +38,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"lbt/test/throwaway"
 )
 
 // VersitygwVersion is the module version of versitygw that the tests run
@@ -118,7 +119,7 @@ func (s *Server) setup(ctx context.Context) error {
 	// Another process may take the probed port before the server binds it.
 	var err error
 	for attempt := 1; attempt <= 5; attempt++ {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = throwaway.FreePort(); err != nil {
 			return err
 		}
 		if err = s.startLocked(ctx); err == nil {
@@ -341,15 +342,6 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) string {
