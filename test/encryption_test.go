@@ -402,14 +402,6 @@ func keygen(t *testing.T, dir, name string) (path, recipient string) {
 	return path, recipient
 }
 
-func stopDaemon(t *testing.T, p *lbtrun.Process) {
-	t.Helper()
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup: exit %d:\n%s", code, p.Output())
-	}
-}
-
 func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
