@@ -59,8 +59,11 @@ bench-scale:
 
 # The crash simulation of test/crashsim_test.go, through many more crashes.
 CRASH_POINTS ?= 200
+# Storms that make test's ten minutes have no room for are built with the
+# soak tag.
 soak:
 	LBT_CRASH_POINTS=$(CRASH_POINTS) $(GO) test -count=1 -timeout 2h ./test -run 'TestCrashSim_ArchiveRestoresExactlyAfterEveryCrash'
+	$(GO) test -tags soak -count=1 -timeout 2h ./test -run 'TestEncryption_KillNineUnderLoad'
 	@if [ -d test/soak ]; then \
 		$(GO) test -count=1 -v -timeout 2h ./test/soak/...; \
 	else \
