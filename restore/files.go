@@ -80,3 +80,15 @@ func planAndOpen(ctx context.Context, cat *catalog.Catalog, log hclog.Logger, ma
 		log.Info("an archive file the catalog named was purged meanwhile; reading the catalog again", "error", err)
 	}
 }
+
+// planTableAndOpen plans the restore of one (not partitioned) table, with
+// its partition history checked, and opens the plan's files.
+func planTableAndOpen(ctx context.Context, cat *catalog.Catalog, opts *Options) (*plan, []string, *archiveFiles, error) {
+	return planAndOpen(ctx, cat, opts.Logger, func() (*plan, []string, error) {
+		pl, warnings, err := makePlan(ctx, cat, opts)
+		if err == nil {
+			err = checkPartitionHistory(ctx, cat, pl)
+		}
+		return pl, warnings, err
+	})
+}

@@ -143,13 +143,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 			return runPartitioned(ctx, cat, opts, pt, start)
 		}
 	}
-	pl, warnings, files, err := planAndOpen(ctx, cat, opts.Logger, func() (*plan, []string, error) {
-		pl, warnings, err := makePlan(ctx, cat, &opts)
-		if err == nil {
-			err = checkPartitionHistory(ctx, cat, pl)
-		}
-		return pl, warnings, err
-	})
+	pl, warnings, files, err := planTableAndOpen(ctx, cat, &opts)
 	if err != nil {
 		return Result{}, err
 	}

@@ -53,13 +53,7 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, w io.Wr
 	}
 	// The files are opened with the plan, as a restore's: a purge running
 	// beside it (the scheduler's) cannot take them away.
-	pl, _, files, err := planAndOpen(ctx, cat, opts.Logger, func() (*plan, []string, error) {
-		pl, warnings, err := makePlan(ctx, cat, &opts)
-		if err == nil {
-			err = checkPartitionHistory(ctx, cat, pl)
-		}
-		return pl, warnings, err
-	})
+	pl, _, files, err := planTableAndOpen(ctx, cat, &opts)
 	if err != nil {
 		return Synthesized{}, err
 	}
