@@ -57,7 +57,10 @@ var ErrLocked = errors.New("archive is locked")
 
 // Catalog is an open archive catalog, and where the files it indexes are.
 type Catalog struct {
-	db       *sql.DB
+	// db runs the catalog's questions: pool, or the one connection of a
+	// read snapshot (ReadSnapshot).
+	db       dbHandle
+	pool     *sql.DB
 	dir      string
 	readOnly bool
 	keys     *crypt.Keys // nil: a plaintext archive (UseKeys)
@@ -493,7 +496,7 @@ func openFile(dir, path string, readOnly bool) (*Catalog, error) {
 		db.Close()
 		return nil, fmt.Errorf("open catalog %s: %w", path, err)
 	}
-	return &Catalog{db: db, dir: dir, readOnly: readOnly, fsys: storage.OS{}, store: storage.NewLocal(storage.OS{}, dir)}, nil
+	return &Catalog{db: db, pool: db, dir: dir, readOnly: readOnly, fsys: storage.OS{}, store: storage.NewLocal(storage.OS{}, dir)}, nil
 }
 
 // SetFiles says where the archive's files are: fsys holds the active
@@ -518,13 +521,19 @@ func (c *Catalog) Close() error {
 		delete(c.stmts, q)
 	}
 	c.mu.Unlock()
-	return c.db.Close()
+	return c.pool.Close()
 }
 
 // queryRow runs a query that is prepared once per Catalog: those that a
 // question asks once for each transaction it reads, as inspect history
 // does.
 func (c *Catalog) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if c.db != c.pool {
+		// A read snapshot's one connection: a statement prepared on it has
+		// one execution at a time, and an Inspector asks from several
+		// goroutines, so each question gets its own statement.
+		return c.db.QueryRowContext(ctx, q, args...)
+	}
 	c.mu.Lock()
 	st, ok := c.stmts[q]
 	if !ok {
@@ -549,7 +558,7 @@ func (c *Catalog) Dir() string { return c.dir }
 // DB gives tests the catalog's database, to look at its rows or damage
 // them. Code outside this package asks through the Catalog's methods, so
 // that a change of the schema (docs/FORMAT.md) touches this package alone.
-func (c *Catalog) DB() *sql.DB { return c.db }
+func (c *Catalog) DB() *sql.DB { return c.pool }
 
 // SetSynchronous turns SQLite's fsync on commit off when the operator set
 // fsync: false, trading durability for speed as the setting says.

@@ -36,7 +36,7 @@ func (c *Catalog) verifyChain(ctx context.Context, wantHead *Head) (ChainReport,
 	}
 	// One read transaction: the daemon may commit while verify runs, and a
 	// commit's rows and its link must be seen together or not at all.
-	q, err := c.db.Conn(ctx)
+	q, err := c.pool.Conn(ctx)
 	if err != nil {
 		return r, nil, fmt.Errorf("verify chain: %w", err)
 	}

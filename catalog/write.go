@@ -127,7 +127,7 @@ func (r *txRange) add(lsn uint64, us int64, xid uint32) {
 // Begin starts a write transaction.
 func (c *Catalog) Begin(ctx context.Context) (*Writer, error) {
 	return &Writer{
-		db:        c.db,
+		db:        c.pool,
 		ctx:       ctx,
 		rowKeys:   newBatchInsert("row_key", "table_id, key_hash, commit_lsn", 3, 256, "OR IGNORE"),
 		txs:       newBatchInsert("tx", "commit_lsn, end_lsn, xid, commit_time, origin, tables", 6, 128, ""),

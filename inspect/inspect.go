@@ -62,7 +62,12 @@ const ActorHint = "actor unknown: run lbt setup --capture-actors on the source t
 // Inspector answers questions about one archive. It never writes to it.
 // It is not safe for concurrent use.
 type Inspector struct {
+	// cat answers every question from one moment of the archive (a read
+	// snapshot of owner), so that a purge that commits while a report is
+	// made cannot give it half a transaction.
 	cat      *catalog.Catalog
+	owner    *catalog.Catalog
+	release  func()
 	src      *catalog.BlobSource
 	blobs    *blobCache
 	mu       sync.Mutex // guards versions, which searches on other cores share
@@ -90,28 +95,46 @@ func Open(ctx context.Context, dir string, keys *crypt.Keys) (*Inspector, error)
 		cat.Close()
 		return nil, err
 	}
-	return New(ctx, cat), nil
+	in, err := New(ctx, cat)
+	if err != nil {
+		cat.Close()
+		return nil, err
+	}
+	return in, nil
 }
 
 // New inspects the archive of cat, opened read-only, whose files may be in
 // an object store (catalog.SetFiles) and which has its keys
-// (Catalog.UseKeys); Close closes cat.
-func New(ctx context.Context, cat *catalog.Catalog) *Inspector {
+// (Catalog.UseKeys); Close closes cat. Every question is answered from the
+// moment New was called.
+func New(ctx context.Context, cat *catalog.Catalog) (*Inspector, error) {
+	view, release, err := cat.BeginRead(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return &Inspector{
-		cat:      cat,
+		cat:      view,
+		owner:    cat,
+		release:  release,
 		src:      catalog.NewBlobSource(ctx, cat.Store(), cat.Keys()),
 		blobs:    newBlobCache(256 << 20),
 		sem:      make(chan struct{}, runtime.GOMAXPROCS(0)),
 		versions: make(map[int64]map[int]*version),
-	}
+	}, nil
 }
 
 // Close releases the catalog and the segment files.
 func (in *Inspector) Close() error {
 	in.prefetches.Wait()
 	in.src.Close()
-	return in.cat.Close()
+	in.release()
+	return in.owner.Close()
 }
+
+// Catalog is the read snapshot the Inspector answers from, for a caller
+// whose own questions must be of the same moment (lbt undo). It is valid
+// until Close.
+func (in *Inspector) Catalog() *catalog.Catalog { return in.cat }
 
 // table is an archived table as a query resolved it.
 type table struct {

@@ -60,21 +60,29 @@ func openFiles(ctx context.Context, cat *catalog.Catalog, pl *plan) (*archiveFil
 }
 
 // planAndOpen makes a plan with makePlan and opens its files. The plan's
-// rows are read first, then the files they name; purge removes rows first,
-// then files (docs/FORMAT.md, "Readers while purge runs"), so a file found
-// missing means the rows are stale: they are read again, which either finds
-// the history elsewhere (a rewritten segment) or refuses the restore.
-func planAndOpen(ctx context.Context, cat *catalog.Catalog, log hclog.Logger, makePlan func() (*plan, []string, error)) (*plan, []string, *archiveFiles, error) {
+// rows are read in one read snapshot of the catalog, then the files they
+// name are opened; purge removes rows first, then files (docs/FORMAT.md,
+// "Readers while purge runs"). So the rows are of one moment, before or
+// after a purge commits, never a mix of both; and a file found missing
+// means they are stale: they are read again, which either finds the history
+// elsewhere (a rewritten segment) or refuses the restore.
+func planAndOpen(ctx context.Context, cat *catalog.Catalog, log hclog.Logger, makePlan func(view *catalog.Catalog) (*plan, []string, error)) (*plan, []string, *archiveFiles, error) {
 	for attempt := 1; ; attempt++ {
-		pl, warnings, err := makePlan()
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		files, err := openFiles(ctx, cat, pl)
+		var pl *plan
+		var warnings []string
+		var files *archiveFiles
+		err := cat.ReadSnapshot(ctx, func(view *catalog.Catalog) error {
+			var err error
+			if pl, warnings, err = makePlan(view); err != nil {
+				return err
+			}
+			files, err = openFiles(ctx, view, pl)
+			return err
+		})
 		if err == nil {
 			return pl, warnings, files, nil
 		}
-		if !errors.Is(err, fs.ErrNotExist) || attempt == maxReplans {
+		if !errors.Is(err, fs.ErrNotExist) || pl == nil || attempt == maxReplans {
 			return nil, nil, nil, err
 		}
 		log.Info("an archive file the catalog named was purged meanwhile; reading the catalog again", "error", err)
@@ -84,10 +92,10 @@ func planAndOpen(ctx context.Context, cat *catalog.Catalog, log hclog.Logger, ma
 // planTableAndOpen plans the restore of one (not partitioned) table, with
 // its partition history checked, and opens the plan's files.
 func planTableAndOpen(ctx context.Context, cat *catalog.Catalog, opts *Options) (*plan, []string, *archiveFiles, error) {
-	return planAndOpen(ctx, cat, opts.Logger, func() (*plan, []string, error) {
-		pl, warnings, err := makePlan(ctx, cat, opts)
+	return planAndOpen(ctx, cat, opts.Logger, func(view *catalog.Catalog) (*plan, []string, error) {
+		pl, warnings, err := makePlan(ctx, view, opts)
 		if err == nil {
-			err = checkPartitionHistory(ctx, cat, pl)
+			err = checkPartitionHistory(ctx, view, pl)
 		}
 		return pl, warnings, err
 	})

@@ -31,7 +31,7 @@ func TestPlanAndOpen_ReadsTheRowsAgainWhenAFileIsGone(t *testing.T) {
 	stale := &plan{blobs: []catalog.Blob{{ID: 1, SegmentID: 3}}} // segment 3 was rewritten into -1
 	fresh := &plan{blobs: []catalog.Blob{{ID: 1, SegmentID: -1}}}
 	calls := 0
-	pl, _, files, err := planAndOpen(ctx, cat, hclog.NewNullLogger(), func() (*plan, []string, error) {
+	pl, _, files, err := planAndOpen(ctx, cat, hclog.NewNullLogger(), func(*catalog.Catalog) (*plan, []string, error) {
 		calls++
 		if calls == 1 {
 			return stale, nil, nil
@@ -47,7 +47,7 @@ func TestPlanAndOpen_ReadsTheRowsAgainWhenAFileIsGone(t *testing.T) {
 	}
 
 	calls = 0
-	_, _, _, err = planAndOpen(ctx, cat, hclog.NewNullLogger(), func() (*plan, []string, error) {
+	_, _, _, err = planAndOpen(ctx, cat, hclog.NewNullLogger(), func(*catalog.Catalog) (*plan, []string, error) {
 		calls++
 		return stale, nil, nil
 	})

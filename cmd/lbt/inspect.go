@@ -65,7 +65,11 @@ func runInspect(ctx context.Context, g *Globals, format string, query func(*insp
 	if err != nil {
 		return err
 	}
-	in := inspect.New(ctx, arch.cat)
+	in, err := inspect.New(ctx, arch.cat)
+	if err != nil {
+		arch.cat.Close()
+		return err
+	}
 	defer in.Close()
 	r, notes, err := query(in)
 	if err != nil {

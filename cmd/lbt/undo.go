@@ -113,7 +113,9 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer in.Close()
-	plan, err := repair.Undo(ctx, cat, in, opts)
+	// The transactions are chosen from the snapshot the changes are read
+	// from: a purge meanwhile cannot leave half of one.
+	plan, err := repair.Undo(ctx, in.Catalog(), in, opts)
 	if err != nil {
 		return err
 	}
