@@ -394,18 +394,7 @@ func (r *metaReader) uvarint() uint64 {
 	return v
 }
 
-func (r *metaReader) varint() int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.buf[r.pos:])
-	if n <= 0 {
-		r.fail("bad varint")
-		return 0
-	}
-	r.pos += n
-	return v
-}
+func (r *metaReader) varint() int64 { return zigzag(r.uvarint()) }
 
 func (r *metaReader) byte() byte {
 	if r.err != nil {

@@ -270,10 +270,16 @@ func (r *RecordReader) uvarint() (uint64, error) {
 }
 
 func (r *RecordReader) varint() (int64, error) {
-	v, n := binary.Varint(r.buf[r.pos:])
-	if n <= 0 {
-		return 0, fmt.Errorf("%w: bad varint at byte %d", ErrCorrupt, r.pos)
+	ux, err := r.uvarint()
+	return zigzag(ux), err
+}
+
+// zigzag decodes a signed varint from its unsigned encoding, as
+// binary.Varint does after binary.Uvarint.
+func zigzag(ux uint64) int64 {
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
 	}
-	r.pos += n
-	return v, nil
+	return x
 }
