@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"lbt/catalog"
+	"lbt/catalog/catalogtest"
 )
 
 // The start-up clean-up removes a basebackup's files only when the
@@ -17,11 +18,7 @@ import (
 func TestCleanStray_RemovesOnlyProvenLeftovers(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	cat, err := catalog.Create(ctx, dir, catalog.Source{SystemID: "1", Database: "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := catalogtest.New(t, dir)
 	write := func(rel string) {
 		path := filepath.Join(dir, rel)
 		os.MkdirAll(filepath.Dir(path), 0o750)

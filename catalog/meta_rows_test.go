@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"lbt/catalog"
+	"lbt/catalog/catalogtest"
 	"lbt/schema"
 )
 
@@ -14,11 +15,7 @@ import (
 // they are after it, and only those.
 func TestWriter_TableRecords(t *testing.T) {
 	ctx := context.Background()
-	c, err := catalog.Create(ctx, t.TempDir(), catalog.Source{SystemID: "1", Database: "app"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := catalogtest.New(t, t.TempDir())
 	at := time.Unix(1_700_000_000, 0)
 	nodes := []catalog.PartitionNode{{OID: 10, Schema: "public", Name: "m"}}
 

@@ -6,17 +6,14 @@ import (
 	"time"
 
 	"lbt/catalog"
+	"lbt/catalog/catalogtest"
 )
 
 // Looks that find the same tree extend its run; a changed tree, a change
 // of publish_via_partition_root or a dropped tree begins a new one.
 func TestCatalog_PartitionLooks(t *testing.T) {
 	ctx := context.Background()
-	c, err := catalog.Create(ctx, t.TempDir(), catalog.Source{SystemID: "1", Database: "app"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := catalogtest.New(t, t.TempDir())
 	n := func(oid, parent uint32, name string) catalog.PartitionNode {
 		return catalog.PartitionNode{OID: oid, Parent: parent, Schema: "public", Name: name, Leaf: parent != 0}
 	}

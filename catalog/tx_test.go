@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"lbt/catalog"
+	"lbt/catalog/catalogtest"
 )
 
 func TestTxTables_RoundTrip(t *testing.T) {
@@ -44,11 +45,7 @@ type archivedTx struct {
 // window, xid and table.
 func TestCatalog_TxLookups(t *testing.T) {
 	ctx := context.Background()
-	c, err := catalog.Create(ctx, t.TempDir(), catalog.Source{SystemID: "1", Database: "app"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := catalogtest.New(t, t.TempDir())
 	base := time.Date(2026, 11, 21, 14, 0, 0, 0, time.UTC)
 	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
 	a := []catalog.TxTable{{TableID: 1, Counts: catalog.Counts{Inserts: 2}}}
@@ -162,11 +159,7 @@ func TestCatalog_TxLookups(t *testing.T) {
 // a transaction row goes only when no table's remaining history needs it.
 func TestCatalog_PurgeTransactions(t *testing.T) {
 	ctx := context.Background()
-	c, err := catalog.Create(ctx, t.TempDir(), catalog.Source{SystemID: "1", Database: "app"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := catalogtest.New(t, t.TempDir())
 	w, err := c.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

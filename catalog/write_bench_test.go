@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"lbt/catalog"
+	"lbt/catalog/catalogtest"
 )
 
 // BenchmarkWriter_Commit commits transactions of one update and one insert
@@ -23,11 +24,7 @@ func BenchmarkWriter_Commit(b *testing.B) {
 
 func benchWriterCommit(b *testing.B, txs int) {
 	ctx := context.Background()
-	c, err := catalog.Create(ctx, b.TempDir(), catalog.Source{SystemID: "1", Database: "app"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := catalogtest.New(b, b.TempDir())
 	tables := []catalog.TxTable{{TableID: 1, Counts: catalog.Counts{Updates: 1}}, {TableID: 2, Counts: catalog.Counts{Inserts: 1}}}
 	at := time.Date(2026, 11, 21, 14, 0, 0, 0, time.UTC)
 	lsn := uint64(1 << 32)

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"lbt/catalog"
+	"lbt/catalog/catalogtest"
 	"lbt/storage"
 )
 
@@ -18,11 +19,7 @@ import (
 func TestPlanAndOpen_ReadsTheRowsAgainWhenAFileIsGone(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	cat, err := catalog.Create(ctx, dir, catalog.Source{SystemID: "1", Database: "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
+	cat := catalogtest.New(t, dir)
 	w, err := catalog.CreateSegment(storage.OS{}, dir, -1, nil) // where purge moved the blobs
 	if err != nil {
 		t.Fatal(err)
