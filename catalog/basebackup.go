@@ -189,33 +189,27 @@ func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error
 
 // Basebackups lists a table's basebackups, oldest first.
 func (c *Catalog) Basebackups(ctx context.Context, tableID int64) ([]Basebackup, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id, table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at, chunks
-		FROM basebackup WHERE table_id = ? ORDER BY lsn`, tableID)
-	if err != nil {
-		return nil, fmt.Errorf("catalog basebackups of table %d: %w", tableID, err)
-	}
-	defer rows.Close()
-	var out []Basebackup
-	for rows.Next() {
+	return queryRows(ctx, c.db, fmt.Sprintf("basebackups of table %d", tableID), func(row scanner) (Basebackup, error) {
 		var b Basebackup
 		var lsn, crc, started, finished int64
 		var def, seqs, chunks string
-		if err := rows.Scan(&b.ID, &b.TableID, &lsn, &b.Path, &b.Rows, &b.Bytes, &b.RawBytes, &crc, &def, &seqs, &b.Reason, &started, &finished, &chunks); err != nil {
-			return nil, fmt.Errorf("catalog basebackups of table %d: %w", tableID, err)
+		err := row.Scan(&b.ID, &b.TableID, &lsn, &b.Path, &b.Rows, &b.Bytes, &b.RawBytes, &crc, &def, &seqs, &b.Reason, &started, &finished, &chunks)
+		if err != nil {
+			return b, err
 		}
 		if b.Chunks, err = decodeChunks(chunks); err != nil {
-			return nil, fmt.Errorf("catalog basebackup %d: %w", b.ID, err)
+			return b, fmt.Errorf("basebackup %d: %w", b.ID, err)
 		}
 		b.LSN, b.CRC, b.StartedAt, b.FinishedAt = uint64(lsn), uint32(crc), FromMicros(started), FromMicros(finished)
 		if err := json.Unmarshal([]byte(def), &b.Definition); err != nil {
-			return nil, fmt.Errorf("catalog basebackup %d definition: %w", b.ID, err)
+			return b, fmt.Errorf("basebackup %d definition: %w", b.ID, err)
 		}
 		if err := json.Unmarshal([]byte(seqs), &b.Sequences); err != nil {
-			return nil, fmt.Errorf("catalog basebackup %d sequences: %w", b.ID, err)
+			return b, fmt.Errorf("basebackup %d sequences: %w", b.ID, err)
 		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
+		return b, nil
+	}, `SELECT id, table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at, chunks
+		FROM basebackup WHERE table_id = ? ORDER BY lsn`, tableID)
 }
 
 // AddPendingBasebackup records that a basebackup file is about to be moved
@@ -282,7 +276,20 @@ type BasebackupNeed struct {
 // BasebackupNeeds lists, for each source OID, what its newest catalog table
 // needs of a basebackup; epochStart is the current epoch's start LSN.
 func (c *Catalog) BasebackupNeeds(ctx context.Context, epochStart uint64) ([]BasebackupNeed, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT r.id, r.oid,
+	return queryRows(ctx, c.db, "tables", func(row scanner) (BasebackupNeed, error) {
+		var n BasebackupNeed
+		var oid, lastChange int64
+		var lastBase sql.NullInt64
+		var nsp, rel string
+		err := row.Scan(&n.TableID, &oid, &n.ChangesSinceBase, &n.BlobsSinceBase, &lastChange, &n.Basebackups, &lastBase, &nsp, &rel, &n.Inexact)
+		n.OID = uint32(oid)
+		n.Name = schema.Table{Schema: nsp, Name: rel}.QualifiedName()
+		n.LastChange = microsOrZero(lastChange)
+		if lastBase.Valid {
+			n.InEpoch, n.NewestInEpochAt = true, FromMicros(lastBase.Int64)
+		}
+		return n, err
+	}, `SELECT r.id, r.oid,
 			coalesce(ts.changes_since_base, 0), coalesce(ts.blobs_since_base, 0), coalesce(ts.last_change_time, 0),
 			(SELECT count(*) FROM basebackup b WHERE b.table_id = r.id),
 			(SELECT max(b.finished_at) FROM basebackup b WHERE b.table_id = r.id AND b.lsn >= ?),
@@ -291,31 +298,6 @@ func (c *Catalog) BasebackupNeeds(ctx context.Context, epochStart uint64) ([]Bas
 			EXISTS (SELECT 1 FROM table_gap g WHERE g.table_id = r.id AND g.to_lsn IS NULL)
 		FROM rel r LEFT JOIN table_state ts ON ts.table_id = r.id
 		WHERE r.id = (SELECT max(r2.id) FROM rel r2 WHERE r2.oid = r.oid)`, clampLSN(epochStart))
-	if err != nil {
-		return nil, fmt.Errorf("catalog tables: %w", err)
-	}
-	defer rows.Close()
-	var out []BasebackupNeed
-	for rows.Next() {
-		var n BasebackupNeed
-		var oid, lastChange int64
-		var lastBase sql.NullInt64
-		var nsp, rel string
-		if err := rows.Scan(&n.TableID, &oid, &n.ChangesSinceBase, &n.BlobsSinceBase, &lastChange, &n.Basebackups, &lastBase, &nsp, &rel, &n.Inexact); err != nil {
-			return nil, fmt.Errorf("catalog tables: %w", err)
-		}
-		n.OID = uint32(oid)
-		n.Name = schema.Table{Schema: nsp, Name: rel}.QualifiedName()
-		n.LastChange = microsOrZero(lastChange)
-		if lastBase.Valid {
-			n.InEpoch, n.NewestInEpochAt = true, FromMicros(lastBase.Int64)
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog tables: %w", err)
-	}
-	return out, nil
 }
 
 // HasBasebackupSince reports whether a table with the source OID has a

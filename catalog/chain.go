@@ -321,26 +321,17 @@ func commitSums(ctx context.Context, q chainDB, first, last uint64) (linkSums, e
 
 // chainBlobs reads the blob rows that where selects, in id order.
 func chainBlobs(ctx context.Context, q chainDB, where string, args ...any) ([]Blob, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length,
-		txs, inserts, updates, deletes, truncates, sha256 FROM blob WHERE `+where+` ORDER BY id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Blob
-	for rows.Next() {
+	return queryRows(ctx, q, "blobs", func(row scanner) (Blob, error) {
 		var b Blob
 		var crc, first, last int64
 		var sum []byte
-		if err := rows.Scan(&b.ID, &b.TableID, &b.SegmentID, &b.Offset, &b.Length, &crc, &b.Schema, &first, &last, &b.Changes, &b.RawLength,
-			&b.Txs, &b.Inserts, &b.Updates, &b.Deletes, &b.Truncates, &sum); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&b.ID, &b.TableID, &b.SegmentID, &b.Offset, &b.Length, &crc, &b.Schema, &first, &last, &b.Changes, &b.RawLength,
+			&b.Txs, &b.Inserts, &b.Updates, &b.Deletes, &b.Truncates, &sum)
 		b.CRC, b.FirstLSN, b.LastLSN = uint32(crc), uint64(first), uint64(last)
 		copy(b.SHA256[:], sum)
-		out = append(out, b)
-	}
-	return out, rows.Err()
+		return b, err
+	}, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length,
+		txs, inserts, updates, deletes, truncates, sha256 FROM blob WHERE `+where+` ORDER BY id`, args...)
 }
 
 // basebackupSums computes a basebackup link's sums: every basebackup row
@@ -424,24 +415,15 @@ type anchor struct {
 }
 
 func readAnchors(ctx context.Context, q chainDB, where string, args ...any) ([]anchor, error) {
-	rows, err := q.QueryContext(ctx, `SELECT link, by_seq, txs, tx_sum, blobs, blob_sum, rows, row_sum FROM chain_anchor WHERE `+where+` ORDER BY link, by_seq`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []anchor
-	for rows.Next() {
+	return queryRows(ctx, q, "chain anchors", func(row scanner) (anchor, error) {
 		var a anchor
 		var ts, bs, rs []byte
-		if err := rows.Scan(&a.link, &a.bySeq, &a.sums.txs, &ts, &a.sums.blobs, &bs, &a.sums.rows, &rs); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&a.link, &a.bySeq, &a.sums.txs, &ts, &a.sums.blobs, &bs, &a.sums.rows, &rs)
 		scanSum(&a.sums.txSum, ts)
 		scanSum(&a.sums.blobSum, bs)
 		scanSum(&a.sums.rowSum, rs)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, err
+	}, `SELECT link, by_seq, txs, tx_sum, blobs, blob_sum, rows, row_sum FROM chain_anchor WHERE `+where+` ORDER BY link, by_seq`, args...)
 }
 
 // linkSumsNow computes what l's rows are now.

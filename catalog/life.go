@@ -145,7 +145,16 @@ func (w *Writer) LiveTables(foundGone bool) ([]LiveTable, error) {
 	if w.tx != nil {
 		q = w.tx
 	}
-	rows, err := q.QueryContext(w.ctx, `SELECT r.id, r.oid,
+	return queryRows(w.ctx, q, "live tables", func(row scanner) (LiveTable, error) {
+		var t LiveTable
+		var oid, lsn, at int64
+		err := row.Scan(&t.ID, &oid, &t.Schema, &t.Name, &lsn, &at)
+		t.OID, t.AliveLSN = uint32(oid), uint64(lsn)
+		if at > 0 {
+			t.AliveAt = FromMicros(at)
+		}
+		return t, err
+	}, `SELECT r.id, r.oid,
 			coalesce((SELECT nspname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), ''),
 			coalesce((SELECT relname FROM schema_version v WHERE v.table_id = r.id ORDER BY version DESC LIMIT 1), ''),
 			max(r.first_lsn, coalesce(ts.last_change_lsn, 0), coalesce((SELECT max(lsn) FROM basebackup b WHERE b.table_id = r.id), 0)),
@@ -155,22 +164,4 @@ func (w *Writer) LiveTables(foundGone bool) ([]LiveTable, error) {
 			AND NOT EXISTS (SELECT 1 FROM rel_life l WHERE l.table_id = r.id AND l.dropped_lsn IS NOT NULL
 				AND (l.drop_exact = 1 OR NOT ?))
 		ORDER BY r.id`, foundGone)
-	if err != nil {
-		return nil, fmt.Errorf("catalog live tables: %w", err)
-	}
-	defer rows.Close()
-	var out []LiveTable
-	for rows.Next() {
-		var t LiveTable
-		var oid, lsn, at int64
-		if err := rows.Scan(&t.ID, &oid, &t.Schema, &t.Name, &lsn, &at); err != nil {
-			return nil, fmt.Errorf("catalog live tables: %w", err)
-		}
-		t.OID, t.AliveLSN = uint32(oid), uint64(lsn)
-		if at > 0 {
-			t.AliveAt = FromMicros(at)
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
 }

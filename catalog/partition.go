@@ -126,28 +126,21 @@ func (w *Writer) PartitionRoots() (map[uint32]bool, error) {
 
 // PartitionTrees returns every run of every tree, by root, oldest first.
 func (c *Catalog) PartitionTrees(ctx context.Context) ([]PartitionTree, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id, root_oid, from_lsn, to_lsn, from_time, to_time, via_root, nodes
-		FROM partition_tree ORDER BY root_oid, from_lsn, id`)
-	if err != nil {
-		return nil, fmt.Errorf("catalog partition trees: %w", err)
-	}
-	defer rows.Close()
-	var out []PartitionTree
-	for rows.Next() {
+	return queryRows(ctx, c.db, "partition trees", func(row scanner) (PartitionTree, error) {
 		var p PartitionTree
 		var root, from, to, fromAt, toAt int64
 		var text string
-		if err := rows.Scan(&p.ID, &root, &from, &to, &fromAt, &toAt, &p.ViaRoot, &text); err != nil {
-			return nil, fmt.Errorf("catalog partition trees: %w", err)
+		if err := row.Scan(&p.ID, &root, &from, &to, &fromAt, &toAt, &p.ViaRoot, &text); err != nil {
+			return p, err
 		}
 		if err := json.Unmarshal([]byte(text), &p.Nodes); err != nil {
-			return nil, fmt.Errorf("%w: partition tree %d: %v", ErrCorrupt, p.ID, err)
+			return p, fmt.Errorf("%w: partition tree %d: %v", ErrCorrupt, p.ID, err)
 		}
 		p.Root, p.FromLSN, p.ToLSN = uint32(root), uint64(from), uint64(to)
 		p.FromAt, p.ToAt = FromMicros(fromAt), FromMicros(toAt)
-		out = append(out, p)
-	}
-	return out, rows.Err()
+		return p, nil
+	}, `SELECT id, root_oid, from_lsn, to_lsn, from_time, to_time, via_root, nodes
+		FROM partition_tree ORDER BY root_oid, from_lsn, id`)
 }
 
 // DDLMessageLSNs returns the commit LSNs in [lo, hi] of the transactions

@@ -449,20 +449,7 @@ func (c *Catalog) RetireSegments(ctx context.Context, ids []int64) ([]int64, err
 // RetiredSegments lists the retired segments. Their files are removed after
 // retirement; one that is still there was left by a crash in between.
 func (c *Catalog) RetiredSegments(ctx context.Context) ([]int64, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id FROM segment WHERE retired_at IS NOT NULL ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("catalog retired segments: %w", err)
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("catalog retired segments: %w", err)
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return queryRows(ctx, c.db, "retired segments", scanInt64, `SELECT id FROM segment WHERE retired_at IS NOT NULL ORDER BY id`)
 }
 
 // ReserveSegment records a new, sealed, empty segment for a rewrite and

@@ -102,22 +102,13 @@ func (c *Catalog) PurgedBefore(ctx context.Context, tableID int64) (uint64, erro
 
 // Epochs lists the archive's epochs, oldest first.
 func (c *Catalog) Epochs(ctx context.Context) ([]Epoch, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id, start_lsn, slot, reason FROM epoch ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("catalog epochs: %w", err)
-	}
-	defer rows.Close()
-	var out []Epoch
-	for rows.Next() {
+	return queryRows(ctx, c.db, "epochs", func(row scanner) (Epoch, error) {
 		var e Epoch
 		var start int64
-		if err := rows.Scan(&e.ID, &start, &e.Slot, &e.Reason); err != nil {
-			return nil, fmt.Errorf("catalog epochs: %w", err)
-		}
+		err := row.Scan(&e.ID, &start, &e.Slot, &e.Reason)
 		e.StartLSN = uint64(start)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, err
+	}, `SELECT id, start_lsn, slot, reason FROM epoch ORDER BY id`)
 }
 
 // TableRef is an archived table: the catalog's id and the source's OID.
@@ -128,22 +119,13 @@ type TableRef struct {
 
 // Tables lists every table the archive has seen.
 func (c *Catalog) Tables(ctx context.Context) ([]TableRef, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id, oid FROM rel ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("catalog tables: %w", err)
-	}
-	defer rows.Close()
-	var out []TableRef
-	for rows.Next() {
+	return queryRows(ctx, c.db, "tables", func(row scanner) (TableRef, error) {
 		var t TableRef
 		var oid int64
-		if err := rows.Scan(&t.ID, &oid); err != nil {
-			return nil, fmt.Errorf("catalog tables: %w", err)
-		}
+		err := row.Scan(&t.ID, &oid)
 		t.OID = uint32(oid)
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		return t, err
+	}, `SELECT id, oid FROM rel ORDER BY id`)
 }
 
 // SchemaVersions returns every version of a table's definition, oldest first.
@@ -225,101 +207,83 @@ func (w *Writer) SchemaVersions(tableID int64) ([]SchemaVersion, error) {
 // EpochRecords lists the archive's epochs with their start times, oldest
 // first.
 func (c *Catalog) EpochRecords(ctx context.Context) ([]EpochRecord, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id, start_lsn, started_at, slot, reason FROM epoch ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("catalog epochs: %w", err)
-	}
-	defer rows.Close()
-	var out []EpochRecord
-	for rows.Next() {
+	return queryRows(ctx, c.db, "epochs", func(row scanner) (EpochRecord, error) {
 		var e EpochRecord
 		var start, at int64
-		if err := rows.Scan(&e.ID, &start, &at, &e.Slot, &e.Reason); err != nil {
-			return nil, fmt.Errorf("catalog epochs: %w", err)
-		}
+		err := row.Scan(&e.ID, &start, &at, &e.Slot, &e.Reason)
 		e.StartLSN, e.StartedAt = uint64(start), FromMicros(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, err
+	}, `SELECT id, start_lsn, started_at, slot, reason FROM epoch ORDER BY id`)
 }
 
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-func schemaVersions(ctx context.Context, q querier, tableID int64) ([]SchemaVersion, error) {
-	rows, err := q.QueryContext(ctx, `SELECT table_id, version, from_lsn, nspname, relname, replident, columns, primary_key
-		FROM schema_version WHERE table_id = ? ORDER BY version`, tableID)
+// queryRows runs query on q and returns what scan reads from each of its
+// rows, in order. Its errors begin "catalog " + what.
+func queryRows[T any](ctx context.Context, q querier, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("catalog schema of table %d: %w", tableID, err)
+		return nil, fmt.Errorf("catalog %s: %w", what, err)
 	}
 	defer rows.Close()
-	var out []SchemaVersion
+	var out []T
 	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("catalog %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", what, err)
+	}
+	return out, nil
+}
+
+func schemaVersions(ctx context.Context, q querier, tableID int64) ([]SchemaVersion, error) {
+	return queryRows(ctx, q, fmt.Sprintf("schema of table %d", tableID), func(row scanner) (SchemaVersion, error) {
 		var s SchemaVersion
 		var from int64
 		var ident, cols, pk string
-		if err := rows.Scan(&s.TableID, &s.Version, &from, &s.Schema, &s.Name, &ident, &cols, &pk); err != nil {
-			return nil, fmt.Errorf("catalog schema of table %d: %w", tableID, err)
+		if err := row.Scan(&s.TableID, &s.Version, &from, &s.Schema, &s.Name, &ident, &cols, &pk); err != nil {
+			return s, err
 		}
 		s.FromLSN = uint64(from)
 		if ident != "" {
 			s.ReplicaIdentity = ident[0]
 		}
 		if err := json.Unmarshal([]byte(cols), &s.Columns); err != nil {
-			return nil, fmt.Errorf("catalog schema of table %d version %d: %w", tableID, s.Version, err)
+			return s, fmt.Errorf("version %d: %w", s.Version, err)
 		}
 		if err := json.Unmarshal([]byte(pk), &s.PrimaryKey); err != nil {
-			return nil, fmt.Errorf("catalog schema of table %d version %d: %w", tableID, s.Version, err)
+			return s, fmt.Errorf("version %d: %w", s.Version, err)
 		}
 		if len(s.PrimaryKey) == 0 {
 			s.PrimaryKey = nil
 		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+		return s, nil
+	}, `SELECT table_id, version, from_lsn, nspname, relname, replident, columns, primary_key
+		FROM schema_version WHERE table_id = ? ORDER BY version`, tableID)
 }
 
 // FindTable returns the ids of the tables that were ever named schema.name,
 // most recently seen first. A name can have been used by a table that was
 // dropped and recreated.
 func (c *Catalog) FindTable(ctx context.Context, schemaName, name string) ([]int64, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT table_id FROM schema_version WHERE nspname = ? AND relname = ?
+	return queryRows(ctx, c.db, fmt.Sprintf("find table %s.%s", schemaName, name), scanInt64,
+		`SELECT table_id FROM schema_version WHERE nspname = ? AND relname = ?
 		GROUP BY table_id ORDER BY max(from_lsn) DESC, table_id DESC`, schemaName, name)
-	if err != nil {
-		return nil, fmt.Errorf("catalog find table %s.%s: %w", schemaName, name, err)
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }
 
 // Blobs returns a table's blobs that may hold transactions committed in
 // [fromLSN, toLSN], in the order they were written, which is commit order.
 func (c *Catalog) Blobs(ctx context.Context, tableID int64, fromLSN, toLSN uint64) ([]Blob, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
+	return queryRows(ctx, c.db, fmt.Sprintf("blobs of table %d", tableID), scanBlob,
+		`SELECT id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length
 		FROM blob WHERE table_id = ? AND last_lsn >= ? AND first_lsn <= ? ORDER BY id`,
 		tableID, int64(fromLSN), int64(toLSN))
-	if err != nil {
-		return nil, fmt.Errorf("catalog blobs of table %d: %w", tableID, err)
-	}
-	defer rows.Close()
-	var out []Blob
-	for rows.Next() {
-		b, err := scanBlob(rows)
-		if err != nil {
-			return nil, fmt.Errorf("catalog blobs of table %d: %w", tableID, err)
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
 }
 
 // BlobByID returns one blob's record. Its query is prepared once: a history
@@ -359,6 +323,12 @@ func (c *Catalog) TxBlob(ctx context.Context, tableID int64, commitLSN uint64, a
 }
 
 type scanner interface{ Scan(...any) error }
+
+func scanInt64(s scanner) (int64, error) {
+	var v int64
+	err := s.Scan(&v)
+	return v, err
+}
 
 func scanBlob(s scanner) (Blob, error) {
 	var b Blob

@@ -79,32 +79,23 @@ type TableBasebackup struct {
 // NewestBasebackups lists every archived table with the end of its newest
 // basebackup, by table id.
 func (c *Catalog) NewestBasebackups(ctx context.Context) ([]TableBasebackup, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT r.id,
-			(SELECT v.nspname FROM schema_version v WHERE v.table_id = r.id ORDER BY v.version DESC LIMIT 1),
-			(SELECT v.relname FROM schema_version v WHERE v.table_id = r.id ORDER BY v.version DESC LIMIT 1),
-			(SELECT max(b.finished_at) FROM basebackup b WHERE b.table_id = r.id)
-		FROM rel r ORDER BY r.id`)
-	if err != nil {
-		return nil, fmt.Errorf("catalog basebackups: %w", err)
-	}
-	defer rows.Close()
-	var out []TableBasebackup
-	for rows.Next() {
+	return queryRows(ctx, c.db, "basebackups", func(row scanner) (TableBasebackup, error) {
 		var t TableBasebackup
 		var nsp, rel *string
 		var finished *int64
-		if err := rows.Scan(&t.TableID, &nsp, &rel, &finished); err != nil {
-			return nil, fmt.Errorf("catalog basebackups: %w", err)
-		}
+		err := row.Scan(&t.TableID, &nsp, &rel, &finished)
 		if nsp != nil && rel != nil {
 			t.Name = schema.QuoteIdent(*nsp) + "." + schema.QuoteIdent(*rel)
 		}
 		if finished != nil {
 			t.FinishedAt = FromMicros(*finished)
 		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		return t, err
+	}, `SELECT r.id,
+			(SELECT v.nspname FROM schema_version v WHERE v.table_id = r.id ORDER BY v.version DESC LIMIT 1),
+			(SELECT v.relname FROM schema_version v WHERE v.table_id = r.id ORDER BY v.version DESC LIMIT 1),
+			(SELECT max(b.finished_at) FROM basebackup b WHERE b.table_id = r.id)
+		FROM rel r ORDER BY r.id`)
 }
 
 // TableTotals is what a table's blobs and basebackups add up to.

@@ -70,19 +70,10 @@ func closeTableGaps(ctx context.Context, tx *sql.Tx, tableID int64, lsn uint64, 
 
 // TableGaps lists a table's inexact spans, oldest first.
 func (c *Catalog) TableGaps(ctx context.Context, tableID int64) ([]TableGap, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT id, table_id, from_lsn, from_time, seen_lsn, coalesce(to_lsn, 0), coalesce(to_time, 0), reason
-		FROM table_gap WHERE table_id = ? ORDER BY from_lsn, id`, tableID)
-	if err != nil {
-		return nil, fmt.Errorf("catalog inexact spans of table %d: %w", tableID, err)
-	}
-	defer rows.Close()
-	var out []TableGap
-	for rows.Next() {
+	return queryRows(ctx, c.db, fmt.Sprintf("inexact spans of table %d", tableID), func(row scanner) (TableGap, error) {
 		var g TableGap
 		var from, fromTime, seen, to, toTime int64
-		if err := rows.Scan(&g.ID, &g.TableID, &from, &fromTime, &seen, &to, &toTime, &g.Reason); err != nil {
-			return nil, fmt.Errorf("catalog inexact spans of table %d: %w", tableID, err)
-		}
+		err := row.Scan(&g.ID, &g.TableID, &from, &fromTime, &seen, &to, &toTime, &g.Reason)
 		g.FromLSN, g.SeenLSN, g.ToLSN = uint64(from), uint64(seen), uint64(to)
 		if fromTime != 0 {
 			g.FromTime = FromMicros(fromTime)
@@ -90,12 +81,9 @@ func (c *Catalog) TableGaps(ctx context.Context, tableID int64) ([]TableGap, err
 		if toTime != 0 {
 			g.ToTime = FromMicros(toTime)
 		}
-		out = append(out, g)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog inexact spans of table %d: %w", tableID, err)
-	}
-	return out, nil
+		return g, err
+	}, `SELECT id, table_id, from_lsn, from_time, seen_lsn, coalesce(to_lsn, 0), coalesce(to_time, 0), reason
+		FROM table_gap WHERE table_id = ? ORDER BY from_lsn, id`, tableID)
 }
 
 // TableDescription is a table as the daemon last read it on the source:

@@ -129,21 +129,12 @@ func (c *Catalog) TxTables(ctx context.Context, commitLSN uint64) (tables []TxTa
 // TableTruncates returns the commit LSNs of the table's transactions with
 // lo <= commit LSN <= hi that truncated it.
 func (c *Catalog) TableTruncates(ctx context.Context, tableID int64, lo, hi uint64) ([]uint64, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT commit_lsn FROM tx_truncate WHERE table_id = ? AND commit_lsn >= ? AND commit_lsn <= ? ORDER BY commit_lsn`,
-		tableID, clampLSN(lo), clampLSN(hi))
-	if err != nil {
-		return nil, fmt.Errorf("catalog truncates of table %d: %w", tableID, err)
-	}
-	defer rows.Close()
-	var out []uint64
-	for rows.Next() {
+	return queryRows(ctx, c.db, fmt.Sprintf("truncates of table %d", tableID), func(row scanner) (uint64, error) {
 		var lsn int64
-		if err := rows.Scan(&lsn); err != nil {
-			return nil, fmt.Errorf("catalog truncates of table %d: %w", tableID, err)
-		}
-		out = append(out, uint64(lsn))
-	}
-	return out, rows.Err()
+		err := row.Scan(&lsn)
+		return uint64(lsn), err
+	}, `SELECT commit_lsn FROM tx_truncate WHERE table_id = ? AND commit_lsn >= ? AND commit_lsn <= ? ORDER BY commit_lsn`,
+		tableID, clampLSN(lo), clampLSN(hi))
 }
 
 // LastCommitBefore returns the greatest commit LSN of the archived
