@@ -24,6 +24,18 @@ func writeConfig(t *testing.T, text string) string {
 }
 
 func TestLoad_LBTFiles(t *testing.T) {
+	// What the two sample files of LBT both set.
+	samples := func(c *config.Config) {
+		c.DeltasPerFile = 10000
+		c.BackupThreshold = 100
+		c.ConcurrentBasebackups = 5
+		c.TrackNewTables = true
+		c.Publication = "mypub"
+		c.InitialBasebackup = true
+		c.Fsync = true
+		c.ArchiveDir = "/tmp/final"
+		c.ForceBasebackupAfterInactivityInterval = 24 * time.Hour
+	}
 	tests := []struct {
 		file string
 		want func(*config.Config)
@@ -31,17 +43,9 @@ func TestLoad_LBTFiles(t *testing.T) {
 		{
 			file: "testdata/lbt-sample.yaml",
 			want: func(c *config.Config) {
+				samples(c)
 				c.TempDir = "/tmp/staging"
-				c.DeltasPerFile = 10000
-				c.BackupThreshold = 100
-				c.ConcurrentBasebackups = 5
-				c.TrackNewTables = true
 				c.SlotName = "myslot"
-				c.Publication = "mypub"
-				c.InitialBasebackup = true
-				c.Fsync = true
-				c.ArchiveDir = "/tmp/final"
-				c.ForceBasebackupAfterInactivityInterval = 24 * time.Hour
 				c.ArchiverTimeout = 3 * time.Minute
 				c.DB = config.DBConfig{Host: "127.0.0.1", Port: 5432, Database: "postgres", User: "postgres"}
 			},
@@ -49,16 +53,8 @@ func TestLoad_LBTFiles(t *testing.T) {
 		{
 			file: "testdata/lbt-test.yaml",
 			want: func(c *config.Config) {
-				c.DeltasPerFile = 10000
-				c.BackupThreshold = 100
-				c.ConcurrentBasebackups = 5
-				c.TrackNewTables = true
+				samples(c)
 				c.SlotName = "testslot"
-				c.Publication = "mypub"
-				c.InitialBasebackup = true
-				c.Fsync = true
-				c.ArchiveDir = "/tmp/final"
-				c.ForceBasebackupAfterInactivityInterval = 24 * time.Hour
 				c.ArchiverTimeout = 3 * time.Hour
 				c.MetricsAddr = "127.0.0.1:19999"
 				c.DB = config.DBConfig{Host: "127.0.0.1", Port: 5432, Database: "lb_test_src", User: "postgres"}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"iter"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -341,17 +342,29 @@ func kindName(n *yaml.Node) string {
 // the field.
 func structFields(v reflect.Value) map[string]reflect.Value {
 	fields := make(map[string]reflect.Value)
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
-		}
-		tag, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
-		if tag == "" || tag == "-" {
-			continue
-		}
-		fields[tag] = v.Field(i)
+	for tag, f := range yamlFields(v) {
+		fields[tag] = f
 	}
 	return fields
+}
+
+// yamlFields yields the yaml tag and the value of every exported field of
+// the struct v that has a tag, in declaration order.
+func yamlFields(v reflect.Value) iter.Seq2[string, reflect.Value] {
+	return func(yield func(string, reflect.Value) bool) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			if !sf.IsExported() {
+				continue
+			}
+			tag, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			if !yield(tag, v.Field(i)) {
+				return
+			}
+		}
+	}
 }

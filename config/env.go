@@ -97,17 +97,7 @@ type setting struct {
 // single string, in declaration order.
 func settings(v reflect.Value, prefix string) []setting {
 	var out []setting
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
-		}
-		tag, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
-		if tag == "" || tag == "-" {
-			continue
-		}
-		f := v.Field(i)
+	for tag, f := range yamlFields(v) {
 		switch f.Kind() {
 		case reflect.Struct:
 			out = append(out, settings(f, prefix+tag+".")...)
