@@ -28,7 +28,8 @@ import (
 )
 
 // InputError reports a question the archive cannot answer as asked: an
-// unknown table, a malformed key. Its message names the fix.
+// unknown table, a malformed key. Its message names the fix. Package
+// repair reports its bad input with it too.
 type InputError struct{ Msg string }
 
 func (e *InputError) Error() string { return e.Msg }

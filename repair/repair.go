@@ -28,11 +28,9 @@ import (
 )
 
 // InputError reports a request the archive cannot answer as asked: an xid
-// it does not hold, a window without transactions. Its message names the
-// fix.
-type InputError struct{ Msg string }
-
-func (e *InputError) Error() string { return e.Msg }
+// it does not hold, a window without transactions. It is inspect's, whose
+// questions undo and diff ask again: one kind of bad input for both.
+type InputError = inspect.InputError
 
 func inputErrorf(format string, args ...any) error {
 	return &InputError{Msg: fmt.Sprintf(format, args...)}

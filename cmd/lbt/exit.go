@@ -7,7 +7,6 @@ import (
 	"lbt/basebackup"
 	"lbt/catalog"
 	"lbt/inspect"
-	"lbt/repair"
 	"lbt/restore"
 	"lbt/setup"
 )
@@ -48,7 +47,7 @@ const exitStatusHelp = `Exit status:
 
 // usageError marks an error of the command line or of the configuration:
 // something the operator has to change before trying again. Packages'
-// errors of bad input (inspect's and repair's InputError, an unknown or
+// errors of bad input (inspect's InputError, which repair's is, an unknown or
 // unpublished table, a role that is not superuser) are mapped in exitCode.
 type usageError struct{ err error }
 
@@ -93,10 +92,9 @@ func exitCode(command string, err error) int {
 	}
 	var usage usageError
 	var verify verificationFailure
-	var inspectInput *inspect.InputError
-	var repairInput *repair.InputError
+	var input *inspect.InputError // repair's too
 	switch {
-	case errors.As(err, &usage), errors.As(err, &inspectInput), errors.As(err, &repairInput),
+	case errors.As(err, &usage), errors.As(err, &input),
 		errors.Is(err, basebackup.ErrNoTable), errors.Is(err, basebackup.ErrNotPublished), errors.Is(err, setup.ErrNotSuperuser):
 		return exitUsage
 	case errors.As(err, &verify) && verify.VerificationFailed():
