@@ -294,42 +294,29 @@ func (a *archiver) handle(data []byte) error {
 	switch data[0] {
 	case 'I', 'U', 'D':
 		return a.change(data)
-	case 'B':
-		var m pglogrepl.BeginMessage
-		if err := m.Decode(data[1:]); err != nil {
-			return fmt.Errorf("decode BEGIN: %w", err)
-		}
-		return a.begin(&m)
-	case 'C':
-		var m pglogrepl.CommitMessage
-		if err := m.Decode(data[1:]); err != nil {
-			return fmt.Errorf("decode COMMIT: %w", err)
-		}
-		return a.commit(&m)
-	case 'R':
-		var m pglogrepl.RelationMessage
-		if err := m.Decode(data[1:]); err != nil {
-			return fmt.Errorf("decode RELATION: %w", err)
-		}
-		return a.relation(&m)
-	case 'T':
-		var m pglogrepl.TruncateMessage
-		if err := m.Decode(data[1:]); err != nil {
-			return fmt.Errorf("decode TRUNCATE: %w", err)
-		}
-		return a.truncate(&m)
-	case 'O':
-		var m pglogrepl.OriginMessage
-		if err := m.Decode(data[1:]); err != nil {
-			return fmt.Errorf("decode ORIGIN: %w", err)
-		}
+	case 'Y':
+		return nil // type names are resolved on the source with the schema version
+	case 'B', 'C', 'R', 'T', 'O', 'M': // decoded by pglogrepl.Parse below
+	default:
+		return fmt.Errorf("unexpected pgoutput message %q", data[0])
+	}
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return fmt.Errorf("decode pgoutput message %q: %w", data[0], err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		return a.begin(m)
+	case *pglogrepl.CommitMessage:
+		return a.commit(m)
+	case *pglogrepl.RelationMessage:
+		return a.relation(m)
+	case *pglogrepl.TruncateMessage:
+		return a.truncate(m)
+	case *pglogrepl.OriginMessage:
 		a.tx.origin = m.Name
 		return nil
-	case 'M':
-		var m pglogrepl.LogicalDecodingMessage
-		if err := m.Decode(data[1:]); err != nil {
-			return fmt.Errorf("decode MESSAGE: %w", err)
-		}
+	case *pglogrepl.LogicalDecodingMessage:
 		if m.Transactional && a.tx.active {
 			if !a.tx.skip {
 				// Copied (the connection reuses its buffer), and never nil: an
@@ -341,8 +328,6 @@ func (a *archiver) handle(data []byte) error {
 			a.log.Debug("non-transactional logical message not archived", "prefix", m.Prefix, "lsn", m.LSN)
 		}
 		return nil
-	case 'Y':
-		return nil // type names are resolved on the source with the schema version
 	default:
 		return fmt.Errorf("unexpected pgoutput message %q", data[0])
 	}
