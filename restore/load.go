@@ -69,14 +69,11 @@ func loadDatabase(ctx context.Context, o *Options, td *tableDef, d rowSource, ex
 		return out, err
 	}
 	defer closeTarget(conn)
-	tx, err := conn.Begin(ctx)
+	tx, err := beginSession(ctx, conn, td)
 	if err != nil {
-		return out, fmt.Errorf("target database: %w", err)
-	}
-	defer tx.Rollback(context.Background())
-	if err := setSession(ctx, tx, td); err != nil {
 		return out, err
 	}
+	defer tx.Rollback(context.Background())
 	if err := replaceTarget(ctx, tx, o, td, true); err != nil {
 		return out, err
 	}
@@ -161,14 +158,20 @@ func execTx(ctx context.Context, tx pgx.Tx, sql string) error {
 	return nil
 }
 
-// setSession gives the transaction the settings the values are read with.
-func setSession(ctx context.Context, tx pgx.Tx, td *tableDef) error {
+// beginSession begins a transaction on conn with the settings the values
+// are read with.
+func beginSession(ctx context.Context, conn *pgx.Conn, td *tableDef) (pgx.Tx, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("target database: %w", err)
+	}
 	for _, s := range slices.Concat(sessionSettings, outputSettings(td.source)) {
 		if err := execTx(ctx, tx, s); err != nil {
-			return err
+			tx.Rollback(context.Background())
+			return nil, err
 		}
 	}
-	return nil
+	return tx, nil
 }
 
 // replaceTarget refuses an existing target table, or with o.Replace drops

@@ -79,14 +79,11 @@ func loadParallel(ctx context.Context, o *Options, td *tableDef, d rowSource, ex
 	out.rows = st.rows
 	out.load = time.Since(start)
 
-	tx, err := conn.Begin(ctx)
+	tx, err := beginSession(ctx, conn, td)
 	if err != nil {
-		return out, fmt.Errorf("target database: %w", err)
-	}
-	defer tx.Rollback(context.Background())
-	if err := setSession(ctx, tx, td); err != nil {
 		return out, err
 	}
+	defer tx.Rollback(context.Background())
 	if version >= 110000 {
 		// Parallel index builds (PostgreSQL 11): the jobs' cores are free now.
 		if err := execTx(ctx, tx, fmt.Sprintf("SET LOCAL max_parallel_maintenance_workers = %d", o.Jobs-1)); err != nil {
@@ -163,14 +160,11 @@ func stagingName() (string, error) {
 // types the table needs, and the table with its serial sequences in the
 // staging schema.
 func createStaging(ctx context.Context, conn *pgx.Conn, o *Options, td *tableDef, staging string) error {
-	tx, err := conn.Begin(ctx)
+	tx, err := beginSession(ctx, conn, td)
 	if err != nil {
-		return fmt.Errorf("target database: %w", err)
-	}
-	defer tx.Rollback(context.Background())
-	if err := setSession(ctx, tx, td); err != nil {
 		return err
 	}
+	defer tx.Rollback(context.Background())
 	// Refused now rather than after the load; dropped in the final
 	// transaction, so that a failed restore leaves it.
 	if err := replaceTarget(ctx, tx, o, td, false); err != nil {
@@ -307,16 +301,12 @@ func copyJob(ctx context.Context, o *Options, td *tableDef, copySQL string, bloc
 		return 0, err
 	}
 	defer closeTarget(conn)
-	tx, err := conn.Begin(ctx)
+	tx, err := beginSession(ctx, conn, td)
 	if err != nil {
-		drain(blocks)
-		return 0, fmt.Errorf("target database: %w", err)
-	}
-	defer tx.Rollback(context.Background())
-	if err := setSession(ctx, tx, td); err != nil {
 		drain(blocks)
 		return 0, err
 	}
+	defer tx.Rollback(context.Background())
 	tag, err := conn.PgConn().CopyFrom(ctx, &blockReader{ctx: ctx, in: blocks}, copySQL)
 	if err != nil {
 		drain(blocks)

@@ -135,31 +135,14 @@ func runPartitioned(ctx context.Context, cat *catalog.Catalog, opts Options, pt 
 		src.leaves = append(src.leaves, treeLeaf{perm: lr.perm,
 			d: &dataSource{cat: cat, pl: lr.pl, red: lr.red, td: lr.td, prog: prog}})
 	}
-	var out loadResult
-	if opts.SQL != nil {
-		header := *first.pl
-		header.source, header.upto, header.at, header.target = parent, pt.upto, pt.at, pt.target
-		header.txs, header.changes = res.Transactions, res.Changes
-		out, err = writeScript(ctx, cat, &opts, &header, td, src)
-	} else {
-		out, err = loadDatabase(ctx, &opts, td, src, expectRows)
-	}
-	prog.finish()
-	res.Warnings = append(res.Warnings, out.warnings...)
-	if err != nil {
+	// The script's header speaks of the partitioned table.
+	header := *first.pl
+	header.source, header.upto, header.at, header.target = parent, pt.upto, pt.at, pt.target
+	header.txs, header.changes = res.Transactions, res.Changes
+	if err := load(ctx, cat, &opts, &header, td, src, expectRows, prog, &res); err != nil {
 		return res, err
 	}
-	res.Rows, res.Checksum, res.Verified = out.rows, out.checksum, opts.Verify
-	res.Timings.Load, res.Timings.Keys, res.Timings.Checksum = out.load, out.keys, out.checksumTime
-	res.Bytes = prog.bytesDone()
-	res.Duration = time.Since(start)
-	if opts.Verify && opts.SQL != nil && out.rows != expectRows {
-		return res, &VerificationError{Msg: fmt.Sprintf("the script holds %d rows; the catalog says %d", out.rows, expectRows)}
-	}
-	for _, w := range res.Warnings {
-		opts.Logger.Warn(w)
-	}
-	return res, nil
+	return finishResult(&opts, res, expectRows, start)
 }
 
 // planLeaf plans one leaf's restore at the partitioned table's target.

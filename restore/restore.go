@@ -203,26 +203,42 @@ func Run(ctx context.Context, cat *catalog.Catalog, opts Options) (Result, error
 	td.warnings = append(td.warnings, notNull...)
 	res.Warnings = append(res.Warnings, notNull...)
 	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog, bases: files.bases}
+	if err := load(ctx, cat, &opts, pl, td, d, expectRows, prog, &res); err != nil {
+		return res, err
+	}
+	res.RowsSent = opts.SQL != nil && td.where != ""
+	res.ChecksumSQL = ChecksumSQL(td.qualified(), td.checksumColumns())
+	res.Spills = red.spills
+	return finishResult(&opts, res, expectRows, start)
+}
+
+// load writes the script (header heads it) or loads the target database
+// with d's rows, and records in res what it did.
+func load(ctx context.Context, cat *catalog.Catalog, opts *Options, header *plan, td *tableDef, d rowSource, expectRows int64, prog *progress, res *Result) error {
 	var out loadResult
+	var err error
 	if opts.SQL != nil {
-		out, err = writeScript(ctx, cat, &opts, pl, td, d)
+		out, err = writeScript(ctx, cat, opts, header, td, d)
 	} else {
-		out, err = loadDatabase(ctx, &opts, td, d, expectRows)
+		out, err = loadDatabase(ctx, opts, td, d, expectRows)
 	}
 	prog.finish()
 	res.Warnings = append(res.Warnings, out.warnings...)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.Rows, res.Checksum, res.Verified = out.rows, out.checksum, opts.Verify
-	res.RowsSent = opts.SQL != nil && td.where != ""
-	res.ChecksumSQL = ChecksumSQL(td.qualified(), td.checksumColumns())
 	res.Timings.Load, res.Timings.Keys, res.Timings.Checksum = out.load, out.keys, out.checksumTime
 	res.Bytes = prog.bytesDone()
-	res.Spills = red.spills
+	return nil
+}
+
+// finishResult checks the rows of a script against the catalog's count
+// (a loaded table was checked in its transaction) and logs res's warnings.
+func finishResult(opts *Options, res Result, expectRows int64, start time.Time) (Result, error) {
 	res.Duration = time.Since(start)
-	if opts.Verify && opts.SQL != nil && out.rows != expectRows {
-		return res, &VerificationError{Msg: fmt.Sprintf("the script holds %d rows; the catalog says %d", out.rows, expectRows)}
+	if opts.Verify && opts.SQL != nil && res.Rows != expectRows {
+		return res, &VerificationError{Msg: fmt.Sprintf("the script holds %d rows; the catalog says %d", res.Rows, expectRows)}
 	}
 	for _, w := range res.Warnings {
 		opts.Logger.Warn(w)
