@@ -199,15 +199,7 @@ func (r *reducer) mergeSpill(mem entryIter, out *spillFile, origins map[string]b
 		}
 	}
 	for tp.ok || ap.ok {
-		cmp := 0
-		switch {
-		case !ap.ok:
-			cmp = 1
-		case !tp.ok:
-			cmp = -1
-		default:
-			cmp = less(ap.cur.h, ap.cur.key, tp.cur.h, tp.cur.key)
-		}
+		cmp := mergeOrder(ap, tp)
 		var e entry
 		switch {
 		case cmp < 0: // only in the file
@@ -429,15 +421,7 @@ func (r *reducer) eachSpilled(f func(row []value) error) error {
 	j := &joiner{r: r, f: f}
 	defer j.close()
 	for cp.ok || ap.ok {
-		cmp := 0
-		switch {
-		case !ap.ok:
-			cmp = 1
-		case !cp.ok:
-			cmp = -1
-		default:
-			cmp = less(ap.cur.h, ap.cur.key, cp.cur.h, cp.cur.key)
-		}
+		cmp := mergeOrder(ap, cp)
 		switch {
 		case !r.keyed():
 			err = j.multiset(cp, ap, cmp)

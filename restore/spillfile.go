@@ -203,6 +203,20 @@ func (p *peeker) advance() error {
 	return err
 }
 
+// mergeOrder orders the current entries of two sorted streams being
+// merged: below zero when a's comes first or b has none left, above zero
+// when b's does or a has none left, zero for the same key.
+func mergeOrder(a, b *peeker) int {
+	switch {
+	case !a.ok:
+		return 1
+	case !b.ok:
+		return -1
+	default:
+		return less(a.cur.h, a.cur.key, b.cur.h, b.cur.key)
+	}
+}
+
 // sorter sorts entries by (hash, key) within a memory budget: past it,
 // sorted runs go to files, merged when read.
 type sorter struct {
