@@ -116,7 +116,8 @@ func (o *SchedulerOptions) Policy() Policy {
 		Schedule: o.Schedule, Retention: o.Retention, RetentionBasebackups: o.RetentionBasebackups}
 }
 
-func (o *SchedulerOptions) setPolicy(p Policy) {
+// SetPolicy sets the options' policy, as a policy from Reload does.
+func (o *SchedulerOptions) SetPolicy(p Policy) {
 	o.Concurrent, o.Threshold, o.InactivityInterval = max(p.Concurrent, 1), p.Threshold, p.InactivityInterval
 	o.Schedule, o.Retention, o.RetentionBasebackups = p.Schedule, p.Retention, p.RetentionBasebackups
 }
@@ -279,7 +280,7 @@ func (s *scheduler) run(ctx context.Context) error {
 		case r := <-done:
 			s.finish(ctx, r)
 		case p := <-s.opts.Reload:
-			s.opts.setPolicy(p)
+			s.opts.SetPolicy(p)
 			s.log.Info("basebackup and retention policy reloaded", "concurrent", p.Concurrent, "threshold", p.Threshold,
 				"inactivity", p.InactivityInterval, "schedule", p.Schedule, "retention", p.Retention, "retention_basebackups", p.RetentionBasebackups)
 		case <-ticker.C:

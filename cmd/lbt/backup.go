@@ -141,17 +141,12 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.Publication = cfg.Publication
 	sched.Logger = log.Named("basebackup")
 	sched.Keys = opts.Keys
-	sched.Concurrent = cfg.ConcurrentBasebackups
+	sched.SetPolicy(schedulerPolicy(cfg))
 	sched.Jobs = cfg.BasebackupJobs
 	sched.ChunkBytes = int64(cfg.BasebackupChunkSize)
 	sched.Memory = int64(cfg.RestoreMemory)
 	sched.SyntheticMinBytes = int64(cfg.SyntheticBasebackupSize)
-	sched.Threshold = cfg.BackupThreshold
-	sched.InactivityInterval = cfg.ForceBasebackupAfterInactivityInterval
-	sched.Schedule = cfg.BasebackupSchedule
 	sched.Initial = cfg.InitialBasebackup
-	sched.Retention = cfg.Retention
-	sched.RetentionBasebackups = cfg.RetentionBasebackups
 	policies := make(chan basebackup.Policy)
 	sched.Reload = policies
 	sched.Metrics = schedMetrics
