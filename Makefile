@@ -52,10 +52,16 @@ bench:
 	fi
 
 # A restore of a table larger than PostgreSQL's 1 GB string limit, checked
-# against the source's checksum, with timings; LBT_BENCH_SCALE_MB sets the
-# size (default 1280: 1.25 GB of text in rows of 1 KB, a few minutes).
+# against the source's checksum, with timings against COPY, pg_dump and
+# pg_restore; LBT_BENCH_SCALE_MB sets the size (default 1280: 1.25 GB of
+# text in rows of 1 KB), LBT_BENCH_SCALE_RUNS the rounds (3). Then restore's
+# peak RSS with LBT_BENCH_SPILL_KEYS touched keys (10 million here; make
+# bench runs 2 million).
 bench-scale:
 	$(GO) test -tags scale -run '^$$' -bench BenchmarkRestoreScale -benchtime 1x -timeout 2h ./test/bench/
+	LBT_BENCH_SPILL_KEYS=$${LBT_BENCH_SPILL_KEYS:-10000000} LBT_BENCH_SPILL_INMEMORY=$${LBT_BENCH_SPILL_INMEMORY:-0} \
+	LBT_BENCH_SPILL_1M=$${LBT_BENCH_SPILL_1M:-0} \
+		$(GO) test -run '^$$' -bench BenchmarkRestoreMemory -benchtime 1x -timeout 2h ./test/bench/
 
 # The crash simulation of test/crashsim_test.go, through many more crashes.
 CRASH_POINTS ?= 200

@@ -12,6 +12,9 @@ import (
 	"lbt/basebackup"
 	"lbt/catalog"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"testing"
 
 	"lbt/test/pgtest"
@@ -23,6 +26,12 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // daemon writes it, and returns it with the time the dump took.
 func takeBasebackup(b *testing.B, ctx context.Context, dir, dsn, table string) (catalog.Basebackup, time.Duration) {
 	b.Helper()
+	return takeBasebackupJobs(b, ctx, dir, dsn, table, basebackup.NewOptions().Jobs)
+}
+
+// takeBasebackupJobs is takeBasebackup on jobs connections.
+func takeBasebackupJobs(b *testing.B, ctx context.Context, dir, dsn, table string, jobs int) (catalog.Basebackup, time.Duration) {
+	b.Helper()
 	cat, err := catalog.Open(ctx, dir)
 	if err != nil {
 		b.Fatal(err)
@@ -30,6 +39,7 @@ func takeBasebackup(b *testing.B, ctx context.Context, dir, dsn, table string) (
 	defer cat.Close()
 	dopts := basebackup.NewOptions()
 	dopts.ArchiveDir = dir
+	dopts.Jobs = jobs
 	if dopts.Conn, err = pgconn.ParseConfig(dsn); err != nil {
 		b.Fatal(err)
 	}
@@ -39,4 +49,38 @@ func takeBasebackup(b *testing.B, ctx context.Context, dir, dsn, table string) (
 		b.Fatal(err)
 	}
 	return bases[0], time.Since(t0)
+}
+
+// loadAverage is the machine's load average over 1, 5 and 15 minutes.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// startProfile starts a CPU profile into dir/name and returns what stops
+// it; with dir or name empty it does nothing.
+func startProfile(b *testing.B, dir, name string) (stop func()) {
+	if dir == "" || name == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +30,8 @@ import (
 // row's text column to about that many bytes (default: 41, a narrow row).
 // The restore's checksum is computed as the rows stream (included in its
 // time); the --verify pass and the former sorted md5 are timed apart.
+// LBT_BENCH_CPUPROFILE_DIR names a directory for a CPU profile of the
+// restore (restore-narrow.pprof, for go tool pprof -top).
 func BenchmarkRestore(b *testing.B) {
 	rows := envInt("LBT_BENCH_RESTORE_ROWS", 1_000_000)
 	sample := envInt("LBT_BENCH_RESTORE_SAMPLE", 50_000)
@@ -99,7 +102,9 @@ func BenchmarkRestore(b *testing.B) {
 
 	// The restore: basebackup plus every change, into a new table.
 	b.ResetTimer()
+	stop := startProfile(b, os.Getenv("LBT_BENCH_CPUPROFILE_DIR"), "restore-narrow.pprof")
 	res := runRestore(restoreOpts("restored"))
+	stop()
 	b.StopTimer()
 	// The daemon takes a basebackup of a new table too: when it finishes
 	// after the one taken here, restore starts from it, which measures the

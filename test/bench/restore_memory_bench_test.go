@@ -24,10 +24,10 @@ import (
 // 32 MiB), for the time spilling costs. Every restored table is compared
 // with the source (row count and an order-independent hash of the rows).
 // LBT_BENCH_SPILL_INMEMORY=0 leaves out the all-in-memory restore of every
-// key, which needs about 2 GB; LBT_BENCH_SPILL_1M=0 the restores of 1
+// key, which needs about 2 GB at 10 million; LBT_BENCH_SPILL_1M=0 the restores of 1
 // million keys.
 func BenchmarkRestoreMemory(b *testing.B) {
-	keys := envInt("LBT_BENCH_SPILL_KEYS", 10_000_000)
+	keys := envInt("LBT_BENCH_SPILL_KEYS", 2_000_000)
 	small := envInt("LBT_BENCH_SPILL_SMALL", 32<<20)
 	inMemory := os.Getenv("LBT_BENCH_SPILL_INMEMORY") != "0"
 	first := min(1_000_000, keys/2)
@@ -113,8 +113,8 @@ func BenchmarkRestoreMemory(b *testing.B) {
 		if s := spills.FindStringSubmatch(cli.Output()); s != nil {
 			spilled = "spilled " + s[1] + " times"
 		}
-		fmt.Printf("restore memory: %9d touched keys, --memory %-17s: peak RSS %5.0f MiB, %6.1f s, %.1f s CPU (%s)\n",
-			m.touched, budget, float64(cli.MaxRSS())/(1<<20), took.Seconds(), cli.CPUTime().Seconds(), spilled)
+		fmt.Printf("restore memory: %9d touched keys, --memory %-17s: peak RSS %5.0f MiB, %6.1f s, %.1f s CPU (%s); load average %s\n",
+			m.touched, budget, float64(cli.MaxRSS())/(1<<20), took.Seconds(), cli.CPUTime().Seconds(), spilled, loadAverage())
 	}
 	b.ResetTimer()
 	restore(atAll, "")
