@@ -84,3 +84,93 @@ func TestRowSum_OrderIndependent(t *testing.T) {
 		t.Errorf("formatChecksum(1) = %q", got)
 	}
 }
+
+// The word-at-a-time scans find what a scan of every byte finds, at every
+// position and alignment, among bytes that flag a word without being
+// special.
+func TestRowSum_ScansEqualByteScans(t *testing.T) {
+	special := func(c byte) bool { return recordSpecial[c] }
+	quote := func(c byte) bool { return c == '"' || c == '\\' }
+	for c := 0; c < 256; c++ {
+		for n := 0; n <= 19; n++ {
+			for at := -1; at < n; at++ {
+				// Filler that flags words: '!' is below ',', 0x80 and
+				// 0xff have the high bit, '[' and ']' sit beside '\\'.
+				for _, fill := range []byte("a!\x80\xff[]") {
+					v := []byte(strings.Repeat(string(fill), n))
+					if at >= 0 {
+						v[at] = byte(c)
+					}
+					if got, want := indexSpecial(v), bytewise(v, special); got != want {
+						t.Fatalf("indexSpecial(%q) = %d, want %d", v, got, want)
+					}
+					if got, want := indexQuoteOrBackslash(v), bytewise(v, quote); got != want {
+						t.Fatalf("indexQuoteOrBackslash(%q) = %d, want %d", v, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkRowSum adds rows of 1 KB of text, as the scale benchmark's, and
+// narrow ones, as the restore benchmark's, given by their COPY fields.
+func BenchmarkRowSum(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		row  [][]byte
+	}{
+		{"1KB", [][]byte{[]byte("123456"), []byte(strings.Repeat("0123456789abcdef0123456789abcdef", 32))}},
+		{"1KB-spaces", [][]byte{[]byte("123456"), []byte(strings.Repeat("the quick brown fox jumps over it", 31))}},
+		{"narrow", [][]byte{[]byte("123456"), []byte("456"), []byte("customer 0123456789abcdef0123456789abcdef")}},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			n := 0
+			for _, f := range tt.row {
+				n += len(f) + 1
+			}
+			b.SetBytes(int64(n))
+			var s rowSum
+			for range b.N {
+				if err := s.addFields(tt.row); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// bytewise is the scan of every byte the word-at-a-time scans replace.
+func bytewise(v []byte, is func(c byte) bool) int {
+	for i, c := range v {
+		if is(c) {
+			return i
+		}
+	}
+	return -1
+}
+
+// BenchmarkIndexSpecial compares, in one run, the word-at-a-time scan of a
+// 1 KB value with no special byte against the byte-by-byte scan it
+// replaced.
+func BenchmarkIndexSpecial(b *testing.B) {
+	v := []byte(strings.Repeat("0123456789abcdef0123456789abcdef", 32))
+	b.Run("bytes", func(b *testing.B) {
+		b.SetBytes(int64(len(v)))
+		for range b.N {
+			for _, c := range v {
+				if recordSpecial[c] {
+					b.Fatal("special")
+				}
+			}
+		}
+	})
+	b.Run("words", func(b *testing.B) {
+		b.SetBytes(int64(len(v)))
+		for range b.N {
+			if indexSpecial(v) >= 0 {
+				b.Fatal("special")
+			}
+		}
+	})
+}
