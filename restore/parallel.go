@@ -244,6 +244,9 @@ func copyParallel(ctx context.Context, o *Options, td *tableDef, staging string,
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	blocks := make(chan []byte, o.Jobs)
+	// Blocks the jobs have sent go back to the producer: a new 1 MiB
+	// block for each would be cleared and collected again and again.
+	free := make(chan []byte, o.Jobs+1)
 	type loaded struct {
 		rows int64
 		err  error
@@ -251,14 +254,14 @@ func copyParallel(ctx context.Context, o *Options, td *tableDef, staging string,
 	done := make(chan loaded, o.Jobs)
 	for range o.Jobs {
 		go func() {
-			n, err := copyJob(ctx, o, td, copySQL, blocks)
+			n, err := copyJob(ctx, o, td, copySQL, blocks, free)
 			if err != nil {
 				cancel(err)
 			}
 			done <- loaded{n, err}
 		}()
 	}
-	fan := &fanOut{ctx: ctx, out: blocks}
+	fan := &fanOut{ctx: ctx, out: blocks, free: free}
 	st, err := d.write(ctx, fan)
 	if err == nil {
 		err = fan.close()
@@ -293,8 +296,8 @@ func copyParallel(ctx context.Context, o *Options, td *tableDef, staging string,
 }
 
 // copyJob loads the blocks it takes from blocks on a connection of its
-// own, and commits them.
-func copyJob(ctx context.Context, o *Options, td *tableDef, copySQL string, blocks <-chan []byte) (int64, error) {
+// own, and commits them; it gives each block back to free once sent.
+func copyJob(ctx context.Context, o *Options, td *tableDef, copySQL string, blocks <-chan []byte, free chan<- []byte) (int64, error) {
 	conn, err := connectTarget(ctx, o)
 	if err != nil {
 		drain(blocks)
@@ -307,7 +310,7 @@ func copyJob(ctx context.Context, o *Options, td *tableDef, copySQL string, bloc
 		return 0, err
 	}
 	defer tx.Rollback(context.Background())
-	tag, err := conn.PgConn().CopyFrom(ctx, &blockReader{ctx: ctx, in: blocks}, copySQL)
+	tag, err := conn.PgConn().CopyFrom(ctx, &blockReader{ctx: ctx, in: blocks, free: free}, copySQL)
 	if err != nil {
 		drain(blocks)
 		return 0, fmt.Errorf("target database: COPY: %w", err)
@@ -330,9 +333,10 @@ func drain(blocks <-chan []byte) {
 // fanOut cuts the COPY text written to it into blocks of whole lines (a
 // line of COPY text is a row: newlines inside values are escaped).
 type fanOut struct {
-	ctx context.Context
-	out chan<- []byte
-	buf []byte
+	ctx  context.Context
+	out  chan<- []byte
+	free <-chan []byte // blocks sent, to reuse
+	buf  []byte
 }
 
 func (f *fanOut) Write(p []byte) (int, error) {
@@ -345,7 +349,13 @@ func (f *fanOut) Write(p []byte) (int, error) {
 		return len(p), nil // one long row so far
 	}
 	block := f.buf[:i+1]
-	f.buf = append(make([]byte, 0, fanOutBlock+len(p)), f.buf[i+1:]...)
+	var next []byte
+	select {
+	case next = <-f.free:
+	default:
+		next = make([]byte, 0, fanOutBlock+len(p))
+	}
+	f.buf = append(next[:0], f.buf[i+1:]...)
 	select {
 	case f.out <- block:
 		return len(p), nil
@@ -368,21 +378,31 @@ func (f *fanOut) close() error {
 	}
 }
 
-// blockReader reads the blocks one job takes.
+// blockReader reads the blocks one job takes, and gives each back to free
+// once it is read: the COPY has copied it into its own buffer by then.
 type blockReader struct {
-	ctx context.Context
-	in  <-chan []byte
-	cur []byte
+	ctx   context.Context
+	in    <-chan []byte
+	free  chan<- []byte
+	block []byte // the block cur is the rest of
+	cur   []byte
 }
 
 func (r *blockReader) Read(p []byte) (int, error) {
 	for len(r.cur) == 0 {
+		if r.block != nil {
+			select {
+			case r.free <- r.block[:0]:
+			default:
+			}
+			r.block = nil
+		}
 		select {
 		case b, ok := <-r.in:
 			if !ok {
 				return 0, io.EOF
 			}
-			r.cur = b
+			r.block, r.cur = b, b
 		case <-r.ctx.Done():
 			return 0, context.Cause(r.ctx)
 		}
