@@ -86,9 +86,7 @@ func TestBackup_LBTConfigFileDrivesDaemon(t *testing.T) {
 // that says why and exit status 11 (archive locked), and the first one
 // keeps running.
 func TestBackup_SecondDaemonOnSameArchiveRefuses(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	cfg := writeConfig(t, c, dsn, dir, "locked")
 	p := lbtrun.Start(t, "backup", "--config", cfg)
 	waitArchived(t, c, dsn, dir)
@@ -107,10 +105,8 @@ func TestBackup_SecondDaemonOnSameArchiveRefuses(t *testing.T) {
 // archived; a table whose changes cannot be replicated is named in a
 // warning with the fix, and lbt leaves its replica identity alone.
 func TestBackup_TrackNewTablesAndReplicaIdentityWarning(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE old (id int PRIMARY KEY); CREATE TABLE nokey (v text)`)
-	dir := t.TempDir()
 	cfg := writeConfig(t, c, dsn, dir, "track", "trackNewTables: false")
 	p := lbtrun.Start(t, "backup", "--config", cfg)
 	waitArchived(t, c, dsn, dir)
@@ -141,10 +137,8 @@ func TestBackup_TrackNewTablesAndReplicaIdentityWarning(t *testing.T) {
 // A role without REPLICATION gets one line naming the fix and a non-zero
 // exit; so does a config with an unknown key.
 func TestBackup_SetupErrorsAreOneClearLine(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `DO $$ BEGIN CREATE ROLE plain LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
-	dir := t.TempDir()
 	cfg := writeConfig(t, c, dsn, dir, "norepl")
 	os.WriteFile(cfg, []byte(strings.Replace(readFile(t, cfg), "user: postgres", "user: plain", 1)), 0o600)
 	code, out := lbtrun.Run(t, "backup", "--config", cfg)
@@ -161,10 +155,8 @@ func TestBackup_SetupErrorsAreOneClearLine(t *testing.T) {
 // verify finds a flipped byte in a segment and exits 3; an intact archive
 // passes.
 func TestVerify_DetectsDamagedSegment(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
-	dir := t.TempDir()
 	cfg := writeConfig(t, c, dsn, dir, "verify")
 	d := startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)
@@ -235,10 +227,8 @@ func readFile(t *testing.T, path string) string {
 // archives, even one that never changed, and refuses one created after the
 // daemon started: it would have no deltas after its dump.
 func TestBasebackup_OnlyTablesTheDaemonArchives(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE quiet (id int PRIMARY KEY); INSERT INTO quiet VALUES (1)`)
-	dir := t.TempDir()
 	cfg := writeConfig(t, c, dsn, dir, "onlytracked", "trackNewTables: false")
 	p := lbtrun.Start(t, "backup", "--config", cfg)
 	waitArchived(t, c, dsn, dir)
@@ -283,10 +273,8 @@ func TestBackup_ForeignArchiveRefusedBeforeTouchingTheSource(t *testing.T) {
 // for a stray file, and names a basebackup that lost it, since a catalog
 // rebuilt from the files would then lack it.
 func TestVerify_KnowsBasebackupSidecars(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY)`)
-	dir := t.TempDir()
 	cfg := writeConfig(t, c, dsn, dir, "sidecar")
 	d := startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)

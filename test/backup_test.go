@@ -9,16 +9,13 @@ import (
 	"time"
 
 	"lbt/catalog"
-	"lbt/test/pgtest"
 )
 
 // A workload of every kind of change is archived exactly: the catalog's
 // transactions and per-table counts match what the workload did, and the
 // changes read back from the blobs carry the right values.
 func TestBackup_ArchivesWorkloadExactly(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `
 		CREATE TABLE items (id int PRIMARY KEY, name text, doc text);
 		ALTER TABLE items ALTER COLUMN doc SET STORAGE EXTERNAL;
@@ -111,9 +108,7 @@ func show(vals []*string) string {
 // A transaction replayed under a replication origin (as a subscriber or
 // another replication tool would) is archived with that origin's name.
 func TestBackup_ArchivesReplicationOrigin(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY)`)
 	startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)
@@ -150,9 +145,7 @@ func TestBackup_ArchivesReplicationOrigin(t *testing.T) {
 // interval has not passed, and an empty logical message is archived as an
 // empty value rather than stalling the archive.
 func TestBackup_CleanStopFlushesReceivedTransactions(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY)`)
 	d := startBackup(t, c, dsn, dir, func(o *ingestOptions) { o.FlushInterval = 50 * time.Millisecond })
 	waitArchived(t, c, dsn, dir)

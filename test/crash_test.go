@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"lbt/test/lbtrun"
-	"lbt/test/pgtest"
 )
 
 // lbt killed with SIGKILL at random moments under a concurrent write load,
@@ -19,9 +18,7 @@ import (
 // once. The ledger table is the server's own record: each transaction
 // writes its txid there, so the ledger lists exactly what committed.
 func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `
 		CREATE TABLE ledger (id bigserial PRIMARY KEY, txid bigint NOT NULL, note text);
 		CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);

@@ -109,10 +109,7 @@ func TestCrashSim_CatchesARemovedSegmentFsync(t *testing.T) {
 // stopAtFirst it returns at the first problem; keys, when set, encrypt the
 // archive.
 func crashStorm(t *testing.T, points int, wrap func(storage.FS) storage.FS, stopAtFirst bool, keys *crashKeys) ([]string, int) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	ctx := context.Background()
 	c.Exec(t, dsn, `
 		CREATE TABLE ledger (id bigserial PRIMARY KEY, txid bigint NOT NULL, note text);

@@ -17,7 +17,6 @@ import (
 
 	"lbt/crypt"
 	"lbt/test/lbtrun"
-	"lbt/test/pgtest"
 )
 
 // The daemon of an encrypted archive, with the recipients only, killed with
@@ -26,9 +25,7 @@ import (
 // append to (cutting its torn tail first) and begins a new one. Nothing on
 // disk holds a marker, and the table restores equal to the source.
 func TestEncryption_KillNineUnderLoad(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE ledger (id bigserial PRIMARY KEY, txid bigint NOT NULL, note text)`)
 	key, rcpt := keygen(t, t.TempDir(), "key.txt")
 	daemon := writeConfig(t, c, dsn, dir, "enc_crash", "encryptRecipients: ["+rcpt+"]")

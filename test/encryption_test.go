@@ -413,9 +413,7 @@ func writeFile(t *testing.T, path, text string) {
 // no file holds a marker, verify --read-data checks every chunk, and a
 // restore from each equals the source.
 func TestEncryption_ChunkedBasebackups(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id bigserial PRIMARY KEY, note text NOT NULL)`)
 	key, rcpt := keygen(t, t.TempDir(), "key.txt")
 	chunks := []string{"basebackupChunkSize: 64KiB", "basebackupJobs: 2"}

@@ -30,6 +30,21 @@ type mainFunc func() int
 
 func (f mainFunc) Run() int { return f() }
 
+// newSource starts a scenario: a new source database on the shared server
+// and an empty archive directory.
+func newSource(t *testing.T) (c *pgtest.Cluster, dsn, dir string) {
+	t.Helper()
+	c = pgtest.Shared(t)
+	return c, c.NewDatabase(t), t.TempDir()
+}
+
+// newSourceAndTarget is newSource with an empty database to restore into.
+func newSourceAndTarget(t *testing.T) (c *pgtest.Cluster, dsn, target, dir string) {
+	t.Helper()
+	c, dsn, dir = newSource(t)
+	return c, dsn, c.NewDatabase(t), dir
+}
+
 // ingestOptions are the daemon's options, for tests that tune them.
 type ingestOptions = ingest.Options
 

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"lbt/test/pgtest"
 )
 
 // Everything lbt writes into an archive is its user's alone, whatever the
@@ -17,9 +15,7 @@ import (
 func TestArchive_FilesAreOwnerOnlyUnderUmask022(t *testing.T) {
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
 	d := startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"lbt/test/lbtrun"
-	"lbt/test/pgtest"
 )
 
 // SIGHUP makes a running lbt backup read its configuration again: the log
@@ -16,9 +15,7 @@ import (
 // changed setting that needs a restart (the slot) is named and left as it
 // runs, and an invalid file changes nothing. The daemon streams on.
 func TestBackup_SIGHUPReloadsWhatCanChange(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	cfg := writeConfig(t, c, dsn, dir, "reload")
 	original := readFile(t, cfg)
 	p := lbtrun.Start(t, "backup", "--config", cfg)

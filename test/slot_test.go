@@ -51,10 +51,8 @@ func TestBackup_IdleSlotAdvancesWithOtherDatabasesWAL(t *testing.T) {
 // A slot that disappeared while lbt was stopped is created again, and the
 // archive starts a new epoch that names the gap instead of hiding it.
 func TestBackup_LostSlotStartsNewEpoch(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY)`)
-	dir := t.TempDir()
 	var slot string
 	keepSlot := keepFirstSlot(&slot)
 	d := startBackup(t, c, dsn, dir, keepSlot)

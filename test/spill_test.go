@@ -11,7 +11,6 @@ import (
 
 	"lbt/catalog"
 	"lbt/test/lbtrun"
-	"lbt/test/pgtest"
 )
 
 // lbt stopped in the middle of a transaction too large to hold in memory,
@@ -22,9 +21,7 @@ func TestBackup_StopDuringLargeTransaction(t *testing.T) {
 	const rows = 500_000 // about 50 MB of changes: lbt writes it out from 4 MB
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			c := pgtest.Shared(t)
-			dsn := c.NewDatabase(t)
-			dir := t.TempDir()
+			c, dsn, dir := newSource(t)
 			c.Exec(t, dsn, `CREATE TABLE big (id int PRIMARY KEY, payload text)`)
 			cfg := writeConfig(t, c, dsn, dir, "spill")
 			p := lbtrun.Start(t, "backup", "--config", cfg)

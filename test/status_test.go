@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"lbt/test/lbtrun"
-	"lbt/test/pgtest"
 )
 
 // statusJSON runs lbt status --format json and returns its exit status and
@@ -28,9 +27,7 @@ func statusJSON(t *testing.T, cfg string, args ...string) (int, map[string]any) 
 // cannot be reached or there is no archive; the first line says the state
 // and why, and the JSON form has the documented fields (docs/STATUS.md).
 func TestStatus_NagiosStatesAndJSON(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	slot := fmt.Sprintf("lbt_status_%d", time.Now().UnixNano()%1e6)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')`)
 	d := startBackup(t, c, dsn, dir, func(o *ingestOptions) { o.Slot = slot })
