@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"lbt/restore"
-	"lbt/test/pgtest"
 )
 
 // ADD COLUMN status text NOT NULL DEFAULT 'new' changes no row on the
@@ -19,10 +18,7 @@ import (
 // column keeps NOT NULL and DEFAULT; and nothing is refused, since the
 // change is followed exactly.
 func TestRestore_FastDefaultIsExact(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, `CREATE TABLE orders (id int PRIMARY KEY, amount int);
 		INSERT INTO orders SELECT g, g * 10 FROM generate_series(1, 5) g;
 		CREATE TABLE bag (tag text, n int);
@@ -95,10 +91,7 @@ func TestRestore_FastDefaultIsExact(t *testing.T) {
 // source's attnum, which lbt records, it is the same column, and restores
 // after the change give the older rows its values.
 func TestRestore_RenameAfterDropFollowsAttnum(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, `CREATE TABLE shifted (id int PRIMARY KEY, x int, v text);
 		INSERT INTO shifted SELECT g, g, 'v' || g FROM generate_series(1, 5) g`)
 	tables := map[string]string{"shifted": "shifted"}

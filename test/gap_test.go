@@ -11,7 +11,6 @@ import (
 
 	"lbt/catalog"
 	"lbt/restore"
-	"lbt/test/pgtest"
 )
 
 // The slot is dropped while lbt is stopped, and a row is inserted that no
@@ -20,10 +19,7 @@ import (
 // it used to return the state before the gap. Moments before the gap, and
 // after the new epoch's basebackup, restore exactly.
 func TestRestore_RefusesTargetsInHistoryGap(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v int)`)
 	tables := map[string]string{"t": "t"}
 	var slot string

@@ -46,9 +46,7 @@ func TestRestore_NameReusedAfterDrop(t *testing.T) {
 }
 
 func testNameReusedAfterDrop(t *testing.T, capture bool) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	const dropCheck = 100 * time.Millisecond
 	installCapture(t, c, dsn, capture)
 	startBackup(t, c, dsn, dir, func(o *ingest.Options) { o.DropCheckInterval = dropCheck })
@@ -144,9 +142,7 @@ func TestRestore_NewTables(t *testing.T) {
 }
 
 func testNewTables(t *testing.T, capture bool) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	installCapture(t, c, dsn, capture)
 	startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)

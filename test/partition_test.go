@@ -51,10 +51,7 @@ func TestPartitions_RestoreParentAndLeavesAcrossAttachDetach(t *testing.T) {
 }
 
 func testPartitionTree(t *testing.T, capture bool) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, partitionSQL)
 	if capture {
 		installDDLCapture(t, dsn)
@@ -230,10 +227,7 @@ func testPartitionTree(t *testing.T, capture bool) {
 // stream; then restores are refused until its next basebackup, which the
 // scheduler takes.
 func TestPartitions_PublishedViaRootRefusesAfterAttach(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, partitionSQL+`
 		CREATE PUBLICATION lbt FOR ALL TABLES WITH (publish_via_partition_root = true);`)
 	startBackup(t, c, dsn, dir)

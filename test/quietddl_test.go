@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"lbt/restore"
-	"lbt/test/pgtest"
 )
 
 // A DDL that rewrites a quiet table sends nothing down the stream until
@@ -18,10 +17,7 @@ import (
 // span from the table's last change is refused and the basebackup taken
 // at once makes the latest state exact again (issue #11, points 1 and 4).
 func TestRestore_QuietTableRewrittenWithoutCapture(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	startBackup(t, c, dsn, dir, func(o *ingestOptions) { o.DropCheckInterval = 300 * time.Millisecond })
 	runScheduler(t, dsn, dir, nil)
 	waitArchived(t, c, dsn, dir)

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"lbt/restore"
-	"lbt/test/pgtest"
 )
 
 // The checksum restore computes from the rows it sends equals the one the
@@ -21,10 +20,7 @@ import (
 // another shape (after ADD COLUMN), or from the changes. --verify checks
 // the same on the target, and a --sql --verify script checks itself.
 func TestRestore_ChecksumEqualsSQL(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	const types = `CREATE TYPE pt2 AS (x int, label text, tags text[]);`
 	c.Exec(t, dsn, types+`
 		CREATE TABLE tricky (id int PRIMARY KEY, t text, arr text[], comp pt2, j jsonb, n numeric, ts timestamptz, by bytea);
@@ -143,10 +139,7 @@ func tail(s string, n int) string {
 // source's, and the checksums agree with the documented query run with
 // lbt's settings.
 func TestRestore_SourceOutputSettings(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	db := c.QueryString(t, dsn, `SELECT current_database()`)
 	c.Exec(t, dsn, `ALTER DATABASE `+db+` SET IntervalStyle = sql_standard;
 		ALTER DATABASE `+db+` SET DateStyle = 'SQL, DMY';

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"lbt/test/lbtrun"
-	"lbt/test/pgtest"
 )
 
 // lbt restore with a memory budget of a few KiB, which spills the reduced
@@ -17,10 +16,7 @@ import (
 // the basebackup through key changes, deletes, inserts, a table without a
 // key, and a TRUNCATE with changes after it.
 func TestRestore_SpillEqualsInMemory(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, `
 		CREATE TABLE docs (id int PRIMARY KEY, title text, body text);
 		ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;

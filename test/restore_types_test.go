@@ -23,9 +23,7 @@ import (
 // into an empty database creates them too. The header names the source's
 // version, encoding, locale and the extension.
 func TestRestore_ScriptCreatesTypes(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `
 		CREATE EXTENSION citext;
 		CREATE SCHEMA ty;

@@ -30,10 +30,7 @@ type shapeCase struct {
 // and later, they equal the source exactly. A TRUNCATE, which the stream
 // carries, is exact throughout and needs no basebackup.
 func TestRestore_ChangesTheStreamCannotCarry(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	cases := []shapeCase{{
 		table:   "retyped",
 		create:  `CREATE TABLE retyped (id int PRIMARY KEY, amount int, label varchar(20)); INSERT INTO retyped SELECT g, g, 'item ' || g FROM generate_series(1, 5) g`,
@@ -190,10 +187,7 @@ func checkSpanRestores(t *testing.T, c *pgtest.Cluster, dir, target, table strin
 // is refused (not silently the old rows), and after the basebackup all is
 // exact again.
 func TestRestore_CapturedDDLStartsTheSpanAtItsCommit(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, `CREATE TABLE retyped (id int PRIMARY KEY, amount int, label varchar(20));
 		INSERT INTO retyped SELECT g, g, 'item ' || g FROM generate_series(1, 5) g`)
 	conn := c.Connect(t, dsn)
