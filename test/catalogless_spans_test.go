@@ -12,7 +12,6 @@ import (
 	"lbt/catalog"
 	"lbt/ingest"
 	"lbt/restore"
-	"lbt/test/pgtest"
 )
 
 // A rebuilt catalog keeps what makes restores refuse rather than go wrong:
@@ -24,10 +23,7 @@ import (
 // the old table under its name before the drop, the new one after, the
 // partitioned table as its tree was.
 func TestCatalogless_RebuildKeepsSpansLivesAndTrees(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, `
 		CREATE TABLE retyped (id int PRIMARY KEY, amount int);
 		INSERT INTO retyped SELECT g, g FROM generate_series(1, 5) g;

@@ -95,9 +95,7 @@ func archiveWithHistory(t *testing.T, c *pgtest.Cluster, dsn, dir, slot string) 
 // the archive's files, with one line naming the directory, what it holds
 // and the fix, and not one byte of the archive changes.
 func TestCatalogless_BackupRefusesAndDeletesNothing(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	cfg := archiveWithHistory(t, c, dsn, dir, "catless_refuse")
 	removeCatalog(t, dir)
 	before := archiveSums(t, dir)
@@ -199,10 +197,7 @@ func catalogDump(t *testing.T, dir string) map[string][]string {
 // verify --read-data passes, and lbt backup continues the archive exactly
 // once, in the same epoch.
 func TestCatalogless_RebuildCatalog(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	target := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY, n int)`)
 	// Small segments: the history spans several, each describing itself.
 	cfg := writeConfig(t, c, dsn, dir, "catless_rebuild", "trackNewTables: true", "initialBasebackup: true", "deltasPerFile: 40")
@@ -338,10 +333,7 @@ func TestCatalogless_OlderCatalogRefused(t *testing.T) {
 		{"newer segments", []string{"deltasPerFile: 10"}, "archive file unknown to the catalog"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := pgtest.Shared(t)
-			dsn := c.NewDatabase(t)
-			target := c.NewDatabase(t)
-			dir := t.TempDir()
+			c, dsn, target, dir := newSourceAndTarget(t)
 			c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
 			slot := "catless_old_" + strings.ReplaceAll(strings.Fields(tc.name)[1], "-", "_")
 			cfg := writeConfig(t, c, dsn, dir, slot, append([]string{"trackNewTables: true", "initialBasebackup: true"}, tc.extra...)...)

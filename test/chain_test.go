@@ -21,10 +21,8 @@ import (
 // stays valid as the archive grows (also across a restart of the daemon)
 // and fails once the history it covers is changed.
 func TestVerify_ChainNamesChangedRows(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
-	dir := t.TempDir()
 	cfg := writeConfig(t, c, dsn, dir, "chain")
 	d := startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)
@@ -164,10 +162,8 @@ func TestVerify_ChainNamesChangedRows(t *testing.T) {
 // the chain stays valid, with the heads printed before the purge; a row
 // deleted afterwards, outside purge, still breaks it.
 func TestPurge_KeepsChainValid(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE p (id int PRIMARY KEY, v text); CREATE TABLE q (id int PRIMARY KEY, n int)`)
-	dir := t.TempDir()
 	cfg := writeConfig(t, c, dsn, dir, "chainpurge")
 	d := startBackup(t, c, dsn, dir, func(o *ingestOptions) { o.DeltasPerFile = 300 })
 	waitArchived(t, c, dsn, dir)

@@ -15,7 +15,6 @@ import (
 	"lbt/ingest"
 	"lbt/retention"
 	"lbt/test/lbtrun"
-	"lbt/test/pgtest"
 )
 
 // purgePoint is the source as it was at one moment: what a restore to that
@@ -32,9 +31,7 @@ type purgePoint struct {
 // dropped since. A dry run changes nothing. Purge runs while the daemon
 // writes.
 func TestPurge_KeepsWindowRestorableAndReturnsSpace(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `
 		CREATE TABLE p1 (id int PRIMARY KEY, v text);
 		CREATE TABLE p2 (id int PRIMARY KEY, n int);
@@ -234,9 +231,7 @@ func TestPurge_KeepsWindowRestorableAndReturnsSpace(t *testing.T) {
 // With retentionBasebackups only, lbt purge keeps the newest N basebackups
 // of each table and what follows them.
 func TestPurge_KeepBasebackupsCommand(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE k (id int PRIMARY KEY, v int); INSERT INTO k SELECT g, 0 FROM generate_series(1, 500) g`)
 	startBackup(t, c, dsn, dir, func(o *ingest.Options) { o.DeltasPerFile = 100 })
 	waitArchived(t, c, dsn, dir)
