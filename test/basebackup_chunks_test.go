@@ -3,14 +3,10 @@ package test
 import (
 	"context"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"lbt/basebackup"
 	"lbt/catalog"
-	"lbt/test/pgtest"
 )
 
 // A basebackup in chunks of a few blocks each, copied by two connections
@@ -20,15 +16,8 @@ import (
 // inheritance child's rows stay out of its parent's chunks, as COPY of the
 // parent leaves them out.
 func TestBasebackup_ChunksParallel(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
-	c.Exec(t, dsn, `
-		CREATE TABLE acc (id int PRIMARY KEY, owner text NOT NULL, balance bigint, note text);
-		ALTER TABLE acc ALTER COLUMN note SET STORAGE EXTERNAL;
-		CREATE TABLE ev (a int, b int, payload text, PRIMARY KEY (a, b));
-		CREATE TABLE bag (tag text, n int);
-		ALTER TABLE bag REPLICA IDENTITY FULL;
+	c, dsn, dir := newSource(t)
+	c.Exec(t, dsn, loadTablesSQL+`
 		CREATE TABLE ev_child () INHERITS (ev);
 		INSERT INTO acc SELECT g, 'owner ' || g, g * 10, CASE WHEN g % 500 = 0 THEN repeat('toast', 2000) END FROM generate_series(1, 40000) g;
 		INSERT INTO ev SELECT g % 100, g, md5(g::text) FROM generate_series(1, 40000) g;
@@ -37,34 +26,12 @@ func TestBasebackup_ChunksParallel(t *testing.T) {
 	d := startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var commits atomic.Int64
-	for w := 0; w < 2; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			writeLoad(t, dsn, w, stop, &commits)
-		}()
-	}
-	waitFor(t, "the write load to start", time.Minute, func() bool { return commits.Load() > 50 })
+	stopLoad := startWriteLoad(t, dsn)
 
-	ctx := context.Background()
-	cat, err := catalog.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := dumpOptions(t, dsn, dir)
-	o.Jobs = 2
-	o.ChunkBytes = 8 * 8192 // 8 blocks: tens of chunks per table
-	bases, err := basebackup.Take(ctx, cat, o, []string{"acc", "ev", "bag"})
-	cat.Close()
-	if err != nil {
-		t.Fatalf("chunked basebackup: %v", err)
-	}
+	// Chunks of 8 blocks: tens of chunks per table.
+	bases := takeChunked(t, dsn, dir, 8*8192, "acc", "ev", "bag")
 	time.Sleep(200 * time.Millisecond) // some more changes after the dump
-	close(stop)
-	wg.Wait()
+	stopLoad()
 	waitArchived(t, c, dsn, dir)
 	upTo := archivePosition(t, dir)
 
@@ -99,7 +66,8 @@ func TestBasebackup_ChunksParallel(t *testing.T) {
 	check("chunked")
 
 	// The catalog is checked against every chunk, and rebuilt from them.
-	cat = openArchive(t, dir)
+	ctx := context.Background()
+	cat := openArchive(t, dir)
 	rep, err := cat.Verify(ctx, true)
 	cat.Close()
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"lbt/basebackup"
 	"lbt/catalog"
 	"lbt/retention"
-	"lbt/test/pgtest"
 )
 
 // A basebackup built from the archive (no source connection at all) holds
@@ -21,9 +20,7 @@ import (
 // builds on the first. Unchanged TOAST values, key changes, a keyless
 // table and a TRUNCATE are in the changes; the reduced changes spill.
 func TestBasebackup_FromArchive(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `
 		CREATE TABLE acc (id int PRIMARY KEY, owner text NOT NULL, balance bigint, note text);
 		ALTER TABLE acc ALTER COLUMN note SET STORAGE EXTERNAL;

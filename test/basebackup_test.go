@@ -29,32 +29,15 @@ import (
 // COPY. Each basebackup plus the deltas committed at or after its LSN
 // equals the source exactly: no row missing, none twice.
 func TestBasebackup_ConcurrentWritesRestoreExactly(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
-	c.Exec(t, dsn, `
-		CREATE TABLE acc (id int PRIMARY KEY, owner text NOT NULL, balance bigint, note text);
-		ALTER TABLE acc ALTER COLUMN note SET STORAGE EXTERNAL;
-		CREATE TABLE ev (a int, b int, payload text, PRIMARY KEY (a, b));
-		CREATE TABLE bag (tag text, n int);
-		ALTER TABLE bag REPLICA IDENTITY FULL;
+	c, dsn, dir := newSource(t)
+	c.Exec(t, dsn, loadTablesSQL+`
 		INSERT INTO acc SELECT g, 'owner ' || g, g * 10, CASE WHEN g % 500 = 0 THEN repeat('toast', 2000) END FROM generate_series(1, 150000) g;
 		INSERT INTO ev SELECT g % 100, g, md5(g::text) FROM generate_series(1, 150000) g;
 		INSERT INTO bag SELECT 't' || (g % 50), g % 7 FROM generate_series(1, 100000) g;`)
 	startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var commits atomic.Int64
-	for w := 0; w < 2; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			writeLoad(t, dsn, w, stop, &commits)
-		}()
-	}
-	waitFor(t, "the write load to start", time.Minute, func() bool { return commits.Load() > 50 })
+	stopLoad := startWriteLoad(t, dsn)
 
 	// Two basebackups at once, each under its own snapshot, then a third
 	// round of all tables, all while the load runs.
@@ -74,11 +57,10 @@ func TestBasebackup_ConcurrentWritesRestoreExactly(t *testing.T) {
 	dumps.Wait()
 	bases = append(bases, takeBasebackups(t, dsn, dir, "acc", "ev", "bag")...)
 	time.Sleep(200 * time.Millisecond) // some more changes after the last dump
-	close(stop)
-	wg.Wait()
+	commits := stopLoad()
 	waitArchived(t, c, dsn, dir)
 	upTo := archivePosition(t, dir)
-	t.Logf("%d transactions of load; %d basebackups", commits.Load(), len(bases))
+	t.Logf("%d transactions of load; %d basebackups", commits, len(bases))
 
 	cat := openArchive(t, dir)
 	defer cat.Close()
@@ -122,6 +104,38 @@ func TestBasebackup_ConcurrentWritesRestoreExactly(t *testing.T) {
 		if duringDump == 0 {
 			t.Errorf("%s: no transaction of it committed while its COPY ran: the test did not exercise what it should", table)
 		}
+	}
+}
+
+// loadTablesSQL creates the tables writeLoad changes: acc, whose notes are
+// TOASTed, ev, with a key of two columns, and bag, without a key.
+const loadTablesSQL = `
+	CREATE TABLE acc (id int PRIMARY KEY, owner text NOT NULL, balance bigint, note text);
+	ALTER TABLE acc ALTER COLUMN note SET STORAGE EXTERNAL;
+	CREATE TABLE ev (a int, b int, payload text, PRIMARY KEY (a, b));
+	CREATE TABLE bag (tag text, n int);
+	ALTER TABLE bag REPLICA IDENTITY FULL;`
+
+// startWriteLoad runs writeLoad on two connections and waits until they
+// have committed some transactions. The returned function stops them and
+// returns how many transactions they committed.
+func startWriteLoad(t *testing.T, dsn string) (stop func() int64) {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var commits atomic.Int64
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			writeLoad(t, dsn, w, done, &commits)
+		}()
+	}
+	waitFor(t, "the write load to start", time.Minute, func() bool { return commits.Load() > 50 })
+	return func() int64 {
+		close(done)
+		wg.Wait()
+		return commits.Load()
 	}
 }
 
@@ -195,9 +209,7 @@ func writeLoad(t *testing.T, dsn string, worker int, stop <-chan struct{}, commi
 // table exactly.
 func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	setup := func(t *testing.T, slot string) (*pgtest.Cluster, string, string, *daemon) {
-		c := pgtest.Shared(t)
-		dsn := c.NewDatabase(t)
-		dir := t.TempDir()
+		c, dsn, dir := newSource(t)
 		c.Exec(t, dsn, `CREATE TABLE t1 (id int PRIMARY KEY, v text);
 			INSERT INTO t1 SELECT g, 'v' || g FROM generate_series(1, 1000) g;`)
 		d := startBackup(t, c, dsn, dir, func(o *ingest.Options) { o.Slot = slot })
@@ -336,9 +348,7 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 // lbt basebackup takes basebackups on request while the daemon runs, and
 // refuses an unknown table with one clear line.
 func TestBasebackup_Command(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE "B b" (id int PRIMARY KEY);
 		INSERT INTO a SELECT g, 'x' FROM generate_series(1, 100) g; INSERT INTO "B b" VALUES (1), (2)`)
 	startBackup(t, c, dsn, dir)
@@ -380,9 +390,7 @@ func TestBasebackup_Command(t *testing.T) {
 // a catalog row. After a restart it removes the partial file and takes the
 // dump again.
 func TestBasebackup_KillDuringDump(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	tmp := t.TempDir()
 	// Big enough that its COPY takes a while.
 	c.Exec(t, dsn, `CREATE TABLE big (id int PRIMARY KEY, v int);

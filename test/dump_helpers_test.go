@@ -55,13 +55,27 @@ func dumpOptions(t *testing.T, dsn, dir string) basebackup.Options {
 // takeBasebackups dumps tables under one snapshot while the daemon runs.
 func takeBasebackups(t *testing.T, dsn, dir string, tables ...string) []catalog.Basebackup {
 	t.Helper()
+	return takeWith(t, dumpOptions(t, dsn, dir), tables)
+}
+
+// takeChunked is takeBasebackups in chunks of about chunkBytes, copied by
+// two connections under the one snapshot.
+func takeChunked(t *testing.T, dsn, dir string, chunkBytes int64, tables ...string) []catalog.Basebackup {
+	t.Helper()
+	o := dumpOptions(t, dsn, dir)
+	o.Jobs, o.ChunkBytes = 2, chunkBytes
+	return takeWith(t, o, tables)
+}
+
+func takeWith(t *testing.T, o basebackup.Options, tables []string) []catalog.Basebackup {
+	t.Helper()
 	ctx := context.Background()
-	cat, err := catalog.Open(ctx, dir)
+	cat, err := catalog.Open(ctx, o.ArchiveDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cat.Close()
-	bases, err := basebackup.Take(ctx, cat, dumpOptions(t, dsn, dir), tables)
+	bases, err := basebackup.Take(ctx, cat, o, tables)
 	if err != nil {
 		t.Fatalf("basebackup of %v: %v", tables, err)
 	}
