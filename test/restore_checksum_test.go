@@ -58,8 +58,7 @@ func TestRestore_ChecksumEqualsSQL(t *testing.T) {
 		{"base", base, "tricky"}, {"empty", base, "empty"}, {"changed", changed, "tricky"}, {"added", added, "tricky"},
 	} {
 		st := tt.cp.tables[tt.table]
-		o := restore.NewOptions()
-		o.Table, o.Until, o.TargetConn, o.TargetTable, o.Verify = st.name, tt.cp.at, connConfig(t, target), "r_"+tt.name, true
+		o := restoreOptionsAt(t, st.name, tt.cp, target, "r_"+tt.name)
 		res, err := runRestore(t, dir, o)
 		if err != nil {
 			t.Errorf("%s: %v", tt.name, err)

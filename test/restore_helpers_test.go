@@ -115,6 +115,15 @@ func runRestore(t *testing.T, dir string, o restore.Options) (restore.Result, er
 	return res, err
 }
 
+// restoreOptionsAt restores table as it was at checkpoint cp into
+// targetTable of the database target, verified.
+func restoreOptionsAt(t *testing.T, table string, cp checkpoint, target, targetTable string) restore.Options {
+	t.Helper()
+	o := restore.NewOptions()
+	o.Table, o.Until, o.TargetConn, o.TargetTable, o.Verify = table, cp.at, connConfig(t, target), targetTable, true
+	return o
+}
+
 // checkRestored compares a restored table with a checkpoint's state.
 func checkRestored(t *testing.T, c *pgtest.Cluster, dsn, table string, want tableState, what string) {
 	t.Helper()

@@ -159,12 +159,7 @@ func TestRestore_CheckpointsAcrossBasebackupsAndPurge(t *testing.T) {
 		for _, cp := range cps {
 			for _, logical := range sortedKeys(cp.tables) {
 				st := cp.tables[logical]
-				o := restore.NewOptions()
-				o.Table = st.name
-				o.Until = cp.at
-				o.TargetConn = connConfig(t, target)
-				o.TargetTable = fmt.Sprintf("%s_%s_%s", round, strings.ReplaceAll(cp.name, "-", "_"), logical)
-				o.Verify = true
+				o := restoreOptionsAt(t, st.name, cp, target, fmt.Sprintf("%s_%s_%s", round, strings.ReplaceAll(cp.name, "-", "_"), logical))
 				what := fmt.Sprintf("%s: %s at %s", round, st.name, cp.name)
 				res, err := runRestore(t, dir, o)
 				if wantFail(cp, logical) {
