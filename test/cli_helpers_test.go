@@ -1,6 +1,7 @@
 package test
 
 import (
+	"strings"
 	"testing"
 
 	"lbt/test/lbtrun"
@@ -10,4 +11,23 @@ import (
 func writeConfig(t *testing.T, c *pgtest.Cluster, dsn, archiveDir, slot string, extra ...string) string {
 	t.Helper()
 	return lbtrun.WriteConfig(t, c, lbtrun.DBName(dsn), archiveDir, slot, extra...)
+}
+
+// lbtBasebackup runs lbt basebackup --table table with the config cfg and
+// the flags extra, fails the test unless it succeeds, and returns the lines
+// it printed about the basebackups it took.
+func lbtBasebackup(t *testing.T, cfg, table string, extra ...string) string {
+	t.Helper()
+	args := append([]string{"basebackup", "--config", cfg, "--table", table}, extra...)
+	code, out := lbtrun.Run(t, args...)
+	if code != 0 {
+		t.Fatalf("lbt %s: exit %d:\n%s", strings.Join(args, " "), code, out)
+	}
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "public.") {
+			lines = append(lines, l+"\n")
+		}
+	}
+	return strings.Join(lines, "")
 }

@@ -73,9 +73,7 @@ func TestEncryption_KillNineUnderLoad(t *testing.T) {
 		t.Fatalf("load: %v", err)
 	}
 	waitArchived(t, c, dsn, dir)
-	if code, out := lbtrun.Run(t, "basebackup", "--config", daemon, "--table", "ledger"); code != 0 {
-		t.Fatalf("basebackup: exit %d:\n%s", code, out)
-	}
+	lbtBasebackup(t, daemon, "ledger")
 	// What committed, according to the server: ids 1 to max, none lost to
 	// an aborted transaction.
 	var want int

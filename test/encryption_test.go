@@ -99,9 +99,7 @@ func TestEncryption_EndToEnd(t *testing.T) {
 	waitArchived(t, c, dsn, dir)
 	insert(0, 600, false)
 	waitArchived(t, c, dsn, dir)
-	if code, out := lbtrun.Run(t, "basebackup", "--config", withKey1, "--table", "t"); code != 0 {
-		t.Fatalf("basebackup: exit %d:\n%s", code, out)
-	}
+	lbtBasebackup(t, withKey1, "t")
 	update(0, 400)
 	c.Exec(t, dsn, `DELETE FROM t WHERE id % 7 = 0`)
 	before := recordCheckpoint(t, c, dsn, "before rotation", map[string]string{"t": "t"})
@@ -122,9 +120,7 @@ func TestEncryption_EndToEnd(t *testing.T) {
 	// updates that fill it: purge will find it mostly empty.
 	insert(600, 790, true)
 	waitArchived(t, c, dsn, dir)
-	if code, out := lbtrun.Run(t, "basebackup", "--config", withKey2, "--table", "t"); code != 0 {
-		t.Fatalf("basebackup after rotation: exit %d:\n%s", code, out)
-	}
+	lbtBasebackup(t, withKey2, "t") // after the rotation
 	update(600, 640)
 	waitArchived(t, c, dsn, dir)
 	update(640, 700)
@@ -435,9 +431,7 @@ func TestEncryption_ChunkedBasebackups(t *testing.T) {
 	}
 	insert(40)
 	waitArchived(t, c, dsn, dir)
-	if code, out := lbtrun.Run(t, "basebackup", "--config", daemon, "--table", "t"); code != 0 {
-		t.Fatalf("basebackup: exit %d:\n%s", code, out)
-	}
+	lbtBasebackup(t, daemon, "t")
 	insert(10)
 	c.Exec(t, dsn, `UPDATE t SET note = note || 'u' WHERE id % 7 = 0; DELETE FROM t WHERE id % 11 = 0`)
 	end := recordCheckpoint(t, c, dsn, "end", map[string]string{"t": "t"})
@@ -446,9 +440,7 @@ func TestEncryption_ChunkedBasebackups(t *testing.T) {
 		t.Fatalf("restore from the chunked basebackup: exit %d:\n%s", code, out)
 	}
 	checkRestored(t, c, dsn, "from_copy", end.tables["t"], "restore from a chunked basebackup")
-	if code, out := lbtrun.Run(t, "basebackup", "--config", both, "--table", "t", "--from-archive"); code != 0 {
-		t.Fatalf("basebackup --from-archive: exit %d:\n%s", code, out)
-	}
+	lbtBasebackup(t, both, "t", "--from-archive")
 	stopDaemon(t, p)
 	if n := countArchived(t, dir, `SELECT count(*) FROM basebackup WHERE chunks != ''`); n != 2 {
 		t.Fatalf("%d basebackups in chunks, want 2 (the COPY's and the one from the archive)", n)

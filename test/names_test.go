@@ -22,13 +22,15 @@ func withAndWithoutCapture(t *testing.T, test func(t *testing.T, capture bool)) 
 	}
 }
 
-// installCapture installs DDL capture on dsn when capture is set.
+// installCapture runs lbt setup --capture-ddl on dsn when capture is set.
 func installCapture(t *testing.T, c *pgtest.Cluster, dsn string, capture bool) {
 	t.Helper()
 	if !capture {
 		return
 	}
-	if _, err := setup.Install(context.Background(), c.Connect(t, dsn), setup.Options{Publication: "lbt", CaptureDDL: true}); err != nil {
+	opts := setup.NewOptions()
+	opts.CaptureDDL = true
+	if _, err := setup.Install(context.Background(), c.Connect(t, dsn), opts); err != nil {
 		t.Fatal(err)
 	}
 }

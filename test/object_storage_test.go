@@ -366,9 +366,7 @@ func TestObjectStorage_PurgeReachesBucket(t *testing.T) {
 	cfg := s3Config(t, c, dsn, work, "s3purge", srv, bucket, "retentionBasebackups: 1")
 	p := startArchiving(t, c, dsn, work, cfg)
 	objectWorkload(t, c, dsn, 1)
-	if code, out := lbtrun.Run(t, "basebackup", "--config", cfg, "--table", "t"); code != 0 {
-		t.Fatalf("lbt basebackup: exit %d:\n%s", code, out)
-	}
+	lbtBasebackup(t, cfg, "t")
 	objectWorkload(t, c, dsn, 2)
 	waitConfirmed(t, c, dsn, "s3purge", syncMarker(t, c, dsn), p)
 	bases, _ := filepath.Glob(filepath.Join(work, "base", "*", "*.copy.lz4"))

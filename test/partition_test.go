@@ -12,12 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/basebackup"
 	"lbt/restore"
-	"lbt/setup"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
@@ -53,9 +51,7 @@ func TestPartitions_RestoreParentAndLeavesAcrossAttachDetach(t *testing.T) {
 func testPartitionTree(t *testing.T, capture bool) {
 	c, dsn, target, dir := newSourceAndTarget(t)
 	c.Exec(t, dsn, partitionSQL)
-	if capture {
-		installDDLCapture(t, dsn)
-	}
+	installCapture(t, c, dsn, capture)
 	startBackup(t, c, dsn, dir)
 	waitArchived(t, c, dsn, dir)
 	cfg := writeConfig(t, c, dsn, dir, "unused", "trackNewTables: true")
@@ -239,9 +235,7 @@ func TestPartitions_PublishedViaRootRefusesAfterAttach(t *testing.T) {
 	takeBasebackups(t, dsn, dir, "m_2026")
 
 	restoreAt := func(cp checkpoint, logical, name string) (restore.Result, error) {
-		o := restore.NewOptions()
-		o.Table, o.Until, o.TargetConn, o.TargetTable, o.Verify = cp.tables[logical].name, cp.at, connConfig(t, target), name, true
-		return runRestore(t, dir, o)
+		return runRestore(t, dir, restoreOptionsAt(t, cp.tables[logical].name, cp, target, name))
 	}
 	tables := map[string]string{"parent": "measurements", "m_2026": "m_2026"}
 	c.Exec(t, dsn, `UPDATE measurements SET v = v + 1 WHERE id % 3 = 0`)
@@ -293,22 +287,6 @@ func TestPartitions_PublishedViaRootRefusesAfterAttach(t *testing.T) {
 	checkRestored(t, c, target, "later", later.tables["parent"], "measurements after its new basebackup")
 }
 
-// lbtBasebackup runs lbt basebackup --table and returns what it printed.
-func lbtBasebackup(t *testing.T, cfg, table string) string {
-	t.Helper()
-	p := lbtrun.Start(t, "basebackup", "--config", cfg, "--table", table)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt basebackup --table %s: exit %d:\n%s", table, code, p.Output())
-	}
-	var lines []string
-	for _, l := range strings.Split(p.Output(), "\n") {
-		if strings.HasPrefix(l, "public.") {
-			lines = append(lines, l+"\n")
-		}
-	}
-	return strings.Join(lines, "")
-}
-
 // waitLooked waits until lbt has looked at the partition trees after
 // everything committed so far.
 func waitLooked(t *testing.T, c *pgtest.Cluster, dsn, dir string) {
@@ -348,20 +326,4 @@ func holdLooks(t *testing.T, dsn string) (release func()) {
 	}
 	t.Cleanup(release)
 	return release
-}
-
-// installDDLCapture runs lbt setup --capture-ddl on the database.
-func installDDLCapture(t *testing.T, dsn string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	opts := setup.NewOptions()
-	opts.CaptureDDL = true
-	if _, err := setup.Install(ctx, conn, opts); err != nil {
-		t.Fatal(err)
-	}
 }
