@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,35 +28,18 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 	p := lbtrun.Start(t, "backup", "--config", cfg)
 	waitArchived(t, c, dsn, dir)
 
-	ctx, stopLoad := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var loadErr error
-	var loadMu sync.Mutex
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			conn := c.Connect(t, dsn)
-			for i := 0; ctx.Err() == nil; i++ {
-				// Transactions of varied size, some of 5000 rows. Those too
-				// large to hold in memory have their own test, in spill_test.go.
-				rows := 1 + rand.IntN(5)
-				if i%200 == 0 {
-					rows = 5000
-				}
-				_, err := conn.Exec(context.Background(), fmt.Sprintf(`BEGIN;
-					INSERT INTO ledger (txid, note) SELECT txid_current(), repeat('x', 20) || g FROM generate_series(1, %d) g;
-					UPDATE accounts SET balance = balance + 1 WHERE id = %d;
-					COMMIT`, rows, 1+rand.IntN(100)))
-				if err != nil {
-					loadMu.Lock()
-					loadErr = err
-					loadMu.Unlock()
-					return
-				}
-			}
-		}(w)
-	}
+	stopLoad := runLoad(t, c, dsn, 3, func(i int) string {
+		// Transactions of varied size, some of 5000 rows. Those too large
+		// to hold in memory have their own test, in spill_test.go.
+		rows := 1 + rand.IntN(5)
+		if i%200 == 0 {
+			rows = 5000
+		}
+		return fmt.Sprintf(`BEGIN;
+			INSERT INTO ledger (txid, note) SELECT txid_current(), repeat('x', 20) || g FROM generate_series(1, %d) g;
+			UPDATE accounts SET balance = balance + 1 WHERE id = %d;
+			COMMIT`, rows, 1+rand.IntN(100))
+	})
 
 	for i := 0; i < 6; i++ {
 		time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
@@ -67,15 +49,8 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	stopLoad()
-	wg.Wait()
-	if loadErr != nil {
-		t.Fatalf("load: %v", loadErr)
-	}
 	waitArchived(t, c, dsn, dir)
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exited %d after SIGTERM:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 
 	// What committed, according to the server.
 	conn := c.Connect(t, dsn)

@@ -203,15 +203,7 @@ func startCrashable(t *testing.T, c *pgtest.Cluster, dsn, dir, slot string, fsys
 		case <-ctx.Done():
 		}
 	}()
-	go func() {
-		unlock, err := ingest.LockArchive(dir)
-		if err != nil {
-			d.done <- err
-			return
-		}
-		defer unlock()
-		d.done <- ingest.Run(ctx, opts)
-	}()
+	go func() { d.done <- runDaemon(ctx, opts) }()
 	return d
 }
 
@@ -228,26 +220,35 @@ func (d *crashable) stop() {
 // runLedgerLoad writes transactions of varied size from two connections
 // until the returned function is called, which waits for them.
 func runLedgerLoad(t *testing.T, c *pgtest.Cluster, dsn string) (stop func()) {
+	return runLoad(t, c, dsn, 2, func(i int) string {
+		rows := 1 + rand.IntN(5)
+		if i%50 == 49 {
+			rows = 2000
+		}
+		return fmt.Sprintf(`BEGIN;
+			INSERT INTO ledger (txid, note) SELECT txid_current(), repeat('x', 20) || g FROM generate_series(1, %d) g;
+			UPDATE accounts SET balance = balance + 1 WHERE id = %d;
+			DELETE FROM ledger WHERE id = (SELECT min(id) FROM ledger) AND %d = 0;
+			COMMIT`, rows, 1+rand.IntN(100), rand.IntN(4))
+	})
+}
+
+// runLoad runs the SQL that tx returns for its i-th transaction, over and
+// over on each of workers connections, until the returned function is
+// called, which waits for them and fails the test if a statement failed.
+func runLoad(t *testing.T, c *pgtest.Cluster, dsn string, workers int, tx func(i int) string) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var loadErr error
-	for w := 0; w < 2; w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		conn := c.Connect(t, dsn)
 		go func() {
 			defer wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
-				rows := 1 + rand.IntN(5)
-				if i%50 == 49 {
-					rows = 2000
-				}
-				_, err := conn.Exec(context.Background(), fmt.Sprintf(`BEGIN;
-					INSERT INTO ledger (txid, note) SELECT txid_current(), repeat('x', 20) || g FROM generate_series(1, %d) g;
-					UPDATE accounts SET balance = balance + 1 WHERE id = %d;
-					DELETE FROM ledger WHERE id = (SELECT min(id) FROM ledger) AND %d = 0;
-					COMMIT`, rows, 1+rand.IntN(100), rand.IntN(4)))
-				if err != nil {
+				if _, err := conn.Exec(context.Background(), tx(i)); err != nil {
 					mu.Lock()
 					loadErr = err
 					mu.Unlock()
@@ -257,6 +258,7 @@ func runLedgerLoad(t *testing.T, c *pgtest.Cluster, dsn string) (stop func()) {
 		}()
 	}
 	return func() {
+		t.Helper()
 		cancel()
 		wg.Wait()
 		if loadErr != nil {

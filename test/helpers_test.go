@@ -77,17 +77,19 @@ func startBackup(t *testing.T, c *pgtest.Cluster, dsn, dir string, tune ...func(
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{t: t, c: c, dsn: dsn, dir: dir, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		unlock, err := ingest.LockArchive(dir)
-		if err != nil {
-			d.done <- err
-			return
-		}
-		defer unlock()
-		d.done <- ingest.Run(ctx, opts)
-	}()
+	go func() { d.done <- runDaemon(ctx, opts) }()
 	t.Cleanup(func() { d.stop() })
 	return d
+}
+
+// runDaemon runs the daemon as lbt backup does, holding the archive's lock.
+func runDaemon(ctx context.Context, opts ingest.Options) error {
+	unlock, err := ingest.LockArchive(opts.ArchiveDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return ingest.Run(ctx, opts)
 }
 
 // stop shuts the daemon down cleanly and fails the test if it failed.
