@@ -69,10 +69,7 @@ func TestBackup_LBTConfigFileDrivesDaemon(t *testing.T) {
 	if !strings.Contains(string(body), `lbt_archived_changes_total{table="public.t"} 2`) {
 		t.Errorf("metrics lack the archived changes of t:\n%.2000s", body)
 	}
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 	if got := c.QueryString(t, dsn, `SELECT slot_name FROM pg_replication_slots WHERE slot_name = 'myslot'`); got != "myslot" {
 		t.Errorf("the sample's slot myslot was not used (found %q)", got)
 	}
@@ -95,10 +92,7 @@ func TestBackup_SecondDaemonOnSameArchiveRefuses(t *testing.T) {
 		t.Fatalf("second daemon: exit %d, output:\n%s", code, out)
 	}
 	waitArchived(t, c, dsn, dir) // the first one still archives
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("first daemon exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 }
 
 // With trackNewTables false only the tables published at start are
@@ -113,10 +107,7 @@ func TestBackup_TrackNewTablesAndReplicaIdentityWarning(t *testing.T) {
 	c.Exec(t, dsn, `CREATE TABLE fresh (id int PRIMARY KEY)`)
 	c.Exec(t, dsn, `INSERT INTO old VALUES (1); INSERT INTO fresh VALUES (1); INSERT INTO nokey VALUES ('x')`)
 	waitArchived(t, c, dsn, dir)
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 	out := p.Output()
 	if !strings.Contains(out, "table public.nokey has no primary key") || !strings.Contains(out, "REPLICA IDENTITY FULL") {
 		t.Errorf("no replica identity warning for nokey:\n%s", out)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -271,12 +270,7 @@ func TestCatalogless_RebuildCatalog(t *testing.T) {
 	for _, cp := range cps {
 		for _, logical := range sortedKeys(cp.tables) {
 			st := cp.tables[logical]
-			o := restore.NewOptions()
-			o.Table = st.name
-			o.Until = cp.at
-			o.TargetConn = connConfig(t, target)
-			o.TargetTable = fmt.Sprintf("%s_%s", cp.name, logical)
-			o.Verify = true
+			o := restoreOptionsAt(t, st.name, cp, target, fmt.Sprintf("%s_%s", cp.name, logical))
 			what := fmt.Sprintf("%s at %s from the rebuilt catalog", st.name, cp.name)
 			if _, err := runRestore(t, dir, o); err != nil {
 				t.Errorf("%s: %v", what, err)
@@ -295,10 +289,7 @@ func TestCatalogless_RebuildCatalog(t *testing.T) {
 	waitArchived(t, c, dsn, dir)
 	execEach(t, c, dsn, `INSERT INTO t SELECT g, 'new' FROM generate_series(101, 105) g`, `UPDATE t SET v = 'last' WHERE id = 1`)
 	checkpointNow("continued")
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup after the rebuild: exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 	if n := countArchived(t, dir, `SELECT count(*) FROM epoch`); n != 1 {
 		t.Errorf("%d epochs after the rebuild, want 1 (no gap)", n)
 	}

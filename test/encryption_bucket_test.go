@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -46,10 +45,7 @@ func TestEncryption_BucketAlone(t *testing.T) {
 	c.Exec(t, dsn, `UPDATE t SET v = v || 'u' WHERE id % 5 = 0; DELETE FROM t WHERE id % 13 = 0`)
 	end := recordCheckpoint(t, c, dsn, "end", map[string]string{"t": "t"})
 	waitConfirmed(t, c, dsn, "s3enc", syncMarker(t, c, dsn), p)
-	p.Signal(15)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("lbt backup exit %d:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 	checkNoMarkers(t, work, markers)
 
 	client, err := srv.Client()

@@ -52,8 +52,5 @@ func TestBackup_SIGHUPReloadsWhatCanChange(t *testing.T) {
 	if p.Exited() {
 		t.Fatalf("lbt backup exited after SIGHUP:\n%s", p.Output())
 	}
-	p.Signal(syscall.SIGTERM)
-	if code := p.Wait(t, time.Minute); code != 0 {
-		t.Fatalf("exit %d after SIGTERM:\n%s", code, p.Output())
-	}
+	stopDaemon(t, p)
 }

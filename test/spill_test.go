@@ -50,10 +50,7 @@ func TestBackup_StopDuringLargeTransaction(t *testing.T) {
 
 			p = lbtrun.Start(t, "backup", "--config", cfg)
 			waitArchived(t, c, dsn, dir)
-			p.Signal(syscall.SIGTERM)
-			if code := p.Wait(t, time.Minute); code != 0 {
-				t.Fatalf("lbt exited %d:\n%s", code, p.Output())
-			}
+			stopDaemon(t, p)
 
 			var inserts []int64
 			for _, tx := range archivedTxs(t, dir, "big") {
