@@ -208,7 +208,10 @@ func writeLoad(t *testing.T, dsn string, worker int, stop <-chan struct{}, commi
 // Each trigger of the scheduler fires, and what it takes restores the
 // table exactly.
 func TestBasebackup_SchedulerTriggers(t *testing.T) {
+	// setup makes a subtest parallel, with a database, an archive and a
+	// daemon of its own.
 	setup := func(t *testing.T, slot string) (*pgtest.Cluster, string, string, *daemon) {
+		t.Parallel()
 		c, dsn, dir := newSource(t)
 		c.Exec(t, dsn, `CREATE TABLE t1 (id int PRIMARY KEY, v text);
 			INSERT INTO t1 SELECT g, 'v' || g FROM generate_series(1, 1000) g;`)
@@ -240,7 +243,6 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	}
 
 	t.Run("new table", func(t *testing.T) {
-		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_new")
 		runScheduler(t, dsn, dir, nil)
 		c.Exec(t, dsn, `CREATE TABLE t2 (id int PRIMARY KEY, v text); INSERT INTO t2 SELECT g, 'x' FROM generate_series(1, 10) g`)
@@ -253,7 +255,6 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	})
 
 	t.Run("initial", func(t *testing.T) {
-		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_initial")
 		// t1 never changes, so only initialBasebackup dumps it.
 		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Initial = true })
@@ -263,7 +264,6 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	})
 
 	t.Run("threshold", func(t *testing.T) {
-		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_threshold")
 		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Threshold = 3 })
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
@@ -280,7 +280,6 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	})
 
 	t.Run("threshold from archive", func(t *testing.T) {
-		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_synth")
 		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Threshold, o.SyntheticMinBytes = 3, 1 })
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
@@ -294,7 +293,6 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	})
 
 	t.Run("inactivity", func(t *testing.T) {
-		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_inactive")
 		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.InactivityInterval = time.Second })
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
@@ -314,7 +312,6 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	})
 
 	t.Run("schedule", func(t *testing.T) {
-		t.Parallel()
 		c, dsn, dir, _ := setup(t, "lbt_trig_schedule")
 		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Schedule = time.Second })
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
@@ -323,7 +320,6 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	})
 
 	t.Run("new epoch", func(t *testing.T) {
-		t.Parallel()
 		c, dsn, dir, d := setup(t, "lbt_trig_epoch")
 		stopScheduler := runScheduler(t, dsn, dir, nil)
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
