@@ -18,10 +18,7 @@ import (
 // writes its txid there, so the ledger lists exactly what committed.
 func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 	c, dsn, dir := newSource(t)
-	c.Exec(t, dsn, `
-		CREATE TABLE ledger (id bigserial PRIMARY KEY, txid bigint NOT NULL, note text);
-		CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
-		INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 100) g;`)
+	c.Exec(t, dsn, ledgerSQL)
 	cfg := writeConfig(t, c, dsn, dir, "crash")
 	// Only what commits after the slot exists can be archived: let the first
 	// run create it before the load begins.
@@ -35,10 +32,7 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 		if i%200 == 0 {
 			rows = 5000
 		}
-		return fmt.Sprintf(`BEGIN;
-			INSERT INTO ledger (txid, note) SELECT txid_current(), repeat('x', 20) || g FROM generate_series(1, %d) g;
-			UPDATE accounts SET balance = balance + 1 WHERE id = %d;
-			COMMIT`, rows, 1+rand.IntN(100))
+		return ledgerTx(rows, "")
 	})
 
 	for i := 0; i < 6; i++ {
@@ -98,6 +92,23 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 		t.Fatalf("catalog lists %d ledger transactions, the server committed %d", n, wantTxs)
 	}
 	t.Logf("%d transactions, %d ledger rows archived exactly once across 6 kills", wantTxs, len(want))
+}
+
+// ledgerSQL creates the tables of a ledger load: ledger, where each
+// transaction writes its txid, and accounts.
+const ledgerSQL = `
+	CREATE TABLE ledger (id bigserial PRIMARY KEY, txid bigint NOT NULL, note text);
+	CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
+	INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 100) g;`
+
+// ledgerTx is one transaction of a ledger load: rows rows of ledger with
+// its txid, a change to a random account, then the statements in extra.
+func ledgerTx(rows int, extra string) string {
+	return fmt.Sprintf(`BEGIN;
+		INSERT INTO ledger (txid, note) SELECT txid_current(), repeat('x', 20) || g FROM generate_series(1, %d) g;
+		UPDATE accounts SET balance = balance + 1 WHERE id = %d;
+		%s
+		COMMIT`, rows, 1+rand.IntN(100), extra)
 }
 
 func first(ids []int64) []int64 {

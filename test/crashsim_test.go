@@ -111,10 +111,7 @@ func TestCrashSim_CatchesARemovedSegmentFsync(t *testing.T) {
 func crashStorm(t *testing.T, points int, wrap func(storage.FS) storage.FS, stopAtFirst bool, keys *crashKeys) ([]string, int) {
 	c, dsn, target, dir := newSourceAndTarget(t)
 	ctx := context.Background()
-	c.Exec(t, dsn, `
-		CREATE TABLE ledger (id bigserial PRIMARY KEY, txid bigint NOT NULL, note text);
-		CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
-		INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 100) g;`)
+	c.Exec(t, dsn, ledgerSQL)
 
 	mem := storage.NewCrashableMem()
 	var fsys storage.FS = mem
@@ -225,11 +222,7 @@ func runLedgerLoad(t *testing.T, c *pgtest.Cluster, dsn string) (stop func()) {
 		if i%50 == 49 {
 			rows = 2000
 		}
-		return fmt.Sprintf(`BEGIN;
-			INSERT INTO ledger (txid, note) SELECT txid_current(), repeat('x', 20) || g FROM generate_series(1, %d) g;
-			UPDATE accounts SET balance = balance + 1 WHERE id = %d;
-			DELETE FROM ledger WHERE id = (SELECT min(id) FROM ledger) AND %d = 0;
-			COMMIT`, rows, 1+rand.IntN(100), rand.IntN(4))
+		return ledgerTx(rows, fmt.Sprintf(`DELETE FROM ledger WHERE id = (SELECT min(id) FROM ledger) AND %d = 0;`, rand.IntN(4)))
 	})
 }
 

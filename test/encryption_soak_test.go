@@ -7,7 +7,6 @@ package test
 // archive, and the ten-minute budget has no room for both storms.
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -33,34 +32,19 @@ func TestEncryption_KillNineUnderLoad(t *testing.T) {
 	p := lbtrun.Start(t, "backup", "--config", daemon)
 	waitArchived(t, c, dsn, dir)
 
-	var markers []string
-	done := make(chan error)
-	stopLoad := make(chan struct{})
-	go func() {
-		conn := c.Connect(t, dsn)
-		for i := 0; ; i++ {
-			select {
-			case <-stopLoad:
-				done <- nil
-				return
-			default:
-			}
-			b := make([]byte, 16)
-			rand.Read(b)
-			m := hex.EncodeToString(b)
-			markers = append(markers, m)
-			rows := 1 + i%5
-			if i%100 == 0 {
-				rows = 2000
-			}
-			_, err := conn.Exec(context.Background(), fmt.Sprintf(`INSERT INTO ledger (txid, note)
-				SELECT txid_current(), '%s' || g FROM generate_series(1, %d) g`, m, rows))
-			if err != nil {
-				done <- err
-				return
-			}
+	var markers []string // one connection: its transactions append in turn
+	stopLoad := runLoad(t, c, dsn, 1, func(i int) string {
+		b := make([]byte, 16)
+		rand.Read(b)
+		m := hex.EncodeToString(b)
+		markers = append(markers, m)
+		rows := 1 + i%5
+		if i%100 == 0 {
+			rows = 2000
 		}
-	}()
+		return fmt.Sprintf(`INSERT INTO ledger (txid, note)
+			SELECT txid_current(), '%s' || g FROM generate_series(1, %d) g`, m, rows)
+	})
 	for i := 0; i < 4; i++ {
 		time.Sleep(time.Duration(400+200*i) * time.Millisecond)
 		p.Signal(syscall.SIGKILL)
@@ -68,10 +52,7 @@ func TestEncryption_KillNineUnderLoad(t *testing.T) {
 		p = lbtrun.Start(t, "backup", "--config", daemon)
 	}
 	time.Sleep(time.Second)
-	close(stopLoad)
-	if err := <-done; err != nil {
-		t.Fatalf("load: %v", err)
-	}
+	stopLoad()
 	waitArchived(t, c, dsn, dir)
 	lbtBasebackup(t, daemon, "ledger")
 	// What committed, according to the server: ids 1 to max, none lost to
