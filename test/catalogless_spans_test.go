@@ -111,7 +111,7 @@ func TestCatalogless_RebuildKeepsSpansLivesAndTrees(t *testing.T) {
 		"public.retyped") // the type change, or the rewrite as the look at the source saw it first
 	// The open span: refused from the change on.
 	for _, cp := range cps {
-		o := restoreOptionsAt(t, "readded", cp, target, "r_readded_"+strings.ReplaceAll(cp.name, "-", "_"))
+		o := restoreOptionsAt(t, "readded", cp.at, target, "r_readded_"+strings.ReplaceAll(cp.name, "-", "_"))
 		_, err := runRestore(t, dir, o)
 		what := fmt.Sprintf("readded at %s from the rebuilt catalog", cp.name)
 		if cp.name == "before" {

@@ -270,7 +270,7 @@ func TestCatalogless_RebuildCatalog(t *testing.T) {
 	for _, cp := range cps {
 		for _, logical := range sortedKeys(cp.tables) {
 			st := cp.tables[logical]
-			o := restoreOptionsAt(t, st.name, cp, target, fmt.Sprintf("%s_%s", cp.name, logical))
+			o := restoreOptionsAt(t, st.name, cp.at, target, fmt.Sprintf("%s_%s", cp.name, logical))
 			what := fmt.Sprintf("%s at %s from the rebuilt catalog", st.name, cp.name)
 			if _, err := runRestore(t, dir, o); err != nil {
 				t.Errorf("%s: %v", what, err)

@@ -77,9 +77,7 @@ func testNameReusedAfterDrop(t *testing.T, capture bool) {
 	waitArchived(t, c, dsn, dir)
 
 	restoreTo := func(table, into string, until time.Time) error {
-		o := restore.NewOptions()
-		o.Table, o.TargetConn, o.TargetTable, o.Until, o.Verify = table, connConfig(t, dsn), into, until, true
-		_, err := runRestore(t, dir, o)
+		_, err := runRestore(t, dir, restoreOptionsAt(t, table, until, dsn, into))
 		return err
 	}
 	// The latest state: the new table, never the dropped one.
@@ -161,9 +159,7 @@ func testNewTables(t *testing.T, capture bool) {
 	waitArchived(t, c, dsn, dir)
 
 	restoreTo := func(table, into string, until time.Time) error {
-		o := restore.NewOptions()
-		o.Table, o.TargetConn, o.TargetTable, o.Until, o.Verify = table, connConfig(t, dsn), into, until, true
-		_, err := runRestore(t, dir, o)
+		_, err := runRestore(t, dir, restoreOptionsAt(t, table, until, dsn, into))
 		return err
 	}
 	for _, cp := range []checkpoint{created, written} {

@@ -235,7 +235,7 @@ func TestPartitions_PublishedViaRootRefusesAfterAttach(t *testing.T) {
 	takeBasebackups(t, dsn, dir, "m_2026")
 
 	restoreAt := func(cp checkpoint, logical, name string) (restore.Result, error) {
-		return runRestore(t, dir, restoreOptionsAt(t, cp.tables[logical].name, cp, target, name))
+		return runRestore(t, dir, restoreOptionsAt(t, cp.tables[logical].name, cp.at, target, name))
 	}
 	tables := map[string]string{"parent": "measurements", "m_2026": "m_2026"}
 	c.Exec(t, dsn, `UPDATE measurements SET v = v + 1 WHERE id % 3 = 0`)

@@ -58,7 +58,7 @@ func TestRestore_ChecksumEqualsSQL(t *testing.T) {
 		{"base", base, "tricky"}, {"empty", base, "empty"}, {"changed", changed, "tricky"}, {"added", added, "tricky"},
 	} {
 		st := tt.cp.tables[tt.table]
-		o := restoreOptionsAt(t, st.name, tt.cp, target, "r_"+tt.name)
+		o := restoreOptionsAt(t, st.name, tt.cp.at, target, "r_"+tt.name)
 		res, err := runRestore(t, dir, o)
 		if err != nil {
 			t.Errorf("%s: %v", tt.name, err)

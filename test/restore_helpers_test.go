@@ -115,12 +115,12 @@ func runRestore(t *testing.T, dir string, o restore.Options) (restore.Result, er
 	return res, err
 }
 
-// restoreOptionsAt restores table as it was at checkpoint cp into
-// targetTable of the database target, verified.
-func restoreOptionsAt(t *testing.T, table string, cp checkpoint, target, targetTable string) restore.Options {
+// restoreOptionsAt restores table as it was at the moment at (zero: the
+// latest) into targetTable of the database target, verified.
+func restoreOptionsAt(t *testing.T, table string, at time.Time, target, targetTable string) restore.Options {
 	t.Helper()
 	o := restore.NewOptions()
-	o.Table, o.Until, o.TargetConn, o.TargetTable, o.Verify = table, cp.at, connConfig(t, target), targetTable, true
+	o.Table, o.Until, o.TargetConn, o.TargetTable, o.Verify = table, at, connConfig(t, target), targetTable, true
 	return o
 }
 

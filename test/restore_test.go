@@ -159,7 +159,7 @@ func TestRestore_CheckpointsAcrossBasebackupsAndPurge(t *testing.T) {
 		for _, cp := range cps {
 			for _, logical := range sortedKeys(cp.tables) {
 				st := cp.tables[logical]
-				o := restoreOptionsAt(t, st.name, cp, target, fmt.Sprintf("%s_%s_%s", round, strings.ReplaceAll(cp.name, "-", "_"), logical))
+				o := restoreOptionsAt(t, st.name, cp.at, target, fmt.Sprintf("%s_%s_%s", round, strings.ReplaceAll(cp.name, "-", "_"), logical))
 				what := fmt.Sprintf("%s: %s at %s", round, st.name, cp.name)
 				res, err := runRestore(t, dir, o)
 				if wantFail(cp, logical) {
