@@ -148,6 +148,17 @@ func basebackupsOf(t *testing.T, dir, table string) []catalog.Basebackup {
 	return bases
 }
 
+// mustTableID is tableID of a table that must be in the archive.
+func mustTableID(t *testing.T, cat *catalog.Catalog, table string) int64 {
+	t.Helper()
+	id := tableID(t, cat, table)
+	if id == 0 {
+		t.Fatalf("table %s is not in the archive", table)
+	}
+	return id
+}
+
+// tableID is the archive's id of the table its name names now, or 0.
 func tableID(t *testing.T, cat *catalog.Catalog, table string) int64 {
 	t.Helper()
 	ns, name, err := schema.ParseName(table)
@@ -244,10 +255,7 @@ func restoreAt(t *testing.T, dir, table string, upTo uint64) restored {
 	ctx := context.Background()
 	cat := openArchive(t, dir)
 	defer cat.Close()
-	id := tableID(t, cat, table)
-	if id == 0 {
-		t.Fatalf("table %s is not in the archive", table)
-	}
+	id := mustTableID(t, cat, table)
 	bases, err := cat.Basebackups(ctx, id)
 	if err != nil {
 		t.Fatal(err)

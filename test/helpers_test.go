@@ -170,19 +170,12 @@ func readArchiveWith(t *testing.T, dir, table string, keys *crypt.Keys) (schema.
 	if err := cat.UseKeys(ctx, keys); err != nil {
 		t.Fatal(err)
 	}
-	ns, name, err := schema.ParseName(table)
+	id := mustTableID(t, cat, table)
+	versions, err := cat.SchemaVersions(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := cat.FindTable(ctx, ns, name)
-	if err != nil || len(ids) == 0 {
-		t.Fatalf("table %s not in archive: %v", table, err)
-	}
-	versions, err := cat.SchemaVersions(ctx, ids[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := cat.Blobs(ctx, ids[0], 0, 1<<62)
+	blobs, err := cat.Blobs(ctx, id, 0, 1<<62)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,10 +251,7 @@ func archivedTxs(t *testing.T, dir, table string) []catalog.TableTx {
 	t.Helper()
 	cat := openArchive(t, dir)
 	defer cat.Close()
-	id := tableID(t, cat, table)
-	if id == 0 {
-		t.Fatalf("table %s not in archive", table)
-	}
+	id := mustTableID(t, cat, table)
 	var out []catalog.TableTx
 	err := cat.EachTableTx(context.Background(), id, 0, math.MaxUint64, func(tx catalog.TableTx) error {
 		out = append(out, tx)
