@@ -100,13 +100,7 @@ func TestRepair_UndoBadTransaction(t *testing.T) {
 	_, aliceDSN := e.role("alice", "shop", false, "orders")
 	mallory, malloryDSN := e.role("mallory", "psql", false, "orders")
 	bob, bobDSN := e.role("bob", "support", false, "orders")
-	oracle := e.c.NewDatabase(t)
-	e.c.Exec(t, oracle, repairTablesSQL)
-	both := func(dsn string, stmts ...string) inspectTx {
-		t.Helper()
-		e.c.Exec(t, oracle, strings.Join(stmts, ";\n"))
-		return e.tx(dsn, stmts...)
-	}
+	oracle, both := e.withOracle(repairTablesSQL)
 
 	first := both(aliceDSN, `INSERT INTO orders SELECT g, g % 17, 'new', g * 1.25, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 1000) g`)
 	waitArchived(t, e.c, e.dsn, e.dir)
@@ -233,6 +227,21 @@ func TestRepair_UndoBadTransaction(t *testing.T) {
 	}
 }
 
+// withOracle makes a database with the tables of tablesSQL, the oracle,
+// and a function that runs a transaction on dsn as e.tx does and runs its
+// statements on the oracle too: the oracle holds what the source would
+// without the transactions run on the source alone.
+func (e *inspectEnv) withOracle(tablesSQL string) (oracle string, both func(dsn string, stmts ...string) inspectTx) {
+	e.t.Helper()
+	oracle = e.c.NewDatabase(e.t)
+	e.c.Exec(e.t, oracle, tablesSQL)
+	return oracle, func(dsn string, stmts ...string) inspectTx {
+		e.t.Helper()
+		e.c.Exec(e.t, oracle, strings.Join(stmts, ";\n"))
+		return e.tx(dsn, stmts...)
+	}
+}
+
 // diffTables lists the rows of orders that differ between the source and
 // another database, for a failure message.
 func diffTables(t *testing.T, e *inspectEnv, other string) string {
@@ -255,13 +264,7 @@ func TestRepair_UndoActorWindow(t *testing.T) {
 	e := newInspectEnv(t, tables, true)
 	_, aliceDSN := e.role("alice", "shop", false, "orders", "bag", "log")
 	mallory, malloryDSN := e.role("mallory", "psql", false, "orders", "bag", "log")
-	oracle := e.c.NewDatabase(t)
-	e.c.Exec(t, oracle, tables)
-	both := func(dsn string, stmts ...string) inspectTx {
-		t.Helper()
-		e.c.Exec(t, oracle, strings.Join(stmts, ";\n"))
-		return e.tx(dsn, stmts...)
-	}
+	oracle, both := e.withOracle(tables)
 
 	both(aliceDSN, `INSERT INTO orders SELECT g, g % 7, 'new', g, NULL FROM generate_series(1, 100) g`,
 		`INSERT INTO bag VALUES ('a', 1), ('a', 1), ('b', 2)`,
@@ -488,24 +491,18 @@ func TestRepair_UndoValuesAndKeyChanges(t *testing.T) {
 		ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
 		CREATE TABLE k2 (id int PRIMARY KEY, v text)`
 	e := newInspectEnv(t, tables, false)
-	oracle := e.c.NewDatabase(t)
-	e.c.Exec(t, oracle, tables)
-	both := func(stmts ...string) {
-		t.Helper()
-		e.c.Exec(t, oracle, strings.Join(stmts, ";\n"))
-		e.tx(e.dsn, stmts...)
-	}
-	both(`INSERT INTO docs (body, j, tags, pt, ts) SELECT repeat(md5(g::text), 200), '{"a": [1, 2.50], "b": "x y"}', ARRAY['a,b', NULL, 'c"d'], point(g, -g), '2026-11-21 12:00:00+05:30'::timestamptz + g * interval '1 minute' FROM generate_series(1, 20) g`,
+	oracle, both := e.withOracle(tables)
+	both(e.dsn, `INSERT INTO docs (body, j, tags, pt, ts) SELECT repeat(md5(g::text), 200), '{"a": [1, 2.50], "b": "x y"}', ARRAY['a,b', NULL, 'c"d'], point(g, -g), '2026-11-21 12:00:00+05:30'::timestamptz + g * interval '1 minute' FROM generate_series(1, 20) g`,
 		`INSERT INTO k2 SELECT g, 'k' || g FROM generate_series(1, 10) g`)
 	waitArchived(t, e.c, e.dsn, e.dir)
 	takeBasebackups(t, e.dsn, e.dir, "docs", "k2")
-	both(`UPDATE docs SET tags = tags || 'early'::text WHERE id = 2`)
+	both(e.dsn, `UPDATE docs SET tags = tags || 'early'::text WHERE id = 2`)
 	bad := e.tx(e.dsn, `UPDATE docs SET ts = ts + interval '1 day', j = '{"bad": true}', pt = NULL WHERE id <= 5`,
 		`DELETE FROM docs WHERE id > 15`,
 		`INSERT INTO docs (body) VALUES ('inserted by the bad transaction')`,
 		`UPDATE k2 SET id = id + 100 WHERE id <= 3`,
 		`UPDATE k2 SET v = 'moved' WHERE id = 101`)
-	both(`UPDATE docs SET tags = '{}' WHERE id = 10`, `UPDATE k2 SET v = 'later' WHERE id = 9`)
+	both(e.dsn, `UPDATE docs SET tags = '{}' WHERE id = 10`, `UPDATE k2 SET v = 'later' WHERE id = 9`)
 	waitArchived(t, e.c, e.dsn, e.dir)
 
 	script := t.TempDir() + "/undo.sql"
