@@ -233,6 +233,22 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 		})
 		return got
 	}
+	// firstChange changes t1 for the first time, which the scheduler meets
+	// with the basebackup of a new table.
+	firstChange := func(t *testing.T, c *pgtest.Cluster, dsn, dir string) {
+		t.Helper()
+		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
+		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
+	}
+	// changeFourBlobs changes t1 four times, each change in a blob of its
+	// own: one blob per flush, waitArchived between them.
+	changeFourBlobs := func(t *testing.T, c *pgtest.Cluster, dsn, dir string) {
+		t.Helper()
+		for i := 0; i < 4; i++ {
+			c.Exec(t, dsn, fmt.Sprintf(`UPDATE t1 SET v = 'round %d' WHERE id <= 100`, i))
+			waitArchived(t, c, dsn, dir)
+		}
+	}
 	restoresExactly := func(t *testing.T, c *pgtest.Cluster, dsn, dir, table string) {
 		t.Helper()
 		waitArchived(t, c, dsn, dir)
@@ -266,15 +282,11 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	t.Run("threshold", func(t *testing.T) {
 		c, dsn, dir, _ := setup(t, "lbt_trig_threshold")
 		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Threshold = 3 })
-		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
-		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
+		firstChange(t, c, dsn, dir)
 		if n := len(basebackupsOf(t, dir, "t1")); n != 1 {
 			t.Fatalf("%d basebackups before the threshold was passed, want 1", n)
 		}
-		for i := 0; i < 4; i++ { // one blob per flush: waitArchived between them
-			c.Exec(t, dsn, fmt.Sprintf(`UPDATE t1 SET v = 'round %d' WHERE id <= 100`, i))
-			waitArchived(t, c, dsn, dir)
-		}
+		changeFourBlobs(t, c, dsn, dir)
 		waitReason(t, dir, "t1", basebackup.ReasonThreshold, 1)
 		restoresExactly(t, c, dsn, dir, "t1")
 	})
@@ -282,12 +294,8 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	t.Run("threshold from archive", func(t *testing.T) {
 		c, dsn, dir, _ := setup(t, "lbt_trig_synth")
 		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.Threshold, o.SyntheticMinBytes = 3, 1 })
-		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
-		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
-		for i := 0; i < 4; i++ { // one blob per flush: waitArchived between them
-			c.Exec(t, dsn, fmt.Sprintf(`UPDATE t1 SET v = 'round %d' WHERE id <= 100`, i))
-			waitArchived(t, c, dsn, dir)
-		}
+		firstChange(t, c, dsn, dir)
+		changeFourBlobs(t, c, dsn, dir)
 		waitReason(t, dir, "t1", basebackup.ReasonThreshold+", "+basebackup.ReasonFromArchive, 1)
 		restoresExactly(t, c, dsn, dir, "t1")
 	})
@@ -295,8 +303,7 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	t.Run("inactivity", func(t *testing.T) {
 		c, dsn, dir, _ := setup(t, "lbt_trig_inactive")
 		runScheduler(t, dsn, dir, func(o *basebackup.SchedulerOptions) { o.InactivityInterval = time.Second })
-		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
-		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
+		firstChange(t, c, dsn, dir)
 		c.Exec(t, dsn, `DELETE FROM t1 WHERE id > 900`)
 		b := waitReason(t, dir, "t1", basebackup.ReasonInactivity, 1)[0]
 		var lastChange time.Time
@@ -322,8 +329,7 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 	t.Run("new epoch", func(t *testing.T) {
 		c, dsn, dir, d := setup(t, "lbt_trig_epoch")
 		stopScheduler := runScheduler(t, dsn, dir, nil)
-		c.Exec(t, dsn, `UPDATE t1 SET v = 'first' WHERE id = 1`)
-		waitReason(t, dir, "t1", basebackup.ReasonNewTable, 1)
+		firstChange(t, c, dsn, dir)
 		stopScheduler()
 		// The slot is lost: changes made meanwhile never reach the archive,
 		// which starts a new epoch when the daemon creates the slot again.
