@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"lbt/inspect"
 	"lbt/setup"
+	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
 
@@ -254,34 +254,6 @@ func checkChanges(t *testing.T, got []map[string]any, want []wantChange) {
 	}
 }
 
-var inspectBuild struct {
-	sync.Once
-	path string
-	err  error
-}
-
-// inspectBinary builds lbt once per test binary.
-func inspectBinary(t *testing.T) string {
-	t.Helper()
-	inspectBuild.Do(func() {
-		dir, err := os.MkdirTemp("", "lbt-inspect-bin-")
-		if err != nil {
-			inspectBuild.err = err
-			return
-		}
-		inspectBuild.path = filepath.Join(dir, "lbt")
-		cmd := exec.Command("go", "build", "-o", inspectBuild.path, "../cmd/lbt")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			inspectBuild.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if inspectBuild.err != nil {
-		t.Fatal(inspectBuild.err)
-	}
-	return inspectBuild.path
-}
-
 // lbt runs the lbt binary with a config file for the environment, and
 // returns its exit status and output.
 func (e *inspectEnv) lbt(args ...string) (code int, stdout, stderr string) {
@@ -293,7 +265,7 @@ func (e *inspectEnv) lbt(args ...string) (code int, stdout, stderr string) {
 		e.t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
-	cmd := exec.Command(inspectBinary(e.t), append([]string{"--config", cfg}, args...)...)
+	cmd := exec.Command(lbtrun.Binary(e.t), append([]string{"--config", cfg}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	cmd.Env = []string{"HOME=" + e.t.TempDir(), "PATH=" + os.Getenv("PATH")}
 	err := cmd.Run()
