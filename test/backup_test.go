@@ -158,7 +158,7 @@ func TestBackup_CleanStopFlushesReceivedTransactions(t *testing.T) {
 	})
 	// The new daemon uses a new slot: wait until it streams from it (the
 	// old daemon's walsender may still be listed for a moment).
-	waitUntil(t, "the daemon to stream", func() bool {
+	waitFor(t, "the daemon to stream", time.Minute, func() bool {
 		return slot != "" && c.QueryString(t, dsn, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = '`+slot+`' AND active`) != "0"
 	})
 	for i := 1; i <= 5; i++ {
@@ -166,7 +166,7 @@ func TestBackup_CleanStopFlushesReceivedTransactions(t *testing.T) {
 	}
 	c.Exec(t, dsn, `SELECT pg_logical_emit_message(true, 'empty', '')`)
 	target := c.QueryString(t, dsn, `SELECT pg_current_wal_lsn()`)
-	waitUntil(t, "the walsender to send everything", func() bool {
+	waitFor(t, "the walsender to send everything", time.Minute, func() bool {
 		return c.QueryString(t, dsn, `SELECT count(*) FROM pg_stat_replication WHERE sent_lsn >= '`+target+`'`) != "0"
 	})
 	time.Sleep(500 * time.Millisecond) // received, but an hour from its flush
@@ -179,16 +179,4 @@ func TestBackup_CleanStopFlushesReceivedTransactions(t *testing.T) {
 	if n := countArchived(t, dir, `SELECT count(*) FROM tx_message WHERE prefix = 'empty' AND length(content) = 0`); n != 1 {
 		t.Fatalf("empty message archived %d times, want 1", n)
 	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
