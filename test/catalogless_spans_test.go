@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"lbt/catalog"
 	"lbt/ingest"
 	"lbt/restore"
 )
@@ -91,14 +89,7 @@ func TestCatalogless_RebuildKeepsSpansLivesAndTrees(t *testing.T) {
 		t.Fatalf("no partition tree runs (%d) or table storage (%d)", len(want["partition_tree"]), len(want["table_storage"]))
 	}
 
-	removeCatalog(t, dir)
-	rep, err := catalog.Rebuild(context.Background(), dir, false, nil)
-	if err != nil {
-		t.Fatalf("rebuild: %v", err)
-	}
-	for _, w := range rep.Warnings {
-		t.Logf("rebuild: %s", w)
-	}
+	rebuildLostCatalog(t, dir)
 	got := catalogDump(t, dir)
 	for _, name := range sortedKeys(want) {
 		if !slices.Equal(got[name], want[name]) {

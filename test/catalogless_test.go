@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -70,6 +71,20 @@ func removeCatalog(t *testing.T, dir string) {
 		if err := os.Remove(filepath.Join(dir, catalog.CatalogFile+suffix)); err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
 		}
+	}
+}
+
+// rebuildLostCatalog removes the catalog of dir and rebuilds it from the
+// archive's files, logging what the rebuild warns of.
+func rebuildLostCatalog(t *testing.T, dir string) {
+	t.Helper()
+	removeCatalog(t, dir)
+	rep, err := catalog.Rebuild(context.Background(), dir, false, nil)
+	if err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	for _, w := range rep.Warnings {
+		t.Logf("rebuild: %s", w)
 	}
 }
 

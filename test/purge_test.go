@@ -210,14 +210,7 @@ func TestPurge_KeepsWindowRestorableAndReturnsSpace(t *testing.T) {
 	// The segments purge rewrote describe the blobs it copied: a catalog
 	// rebuilt from the files restores the window as exactly.
 	d.stop()
-	removeCatalog(t, dir)
-	rebuilt, err := catalog.Rebuild(context.Background(), dir, false, nil)
-	if err != nil {
-		t.Fatalf("rebuild after purge: %v", err)
-	}
-	for _, w := range rebuilt.Warnings {
-		t.Logf("rebuild: %s", w)
-	}
+	rebuildLostCatalog(t, dir)
 	for _, cp := range []purgePoint{cp2, cp3, cp4, cp5} {
 		for name, want := range cp.rows {
 			checkRestores(t, dir, target, name, cp.lsn, want, fmt.Sprintf("rebuilt after purge, at %s", cp.at.Format("15:04:05.000")))
