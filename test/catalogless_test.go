@@ -23,23 +23,31 @@ import (
 func archiveSums(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	sums := map[string]string{}
+	eachFile(t, dir, func(path string, data []byte) {
+		rel, _ := filepath.Rel(dir, path)
+		h := sha256.Sum256(data)
+		sums[rel] = hex.EncodeToString(h[:])
+	})
+	return sums
+}
+
+// eachFile calls fn with the path and the contents of every file under dir.
+func eachFile(t *testing.T, dir string, fn func(path string, data []byte)) {
+	t.Helper()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := os.ReadFile(path)
+		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, path)
-		h := sha256.Sum256(b)
-		sums[rel] = hex.EncodeToString(h[:])
+		fn(path, data)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sums
 }
 
 // checkSameFiles fails the test for a file of before that is gone or

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -354,26 +353,15 @@ func markersInFrames(t *testing.T, dir, identity string, markers []string) int {
 func checkNoMarkers(t *testing.T, dir string, markers []string) {
 	t.Helper()
 	files := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
+	eachFile(t, dir, func(path string, data []byte) {
 		files++
 		for _, m := range markers {
 			if bytes.Contains(data, []byte(m)) {
 				t.Errorf("%s holds the marker %s", path, m)
-				return nil
+				break
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if files < 3 {
 		t.Fatalf("searched only %d files", files)
 	}
