@@ -136,6 +136,23 @@ func privateServer(t *testing.T, prefix string) (*s3test.Server, string) {
 	return srv, bucket
 }
 
+// bucketKeys lists the keys of the objects under prefix in bucket.
+func bucketKeys(t *testing.T, srv *s3test.Server, bucket, prefix string) []string {
+	t.Helper()
+	client, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for oi := range client.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if oi.Err != nil {
+			t.Fatal(oi.Err)
+		}
+		keys = append(keys, oi.Key)
+	}
+	return keys
+}
+
 // restoreFromBucket restores t as of cp from the bucket alone, with a fresh
 // archiveDir, into a new table of target, and checks it against cp.
 func restoreFromBucket(t *testing.T, c *pgtest.Cluster, cfg, target, table string, cp checkpoint) string {
@@ -193,18 +210,7 @@ func TestObjectStorage_RestoreFromBucketAlone(t *testing.T) {
 	stopDaemon(t, p)
 	loseHost(t, work)
 	// Old snapshots are deleted as new ones arrive: the newest two stay.
-	client, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	snapshots := 0
-	for oi := range client.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: "pg/main/catalog/", Recursive: true}) {
-		if oi.Err != nil {
-			t.Fatal(oi.Err)
-		}
-		snapshots++
-	}
-	if snapshots < 1 || snapshots > 2 {
+	if snapshots := len(bucketKeys(t, srv, bucket, "pg/main/catalog/")); snapshots < 1 || snapshots > 2 {
 		t.Errorf("the bucket holds %d catalog snapshots, want the newest one or two", snapshots)
 	}
 
@@ -336,13 +342,9 @@ func TestObjectStorage_KillDuringUploads(t *testing.T) {
 	waitConfirmed(t, c, dsn, "s3kill", syncMarker(t, c, dsn), p)
 	stopDaemon(t, p)
 	loseHost(t, work)
-	client, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	chunks := 0
-	for oi := range client.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: "pg/main/base/", Recursive: true}) {
-		if strings.HasSuffix(oi.Key, ".1.copy.lz4") {
+	for _, key := range bucketKeys(t, srv, bucket, "pg/main/base/") {
+		if strings.HasSuffix(key, ".1.copy.lz4") {
 			chunks++
 		}
 	}
