@@ -75,14 +75,14 @@ type Cluster struct {
 	cred    *syscall.Credential // identity of the server processes; nil means ours
 
 	watchdog     *exec.Cmd
-	watchdogPipe io.WriteCloser // closing it tells the watchdog to clean up
-	watchdogDone chan struct{}  // closed when the watchdog has exited
+	watchdogPipe io.WriteCloser  // closing it tells the watchdog to clean up
+	watchdogDone <-chan struct{} // closed when the watchdog has exited
 
 	dbSeq atomic.Int64 // numbers the databases made by NewDatabase
 
 	mu         sync.Mutex // guards the fields below
 	postmaster *exec.Cmd  // nil while the server is down
-	exited     chan struct{}
+	exited     <-chan struct{}
 	stopped    bool
 	stopErr    error
 }
@@ -191,14 +191,10 @@ func (c *Cluster) startWatchdog() error {
 	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	done, err := throwaway.StartCommand(cmd)
+	if err != nil {
 		return fmt.Errorf("watchdog: %w", err)
 	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
 	c.watchdog, c.watchdogPipe, c.watchdogDone = cmd, pipe, done
 	return nil
 }
@@ -278,14 +274,10 @@ func (c *Cluster) startServerLocked(ctx context.Context) error {
 	// A process group of its own keeps a terminal's ^C away from the
 	// server: the test process decides when it stops.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.cred}
-	if err := cmd.Start(); err != nil {
+	exited, err := throwaway.StartCommand(cmd)
+	if err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
 	c.postmaster, c.exited = cmd, exited
 
 	if err := c.waitReady(ctx, exited); err != nil {

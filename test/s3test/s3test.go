@@ -73,7 +73,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd // nil while the server is down
-	exited  chan struct{}
+	exited  <-chan struct{}
 	stopped bool
 }
 
@@ -164,19 +164,15 @@ func (s *Server) startLocked(ctx context.Context) error {
 		"posix", s.dataDir)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	exited, err := throwaway.StartCommand(cmd)
+	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(s.pidPath, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 		return err
 	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
 	s.cmd, s.exited = cmd, exited
 	if err := s.waitReady(ctx, exited); err != nil {
 		s.killLocked()

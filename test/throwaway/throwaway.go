@@ -1,6 +1,7 @@
 // Package throwaway holds what the test harnesses for throwaway servers
 // (test/pgtest, test/s3test) share: one server per test binary, started on
-// first use and stopped when the tests are done, and a free loopback port.
+// first use and stopped when the tests are done, a free loopback port, and
+// the start of a server's processes.
 package throwaway
 
 import (
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -81,4 +83,18 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartCommand starts cmd and reaps it once it exits, when the returned
+// channel is closed.
+func StartCommand(cmd *exec.Cmd) (exited <-chan struct{}, err error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	return done, nil
 }
