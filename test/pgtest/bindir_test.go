@@ -21,6 +21,18 @@ func fakeBinDir(t *testing.T, dir string) {
 	}
 }
 
+// checkFinds checks that searchBinDir, given debianPattern, finds want.
+func checkFinds(t *testing.T, debianPattern, want string) {
+	t.Helper()
+	got, err := searchBinDir(debianPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("searchBinDir = %s, want %s", got, want)
+	}
+}
+
 func TestSearchBinDir(t *testing.T) {
 	// With an empty PATH neither postgres nor pg_config is found there,
 	// which leaves the search to the Debian-style directories.
@@ -43,26 +55,14 @@ func TestSearchBinDir(t *testing.T) {
 		if err := os.Remove(filepath.Join(root, "16", "bin", "initdb")); err != nil {
 			t.Fatal(err)
 		}
-		got, err := searchBinDir(filepath.Join(root, "*", "bin"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := filepath.Join(root, "15", "bin"); got != want {
-			t.Errorf("searchBinDir = %s, want %s", got, want)
-		}
+		checkFinds(t, filepath.Join(root, "*", "bin"), filepath.Join(root, "15", "bin"))
 	})
 
 	t.Run("Path", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "bin")
 		fakeBinDir(t, dir)
 		t.Setenv("PATH", dir)
-		got, err := searchBinDir(filepath.Join(t.TempDir(), "*", "bin"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != dir {
-			t.Errorf("searchBinDir = %s, want %s", got, dir)
-		}
+		checkFinds(t, filepath.Join(t.TempDir(), "*", "bin"), dir)
 	})
 
 	t.Run("PathSymlink", func(t *testing.T) {
@@ -74,26 +74,14 @@ func TestSearchBinDir(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Setenv("PATH", links)
-		got, err := searchBinDir(filepath.Join(t.TempDir(), "*", "bin"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != dir {
-			t.Errorf("searchBinDir = %s, want %s", got, dir)
-		}
+		checkFinds(t, filepath.Join(t.TempDir(), "*", "bin"), dir)
 	})
 
 	t.Run("Env", func(t *testing.T) {
 		dir := t.TempDir()
 		fakeBinDir(t, dir)
 		t.Setenv(binDirEnv, dir)
-		got, err := searchBinDir(filepath.Join(t.TempDir(), "*", "bin"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != dir {
-			t.Errorf("searchBinDir = %s, want %s", got, dir)
-		}
+		checkFinds(t, filepath.Join(t.TempDir(), "*", "bin"), dir)
 	})
 
 	t.Run("EnvIncomplete", func(t *testing.T) {
