@@ -67,6 +67,7 @@ func takeChunked(t *testing.T, dsn, dir string, chunkBytes int64, tables ...stri
 	return takeWith(t, o, tables)
 }
 
+// takeWith dumps tables with the options o.
 func takeWith(t *testing.T, o basebackup.Options, tables []string) []catalog.Basebackup {
 	t.Helper()
 	ctx := context.Background()
@@ -158,7 +159,7 @@ func mustTableID(t *testing.T, cat *catalog.Catalog, table string) int64 {
 	return id
 }
 
-// tableID is the archive's id of the table its name names now, or 0.
+// tableID is the archive's id of the table named table, or 0 if it has none.
 func tableID(t *testing.T, cat *catalog.Catalog, table string) int64 {
 	t.Helper()
 	ns, name, err := schema.ParseName(table)
