@@ -20,7 +20,6 @@ import (
 	"lbt/ingest"
 	"lbt/restore"
 	"lbt/retention"
-	"lbt/test/pgtest"
 )
 
 // While purges move the retention window forward, one after another, and
@@ -29,9 +28,7 @@ import (
 // row, or is refused as not restorable; none is silently wrong, whichever
 // of the purge's steps it was planned beside.
 func TestSoak_RestoresRacingPurgeAreExactOrRefused(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `CREATE TABLE race (id int PRIMARY KEY, v int NOT NULL);
 		INSERT INTO race SELECT g, 0 FROM generate_series(1, 2000) g;`)
 	startBackup(t, c, dsn, dir, func(o *ingest.Options) { o.DeltasPerFile = 200 })
