@@ -15,6 +15,7 @@ import (
 	"lbt/ingest"
 	"lbt/ship"
 	"lbt/source"
+	"lbt/storage"
 )
 
 type backupCmd struct {
@@ -108,25 +109,30 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	errs := make(chan error, 3)
 	workers := 0
+	var remote storage.Store
 	if cfg.ArchiveURL != "" {
 		// Refused credentials or a missing bucket stop the daemon at
 		// start; a store that does not answer yet does not (Start).
-		remote, err := newRemote(cfg)
+		s3, err := newRemote(cfg)
 		if err != nil {
 			return err
 		}
-		shipper := ship.New(ship.Options{Dir: cfg.ArchiveDir, Remote: remote,
+		remote = s3
+		shipper := ship.New(ship.Options{Dir: cfg.ArchiveDir, Remote: remote, KeepLocal: cfg.KeepLocalCopies,
 			TempDir: filepath.Join(cfg.EffectiveTempDir(), "upload"), Logger: log.Named("upload"), Metrics: shipMetrics})
 		if err := shipper.Start(ctx); err != nil {
 			return err
 		}
 		opts.SealInterval = cfg.UploadInterval
 		opts.Sealed = shipper.Sealed
+		// Set whether or not local copies are kept now: an earlier run
+		// may have removed some.
+		opts.Remote = remote
 		if cfg.ConfirmAfterUpload {
 			opts.Covered = shipper.Covered
 		}
-		log.Info("uploading to the object store", "archive_url", remote.String(), "covered_lsn", pglogrepl.LSN(shipper.Covered()),
-			"upload_interval", cfg.UploadInterval, "confirm_after_upload", cfg.ConfirmAfterUpload)
+		log.Info("uploading to the object store", "archive_url", s3.String(), "covered_lsn", pglogrepl.LSN(shipper.Covered()),
+			"upload_interval", cfg.UploadInterval, "confirm_after_upload", cfg.ConfirmAfterUpload, "keep_local_copies", cfg.KeepLocalCopies)
 		workers++
 		go func() { errs <- shipper.Run(ctx) }()
 	}
@@ -142,6 +148,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.Logger = log.Named("basebackup")
 	sched.Keys = opts.Keys
 	sched.SetPolicy(schedulerPolicy(cfg))
+	sched.Remote = remote
 	sched.Jobs = cfg.BasebackupJobs
 	sched.ChunkBytes = int64(cfg.BasebackupChunkSize)
 	sched.Memory = int64(cfg.RestoreMemory)
