@@ -294,3 +294,73 @@ func putSnapshot(t *testing.T, bucket storage.Store, endLSN uint64) {
 		t.Fatal(err)
 	}
 }
+
+// A new host continues the store's archive: its empty archiveDir gets the
+// newest snapshot as its catalog, whose empty active segment (never
+// uploaded) is retired and whose next segment id is past every segment
+// object in the store, unreferenced ones too; the uploader then takes the
+// store for its own, and the files read through the store.
+func TestAdopt_ContinuesTheStoresArchive(t *testing.T) {
+	ctx := t.Context()
+	old, names := goldenArchive(t)
+	db, err := sql.Open("sqlite", filepath.Join(old, catalog.CatalogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The daemon's new active segment, only a header, as at every seal.
+	_, err = db.Exec(`INSERT INTO segment (id, created_at, size) VALUES (2, 0, ?)`, catalog.SegmentHeaderSize)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+	s := newShipper(t, old, bucket, false)
+	if err := s.ship(ctx, s.take()); err != nil {
+		t.Fatal(err)
+	}
+	// Uploaded by the lost host after its last snapshot.
+	if err := bucket.Put(ctx, "segments/00000009.lbs", strings.NewReader("unreferenced"), -1); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "new")
+	name, pos, err := Adopt(ctx, bucket, nil, dir, t.TempDir())
+	if err != nil || name == "" || pos.EndLSN != s.Covered() {
+		t.Fatalf("Adopt: %q at %X, %v; want the snapshot at %X", name, pos.EndLSN, err, s.Covered())
+	}
+	cat, err := catalog.OpenReadOnly(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	if _, ok, err := cat.ActiveSegment(ctx); ok || err != nil {
+		t.Errorf("the adopted catalog has an active segment (%v): its file is nowhere", err)
+	}
+	if next, _, err := cat.NextIDs(ctx); err != nil || next != 10 {
+		t.Errorf("next segment id %d (%v), want 10: past the store's segments", next, err)
+	}
+	cat.ReadMissingFrom(bucket)
+	for _, n := range names {
+		if _, err := cat.Store().Stat(ctx, n); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	if err := cat.CheckIdentity(ctx); err != nil {
+		t.Errorf("the adopted catalog does not read its files: %v", err)
+	}
+	if again, _, err := Adopt(ctx, bucket, nil, dir, t.TempDir()); again != "" || err != nil {
+		t.Errorf("Adopt of a directory with a catalog: %q, %v; want nothing done", again, err)
+	}
+	next := New(Options{Dir: dir, Remote: bucket, TempDir: filepath.Join(t.TempDir(), "upload")})
+	if err := next.Start(ctx); err != nil {
+		t.Errorf("the uploader refuses the adopted archive: %v", err)
+	}
+	if next.Covered() != pos.EndLSN {
+		t.Errorf("covered %X, want %X", next.Covered(), pos.EndLSN)
+	}
+
+	empty := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "empty"))
+	if got, _, err := Adopt(ctx, empty, nil, filepath.Join(t.TempDir(), "new2"), t.TempDir()); got != "" || err != nil {
+		t.Errorf("Adopt from an empty store: %q, %v; want nothing done", got, err)
+	}
+}
