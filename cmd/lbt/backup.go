@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"path/filepath"
 	"time"
@@ -120,6 +121,18 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 		remote = s3
 		shipper := ship.New(ship.Options{Dir: cfg.ArchiveDir, Remote: remote, KeepLocal: cfg.KeepLocalCopies,
 			TempDir: filepath.Join(cfg.EffectiveTempDir(), "upload"), Logger: log.Named("upload"), Metrics: shipMetrics})
+		// A new host with an empty archiveDir continues the bucket's
+		// archive. A store that does not answer yet cannot say whether it
+		// holds one: the daemon begins one (Start warns of the store), and
+		// the uploader refuses the store later if it does.
+		name, pos, err := ship.Adopt(ctx, remote, opts.Keys, cfg.ArchiveDir, cfg.EffectiveTempDir())
+		switch {
+		case errors.Is(err, storage.ErrUnreachable):
+		case err != nil:
+			return err
+		case name != "":
+			log.Info("continuing the archive in the object store", "snapshot", name, "lsn", pglogrepl.LSN(pos.EndLSN))
+		}
 		if err := shipper.Start(ctx); err != nil {
 			return err
 		}
