@@ -238,9 +238,14 @@ func TestObjectStorage_RestoreFromBucketAlone(t *testing.T) {
 	if code != 0 {
 		t.Errorf("lbt verify from the bucket: exit %d:\n%s", code, out)
 	}
-	// A new archive must not mix its files with the bucket's.
-	code, out = lbtrun.Run(t, "backup", "--config", cfg2)
-	if code == 0 || !strings.Contains(out, "did not upload") {
+	// A new archive must not mix its files with the bucket's: a daemon
+	// of another database with an empty archiveDir would continue the
+	// bucket's archive (TestObjectStorage_NewHostContinuesTheArchive),
+	// and is refused as the source of another archive.
+	other := c.NewDatabase(t)
+	cfg3 := s3Config(t, c, other, filepath.Join(t.TempDir(), "other"), "s3e2eother", srv, bucket)
+	code, out = lbtrun.Run(t, "backup", "--config", cfg3)
+	if code == 0 || !strings.Contains(out, "belongs to database") {
 		t.Errorf("lbt backup of a new archive into the bucket of another: exit %d:\n%s", code, out)
 	}
 }
@@ -363,7 +368,9 @@ func TestObjectStorage_PurgeReachesBucket(t *testing.T) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
 	dsn, target, work := objectSource(t, c)
-	cfg := s3Config(t, c, dsn, work, "s3purge", srv, bucket, "retentionBasebackups: 1")
+	// The local copies stay (keepLocalCopies), so that the purge's
+	// removals can be seen in archiveDir and then in the bucket.
+	cfg := s3Config(t, c, dsn, work, "s3purge", srv, bucket, "retentionBasebackups: 1", "keepLocalCopies: true")
 	p := startArchiving(t, c, dsn, work, cfg)
 	objectWorkload(t, c, dsn, 1)
 	if code, out := lbtrun.Run(t, "basebackup", "--config", cfg, "--table", "t"); code != 0 {
