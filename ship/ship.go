@@ -602,17 +602,7 @@ func (s *Shipper) writeState(lastErr string) {
 		}
 	}
 	s.mu.Unlock()
-	data, err := json.Marshal(st)
-	if err != nil {
-		return
-	}
-	path := filepath.Join(s.o.Dir, StateFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		s.log.Debug("upload state not written", "error", err)
-		return
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeStateSynced(s.o.Dir, st); err != nil {
 		s.log.Debug("upload state not written", "error", err)
 	}
 }
