@@ -15,6 +15,7 @@ import (
 	"lbt/retention"
 	"lbt/schema"
 	"lbt/source"
+	"lbt/storage"
 )
 
 // Reasons recorded with basebackups the scheduler takes, in the order it
@@ -56,6 +57,11 @@ func urgency(reason string) int {
 // defaults.
 type SchedulerOptions struct {
 	Options // archive, temp dir, source connection, publication, logger
+
+	// Remote, when set, is the object store that holds the files whose
+	// local copies were removed after upload: synthetic basebackups and
+	// purges read them there (catalog.ReadMissingFrom).
+	Remote storage.Store
 
 	// Concurrent is how many basebackups run at once (concurrentBasebackups),
 	// each with its own connections.
@@ -233,6 +239,9 @@ type result struct {
 func (s *scheduler) waitForArchive(ctx context.Context) (*catalog.Catalog, error) {
 	for {
 		cat, err := catalog.Open(ctx, s.opts.ArchiveDir)
+		if err == nil && s.opts.Remote != nil {
+			cat.ReadMissingFrom(s.opts.Remote)
+		}
 		if err == nil {
 			if err := cat.UseKeys(ctx, s.opts.Keys); err != nil {
 				cat.Close()

@@ -507,6 +507,15 @@ func (c *Catalog) SetFiles(fsys storage.FS, store storage.Store) {
 	c.fsys, c.store = fsys, store
 }
 
+// ReadMissingFrom makes the catalog read a file that its local store lacks
+// from remote: the object store of a backup host that removes its local
+// copies once they are uploaded (storage.Layered). Writes stay local.
+func (c *Catalog) ReadMissingFrom(remote storage.Store) {
+	if l, ok := c.store.(*storage.Local); ok {
+		c.store = storage.NewLayered(l, remote)
+	}
+}
+
 // FS is the file system of the active segment.
 func (c *Catalog) FS() storage.FS { return c.fsys }
 

@@ -2,9 +2,11 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 )
 
 // Snapshot writes a consistent copy of the catalog, as of one moment, to
@@ -99,4 +101,51 @@ func SnapshotFiles(ctx context.Context, path string) ([]SnapshotFile, error) {
 		return fail(err)
 	}
 	return files, nil
+}
+
+// ContinueFrom makes this catalog, a snapshot fetched from an object store
+// into a new archive directory, the live catalog that continues that
+// archive (ship.Adopt). Its active segment, empty and never uploaded
+// (SnapshotFiles refuses a snapshot whose unsealed segment has blobs), is
+// retired, since its file is nowhere. And no segment id in used (those the
+// store holds, unreferenced ones a crash left there among them) is handed
+// out again: a retired, empty row keeps the highest and the lowest, so that
+// no new file takes the name of an object the store already holds, which
+// the uploader would take for uploaded.
+func (c *Catalog) ContinueFrom(ctx context.Context, used []int64) error {
+	return c.write(ctx, "continue the archive", func(tx *sql.Tx) error {
+		var active int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blob b JOIN segment s ON s.id = b.segment_id WHERE s.sealed = 0`).Scan(&active); err != nil {
+			return err
+		}
+		if active > 0 {
+			return fmt.Errorf("%w: %d blobs", ErrSnapshotActive, active)
+		}
+		now := Micros(time.Now())
+		if _, err := tx.ExecContext(ctx, `UPDATE segment SET sealed = 1, retired_at = ? WHERE sealed = 0`, now); err != nil {
+			return err
+		}
+		var hi, lo int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0), coalesce(min(id), 0) FROM segment`).Scan(&hi, &lo); err != nil {
+			return err
+		}
+		top, bottom := hi, lo
+		for _, id := range used {
+			top, bottom = max(top, id), min(bottom, id)
+		}
+		var keep []int64
+		if top > hi {
+			keep = append(keep, top)
+		}
+		if bottom < lo {
+			keep = append(keep, bottom)
+		}
+		for _, id := range keep {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO segment (id, created_at, size, sealed, retired_at) VALUES (?, ?, ?, 1, ?)`,
+				id, now, SegmentHeaderSize, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

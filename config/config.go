@@ -68,6 +68,13 @@ type Config struct {
 	// it covers is in the bucket, so that a lost backup host loses
 	// nothing; the slot keeps up to UploadInterval more WAL.
 	ConfirmAfterUpload bool `yaml:"confirmAfterUpload"`
+	// KeepLocalCopies keeps the local copy of every sealed segment and
+	// basebackup file after upload. Off by default: the bucket is the
+	// archive, and archiveDir then holds only what the bucket lacks (and
+	// the live catalog), so that its disk need not fit the whole history;
+	// on, archiveDir holds all of it too and restores on the backup host
+	// read no byte from the bucket.
+	KeepLocalCopies bool `yaml:"keepLocalCopies"`
 	// TempDir holds files being written before they are moved into the
 	// archive (LBT: tempDir, later stagingDir), and the row keys of a
 	// large transaction until it commits. Empty, or equal to

@@ -85,6 +85,10 @@ type Options struct {
 	// end LSN that the object store holds everything before
 	// (confirmAfterUpload).
 	Covered func() uint64
+	// Remote, when set, is the object store that holds the files whose
+	// local copies were removed after upload: the catalog reads them
+	// there (catalog.ReadMissingFrom).
+	Remote archive.Store
 }
 
 func (o *Options) tempDir() string {
@@ -395,6 +399,9 @@ func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {
 	}
 	if fsys := d.opts.FS; fsys != nil {
 		cat.SetFiles(fsys, archive.NewLocal(fsys, d.opts.ArchiveDir))
+	}
+	if d.opts.Remote != nil {
+		cat.ReadMissingFrom(d.opts.Remote)
 	}
 	d.cat = cat
 	return nil

@@ -501,8 +501,14 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 const rewritePattern = "rewrite-*.lbs"
 
 // removeFile deletes an archive file, durably, and returns its size; a
-// missing file is no error.
+// missing file is no error. On a backup host that removes its local copies
+// after upload it deletes the local copy, if any: the object store loses
+// the file at the next upload, which no longer points at it, and the
+// store need not answer for a purge to run.
 func removeFile(ctx context.Context, store storage.Store, name string) (int64, error) {
+	if l, ok := store.(*storage.Layered); ok {
+		store = l.Local()
+	}
 	st, err := store.Stat(ctx, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil

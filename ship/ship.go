@@ -63,8 +63,13 @@ type Options struct {
 	TempDir string
 	// MaxBackoff bounds the wait between retries of a failed upload.
 	MaxBackoff time.Duration
-	Logger     hclog.Logger
-	Metrics    *Metrics
+	// KeepLocal keeps the local copy of a file after upload
+	// (keepLocalCopies). Without it, a file's local copy is removed once
+	// the file and a snapshot that points at it are in the store, and
+	// the archive's readers read it from the store (storage.Layered).
+	KeepLocal bool
+	Logger    hclog.Logger
+	Metrics   *Metrics
 }
 
 // snapshot is a local catalog snapshot waiting for upload.
@@ -125,15 +130,47 @@ func (s *Shipper) Start(ctx context.Context) error {
 			os.Remove(p)
 		}
 	}
-	_, statErr := os.Stat(filepath.Join(s.o.Dir, StateFile))
-	s.fresh = errors.Is(statErr, fs.ErrNotExist)
+	// Without the catalog that uploaded to the store, the files the store
+	// alone holds would be unknown here, and the next clean-up would
+	// delete them.
+	_, stateErr := os.Stat(filepath.Join(s.o.Dir, StateFile))
+	_, catErr := os.Stat(filepath.Join(s.o.Dir, catalog.CatalogFile))
+	s.fresh = errors.Is(stateErr, fs.ErrNotExist) || errors.Is(catErr, fs.ErrNotExist)
 	err := s.list(ctx)
 	if errors.Is(err, storage.ErrUnreachable) {
 		s.log.Warn("object store: not reachable at start, archiving locally and retrying: " + err.Error())
 		s.writeState(err.Error())
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return s.checkNotBehind(ctx)
+}
+
+// checkNotBehind refuses a catalog older than the store's newest snapshot
+// (a catalog.db put back from a copy, or one that lost commits with fsync
+// off): the store holds files it does not know, whose local copies may be
+// gone, and the next clean-up would delete them from the store.
+func (s *Shipper) checkNotBehind(ctx context.Context) error {
+	covered := s.covered.Load()
+	if s.fresh || covered == 0 {
+		return nil
+	}
+	cat, err := catalog.OpenReadOnly(ctx, s.o.Dir)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	defer cat.Close()
+	pos, _, err := cat.Position(ctx)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	if pos.EndLSN < covered {
+		return fmt.Errorf("upload: %w: the catalog of %s ends at %s, before the newest catalog snapshot in %s (%s): it is older than the archive it uploaded; point archiveDir at an empty directory and restore from the bucket, or archiveUrl at another prefix; nothing was changed",
+			ErrOtherArchive, s.o.Dir, pglogrepl.LSN(pos.EndLSN), s.o.Remote, pglogrepl.LSN(covered))
+	}
+	return nil
 }
 
 // list learns what the store holds.
@@ -154,8 +191,8 @@ func (s *Shipper) list(ctx context.Context) error {
 	// Objects are named by segment id and LSN: an archive begun here
 	// must not mix its files with another one's of the same names.
 	if s.fresh && len(s.snapshots) > 0 {
-		return fmt.Errorf("upload: %w: %s holds the catalog snapshots of an archive that %s did not upload (no %s there): point archiveUrl at another prefix, or empty that one",
-			ErrOtherArchive, s.o.Remote, s.o.Dir, StateFile)
+		return fmt.Errorf("upload: %w: %s holds the catalog snapshots of an archive that %s did not upload (it has no %s or no %s): point archiveUrl at another prefix, or empty that one",
+			ErrOtherArchive, s.o.Remote, s.o.Dir, StateFile, catalog.CatalogFile)
 	}
 	if n := len(s.snapshots); n > 0 {
 		lsn, _ := snapshotLSN(s.snapshots[n-1])
@@ -366,8 +403,42 @@ func (s *Shipper) ship(ctx context.Context, snap *snapshot) error {
 		m.coveredLSN.Set(float64(snap.pos.EndLSN))
 		m.snapshots.Inc()
 	}
+	if !s.o.KeepLocal {
+		s.removeLocal(files)
+	}
 	s.clean(ctx)
 	return nil
+}
+
+// removeLocal removes the local copies of files, which are all in the
+// store, as is a snapshot that points at them: only now, so that a crash
+// at any step before leaves every file in one place or the other, and a
+// snapshot that finds it. A copy left by a crash here goes at the next
+// upload, which points at it again; a removal undone by a crash (the
+// directory is not fsynced) is only space. A reader that has a removed
+// file open reads on; the others read it from the store.
+func (s *Shipper) removeLocal(files []catalog.SnapshotFile) {
+	var n int
+	var bytes int64
+	for _, f := range files {
+		if !s.inStore[f.Name] {
+			continue
+		}
+		p := s.localPath(f.Name)
+		st, err := os.Stat(p)
+		if err != nil {
+			continue // removed already, by an earlier upload or a purge
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Debug("local copy not removed, left for later", "file", f.Name, "error", err)
+			continue
+		}
+		n++
+		bytes += st.Size()
+	}
+	if n > 0 {
+		s.log.Debug("local copies removed after upload", "files", n, "bytes", bytes)
+	}
 }
 
 // clean deletes the snapshots older than the kept ones, then the files
@@ -531,17 +602,7 @@ func (s *Shipper) writeState(lastErr string) {
 		}
 	}
 	s.mu.Unlock()
-	data, err := json.Marshal(st)
-	if err != nil {
-		return
-	}
-	path := filepath.Join(s.o.Dir, StateFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		s.log.Debug("upload state not written", "error", err)
-		return
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := writeStateSynced(s.o.Dir, st); err != nil {
 		s.log.Debug("upload state not written", "error", err)
 	}
 }

@@ -94,14 +94,17 @@ type ReaderAtCloser interface {
 }
 
 // OpenReaderAt returns a reader of name at any offset: the file itself in a
-// Local store, ranged reads (one ReadRange per ReadAt) elsewhere. It
-// checks that name exists.
+// Local store (and in a Layered one while the local copy is there), ranged
+// reads (one ReadRange per ReadAt) elsewhere. It checks that name exists.
 func OpenReaderAt(ctx context.Context, s Store, name string) (ReaderAtCloser, error) {
-	if l, ok := s.(*Local); ok {
+	switch l := s.(type) {
+	case *Local:
 		if err := checkName(name); err != nil {
 			return nil, err
 		}
 		return l.fsys.Open(l.Path(name))
+	case *Layered:
+		return l.openReaderAt(ctx, name)
 	}
 	if _, err := s.Stat(ctx, name); err != nil {
 		return nil, err

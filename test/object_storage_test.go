@@ -244,9 +244,14 @@ func TestObjectStorage_RestoreFromBucketAlone(t *testing.T) {
 	if code != 0 {
 		t.Errorf("lbt verify from the bucket: exit %d:\n%s", code, out)
 	}
-	// A new archive must not mix its files with the bucket's.
-	code, out = lbtrun.Run(t, "backup", "--config", cfg2)
-	if code == 0 || !strings.Contains(out, "did not upload") {
+	// A new archive must not mix its files with the bucket's: a daemon
+	// of another database with an empty archiveDir would continue the
+	// bucket's archive (TestObjectStorage_NewHostContinuesTheArchive),
+	// and is refused as the source of another archive.
+	other := c.NewDatabase(t)
+	cfg3 := s3Config(t, c, other, filepath.Join(t.TempDir(), "other"), "s3e2eother", srv, bucket)
+	code, out = lbtrun.Run(t, "backup", "--config", cfg3)
+	if code == 0 || !strings.Contains(out, "belongs to database") {
 		t.Errorf("lbt backup of a new archive into the bucket of another: exit %d:\n%s", code, out)
 	}
 }
@@ -260,12 +265,26 @@ func lastLine(s string) string {
 // locally, confirms nothing the store lacks, shows the backlog in lbt
 // status, and catches up when the store returns; the bucket then restores
 // the table exactly, nothing lost or duplicated.
-func TestObjectStorage_StoreOutage(t *testing.T) {
+func TestObjectStorage_StoreOutage(t *testing.T) { storeOutage(t, bucketKeys{}) }
+
+// bucketKeys are the config lines of an encrypted archive: the daemon's
+// (the recipients only) and a reader's (the identity); none for a
+// plaintext one.
+type bucketKeys struct{ daemon, reader []string }
+
+// encryptedBucket makes a key and returns its bucketKeys.
+func encryptedBucket(t *testing.T) bucketKeys {
+	t.Helper()
+	key, rcpt := keygen(t, t.TempDir(), "key.txt")
+	return bucketKeys{daemon: []string{"encryptRecipients: [" + rcpt + "]"}, reader: []string{"decryptIdentityFile: " + key}}
+}
+
+func storeOutage(t *testing.T, keys bucketKeys) {
 	c := pgtest.Shared(t)
 	srv, bucket := privateServer(t, "outage")
 	ctx := t.Context()
 	dsn, target, work := objectSource(t, c)
-	cfg := s3Config(t, c, dsn, work, "s3outage", srv, bucket)
+	cfg := s3Config(t, c, dsn, work, "s3outage", srv, bucket, keys.daemon...)
 	p := startArchiving(t, c, dsn, work, cfg)
 	objectWorkload(t, c, dsn, 1)
 	waitConfirmed(t, c, dsn, "s3outage", syncMarker(t, c, dsn), p)
@@ -316,18 +335,24 @@ func TestObjectStorage_StoreOutage(t *testing.T) {
 		t.Errorf("the log does not tell of the outage and the recovery:\n%s", p.Output())
 	}
 	loseHost(t, work)
-	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3outage", srv, bucket)
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3outage", srv, bucket, keys.reader...)
 	restoreFromBucket(t, c, cfg2, target, "after_outage", cp)
 }
 
 // kill -9 of the daemon while it uploads, then a restart: the bucket
 // restores exactly, as the local archive does (nothing lost or twice).
-func TestObjectStorage_KillDuringUploads(t *testing.T) {
+func TestObjectStorage_KillDuringUploads(t *testing.T) { killDuringUploads(t, bucketKeys{}) }
+
+// The same with an encrypted archive, whose daemon holds the recipients
+// only: each restart seals the active segment it cannot append to.
+func TestEncryption_KillDuringUploads(t *testing.T) { killDuringUploads(t, encryptedBucket(t)) }
+
+func killDuringUploads(t *testing.T, keys bucketKeys) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
 	dsn, target, work := objectSource(t, c)
 	// Basebackups of several chunks, each its own object.
-	cfg := s3Config(t, c, dsn, work, "s3kill", srv, bucket, "basebackupChunkSize: 8KiB", "basebackupJobs: 2")
+	cfg := s3Config(t, c, dsn, work, "s3kill", srv, bucket, append([]string{"basebackupChunkSize: 8KiB", "basebackupJobs: 2"}, keys.daemon...)...)
 	p := startArchiving(t, c, dsn, work, cfg)
 	for i := 1; i <= 6; i++ {
 		objectWorkload(t, c, dsn, i)
@@ -351,7 +376,7 @@ func TestObjectStorage_KillDuringUploads(t *testing.T) {
 	if chunks == 0 {
 		t.Errorf("no basebackup of several chunks in the bucket")
 	}
-	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3kill", srv, bucket)
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3kill", srv, bucket, keys.reader...)
 	restoreFromBucket(t, c, cfg2, target, "after_kills", cp)
 	if code, out := lbtrun.Run(t, "verify", "--config", cfg2, "--read-data"); code != 0 {
 		t.Errorf("lbt verify --read-data from the bucket: exit %d:\n%s", code, out)
@@ -365,7 +390,9 @@ func TestObjectStorage_PurgeReachesBucket(t *testing.T) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
 	dsn, target, work := objectSource(t, c)
-	cfg := s3Config(t, c, dsn, work, "s3purge", srv, bucket, "retentionBasebackups: 1")
+	// The local copies stay (keepLocalCopies), so that the purge's
+	// removals can be seen in archiveDir and then in the bucket.
+	cfg := s3Config(t, c, dsn, work, "s3purge", srv, bucket, "retentionBasebackups: 1", "keepLocalCopies: true")
 	p := startArchiving(t, c, dsn, work, cfg)
 	objectWorkload(t, c, dsn, 1)
 	lbtBasebackup(t, cfg, "t")

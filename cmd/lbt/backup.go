@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"path/filepath"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"lbt/ingest"
 	"lbt/ship"
 	"lbt/source"
+	"lbt/storage"
 )
 
 type backupCmd struct {
@@ -108,25 +110,42 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	errs := make(chan error, 3)
 	workers := 0
+	var remote storage.Store
 	if cfg.ArchiveURL != "" {
 		// Refused credentials or a missing bucket stop the daemon at
 		// start; a store that does not answer yet does not (Start).
-		remote, err := newRemote(cfg)
+		s3, err := newRemote(cfg)
 		if err != nil {
 			return err
 		}
-		shipper := ship.New(ship.Options{Dir: cfg.ArchiveDir, Remote: remote,
+		remote = s3
+		shipper := ship.New(ship.Options{Dir: cfg.ArchiveDir, Remote: remote, KeepLocal: cfg.KeepLocalCopies,
 			TempDir: filepath.Join(cfg.EffectiveTempDir(), "upload"), Logger: log.Named("upload"), Metrics: shipMetrics})
+		// A new host with an empty archiveDir continues the bucket's
+		// archive. A store that does not answer yet cannot say whether it
+		// holds one: the daemon begins one (Start warns of the store), and
+		// the uploader refuses the store later if it does.
+		name, pos, err := ship.Adopt(ctx, remote, opts.Keys, cfg.ArchiveDir, cfg.EffectiveTempDir())
+		switch {
+		case errors.Is(err, storage.ErrUnreachable):
+		case err != nil:
+			return err
+		case name != "":
+			log.Info("continuing the archive in the object store", "snapshot", name, "lsn", pglogrepl.LSN(pos.EndLSN))
+		}
 		if err := shipper.Start(ctx); err != nil {
 			return err
 		}
 		opts.SealInterval = cfg.UploadInterval
 		opts.Sealed = shipper.Sealed
+		// Set whether or not local copies are kept now: an earlier run
+		// may have removed some.
+		opts.Remote = remote
 		if cfg.ConfirmAfterUpload {
 			opts.Covered = shipper.Covered
 		}
-		log.Info("uploading to the object store", "archive_url", remote.String(), "covered_lsn", pglogrepl.LSN(shipper.Covered()),
-			"upload_interval", cfg.UploadInterval, "confirm_after_upload", cfg.ConfirmAfterUpload)
+		log.Info("uploading to the object store", "archive_url", s3.String(), "covered_lsn", pglogrepl.LSN(shipper.Covered()),
+			"upload_interval", cfg.UploadInterval, "confirm_after_upload", cfg.ConfirmAfterUpload, "keep_local_copies", cfg.KeepLocalCopies)
 		workers++
 		go func() { errs <- shipper.Run(ctx) }()
 	}
@@ -142,6 +161,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 	sched.Logger = log.Named("basebackup")
 	sched.Keys = opts.Keys
 	sched.SetPolicy(schedulerPolicy(cfg))
+	sched.Remote = remote
 	sched.Jobs = cfg.BasebackupJobs
 	sched.ChunkBytes = int64(cfg.BasebackupChunkSize)
 	sched.Memory = int64(cfg.RestoreMemory)

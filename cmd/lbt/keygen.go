@@ -66,6 +66,10 @@ func openArchive(ctx context.Context, cfg config.Config, write, contents bool) (
 	if err != nil {
 		return nil, err
 	}
+	if err := readMissingFromBucket(cat, cfg); err != nil {
+		cat.Close()
+		return nil, err
+	}
 	if err := useKeys(ctx, cat, keys, contents); err != nil {
 		cat.Close()
 		return nil, err

@@ -55,6 +55,23 @@ func newRemote(cfg config.Config) (*storage.S3, error) {
 	return s, nil
 }
 
+// readMissingFromBucket makes cat, the live catalog of the backup host,
+// read from the bucket the files whose local copies were removed after
+// upload (keepLocalCopies off). No request is sent until a file is
+// missing locally, so that the host restores from its local files while
+// the store is down.
+func readMissingFromBucket(cat *catalog.Catalog, cfg config.Config) error {
+	if cfg.ArchiveURL == "" {
+		return nil
+	}
+	remote, err := newRemote(cfg)
+	if err != nil {
+		return err
+	}
+	cat.ReadMissingFrom(remote)
+	return nil
+}
+
 // bucketCacheDir, under archiveDir, holds the catalog snapshot fetched from
 // the object store by a reader on a machine without the live catalog.
 const bucketCacheDir = "bucket"
@@ -85,6 +102,10 @@ func openReadArchive(ctx context.Context, cfg config.Config, contents bool) (*re
 	if cfg.ArchiveURL == "" || err == nil {
 		cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
 		if err != nil {
+			return nil, err
+		}
+		if err := readMissingFromBucket(cat, cfg); err != nil {
+			cat.Close()
 			return nil, err
 		}
 		if err := useKeys(ctx, cat, keys, contents); err != nil {

@@ -108,8 +108,13 @@ func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer cat.Close()
-	in, err := inspect.Open(ctx, cfg.ArchiveDir, cat.Keys())
+	icat, err := openArchive(ctx, cfg, false, true)
 	if err != nil {
+		return err
+	}
+	in, err := inspect.New(ctx, icat)
+	if err != nil {
+		icat.Close()
 		return err
 	}
 	defer in.Close()

@@ -1,0 +1,366 @@
+package ship
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"lbt/catalog"
+	"lbt/storage"
+)
+
+// goldenArchive copies the golden archive (catalog/testdata/golden) into
+// a new directory, its segment sealed as at an upload, and returns the
+// directory and the files its catalog names.
+func goldenArchive(t *testing.T) (string, []string) {
+	t.Helper()
+	src := filepath.Join("..", "catalog", "testdata", "golden")
+	dir := filepath.Join(t.TempDir(), "archive")
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dir, rel), 0o700)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, rel), data, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, catalog.CatalogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE segment SET sealed = 1`); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	eachRow(t, db, `SELECT path FROM basebackup`, func(r *sql.Rows) error {
+		var p string
+		err := r.Scan(&p)
+		names = append(names, p, catalog.SidecarName(p))
+		return err
+	})
+	eachRow(t, db, `SELECT id FROM segment`, func(r *sql.Rows) error {
+		var id int64
+		err := r.Scan(&id)
+		names = append(names, filepath.ToSlash(catalog.SegmentName(id)))
+		return err
+	})
+	if len(names) < 3 {
+		t.Fatalf("the golden archive names %v: want a segment and a basebackup", names)
+	}
+	return dir, names
+}
+
+// eachRow calls scan for each row of query.
+func eachRow(t *testing.T, db *sql.DB, query string, scan func(*sql.Rows) error) {
+	t.Helper()
+	rows, err := db.Query(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flakyStore fails the Put with index failAt (counting from 0): before
+// the object is stored, or, with stored, after (the store holds it, the
+// answer is lost).
+type flakyStore struct {
+	storage.Store
+	puts   int
+	failAt int
+	stored bool
+}
+
+var errInjected = errors.New("injected failure")
+
+func (f *flakyStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	i := f.puts
+	f.puts++
+	if i != f.failAt {
+		return f.Store.Put(ctx, name, r, size)
+	}
+	if f.stored {
+		if err := f.Store.Put(ctx, name, r, size); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("put %s: %w", name, errInjected)
+}
+
+// newShipper returns a started Shipper of the archive in dir with a
+// snapshot of it queued.
+func newShipper(t *testing.T, dir string, remote storage.Store, keep bool) *Shipper {
+	t.Helper()
+	ctx := t.Context()
+	s := New(Options{Dir: dir, Remote: remote, TempDir: filepath.Join(t.TempDir(), "upload"), KeepLocal: keep})
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.OpenReadOnly(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	pos, _, err := cat.Position(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sealed(ctx, cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func exists(t *testing.T, path string) bool {
+	t.Helper()
+	_, err := os.Stat(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// A local copy is removed only once the store holds the file and a
+// snapshot that points at it: a failure at any upload, before or after
+// the store took the object, leaves every local copy, and nothing is
+// covered; the next attempt uploads the rest and then removes them
+// (unless KeepLocal).
+func TestShip_RemovesLocalCopiesOnlyAfterTheSnapshot(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		for _, stored := range []bool{false, true} {
+			for failAt := 0; failAt < 4; failAt++ { // 3 files, then the snapshot
+				t.Run(fmt.Sprintf("keep=%v/stored=%v/put%d", keep, stored, failAt), func(t *testing.T) {
+					ctx := t.Context()
+					dir, names := goldenArchive(t)
+					bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+					remote := &flakyStore{Store: bucket, failAt: failAt, stored: stored}
+					s := newShipper(t, dir, remote, keep)
+					snap := s.take()
+					if err := s.ship(ctx, snap); !errors.Is(err, errInjected) {
+						t.Fatalf("ship with put %d failing: %v", failAt, err)
+					}
+					for _, n := range names {
+						if !exists(t, filepath.Join(dir, n)) {
+							t.Errorf("%s was removed locally although the upload failed at put %d", n, failAt)
+						}
+					}
+					if s.Covered() != 0 {
+						t.Errorf("covered %X after a failed upload", s.Covered())
+					}
+
+					if err := s.ship(ctx, snap); err != nil {
+						t.Fatalf("second attempt: %v", err)
+					}
+					if s.Covered() != snap.pos.EndLSN {
+						t.Errorf("covered %X, want %X", s.Covered(), snap.pos.EndLSN)
+					}
+					list, err := bucket.List(ctx, SnapshotPrefix)
+					if err != nil || len(list) != 1 {
+						t.Fatalf("the bucket holds snapshots %v (%v), want one", list, err)
+					}
+					for _, n := range names {
+						if _, err := bucket.Stat(ctx, n); err != nil {
+							t.Errorf("%s is not in the bucket: %v", n, err)
+						}
+						if local := exists(t, filepath.Join(dir, n)); local != keep {
+							t.Errorf("%s local: %v, want %v (keepLocalCopies %v)", n, local, keep, keep)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// A copy that a crash left after the snapshot was uploaded goes at the
+// next upload, in a new run that learnt what the store holds by listing
+// it; and the readers read through the store then.
+func TestShip_NextRunRemovesCopiesLeftBehind(t *testing.T) {
+	ctx := t.Context()
+	dir, names := goldenArchive(t)
+	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+	s := newShipper(t, dir, bucket, true) // as if it crashed before removing
+	if err := s.ship(ctx, s.take()); err != nil {
+		t.Fatal(err)
+	}
+	s = newShipper(t, dir, bucket, false)
+	if err := s.ship(ctx, s.take()); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.OpenReadOnly(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	cat.ReadMissingFrom(bucket)
+	for _, n := range names {
+		if exists(t, filepath.Join(dir, n)) {
+			t.Errorf("%s is still local after the next upload", n)
+		}
+		if _, err := cat.Store().Stat(ctx, n); err != nil {
+			t.Errorf("%s: not readable through the catalog's store: %v", n, err)
+		}
+	}
+	if err := cat.CheckIdentity(ctx); err != nil {
+		t.Errorf("the catalog does not read its files from the store: %v", err)
+	}
+}
+
+// Start refuses a store whose files this archive directory might not
+// know: one without the catalog that uploaded them, and a catalog older
+// than the store's newest snapshot.
+func TestShip_StartRefusesWhatCouldDeleteTheStoresFiles(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, dir string, bucket storage.Store, endLSN uint64)
+		want    string // "" for no error
+	}{
+		{"same archive", func(t *testing.T, dir string, bucket storage.Store, endLSN uint64) {
+			putSnapshot(t, bucket, endLSN)
+		}, ""},
+		{"empty store, new archive directory", func(t *testing.T, dir string, bucket storage.Store, endLSN uint64) {
+			os.Remove(filepath.Join(dir, StateFile))
+		}, ""},
+		{"no upload state", func(t *testing.T, dir string, bucket storage.Store, endLSN uint64) {
+			putSnapshot(t, bucket, endLSN)
+			os.Remove(filepath.Join(dir, StateFile))
+		}, "did not upload"},
+		{"no catalog", func(t *testing.T, dir string, bucket storage.Store, endLSN uint64) {
+			putSnapshot(t, bucket, endLSN)
+			os.Remove(filepath.Join(dir, catalog.CatalogFile))
+		}, "did not upload"},
+		{"catalog older than the store", func(t *testing.T, dir string, bucket storage.Store, endLSN uint64) {
+			putSnapshot(t, bucket, endLSN+1)
+		}, "older than the archive it uploaded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			dir, _ := goldenArchive(t)
+			if err := os.WriteFile(filepath.Join(dir, StateFile), []byte("{}\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cat, err := catalog.OpenReadOnly(ctx, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pos, _, err := cat.Position(ctx)
+			cat.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+			tt.prepare(t, dir, bucket, pos.EndLSN)
+			s := New(Options{Dir: dir, Remote: bucket, TempDir: filepath.Join(t.TempDir(), "upload")})
+			err = s.Start(ctx)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Start: %v", err)
+			case tt.want != "" && (!errors.Is(err, ErrOtherArchive) || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Start: %v, want ErrOtherArchive saying %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func putSnapshot(t *testing.T, bucket storage.Store, endLSN uint64) {
+	t.Helper()
+	name := SnapshotPrefix + fmt.Sprintf("%016X-%016X.db", endLSN, 1)
+	if err := bucket.Put(t.Context(), name, strings.NewReader("snapshot"), -1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A new host continues the store's archive: its empty archiveDir gets the
+// newest snapshot as its catalog, whose empty active segment (never
+// uploaded) is retired and whose next segment id is past every segment
+// object in the store, unreferenced ones too; the uploader then takes the
+// store for its own, and the files read through the store.
+func TestAdopt_ContinuesTheStoresArchive(t *testing.T) {
+	ctx := t.Context()
+	old, names := goldenArchive(t)
+	db, err := sql.Open("sqlite", filepath.Join(old, catalog.CatalogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The daemon's new active segment, only a header, as at every seal.
+	_, err = db.Exec(`INSERT INTO segment (id, created_at, size) VALUES (2, 0, ?)`, catalog.SegmentHeaderSize)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+	s := newShipper(t, old, bucket, false)
+	if err := s.ship(ctx, s.take()); err != nil {
+		t.Fatal(err)
+	}
+	// Uploaded by the lost host after its last snapshot.
+	if err := bucket.Put(ctx, "segments/00000009.lbs", strings.NewReader("unreferenced"), -1); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "new")
+	name, pos, err := Adopt(ctx, bucket, nil, dir, t.TempDir())
+	if err != nil || name == "" || pos.EndLSN != s.Covered() {
+		t.Fatalf("Adopt: %q at %X, %v; want the snapshot at %X", name, pos.EndLSN, err, s.Covered())
+	}
+	cat, err := catalog.OpenReadOnly(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	if _, ok, err := cat.ActiveSegment(ctx); ok || err != nil {
+		t.Errorf("the adopted catalog has an active segment (%v): its file is nowhere", err)
+	}
+	if next, _, err := cat.NextIDs(ctx); err != nil || next != 10 {
+		t.Errorf("next segment id %d (%v), want 10: past the store's segments", next, err)
+	}
+	cat.ReadMissingFrom(bucket)
+	for _, n := range names {
+		if _, err := cat.Store().Stat(ctx, n); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	if err := cat.CheckIdentity(ctx); err != nil {
+		t.Errorf("the adopted catalog does not read its files: %v", err)
+	}
+	if again, _, err := Adopt(ctx, bucket, nil, dir, t.TempDir()); again != "" || err != nil {
+		t.Errorf("Adopt of a directory with a catalog: %q, %v; want nothing done", again, err)
+	}
+	next := New(Options{Dir: dir, Remote: bucket, TempDir: filepath.Join(t.TempDir(), "upload")})
+	if err := next.Start(ctx); err != nil {
+		t.Errorf("the uploader refuses the adopted archive: %v", err)
+	}
+	if next.Covered() != pos.EndLSN {
+		t.Errorf("covered %X, want %X", next.Covered(), pos.EndLSN)
+	}
+
+	empty := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "empty"))
+	if got, _, err := Adopt(ctx, empty, nil, filepath.Join(t.TempDir(), "new2"), t.TempDir()); got != "" || err != nil {
+		t.Errorf("Adopt from an empty store: %q, %v; want nothing done", got, err)
+	}
+}

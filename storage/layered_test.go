@@ -1,0 +1,90 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"strings"
+	"testing"
+)
+
+// A Layered store reads the local copy while it is there and the remote
+// one after; it writes, lists and deletes only the local directory.
+func TestLayered_ReadsLocalThenRemote(t *testing.T) {
+	ctx := context.Background()
+	local := NewLocal(NewCrashableMem(), "/arch")
+	remote := NewLocal(NewCrashableMem(), "/bucket")
+	s := NewLayered(local, remote)
+	must(t, remote.Put(ctx, "segments/00000001.lbs", strings.NewReader("remote one"), -1))
+	must(t, remote.Put(ctx, "segments/00000002.lbs", strings.NewReader("remote two"), -1))
+	must(t, local.Put(ctx, "segments/00000002.lbs", strings.NewReader("local two"), -1))
+	must(t, s.Put(ctx, "segments/00000003.lbs", strings.NewReader("local three"), -1))
+
+	read := func(name string) string {
+		t.Helper()
+		rc, err := s.ReadRange(ctx, name, 0, -1)
+		if err != nil {
+			t.Fatalf("ReadRange %s: %v", name, err)
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		ra, err := OpenReaderAt(ctx, s, name)
+		if err != nil {
+			t.Fatalf("OpenReaderAt %s: %v", name, err)
+		}
+		defer ra.Close()
+		buf := make([]byte, len(b))
+		if n, err := ra.ReadAt(buf, 0); n != len(b) || (err != nil && !errors.Is(err, io.EOF)) {
+			t.Fatalf("ReadAt %s: %d bytes, %v", name, n, err)
+		}
+		if string(buf) != string(b) {
+			t.Errorf("%s: ReadAt %q, ReadRange %q", name, buf, b)
+		}
+		return string(b)
+	}
+	for name, want := range map[string]string{
+		"segments/00000001.lbs": "remote one",
+		"segments/00000002.lbs": "local two",
+		"segments/00000003.lbs": "local three",
+	} {
+		if got := read(name); got != want {
+			t.Errorf("%s reads %q, want %q", name, got, want)
+		}
+		if i, err := s.Stat(ctx, name); err != nil || i.Size != int64(len(want)) {
+			t.Errorf("Stat %s: %+v %v", name, i, err)
+		}
+	}
+	if _, err := remote.Stat(ctx, "segments/00000003.lbs"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Put wrote the remote store: %v", err)
+	}
+	if _, err := s.Stat(ctx, "segments/00000004.lbs"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat of a file in neither: %v", err)
+	}
+	if _, err := OpenReaderAt(ctx, s, "segments/00000004.lbs"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenReaderAt of a file in neither: %v", err)
+	}
+	list, err := s.List(ctx, "segments/")
+	if err != nil || len(list) != 2 || list[0].Name != "segments/00000002.lbs" {
+		t.Errorf("List lists %+v, %v: want the local files", list, err)
+	}
+
+	// The local copy goes: the remote one is read, and is not deleted.
+	ra, err := OpenReaderAt(ctx, s, "segments/00000002.lbs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	must(t, s.Delete(ctx, "segments/00000002.lbs"))
+	if got := read("segments/00000002.lbs"); got != "remote two" {
+		t.Errorf("after the local copy went, reads %q", got)
+	}
+	buf := make([]byte, 5)
+	if _, err := ra.ReadAt(buf, 0); err != nil || string(buf) != "local" {
+		t.Errorf("a reader opened before the local copy went reads %q, %v", buf, err)
+	}
+	must(t, s.Delete(ctx, "segments/00000001.lbs"))
+	if got := read("segments/00000001.lbs"); got != "remote one" {
+		t.Errorf("Delete removed the remote copy: reads %q", got)
+	}
+}
