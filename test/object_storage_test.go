@@ -265,21 +265,21 @@ func lastLine(s string) string {
 // locally, confirms nothing the store lacks, shows the backlog in lbt
 // status, and catches up when the store returns; the bucket then restores
 // the table exactly, nothing lost or duplicated.
-func TestObjectStorage_StoreOutage(t *testing.T) { storeOutage(t, bucketKeys{}) }
+func TestObjectStorage_StoreOutage(t *testing.T) { storeOutage(t, archiveKeys{}) }
 
-// bucketKeys are the config lines of an encrypted archive: the daemon's
+// archiveKeys are the config lines of an encrypted archive: the daemon's
 // (the recipients only) and a reader's (the identity); none for a
 // plaintext one.
-type bucketKeys struct{ daemon, reader []string }
+type archiveKeys struct{ daemon, reader []string }
 
-// encryptedBucket makes a key and returns its bucketKeys.
-func encryptedBucket(t *testing.T) bucketKeys {
+// encryptedBucket makes a key and returns its archiveKeys.
+func encryptedBucket(t *testing.T) archiveKeys {
 	t.Helper()
 	key, rcpt := keygen(t, t.TempDir(), "key.txt")
-	return bucketKeys{daemon: []string{"encryptRecipients: [" + rcpt + "]"}, reader: []string{"decryptIdentityFile: " + key}}
+	return archiveKeys{daemon: []string{"encryptRecipients: [" + rcpt + "]"}, reader: []string{"decryptIdentityFile: " + key}}
 }
 
-func storeOutage(t *testing.T, keys bucketKeys) {
+func storeOutage(t *testing.T, keys archiveKeys) {
 	c := pgtest.Shared(t)
 	srv, bucket := privateServer(t, "outage")
 	ctx := t.Context()
@@ -341,13 +341,13 @@ func storeOutage(t *testing.T, keys bucketKeys) {
 
 // kill -9 of the daemon while it uploads, then a restart: the bucket
 // restores exactly, as the local archive does (nothing lost or twice).
-func TestObjectStorage_KillDuringUploads(t *testing.T) { killDuringUploads(t, bucketKeys{}) }
+func TestObjectStorage_KillDuringUploads(t *testing.T) { killDuringUploads(t, archiveKeys{}) }
 
 // The same with an encrypted archive, whose daemon holds the recipients
 // only: each restart seals the active segment it cannot append to.
 func TestEncryption_KillDuringUploads(t *testing.T) { killDuringUploads(t, encryptedBucket(t)) }
 
-func killDuringUploads(t *testing.T, keys bucketKeys) {
+func killDuringUploads(t *testing.T, keys archiveKeys) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
 	dsn, target, work := objectSource(t, c)
