@@ -34,8 +34,10 @@ import (
 // upgraded: its segments lack what a catalog is rebuilt from. Version 4
 // adds encryption at rest, basebackups of several files (chunks) and the
 // hash chain (docs/FORMAT.md, "Format 4"); a version-3 archive is refused
-// too: its history has no chain.
-const FormatVersion = 4
+// too: its history has no chain. Version 5 keeps the row-key index as
+// sorted runs (docs/FORMAT.md, "Format 5"); a version-4 catalog is upgraded
+// in place when lbt opens it to write.
+const FormatVersion = 5
 
 // The modes of everything lbt creates in an archive, whatever the umask:
 // the catalog holds row keys, who changed what and DDL text, and the files
@@ -182,12 +184,6 @@ CREATE TABLE tx_truncate (
 	PRIMARY KEY (table_id, commit_lsn)
 ) WITHOUT ROWID;
 
-CREATE TABLE row_key (
-	table_id   INTEGER NOT NULL,
-	key_hash   INTEGER NOT NULL,
-	commit_lsn INTEGER NOT NULL,
-	PRIMARY KEY (table_id, key_hash, commit_lsn)
-) WITHOUT ROWID;
 
 CREATE TABLE tx_message (
 	commit_lsn INTEGER NOT NULL,
@@ -384,7 +380,7 @@ func createSchema(ctx context.Context, path string, source Source) error {
 		return fmt.Errorf("create archive: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
+	if _, err := tx.ExecContext(ctx, schemaSQL+keyRunSchemaSQL); err != nil {
 		return fmt.Errorf("create archive schema: %w", err)
 	}
 	meta := map[string]string{
@@ -438,7 +434,15 @@ func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, err
 		c.Close()
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotArchive, path, err)
 	}
-	if n, _ := strconv.Atoi(v); n != FormatVersion {
+	n, _ := strconv.Atoi(v)
+	if n == 4 && !readOnly {
+		if err := c.upgradeFrom4(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("upgrade archive %s from format version 4 to %d: %w", dir, FormatVersion, err)
+		}
+		n = FormatVersion
+	}
+	if n != FormatVersion {
 		c.Close()
 		return nil, formatError(dir, v)
 	}
@@ -456,7 +460,12 @@ func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, err
 
 // formatError refuses an archive of another format version.
 func formatError(dir, found string) error {
-	if n, _ := strconv.Atoi(found); n < FormatVersion {
+	n, _ := strconv.Atoi(found)
+	if n == 4 {
+		return fmt.Errorf("archive %s has format version 4, this lbt reads version %d: run lbt backup with this lbt once to upgrade it in place (or read it with the lbt that wrote it)",
+			dir, FormatVersion)
+	}
+	if n < FormatVersion {
 		return fmt.Errorf("archive %s has format version %s, this lbt reads version %d only: restore from it with the lbt that wrote it, and archive with this one into a new, empty archiveDir (docs/FORMAT.md says why version %s is not upgraded)",
 			dir, found, FormatVersion, found)
 	}
@@ -477,8 +486,8 @@ func openFile(dir, path string, readOnly bool) (*Catalog, error) {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(FULL)")
 		// Multi-row INSERTs keep a statement journal; on disk it costs a
-		// write per page. And the row_key index is written at random: a
-		// page cache larger than the default 2 MiB keeps it off the disk.
+		// write per page. A page cache larger than the default 2 MiB keeps
+		// the indexes' inner pages off the disk.
 		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Add("_pragma", "cache_size(-32768)")
 	}

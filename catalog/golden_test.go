@@ -46,6 +46,9 @@ var update = flag.Bool("update", false, "regenerate testdata/golden and testdata
 const (
 	goldenDir  = "testdata/golden"
 	goldenText = "testdata/golden.txt"
+	// golden4 is the golden archive of format version 4, kept to test the
+	// upgrade to version 5.
+	golden4Dir = "testdata/golden4"
 )
 
 func TestGolden(t *testing.T) {
@@ -106,9 +109,13 @@ func TestGolden(t *testing.T) {
 // copyGolden copies the golden archive to a temporary directory, so that
 // opening it (SQLite's -shm file) leaves testdata as it is.
 func copyGolden(t *testing.T) string {
+	return copyArchive(t, goldenDir)
+}
+
+func copyArchive(t *testing.T, src string) string {
 	t.Helper()
 	dst := t.TempDir()
-	if err := copyTree(goldenDir, dst, func(string) bool { return false }); err != nil {
+	if err := copyTree(src, dst, func(string) bool { return false }); err != nil {
 		t.Fatalf("golden archive: %v", err)
 	}
 	return dst
@@ -151,6 +158,13 @@ func describeArchive(t *testing.T, dir string) string {
 	defer cat.Close()
 	var b strings.Builder
 	describeCatalog(t, &b, cat.DB())
+	err = cat.EachRowKey(ctx, func(table, hash int64, lsn uint64) error {
+		fmt.Fprintf(&b, "row key: table_id=%d key_hash=%d commit_lsn=%d\n", table, hash, lsn)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	segments, err := filepath.Glob(filepath.Join(dir, "segments", "*.lbs"))
 	if err != nil {
@@ -521,4 +535,75 @@ func waitGolden(t *testing.T, c *pgtest.Cluster, dsn, dir, content string) {
 		}
 	}
 	t.Fatalf("the archive did not receive %q within 90s", content)
+}
+
+// TestGolden_UpgradesFormat4 opens the version-4 golden archive: read-only
+// it is refused with one line; opened to write, it becomes version 5 with
+// the same row keys, and a history lookup finds the same transactions.
+func TestGolden_UpgradesFormat4(t *testing.T) {
+	ctx := context.Background()
+	dir := copyArchive(t, golden4Dir)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, catalog.CatalogFile)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	rows, err := db.Query(`SELECT table_id, key_hash, commit_lsn FROM row_key ORDER BY table_id, key_hash, commit_lsn`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var table, hash, lsn int64
+		if err := rows.Scan(&table, &hash, &lsn); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprint(table, hash, lsn))
+	}
+	rows.Close()
+	db.Close()
+	if len(want) == 0 {
+		t.Fatal("the version-4 golden archive has no row keys")
+	}
+
+	_, err = catalog.OpenReadOnly(ctx, dir)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "format version 4") {
+		t.Fatalf("read-only open of a version-4 archive: %v, want one line refusing it", err)
+	}
+	cat, err := catalog.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := cat.Meta(ctx, "format_version"); err != nil || v != fmt.Sprint(catalog.FormatVersion) {
+		t.Fatalf("format_version %q, %v after the upgrade", v, err)
+	}
+	var got []string
+	err = cat.EachRowKey(ctx, func(table, hash int64, lsn uint64) error {
+		got = append(got, fmt.Sprint(table, hash, lsn))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat.Close()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("row keys after the upgrade:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Readers open it now, and find the key 1 of items in the transactions
+	// that inserted and updated it.
+	cat, err = catalog.OpenReadOnly(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	ids, err := cat.FindTable(ctx, "public", "items")
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("items: %v, %v", ids, err)
+	}
+	txs, err := cat.RowKeyTxs(ctx, ids[0], []int64{catalog.KeyHash([][]byte{[]byte("1")})}, 0, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(txs) != 2 {
+		t.Fatalf("key 1 of items is in %d transactions after the upgrade, want 2 (its insert and its update): %+v", len(txs), txs)
+	}
 }

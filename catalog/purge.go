@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 )
@@ -102,7 +101,7 @@ func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) 
 
 // PurgeTable removes a table's history before an LSN from the catalog:
 // basebackups with lsn < before, blobs with last_lsn < before, and the
-// row_key and tx_truncate rows of transactions with commit_lsn < before,
+// row-key pairs and tx_truncate rows of transactions with commit_lsn < before,
 // and records the LSN as the table's purged_lsn. The
 // removal is recorded in purge_log first, with counts (from CountPurge),
 // in the transaction that removes the basebackup rows. It returns the
@@ -168,30 +167,8 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 		return nil, err
 	}
 
-	// Row keys are keyed by hash, not LSN: walk the table's hash space in
-	// slices sized so that each holds about one batch of the table's rows
-	// (those kept are read too).
-	var total int64
-	err = c.db.QueryRowContext(ctx, `SELECT coalesce(sum(inserts + updates + deletes), 0) FROM blob WHERE table_id = ?`, tableID).Scan(&total)
-	if err != nil {
-		return paths, fmt.Errorf("catalog purge row keys: %w", err)
-	}
-	const hashSpace = int64(1) << 47 // KeyHasher.Sum's range
-	step := hashSpace/(total/purgeBatch+1) + 1
-	bounds := [][2]int64{{math.MinInt64, 0}}
-	for lo := int64(0); lo < hashSpace; lo += step {
-		bounds = append(bounds, [2]int64{lo, min(lo+step, hashSpace)})
-	}
-	bounds = append(bounds, [2]int64{hashSpace, math.MaxInt64})
-	for _, r := range bounds {
-		err := c.write(ctx, "purge row keys", func(tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `DELETE FROM row_key WHERE table_id = ? AND key_hash >= ? AND key_hash < ? AND commit_lsn < ?`,
-				tableID, r[0], r[1], b)
-			return err
-		})
-		if err != nil {
-			return paths, err
-		}
+	if err := c.purgeKeyRuns(ctx, tableID, before); err != nil {
+		return paths, err
 	}
 
 	err = c.write(ctx, "purge truncates", func(tx *sql.Tx) error {
@@ -610,4 +587,46 @@ func reanchorCommits(ctx context.Context, tx *sql.Tx, tableID int64, before uint
 		return err
 	}
 	return reanchor(ctx, tx, tableID, before, affected, seq)
+}
+
+// purgeKeyRuns removes a table's row-key pairs with commit LSN < before: a
+// run wholly before it is deleted, one that straddles it is rewritten
+// without them, each in its own transaction.
+func (c *Catalog) purgeKeyRuns(ctx context.Context, tableID int64, before uint64) error {
+	type run struct {
+		id     int64
+		level  int
+		maxLSN int64
+	}
+	var runs []run
+	err := func() error {
+		rows, err := c.db.QueryContext(ctx, `SELECT run_id, level, max_lsn FROM key_run WHERE table_id = ? AND min_lsn < ?`, tableID, clampLSN(before))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r run
+			if err := rows.Scan(&r.id, &r.level, &r.maxLSN); err != nil {
+				return err
+			}
+			runs = append(runs, r)
+		}
+		return rows.Err()
+	}()
+	if err != nil {
+		return fmt.Errorf("catalog purge row keys: %w", err)
+	}
+	for _, r := range runs {
+		err := c.write(ctx, "purge row keys", func(tx *sql.Tx) error {
+			if uint64(r.maxLSN) < before {
+				return deleteKeyRuns(ctx, tx, []int64{r.id})
+			}
+			return mergeKeyRuns(ctx, tx, tableID, []int64{r.id}, r.level, before)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -114,7 +114,7 @@ type rebuilder struct {
 	messages    []MetaMessage
 	bases       map[string]Basebackup // by path
 	baseTables  map[string]SidecarTable
-	rowKeys     [][3]int64
+	rowKeys     []keyEntry
 	truncs      map[[2]int64]bool
 	tableRows   rebuiltTableRows
 	fileKeys    *crypt.Keys // nil: a plaintext archive
@@ -160,14 +160,11 @@ func (r *rebuilder) openNew() error {
 	return nil
 }
 
-// flushKeys inserts the row keys read so far.
+// flushKeys writes the row keys read so far as runs, as ingest does.
 func (r *rebuilder) flushKeys() error {
-	ins := newBatchInsert("row_key", "table_id, key_hash, commit_lsn", 3, 256, "OR IGNORE")
-	for _, k := range r.rowKeys {
-		ins.add(k[0], k[1], k[2])
-	}
+	err := writeKeys(r.ctx, r.tx, r.rowKeys)
 	r.rowKeys = r.rowKeys[:0]
-	return ins.flush(r.ctx, r.tx)
+	return err
 }
 
 // abandon drops the new catalog of a rebuild that failed.
@@ -478,7 +475,7 @@ func (r *rebuilder) keys(tableID int64, c Change) error {
 		}
 		return h.Sum(), true
 	}
-	add := func(k int64) { r.rowKeys = append(r.rowKeys, [3]int64{tableID, k, int64(c.CommitLSN)}) }
+	add := func(k int64) { r.rowKeys = append(r.rowKeys, keyEntry{tableID, k, c.CommitLSN}) }
 	switch c.Tag {
 	case TagInsert:
 		if k, ok := hash(c.New); ok {

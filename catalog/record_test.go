@@ -171,10 +171,9 @@ func TestCatalog_CreateOpenForeign(t *testing.T) {
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	var n int
-	c.DB().QueryRow(`SELECT count(*) FROM row_key`).Scan(&n)
-	if n != 1000 {
-		t.Fatalf("row_key has %d rows, want 1000", n)
+	n, err := c.RowKeyCount(ctx)
+	if err != nil || n != 1000 {
+		t.Fatalf("the row-key index has %d pairs (%v), want 1000", n, err)
 	}
 	c.Close()
 	c, err = catalog.OpenReadOnly(ctx, dir)

@@ -378,7 +378,8 @@ func (c *Catalog) CommitTimes(ctx context.Context) (first, last time.Time, ok bo
 // RowKeyTxs returns the transactions that changed a row of the table whose
 // key hashes (KeyHash) to one of hashes, with commit LSN at or after from
 // and commit time before until (zero: open), in commit order. It reads the
-// row_key index.
+// row-key index; the caller filters the transactions' changes by the key's
+// values.
 func (c *Catalog) RowKeyTxs(ctx context.Context, tableID int64, hashes []int64, from uint64, until time.Time) ([]TxStamp, error) {
 	if len(hashes) == 0 {
 		return nil, nil
@@ -387,30 +388,23 @@ func (c *Catalog) RowKeyTxs(ctx context.Context, tableID int64, hashes []int64, 
 	if !until.IsZero() {
 		untilUs = Micros(until)
 	}
-	q := `SELECT rk.commit_lsn, tx.xid, tx.commit_time FROM row_key rk JOIN tx ON tx.commit_lsn = rk.commit_lsn
-		WHERE rk.table_id = ? AND rk.key_hash IN (?` + strings.Repeat(",?", len(hashes)-1) + `) AND rk.commit_lsn >= ? AND tx.commit_time < ?
-		ORDER BY rk.commit_lsn`
-	args := make([]any, 0, len(hashes)+3)
-	args = append(args, tableID)
-	for _, h := range hashes {
-		args = append(args, h)
-	}
-	args = append(args, clampLSN(from), untilUs)
-	rows, err := c.db.QueryContext(ctx, q, args...)
+	lsns, err := c.keyRunLSNs(ctx, tableID, hashes, from)
 	if err != nil {
-		return nil, fmt.Errorf("catalog transactions: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []TxStamp
-	for rows.Next() {
-		var lsn, xid, us int64
-		if err := rows.Scan(&lsn, &xid, &us); err != nil {
-			return nil, fmt.Errorf("catalog transactions: %w", err)
+	for _, lsn := range lsns {
+		var xid, us int64
+		err := c.queryRow(ctx, `SELECT xid, commit_time FROM tx WHERE commit_lsn = ?`, clampLSN(lsn)).Scan(&xid, &us)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // as the join did: a pair whose transaction is gone
 		}
-		out = append(out, TxStamp{CommitLSN: uint64(lsn), Xid: uint32(xid), CommitTime: FromMicros(us)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog transactions: %w", err)
+		if err != nil {
+			return nil, fmt.Errorf("catalog transaction at %s: %w", FormatLSN(lsn), err)
+		}
+		if us < untilUs {
+			out = append(out, TxStamp{CommitLSN: lsn, Xid: uint32(xid), CommitTime: FromMicros(us)})
+		}
 	}
 	return out, nil
 }

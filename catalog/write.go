@@ -94,7 +94,7 @@ type Writer struct {
 	db        *sql.DB
 	tx        *sql.Tx // nil until a write needs it
 	ctx       context.Context
-	rowKeys   *batchInsert
+	keys      []keyEntry // row keys, written as runs at Commit
 	txs       *batchInsert
 	truncates *batchInsert
 	blobs     *batchInsert
@@ -129,7 +129,6 @@ func (c *Catalog) Begin(ctx context.Context) (*Writer, error) {
 	return &Writer{
 		db:        c.pool,
 		ctx:       ctx,
-		rowKeys:   newBatchInsert("row_key", "table_id, key_hash, commit_lsn", 3, 256, "OR IGNORE"),
 		txs:       newBatchInsert("tx", "commit_lsn, end_lsn, xid, commit_time, origin, tables", 6, 128, ""),
 		truncates: newBatchInsert("tx_truncate", "table_id, commit_lsn", 2, 64, ""),
 		blobs: newBatchInsert("blob", "id, table_id, segment_id, offset, length, crc, schema, first_lsn, last_lsn, changes, raw_length, "+
@@ -153,7 +152,7 @@ func (w *Writer) open() error {
 
 // AddRowKey indexes one change of a row by the hash of its key.
 func (w *Writer) AddRowKey(tableID int64, keyHash int64, commitLSN uint64) {
-	w.rowKeys.add(tableID, keyHash, int64(commitLSN))
+	w.keys = append(w.keys, keyEntry{tableID, keyHash, commitLSN})
 }
 
 // RowKey is one change's row key, as AddRowKey takes it.
@@ -370,6 +369,7 @@ func (w *Writer) Rollback() error {
 	w.txRange = txRange{}
 	w.chain.reset()
 	w.touched = touchedRows{}
+	w.keys = w.keys[:0]
 	w.closeKeySources()
 	if w.tx == nil {
 		return nil
@@ -384,15 +384,18 @@ func (w *Writer) insertPending() error {
 	if err := w.open(); err != nil {
 		return err
 	}
-	for _, b := range []*batchInsert{w.blobs, w.txs, w.truncates, w.rowKeys, w.messages} {
+	for _, b := range []*batchInsert{w.blobs, w.txs, w.truncates, w.messages} {
 		if err := b.flush(w.ctx, w.tx); err != nil {
 			return err
 		}
 	}
-	return nil
+	err := writeKeys(w.ctx, w.tx, w.keys)
+	w.keys = w.keys[:0]
+	return err
 }
 
-// insertKeySources inserts the row keys of the sources, a chunk at a time.
+// insertKeySources writes the row keys of the sources as runs of at most
+// keysInMemory pairs.
 func (w *Writer) insertKeySources() error {
 	defer w.closeKeySources()
 	buf := make([]RowKey, 4096)
@@ -402,14 +405,18 @@ func (w *Writer) insertKeySources() error {
 			if err != nil {
 				return fmt.Errorf("catalog row keys of transaction at %s: %w", FormatLSN(ks.commitLSN), err)
 			}
+			for _, k := range buf[:n] {
+				w.keys = append(w.keys, keyEntry{k.TableID, k.Hash, ks.commitLSN})
+			}
+			if n == 0 || len(w.keys) >= keysInMemory {
+				err := writeKeys(w.ctx, w.tx, w.keys)
+				w.keys = w.keys[:0]
+				if err != nil {
+					return err
+				}
+			}
 			if n == 0 {
 				break
-			}
-			for _, k := range buf[:n] {
-				w.rowKeys.add(k.TableID, k.Hash, int64(ks.commitLSN))
-			}
-			if err := w.rowKeys.flush(w.ctx, w.tx); err != nil {
-				return err
 			}
 		}
 	}
