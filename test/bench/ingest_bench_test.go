@@ -71,29 +71,35 @@ func benchIngest(b *testing.B, tcp bool) {
 	}
 	run(b, c.BinDir()+"/pgbench", "-i", "-q", "-s", "10", "-h", c.SocketDir(), "-p", fmt.Sprint(c.Port()), "-U", "postgres", db)
 
-	// Let lbt create its archive, publication and slot, then stop it: the
-	// backlog accumulates in the slots while nothing consumes. Each drain
-	// starts from a copy of this archive and of the slot.
-	template := b.TempDir()
+	// Let each build create its archive, publication and slot, then stop
+	// it: the backlog accumulates in the slots while nothing consumes. Each
+	// drain starts from a copy of its build's archive and of its slot. (One
+	// template per build: a build of another format version would refuse
+	// this one's archive.)
 	// The daemon's defaults: a flush (two fsyncs) a second.
 	settings := []string{"flushInterval: 1s", "statusInterval: 10s"}
-	p := lbtrun.Start(b, "backup", "--config", lbtrun.WriteConfig(b, c, db, template, "bench_lbt", settings...))
-	waitMessage(b, c, dsn, template, "ready", p)
-	// The first basebackups of the pgbench tables are the scheduler's work,
-	// not ingest's: let them finish here rather than in every drain. The
-	// scheduler sees a table once a change of it arrives.
-	c.Exec(b, dsn, `UPDATE pgbench_accounts SET abalance = abalance WHERE aid = 1`)
-	c.Exec(b, dsn, `UPDATE pgbench_branches SET bbalance = bbalance WHERE bid = 1`)
-	c.Exec(b, dsn, `UPDATE pgbench_tellers SET tbalance = tbalance WHERE tid = 1`)
-	c.Exec(b, dsn, `INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 0, now())`)
-	waitBasebackups(b, c, dsn, template, p)
-	p.Signal(syscall.SIGTERM)
-	p.Wait(b, time.Minute)
+	templates := make([]string, len(binaries))
+	for j, bin := range binaries {
+		templates[j] = b.TempDir()
+		slot := fmt.Sprintf("bench_lbt_t%d", j)
+		p := lbtrun.StartBinary(b, bin, "backup", "--config", lbtrun.WriteConfig(b, c, db, templates[j], slot, settings...))
+		waitMessage(b, c, dsn, templates[j], "ready", p)
+		// The first basebackups of the pgbench tables are the scheduler's
+		// work, not ingest's: let them finish here rather than in every
+		// drain. The scheduler sees a table once a change of it arrives.
+		c.Exec(b, dsn, `UPDATE pgbench_accounts SET abalance = abalance WHERE aid = 1`)
+		c.Exec(b, dsn, `UPDATE pgbench_branches SET bbalance = bbalance WHERE bid = 1`)
+		c.Exec(b, dsn, `UPDATE pgbench_tellers SET tbalance = tbalance WHERE tid = 1`)
+		c.Exec(b, dsn, `INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 0, now())`)
+		waitBasebackups(b, c, dsn, templates[j], p)
+		p.Signal(syscall.SIGTERM)
+		p.Wait(b, time.Minute)
+	}
 	c.Exec(b, dsn, `SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')`)
 	for i := 0; i < drains; i++ {
 		c.Exec(b, dsn, fmt.Sprintf(`SELECT pg_copy_logical_replication_slot('bench_recv', 'bench_recv_%d')`, i))
 		for j := range binaries {
-			c.Exec(b, dsn, fmt.Sprintf(`SELECT pg_copy_logical_replication_slot('bench_lbt', 'bench_lbt_%d_%d')`, i, j))
+			c.Exec(b, dsn, fmt.Sprintf(`SELECT pg_copy_logical_replication_slot('bench_lbt_t%d', 'bench_lbt_%d_%d')`, j, i, j))
 		}
 	}
 
@@ -131,7 +137,7 @@ func benchIngest(b *testing.B, tcp bool) {
 
 		for j, bin := range binaries {
 			d := filepath.Join(b.TempDir(), "archive")
-			if err := os.CopyFS(d, os.DirFS(template)); err != nil {
+			if err := os.CopyFS(d, os.DirFS(templates[j])); err != nil {
 				b.Fatal(err)
 			}
 			extra := settings
