@@ -539,7 +539,8 @@ func waitGolden(t *testing.T, c *pgtest.Cluster, dsn, dir, content string) {
 
 // TestGolden_UpgradesFormat4 opens the version-4 golden archive: read-only
 // it is refused with one line; opened to write, it becomes version 5 with
-// the same row keys, and a history lookup finds the same transactions.
+// the same row keys, a catalog rebuilt from its files has them too, and a
+// history lookup finds the same transactions.
 func TestGolden_UpgradesFormat4(t *testing.T) {
 	ctx := context.Background()
 	dir := copyArchive(t, golden4Dir)
@@ -588,6 +589,27 @@ func TestGolden_UpgradesFormat4(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("row keys after the upgrade:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// A catalog rebuilt from its version-4 files (segments, sidecars) has
+	// the same pairs.
+	if _, err := catalog.Rebuild(ctx, dir, true, nil); err != nil {
+		t.Fatalf("rebuild of the upgraded archive: %v", err)
+	}
+	cat, err = catalog.OpenReadOnly(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	err = cat.EachRowKey(ctx, func(table, hash int64, lsn uint64) error {
+		got = append(got, fmt.Sprint(table, hash, lsn))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("row keys after a rebuild:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	cat.Close()
 	// Readers open it now, and find the key 1 of items in the transactions
 	// that inserted and updated it.
 	cat, err = catalog.OpenReadOnly(ctx, dir)

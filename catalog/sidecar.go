@@ -77,7 +77,7 @@ func ParseSidecar(data []byte) (Basebackup, SidecarTable, error) {
 		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar: %v", ErrCorrupt, err)
 	}
 	switch {
-	case s.Format != FormatVersion:
+	case s.Format != FormatVersion && s.Format != 4: // version 5 changed the catalog alone
 		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar of format version %d, this lbt reads %d", ErrCorrupt, s.Format, FormatVersion)
 	case s.TableID <= 0 || s.Path != BasebackupName(s.TableID, s.LSN):
 		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar names table %d at %s as %q", ErrCorrupt, s.TableID, FormatLSN(s.LSN), s.Path)
