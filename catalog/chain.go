@@ -212,7 +212,7 @@ func (c *classSum) sum() (int64, [32]byte) {
 // The canonical encodings of the rows the chain covers. Everything that
 // says what the history is goes in; where the bytes lie (a blob's segment
 // and offset, which a purge's rewrite changes) and derived indexes
-// (row_key, tx_truncate, tx_range, table_state) do not.
+// (key_run, tx_truncate, tx_range, table_state) do not.
 
 func encodeTx(b []byte, lsn, end uint64, xid uint32, at int64, origin string, tables []byte) ([]byte, error) {
 	list, err := ParseTxTables(tables)

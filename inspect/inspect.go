@@ -4,7 +4,7 @@
 // (Tables) and how the tables' definitions changed (DDL).
 //
 // Answers come from the catalog's indexes and read only the blobs they need:
-// the history of a row looks its key's hash up in row_key, finds each
+// the history of a row looks its key's hash up in the row-key index, finds each
 // transaction's first blob by the table's blob LSN ranges and decodes that
 // blob alone. The package only reads; it works while the backup daemon
 // writes the archive.

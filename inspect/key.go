@@ -302,7 +302,7 @@ func matchKey(parts []keyPart, def schema.Table, name string) (rowKey, error) {
 	return k, nil
 }
 
-// keyHashes returns the row_key hashes of a key under every definition of
+// keyHashes returns the row-key index hashes of a key under every definition of
 // the table whose key columns it names, and whether each of those
 // definitions can be looked up by hash at all.
 func keyHashes(k rowKey, versions []catalog.SchemaVersion) (hashes []int64, indexed bool) {
