@@ -73,11 +73,7 @@ func TestGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cat.Close()
-	ids, err := cat.FindTable(ctx, "public", "items")
-	if err != nil || len(ids) != 1 {
-		t.Fatalf("items: %v, %v", ids, err)
-	}
-	blobs, err := cat.Blobs(ctx, ids[0], 0, math.MaxInt64)
+	blobs, err := cat.Blobs(ctx, itemsID(t, cat), 0, math.MaxInt64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,14 +573,7 @@ func TestGolden_UpgradesFormat4(t *testing.T) {
 	if v, err := cat.Meta(ctx, "format_version"); err != nil || v != fmt.Sprint(catalog.FormatVersion) {
 		t.Fatalf("format_version %q, %v after the upgrade", v, err)
 	}
-	var got []string
-	err = cat.EachRowKey(ctx, func(table, hash int64, lsn uint64) error {
-		got = append(got, fmt.Sprint(table, hash, lsn))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := rowKeyPairs(t, cat)
 	cat.Close()
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("row keys after the upgrade:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -598,14 +587,7 @@ func TestGolden_UpgradesFormat4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = got[:0]
-	err = cat.EachRowKey(ctx, func(table, hash int64, lsn uint64) error {
-		got = append(got, fmt.Sprint(table, hash, lsn))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got = rowKeyPairs(t, cat)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("row keys after a rebuild:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -617,15 +599,35 @@ func TestGolden_UpgradesFormat4(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cat.Close()
-	ids, err := cat.FindTable(ctx, "public", "items")
-	if err != nil || len(ids) != 1 {
-		t.Fatalf("items: %v, %v", ids, err)
-	}
-	txs, err := cat.RowKeyTxs(ctx, ids[0], []int64{catalog.KeyHash([][]byte{[]byte("1")})}, 0, time.Time{})
+	txs, err := cat.RowKeyTxs(ctx, itemsID(t, cat), []int64{catalog.KeyHash([][]byte{[]byte("1")})}, 0, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(txs) != 2 {
 		t.Fatalf("key 1 of items is in %d transactions after the upgrade, want 2 (its insert and its update): %+v", len(txs), txs)
 	}
+}
+
+// itemsID is the table id of the golden workload's items.
+func itemsID(t *testing.T, cat *catalog.Catalog) int64 {
+	t.Helper()
+	ids, err := cat.FindTable(context.Background(), "public", "items")
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("items: %v, %v", ids, err)
+	}
+	return ids[0]
+}
+
+// rowKeyPairs lists the row-key index's pairs, one "table hash lsn" each.
+func rowKeyPairs(t *testing.T, cat *catalog.Catalog) []string {
+	t.Helper()
+	var got []string
+	err := cat.EachRowKey(context.Background(), func(table, hash int64, lsn uint64) error {
+		got = append(got, fmt.Sprint(table, hash, lsn))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

@@ -406,6 +406,19 @@ func (m *runMerger) next() (keyEntry, bool, error) {
 	}
 }
 
+// each calls fn for each pair in order.
+func (m *runMerger) each(fn func(keyEntry) error) error {
+	for {
+		e, ok, err := m.next()
+		if err != nil || !ok {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}
+
 // mergeKeyRuns replaces runs of a table by one run at level at least
 // level, holding their pairs with commit LSN at or after from.
 func mergeKeyRuns(ctx context.Context, tx queryer, table int64, ids []int64, level int, from uint64) error {
@@ -417,20 +430,14 @@ func mergeKeyRuns(ctx context.Context, tx queryer, table int64, ids []int64, lev
 	if err != nil {
 		return err
 	}
-	for {
-		e, ok, err := m.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	err = m.each(func(e keyEntry) error {
 		if e.lsn < from {
-			continue
+			return nil
 		}
-		if err := w.add(e); err != nil {
-			return err
-		}
+		return w.add(e)
+	})
+	if err != nil {
+		return err
 	}
 	if err := w.finish(level); err != nil {
 		return err
@@ -453,22 +460,9 @@ func deleteKeyRuns(ctx context.Context, tx queryer, ids []int64) error {
 // keyRunLSNs returns the commit LSNs at or after from that the table's
 // runs hold for any of hashes, sorted and distinct.
 func (c *Catalog) keyRunLSNs(ctx context.Context, tableID int64, hashes []int64, from uint64) ([]uint64, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT run_id FROM key_run WHERE table_id = ? AND max_lsn >= ?`, tableID, clampLSN(from))
+	runs, err := runIDs(ctx, c.db, tableID, from)
 	if err != nil {
-		return nil, fmt.Errorf("catalog row-key runs: %w", err)
-	}
-	var runs []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("catalog row-key runs: %w", err)
-		}
-		runs = append(runs, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("catalog row-key runs: %w", err)
+		return nil, err
 	}
 	var lsns []uint64
 	var page []keyEntry
@@ -537,7 +531,7 @@ func (c *Catalog) EachRowKey(ctx context.Context, fn func(tableID, hash int64, c
 		return fmt.Errorf("catalog row keys: %w", err)
 	}
 	for _, t := range tables {
-		ids, err := runIDs(ctx, c.db, t)
+		ids, err := runIDs(ctx, c.db, t, 0)
 		if err != nil {
 			return err
 		}
@@ -545,24 +539,17 @@ func (c *Catalog) EachRowKey(ctx context.Context, fn func(tableID, hash int64, c
 		if err != nil {
 			return err
 		}
-		for {
-			e, ok, err := m.next()
-			if err != nil {
-				return err
-			}
-			if !ok {
-				break
-			}
-			if err := fn(t, e.hash, e.lsn); err != nil {
-				return err
-			}
+		if err := m.each(func(e keyEntry) error { return fn(t, e.hash, e.lsn) }); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func runIDs(ctx context.Context, q queryer, table int64) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, `SELECT run_id FROM key_run WHERE table_id = ? ORDER BY run_id`, table)
+// runIDs returns the ids of the table's runs that hold pairs at or after
+// from.
+func runIDs(ctx context.Context, q queryer, table int64, from uint64) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT run_id FROM key_run WHERE table_id = ? AND max_lsn >= ? ORDER BY run_id`, table, clampLSN(from))
 	if err != nil {
 		return nil, fmt.Errorf("catalog row-key runs of table %d: %w", table, err)
 	}
