@@ -3,6 +3,7 @@ package bench
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
@@ -415,11 +416,11 @@ func waitMessage(b *testing.B, c *pgtest.Cluster, dsn, dir, token string, p *lbt
 		if token == "ready" && i%40 == 0 {
 			c.Exec(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'ready')`)
 		}
-		cat, err := catalog.OpenReadOnly(context.Background(), dir)
+		db, err := archiveDB(dir)
 		if err == nil {
 			var n int
-			cat.DB().QueryRow(`SELECT count(*) FROM tx_message WHERE prefix = 'lbt.test.sync' AND content = CAST(? AS BLOB)`, token).Scan(&n)
-			cat.Close()
+			db.QueryRow(`SELECT count(*) FROM tx_message WHERE prefix = 'lbt.test.sync' AND content = CAST(? AS BLOB)`, token).Scan(&n)
+			db.Close()
 			if n > 0 {
 				return
 			}
@@ -433,18 +434,18 @@ func waitMessage(b *testing.B, c *pgtest.Cluster, dsn, dir, token string, p *lbt
 // segments and catalog.
 func archiveSize(b *testing.B, dir string) (changes, segBytes, catBytes, metaBytes int64) {
 	b.Helper()
-	cat, err := catalog.OpenReadOnly(context.Background(), dir)
+	db, err := archiveDB(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cat.Close()
+	defer db.Close()
 	var blobBytes int64
-	if err := cat.DB().QueryRow(`SELECT coalesce(sum(changes), 0), coalesce(sum(length), 0) FROM blob`).Scan(&changes, &blobBytes); err != nil {
+	if err := db.QueryRow(`SELECT coalesce(sum(changes), 0), coalesce(sum(length), 0) FROM blob`).Scan(&changes, &blobBytes); err != nil {
 		b.Fatal(err)
 	}
 	var pages, pageSize int64
-	cat.DB().QueryRow(`PRAGMA page_count`).Scan(&pages)
-	cat.DB().QueryRow(`PRAGMA page_size`).Scan(&pageSize)
+	db.QueryRow(`PRAGMA page_count`).Scan(&pages)
+	db.QueryRow(`PRAGMA page_size`).Scan(&pageSize)
 	catBytes = pages * pageSize
 	var headers int64
 	filepath.Walk(filepath.Join(dir, "segments"), func(_ string, fi os.FileInfo, err error) error {
@@ -464,18 +465,29 @@ func archiveSize(b *testing.B, dir string) (changes, segBytes, catBytes, metaByt
 // for an archive without a chain.
 func chainSize(b *testing.B, dir string) (links, bytes int64, ok bool) {
 	b.Helper()
-	cat, err := catalog.OpenReadOnly(context.Background(), dir)
+	db, err := archiveDB(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cat.Close()
-	if err := cat.DB().QueryRow(`SELECT count(*) FROM chain`).Scan(&links); err != nil {
+	defer db.Close()
+	if err := db.QueryRow(`SELECT count(*) FROM chain`).Scan(&links); err != nil {
 		return 0, 0, false
 	}
 	var pages, digests int64
-	cat.DB().QueryRow(`SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN ('chain', 'chain_first', 'chain_anchor', 'blob_first')`).Scan(&pages)
-	cat.DB().QueryRow(`SELECT coalesce(sum(length(sha256) + 1), 0) FROM blob`).Scan(&digests)
+	db.QueryRow(`SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN ('chain', 'chain_first', 'chain_anchor', 'blob_first')`).Scan(&pages)
+	db.QueryRow(`SELECT coalesce(sum(length(sha256) + 1), 0) FROM blob`).Scan(&digests)
 	return links, pages + digests, true
+}
+
+// archiveDB opens an archive's catalog file read-only as a plain SQLite
+// database, whatever its format version: LBT_BENCH_COMPARE may name a build
+// of another one, whose archive this lbt's catalog package refuses.
+func archiveDB(dir string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, catalog.CatalogFile)+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, err
+	}
+	return db, db.Ping()
 }
 
 // procUse is what a process has used so far: CPU time from

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"lbt/catalog"
 	"lbt/inspect"
 	"lbt/setup"
 	"lbt/test/lbtrun"
@@ -161,10 +160,10 @@ func inspQuery(b *testing.B, dir, q string, dest *int64) {
 }
 
 func inspTryQuery(dir, q string, dest *int64) bool {
-	cat, err := catalog.OpenReadOnly(context.Background(), dir)
+	db, err := archiveDB(dir)
 	if err != nil {
 		return false
 	}
-	defer cat.Close()
-	return cat.DB().QueryRow(q).Scan(dest) == nil
+	defer db.Close()
+	return db.QueryRow(q).Scan(dest) == nil
 }
