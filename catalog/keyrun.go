@@ -464,18 +464,29 @@ func (c *Catalog) keyRunLSNs(ctx context.Context, tableID int64, hashes []int64,
 	if err != nil {
 		return nil, err
 	}
+	// The first page whose last pair is at or after (h, from) holds the
+	// first pair that can match; pairs of h go on into the next pages
+	// while a page ends with h.
+	first, err := c.db.PrepareContext(ctx, `SELECT last_hash, last_lsn, pairs FROM key_run_page
+		WHERE run_id = ? AND (last_hash, last_lsn) >= (?, ?) ORDER BY last_hash, last_lsn LIMIT 1`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog row-key runs: %w", err)
+	}
+	defer first.Close()
+	next, err := c.db.PrepareContext(ctx, `SELECT last_hash, last_lsn, pairs FROM key_run_page
+		WHERE run_id = ? AND (last_hash, last_lsn) > (?, ?) ORDER BY last_hash, last_lsn LIMIT 1`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog row-key runs: %w", err)
+	}
+	defer next.Close()
 	var lsns []uint64
 	var page []keyEntry
 	for _, run := range runs {
 		for _, h := range hashes {
-			// The first page whose last pair is at or after (h, from)
-			// holds the first pair that can match; pairs of h go on into
-			// the next pages while a page ends with h.
 			lastHash, lastLSN := h, clampLSN(from)
-			q := `SELECT last_hash, last_lsn, pairs FROM key_run_page WHERE run_id = ? AND (last_hash, last_lsn) >= (?, ?) ORDER BY last_hash, last_lsn LIMIT 1`
-			for {
+			for st := first; ; st = next {
 				var b []byte
-				err := c.queryRow(ctx, q, run, lastHash, lastLSN).Scan(&lastHash, &lastLSN, &b)
+				err := st.QueryRowContext(ctx, run, lastHash, lastLSN).Scan(&lastHash, &lastLSN, &b)
 				if err == sql.ErrNoRows {
 					break
 				}
@@ -493,12 +504,22 @@ func (c *Catalog) keyRunLSNs(ctx context.Context, tableID int64, hashes []int64,
 				if lastHash != h {
 					break
 				}
-				q = `SELECT last_hash, last_lsn, pairs FROM key_run_page WHERE run_id = ? AND (last_hash, last_lsn) > (?, ?) ORDER BY last_hash, last_lsn LIMIT 1`
 			}
 		}
 	}
 	slices.Sort(lsns)
 	return slices.Compact(lsns), nil
+}
+
+// inSnapshot runs fn on a view of the catalog at one moment (ReadSnapshot),
+// or on c if it is one: a question that reads the runs of a table with
+// several statements must not see a merge or a purge half, when a run it
+// listed is gone and the run that took its pairs is not listed.
+func (c *Catalog) inSnapshot(ctx context.Context, fn func(v *Catalog) error) error {
+	if c.db != c.pool {
+		return fn(c)
+	}
+	return c.ReadSnapshot(ctx, fn)
 }
 
 // RowKeyCount is how many distinct (table, hash, commit LSN) pairs the
@@ -513,6 +534,9 @@ func (c *Catalog) RowKeyCount(ctx context.Context) (int64, error) {
 // and commit LSN, once each, as `repair --rebuild-catalog` must rebuild
 // them.
 func (c *Catalog) EachRowKey(ctx context.Context, fn func(tableID, hash int64, commitLSN uint64) error) error {
+	if c.db == c.pool {
+		return c.ReadSnapshot(ctx, func(v *Catalog) error { return v.EachRowKey(ctx, fn) })
+	}
 	rows, err := c.db.QueryContext(ctx, `SELECT DISTINCT table_id FROM key_run ORDER BY table_id`)
 	if err != nil {
 		return fmt.Errorf("catalog row keys: %w", err)

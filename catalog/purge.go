@@ -591,42 +591,52 @@ func reanchorCommits(ctx context.Context, tx *sql.Tx, tableID int64, before uint
 
 // purgeKeyRuns removes a table's row-key pairs with commit LSN < before: a
 // run wholly before it is deleted, one that straddles it is rewritten
-// without them, each in its own transaction.
+// without them, each in its own transaction that reads the run's row again
+// (the daemon may have merged it meanwhile, and a new run may have taken
+// its id). Runs a concurrent merge made from unpurged ones are found by the
+// next pass.
 func (c *Catalog) purgeKeyRuns(ctx context.Context, tableID int64, before uint64) error {
-	type run struct {
-		id     int64
-		level  int
-		maxLSN int64
-	}
-	var runs []run
-	err := func() error {
-		rows, err := c.db.QueryContext(ctx, `SELECT run_id, level, max_lsn FROM key_run WHERE table_id = ? AND min_lsn < ?`, tableID, clampLSN(before))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var r run
-			if err := rows.Scan(&r.id, &r.level, &r.maxLSN); err != nil {
+	for {
+		var ids []int64
+		err := c.inSnapshot(ctx, func(v *Catalog) error {
+			rows, err := v.db.QueryContext(ctx, `SELECT run_id FROM key_run WHERE table_id = ? AND min_lsn < ?`, tableID, clampLSN(before))
+			if err != nil {
 				return err
 			}
-			runs = append(runs, r)
-		}
-		return rows.Err()
-	}()
-	if err != nil {
-		return fmt.Errorf("catalog purge row keys: %w", err)
-	}
-	for _, r := range runs {
-		err := c.write(ctx, "purge row keys", func(tx *sql.Tx) error {
-			if uint64(r.maxLSN) < before {
-				return deleteKeyRuns(ctx, tx, []int64{r.id})
+			defer rows.Close()
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				ids = append(ids, id)
 			}
-			return mergeKeyRuns(ctx, tx, tableID, []int64{r.id}, r.level, before)
+			return rows.Err()
 		})
 		if err != nil {
-			return err
+			return fmt.Errorf("catalog purge row keys: %w", err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		for _, id := range ids {
+			err := c.write(ctx, "purge row keys", func(tx *sql.Tx) error {
+				var level int
+				var minLSN, maxLSN int64
+				err := tx.QueryRowContext(ctx, `SELECT level, min_lsn, max_lsn FROM key_run WHERE run_id = ? AND table_id = ?`, id, tableID).Scan(&level, &minLSN, &maxLSN)
+				switch {
+				case errors.Is(err, sql.ErrNoRows) || err == nil && uint64(minLSN) >= before:
+					return nil
+				case err != nil:
+					return err
+				case uint64(maxLSN) < before:
+					return deleteKeyRuns(ctx, tx, []int64{id})
+				}
+				return mergeKeyRuns(ctx, tx, tableID, []int64{id}, level, before)
+			})
+			if err != nil {
+				return err
+			}
 		}
 	}
-	return nil
 }

@@ -388,23 +388,31 @@ func (c *Catalog) RowKeyTxs(ctx context.Context, tableID int64, hashes []int64, 
 	if !until.IsZero() {
 		untilUs = Micros(until)
 	}
-	lsns, err := c.keyRunLSNs(ctx, tableID, hashes, from)
-	if err != nil {
-		return nil, err
-	}
 	var out []TxStamp
-	for _, lsn := range lsns {
-		var xid, us int64
-		err := c.queryRow(ctx, `SELECT xid, commit_time FROM tx WHERE commit_lsn = ?`, clampLSN(lsn)).Scan(&xid, &us)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // as the join did: a pair whose transaction is gone
-		}
+	err := c.inSnapshot(ctx, func(v *Catalog) error {
+		lsns, err := v.keyRunLSNs(ctx, tableID, hashes, from)
 		if err != nil {
-			return nil, fmt.Errorf("catalog transaction at %s: %w", FormatLSN(lsn), err)
+			return err
 		}
-		if us < untilUs {
-			out = append(out, TxStamp{CommitLSN: lsn, Xid: uint32(xid), CommitTime: FromMicros(us)})
+		st, err := v.db.PrepareContext(ctx, `SELECT xid, commit_time FROM tx WHERE commit_lsn = ?`)
+		if err != nil {
+			return fmt.Errorf("catalog transactions: %w", err)
 		}
-	}
-	return out, nil
+		defer st.Close()
+		for _, lsn := range lsns {
+			var xid, us int64
+			err := st.QueryRowContext(ctx, clampLSN(lsn)).Scan(&xid, &us)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // as the join did: a pair whose transaction is gone
+			}
+			if err != nil {
+				return fmt.Errorf("catalog transaction at %s: %w", FormatLSN(lsn), err)
+			}
+			if us < untilUs {
+				out = append(out, TxStamp{CommitLSN: lsn, Xid: uint32(xid), CommitTime: FromMicros(us)})
+			}
+		}
+		return nil
+	})
+	return out, err
 }
