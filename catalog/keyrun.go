@@ -27,8 +27,13 @@ import (
 // row.
 
 const (
-	runPageKeys = 512 // pairs per page: about 4 KiB at 8-9 bytes a pair
+	// runPageKeys is the pairs of a page: at 8-10 bytes a pair, under
+	// the 1,004 bytes that a row of a WITHOUT ROWID table keeps in its
+	// B-tree page (of 4 KiB), so that reading a page is one page read, not
+	// a chain of overflow pages.
+	runPageKeys = 96
 	runFanout   = 8   // runs of one level merged into one of the next
+	runLevel0   = 512 // pairs of a run of level 0 at most
 
 	// keysInMemory is how many pairs a commit sorts at once; a
 	// transaction with more row keys (read from a RowKeySource) writes
@@ -57,7 +62,7 @@ func compareKeyEntry(a, b keyEntry) int {
 // for each runFanout times as many.
 func runLevel(n int64) int {
 	level := 0
-	for size := int64(runPageKeys); n > size; size *= runFanout {
+	for size := int64(runLevel0); n > size; size *= runFanout {
 		level++
 	}
 	return level
@@ -170,6 +175,7 @@ type queryer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 // runWriter writes one run of a table, a page at a time: pairs must come
@@ -184,6 +190,7 @@ type runWriter struct {
 	maxLSN  uint64
 	pending []keyEntry
 	buf     []byte
+	insert  *sql.Stmt // of pages, prepared at the first
 }
 
 func newRunWriter(ctx context.Context, tx queryer, table int64) (*runWriter, error) {
@@ -214,8 +221,14 @@ func (w *runWriter) flushPage() error {
 	last := w.pending[len(w.pending)-1]
 	w.buf = appendRunPage(w.buf[:0], w.pending)
 	w.pending = w.pending[:0]
-	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO key_run_page (run_id, last_hash, last_lsn, pairs) VALUES (?, ?, ?, ?)`,
-		w.id, last.hash, int64(last.lsn), w.buf)
+	if w.insert == nil {
+		st, err := w.tx.PrepareContext(w.ctx, `INSERT INTO key_run_page (run_id, last_hash, last_lsn, pairs) VALUES (?, ?, ?, ?)`)
+		if err != nil {
+			return fmt.Errorf("catalog row-key run page: %w", err)
+		}
+		w.insert = st
+	}
+	_, err := w.insert.ExecContext(w.ctx, w.id, last.hash, int64(last.lsn), w.buf)
 	if err != nil {
 		return fmt.Errorf("catalog row-key run page: %w", err)
 	}
@@ -228,10 +241,15 @@ func (w *runWriter) finish(level int) error {
 	if w.n == 0 {
 		return nil
 	}
-	if err := w.flushPage(); err != nil {
+	err := w.flushPage()
+	if w.insert != nil {
+		w.insert.Close()
+		w.insert = nil
+	}
+	if err != nil {
 		return err
 	}
-	_, err := w.tx.ExecContext(w.ctx, `INSERT INTO key_run (run_id, table_id, level, min_lsn, max_lsn, pairs) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err = w.tx.ExecContext(w.ctx, `INSERT INTO key_run (run_id, table_id, level, min_lsn, max_lsn, pairs) VALUES (?, ?, ?, ?, ?, ?)`,
 		w.id, w.table, max(level, runLevel(w.n)), int64(w.minLSN), int64(w.maxLSN), w.n)
 	if err != nil {
 		return fmt.Errorf("catalog row-key run: %w", err)
