@@ -555,22 +555,9 @@ func (c *Catalog) EachRowKey(ctx context.Context, fn func(tableID, hash int64, c
 	if c.db == c.pool {
 		return c.ReadSnapshot(ctx, func(v *Catalog) error { return v.EachRowKey(ctx, fn) })
 	}
-	rows, err := c.db.QueryContext(ctx, `SELECT DISTINCT table_id FROM key_run ORDER BY table_id`)
+	tables, err := queryRows(ctx, c.db, "row keys", scanInt64, `SELECT DISTINCT table_id FROM key_run ORDER BY table_id`)
 	if err != nil {
-		return fmt.Errorf("catalog row keys: %w", err)
-	}
-	var tables []int64
-	for rows.Next() {
-		var t int64
-		if err := rows.Scan(&t); err != nil {
-			rows.Close()
-			return fmt.Errorf("catalog row keys: %w", err)
-		}
-		tables = append(tables, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("catalog row keys: %w", err)
+		return err
 	}
 	for _, t := range tables {
 		ids, err := runIDs(ctx, c.db, t, 0)
@@ -591,20 +578,8 @@ func (c *Catalog) EachRowKey(ctx context.Context, fn func(tableID, hash int64, c
 // runIDs returns the ids of the table's runs that hold pairs at or after
 // from.
 func runIDs(ctx context.Context, q queryer, table int64, from uint64) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, `SELECT run_id FROM key_run WHERE table_id = ? AND max_lsn >= ? ORDER BY run_id`, table, clampLSN(from))
-	if err != nil {
-		return nil, fmt.Errorf("catalog row-key runs of table %d: %w", table, err)
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("catalog row-key runs of table %d: %w", table, err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return queryRows(ctx, q, fmt.Sprintf("row-key runs of table %d", table), scanInt64,
+		`SELECT run_id FROM key_run WHERE table_id = ? AND max_lsn >= ? ORDER BY run_id`, table, clampLSN(from))
 }
 
 // upgradeFrom4 makes a version-4 catalog version 5 in one transaction: the

@@ -599,22 +599,12 @@ func (c *Catalog) purgeKeyRuns(ctx context.Context, tableID int64, before uint64
 	for {
 		var ids []int64
 		err := c.inSnapshot(ctx, func(v *Catalog) error {
-			rows, err := v.db.QueryContext(ctx, `SELECT run_id FROM key_run WHERE table_id = ? AND min_lsn < ?`, tableID, clampLSN(before))
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var id int64
-				if err := rows.Scan(&id); err != nil {
-					return err
-				}
-				ids = append(ids, id)
-			}
-			return rows.Err()
+			var err error
+			ids, err = queryRows(ctx, v.db, "purge row keys", scanInt64, `SELECT run_id FROM key_run WHERE table_id = ? AND min_lsn < ?`, tableID, clampLSN(before))
+			return err
 		})
 		if err != nil {
-			return fmt.Errorf("catalog purge row keys: %w", err)
+			return err
 		}
 		if len(ids) == 0 {
 			return nil
