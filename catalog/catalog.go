@@ -34,8 +34,11 @@ import (
 // upgraded: its segments lack what a catalog is rebuilt from. Version 4
 // adds encryption at rest, basebackups of several files (chunks) and the
 // hash chain (docs/FORMAT.md, "Format 4"); a version-3 archive is refused
-// too: its history has no chain.
-const FormatVersion = 4
+// too: its history has no chain. Version 5 lets a basebackup built from the
+// archive reuse an older basebackup's chunk files by reference, and records
+// the files a purge still has to remove (purge_file); a version-4 archive is
+// upgraded in place when opened for writing (upgradeFrom4).
+const FormatVersion = 5
 
 // The modes of everything lbt creates in an archive, whatever the umask:
 // the catalog holds row keys, who changed what and DDL text, and the files
@@ -286,6 +289,16 @@ CREATE TABLE partition_tree (
 );
 CREATE INDEX partition_tree_root ON partition_tree (root_oid, from_lsn);
 
+-- Files whose catalog rows a purge removed and that it has still to delete
+-- (format 5): sidecars before chunk files, and every one before any
+-- segment is reclaimed, so that a crash can leave neither a sidecar that
+-- would bring a purged basebackup back in a rebuilt catalog once its
+-- deltas are gone, nor a file nothing will ever delete.
+CREATE TABLE purge_file (
+	path TEXT PRIMARY KEY,
+	at   INTEGER NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE purge_log (
 	id         INTEGER PRIMARY KEY,
 	at         INTEGER NOT NULL,
@@ -438,7 +451,16 @@ func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, err
 		c.Close()
 		return nil, fmt.Errorf("%w: %s: %v", ErrNotArchive, path, err)
 	}
-	if n, _ := strconv.Atoi(v); n != FormatVersion {
+	switch n, _ := strconv.Atoi(v); {
+	case n == 4 && readOnly:
+		// Read as version 5: it has no reused chunks and no files left
+		// to remove, the only additions.
+	case n == 4:
+		if err := c.upgradeFrom4(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+	case n != FormatVersion:
 		c.Close()
 		return nil, formatError(dir, v)
 	}
@@ -452,6 +474,30 @@ func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, err
 		c.keys = &crypt.Keys{}
 	}
 	return c, nil
+}
+
+// upgradeFrom4 brings a version-4 catalog to version 5 in one
+// transaction: the purge_file table, empty (a version-4 purge removed its
+// files before it returned, or left them as files nothing references, as
+// version 4 documents), and the new version. Nothing else differs: a
+// version-4 basebackup reuses no chunk.
+func (c *Catalog) upgradeFrom4(ctx context.Context) error {
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("upgrade archive %s to format 5: %w", c.dir, err)
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS purge_file (path TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID`)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, `UPDATE meta SET value = '5' WHERE key = 'format_version' AND value = '4'`)
+	}
+	if err == nil {
+		err = tx.Commit()
+	}
+	if err != nil {
+		return fmt.Errorf("upgrade archive %s to format 5: %w", c.dir, err)
+	}
+	return nil
 }
 
 // formatError refuses an archive of another format version.

@@ -105,10 +105,12 @@ func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) 
 // row_key and tx_truncate rows of transactions with commit_lsn < before,
 // and records the LSN as the table's purged_lsn. The
 // removal is recorded in purge_log first, with counts (from CountPurge),
-// in the transaction that removes the basebackup rows. It returns the
-// archive-relative paths of the basebackup files whose rows are gone, each
-// basebackup's first file before its other chunks: the caller removes them
-// in that order, then their sidecars. Segment bytes of removed blobs stay until the caller
+// in the transaction that removes the basebackup rows. The same
+// transaction records in purge_file the files that go with those rows:
+// each removed basebackup's sidecar, and those of its chunk files that no
+// kept basebackup of the table reuses (format 5). It returns them, sidecars
+// first; the caller deletes them (PurgeFiles) before it reclaims any
+// segment. Segment bytes of removed blobs stay until the caller
 // retires or rewrites their segments.
 //
 // A crash part way leaves some of the history before the LSN in place, never
@@ -127,11 +129,16 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 		if err != nil {
 			return err
 		}
+		kept, err := tableFiles(ctx, tx, tableID, b)
+		if err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, `SELECT path, chunks, lsn FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b)
 		if err != nil {
 			return err
 		}
 		var lsns []int64
+		var files []string
 		for rows.Next() {
 			var p, chunks string
 			var lsn int64
@@ -139,12 +146,24 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 				rows.Close()
 				return err
 			}
-			paths = append(paths, removalOrder(p, chunks)...)
+			paths = append(paths, SidecarName(p))
+			for _, f := range basebackupFiles(p, chunks) {
+				if !kept[f] {
+					files = append(files, f)
+				}
+			}
 			lsns = append(lsns, lsn)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		paths = append(paths, files...)
+		now := Micros(time.Now())
+		for _, p := range paths {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO purge_file (path, at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING`, p, now); err != nil {
+				return err
+			}
 		}
 		affected := map[int64]bool{}
 		for _, lsn := range lsns {
@@ -531,7 +550,7 @@ func (c *Catalog) BasebackupPaths(ctx context.Context) (map[string]bool, error) 
 		if err := rows.Scan(&p, &chunks); err != nil {
 			return nil, fmt.Errorf("catalog basebackup paths: %w", err)
 		}
-		for _, f := range removalOrder(p, chunks) {
+		for _, f := range basebackupFiles(p, chunks) {
 			out[f] = true
 		}
 	}
@@ -548,11 +567,9 @@ func (c *Catalog) HasBasebackup(ctx context.Context, path string) (bool, error) 
 	return n > 0, nil
 }
 
-// removalOrder lists a basebackup's files in the order they are removed:
-// the first, then the other chunks (sidecars after all of them): a sidecar
-// whose first file is gone describes nothing (a rebuild ignores it), and
-// one whose first file is there finds every chunk.
-func removalOrder(path, chunks string) []string {
+// basebackupFiles lists a basebackup's files from its row: the first, then
+// the other chunks.
+func basebackupFiles(path, chunks string) []string {
 	out := []string{path}
 	cs, err := decodeChunks(chunks)
 	if err != nil {
@@ -564,6 +581,35 @@ func removalOrder(path, chunks string) []string {
 		}
 	}
 	return out
+}
+
+// PurgeFiles lists the files that purges removed the catalog rows of and
+// have still to delete: every sidecar before any data file, so that no
+// crash leaves a sidecar whose basebackup a rebuilt catalog could bring
+// back after its deltas are gone.
+func (c *Catalog) PurgeFiles(ctx context.Context) ([]string, error) {
+	rows, err := c.db.QueryContext(ctx, `SELECT path FROM purge_file ORDER BY path LIKE '%.meta.json' DESC, path`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog purge files: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("catalog purge files: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// ForgetPurgeFile removes path from purge_file once its file is gone.
+func (c *Catalog) ForgetPurgeFile(ctx context.Context, path string) error {
+	return c.write(ctx, "forget purge file", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM purge_file WHERE path = ?`, path)
+		return err
+	})
 }
 
 // deleteIn runs del (ending in "IN ") over ids, a few hundred at a time.
