@@ -246,6 +246,9 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 				return err
 			}
 			n = int64(len(ids))
+			if err := keepNextBlobID(ctx, tx); err != nil {
+				return err
+			}
 			affected, err := commitLinksAt(ctx, tx, firsts)
 			if err != nil {
 				return err
@@ -610,6 +613,19 @@ func (c *Catalog) ForgetPurgeFile(ctx context.Context, path string) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM purge_file WHERE path = ?`, path)
 		return err
 	})
+}
+
+// metaNextBlobID is the meta key below which every blob id was given: purge
+// records it before it removes blobs, so that NextIDs never gives the id
+// of a purged blob again.
+const metaNextBlobID = "next_blob_id"
+
+// keepNextBlobID records in meta the id after the greatest blob id, before
+// a purge removes blobs (in the same transaction).
+func keepNextBlobID(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) SELECT ?1, CAST(coalesce(max(id), 0) + 1 AS TEXT) FROM blob WHERE true
+		ON CONFLICT (key) DO UPDATE SET value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)`, metaNextBlobID)
+	return err
 }
 
 // deleteIn runs del (ending in "IN ") over ids, a few hundred at a time.
