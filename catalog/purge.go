@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -466,6 +467,21 @@ func (c *Catalog) RetireSegments(ctx context.Context, ids []int64) ([]int64, err
 		return nil
 	})
 	return done, err
+}
+
+// HasBlobsOutside reports whether a blob lies in a segment other than
+// those listed.
+func (c *Catalog) HasBlobsOutside(ctx context.Context, segments []int64) (bool, error) {
+	q := `SELECT EXISTS (SELECT 1 FROM blob WHERE segment_id NOT IN (SELECT value FROM json_each(?)))`
+	list, err := json.Marshal(segments)
+	if err != nil {
+		return false, fmt.Errorf("catalog blobs outside segments: %w", err)
+	}
+	var ok bool
+	if err := c.db.QueryRowContext(ctx, q, string(list)).Scan(&ok); err != nil {
+		return false, fmt.Errorf("catalog blobs outside segments: %w", err)
+	}
+	return ok, nil
 }
 
 // RetiredSegments lists the retired segments. Their files are removed after

@@ -350,6 +350,21 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 	}
 	plan := planSegments(segs, nil)
 	if len(plan.remove) > 0 {
+		// A catalog rebuilt from the files takes the archive's source and
+		// epochs from the metadata blobs that every segment with blobs
+		// holds: the newest segment to go stays while no other segment
+		// holds a blob (the daemon's may be a bare header). The rebuilt
+		// catalog then has its purged history back, before every kept
+		// basebackup, which no restore reads.
+		others, err := cat.HasBlobsOutside(ctx, plan.remove)
+		if err != nil {
+			return err
+		}
+		if !others {
+			plan.remove = plan.remove[:len(plan.remove)-1]
+		}
+	}
+	if len(plan.remove) > 0 {
 		retired, err := cat.RetireSegments(ctx, plan.remove)
 		if err != nil {
 			return err
