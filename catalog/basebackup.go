@@ -258,18 +258,24 @@ func tableFiles(ctx context.Context, tx *sql.Tx, tableID, from int64) (map[strin
 	if err != nil {
 		return nil, err
 	}
+	return fileSet(rows)
+}
+
+// fileSet reads rows of (path, chunks) into the set of the basebackups'
+// files, and closes them.
+func fileSet(rows *sql.Rows) (map[string]bool, error) {
 	defer rows.Close()
-	held := map[string]bool{}
+	files := map[string]bool{}
 	for rows.Next() {
 		var p, chunks string
 		if err := rows.Scan(&p, &chunks); err != nil {
 			return nil, err
 		}
 		for _, f := range basebackupFiles(p, chunks) {
-			held[f] = true
+			files[f] = true
 		}
 	}
-	return held, rows.Err()
+	return files, rows.Err()
 }
 
 // Basebackups lists a table's basebackups, oldest first.

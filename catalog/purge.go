@@ -95,10 +95,50 @@ func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) 
 		(SELECT coalesce(sum(txs), 0) FROM blob WHERE table_id = ?1 AND last_lsn < ?2),
 		(SELECT coalesce(sum(changes), 0) FROM blob WHERE table_id = ?1 AND last_lsn < ?2)`,
 		tableID, int64(before)).Scan(&p.Basebackups, &p.BasebackupBytes, &p.Blobs, &p.BlobBytes, &p.Transactions, &p.Changes)
+	if err == nil && p.Basebackups > 0 {
+		p.BasebackupBytes, err = c.purgedFileBytes(ctx, tableID, before)
+	}
 	if err != nil {
 		return p, fmt.Errorf("catalog count purge of table %d: %w", tableID, err)
 	}
 	return p, nil
+}
+
+// purgedFileBytes sums the sizes of the files of a table's basebackups
+// before an LSN that no later basebackup reuses: what their purge returns.
+func (c *Catalog) purgedFileBytes(ctx context.Context, tableID int64, before uint64) (int64, error) {
+	tx, err := c.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	kept, err := tableFiles(ctx, tx, tableID, int64(before))
+	if err != nil {
+		return 0, err
+	}
+	bases, err := tx.QueryContext(ctx, `SELECT path, bytes, chunks FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, int64(before))
+	if err != nil {
+		return 0, err
+	}
+	defer bases.Close()
+	var n int64
+	for bases.Next() {
+		var b Basebackup
+		var chunks string
+		if err := bases.Scan(&b.Path, &b.Bytes, &chunks); err != nil {
+			return 0, err
+		}
+		if b.Chunks, err = decodeChunks(chunks); err != nil {
+			return 0, err
+		}
+		for _, f := range b.Files() {
+			if !kept[f.Path] {
+				n += f.Bytes
+				kept[f.Path] = true // an older basebackup may list it too
+			}
+		}
+	}
+	return n, bases.Err()
 }
 
 // PurgeTable removes a table's history before an LSN from the catalog:
@@ -562,18 +602,11 @@ func (c *Catalog) BasebackupPaths(ctx context.Context) (map[string]bool, error) 
 	if err != nil {
 		return nil, fmt.Errorf("catalog basebackup paths: %w", err)
 	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var p, chunks string
-		if err := rows.Scan(&p, &chunks); err != nil {
-			return nil, fmt.Errorf("catalog basebackup paths: %w", err)
-		}
-		for _, f := range basebackupFiles(p, chunks) {
-			out[f] = true
-		}
+	files, err := fileSet(rows)
+	if err != nil {
+		return nil, fmt.Errorf("catalog basebackup paths: %w", err)
 	}
-	return out, rows.Err()
+	return files, nil
 }
 
 // HasBasebackup reports whether a basebackup with this archive-relative
