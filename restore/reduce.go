@@ -486,15 +486,10 @@ func (b *baseMerger) touches(fields [][]byte) (bool, error) {
 	if r.sp == nil && !r.keyed() && !b.removals {
 		return false, nil
 	}
-	idx := b.keyField
-	if !r.keyed() {
-		idx = b.defCols
-	}
-	key, err := b.encodeFields(b.key[:0], fields, idx)
+	key, err := b.matchKey(fields)
 	if err != nil {
 		return false, err
 	}
-	b.key = key
 	switch {
 	case r.sp != nil:
 		return r.sp.filter.has(r.t.hash(key)), nil
@@ -504,6 +499,18 @@ func (b *baseMerger) touches(fields [][]byte) (bool, error) {
 		i := r.t.get(key)
 		return i != 0 && r.t.slots[i].count < 0, nil
 	}
+}
+
+// matchKey encodes what a basebackup row is matched to the changes by: its
+// key, or the whole row in a table without one.
+func (b *baseMerger) matchKey(fields [][]byte) ([]byte, error) {
+	idx := b.keyField
+	if !b.r.keyed() {
+		idx = b.defCols
+	}
+	key, err := b.encodeFields(b.key[:0], fields, idx)
+	b.key = key
+	return key, err
 }
 
 // fill gives a changed row the basebackup values of its unchanged TOAST
