@@ -640,20 +640,11 @@ func basebackupFiles(path, chunks string) []string {
 // crash leaves a sidecar whose basebackup a rebuilt catalog could bring
 // back after its deltas are gone.
 func (c *Catalog) PurgeFiles(ctx context.Context) ([]string, error) {
-	rows, err := c.db.QueryContext(ctx, `SELECT path FROM purge_file ORDER BY path LIKE '%.meta.json' DESC, path`)
-	if err != nil {
-		return nil, fmt.Errorf("catalog purge files: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
+	return queryRows(ctx, c.db, "purge files", func(row scanner) (string, error) {
 		var p string
-		if err := rows.Scan(&p); err != nil {
-			return nil, fmt.Errorf("catalog purge files: %w", err)
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+		err := row.Scan(&p)
+		return p, err
+	}, `SELECT path FROM purge_file ORDER BY path LIKE '%.meta.json' DESC, path`)
 }
 
 // ForgetPurgeFile removes path from purge_file once its file is gone.
