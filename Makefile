@@ -58,7 +58,7 @@ bench:
 # peak RSS with LBT_BENCH_SPILL_KEYS touched keys (10 million here; make
 # bench runs 2 million).
 bench-scale:
-	$(GO) test -tags scale -run '^$$' -bench BenchmarkRestoreScale -benchtime 1x -timeout 2h ./test/bench/
+	$(GO) test -tags scale -run '^$$' -bench 'BenchmarkRestoreScale|BenchmarkSyntheticScale' -benchtime 1x -timeout 2h ./test/bench/
 	LBT_BENCH_SPILL_KEYS=$${LBT_BENCH_SPILL_KEYS:-10000000} LBT_BENCH_SPILL_INMEMORY=$${LBT_BENCH_SPILL_INMEMORY:-0} \
 	LBT_BENCH_SPILL_1M=$${LBT_BENCH_SPILL_1M:-0} \
 		$(GO) test -run '^$$' -bench BenchmarkRestoreMemory -benchtime 1x -timeout 2h ./test/bench/

@@ -60,8 +60,8 @@ func cleanStray(ctx context.Context, cat *catalog.Catalog, tempDir string) (remo
 		if !ours {
 			return nil // not ours
 		}
-		if refs[final] {
-			return nil
+		if refs[final] || refs[rel] {
+			return nil // recorded, or a chunk a later basebackup reuses (format 5)
 		}
 		asked, pending := false, false
 		ok, err := removeUnlocked(path, func() (bool, error) {

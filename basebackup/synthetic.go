@@ -29,6 +29,14 @@ const ReasonFromArchive = "from archive"
 // restore.ErrNotSynthesizable); a restore sets the sequences past the
 // largest value restored anyway. The reduced changes spill past
 // opts.Memory as a restore's do.
+//
+// Only the old basebackup's files that hold a row a change touches are
+// rewritten: each file is read and its rows checked against the reduced
+// changes, and one that no change touches (its checksum and row count
+// verified as it is read) becomes a chunk of the new basebackup by
+// reference, its file shared (format 5; purge keeps it while any kept
+// basebackup lists it). New chunks come first, so that chunk 0, the
+// basebackup's path, is always its own file.
 func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, table string) (catalog.Basebackup, error) {
 	if opts.TempDir == "" {
 		opts.TempDir = config.DefaultTempDir(cat.Dir())
@@ -66,7 +74,7 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, table s
 		TableID: syn.TableID, LSN: syn.LSN, Path: catalog.BasebackupName(syn.TableID, syn.LSN),
 		Definition: syn.From.Definition, Sequences: syn.From.Sequences, Reason: reason, StartedAt: started,
 	}
-	b, err = storeBasebackup(ctx, cat, b, w.files, catalog.SidecarTable{OID: oid})
+	b, err = storeBasebackup(ctx, cat, b, w.files, syn.Reused, catalog.SidecarTable{OID: oid})
 	if err != nil {
 		return b, fmt.Errorf("basebackup of %s from archive: %w", table, err)
 	}
@@ -76,7 +84,7 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, table s
 	}
 	opts.Logger.Info("basebackup from archive complete", "table", b.Definition.Table.QualifiedName(), "table_id", b.TableID,
 		"lsn", pglogrepl.LSN(b.LSN), "from_lsn", pglogrepl.LSN(syn.From.LSN), "rows", b.Rows, "bytes", b.Bytes,
-		"chunks", len(b.Files()), "read", syn.Bytes, "duration", b.FinishedAt.Sub(b.StartedAt).Round(time.Millisecond))
+		"chunks", len(b.Files()), "reused", len(syn.Reused), "read", syn.Bytes, "duration", b.FinishedAt.Sub(b.StartedAt).Round(time.Millisecond))
 	return b, nil
 }
 

@@ -282,22 +282,25 @@ func dumpTable(ctx context.Context, cat *catalog.Catalog, opts Options, s *snap,
 		TableID: tableID, LSN: point, Path: catalog.BasebackupName(tableID, point),
 		Definition: def.Definition, Sequences: seqs, Reason: opts.Reason, StartedAt: started,
 	}
-	return storeBasebackup(ctx, cat, b, files, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode})
+	return storeBasebackup(ctx, cat, b, files, nil, catalog.SidecarTable{OID: oid, Relfilenode: def.Relfilenode})
 }
 
 // storeBasebackup records b, whose files are complete and durable in the
 // temp dir, and moves them into the archive: the pending row, the sidecar,
 // the files, then the basebackup row. It fills in b's sizes and chunks.
-func storeBasebackup(ctx context.Context, cat *catalog.Catalog, b catalog.Basebackup, files []*chunkFile, side catalog.SidecarTable) (catalog.Basebackup, error) {
+func storeBasebackup(ctx context.Context, cat *catalog.Catalog, b catalog.Basebackup, files []*chunkFile, reused []catalog.Chunk, side catalog.SidecarTable) (catalog.Basebackup, error) {
+	var chunks []catalog.Chunk
 	for _, f := range files {
-		b.Rows, b.Bytes, b.RawBytes = b.Rows+f.chunk.Rows, b.Bytes+f.chunk.Bytes, b.RawBytes+f.chunk.RawBytes
+		chunks = append(chunks, f.chunk)
 	}
-	if len(files) == 1 {
-		b.CRC = files[0].chunk.CRC
+	chunks = append(chunks, reused...) // older basebackups' files, after the new ones: chunk 0 is always new
+	for _, c := range chunks {
+		b.Rows, b.Bytes, b.RawBytes = b.Rows+c.Rows, b.Bytes+c.Bytes, b.RawBytes+c.RawBytes
+	}
+	if len(chunks) == 1 {
+		b.CRC = chunks[0].CRC
 	} else {
-		for _, f := range files {
-			b.Chunks = append(b.Chunks, f.chunk)
-		}
+		b.Chunks = chunks
 		b.CRC = b.Chunks[0].CRC
 	}
 	b.FinishedAt = time.Now()

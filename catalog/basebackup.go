@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,6 +89,28 @@ func BasebackupOfChunk(path string) (string, bool) {
 	return stem + ".copy.lz4", true
 }
 
+// ReusedChunk reports whether path names a file of an older basebackup of
+// the table than the one at lsn: a chunk that a basebackup built from the
+// archive may reuse by reference (format 5). Chunk 0 of a basebackup is
+// always its own file, so that its path, sidecar and pending row keep
+// naming it alone.
+func ReusedChunk(path string, tableID int64, lsn uint64) bool {
+	first, ok := BasebackupOfChunk(path)
+	if !ok {
+		return false
+	}
+	dir, file := filepath.Split(first)
+	if filepath.Clean(dir) != filepath.Join("base", fmt.Sprint(tableID)) {
+		return false
+	}
+	hex, ok := strings.CutSuffix(file, ".copy.lz4")
+	if !ok || len(hex) != 16 {
+		return false
+	}
+	from, err := strconv.ParseUint(hex, 16, 64)
+	return err == nil && from < lsn && BasebackupName(tableID, from) == first
+}
+
 // encodeChunks is the basebackup row's chunks column: empty for one file.
 func encodeChunks(cs []Chunk) (string, error) {
 	if len(cs) == 0 {
@@ -134,6 +159,9 @@ func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}
 	defer tx.Rollback()
+	if err := checkReused(ctx, tx, b); err != nil {
+		return 0, err
+	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO basebackup (table_id, lsn, path, rows, bytes, raw_bytes, crc, definition, sequences, reason, started_at, finished_at, chunks)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.TableID, int64(b.LSN), b.Path, b.Rows, b.Bytes, b.RawBytes, int64(b.CRC), string(def), string(seqs), b.Reason,
@@ -185,6 +213,69 @@ func (c *Catalog) AddBasebackup(ctx context.Context, b Basebackup) (int64, error
 		return 0, fmt.Errorf("catalog add basebackup: %w", err)
 	}
 	return id, nil
+}
+
+// ErrChunkGone reports a basebackup built from the archive that reuses a
+// chunk file no recorded basebackup holds any more: a purge took it while
+// the basebackup was being built. Nothing is recorded; build it again.
+var ErrChunkGone = errors.New("a reused chunk was purged while the basebackup was built")
+
+// checkReused checks, in the transaction that records b, that every chunk
+// b reuses from an older basebackup is still a file of a recorded
+// basebackup of the table. Purge removes a file only once no recorded
+// basebackup holds it, deciding in its own write transaction, so that
+// after this commit no purge removes a file b holds.
+func checkReused(ctx context.Context, tx *sql.Tx, b Basebackup) error {
+	var reused []string
+	for k, ch := range b.Chunks {
+		switch {
+		case ch.Path == ChunkName(b.TableID, b.LSN, k):
+		case k > 0 && ReusedChunk(ch.Path, b.TableID, b.LSN):
+			reused = append(reused, ch.Path)
+		default:
+			return fmt.Errorf("catalog add basebackup: %w: chunk %d of %s is %q", ErrCorrupt, k, b.Path, ch.Path)
+		}
+	}
+	if len(reused) == 0 {
+		return nil
+	}
+	held, err := tableFiles(ctx, tx, b.TableID, math.MinInt64)
+	if err != nil {
+		return fmt.Errorf("catalog add basebackup: %w", err)
+	}
+	for _, p := range reused {
+		if !held[p] {
+			return fmt.Errorf("catalog add basebackup %s: %w: %s", b.Path, ErrChunkGone, p)
+		}
+	}
+	return nil
+}
+
+// tableFiles returns the files (every chunk) of a table's basebackups with
+// lsn >= from.
+func tableFiles(ctx context.Context, tx *sql.Tx, tableID, from int64) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT path, chunks FROM basebackup WHERE table_id = ? AND lsn >= ?`, tableID, from)
+	if err != nil {
+		return nil, err
+	}
+	return fileSet(rows)
+}
+
+// fileSet reads rows of (path, chunks) into the set of the basebackups'
+// files, and closes them.
+func fileSet(rows *sql.Rows) (map[string]bool, error) {
+	defer rows.Close()
+	files := map[string]bool{}
+	for rows.Next() {
+		var p, chunks string
+		if err := rows.Scan(&p, &chunks); err != nil {
+			return nil, err
+		}
+		for _, f := range basebackupFiles(p, chunks) {
+			files[f] = true
+		}
+	}
+	return files, rows.Err()
 }
 
 // Basebackups lists a table's basebackups, oldest first.

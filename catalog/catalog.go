@@ -35,8 +35,10 @@ import (
 // adds encryption at rest, basebackups of several files (chunks) and the
 // hash chain (docs/FORMAT.md, "Format 4"); a version-3 archive is refused
 // too: its history has no chain. Version 5 keeps the row-key index as
-// sorted runs (docs/FORMAT.md, "Format 5"); a version-4 catalog is upgraded
-// in place when lbt opens it to write.
+// sorted runs, lets a basebackup built from the archive reuse an older
+// basebackup's chunk files by reference, and records the files a purge
+// still has to remove (purge_file) (docs/FORMAT.md, "Format 5"); a
+// version-4 catalog is upgraded in place when lbt opens it to write.
 const FormatVersion = 5
 
 // The modes of everything lbt creates in an archive, whatever the umask:
@@ -380,7 +382,7 @@ func createSchema(ctx context.Context, path string, source Source) error {
 		return fmt.Errorf("create archive: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, schemaSQL+keyRunSchemaSQL); err != nil {
+	if _, err := tx.ExecContext(ctx, schemaSQL+keyRunSchemaSQL+purgeFileSchemaSQL); err != nil {
 		return fmt.Errorf("create archive schema: %w", err)
 	}
 	meta := map[string]string{
@@ -457,6 +459,20 @@ func openExisting(ctx context.Context, dir string, readOnly bool) (*Catalog, err
 	}
 	return c, nil
 }
+
+// purgeFileSchemaSQL creates purge_file (format 5), in a new catalog and
+// in a version-4 catalog that upgradeFrom4 upgrades: the files whose
+// catalog rows a purge removed and that it has still to delete, sidecars
+// before chunk files, and every one before any segment is reclaimed, so
+// that a crash can leave neither a sidecar that would bring a purged
+// basebackup back in a rebuilt catalog once its deltas are gone, nor a file
+// nothing will ever delete.
+const purgeFileSchemaSQL = `
+CREATE TABLE purge_file (
+	path TEXT PRIMARY KEY,
+	at   INTEGER NOT NULL
+) WITHOUT ROWID;
+`
 
 // formatError refuses an archive of another format version.
 func formatError(dir, found string) error {

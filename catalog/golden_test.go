@@ -573,6 +573,9 @@ func TestGolden_UpgradesFormat4(t *testing.T) {
 	if v, err := cat.Meta(ctx, "format_version"); err != nil || v != fmt.Sprint(catalog.FormatVersion) {
 		t.Fatalf("format_version %q, %v after the upgrade", v, err)
 	}
+	if left, err := cat.PurgeFiles(ctx); err != nil || len(left) > 0 {
+		t.Errorf("purge_file after the upgrade: %v (%v), want it there and empty", left, err)
+	}
 	got := rowKeyPairs(t, cat)
 	cat.Close()
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {

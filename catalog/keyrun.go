@@ -584,10 +584,16 @@ func runIDs(ctx context.Context, q queryer, table int64, from uint64) ([]int64, 
 
 // upgradeFrom4 makes a version-4 catalog version 5 in one transaction: the
 // row_key table, read in its primary-key order, is already each table's
-// pairs sorted, and becomes one run per table.
+// pairs sorted, and becomes one run per table; purge_file is created empty
+// (a version-4 purge removed its files before it returned, or left files
+// nothing references, as version 4 documents), and no version-4
+// basebackup reuses a chunk.
 func (c *Catalog) upgradeFrom4(ctx context.Context) error {
 	return c.writeOnce(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, keyRunSchemaSQL); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, purgeFileSchemaSQL); err != nil {
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT table_id, key_hash, commit_lsn FROM row_key ORDER BY table_id, key_hash, commit_lsn`)

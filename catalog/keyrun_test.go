@@ -389,6 +389,7 @@ func TestUpgradeFrom4(t *testing.T) {
 	}
 	mustExec(`DROP TABLE key_run_page`)
 	mustExec(`DROP TABLE key_run`)
+	mustExec(`DROP TABLE purge_file`)
 	mustExec(`CREATE TABLE row_key (table_id INTEGER NOT NULL, key_hash INTEGER NOT NULL, commit_lsn INTEGER NOT NULL,
 		PRIMARY KEY (table_id, key_hash, commit_lsn)) WITHOUT ROWID`)
 	mustExec(`UPDATE meta SET value = '4' WHERE key = 'format_version'`)

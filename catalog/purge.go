@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -93,10 +94,50 @@ func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) 
 		(SELECT coalesce(sum(txs), 0) FROM blob WHERE table_id = ?1 AND last_lsn < ?2),
 		(SELECT coalesce(sum(changes), 0) FROM blob WHERE table_id = ?1 AND last_lsn < ?2)`,
 		tableID, int64(before)).Scan(&p.Basebackups, &p.BasebackupBytes, &p.Blobs, &p.BlobBytes, &p.Transactions, &p.Changes)
+	if err == nil && p.Basebackups > 0 {
+		p.BasebackupBytes, err = c.purgedFileBytes(ctx, tableID, before)
+	}
 	if err != nil {
 		return p, fmt.Errorf("catalog count purge of table %d: %w", tableID, err)
 	}
 	return p, nil
+}
+
+// purgedFileBytes sums the sizes of the files of a table's basebackups
+// before an LSN that no later basebackup reuses: what their purge returns.
+func (c *Catalog) purgedFileBytes(ctx context.Context, tableID int64, before uint64) (int64, error) {
+	tx, err := c.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	kept, err := tableFiles(ctx, tx, tableID, int64(before))
+	if err != nil {
+		return 0, err
+	}
+	bases, err := tx.QueryContext(ctx, `SELECT path, bytes, chunks FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, int64(before))
+	if err != nil {
+		return 0, err
+	}
+	defer bases.Close()
+	var n int64
+	for bases.Next() {
+		var b Basebackup
+		var chunks string
+		if err := bases.Scan(&b.Path, &b.Bytes, &chunks); err != nil {
+			return 0, err
+		}
+		if b.Chunks, err = decodeChunks(chunks); err != nil {
+			return 0, err
+		}
+		for _, f := range b.Files() {
+			if !kept[f.Path] {
+				n += f.Bytes
+				kept[f.Path] = true // an older basebackup may list it too
+			}
+		}
+	}
+	return n, bases.Err()
 }
 
 // PurgeTable removes a table's history before an LSN from the catalog:
@@ -104,10 +145,12 @@ func (c *Catalog) CountPurge(ctx context.Context, tableID int64, before uint64) 
 // row-key pairs and tx_truncate rows of transactions with commit_lsn < before,
 // and records the LSN as the table's purged_lsn. The
 // removal is recorded in purge_log first, with counts (from CountPurge),
-// in the transaction that removes the basebackup rows. It returns the
-// archive-relative paths of the basebackup files whose rows are gone, each
-// basebackup's first file before its other chunks: the caller removes them
-// in that order, then their sidecars. Segment bytes of removed blobs stay until the caller
+// in the transaction that removes the basebackup rows. The same
+// transaction records in purge_file the files that go with those rows:
+// each removed basebackup's sidecar, and those of its chunk files that no
+// kept basebackup of the table reuses (format 5). It returns them, sidecars
+// first; the caller deletes them (PurgeFiles) before it reclaims any
+// segment. Segment bytes of removed blobs stay until the caller
 // retires or rewrites their segments.
 //
 // A crash part way leaves some of the history before the LSN in place, never
@@ -126,11 +169,16 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 		if err != nil {
 			return err
 		}
+		kept, err := tableFiles(ctx, tx, tableID, b)
+		if err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, `SELECT path, chunks, lsn FROM basebackup WHERE table_id = ? AND lsn < ?`, tableID, b)
 		if err != nil {
 			return err
 		}
 		var lsns []int64
+		var files []string
 		for rows.Next() {
 			var p, chunks string
 			var lsn int64
@@ -138,12 +186,24 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 				rows.Close()
 				return err
 			}
-			paths = append(paths, removalOrder(p, chunks)...)
+			paths = append(paths, SidecarName(p))
+			for _, f := range basebackupFiles(p, chunks) {
+				if !kept[f] {
+					files = append(files, f)
+				}
+			}
 			lsns = append(lsns, lsn)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		paths = append(paths, files...)
+		now := Micros(time.Now())
+		for _, p := range paths {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO purge_file (path, at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING`, p, now); err != nil {
+				return err
+			}
 		}
 		affected := map[int64]bool{}
 		for _, lsn := range lsns {
@@ -204,6 +264,9 @@ func (c *Catalog) PurgeTable(ctx context.Context, tableID int64, before uint64, 
 				return err
 			}
 			n = int64(len(ids))
+			if err := keepNextBlobID(ctx, tx); err != nil {
+				return err
+			}
 			affected, err := commitLinksAt(ctx, tx, firsts)
 			if err != nil {
 				return err
@@ -423,6 +486,21 @@ func (c *Catalog) RetireSegments(ctx context.Context, ids []int64) ([]int64, err
 	return done, err
 }
 
+// HasBlobsOutside reports whether a blob lies in a segment other than
+// those listed.
+func (c *Catalog) HasBlobsOutside(ctx context.Context, segments []int64) (bool, error) {
+	q := `SELECT EXISTS (SELECT 1 FROM blob WHERE segment_id NOT IN (SELECT value FROM json_each(?)))`
+	list, err := json.Marshal(segments)
+	if err != nil {
+		return false, fmt.Errorf("catalog blobs outside segments: %w", err)
+	}
+	var ok bool
+	if err := c.db.QueryRowContext(ctx, q, string(list)).Scan(&ok); err != nil {
+		return false, fmt.Errorf("catalog blobs outside segments: %w", err)
+	}
+	return ok, nil
+}
+
 // RetiredSegments lists the retired segments. Their files are removed after
 // retirement; one that is still there was left by a crash in between.
 func (c *Catalog) RetiredSegments(ctx context.Context) ([]int64, error) {
@@ -501,18 +579,11 @@ func (c *Catalog) BasebackupPaths(ctx context.Context) (map[string]bool, error) 
 	if err != nil {
 		return nil, fmt.Errorf("catalog basebackup paths: %w", err)
 	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var p, chunks string
-		if err := rows.Scan(&p, &chunks); err != nil {
-			return nil, fmt.Errorf("catalog basebackup paths: %w", err)
-		}
-		for _, f := range removalOrder(p, chunks) {
-			out[f] = true
-		}
+	files, err := fileSet(rows)
+	if err != nil {
+		return nil, fmt.Errorf("catalog basebackup paths: %w", err)
 	}
-	return out, rows.Err()
+	return files, nil
 }
 
 // HasBasebackup reports whether a basebackup with this archive-relative
@@ -525,11 +596,9 @@ func (c *Catalog) HasBasebackup(ctx context.Context, path string) (bool, error) 
 	return n > 0, nil
 }
 
-// removalOrder lists a basebackup's files in the order they are removed:
-// the first, then the other chunks (sidecars after all of them): a sidecar
-// whose first file is gone describes nothing (a rebuild ignores it), and
-// one whose first file is there finds every chunk.
-func removalOrder(path, chunks string) []string {
+// basebackupFiles lists a basebackup's files from its row: the first, then
+// the other chunks.
+func basebackupFiles(path, chunks string) []string {
 	out := []string{path}
 	cs, err := decodeChunks(chunks)
 	if err != nil {
@@ -541,6 +610,39 @@ func removalOrder(path, chunks string) []string {
 		}
 	}
 	return out
+}
+
+// PurgeFiles lists the files that purges removed the catalog rows of and
+// have still to delete: every sidecar before any data file, so that no
+// crash leaves a sidecar whose basebackup a rebuilt catalog could bring
+// back after its deltas are gone.
+func (c *Catalog) PurgeFiles(ctx context.Context) ([]string, error) {
+	return queryRows(ctx, c.db, "purge files", func(row scanner) (string, error) {
+		var p string
+		err := row.Scan(&p)
+		return p, err
+	}, `SELECT path FROM purge_file ORDER BY path LIKE '%.meta.json' DESC, path`)
+}
+
+// ForgetPurgeFile removes path from purge_file once its file is gone.
+func (c *Catalog) ForgetPurgeFile(ctx context.Context, path string) error {
+	return c.write(ctx, "forget purge file", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM purge_file WHERE path = ?`, path)
+		return err
+	})
+}
+
+// metaNextBlobID is the meta key below which every blob id was given: purge
+// records it before it removes blobs, so that NextIDs never gives the id
+// of a purged blob again.
+const metaNextBlobID = "next_blob_id"
+
+// keepNextBlobID records in meta the id after the greatest blob id, before
+// a purge removes blobs (in the same transaction).
+func keepNextBlobID(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) SELECT ?1, CAST(coalesce(max(id), 0) + 1 AS TEXT) FROM blob WHERE true
+		ON CONFLICT (key) DO UPDATE SET value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)`, metaNextBlobID)
+	return err
 }
 
 // deleteIn runs del (ending in "IN ") over ids, a few hundred at a time.

@@ -357,9 +357,14 @@ func (c *Catalog) ActiveSegment(ctx context.Context) (OpenSegmentState, bool, er
 	return s, true, nil
 }
 
-// NextIDs returns the ids the next segment and blob get.
+// NextIDs returns the ids the next segment and blob get. A blob id is
+// never given twice, even once purge removed the blobs with the greatest
+// ids: their ids stay in the metadata blobs of the segment the daemon
+// appends to, and a catalog rebuilt from it would find two blobs of one id
+// (meta next_blob_id, which purge keeps).
 func (c *Catalog) NextIDs(ctx context.Context) (segment, blob int64, err error) {
-	err = c.db.QueryRowContext(ctx, `SELECT (SELECT coalesce(max(id), 0) + 1 FROM segment), (SELECT coalesce(max(id), 0) + 1 FROM blob)`).
+	err = c.db.QueryRowContext(ctx, `SELECT (SELECT coalesce(max(id), 0) + 1 FROM segment),
+		max((SELECT coalesce(max(id), 0) + 1 FROM blob), coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = '`+metaNextBlobID+`'), 0))`).
 		Scan(&segment, &blob)
 	if err != nil {
 		return 0, 0, fmt.Errorf("catalog next ids: %w", err)

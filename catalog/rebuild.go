@@ -31,13 +31,20 @@ import (
 // their identities, and the rebuilt catalog records the archive as
 // encrypted.
 func Rebuild(ctx context.Context, dir string, force bool, keys *crypt.Keys) (RebuildReport, error) {
+	return RebuildFrom(ctx, dir, storage.NewLocal(storage.OS{}, dir), force, keys)
+}
+
+// RebuildFrom is Rebuild reading the archive's files from store, the
+// catalog written in dir: a test rebuilds the files of an archive on
+// another file system, or beside its live catalog.
+func RebuildFrom(ctx context.Context, dir string, store storage.Store, force bool, keys *crypt.Keys) (RebuildReport, error) {
 	path := filepath.Join(dir, CatalogFile)
 	_, statErr := os.Stat(path)
 	if statErr == nil && !force {
 		return RebuildReport{}, fmt.Errorf("%s exists: lbt repair --rebuild-catalog --force replaces it (keeping it as %s.bak-<time>)", path, CatalogFile)
 	}
 	tmp := path + ".new"
-	r := &rebuilder{ctx: ctx, dir: dir, store: storage.NewLocal(storage.OS{}, dir), tmp: tmp, schemas: map[schemaRef]MetaSchema{}, epochs: map[int64]EpochRecord{},
+	r := &rebuilder{ctx: ctx, dir: dir, store: store, tmp: tmp, schemas: map[schemaRef]MetaSchema{}, epochs: map[int64]EpochRecord{},
 		blobs: map[int64]*rebuiltBlob{}, txs: map[uint64]*rebuiltTx{}, bases: map[string]Basebackup{}, baseTables: map[string]SidecarTable{},
 		truncs: map[[2]int64]bool{}, rangeStarts: map[uint64]bool{}}
 	if keys.Reads() {

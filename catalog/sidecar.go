@@ -77,8 +77,8 @@ func ParseSidecar(data []byte) (Basebackup, SidecarTable, error) {
 		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar: %v", ErrCorrupt, err)
 	}
 	switch {
-	case s.Format != FormatVersion && s.Format != 4: // version 5 changed the catalog alone
-		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar of format version %d, this lbt reads %d", ErrCorrupt, s.Format, FormatVersion)
+	case s.Format != FormatVersion && s.Format != 4:
+		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar of format version %d, this lbt reads 4 and %d", ErrCorrupt, s.Format, FormatVersion)
 	case s.TableID <= 0 || s.Path != BasebackupName(s.TableID, s.LSN):
 		return Basebackup{}, SidecarTable{}, fmt.Errorf("%w: sidecar names table %d at %s as %q", ErrCorrupt, s.TableID, FormatLSN(s.LSN), s.Path)
 	case s.Rows < 0 || s.Bytes < 0 || s.RawBytes < 0:
@@ -125,16 +125,21 @@ func readAll(ctx context.Context, store storage.Store, name string) ([]byte, err
 }
 
 // checkChunks checks that a sidecar's chunks are the basebackup's files, in
-// order, and add up to its totals.
+// order, and add up to its totals. From format 5 a chunk after the first
+// may be a reused file of an older basebackup of the same table
+// (ReusedChunk).
 func checkChunks(s sidecar) error {
 	if len(s.Chunks) == 0 {
 		return nil
 	}
 	var rows, bytes, raw int64
+	seen := map[string]bool{}
 	for k, c := range s.Chunks {
-		if want := ChunkName(s.TableID, s.LSN, k); c.Path != want {
+		want := ChunkName(s.TableID, s.LSN, k)
+		if c.Path != want && (k == 0 || s.Format < 5 || !ReusedChunk(c.Path, s.TableID, s.LSN)) || seen[c.Path] {
 			return fmt.Errorf("%w: sidecar of %s names its chunk %d %q, not %q", ErrCorrupt, s.Path, k, c.Path, want)
 		}
+		seen[c.Path] = true
 		if c.Rows < 0 || c.Bytes < 0 || c.RawBytes < 0 {
 			return fmt.Errorf("%w: sidecar of %s has negative sizes", ErrCorrupt, s.Path)
 		}

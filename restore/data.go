@@ -27,6 +27,10 @@ type dataSource struct {
 	// bases are the basebackup's files, opened with the plan, in the
 	// order of its Files; none: opened here
 	bases []io.ReadCloser
+	// reuse: a file of the basebackup that no change touches is not
+	// written but listed in reused (synthetic basebackups, format 5).
+	reuse  bool
+	reused []catalog.Chunk
 
 	missingFields [][]byte // see missing
 }
@@ -95,6 +99,17 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 		if k < len(d.bases) {
 			f = d.bases[k]
 		}
+		if d.reuse && identity {
+			touched, err := d.touched(ctx, merge, c, f)
+			if err != nil {
+				return err
+			}
+			if !touched {
+				d.reused = append(d.reused, catalog.Chunk{Path: c.Path, Rows: c.Rows, Bytes: c.Bytes, RawBytes: c.RawBytes, CRC: c.CRC})
+				continue
+			}
+			f = nil // read in part: opened again
+		}
 		err := readBaseFile(ctx, d.cat.Store(), d.cat.Keys(), bb, c, f, d.prog, func(line []byte, fields [][]byte) error {
 			rows++
 			if !pass {
@@ -119,6 +134,28 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)
 	}
 	return nil
+}
+
+// errTouched stops the reading of a basebackup file at its first row that
+// a change touches.
+var errTouched = errors.New("a change touches the file")
+
+// touched reports whether a change touches any row of file c of the
+// basebackup (read from f when it is open already). A file reported
+// untouched was read whole, its checksum and row count checked: its rows
+// are the result's as they are, byte for byte.
+func (d *dataSource) touched(ctx context.Context, merge *baseMerger, c catalog.Chunk, f io.ReadCloser) (bool, error) {
+	err := readBaseFile(ctx, d.cat.Store(), d.cat.Keys(), d.pl.bb, c, f, d.prog, func(_ []byte, fields [][]byte) error {
+		t, err := merge.touches(fields)
+		if err == nil && t {
+			err = errTouched
+		}
+		return err
+	})
+	if errors.Is(err, errTouched) {
+		return true, nil
+	}
+	return false, err
 }
 
 // readBaseFile reads one file of basebackup bb (from f when it is open

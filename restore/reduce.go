@@ -476,6 +476,43 @@ func (b *baseMerger) keep(fields [][]byte) (bool, error) {
 	return false, nil
 }
 
+// touches reports whether keep could do anything with the row but keep it
+// as it is: false means keep would return true and change nothing, so
+// that a run of rows it is false for may be taken whole without keep
+// seeing them (a synthetic basebackup's reused chunk). It is exact where
+// keep is, and errs toward true where keep asks a filter (spilled changes).
+func (b *baseMerger) touches(fields [][]byte) (bool, error) {
+	r := b.r
+	if r.sp == nil && !r.keyed() && !b.removals {
+		return false, nil
+	}
+	key, err := b.matchKey(fields)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case r.sp != nil:
+		return r.sp.filter.has(r.t.hash(key)), nil
+	case r.keyed():
+		return r.t.get(key) != 0, nil
+	default:
+		i := r.t.get(key)
+		return i != 0 && r.t.slots[i].count < 0, nil
+	}
+}
+
+// matchKey encodes what a basebackup row is matched to the changes by: its
+// key, or the whole row in a table without one.
+func (b *baseMerger) matchKey(fields [][]byte) ([]byte, error) {
+	idx := b.keyField
+	if !b.r.keyed() {
+		idx = b.defCols
+	}
+	key, err := b.encodeFields(b.key[:0], fields, idx)
+	b.key = key
+	return key, err
+}
+
 // fill gives a changed row the basebackup values of its unchanged TOAST
 // columns.
 func (b *baseMerger) fill(idx uint32, fields [][]byte) error {

@@ -317,15 +317,10 @@ func (r *reducer) spillMerger(defCols []int) error {
 // may match a key they touched is held back among the candidates.
 func (b *baseMerger) keepSpilled(fields [][]byte) (bool, error) {
 	r, sp := b.r, b.r.sp
-	idx := b.keyField
-	if !r.keyed() {
-		idx = b.defCols
-	}
-	key, err := b.encodeFields(b.key[:0], fields, idx)
+	key, err := b.matchKey(fields)
 	if err != nil {
 		return false, err
 	}
-	b.key = key
 	h := r.t.hash(key)
 	if !sp.filter.has(h) {
 		return true, nil

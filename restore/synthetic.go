@@ -25,8 +25,12 @@ type Synthesized struct {
 	// so that every transaction before it is in the rows and every one at
 	// or after it in the deltas.
 	LSN   uint64
-	Rows  int64
+	Rows  int64 // in all, those of Reused included
 	Bytes int64 // the changes and the old basebackup read, uncompressed
+	// Reused are the old basebackup's files that no change touched: their
+	// rows were not written to w, and are the new basebackup's as they
+	// are (format 5: its chunks may be older basebackups' files).
+	Reused []catalog.Chunk
 }
 
 // Synthesize writes as COPY text, to w, the rows of the table opts.Table at
@@ -82,15 +86,19 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, w io.Wr
 	if err != nil {
 		return Synthesized{}, err
 	}
-	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog, bases: files.bases}
+	d := &dataSource{cat: cat, pl: pl, red: red, td: td, prog: prog, bases: files.bases, reuse: true}
 	st, err := d.write(ctx, w)
 	if err != nil {
 		return Synthesized{}, err
 	}
-	if st.rows != expectRows {
-		return Synthesized{}, fmt.Errorf("synthesize %s: %w: %d rows written, the basebackup and the catalog's counts say %d", name, catalog.ErrCorrupt, st.rows, expectRows)
+	rows := st.rows
+	for _, c := range d.reused {
+		rows += c.Rows
 	}
-	return Synthesized{TableID: pl.tableID, From: pl.bb, LSN: pl.upto + 1, Rows: st.rows, Bytes: prog.bytesDone()}, nil
+	if rows != expectRows {
+		return Synthesized{}, fmt.Errorf("synthesize %s: %w: %d rows written or reused, the basebackup and the catalog's counts say %d", name, catalog.ErrCorrupt, rows, expectRows)
+	}
+	return Synthesized{TableID: pl.tableID, From: pl.bb, LSN: pl.upto + 1, Rows: rows, Bytes: prog.bytesDone(), Reused: d.reused}, nil
 }
 
 // sameShape reports whether the table at the target has exactly the

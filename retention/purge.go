@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -91,8 +92,9 @@ const rewriteTarget = 256 << 20
 // left less than half full are rewritten. The segment the daemon appends to
 // is never touched.
 //
-// Order: catalog rows are removed (and the removal recorded in purge_log)
-// first, then the bytes; rewritten blobs are written and synced before the
+// Order: catalog rows are removed (and the removal recorded in purge_log,
+// the files to delete in purge_file) first, then the bytes: sidecars, then
+// basebackup files no kept basebackup reuses, then segments; rewritten blobs are written and synced before the
 // catalog points at them. A crash at any point leaves a consistent archive,
 // and the next purge finishes the work. Purge is safe while the daemon
 // writes: the daemon only adds rows, and only appends to its unsealed
@@ -137,6 +139,14 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts Options) (Report, err
 		}
 	}
 
+	if !opts.DryRun {
+		// Files an interrupted purge still had to delete go first: no
+		// segment may be reclaimed while a purged basebackup's sidecar
+		// is still there.
+		if err := removePurgeFiles(ctx, cat, &rep); err != nil {
+			return rep, fmt.Errorf("purge: %w", err)
+		}
+	}
 	tables, err := cat.Tables(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("purge: %w", err)
@@ -189,27 +199,11 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts Options) (Report, err
 
 	log := opts.Logger
 	for _, t := range rep.Tables {
-		paths, err := cat.PurgeTable(ctx, t.TableID, t.KeepLSN, t.PurgeCounts)
-		if err != nil {
+		if _, err := cat.PurgeTable(ctx, t.TableID, t.KeepLSN, t.PurgeCounts); err != nil {
 			return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 		}
-		// The files first (a basebackup's first file before its other
-		// chunks), the sidecars after: a sidecar left alone by a crash
-		// describes nothing a rebuilt catalog could use, and is ignored.
-		for _, p := range paths {
-			n, err := removeFile(ctx, cat.Store(), p)
-			if err != nil {
-				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
-			}
-			rep.BasebackupBytes += n
-		}
-		for _, p := range paths {
-			if first, _ := catalog.BasebackupOfChunk(p); first != p {
-				continue // a chunk after the first: the basebackup's sidecar is the first's
-			}
-			if _, err := removeFile(ctx, cat.Store(), catalog.SidecarName(p)); err != nil {
-				return rep, fmt.Errorf("purge %s: %w", t.Name, err)
-			}
+		if err := removePurgeFiles(ctx, cat, &rep); err != nil {
+			return rep, fmt.Errorf("purge %s: %w", t.Name, err)
 		}
 		log.Info("purged table history", "table", t.Name, "before_lsn", pglogrepl.LSN(t.KeepLSN), "basebackups", t.Basebackups,
 			"blobs", t.Blobs, "transactions", t.Transactions)
@@ -223,6 +217,30 @@ func Purge(ctx context.Context, cat *catalog.Catalog, opts Options) (Report, err
 		return rep, fmt.Errorf("purge: %w", err)
 	}
 	return rep, nil
+}
+
+// removePurgeFiles deletes the files whose catalog rows purges removed
+// (catalog.PurgeFiles: sidecars first), each durably before its row in
+// purge_file goes. A basebackup file that a kept basebackup reuses is never
+// listed there.
+func removePurgeFiles(ctx context.Context, cat *catalog.Catalog, rep *Report) error {
+	paths, err := cat.PurgeFiles(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		n, err := removeFile(ctx, cat.Store(), p)
+		if err != nil {
+			return err
+		}
+		if strings.HasSuffix(p, ".copy.lz4") {
+			rep.BasebackupBytes += n
+		}
+		if err := cat.ForgetPurgeFile(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // retention is the rule that decides which basebackups a table keeps.
@@ -331,6 +349,21 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 		return err
 	}
 	plan := planSegments(segs, nil)
+	if len(plan.remove) > 0 {
+		// A catalog rebuilt from the files takes the archive's source and
+		// epochs from the metadata blobs that every segment with blobs
+		// holds: the newest segment to go stays while no other segment
+		// holds a blob (the daemon's may be a bare header). The rebuilt
+		// catalog then has its purged history back, before every kept
+		// basebackup, which no restore reads.
+		others, err := cat.HasBlobsOutside(ctx, plan.remove)
+		if err != nil {
+			return err
+		}
+		if !others {
+			plan.remove = plan.remove[:len(plan.remove)-1]
+		}
+	}
 	if len(plan.remove) > 0 {
 		retired, err := cat.RetireSegments(ctx, plan.remove)
 		if err != nil {

@@ -28,22 +28,9 @@ func TestBasebackup_FromArchive(t *testing.T) {
 		ALTER TABLE bag REPLICA IDENTITY FULL;
 		INSERT INTO acc SELECT g, 'owner ' || g, g * 10, CASE WHEN g % 100 = 0 THEN repeat('toast', 2000) END FROM generate_series(1, 20000) g;
 		INSERT INTO bag SELECT 't' || (g % 30), g % 5 FROM generate_series(1, 6000) g;`)
-	d := startBackup(t, c, dsn, dir)
-	waitArchived(t, c, dsn, dir)
+	d, cat, fresh, synth := startSynthetic(t, c, dsn, dir, "acc", "bag")
 	ctx := context.Background()
-	cat, err := catalog.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	fresh := dumpOptions(t, dsn, dir)
-	fresh.Jobs, fresh.ChunkBytes = 2, 16*8192
-	if _, err := basebackup.Take(ctx, cat, fresh, []string{"acc", "bag"}); err != nil {
-		t.Fatal(err)
-	}
-	synth := basebackup.NewOptions()
-	synth.ArchiveDir, synth.TempDir, synth.Logger = dir, fresh.TempDir, testLogger(t, "synthetic")
-	synth.ChunkBytes, synth.Memory = 64<<10, 128<<10 // many chunks; the reduced changes spill
+	synth.Memory = 128 << 10 // the reduced changes spill
 
 	columns := map[string][]string{"acc": {"id", "owner", "balance", "note"}, "bag": {"tag", "n"}}
 	target := c.NewDatabase(t)

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,14 +30,7 @@ import (
 // caught up, restore each table equal to the source row for row.
 // LBT_CRASH_POINTS sets the number of crashes (make soak runs many).
 func TestCrashSim_ArchiveRestoresExactlyAfterEveryCrash(t *testing.T) {
-	points := 10
-	if s := os.Getenv("LBT_CRASH_POINTS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("LBT_CRASH_POINTS=%q: want a number of crashes, at least 1", s)
-		}
-		points = n
-	}
+	points := crashPoints(t, 10)
 	problems, crashes := crashStorm(t, points, nil, false, nil)
 	for _, p := range problems {
 		t.Error(p)
