@@ -98,6 +98,10 @@ func TestEncryption_EndToEnd(t *testing.T) {
 	waitArchived(t, c, dsn, dir)
 	insert(0, 600, false)
 	waitArchived(t, c, dsn, dir)
+	// The daemon takes the new table's first basebackup itself; waiting
+	// for it makes the count below independent of whether its scheduler
+	// looked before lbt basebackup ran.
+	waitBasebackups(t, dir, 1, p)
 	lbtBasebackup(t, withKey1, "t")
 	update(0, 400)
 	c.Exec(t, dsn, `DELETE FROM t WHERE id % 7 = 0`)
@@ -220,10 +224,10 @@ func TestEncryption_EndToEnd(t *testing.T) {
 	checkNoMarkers(t, dir, markers)
 }
 
-// checkKeyOf checks that the segments up to lastOld, and the first
-// basebackup, open with the old identity only, and the later files with
-// the new one only: the active segment of the rotation's restart was
-// sealed, not appended to with the old key.
+// checkKeyOf checks that the segments up to lastOld, and the two
+// basebackups before the rotation, open with the old identity only, and
+// the later files with the new one only: the active segment of the
+// rotation's restart was sealed, not appended to with the old key.
 func checkKeyOf(t *testing.T, dir string, lastOld int, oldID, newID string) {
 	t.Helper()
 	oldKeys, err := crypt.New(nil, oldID)
@@ -243,8 +247,8 @@ func checkKeyOf(t *testing.T, dir string, lastOld int, oldID, newID string) {
 		}
 	}
 	bases, _ := filepath.Glob(filepath.Join(dir, "base", "*", "*"))
-	if len(bases) != 4 {
-		t.Fatalf("%d basebackup files and sidecars, want 2 of each", len(bases))
+	if len(bases) != 6 {
+		t.Fatalf("%d basebackup files and sidecars, want 3 of each", len(bases))
 	}
 	oldFiles := 0
 	for _, path := range bases {
@@ -256,8 +260,8 @@ func checkKeyOf(t *testing.T, dir string, lastOld int, oldID, newID string) {
 			oldFiles++
 		}
 	}
-	if oldFiles != 2 {
-		t.Errorf("%d files of the basebackup before the rotation open with the old key, want 2", oldFiles)
+	if oldFiles != 4 {
+		t.Errorf("%d files of the basebackups before the rotation open with the old key, want 4", oldFiles)
 	}
 }
 
@@ -419,6 +423,9 @@ func TestEncryption_ChunkedBasebackups(t *testing.T) {
 	}
 	insert(40)
 	waitArchived(t, c, dsn, dir)
+	// The daemon's own basebackup of the new table, in chunks too: waited
+	// for, so that the count below does not depend on when it looked.
+	waitBasebackups(t, dir, 1, p)
 	lbtBasebackup(t, daemon, "t")
 	insert(10)
 	c.Exec(t, dsn, `UPDATE t SET note = note || 'u' WHERE id % 7 = 0; DELETE FROM t WHERE id % 11 = 0`)
@@ -430,8 +437,8 @@ func TestEncryption_ChunkedBasebackups(t *testing.T) {
 	checkRestored(t, c, dsn, "from_copy", end.tables["t"], "restore from a chunked basebackup")
 	lbtBasebackup(t, both, "t", "--from-archive")
 	stopDaemon(t, p)
-	if n := countArchived(t, dir, `SELECT count(*) FROM basebackup WHERE chunks != ''`); n != 2 {
-		t.Fatalf("%d basebackups in chunks, want 2 (the COPY's and the one from the archive)", n)
+	if n := countArchived(t, dir, `SELECT count(*) FROM basebackup WHERE chunks != ''`); n != 3 {
+		t.Fatalf("%d basebackups in chunks, want 3 (the daemon's, the COPY's and the one from the archive)", n)
 	}
 	if code, out := lbtrun.Run(t, "restore", "--config", reader, "--table", "t", "--target-table", "from_archive", "--quiet"); code != 0 {
 		t.Fatalf("restore from the basebackup from the archive: exit %d:\n%s", code, out)
