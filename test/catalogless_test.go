@@ -365,6 +365,9 @@ func TestCatalogless_OlderCatalogRefused(t *testing.T) {
 				waitArchived(t, c, dsn, dir)
 				execEach(t, c, dsn, stmts...)
 				waitArchived(t, c, dsn, dir)
+				// The initial basebackup the restore below needs, which the
+				// first run must not be stopped before.
+				waitFor(t, "a basebackup of t", time.Minute, func() bool { return len(basebackupsOf(t, dir, "t")) > 0 })
 				stopDaemon(t, p)
 			}
 			run(`INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g`)
