@@ -334,10 +334,7 @@ func TestBasebackup_SchedulerTriggers(t *testing.T) {
 		// The slot is lost: changes made meanwhile never reach the archive,
 		// which starts a new epoch when the daemon creates the slot again.
 		d.stop()
-		waitFor(t, "the slot to be released", time.Minute, func() bool {
-			return c.QueryString(t, dsn, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'lbt_trig_epoch' AND active`) == "0"
-		})
-		c.Exec(t, dsn, `SELECT pg_drop_replication_slot('lbt_trig_epoch')`)
+		dropReleasedSlot(t, c, dsn, "lbt_trig_epoch")
 		c.Exec(t, dsn, `UPDATE t1 SET v = 'lost' WHERE id <= 10`)
 		startBackup(t, c, dsn, dir, func(o *ingest.Options) { o.Slot = "lbt_trig_epoch" })
 		waitArchived(t, c, dsn, dir)

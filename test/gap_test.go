@@ -36,7 +36,7 @@ func TestRestore_RefusesTargetsInHistoryGap(t *testing.T) {
 	// complete: the daemon may not have received what came next.
 	gapStart := recordCheckpoint(t, c, dsn, "gap-start", tables)
 	d.stop()
-	c.Exec(t, dsn, `SELECT pg_drop_replication_slot('`+slot+`')`)
+	dropReleasedSlot(t, c, dsn, slot)
 	c.Exec(t, dsn, `INSERT INTO t VALUES (3, 100)`) // lost: no slot keeps it
 	inGap := recordCheckpoint(t, c, dsn, "in-gap", tables)
 	if before.tables["t"].sum == inGap.tables["t"].sum {

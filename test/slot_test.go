@@ -48,6 +48,17 @@ func TestBackup_IdleSlotAdvancesWithOtherDatabasesWAL(t *testing.T) {
 		c.QueryString(t, dsn, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '`+slot+`'`))
 }
 
+// dropReleasedSlot drops a stopped daemon's slot. The walsender that held
+// it ends a moment after the daemon closed its connection, and an active
+// slot cannot be dropped: wait for the release first.
+func dropReleasedSlot(t *testing.T, c *pgtest.Cluster, dsn, slot string) {
+	t.Helper()
+	waitFor(t, "the slot to be released", time.Minute, func() bool {
+		return c.QueryString(t, dsn, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = '`+slot+`' AND active`) == "0"
+	})
+	c.Exec(t, dsn, `SELECT pg_drop_replication_slot('`+slot+`')`)
+}
+
 // A slot that disappeared while lbt was stopped is created again, and the
 // archive starts a new epoch that names the gap instead of hiding it.
 func TestBackup_LostSlotStartsNewEpoch(t *testing.T) {
@@ -58,7 +69,7 @@ func TestBackup_LostSlotStartsNewEpoch(t *testing.T) {
 	d := startBackup(t, c, dsn, dir, keepSlot)
 	waitArchived(t, c, dsn, dir)
 	d.stop()
-	c.Exec(t, dsn, `SELECT pg_drop_replication_slot('`+slot+`')`)
+	dropReleasedSlot(t, c, dsn, slot)
 	c.Exec(t, dsn, `INSERT INTO t VALUES (1)`) // lost: no slot keeps it
 	startBackup(t, c, dsn, dir, keepSlot)
 	waitArchived(t, c, dsn, dir)
