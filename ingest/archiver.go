@@ -89,9 +89,10 @@ type archiver struct {
 	// When tables were created and dropped (life.go).
 	seen          map[uint32]sourcePoint // where each table was last found on the source
 	lastDropCheck time.Time
-	pubAllTables  *bool                   // the publication is FOR ALL TABLES; nil until asked
-	startXmax     uint64                  // xmax of a snapshot at the session's start (creation); 0 unknown
-	suspects      map[uint32]shapeSuspect // tables whose source description changed unseen by the stream (quietddl.go)
+	pubAllTables  *bool                      // the publication is FOR ALL TABLES; nil until asked
+	startXmax     uint64                     // xmax of a snapshot at the session's start (creation); 0 unknown
+	suspects      map[uint32]shapeSuspect    // tables whose source description changed unseen by the stream (quietddl.go)
+	awaited       map[uint32]awaitedTruncate // tables whose new storage a TRUNCATE still in the stream may explain (relation.go)
 }
 
 // txState is the transaction being received.
@@ -178,7 +179,7 @@ func newArchiver(ctx context.Context, log hclog.Logger, opts *Options, cat *cata
 		log: log, opts: opts, cat: cat, lookup: lookup, ctx: context.WithoutCancel(ctx),
 		tables: make(map[uint32]*table), published: published, epoch: epoch,
 		touchedSince: make(map[*table]bool), durable: durable, seen: make(map[uint32]sourcePoint),
-		suspects: make(map[uint32]shapeSuspect), described: make(map[schemaKey]bool), runEnds: map[int64]bool{},
+		suspects: make(map[uint32]shapeSuspect), awaited: make(map[uint32]awaitedTruncate), described: make(map[schemaKey]bool), runEnds: map[int64]bool{},
 	}
 	if err := removeKeySpills(opts.tempDir()); err != nil {
 		return nil, err
@@ -365,6 +366,9 @@ func (a *archiver) truncate(m *pglogrepl.TruncateMessage) error {
 		before := len(t.buf)
 		a.startRecord(t)
 		t.truncXid = a.tx.xid
+		if p, ok := a.awaited[oid]; ok && p.xid == a.tx.xid {
+			delete(a.awaited, oid)
+		}
 		a.tx.gaps = slices.DeleteFunc(a.tx.gaps, func(p pendingGap) bool { return p.t == t })
 		t.buf = append(t.buf, catalog.TagTruncate, m.Option)
 		a.buffered += len(t.buf) - before
@@ -437,6 +441,9 @@ func (a *archiver) commit(m *pglogrepl.CommitMessage) error {
 		if err := a.tableDDL(m.CommitTime); err != nil {
 			return err
 		}
+	}
+	if err := a.settleAwaited(uint64(m.TransactionEndLSN)); err != nil {
+		return err
 	}
 	a.archived = catalog.Position{Epoch: a.epoch, EndLSN: uint64(m.TransactionEndLSN), CommitLSN: a.tx.commitLSN, CommitTime: m.CommitTime}
 	a.pendingTxs++

@@ -38,9 +38,16 @@ func (a *archiver) checkShapes() error {
 		a.log.Warn("cannot look at the archived tables on the source", "error", err)
 		return nil
 	}
+	awaited := len(a.awaited)
+	if err := a.settleAwaited(a.pending.EndLSN); err != nil {
+		return err
+	}
+	if len(a.awaited) < awaited {
+		a.markPending(a.pending) // commit it with the next flush
+	}
 	for oid, t := range a.tables {
-		if !t.tracked || t.version == 0 || t.id == 0 || len(t.buf) > 0 {
-			continue
+		if _, ok := a.awaited[oid]; ok || !t.tracked || t.version == 0 || t.id == 0 || len(t.buf) > 0 {
+			continue // an awaited TRUNCATE is settled above
 		}
 		desc, st, ok, err := a.lookup.DescribeCurrent(ctx, oid, t.desc)
 		if err != nil {

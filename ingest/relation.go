@@ -159,10 +159,23 @@ func (a *archiver) noteStorage(w *catalog.Writer, t *table, def schema.Table, st
 			g.FromLSN, g.FromTime = t.spanStart()
 		}
 		g.FromLSN = min(g.FromLSN, seen)
-		if untilTruncate {
+		switch {
+		case untilTruncate:
 			a.tx.gaps = append(a.tx.gaps, pendingGap{t: t, gap: g, name: def.QualifiedName()})
-		} else if err := a.addTableGap(w, g, def.QualifiedName()); err != nil {
-			return err
+		case a.mayBeTruncateAhead(t, def, st):
+			awaited, err := a.awaitTruncate(w, t, st, pendingGap{t: t, gap: g, name: def.QualifiedName()})
+			if err != nil {
+				return err
+			}
+			if awaited {
+				// Compared with the old storage until the stream shows
+				// what made the new one.
+				st = t.storage
+			}
+		default:
+			if err := a.addTableGap(w, g, def.QualifiedName()); err != nil {
+				return err
+			}
 		}
 	}
 	if err := a.setDescription(w, t, def, st); err != nil {
@@ -243,4 +256,74 @@ func (a *archiver) describe(t *table, version int) {
 	}
 	a.described[k] = true
 	a.meta.Schemas = append(a.meta.Schemas, v)
+}
+
+// mayBeTruncateAhead holds when the only change the source shows is new
+// storage that another transaction made, and a TRUNCATE of the table by
+// that transaction would explain it. The source is read as it is now, not
+// as it was at the point of the stream: pgoutput may send a table's
+// Relation message before a change of it (always in a new session), while
+// a TRUNCATE committed after that change is already on the source.
+func (a *archiver) mayBeTruncateAhead(t *table, def schema.Table, st source.Storage) bool {
+	return a.tx.active && st.Xmin != 0 && st.Xmin != a.tx.xid &&
+		inexactChange(t.desc, def, t.storage, st, st.Xmin) == ""
+}
+
+// awaitedTruncate is an inexact span that a TRUNCATE of the table by
+// transaction xid, further down the stream, would explain.
+type awaitedTruncate struct {
+	pendingGap
+	xid     uint32
+	storage source.Storage // what xid made
+	until   uint64         // the source's WAL position after the look: xid committed before it
+}
+
+// awaitTruncate holds gap back until the stream shows the TRUNCATE of t by
+// the transaction that made storage st (truncate drops it) or passes the
+// source's current WAL position without it (settleAwaited records it).
+// Meanwhile the archive holds no span, as while the periodic look suspects
+// a quiet table (quietddl.go); the wait is as long as the stream's lag.
+// It reports false, having recorded the gap, when it cannot wait: the
+// source's position is unknown, or t's storage changed again meanwhile
+// (then the earlier span is recorded, which covers the later one).
+func (a *archiver) awaitTruncate(w *catalog.Writer, t *table, st source.Storage, gap pendingGap) (bool, error) {
+	if prev, ok := a.awaited[t.oid]; ok {
+		if prev.storage == st {
+			return true, nil
+		}
+		delete(a.awaited, t.oid)
+		return false, a.addTableGap(w, prev.gap, prev.name)
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	p, err := a.sourcePoint(ctx)
+	cancel()
+	if err != nil {
+		return false, a.addTableGap(w, gap.gap, gap.name)
+	}
+	a.awaited[t.oid] = awaitedTruncate{pendingGap: gap, xid: st.Xmin, storage: st, until: p.lsn}
+	return true, nil
+}
+
+// settleAwaited records the spans whose awaited TRUNCATE did not come
+// before the stream reached end: what made the new storage was no
+// TRUNCATE. The table is compared with its new storage from then on.
+func (a *archiver) settleAwaited(end uint64) error {
+	for oid, p := range a.awaited {
+		if end < p.until {
+			continue
+		}
+		w, err := a.catalogTx()
+		if err != nil {
+			return err
+		}
+		if err := a.addTableGap(w, p.gap, p.name); err != nil {
+			return err
+		}
+		if err := a.setDescription(w, p.t, p.t.desc, p.storage); err != nil {
+			return err
+		}
+		p.t.storage = p.storage
+		delete(a.awaited, oid)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -390,6 +391,14 @@ func (a *archiver) finish() error {
 	// keepalives moved it, so that a catalog rebuilt from the files knows
 	// everything the server was told.
 	a.closing = true
+	// A TRUNCATE still awaited may be far down the stream, or no TRUNCATE
+	// at all: until the next run sees it, the span is refused.
+	if len(a.awaited) > 0 {
+		if err := a.settleAwaited(math.MaxUint64); err != nil {
+			return err
+		}
+		a.markPending(a.pending)
+	}
 	if a.dirty || a.pending.EndLSN > a.metaEnd {
 		if err := a.flush(); err != nil {
 			return err
