@@ -70,7 +70,7 @@ func startBackup(t *testing.T, c *pgtest.Cluster, dsn, dir string, tune ...func(
 	opts.Slot = fmt.Sprintf("lbt_%d", time.Now().UnixNano()%1e9)
 	opts.TrackNewTables = true // tests create tables while the daemon runs
 	opts.FlushInterval = 50 * time.Millisecond
-	opts.StatusInterval = time.Second
+	opts.StatusInterval = 250 * time.Millisecond
 	opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "lbt", Level: hclog.Debug, Output: testWriter{t}})
 	for _, f := range tune {
 		f(&opts)

@@ -57,7 +57,7 @@ func Binary(t testing.TB) string {
 // the same key (a short flush interval, metrics on a free port).
 func WriteConfig(t testing.TB, c *pgtest.Cluster, dbname, archiveDir, slot string, extra ...string) string {
 	t.Helper()
-	settings := []string{"fsync: true", "flushInterval: 100ms", "statusInterval: 1s", "metricsAddr: 127.0.0.1:0"}
+	settings := []string{"fsync: true", "flushInterval: 100ms", "statusInterval: 250ms", "metricsAddr: 127.0.0.1:0"}
 	text := fmt.Sprintf(`archiveDir: %s
 slotname: %s
 publication: lbt
