@@ -100,16 +100,8 @@ func openReadArchive(ctx context.Context, cfg config.Config, contents bool) (*re
 	}
 	_, err = os.Stat(filepath.Join(cfg.ArchiveDir, catalog.CatalogFile))
 	if cfg.ArchiveURL == "" || err == nil {
-		cat, err := catalog.OpenReadOnly(ctx, cfg.ArchiveDir)
+		cat, err := openArchive(ctx, cfg, false, contents)
 		if err != nil {
-			return nil, err
-		}
-		if err := readMissingFromBucket(cat, cfg); err != nil {
-			cat.Close()
-			return nil, err
-		}
-		if err := useKeys(ctx, cat, keys, contents); err != nil {
-			cat.Close()
 			return nil, err
 		}
 		return &readArchive{cat: cat}, nil
