@@ -26,9 +26,7 @@ import (
 // rebuilt from the files has exactly the kept basebackups, none of the
 // purged ones back.
 func TestBasebackup_FromArchiveReusesUntouchedChunks(t *testing.T) {
-	c := pgtest.Shared(t)
-	dsn := c.NewDatabase(t)
-	dir := t.TempDir()
+	c, dsn, dir := newSource(t)
 	c.Exec(t, dsn, `
 		CREATE TABLE big (id bigserial PRIMARY KEY, v text NOT NULL, n int);
 		INSERT INTO big (v, n) SELECT repeat('v', 40) || g, g FROM generate_series(1, 30000) g;
