@@ -344,10 +344,6 @@ func storeOutage(t *testing.T, keys archiveKeys) {
 // restores exactly, as the local archive does (nothing lost or twice).
 func TestObjectStorage_KillDuringUploads(t *testing.T) { killDuringUploads(t, archiveKeys{}) }
 
-// The same with an encrypted archive, whose daemon holds the recipients
-// only: each restart seals the active segment it cannot append to.
-func TestEncryption_KillDuringUploads(t *testing.T) { killDuringUploads(t, encryptedBucket(t)) }
-
 func killDuringUploads(t *testing.T, keys archiveKeys) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
