@@ -205,6 +205,12 @@ func TestRestore_CapturedDDLStartsTheSpanAtItsCommit(t *testing.T) {
 	cp := func(name string) { cps = append(cps, recordCheckpoint(t, c, dsn, name, tables)) }
 	c.Exec(t, dsn, `UPDATE retyped SET amount = 11 WHERE id = 1`)
 	cp("last-change-before-ddl")
+	// The UPDATE is the table's first change of the session: its Relation
+	// message makes the daemon read the table on the source as it is then.
+	// Archived before the ALTER runs, it reads the types before the DDL;
+	// otherwise it would see the DDL's rewrite early and start a second,
+	// earlier span (refused, so safe, but not what this test checks).
+	waitArchived(t, c, dsn, dir)
 	c.Exec(t, dsn, `ALTER TABLE retyped ALTER amount TYPE bigint USING amount * 100, ALTER label TYPE varchar(40) USING upper(label)`)
 	cp("after-ddl")
 	waitArchived(t, c, dsn, dir)
