@@ -16,3 +16,10 @@ func TestEncryption_StoreOutage(t *testing.T) { storeOutage(t, encryptedBucket(t
 // segment N". Nothing is lost or deleted, but a restart after kill -9 must
 // simply work; this test stays here until that is fixed.
 func TestEncryption_KillDuringUploads(t *testing.T) { killDuringUploads(t, encryptedBucket(t)) }
+
+// encryptedBucket makes a key and returns its archiveKeys.
+func encryptedBucket(t *testing.T) archiveKeys {
+	t.Helper()
+	key, rcpt := keygen(t, t.TempDir(), "key.txt")
+	return archiveKeys{daemon: []string{"encryptRecipients: [" + rcpt + "]"}, reader: []string{"decryptIdentityFile: " + key}}
+}

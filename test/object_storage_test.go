@@ -273,13 +273,6 @@ func TestObjectStorage_StoreOutage(t *testing.T) { storeOutage(t, archiveKeys{})
 // plaintext one.
 type archiveKeys struct{ daemon, reader []string }
 
-// encryptedBucket makes a key and returns its archiveKeys.
-func encryptedBucket(t *testing.T) archiveKeys {
-	t.Helper()
-	key, rcpt := keygen(t, t.TempDir(), "key.txt")
-	return archiveKeys{daemon: []string{"encryptRecipients: [" + rcpt + "]"}, reader: []string{"decryptIdentityFile: " + key}}
-}
-
 func storeOutage(t *testing.T, keys archiveKeys) {
 	c := pgtest.Shared(t)
 	srv, bucket := privateServer(t, "outage")
