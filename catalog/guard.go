@@ -1,7 +1,9 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -94,8 +96,10 @@ func ParseSegmentName(name string) (int64, bool) {
 
 // RemoveSegmentLeftover removes segment id's file if it is what a crash
 // between creating a segment and committing its catalog row leaves: the
-// header alone, blobs being appended only once the row exists. Any other
-// file with that id holds data the catalog does not know, and is refused.
+// header alone, or less of it (nothing yet, when the crash came between
+// creating the file and writing the header), blobs being appended only
+// once the row exists. Any other file with that id holds data the catalog
+// does not know, and is refused.
 func RemoveSegmentLeftover(fsys storage.FS, dir string, id int64) error {
 	path := filepath.Join(dir, SegmentName(id))
 	f, err := fsys.Open(path)
@@ -105,22 +109,44 @@ func RemoveSegmentLeftover(fsys storage.FS, dir string, id int64) error {
 	if err != nil {
 		return fmt.Errorf("segment %s: %w", path, err)
 	}
-	st, err := f.Stat()
-	var start int64
-	if err == nil {
-		start, _, err = segmentStart(f, id)
-	}
-	if err == nil && st.Size() != start {
-		err = fmt.Errorf("%d bytes", st.Size())
-	}
+	leftover, err := headerAlone(f, id)
 	f.Close()
 	if err != nil {
+		return fmt.Errorf("segment %s: %w", path, err)
+	}
+	if !leftover {
 		return unknownSegment(dir, id)
 	}
 	if err := fsys.Remove(path); err != nil {
 		return fmt.Errorf("remove segment leftover %s: %w", path, err)
 	}
 	return fsys.SyncDir(filepath.Dir(path))
+}
+
+// headerAlone says whether f, the file of segment id, holds no more than
+// the beginning of a segment header with that id (all of it, part of it or
+// none), and so no blob.
+func headerAlone(f storage.File, id int64) (bool, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	size := st.Size()
+	if size < SegmentHeaderSize {
+		got := make([]byte, size)
+		if _, err := f.ReadAt(got, 0); err != nil {
+			return false, err
+		}
+		for _, magic := range []string{segmentMagic, encryptedSegmentMagic} {
+			want := binary.LittleEndian.AppendUint64([]byte(magic), uint64(id))
+			if bytes.HasPrefix(want, got) {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	start, _, err := segmentStart(f, id)
+	return err == nil && size == start, nil
 }
 
 func unknownSegment(dir string, id int64) error {

@@ -21,6 +21,10 @@ func TestRemoveSegmentLeftover(t *testing.T) {
 		}
 		w.Close()
 	}
+	write := func(dir string, data []byte) {
+		os.MkdirAll(filepath.Join(dir, "segments"), 0o750)
+		os.WriteFile(filepath.Join(dir, catalog.SegmentName(7)), data, 0o640)
+	}
 	tests := []struct {
 		name    string
 		make    func(dir string)
@@ -29,6 +33,17 @@ func TestRemoveSegmentLeftover(t *testing.T) {
 	}{
 		{"no file", func(string) {}, false, nil},
 		{"header alone: a crash before the catalog row", func(dir string) { header(dir, 7) }, true, nil},
+		{"empty: a crash between creating the file and writing its header", func(dir string) { write(dir, nil) }, true, nil},
+		{"part of a header", func(dir string) {
+			header(dir, 7)
+			os.Truncate(filepath.Join(dir, catalog.SegmentName(7)), catalog.SegmentHeaderSize-3)
+		}, true, nil},
+		{"part of another id's header", func(dir string) {
+			header(dir, 8)
+			os.Rename(filepath.Join(dir, catalog.SegmentName(8)), filepath.Join(dir, catalog.SegmentName(7)))
+			os.Truncate(filepath.Join(dir, catalog.SegmentName(7)), catalog.SegmentHeaderSize-1)
+		}, false, catalog.ErrUnknownFile},
+		{"a few bytes that are no header", func(dir string) { write(dir, []byte("data")) }, false, catalog.ErrUnknownFile},
 		{"header and data: a newer catalog's segment", func(dir string) {
 			header(dir, 7)
 			f, _ := os.OpenFile(filepath.Join(dir, catalog.SegmentName(7)), os.O_APPEND|os.O_WRONLY, 0)
@@ -39,10 +54,7 @@ func TestRemoveSegmentLeftover(t *testing.T) {
 			header(dir, 8)
 			os.Rename(filepath.Join(dir, catalog.SegmentName(8)), filepath.Join(dir, catalog.SegmentName(7)))
 		}, false, catalog.ErrUnknownFile},
-		{"not a segment", func(dir string) {
-			os.MkdirAll(filepath.Join(dir, "segments"), 0o750)
-			os.WriteFile(filepath.Join(dir, catalog.SegmentName(7)), make([]byte, catalog.SegmentHeaderSize), 0o640)
-		}, false, catalog.ErrUnknownFile},
+		{"not a segment", func(dir string) { write(dir, make([]byte, catalog.SegmentHeaderSize)) }, false, catalog.ErrUnknownFile},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -182,6 +182,13 @@ type SegmentWriter struct {
 // key wrapped to keys' recipients.
 func CreateSegment(fsys storage.FS, dir string, id int64, keys *crypt.Keys) (*SegmentWriter, error) {
 	path := filepath.Join(dir, SegmentName(id))
+	// The header first: wrapping an encrypted segment's data key takes a
+	// while, and a crash between creating the file and writing the header
+	// leaves an empty file (RemoveSegmentLeftover removes it).
+	hdr, key, err := segmentHeader(id, keys)
+	if err != nil {
+		return nil, fmt.Errorf("create segment %d: %w", id, err)
+	}
 	if err := fsys.MkdirAll(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
@@ -189,7 +196,7 @@ func CreateSegment(fsys storage.FS, dir string, id int64, keys *crypt.Keys) (*Se
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	w, err := StartSegment(f, id, keys)
+	w, err := writeHeader(f, id, hdr, key)
 	if err == nil {
 		err = w.Sync()
 	}
@@ -230,6 +237,10 @@ func StartSegment(f storage.File, id int64, keys *crypt.Keys) (*SegmentWriter, e
 	if err != nil {
 		return nil, fmt.Errorf("create segment %d: %w", id, err)
 	}
+	return writeHeader(f, id, hdr, key)
+}
+
+func writeHeader(f storage.File, id int64, hdr []byte, key *crypt.BlobKey) (*SegmentWriter, error) {
 	if _, err := f.WriteAt(hdr, 0); err != nil {
 		return nil, fmt.Errorf("create segment %d: %w", id, err)
 	}
