@@ -69,7 +69,7 @@ CRASH_POINTS ?= 200
 # soak tag.
 soak:
 	LBT_CRASH_POINTS=$(CRASH_POINTS) $(GO) test -count=1 -timeout 2h ./test -run 'TestCrashSim_ArchiveRestoresExactlyAfterEveryCrash'
-	$(GO) test -tags soak -count=1 -timeout 2h ./test -run 'TestEncryption_KillNineUnderLoad|TestEncryption_StoreOutage|TestEncryption_KillDuringUploads|TestSoak_'
+	$(GO) test -tags soak -count=1 -timeout 2h ./test -run 'TestEncryption_KillNineUnderLoad|TestEncryption_StoreOutage|TestSoak_'
 	@if [ -d test/soak ]; then \
 		$(GO) test -count=1 -v -timeout 2h ./test/soak/...; \
 	else \

@@ -337,6 +337,18 @@ func storeOutage(t *testing.T, keys archiveKeys) {
 // restores exactly, as the local archive does (nothing lost or twice).
 func TestObjectStorage_KillDuringUploads(t *testing.T) { killDuringUploads(t, archiveKeys{}) }
 
+// The same with an encrypted archive, whose daemon holds the recipients
+// only: each restart seals the active segment it cannot append to and
+// begins the next, so a kill often lands while a segment is being created.
+func TestEncryption_KillDuringUploads(t *testing.T) { killDuringUploads(t, encryptedBucket(t)) }
+
+// encryptedBucket makes a key and returns its archiveKeys.
+func encryptedBucket(t *testing.T) archiveKeys {
+	t.Helper()
+	key, rcpt := keygen(t, t.TempDir(), "key.txt")
+	return archiveKeys{daemon: []string{"encryptRecipients: [" + rcpt + "]"}, reader: []string{"decryptIdentityFile: " + key}}
+}
+
 func killDuringUploads(t *testing.T, keys archiveKeys) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
