@@ -88,3 +88,36 @@ func TestLayered_ReadsLocalThenRemote(t *testing.T) {
 		t.Errorf("Delete removed the remote copy: reads %q", got)
 	}
 }
+
+// Remove on a Layered store removes the local copy and counts its bytes
+// alone: a file only the remote store holds frees nothing and stays there.
+func TestLayered_RemoveCountsTheLocalCopy(t *testing.T) {
+	ctx := context.Background()
+	local := NewLocal(NewCrashableMem(), "/arch")
+	remote := NewLocal(NewCrashableMem(), "/bucket")
+	s := NewLayered(local, remote)
+	must(t, remote.Put(ctx, "segments/00000001.lbs", strings.NewReader("remote one"), -1))
+	must(t, remote.Put(ctx, "segments/00000002.lbs", strings.NewReader("remote two"), -1))
+	must(t, local.Put(ctx, "segments/00000002.lbs", strings.NewReader("local"), -1))
+
+	for _, c := range []struct {
+		name string
+		want int64
+	}{
+		{"segments/00000001.lbs", 0},
+		{"segments/00000002.lbs", int64(len("local"))},
+		{"segments/00000003.lbs", 0},
+	} {
+		if n, err := Remove(ctx, s, c.name); err != nil || n != c.want {
+			t.Errorf("Remove %s: %d bytes, %v; want %d", c.name, n, err, c.want)
+		}
+		if _, err := local.Stat(ctx, c.name); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: the local copy is still there: %v", c.name, err)
+		}
+	}
+	for _, name := range []string{"segments/00000001.lbs", "segments/00000002.lbs"} {
+		if _, err := remote.Stat(ctx, name); err != nil {
+			t.Errorf("Remove touched the remote copy of %s: %v", name, err)
+		}
+	}
+}
