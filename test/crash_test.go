@@ -27,7 +27,7 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 
 	stopLoad := runLoad(t, c, dsn, 3, func(i int) string {
 		// Transactions of varied size, some of 5000 rows. Those too large
-		// to hold in memory have their own test, in spill_test.go.
+		// to hold in memory have their own test, TestBackup_StopDuringLargeTransaction.
 		rows := 1 + rand.IntN(5)
 		if i%200 == 0 {
 			rows = 5000
