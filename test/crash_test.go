@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,9 +36,7 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 
 	for i := 0; i < 6; i++ {
 		time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
-		p.Signal(syscall.SIGKILL)
-		p.Wait(t, 30*time.Second)
-		p = lbtrun.Start(t, "backup", "--config", cfg)
+		p = killNineAndRestart(t, p, cfg)
 	}
 	time.Sleep(time.Second)
 	stopLoad()
