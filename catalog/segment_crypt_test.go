@@ -346,14 +346,7 @@ func TestSegment_EncryptedVector(t *testing.T) {
 		os.WriteFile(vectorSegment, data, 0o644)
 		t.Logf("vector:\n%s", hex.Dump(data))
 	}
-	keys, err := crypt.New(nil, vectorIdentity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(vectorSegment)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys, data := readVector(t)
 	sr, err := catalog.OpenSegmentReader(bytes.NewReader(data), 1, keys)
 	if err != nil {
 		t.Fatal(err)
@@ -369,18 +362,26 @@ func TestSegment_EncryptedVector(t *testing.T) {
 	}
 }
 
+// readVector returns the keys of the vector's identity and the vector
+// segment's bytes.
+func readVector(tb testing.TB) (*crypt.Keys, []byte) {
+	tb.Helper()
+	keys, err := crypt.New(nil, vectorIdentity)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data, err := os.ReadFile(vectorSegment)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return keys, data
+}
+
 // FuzzOpenSegmentReader feeds the segment header and blob record decoders
 // arbitrary files, encrypted and plaintext: they fail cleanly, and open
 // only the vector's blob.
 func FuzzOpenSegmentReader(f *testing.F) {
-	keys, err := crypt.New(nil, vectorIdentity)
-	if err != nil {
-		f.Fatal(err)
-	}
-	vector, err := os.ReadFile(vectorSegment)
-	if err != nil {
-		f.Fatal(err)
-	}
+	keys, vector := readVector(f)
 	f.Add(vector)
 	f.Add(vector[:30])
 	f.Add([]byte("LBTSEG\x00\x02\x01\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff"))
