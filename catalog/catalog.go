@@ -61,10 +61,11 @@ var ErrLocked = errors.New("archive is locked")
 
 // Catalog is an open archive catalog, and where the files it indexes are.
 type Catalog struct {
-	// db runs the catalog's questions: pool, or the one connection of a
-	// read snapshot (ReadSnapshot).
+	// db runs the catalog's questions: pool, or, in a view, the one
+	// connection that holds the read snapshot (BeginRead).
 	db       dbHandle
 	pool     *sql.DB
+	view     bool // a read snapshot's view: db is its one connection
 	dir      string
 	readOnly bool
 	keys     *crypt.Keys // nil: a plaintext archive (UseKeys)
@@ -562,7 +563,7 @@ func (c *Catalog) Close() error {
 // question asks once for each transaction it reads, as inspect history
 // does.
 func (c *Catalog) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	if c.db != c.pool {
+	if c.view {
 		// A read snapshot's one connection: a statement prepared on it has
 		// one execution at a time, and an Inspector asks from several
 		// goroutines, so each question gets its own statement.

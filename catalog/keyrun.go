@@ -534,7 +534,7 @@ func (c *Catalog) keyRunLSNs(ctx context.Context, tableID int64, hashes []int64,
 // several statements must not see a merge or a purge half, when a run it
 // listed is gone and the run that took its pairs is not listed.
 func (c *Catalog) inSnapshot(ctx context.Context, fn func(v *Catalog) error) error {
-	if c.db != c.pool {
+	if c.view {
 		return fn(c)
 	}
 	return c.ReadSnapshot(ctx, fn)
@@ -552,7 +552,7 @@ func (c *Catalog) RowKeyCount(ctx context.Context) (int64, error) {
 // and commit LSN, once each, as `repair --rebuild-catalog` must rebuild
 // them.
 func (c *Catalog) EachRowKey(ctx context.Context, fn func(tableID, hash int64, commitLSN uint64) error) error {
-	if c.db == c.pool {
+	if !c.view {
 		return c.ReadSnapshot(ctx, func(v *Catalog) error { return v.EachRowKey(ctx, fn) })
 	}
 	tables, err := queryRows(ctx, c.db, "row keys", scanInt64, `SELECT DISTINCT table_id FROM key_run ORDER BY table_id`)

@@ -3,7 +3,9 @@ package catalog_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -236,70 +238,96 @@ func newKeysB(b *testing.B) (*crypt.Keys, string) {
 	return k, rcpt
 }
 
-// An encrypted segment keeps, whatever the crash point, what its writer
-// reported durable, as a plaintext one does
-// (TestSegmentWriter_DurableAtEveryCrashPoint): its header with the wrapped
-// key once CreateSegment returns, its sealed blobs once Sync returns; and
-// each durable blob opens again after the crash.
-func TestSegmentWriter_EncryptedDurableAtEveryCrashPoint(t *testing.T) {
-	keys, daemon := newKeys(t, t.TempDir(), "key.txt")
+var updateVector = flag.Bool("update-vector", false, "write a new testdata/encrypted-segment.lbs (its bytes are random: docs/FORMAT.md quotes them)")
+
+// The test vector of docs/FORMAT.md, "Format 4": an encrypted segment with
+// one blob, and the identity (a test key, published) that opens it.
+const (
+	vectorIdentity = "testdata/vector-identity.txt"
+	vectorSegment  = "testdata/encrypted-segment.lbs"
+)
+
+func vectorBlob(t *testing.T) []byte {
 	var enc catalog.BlobEncoder
-	frame, _, err := enc.Encode(1, 1, 0x100, []byte("T\x80\x02\x02I\x01\x03x"))
+	raw := catalog.AppendTuple(append(catalog.AppendTx(nil, 0x16B374D848, 0, 7, 0), 'I'), catalog.Tuple{{Kind: 't', Data: []byte("42")}, {Kind: 't', Data: []byte("hello")}})
+	frame, _, err := enc.Encode(1, 1, 0x16B374D848, raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	frame = append([]byte(nil), frame...)
-	type blob struct{ off, length int64 }
-	run := func(m *storage.MemFS) (created bool, synced int64, durable []blob) {
-		w, err := catalog.CreateSegment(m, "/a", 1, daemon)
-		if err != nil {
-			return false, 0, nil
-		}
-		defer w.Close()
-		synced = w.Size()
-		var pending []blob
-		for i := 0; i < 3; i++ {
-			off, length, err := w.Append(frame)
-			if err != nil {
-				return true, synced, durable
-			}
-			pending = append(pending, blob{off, length})
-			if err := w.Sync(); err != nil {
-				return true, synced, durable
-			}
-			synced, durable = w.Size(), append(durable, pending...)
-			pending = nil
-		}
-		return true, synced, durable
-	}
-	probe := storage.NewCrashableMem()
-	run(probe)
-	for at := int64(0); at <= probe.Ops(); at++ {
-		m := storage.NewCrashableMem()
-		m.FailAfter(at)
-		created, synced, durable := run(m)
-		m.Crash()
-		if !created {
-			continue
-		}
-		w, err := catalog.OpenSegment(m, "/a", 1, synced, keys)
-		if err != nil {
-			t.Fatalf("crash after operation %d: %v", at, err)
-		}
-		w.Close()
-		f, err := m.Open("/a/" + catalog.SegmentName(1))
+	return bytes.Clone(frame)
+}
+
+func TestSegment_EncryptedVector(t *testing.T) {
+	if *updateVector {
+		id, rcpt, _ := crypt.Generate(false)
+		os.WriteFile(vectorIdentity, []byte("# the test key of docs/FORMAT.md's vector: public, never use it\n"+id+"\n"), 0o600)
+		k, err := crypt.New([]string{rcpt}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		sr, err := catalog.OpenSegmentReader(f, 1, keys)
+		dir := t.TempDir()
+		w, err := catalog.CreateSegment(storage.OS{}, dir, 1, k)
 		if err != nil {
-			t.Fatalf("crash after operation %d: %v", at, err)
+			t.Fatal(err)
 		}
-		for _, b := range durable {
-			if _, got, _, err := sr.ReadBlob(b.off, b.length, nil, nil); err != nil || !bytes.Equal(got, frame) {
-				t.Fatalf("crash after operation %d: blob at %d: %v", at, b.off, err)
-			}
+		if _, _, err := w.Append(vectorBlob(t)); err != nil {
+			t.Fatal(err)
 		}
-		f.Close()
+		w.Close()
+		data, _ := os.ReadFile(filepath.Join(dir, catalog.SegmentName(1)))
+		os.WriteFile(vectorSegment, data, 0o644)
+		t.Logf("vector:\n%s", hex.Dump(data))
 	}
+	keys, data := readVector(t)
+	sr, err := catalog.OpenSegmentReader(bytes.NewReader(data), 1, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := vectorBlob(t)
+	off, length := sr.Start(), int64(len(data))-sr.Start()
+	if length != int64(len(want)+crypt.RecordOverhead) {
+		t.Fatalf("record of %d bytes, want %d", length, len(want)+crypt.RecordOverhead)
+	}
+	_, frame, _, err := sr.ReadBlob(off, length, nil, nil)
+	if err != nil || !bytes.Equal(frame, want) {
+		t.Fatalf("vector blob: %v\n got %x\nwant %x", err, frame, want)
+	}
+}
+
+// readVector returns the keys of the vector's identity and the vector
+// segment's bytes.
+func readVector(tb testing.TB) (*crypt.Keys, []byte) {
+	tb.Helper()
+	keys, err := crypt.New(nil, vectorIdentity)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data, err := os.ReadFile(vectorSegment)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return keys, data
+}
+
+// FuzzOpenSegmentReader feeds the segment header and blob record decoders
+// arbitrary files, encrypted and plaintext: they fail cleanly, and open
+// only the vector's blob.
+func FuzzOpenSegmentReader(f *testing.F) {
+	keys, vector := readVector(f)
+	f.Add(vector)
+	f.Add(vector[:30])
+	f.Add([]byte("LBTSEG\x00\x02\x01\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff"))
+	f.Add([]byte("LBTSEG\x00\x01\x01\x00\x00\x00\x00\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, k := range []*crypt.Keys{keys, nil} {
+			sr, err := catalog.OpenSegmentReader(bytes.NewReader(data), 1, k)
+			if err != nil {
+				continue
+			}
+			if sr.Start() > int64(len(data)) {
+				t.Fatalf("blobs start at %d of a %d-byte file", sr.Start(), len(data))
+			}
+			sr.ReadBlob(sr.Start(), int64(len(data))-sr.Start(), nil, nil)
+		}
+	})
 }

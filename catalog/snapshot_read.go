@@ -50,7 +50,7 @@ func (c *Catalog) BeginRead(ctx context.Context) (view *Catalog, release func(),
 		conn.Close()
 		return nil, nil, fmt.Errorf("catalog read snapshot: %w", err)
 	}
-	view = &Catalog{db: conn, pool: c.pool, dir: c.dir, readOnly: true, keys: c.keys, fsys: c.fsys, store: c.store}
+	view = &Catalog{db: conn, pool: c.pool, view: true, dir: c.dir, readOnly: true, keys: c.keys, fsys: c.fsys, store: c.store}
 	release = func() {
 		conn.ExecContext(context.Background(), "ROLLBACK")
 		conn.Close()

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -229,7 +228,7 @@ func removePurgeFiles(ctx context.Context, cat *catalog.Catalog, rep *Report) er
 		return err
 	}
 	for _, p := range paths {
-		n, err := removeFile(ctx, cat.Store(), p)
+		n, err := storage.Remove(ctx, cat.Store(), p)
 		if err != nil {
 			return err
 		}
@@ -370,7 +369,7 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 			return err
 		}
 		for _, id := range retired {
-			n, err := removeFile(ctx, cat.Store(), catalog.SegmentName(id))
+			n, err := storage.Remove(ctx, cat.Store(), catalog.SegmentName(id))
 			if err != nil {
 				return err
 			}
@@ -399,7 +398,7 @@ func reclaimSegments(ctx context.Context, cat *catalog.Catalog, log hclog.Logger
 		return err
 	}
 	for _, id := range retired {
-		n, err := removeFile(ctx, cat.Store(), catalog.SegmentName(id))
+		n, err := storage.Remove(ctx, cat.Store(), catalog.SegmentName(id))
 		if err != nil {
 			return err
 		}
@@ -521,7 +520,7 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 	}
 	freed := -size
 	for _, in := range inputs {
-		n, err := removeFile(ctx, cat.Store(), catalog.SegmentName(in))
+		n, err := storage.Remove(ctx, cat.Store(), catalog.SegmentName(in))
 		if err != nil {
 			return id, freed, err
 		}
@@ -532,28 +531,6 @@ func rewriteSegments(ctx context.Context, cat *catalog.Catalog, group []catalog.
 
 // rewritePattern names the segments a purge builds in tmp/.
 const rewritePattern = "rewrite-*.lbs"
-
-// removeFile deletes an archive file, durably, and returns its size; a
-// missing file is no error. On a backup host that removes its local copies
-// after upload it deletes the local copy, if any: the object store loses
-// the file at the next upload, which no longer points at it, and the
-// store need not answer for a purge to run.
-func removeFile(ctx context.Context, store storage.Store, name string) (int64, error) {
-	if l, ok := store.(*storage.Layered); ok {
-		store = l.Local()
-	}
-	st, err := store.Stat(ctx, name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	if err := store.Delete(ctx, name); err != nil {
-		return 0, err
-	}
-	return st.Size, nil
-}
 
 // lockPurge makes sure one purge at a time works on an archive: two would
 // rewrite the same segments.

@@ -73,6 +73,14 @@ func (l *Layered) Delete(ctx context.Context, name string) error {
 	return l.local.Delete(ctx, name)
 }
 
+// Remove implements Remover: it removes the local copy and returns its
+// size, without asking the object store. The store loses the file at the
+// next upload, which no longer points at it, and need not answer for a
+// purge to run.
+func (l *Layered) Remove(ctx context.Context, name string) (int64, error) {
+	return Remove(ctx, l.local, name)
+}
+
 // openReaderAt opens the local file, or else reads the remote store by
 // ranges. A local file removed after it was opened stays readable
 // through the open handle.

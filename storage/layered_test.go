@@ -9,16 +9,25 @@ import (
 	"testing"
 )
 
+// newLayered returns a Layered store of two MemFS directories: the remote
+// store holds segments 1 and 2, the local directory a copy of segment 2
+// that reads "local two".
+func newLayered(t *testing.T) (s *Layered, local, remote *Local) {
+	t.Helper()
+	ctx := context.Background()
+	local = NewLocal(NewCrashableMem(), "/arch")
+	remote = NewLocal(NewCrashableMem(), "/bucket")
+	must(t, remote.Put(ctx, "segments/00000001.lbs", strings.NewReader("remote one"), -1))
+	must(t, remote.Put(ctx, "segments/00000002.lbs", strings.NewReader("remote two"), -1))
+	must(t, local.Put(ctx, "segments/00000002.lbs", strings.NewReader("local two"), -1))
+	return NewLayered(local, remote), local, remote
+}
+
 // A Layered store reads the local copy while it is there and the remote
 // one after; it writes, lists and deletes only the local directory.
 func TestLayered_ReadsLocalThenRemote(t *testing.T) {
 	ctx := context.Background()
-	local := NewLocal(NewCrashableMem(), "/arch")
-	remote := NewLocal(NewCrashableMem(), "/bucket")
-	s := NewLayered(local, remote)
-	must(t, remote.Put(ctx, "segments/00000001.lbs", strings.NewReader("remote one"), -1))
-	must(t, remote.Put(ctx, "segments/00000002.lbs", strings.NewReader("remote two"), -1))
-	must(t, local.Put(ctx, "segments/00000002.lbs", strings.NewReader("local two"), -1))
+	s, _, remote := newLayered(t)
 	must(t, s.Put(ctx, "segments/00000003.lbs", strings.NewReader("local three"), -1))
 
 	read := func(name string) string {
@@ -86,5 +95,33 @@ func TestLayered_ReadsLocalThenRemote(t *testing.T) {
 	must(t, s.Delete(ctx, "segments/00000001.lbs"))
 	if got := read("segments/00000001.lbs"); got != "remote one" {
 		t.Errorf("Delete removed the remote copy: reads %q", got)
+	}
+}
+
+// Remove on a Layered store removes the local copy and counts its bytes
+// alone: a file only the remote store holds frees nothing and stays there.
+func TestLayered_RemoveCountsTheLocalCopy(t *testing.T) {
+	ctx := context.Background()
+	s, local, remote := newLayered(t)
+
+	for _, c := range []struct {
+		name string
+		want int64
+	}{
+		{"segments/00000001.lbs", 0},
+		{"segments/00000002.lbs", int64(len("local two"))},
+		{"segments/00000003.lbs", 0},
+	} {
+		if n, err := Remove(ctx, s, c.name); err != nil || n != c.want {
+			t.Errorf("Remove %s: %d bytes, %v; want %d", c.name, n, err, c.want)
+		}
+		if _, err := local.Stat(ctx, c.name); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: the local copy is still there: %v", c.name, err)
+		}
+	}
+	for _, name := range []string{"segments/00000001.lbs", "segments/00000002.lbs"} {
+		if _, err := remote.Stat(ctx, name); err != nil {
+			t.Errorf("Remove touched the remote copy of %s: %v", name, err)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 )
@@ -85,6 +86,36 @@ func PutFile(ctx context.Context, s Store, name, path string) error {
 		return fmt.Errorf("put %s: %w", name, err)
 	}
 	return s.Put(ctx, name, f, st.Size())
+}
+
+// Remover is implemented by a Store whose Delete removes something other
+// than what its Stat describes: a Layered store deletes its local copy
+// alone, while its Stat answers from the object store when that copy is
+// gone. Use Remove, which falls back to Stat and Delete for a Store
+// without it.
+type Remover interface {
+	// Remove deletes name as Delete does and returns the size of what it
+	// deleted: 0 when name was not there.
+	Remove(ctx context.Context, name string) (int64, error)
+}
+
+// Remove deletes name from s, durably, and returns the bytes that freed; a
+// missing name is no error, as for Delete.
+func Remove(ctx context.Context, s Store, name string) (int64, error) {
+	if r, ok := s.(Remover); ok {
+		return r.Remove(ctx, name)
+	}
+	st, err := s.Stat(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := s.Delete(ctx, name); err != nil {
+		return 0, err
+	}
+	return st.Size, nil
 }
 
 // ReaderAtCloser reads an object at offsets.

@@ -2,7 +2,9 @@ package test
 
 import (
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
@@ -30,4 +32,13 @@ func lbtBasebackup(t *testing.T, cfg, table string, extra ...string) string {
 		}
 	}
 	return strings.Join(lines, "")
+}
+
+// killNineAndRestart kills the lbt backup process p as a crash would
+// (SIGKILL), waits for it to end and starts lbt backup again on cfg.
+func killNineAndRestart(t *testing.T, p *lbtrun.Process, cfg string) *lbtrun.Process {
+	t.Helper()
+	p.Signal(syscall.SIGKILL)
+	p.Wait(t, 30*time.Second)
+	return lbtrun.Start(t, "backup", "--config", cfg)
 }

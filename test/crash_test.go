@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,7 +26,7 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 
 	stopLoad := runLoad(t, c, dsn, 3, func(i int) string {
 		// Transactions of varied size, some of 5000 rows. Those too large
-		// to hold in memory have their own test, in spill_test.go.
+		// to hold in memory have their own test, TestBackup_StopDuringLargeTransaction.
 		rows := 1 + rand.IntN(5)
 		if i%200 == 0 {
 			rows = 5000
@@ -37,9 +36,7 @@ func TestBackup_KillNineUnderLoadArchivesEachTransactionOnce(t *testing.T) {
 
 	for i := 0; i < 6; i++ {
 		time.Sleep(time.Duration(300+rand.IntN(1500)) * time.Millisecond)
-		p.Signal(syscall.SIGKILL)
-		p.Wait(t, 30*time.Second)
-		p = lbtrun.Start(t, "backup", "--config", cfg)
+		p = killNineAndRestart(t, p, cfg)
 	}
 	time.Sleep(time.Second)
 	stopLoad()

@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,9 +46,7 @@ func TestEncryption_KillNineUnderLoad(t *testing.T) {
 	})
 	for i := 0; i < 4; i++ {
 		time.Sleep(time.Duration(400+200*i) * time.Millisecond)
-		p.Signal(syscall.SIGKILL)
-		p.Wait(t, 30*time.Second)
-		p = lbtrun.Start(t, "backup", "--config", daemon)
+		p = killNineAndRestart(t, p, daemon)
 	}
 	time.Sleep(time.Second)
 	stopLoad()

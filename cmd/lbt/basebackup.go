@@ -42,11 +42,10 @@ func (cmd *basebackupCmd) Validate() error {
 }
 
 func (cmd *basebackupCmd) Run(ctx context.Context, g *Globals) error {
-	cfg, err := g.loadConfig()
+	cfg, log, err := g.configure()
 	if err != nil {
 		return err
 	}
-	log := g.logger(cfg)
 	if cmd.FromArchive {
 		return cmd.fromArchive(ctx, g, &cfg, log)
 	}

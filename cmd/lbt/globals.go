@@ -63,6 +63,16 @@ func (g *Globals) loadConfig() (config.Config, error) {
 	return cfg, nil
 }
 
+// configure returns the effective configuration (loadConfig) and its
+// logger (logger): what a command that logs starts with.
+func (g *Globals) configure() (config.Config, hclog.Logger, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	return cfg, g.logger(cfg), nil
+}
+
 // logger returns the logger for the configuration, which it passes down
 // explicitly (lbt has no global logger), after logging the configuration's
 // warnings.

@@ -20,11 +20,10 @@ The catalog rows go first, then the files, so that an interrupted purge leaves a
 }
 
 func (cmd *purgeCmd) Run(ctx context.Context, g *Globals) error {
-	cfg, err := g.loadConfig()
+	cfg, log, err := g.configure()
 	if err != nil {
 		return err
 	}
-	log := g.logger(cfg)
 	opts := retention.NewOptions()
 	opts.Retention = cfg.Retention
 	opts.KeepBasebackups = cfg.RetentionBasebackups

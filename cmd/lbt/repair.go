@@ -25,11 +25,10 @@ func (cmd *repairCmd) Help() string {
 }
 
 func (cmd *repairCmd) Run(ctx context.Context, g *Globals) error {
-	cfg, err := g.loadConfig()
+	cfg, log, err := g.configure()
 	if err != nil {
 		return err
 	}
-	log := g.logger(cfg)
 	// The daemon's lock: nothing may write the archive while its catalog
 	// is replaced.
 	unlock, err := ingest.LockArchive(cfg.ArchiveDir)

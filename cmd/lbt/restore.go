@@ -50,11 +50,10 @@ func (cmd *restoreCmd) Validate() error {
 }
 
 func (cmd *restoreCmd) Run(ctx context.Context, g *Globals) error {
-	cfg, err := g.loadConfig()
+	cfg, log, err := g.configure()
 	if err != nil {
 		return err
 	}
-	log := g.logger(cfg)
 
 	opts := restore.NewOptions()
 	opts.Table = cmd.Table

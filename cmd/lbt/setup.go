@@ -23,11 +23,10 @@ lbt backup creates the publication and the replication slot; setup --status show
 }
 
 func (cmd *setupCmd) Run(ctx context.Context, g *Globals) error {
-	cfg, err := g.loadConfig()
+	cfg, log, err := g.configure()
 	if err != nil {
 		return err
 	}
-	log := g.logger(cfg)
 	pc, err := cfg.ConnConfig()
 	if err != nil {
 		return usageError{err}

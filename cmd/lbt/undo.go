@@ -64,11 +64,10 @@ func (cmd *undoCmd) Validate() error {
 }
 
 func (cmd *undoCmd) Run(ctx context.Context, g *Globals) error {
-	cfg, err := g.loadConfig()
+	cfg, log, err := g.configure()
 	if err != nil {
 		return err
 	}
-	log := g.logger(cfg)
 	opts := repair.Options{Xid: cmd.XID, Role: cmd.Actor, Application: cmd.Application, Table: cmd.Table, Logger: log}
 	if cmd.LSN != "" {
 		if opts.LSN, err = parseLSNFlag("--lsn", cmd.LSN); err != nil {

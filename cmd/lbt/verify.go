@@ -25,11 +25,10 @@ func (cmd *verifyCmd) Help() string {
 }
 
 func (cmd *verifyCmd) Run(ctx context.Context, g *Globals) error {
-	cfg, err := g.loadConfig()
+	cfg, log, err := g.configure()
 	if err != nil {
 		return err
 	}
-	log := g.logger(cfg)
 	arch, err := openReadArchive(ctx, cfg, cmd.ReadData || cmd.ReadDataSubset != "" || cmd.RestoreTest)
 	if err != nil {
 		return err

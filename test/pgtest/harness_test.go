@@ -125,9 +125,13 @@ func TestNewDatabase(t *testing.T) {
 		if _, err := held.Exec(ctx, "SELECT pg_create_logical_replication_slot('pgtest_held', 'pgoutput', true)"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "both slots active", func() bool {
-			return c.QueryString(t, dsn, "SELECT count(*) FROM pg_replication_slots WHERE active") == "2"
-		})
+		deadline := time.Now().Add(30 * time.Second)
+		for c.QueryString(t, dsn, "SELECT count(*) FROM pg_replication_slots WHERE active") != "2" {
+			if time.Now().After(deadline) {
+				t.Fatal("timed out after 30s waiting for both slots to be active")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	})
 	if recvlogical != nil {
 		defer func() {
@@ -441,16 +445,4 @@ func processes(t testing.TB) []process {
 		list = append(list, process{pid: pid, ppid: ppid, state: fields[0], args: args})
 	}
 	return list
-}
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
