@@ -109,6 +109,7 @@ type txState struct {
 	gaps                  []pendingGap
 	altered               map[uint32]bool // tables a captured ALTER TABLE of this transaction names
 	alteredSeen           int             // messages looked at for altered
+	ended                 bool            // seen ended on the source (awaitEnded)
 }
 
 type schemaKey struct {

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,10 +22,13 @@ type fakeSource struct {
 	typeNames map[uint32]string
 	pk        []string
 	storages  []source.Storage
-	described int // DescribeRelation calls
+	described int      // DescribeRelation calls
+	ended     []uint32 // AwaitEnded's xids, in order
+	endedSeen []int    // len(ended) at each DescribeRelation
 }
 
 func (f *fakeSource) DescribeRelation(_ context.Context, _ uint32, t *schema.Table) (source.Storage, error) {
+	f.endedSeen = append(f.endedSeen, len(f.ended))
 	for i := range t.Columns {
 		t.Columns[i].TypeName = f.typeNames[t.Columns[i].TypeOID]
 		t.Columns[i].AttNum = int16(i + 1)
@@ -35,6 +39,10 @@ func (f *fakeSource) DescribeRelation(_ context.Context, _ uint32, t *schema.Tab
 	return st, nil
 }
 
+func (f *fakeSource) AwaitEnded(_ context.Context, xid uint32) error {
+	f.ended = append(f.ended, xid)
+	return nil
+}
 func (f *fakeSource) DescribeCurrent(context.Context, uint32, schema.Table) (schema.Table, source.Storage, bool, error) {
 	return schema.Table{}, source.Storage{}, false, nil
 }
@@ -181,6 +189,11 @@ func TestArchiver_FakeSource(t *testing.T) {
 			}
 			if src.described != 2 {
 				t.Errorf("DescribeRelation called %d times, want once per Relation message (2)", src.described)
+			}
+			// Each lookup waits for its transaction to end on the source
+			// first, or it may read the catalogs from before its commit.
+			if !slices.Equal(src.ended, []uint32{xid1, xid2}) || !slices.Equal(src.endedSeen, []int{1, 2}) {
+				t.Errorf("AwaitEnded for %v, seen by the lookups as %v; want each transaction awaited before its lookup", src.ended, src.endedSeen)
 			}
 			s, err := cat.Summarize(ctx)
 			if err != nil {

@@ -61,6 +61,9 @@ func (a *archiver) describeAltered() error {
 	if !hasDDL {
 		return nil
 	}
+	if err := a.awaitEnded(); err != nil {
+		return err
+	}
 	for oid, t := range a.tables {
 		if !t.tracked || t.version == 0 || t.describedAt == a.tx.commitLSN || !a.altered(oid) {
 			continue

@@ -135,6 +135,9 @@ func (a *archiver) createdByDDL(m ddlMessage, commitTime time.Time) error {
 		}
 		return w.SetTableCreated(t.id, a.tx.commitLSN, commitTime, true)
 	}
+	if err := a.awaitEnded(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	def, ok, err := a.lookup.DescribeNew(ctx, oid)
 	cancel()
@@ -185,6 +188,9 @@ func (a *archiver) creation(oid uint32) (here, sinceStart bool, err error) {
 	}
 	all, err := a.allTables()
 	if err != nil || !all {
+		return false, false, err
+	}
+	if err := a.awaitEnded(); err != nil {
 		return false, false, err
 	}
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"time"
 
 	"lbt/schema"
 	"lbt/source"
@@ -15,6 +16,9 @@ type sourceLookup interface {
 	// (type names, primary key, attnum, NOT NULL, DEFAULT, fast default)
 	// and reads its storage: at every Relation message, in one round trip.
 	DescribeRelation(ctx context.Context, oid uint32, t *schema.Table) (source.Storage, error)
+	// AwaitEnded waits until a transaction whose commit the stream showed
+	// has ended on the source, so that a lookup for it sees its effects.
+	AwaitEnded(ctx context.Context, xid uint32) error
 	// DescribeCurrent reads a table as the stream would describe it now,
 	// when the stream has not; ok is false when it no longer exists.
 	DescribeCurrent(ctx context.Context, oid uint32, prev schema.Table) (t schema.Table, st source.Storage, ok bool, err error)
@@ -34,3 +38,20 @@ type sourceLookup interface {
 }
 
 var _ sourceLookup = (*source.Lookup)(nil)
+
+// awaitEnded waits, once per transaction, until the transaction being
+// received has ended on the source, before the first lookup made for it:
+// what the source says then includes the transaction's own changes
+// (source.Lookup.AwaitEnded).
+func (a *archiver) awaitEnded() error {
+	if !a.tx.active || a.tx.ended {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	defer cancel()
+	if err := a.lookup.AwaitEnded(ctx, a.tx.xid); err != nil {
+		return err
+	}
+	a.tx.ended = true
+	return nil
+}

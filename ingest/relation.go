@@ -66,6 +66,9 @@ func (a *archiver) relation(m *pglogrepl.RelationMessage) error {
 	// the table's catalog entry, and only the source tells a rewrite of its
 	// rows (a new relfilenode) or a column dropped and added again (a new
 	// attnum) from nothing at all.
+	if err := a.awaitEnded(); err != nil {
+		return err
+	}
 	dctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	st, err := a.lookup.DescribeRelation(dctx, m.RelationID, &def)
 	cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -21,6 +22,34 @@ type Lookup struct {
 // NewLookup asks on conn, which stays the caller's to close.
 func NewLookup(conn *pgx.Conn) *Lookup {
 	return &Lookup{conn: conn}
+}
+
+// AwaitEnded waits until transaction xid, whose commit the stream has
+// shown, has ended on the source. The walsender sends a commit once its
+// WAL is flushed, a moment before the committing backend leaves the set of
+// running transactions; a lookup in that moment reads the catalogs as they
+// were before the transaction (a captured ALTER TABLE would look like no
+// change at all). A backend holds the lock on its own transaction id until
+// after it has left that set (what the server's XactLockTableWait waits
+// for), so once the lock is gone every later snapshot sees the commit.
+func (l *Lookup) AwaitEnded(ctx context.Context, xid uint32) error {
+	id := strconv.FormatUint(uint64(xid), 10)
+	for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
+		var running bool
+		err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
+			WHERE locktype = 'transactionid' AND transactionid::text = $1)`, id).Scan(&running)
+		if err != nil {
+			return fmt.Errorf("wait for transaction %s to end on the source: %w", id, err)
+		}
+		if !running {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for transaction %s to end on the source: %w", id, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
 }
 
 // Publication reads the named publication.
