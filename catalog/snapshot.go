@@ -20,6 +20,19 @@ func (c *Catalog) Snapshot(ctx context.Context, path string) error {
 	return nil
 }
 
+// DataVersion is SQLite's data_version of the catalog's connection: it
+// changes when another connection (another Catalog of the archive, in this
+// process or another) commits, and not on this Catalog's own commits. It
+// tells the daemon, whose catalog has one connection, whether a basebackup,
+// a purge or retention changed the catalog since it last asked.
+func (c *Catalog) DataVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := c.db.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("catalog data version: %w", err)
+	}
+	return v, nil
+}
+
 // SnapshotFile is an archive file that a catalog snapshot points at.
 type SnapshotFile struct {
 	Name string // archive-relative, slash-separated
@@ -103,6 +116,33 @@ func SnapshotFiles(ctx context.Context, path string) ([]SnapshotFile, error) {
 	return files, nil
 }
 
+// RetireActiveSegment prepares the catalog snapshot at path for the object
+// store when it was taken between two seals (ship's Quiet): the daemon's
+// active segment, then only a header, is never uploaded, so it is marked
+// retired, as ContinueFrom marks it on a new host, and readers of the store
+// do not look for its file. A snapshot whose active segment has blobs is
+// refused with ErrSnapshotActive. The snapshot keeps its rollback journal:
+// it is opened without the live catalog's WAL.
+func RetireActiveSegment(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?_txlock=immediate")
+	if err != nil {
+		return fmt.Errorf("catalog snapshot %s: %w", path, err)
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("catalog snapshot %s: %w", path, err)
+	}
+	defer tx.Rollback()
+	if err := retireEmptyActive(ctx, tx, time.Now()); err != nil {
+		return fmt.Errorf("catalog snapshot %s: %w", path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("catalog snapshot %s: %w", path, err)
+	}
+	return db.Close()
+}
+
 // ContinueFrom makes this catalog, a snapshot fetched from an object store
 // into a new archive directory, the live catalog that continues that
 // archive (ship.Adopt). Its active segment, empty and never uploaded
@@ -114,17 +154,11 @@ func SnapshotFiles(ctx context.Context, path string) ([]SnapshotFile, error) {
 // the uploader would take for uploaded.
 func (c *Catalog) ContinueFrom(ctx context.Context, used []int64) error {
 	return c.write(ctx, "continue the archive", func(tx *sql.Tx) error {
-		var active int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blob b JOIN segment s ON s.id = b.segment_id WHERE s.sealed = 0`).Scan(&active); err != nil {
+		at := time.Now()
+		if err := retireEmptyActive(ctx, tx, at); err != nil {
 			return err
 		}
-		if active > 0 {
-			return fmt.Errorf("%w: %d blobs", ErrSnapshotActive, active)
-		}
-		now := Micros(time.Now())
-		if _, err := tx.ExecContext(ctx, `UPDATE segment SET sealed = 1, retired_at = ? WHERE sealed = 0`, now); err != nil {
-			return err
-		}
+		now := Micros(at)
 		var hi, lo int64
 		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0), coalesce(min(id), 0) FROM segment`).Scan(&hi, &lo); err != nil {
 			return err
@@ -148,4 +182,18 @@ func (c *Catalog) ContinueFrom(ctx context.Context, used []int64) error {
 		}
 		return nil
 	})
+}
+
+// retireEmptyActive marks the active segment of a snapshot, whose file is
+// in no store, sealed and retired at at; one that has blobs is refused.
+func retireEmptyActive(ctx context.Context, tx *sql.Tx, at time.Time) error {
+	var active int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blob b JOIN segment s ON s.id = b.segment_id WHERE s.sealed = 0`).Scan(&active); err != nil {
+		return err
+	}
+	if active > 0 {
+		return fmt.Errorf("%w: %d blobs", ErrSnapshotActive, active)
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE segment SET sealed = 1, retired_at = ? WHERE sealed = 0`, Micros(at))
+	return err
 }
