@@ -63,6 +63,9 @@ type Options struct {
 	TempDir string
 	// MaxBackoff bounds the wait between retries of a failed upload.
 	MaxBackoff time.Duration
+	// Interval is the least time between a snapshot and one that Quiet
+	// takes (uploadInterval).
+	Interval time.Duration
 	// KeepLocal keeps the local copy of a file after upload
 	// (keepLocalCopies). Without it, a file's local copy is removed once
 	// the file and a snapshot that points at it are in the store, and
@@ -95,6 +98,11 @@ type Shipper struct {
 	wake    chan struct{} // signalled when pending changes
 	seq     int
 	backlog backlog
+
+	// Used by Sealed and Quiet only, in the archiver goroutine.
+	snapAt  time.Time // when the last snapshot was taken
+	version int64     // the catalog's DataVersion before it
+	known   bool      // version is set
 
 	// Used by Start, then by Run only.
 	fresh     bool            // archiveDir has never uploaded (no StateFile)
@@ -213,6 +221,41 @@ func (s *Shipper) Covered() uint64 { return s.covered.Load() }
 // (ingest.Options.Sealed), and queues it for upload in place of any older
 // one not yet started.
 func (s *Shipper) Sealed(ctx context.Context, cat *catalog.Catalog, pos catalog.Position) error {
+	// Read before the snapshot: a commit between the two is in the
+	// snapshot and also seen by the next Quiet, which at worst takes
+	// one snapshot too many, never one too few.
+	v, err := cat.DataVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	s.snapAt, s.version, s.known = time.Now(), v, true
+	return s.snapshot(ctx, cat, pos)
+}
+
+// Quiet takes a snapshot of cat as Sealed does, for a source with no
+// changes to seal (ingest.Options.Quiet), but only when another writer of
+// the catalog (a basebackup, a purge, retention) committed since the last
+// snapshot, and Interval has passed since it: so a basebackup finished on
+// an idle source reaches the store within about one uploadInterval, and an
+// unchanged catalog is not uploaded again. The first call after start
+// takes one, for what an earlier run recorded and did not upload.
+func (s *Shipper) Quiet(ctx context.Context, cat *catalog.Catalog, pos catalog.Position) error {
+	if time.Since(s.snapAt) < s.o.Interval {
+		return nil
+	}
+	v, err := cat.DataVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	if s.known && v == s.version {
+		return nil
+	}
+	s.snapAt, s.version, s.known = time.Now(), v, true
+	return s.snapshot(ctx, cat, pos)
+}
+
+// snapshot takes a snapshot of cat, committed up to pos, and queues it.
+func (s *Shipper) snapshot(ctx context.Context, cat *catalog.Catalog, pos catalog.Position) error {
 	s.mu.Lock()
 	s.seq++
 	path := filepath.Join(s.o.TempDir, fmt.Sprintf("snapshot-%016X-%d.db", pos.EndLSN, s.seq))
@@ -223,6 +266,11 @@ func (s *Shipper) Sealed(ctx context.Context, cat *catalog.Catalog, pos catalog.
 	}
 	os.Remove(path)
 	if err := cat.Snapshot(ctx, path); err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	// A Quiet snapshot has the active segment, whose file is not uploaded.
+	if err := catalog.RetireActiveSegment(ctx, path); err != nil {
+		os.Remove(path)
 		return fmt.Errorf("upload: %w", err)
 	}
 	s.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"lbt/catalog"
 	"lbt/storage"
@@ -362,5 +363,115 @@ func TestAdopt_ContinuesTheStoresArchive(t *testing.T) {
 	empty := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "empty"))
 	if got, _, err := Adopt(ctx, empty, nil, filepath.Join(t.TempDir(), "new2"), t.TempDir()); got != "" || err != nil {
 		t.Errorf("Adopt from an empty store: %q, %v; want nothing done", got, err)
+	}
+}
+
+// Quiet, the idle source's clock, takes a snapshot only when another
+// writer of the catalog (a basebackup, a purge) committed since the last
+// one, and Interval has passed since it: once after start, then not again
+// for an unchanged catalog nor for the daemon's own commits (Sealed sends
+// those); Sealed always takes one.
+func TestShip_QuietSnapshotsOnlyWhatOthersChanged(t *testing.T) {
+	ctx := t.Context()
+	dir, _ := goldenArchive(t)
+	other, err := sql.Open("sqlite", filepath.Join(dir, catalog.CatalogFile)) // as the scheduler's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// The daemon's active segment, only a header, as between two seals.
+	if _, err := other.Exec(`INSERT INTO segment (id, created_at, size) VALUES (2, 0, ?)`, catalog.SegmentHeaderSize); err != nil {
+		t.Fatal(err)
+	}
+	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+	s := New(Options{Dir: dir, Remote: bucket, TempDir: filepath.Join(t.TempDir(), "upload")})
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Open(ctx, dir) // the daemon's: one connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	pos, _, err := cat.Position(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCommits := 0
+	steps := []struct {
+		name     string
+		do       func(t *testing.T)
+		call     func() error
+		snapshot bool
+	}{
+		{"first after start", nil, func() error { return s.Quiet(ctx, cat, pos) }, true},
+		{"unchanged", nil, func() error { return s.Quiet(ctx, cat, pos) }, false},
+		{"the daemon's own commit", func(t *testing.T) {
+			if err := cat.SetMeta(ctx, "test.own", "1"); err != nil {
+				t.Fatal(err)
+			}
+		}, func() error { return s.Quiet(ctx, cat, pos) }, false},
+		{"another writer's commit", func(t *testing.T) {
+			otherCommits++
+			if _, err := other.Exec(`INSERT INTO meta (key, value) VALUES (?, '1')`, fmt.Sprint("test.other.", otherCommits)); err != nil {
+				t.Fatal(err)
+			}
+		}, func() error { return s.Quiet(ctx, cat, pos) }, true},
+		{"unchanged again", nil, func() error { return s.Quiet(ctx, cat, pos) }, false},
+		{"a seal", nil, func() error { return s.Sealed(ctx, cat, pos) }, true},
+		{"another writer's commit within Interval of the seal", func(t *testing.T) {
+			s.o.Interval = time.Hour
+			otherCommits++
+			if _, err := other.Exec(`INSERT INTO meta (key, value) VALUES (?, '1')`, fmt.Sprint("test.other.", otherCommits)); err != nil {
+				t.Fatal(err)
+			}
+		}, func() error { return s.Quiet(ctx, cat, pos) }, false},
+		{"the same once Interval has passed", func(t *testing.T) {
+			s.o.Interval = 0
+		}, func() error { return s.Quiet(ctx, cat, pos) }, true},
+	}
+	uploaded := 0
+	for _, st := range steps {
+		if st.do != nil {
+			st.do(t)
+		}
+		if err := st.call(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		snap := s.take()
+		if (snap != nil) != st.snapshot {
+			t.Fatalf("%s: snapshot taken %v, want %v", st.name, snap != nil, st.snapshot)
+		}
+		if snap == nil {
+			continue
+		}
+		if err := s.ship(ctx, snap); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		s.done(snap)
+		uploaded++
+		// The store lacks the active segment's file: its snapshot
+		// does not point at it.
+		name, err := NewestSnapshot(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "fetched", catalog.CatalogFile)
+		if err := Fetch(ctx, bucket, nil, name, path); err != nil {
+			t.Fatal(err)
+		}
+		fetched, err := catalog.OpenReadOnly(ctx, filepath.Dir(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var live int
+		err = fetched.DB().QueryRow(`SELECT count(*) FROM segment WHERE id = 2 AND retired_at IS NULL`).Scan(&live)
+		fetched.Close()
+		if err != nil || live != 0 {
+			t.Errorf("%s: the uploaded snapshot has the active segment live (%d, %v)", st.name, live, err)
+		}
+	}
+	if uploaded != 4 {
+		t.Errorf("%d snapshots uploaded, want 4", uploaded)
 	}
 }
