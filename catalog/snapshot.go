@@ -5,17 +5,64 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
+
+	"modernc.org/sqlite"
 )
 
 // Snapshot writes a consistent copy of the catalog, as of one moment, to
-// path, which must not exist (SQLite's VACUUM INTO: one read transaction,
-// so the daemon's commits go on while it runs). The copy is an archive
-// catalog on its own, for the object store.
+// path, which must not exist: SQLite's online backup of every page in one
+// step, under one read transaction, so that commits of other connections
+// go on while it runs. It copies the pages as they are, several times
+// faster than VACUUM INTO, which rebuilds every table and index
+// (BenchmarkCatalogSnapshot in test/bench). The copy is an archive catalog
+// on its own, for the object store, in rollback-journal mode, so that a
+// reader opens it read-only with no -wal or -shm file.
 func (c *Catalog) Snapshot(ctx context.Context, path string) error {
-	if _, err := c.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+	fail := func(err error) error {
+		os.Remove(path)
 		return fmt.Errorf("catalog snapshot %s: %w", path, err)
+	}
+	conn, err := c.pool.Conn(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	err = conn.Raw(func(dc any) error {
+		src, ok := dc.(interface {
+			NewBackup(dst string) (*sqlite.Backup, error)
+		})
+		if !ok {
+			return fmt.Errorf("the SQLite driver has no online backup")
+		}
+		b, err := src.NewBackup(path)
+		if err != nil {
+			return err
+		}
+		more, err := b.Step(-1)
+		if ferr := b.Finish(); err == nil {
+			err = ferr
+		}
+		if err == nil && more {
+			err = fmt.Errorf("the backup stopped before the last page")
+		}
+		return err
+	})
+	conn.Close()
+	if err != nil {
+		return fail(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		return fail(err)
+	}
+	_, err = db.ExecContext(ctx, `PRAGMA journal_mode = DELETE`)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
 	}
 	return nil
 }
