@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +35,15 @@ func BenchmarkCatalogSnapshot(b *testing.B) {
 	target := int64(envInt("LBT_BENCH_SNAPSHOT_MB", 256)) << 20
 	runs := envInt("LBT_BENCH_SNAPSHOT_RUNS", 3)
 	dir := b.TempDir()
+	// The catalog, a copy, its age file and the object: leave 8 GB free
+	// for the rest of the machine.
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		b.Fatal(err)
+	}
+	if free := int64(fs.Bavail) * fs.Bsize; free < 4*target+8<<30 {
+		b.Fatalf("%d MiB free in %s, want %d MiB for a %d MiB catalog: lower LBT_BENCH_SNAPSHOT_MB", free>>20, dir, (4*target+8<<30)>>20, target>>20)
+	}
 	cat := catalogtest.New(b, dir)
 	changes, took := fillCatalog(b, ctx, cat, target)
 	size := catalogBytes(b, cat)
@@ -92,11 +102,16 @@ func BenchmarkCatalogSnapshot(b *testing.B) {
 			b.Fatal(err)
 		}
 		encrypt = append(encrypt, time.Since(t0))
+		os.Remove(path + ".age")
+		name := fmt.Sprintf("catalog/%016X-%016X.db", i, i)
 		t0 = time.Now()
-		if err := storage.PutFile(ctx, store, fmt.Sprintf("catalog/%016X-%016X.db", i, i), path); err != nil {
+		if err := storage.PutFile(ctx, store, name, path); err != nil {
 			b.Fatal(err)
 		}
 		put = append(put, time.Since(t0))
+		if err := store.Delete(ctx, name); err != nil {
+			b.Fatal(err)
+		}
 		t0 = time.Now()
 		if _, err := cat.DataVersion(ctx); err != nil {
 			b.Fatal(err)
@@ -110,7 +125,6 @@ func BenchmarkCatalogSnapshot(b *testing.B) {
 			}
 		}
 		os.Remove(path)
-		os.Remove(path + ".age")
 	}
 	b.StopTimer()
 	mib := float64(snapBytes) / (1 << 20)
