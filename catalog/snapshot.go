@@ -12,24 +12,76 @@ import (
 	"modernc.org/sqlite"
 )
 
-// Snapshot writes a consistent copy of the catalog, as of one moment, to
-// path, which must not exist: SQLite's online backup of every page in one
-// step, under one read transaction, so that commits of other connections
-// go on while it runs. It copies the pages as they are, several times
-// faster than VACUUM INTO, which rebuilds every table and index
-// (BenchmarkCatalogSnapshot in test/bench). The copy is an archive catalog
-// on its own, for the object store, in rollback-journal mode, so that a
-// reader opens it read-only with no -wal or -shm file.
+// Snapshot writes a consistent copy of the catalog, as of now, to path,
+// which must not exist (Pin, then WriteTo).
 func (c *Catalog) Snapshot(ctx context.Context, path string) error {
+	p, err := c.Pin(ctx)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return p.WriteTo(ctx, path)
+}
+
+// PinnedSnapshot is the catalog as of one moment, held by a read
+// transaction on a connection of its own until Close. Pinning takes a
+// moment, copying the whole catalog does not: the daemon's archiver pins
+// at a seal, and the uploader copies in its own goroutine while the stream
+// goes on. While it is held, SQLite cannot checkpoint the catalog's
+// write-ahead log past it, so it is held only until it is copied.
+type PinnedSnapshot struct {
+	db   *sql.DB
+	conn *sql.Conn
+}
+
+// Pin begins a read transaction of the catalog as it is now, on a new
+// read-only connection.
+func (c *Catalog) Pin(ctx context.Context) (*PinnedSnapshot, error) {
+	fail := func(err error) (*PinnedSnapshot, error) {
+		return nil, fmt.Errorf("catalog snapshot of %s: %w", c.dir, err)
+	}
+	// The file of this Catalog's main database, wherever it was opened.
+	var seq int
+	var name, file string
+	if err := c.pool.QueryRowContext(ctx, `PRAGMA database_list`).Scan(&seq, &name, &file); err != nil {
+		return fail(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fail(err)
+	}
+	db.SetMaxOpenConns(1)
+	p := &PinnedSnapshot{db: db}
+	if p.conn, err = db.Conn(ctx); err != nil {
+		db.Close()
+		return fail(err)
+	}
+	// In WAL mode a read transaction sees the commits before its first
+	// read, and nothing after, until it ends.
+	var n int
+	if _, err = p.conn.ExecContext(ctx, `BEGIN`); err == nil {
+		err = p.conn.QueryRowContext(ctx, `SELECT count(*) FROM position`).Scan(&n)
+	}
+	if err != nil {
+		p.Close()
+		return fail(err)
+	}
+	return p, nil
+}
+
+// WriteTo copies the pinned catalog to path, which must not exist, with
+// SQLite's online backup: every page in one step, under the pinned read
+// transaction. It copies pages as they are, faster than VACUUM INTO, which
+// rebuilds every table and index (BenchmarkCatalogSnapshot in test/bench).
+// The copy is an archive catalog on its own, for the object store, in
+// rollback-journal mode, so that a reader opens it read-only without a
+// -wal or -shm file.
+func (p *PinnedSnapshot) WriteTo(ctx context.Context, path string) error {
 	fail := func(err error) error {
 		os.Remove(path)
 		return fmt.Errorf("catalog snapshot %s: %w", path, err)
 	}
-	conn, err := c.pool.Conn(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	err = conn.Raw(func(dc any) error {
+	err := p.conn.Raw(func(dc any) error {
 		src, ok := dc.(interface {
 			NewBackup(dst string) (*sqlite.Backup, error)
 		})
@@ -49,7 +101,6 @@ func (c *Catalog) Snapshot(ctx context.Context, path string) error {
 		}
 		return err
 	})
-	conn.Close()
 	if err != nil {
 		return fail(err)
 	}
@@ -65,6 +116,15 @@ func (c *Catalog) Snapshot(ctx context.Context, path string) error {
 		return fail(err)
 	}
 	return nil
+}
+
+// Close ends the read transaction and closes its connection.
+func (p *PinnedSnapshot) Close() error {
+	if p.conn != nil {
+		p.conn.ExecContext(context.Background(), `ROLLBACK`)
+		p.conn.Close()
+	}
+	return p.db.Close()
 }
 
 // DataVersion is SQLite's data_version of the catalog's connection: it
