@@ -475,3 +475,83 @@ func TestShip_QuietSnapshotsOnlyWhatOthersChanged(t *testing.T) {
 		t.Errorf("%d snapshots uploaded, want 4", uploaded)
 	}
 }
+
+// Sealed only pins the catalog, in the archiver; Run copies it out later:
+// what the archiver commits in between is not in the uploaded snapshot,
+// and a snapshot replaced before it was copied is skipped for the newer.
+func TestShip_CopiesThePinnedMoment(t *testing.T) {
+	ctx := t.Context()
+	dir, _ := goldenArchive(t)
+	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+	s := New(Options{Dir: dir, Remote: bucket, TempDir: filepath.Join(t.TempDir(), "upload")})
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	pos, _, err := cat.Position(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := func(t *testing.T) string {
+		t.Helper()
+		name, err := NewestSnapshot(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), catalog.CatalogFile)
+		if err := Fetch(ctx, bucket, nil, name, path); err != nil {
+			t.Fatal(err)
+		}
+		r, err := catalog.OpenReadOnly(ctx, filepath.Dir(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		var v string
+		r.DB().QueryRow(`SELECT value FROM meta WHERE key = 'test.probe'`).Scan(&v)
+		return v
+	}
+
+	if err := cat.SetMeta(ctx, "test.probe", "sealed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sealed(ctx, cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.SetMeta(ctx, "test.probe", "after the seal"); err != nil {
+		t.Fatal(err)
+	}
+	snap := s.take()
+	if err := s.ship(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	s.done(snap)
+	if got := probe(t); got != "sealed" {
+		t.Errorf("the uploaded snapshot has probe %q, want the value at the seal", got)
+	}
+
+	if err := s.Sealed(ctx, cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	older := s.take()
+	if err := cat.SetMeta(ctx, "test.probe", "second seal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sealed(ctx, cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ship(ctx, older); !errors.Is(err, errStale) {
+		t.Errorf("a snapshot replaced before it was copied: %v, want errStale", err)
+	}
+	newer := s.take()
+	if err := s.ship(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	if got := probe(t); got != "second seal" {
+		t.Errorf("the uploaded snapshot has probe %q, want the newer seal's", got)
+	}
+}
