@@ -116,24 +116,35 @@ func (f *flakyStore) Put(ctx context.Context, name string, r io.Reader, size int
 // snapshot of it queued.
 func newShipper(t *testing.T, dir string, remote storage.Store, keep bool) *Shipper {
 	t.Helper()
+	s, cat, pos := startShipper(t, dir, remote, keep, catalog.OpenReadOnly)
+	defer cat.Close()
+	if err := s.Sealed(t.Context(), cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startShipper returns a started Shipper of the archive in dir, and the
+// archive's catalog opened with open (catalog.Open as the daemon does)
+// and its position.
+func startShipper(t *testing.T, dir string, remote storage.Store, keep bool,
+	open func(context.Context, string) (*catalog.Catalog, error)) (*Shipper, *catalog.Catalog, catalog.Position) {
+	t.Helper()
 	ctx := t.Context()
 	s := New(Options{Dir: dir, Remote: remote, TempDir: filepath.Join(t.TempDir(), "upload"), KeepLocal: keep})
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.OpenReadOnly(ctx, dir)
+	cat, err := open(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cat.Close()
 	pos, _, err := cat.Position(ctx)
 	if err != nil {
+		cat.Close()
 		t.Fatal(err)
 	}
-	if err := s.Sealed(ctx, cat, pos); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return s, cat, pos
 }
 
 func exists(t *testing.T, path string) bool {
@@ -384,19 +395,8 @@ func TestShip_QuietSnapshotsOnlyWhatOthersChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
-	s := New(Options{Dir: dir, Remote: bucket, TempDir: filepath.Join(t.TempDir(), "upload")})
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.Open(ctx, dir) // the daemon's: one connection
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cat, pos := startShipper(t, dir, bucket, false, catalog.Open) // the daemon's catalog: one connection
 	defer cat.Close()
-	pos, _, err := cat.Position(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	otherCommits := 0
 	steps := []struct {
 		name     string
@@ -483,19 +483,8 @@ func TestShip_CopiesThePinnedMoment(t *testing.T) {
 	ctx := t.Context()
 	dir, _ := goldenArchive(t)
 	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
-	s := New(Options{Dir: dir, Remote: bucket, TempDir: filepath.Join(t.TempDir(), "upload")})
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cat, pos := startShipper(t, dir, bucket, false, catalog.Open)
 	defer cat.Close()
-	pos, _, err := cat.Position(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	probe := func(t *testing.T) string {
 		t.Helper()
 		name, err := NewestSnapshot(ctx, bucket)

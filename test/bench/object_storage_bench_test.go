@@ -27,22 +27,7 @@ import (
 // (default 200000).
 func BenchmarkObjectStorage(b *testing.B) {
 	ctx := context.Background()
-	srv, err := s3test.Start(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Stop() })
-	bucket, err := srv.CreateBucket(ctx, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	b.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(b.TempDir(), "none"))
-	store, err := storage.NewS3(storage.S3Config{Bucket: bucket, Prefix: "upload", Endpoint: srv.Endpoint(), Region: s3test.Region, ForcePathStyle: true})
-	if err != nil {
-		b.Fatal(err)
-	}
+	srv, bucket, store := benchStore(b, "bench", "upload")
 
 	// Upload throughput: one file, PutFile (multipart) against Local's Put.
 	size := envInt("LBT_BENCH_S3_MB", 128) << 20
@@ -60,7 +45,7 @@ func BenchmarkObjectStorage(b *testing.B) {
 	}
 	localPut := time.Since(t0)
 	t0 = time.Now()
-	if err := store.PutFile(ctx, "segments/00000001.lbs", file); err != nil {
+	if err := storage.PutFile(ctx, store, "segments/00000001.lbs", file); err != nil {
 		b.Fatal(err)
 	}
 	s3Put := time.Since(t0)
@@ -118,4 +103,29 @@ func BenchmarkObjectStorage(b *testing.B) {
 		c.QueryString(b, target, `SELECT md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM from_bucket`); a != bb {
 		b.Errorf("the two restores differ")
 	}
+}
+
+// benchStore starts versitygw with a bucket named after name, sets the AWS
+// variables that lbt processes inherit, and returns the server, the bucket
+// and a Store of it under prefix.
+func benchStore(b *testing.B, name, prefix string) (*s3test.Server, string, storage.Store) {
+	b.Helper()
+	ctx := context.Background()
+	srv, err := s3test.Start(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Stop() })
+	bucket, err := srv.CreateBucket(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	b.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(b.TempDir(), "none"))
+	store, err := storage.NewS3(storage.S3Config{Bucket: bucket, Prefix: prefix, Endpoint: srv.Endpoint(), Region: s3test.Region, ForcePathStyle: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv, bucket, store
 }
