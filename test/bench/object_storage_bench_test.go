@@ -69,8 +69,16 @@ func BenchmarkObjectStorage(b *testing.B) {
 	c.Exec(b, dsn, `INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
 	c.Exec(b, dsn, fmt.Sprintf(`INSERT INTO noise SELECT g, (SELECT string_agg(md5(g::text || k::text), '') FROM generate_series(1, 10) k) FROM generate_series(1, %d) g`, rows))
 	c.Exec(b, dsn, `UPDATE t SET v = v || 'x' WHERE id % 3 = 0`)
-	marker := c.QueryString(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'done')`)
+	// The scheduler's first basebackups of t and noise, then a marker
+	// after them: once it is confirmed, the bucket holds both.
 	deadline := time.Now().Add(10 * time.Minute)
+	for n := int64(0); !inspTryQuery(work, `SELECT count(*) FROM basebackup`, &n) || n < 2; {
+		if p.Exited() || time.Now().After(deadline) {
+			b.Fatalf("no basebackups of t and noise; lbt:\n%s", p.Output())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	marker := c.QueryString(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'done')`)
 	for c.QueryString(b, dsn, fmt.Sprintf(`SELECT (confirmed_flush_lsn > '%s')::text FROM pg_replication_slots WHERE slot_name = 'bench_s3'`, marker)) != "true" {
 		if p.Exited() || time.Now().After(deadline) {
 			b.Fatalf("the bucket never covered the workload; lbt:\n%s", p.Output())
