@@ -5,19 +5,139 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
+
+	"modernc.org/sqlite"
 )
 
-// Snapshot writes a consistent copy of the catalog, as of one moment, to
-// path, which must not exist (SQLite's VACUUM INTO: one read transaction,
-// so the daemon's commits go on while it runs). The copy is an archive
-// catalog on its own, for the object store.
+// Snapshot writes a consistent copy of the catalog, as of now, to path,
+// which must not exist (Pin, then WriteTo).
 func (c *Catalog) Snapshot(ctx context.Context, path string) error {
-	if _, err := c.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+	p, err := c.Pin(ctx)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return p.WriteTo(ctx, path)
+}
+
+// PinnedSnapshot is the catalog as of one moment, held by a read
+// transaction on a connection of its own until Close. Pinning takes a
+// moment, copying the whole catalog does not: the daemon's archiver pins
+// at a seal, and the uploader copies in its own goroutine while the stream
+// goes on. While it is held, SQLite cannot checkpoint the catalog's
+// write-ahead log past it, so it is held only until it is copied.
+type PinnedSnapshot struct {
+	db   *sql.DB
+	conn *sql.Conn
+}
+
+// Pin begins a read transaction of the catalog as it is now, on a new
+// read-only connection.
+func (c *Catalog) Pin(ctx context.Context) (*PinnedSnapshot, error) {
+	fail := func(err error) (*PinnedSnapshot, error) {
+		return nil, fmt.Errorf("catalog snapshot of %s: %w", c.dir, err)
+	}
+	// The file of this Catalog's main database, wherever it was opened.
+	var seq int
+	var name, file string
+	if err := c.pool.QueryRowContext(ctx, `PRAGMA database_list`).Scan(&seq, &name, &file); err != nil {
+		return fail(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fail(err)
+	}
+	db.SetMaxOpenConns(1)
+	p := &PinnedSnapshot{db: db}
+	if p.conn, err = db.Conn(ctx); err != nil {
+		db.Close()
+		return fail(err)
+	}
+	// In WAL mode a read transaction sees the commits before its first
+	// read, and nothing after, until it ends.
+	var n int
+	if _, err = p.conn.ExecContext(ctx, `BEGIN`); err == nil {
+		err = p.conn.QueryRowContext(ctx, `SELECT count(*) FROM position`).Scan(&n)
+	}
+	if err != nil {
+		p.Close()
+		return fail(err)
+	}
+	return p, nil
+}
+
+// WriteTo copies the pinned catalog to path, which must not exist, with
+// SQLite's online backup: every page in one step, under the pinned read
+// transaction. It copies pages as they are, faster than VACUUM INTO, which
+// rebuilds every table and index (BenchmarkCatalogSnapshot in test/bench).
+// The copy is an archive catalog on its own, for the object store, in
+// rollback-journal mode, so that a reader opens it read-only without a
+// -wal or -shm file.
+func (p *PinnedSnapshot) WriteTo(ctx context.Context, path string) error {
+	fail := func(err error) error {
+		os.Remove(path)
 		return fmt.Errorf("catalog snapshot %s: %w", path, err)
 	}
+	err := p.conn.Raw(func(dc any) error {
+		src, ok := dc.(interface {
+			NewBackup(dst string) (*sqlite.Backup, error)
+		})
+		if !ok {
+			return fmt.Errorf("the SQLite driver has no online backup")
+		}
+		b, err := src.NewBackup(path)
+		if err != nil {
+			return err
+		}
+		more, err := b.Step(-1)
+		if ferr := b.Finish(); err == nil {
+			err = ferr
+		}
+		if err == nil && more {
+			err = fmt.Errorf("the backup stopped before the last page")
+		}
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		return fail(err)
+	}
+	_, err = db.ExecContext(ctx, `PRAGMA journal_mode = DELETE`)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
 	return nil
+}
+
+// Close ends the read transaction and closes its connection.
+func (p *PinnedSnapshot) Close() error {
+	if p.conn != nil {
+		p.conn.ExecContext(context.Background(), `ROLLBACK`)
+		p.conn.Close()
+	}
+	return p.db.Close()
+}
+
+// DataVersion is SQLite's data_version of the catalog's connection: it
+// changes when another connection (another Catalog of the archive, in this
+// process or another) commits, and not on this Catalog's own commits. It
+// tells the daemon, whose catalog has one connection, whether a basebackup,
+// a purge or retention changed the catalog since it last asked.
+func (c *Catalog) DataVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := c.db.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("catalog data version: %w", err)
+	}
+	return v, nil
 }
 
 // SnapshotFile is an archive file that a catalog snapshot points at.
@@ -103,6 +223,33 @@ func SnapshotFiles(ctx context.Context, path string) ([]SnapshotFile, error) {
 	return files, nil
 }
 
+// RetireActiveSegment prepares the catalog snapshot at path for the object
+// store when it was taken between two seals (ship's Quiet): the daemon's
+// active segment, then only a header, is never uploaded, so it is marked
+// retired, as ContinueFrom marks it on a new host, and readers of the store
+// do not look for its file. A snapshot whose active segment has blobs is
+// refused with ErrSnapshotActive. The snapshot keeps its rollback journal:
+// it is opened without the live catalog's WAL.
+func RetireActiveSegment(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?_txlock=immediate")
+	if err != nil {
+		return fmt.Errorf("catalog snapshot %s: %w", path, err)
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("catalog snapshot %s: %w", path, err)
+	}
+	defer tx.Rollback()
+	if err := retireEmptyActive(ctx, tx, time.Now()); err != nil {
+		return fmt.Errorf("catalog snapshot %s: %w", path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("catalog snapshot %s: %w", path, err)
+	}
+	return db.Close()
+}
+
 // ContinueFrom makes this catalog, a snapshot fetched from an object store
 // into a new archive directory, the live catalog that continues that
 // archive (ship.Adopt). Its active segment, empty and never uploaded
@@ -114,17 +261,11 @@ func SnapshotFiles(ctx context.Context, path string) ([]SnapshotFile, error) {
 // the uploader would take for uploaded.
 func (c *Catalog) ContinueFrom(ctx context.Context, used []int64) error {
 	return c.write(ctx, "continue the archive", func(tx *sql.Tx) error {
-		var active int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blob b JOIN segment s ON s.id = b.segment_id WHERE s.sealed = 0`).Scan(&active); err != nil {
+		at := time.Now()
+		if err := retireEmptyActive(ctx, tx, at); err != nil {
 			return err
 		}
-		if active > 0 {
-			return fmt.Errorf("%w: %d blobs", ErrSnapshotActive, active)
-		}
-		now := Micros(time.Now())
-		if _, err := tx.ExecContext(ctx, `UPDATE segment SET sealed = 1, retired_at = ? WHERE sealed = 0`, now); err != nil {
-			return err
-		}
+		now := Micros(at)
 		var hi, lo int64
 		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0), coalesce(min(id), 0) FROM segment`).Scan(&hi, &lo); err != nil {
 			return err
@@ -148,4 +289,18 @@ func (c *Catalog) ContinueFrom(ctx context.Context, used []int64) error {
 		}
 		return nil
 	})
+}
+
+// retireEmptyActive marks the active segment of a snapshot, whose file is
+// in no store, sealed and retired at at; one that has blobs is refused.
+func retireEmptyActive(ctx context.Context, tx *sql.Tx, at time.Time) error {
+	var active int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM blob b JOIN segment s ON s.id = b.segment_id WHERE s.sealed = 0`).Scan(&active); err != nil {
+		return err
+	}
+	if active > 0 {
+		return fmt.Errorf("%w: %d blobs", ErrSnapshotActive, active)
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE segment SET sealed = 1, retired_at = ? WHERE sealed = 0`, Micros(at))
+	return err
 }

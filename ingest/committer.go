@@ -84,6 +84,13 @@ func (a *archiver) sealDue() bool {
 		a.seg.Size() > catalog.SegmentHeaderSize && time.Since(a.segOpened) >= a.opts.SealInterval
 }
 
+// quietDue says whether the archiver is between transactions with nothing
+// in the active segment and nothing waiting to be flushed (Options.Quiet).
+func (a *archiver) quietDue() bool {
+	return a.opts.Quiet != nil && !a.tx.active && !a.dirty && a.seg != nil &&
+		a.seg.Size() == catalog.SegmentHeaderSize
+}
+
 // waitCommit waits for the commit in flight, if any, and returns its error.
 func (a *archiver) waitCommit() error {
 	if a.committing == nil {

@@ -81,6 +81,13 @@ type Options struct {
 	// in a sealed segment, so a snapshot of the catalog taken here is
 	// consistent with the sealed files. An error stops the daemon.
 	Sealed func(ctx context.Context, cat *catalog.Catalog, pos catalog.Position) error
+	// Quiet, when set, is called in the archiver goroutine, on the seal
+	// clock, while the active segment holds nothing and no transaction
+	// is open: the catalog, committed up to pos, then points at sealed
+	// segments only, as at a seal. It lets an uploader send what others
+	// recorded meanwhile (a basebackup) on a source with no changes to
+	// seal. An error stops the daemon.
+	Quiet func(ctx context.Context, cat *catalog.Catalog, pos catalog.Position) error
 	// Covered, when set, bounds the position confirmed to the server: the
 	// end LSN that the object store holds everything before
 	// (confirmAfterUpload).

@@ -341,6 +341,16 @@ func (a *archiver) loop(in <-chan *batch, free chan<- *batch) error {
 				return err
 			}
 		}
+		if a.quietDue() {
+			// The commit in flight, if any, is the last: the catalog is
+			// then at a.pending.
+			if err := a.waitCommit(); err != nil {
+				return err
+			}
+			if err := a.opts.Quiet(a.ctx, a.cat, a.pending); err != nil {
+				return err
+			}
+		}
 		if a.dropCheckDue() {
 			if err := a.checkDropped(nil); err != nil {
 				return err

@@ -63,6 +63,9 @@ type Options struct {
 	TempDir string
 	// MaxBackoff bounds the wait between retries of a failed upload.
 	MaxBackoff time.Duration
+	// Interval is the least time between a snapshot and one that Quiet
+	// takes (uploadInterval).
+	Interval time.Duration
 	// KeepLocal keeps the local copy of a file after upload
 	// (keepLocalCopies). Without it, a file's local copy is removed once
 	// the file and a snapshot that points at it are in the store, and
@@ -72,8 +75,11 @@ type Options struct {
 	Metrics   *Metrics
 }
 
-// snapshot is a local catalog snapshot waiting for upload.
+// snapshot is a catalog snapshot waiting for upload: pinned by the
+// archiver (Sealed, Quiet), then copied to path by Run (copyOut).
 type snapshot struct {
+	pin  *catalog.PinnedSnapshot // until copied; nil after
+	gone bool                    // replaced before it was copied: path was never written
 	path string
 	pos  catalog.Position
 	at   time.Time
@@ -95,6 +101,11 @@ type Shipper struct {
 	wake    chan struct{} // signalled when pending changes
 	seq     int
 	backlog backlog
+
+	// Used by Sealed and Quiet only, in the archiver goroutine.
+	snapAt  time.Time // when the last snapshot was taken
+	version int64     // the catalog's DataVersion before it
+	known   bool      // version is set
 
 	// Used by Start, then by Run only.
 	fresh     bool            // archiveDir has never uploaded (no StateFile)
@@ -209,35 +220,118 @@ var ErrOtherArchive = errors.New("the object store holds another archive")
 // position of its newest snapshot, 0 when it has none.
 func (s *Shipper) Covered() uint64 { return s.covered.Load() }
 
-// Sealed takes a snapshot of cat, whose blobs are all in sealed segments
+// Sealed pins a snapshot of cat, whose blobs are all in sealed segments
 // (ingest.Options.Sealed), and queues it for upload in place of any older
-// one not yet started.
+// one not yet started (snapshot).
 func (s *Shipper) Sealed(ctx context.Context, cat *catalog.Catalog, pos catalog.Position) error {
-	s.mu.Lock()
-	s.seq++
-	path := filepath.Join(s.o.TempDir, fmt.Sprintf("snapshot-%016X-%d.db", pos.EndLSN, s.seq))
-	s.mu.Unlock()
-	// The daemon empties tempDir at start: make the directory each time.
-	if err := os.MkdirAll(s.o.TempDir, 0o700); err != nil {
+	// Read before the snapshot: a commit between the two is in the
+	// snapshot and also seen by the next Quiet, which at worst takes
+	// one snapshot too many, never one too few.
+	v, err := cat.DataVersion(ctx)
+	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
-	os.Remove(path)
-	if err := cat.Snapshot(ctx, path); err != nil {
+	s.snapAt, s.version, s.known = time.Now(), v, true
+	return s.snapshot(ctx, cat, pos)
+}
+
+// Quiet takes a snapshot of cat as Sealed does, for a source with no
+// changes to seal (ingest.Options.Quiet), but only when another writer of
+// the catalog (a basebackup, a purge, retention) committed since the last
+// snapshot, and Interval has passed since it: so a basebackup finished on
+// an idle source reaches the store within about one uploadInterval, and an
+// unchanged catalog is not uploaded again. The first call after start
+// takes one, for what an earlier run recorded and did not upload.
+func (s *Shipper) Quiet(ctx context.Context, cat *catalog.Catalog, pos catalog.Position) error {
+	if time.Since(s.snapAt) < s.o.Interval {
+		return nil
+	}
+	v, err := cat.DataVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	if s.known && v == s.version {
+		return nil
+	}
+	s.snapAt, s.version, s.known = time.Now(), v, true
+	return s.snapshot(ctx, cat, pos)
+}
+
+// snapshot pins cat, committed up to pos, and queues it in place of any
+// older snapshot not yet started. Pinning takes a moment in the archiver;
+// Run copies the catalog out in its own goroutine (copyOut), so that the
+// stream does not wait for a copy of the whole catalog.
+func (s *Shipper) snapshot(ctx context.Context, cat *catalog.Catalog, pos catalog.Position) error {
+	pin, err := cat.Pin(ctx)
+	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pending != nil {
-		os.Remove(s.pending.path)
+	s.seq++
+	path := filepath.Join(s.o.TempDir, fmt.Sprintf("snapshot-%016X-%d.db", pos.EndLSN, s.seq))
+	if old := s.pending; old != nil {
+		if old.pin != nil {
+			old.pin.Close()
+			old.pin, old.gone = nil, true
+		} else {
+			os.Remove(old.path)
+		}
 	} else if s.oldest.IsZero() {
 		s.oldest = pos.CommitTime
 	}
-	s.pending = &snapshot{path: path, pos: pos, at: time.Now(), keys: cat.Keys()}
+	s.pending = &snapshot{pin: pin, path: path, pos: pos, at: time.Now(), keys: cat.Keys()}
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// errCopy marks a snapshot that could not be copied out: the daemon stops,
+// as when a snapshot cannot be taken.
+var errCopy = errors.New("catalog snapshot not copied")
+
+// copyOut copies snap's pinned catalog to snap.path and ends the pin; it
+// does nothing when an earlier attempt copied it.
+func (s *Shipper) copyOut(ctx context.Context, snap *snapshot) error {
+	s.mu.Lock()
+	pin, gone := snap.pin, snap.gone
+	snap.pin = nil
+	s.mu.Unlock()
+	switch {
+	case gone:
+		return fmt.Errorf("%w: replaced by a newer one before it was copied", errStale)
+	case pin == nil:
+		return nil
+	}
+	defer pin.Close()
+	// The daemon empties tempDir at start: make the directory each time.
+	if err := os.MkdirAll(s.o.TempDir, 0o700); err != nil {
+		return fmt.Errorf("upload: %w: %w", errCopy, err)
+	}
+	os.Remove(snap.path)
+	err := pin.WriteTo(ctx, snap.path)
+	if err == nil {
+		// A Quiet snapshot has the active segment, whose file is not
+		// uploaded.
+		err = catalog.RetireActiveSegment(ctx, snap.path)
+	}
+	if err != nil {
+		os.Remove(snap.path)
+		return fmt.Errorf("upload: %w: %w", errCopy, err)
+	}
+	return nil
+}
+
+// closePending ends the pin of a snapshot that Run leaves behind.
+func (s *Shipper) closePending() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pending; p != nil && p.pin != nil {
+		p.pin.Close()
+		p.pin, p.gone = nil, true
+	}
 }
 
 // take returns the pending snapshot, leaving it pending until done.
@@ -263,6 +357,7 @@ func (s *Shipper) done(snap *snapshot) {
 // with backoff, or sooner with a newer snapshot; it is logged once per run
 // of failures, at warning level, and the store's recovery at info.
 func (s *Shipper) Run(ctx context.Context) error {
+	defer s.closePending()
 	backoff := time.Second
 	failing := s.inStore == nil // Start warned of it
 	for {
@@ -280,7 +375,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 				continue
 			case ctx.Err() != nil:
 				return nil
-			case errors.Is(err, ErrOtherArchive):
+			case errors.Is(err, ErrOtherArchive), errors.Is(err, errCopy):
 				return err
 			case errors.Is(err, errStale):
 				// A file it points at is gone (purged meanwhile): the
@@ -330,6 +425,9 @@ var errStale = errors.New("stale snapshot")
 // ship uploads the files snap points at that the store lacks, then snap,
 // then removes what no kept snapshot points at.
 func (s *Shipper) ship(ctx context.Context, snap *snapshot) error {
+	if err := s.copyOut(ctx, snap); err != nil {
+		return err
+	}
 	if s.inStore == nil {
 		if err := s.list(ctx); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"lbt/catalog"
 	"lbt/storage"
@@ -115,24 +116,35 @@ func (f *flakyStore) Put(ctx context.Context, name string, r io.Reader, size int
 // snapshot of it queued.
 func newShipper(t *testing.T, dir string, remote storage.Store, keep bool) *Shipper {
 	t.Helper()
+	s, cat, pos := startShipper(t, dir, remote, keep, catalog.OpenReadOnly)
+	defer cat.Close()
+	if err := s.Sealed(t.Context(), cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startShipper returns a started Shipper of the archive in dir, and the
+// archive's catalog opened with open (catalog.Open as the daemon does)
+// and its position.
+func startShipper(t *testing.T, dir string, remote storage.Store, keep bool,
+	open func(context.Context, string) (*catalog.Catalog, error)) (*Shipper, *catalog.Catalog, catalog.Position) {
+	t.Helper()
 	ctx := t.Context()
 	s := New(Options{Dir: dir, Remote: remote, TempDir: filepath.Join(t.TempDir(), "upload"), KeepLocal: keep})
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.OpenReadOnly(ctx, dir)
+	cat, err := open(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cat.Close()
 	pos, _, err := cat.Position(ctx)
 	if err != nil {
+		cat.Close()
 		t.Fatal(err)
 	}
-	if err := s.Sealed(ctx, cat, pos); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return s, cat, pos
 }
 
 func exists(t *testing.T, path string) bool {
@@ -362,5 +374,173 @@ func TestAdopt_ContinuesTheStoresArchive(t *testing.T) {
 	empty := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "empty"))
 	if got, _, err := Adopt(ctx, empty, nil, filepath.Join(t.TempDir(), "new2"), t.TempDir()); got != "" || err != nil {
 		t.Errorf("Adopt from an empty store: %q, %v; want nothing done", got, err)
+	}
+}
+
+// Quiet, the idle source's clock, takes a snapshot only when another
+// writer of the catalog (a basebackup, a purge) committed since the last
+// one, and Interval has passed since it: once after start, then not again
+// for an unchanged catalog nor for the daemon's own commits (Sealed sends
+// those); Sealed always takes one.
+func TestShip_QuietSnapshotsOnlyWhatOthersChanged(t *testing.T) {
+	ctx := t.Context()
+	dir, _ := goldenArchive(t)
+	other, err := sql.Open("sqlite", filepath.Join(dir, catalog.CatalogFile)) // as the scheduler's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// The daemon's active segment, only a header, as between two seals.
+	if _, err := other.Exec(`INSERT INTO segment (id, created_at, size) VALUES (2, 0, ?)`, catalog.SegmentHeaderSize); err != nil {
+		t.Fatal(err)
+	}
+	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+	s, cat, pos := startShipper(t, dir, bucket, false, catalog.Open) // the daemon's catalog: one connection
+	defer cat.Close()
+	otherCommits := 0
+	steps := []struct {
+		name     string
+		do       func(t *testing.T)
+		call     func() error
+		snapshot bool
+	}{
+		{"first after start", nil, func() error { return s.Quiet(ctx, cat, pos) }, true},
+		{"unchanged", nil, func() error { return s.Quiet(ctx, cat, pos) }, false},
+		{"the daemon's own commit", func(t *testing.T) {
+			if err := cat.SetMeta(ctx, "test.own", "1"); err != nil {
+				t.Fatal(err)
+			}
+		}, func() error { return s.Quiet(ctx, cat, pos) }, false},
+		{"another writer's commit", func(t *testing.T) {
+			otherCommits++
+			if _, err := other.Exec(`INSERT INTO meta (key, value) VALUES (?, '1')`, fmt.Sprint("test.other.", otherCommits)); err != nil {
+				t.Fatal(err)
+			}
+		}, func() error { return s.Quiet(ctx, cat, pos) }, true},
+		{"unchanged again", nil, func() error { return s.Quiet(ctx, cat, pos) }, false},
+		{"a seal", nil, func() error { return s.Sealed(ctx, cat, pos) }, true},
+		{"another writer's commit within Interval of the seal", func(t *testing.T) {
+			s.o.Interval = time.Hour
+			otherCommits++
+			if _, err := other.Exec(`INSERT INTO meta (key, value) VALUES (?, '1')`, fmt.Sprint("test.other.", otherCommits)); err != nil {
+				t.Fatal(err)
+			}
+		}, func() error { return s.Quiet(ctx, cat, pos) }, false},
+		{"the same once Interval has passed", func(t *testing.T) {
+			s.o.Interval = 0
+		}, func() error { return s.Quiet(ctx, cat, pos) }, true},
+	}
+	uploaded := 0
+	for _, st := range steps {
+		if st.do != nil {
+			st.do(t)
+		}
+		if err := st.call(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		snap := s.take()
+		if (snap != nil) != st.snapshot {
+			t.Fatalf("%s: snapshot taken %v, want %v", st.name, snap != nil, st.snapshot)
+		}
+		if snap == nil {
+			continue
+		}
+		if err := s.ship(ctx, snap); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		s.done(snap)
+		uploaded++
+		// The store lacks the active segment's file: its snapshot
+		// does not point at it.
+		name, err := NewestSnapshot(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "fetched", catalog.CatalogFile)
+		if err := Fetch(ctx, bucket, nil, name, path); err != nil {
+			t.Fatal(err)
+		}
+		fetched, err := catalog.OpenReadOnly(ctx, filepath.Dir(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var live int
+		err = fetched.DB().QueryRow(`SELECT count(*) FROM segment WHERE id = 2 AND retired_at IS NULL`).Scan(&live)
+		fetched.Close()
+		if err != nil || live != 0 {
+			t.Errorf("%s: the uploaded snapshot has the active segment live (%d, %v)", st.name, live, err)
+		}
+	}
+	if uploaded != 4 {
+		t.Errorf("%d snapshots uploaded, want 4", uploaded)
+	}
+}
+
+// Sealed only pins the catalog, in the archiver; Run copies it out later:
+// what the archiver commits in between is not in the uploaded snapshot,
+// and a snapshot replaced before it was copied is skipped for the newer.
+func TestShip_CopiesThePinnedMoment(t *testing.T) {
+	ctx := t.Context()
+	dir, _ := goldenArchive(t)
+	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+	s, cat, pos := startShipper(t, dir, bucket, false, catalog.Open)
+	defer cat.Close()
+	probe := func(t *testing.T) string {
+		t.Helper()
+		name, err := NewestSnapshot(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), catalog.CatalogFile)
+		if err := Fetch(ctx, bucket, nil, name, path); err != nil {
+			t.Fatal(err)
+		}
+		r, err := catalog.OpenReadOnly(ctx, filepath.Dir(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		var v string
+		r.DB().QueryRow(`SELECT value FROM meta WHERE key = 'test.probe'`).Scan(&v)
+		return v
+	}
+
+	if err := cat.SetMeta(ctx, "test.probe", "sealed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sealed(ctx, cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.SetMeta(ctx, "test.probe", "after the seal"); err != nil {
+		t.Fatal(err)
+	}
+	snap := s.take()
+	if err := s.ship(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	s.done(snap)
+	if got := probe(t); got != "sealed" {
+		t.Errorf("the uploaded snapshot has probe %q, want the value at the seal", got)
+	}
+
+	if err := s.Sealed(ctx, cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	older := s.take()
+	if err := cat.SetMeta(ctx, "test.probe", "second seal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sealed(ctx, cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ship(ctx, older); !errors.Is(err, errStale) {
+		t.Errorf("a snapshot replaced before it was copied: %v, want errStale", err)
+	}
+	newer := s.take()
+	if err := s.ship(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	if got := probe(t); got != "second seal" {
+		t.Errorf("the uploaded snapshot has probe %q, want the newer seal's", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,11 +196,19 @@ func localArchiveFiles(t *testing.T, work string) map[string]bool {
 // sends it again what the bucket lacked: every insert is archived exactly
 // once, and restores before, across and after the handover equal the
 // source, on the new host and from the bucket alone.
-func TestObjectStorage_NewHostContinuesTheArchive(t *testing.T) {
+func TestObjectStorage_NewHostContinuesTheArchive(t *testing.T) { newHostContinues(t, archiveKeys{}) }
+
+// The same with an encrypted archive. The bucket's catalog snapshots are
+// age files, so the new host cannot continue with the recipients alone: it
+// is refused in one line that names decryptIdentityFile, and nothing is
+// written; with the identity beside the recipients it continues.
+func TestEncryption_NewHostContinuesTheArchive(t *testing.T) { newHostContinues(t, encryptedBucket(t)) }
+
+func newHostContinues(t *testing.T, keys archiveKeys) {
 	c := pgtest.Shared(t)
 	srv, bucket := s3test.Bucket(t)
 	dsn, target, work := objectSource(t, c)
-	cfg := s3Config(t, c, dsn, work, "s3adopt", srv, bucket)
+	cfg := s3Config(t, c, dsn, work, "s3adopt", srv, bucket, keys.daemon...)
 	p := startArchiving(t, c, dsn, work, cfg)
 	objectWorkload(t, c, dsn, 1)
 	lost := recordCheckpoint(t, c, dsn, "on the lost host", map[string]string{"t": "t"})
@@ -211,7 +220,18 @@ func TestObjectStorage_NewHostContinuesTheArchive(t *testing.T) {
 	loseHost(t, work)
 
 	work2 := filepath.Join(t.TempDir(), "new-host")
-	cfg2 := s3Config(t, c, dsn, work2, "s3adopt", srv, bucket)
+	if keys.reader != nil {
+		daemonOnly := s3Config(t, c, dsn, work2, "s3adopt", srv, bucket, keys.daemon...)
+		code, out := lbtrun.Run(t, "backup", "--config", daemonOnly)
+		if code == 0 || !strings.Contains(lastLine(out), "decryptIdentityFile") {
+			t.Errorf("a new host with the recipients only: exit %d, want one line naming decryptIdentityFile:\n%s", code, out)
+		}
+		t.Logf("a new host with the recipients only: exit %d: %s", code, lastLine(out))
+		if _, err := os.Stat(filepath.Join(work2, catalog.CatalogFile)); err == nil {
+			t.Errorf("the refused new host wrote a catalog")
+		}
+	}
+	cfg2 := s3Config(t, c, dsn, work2, "s3adopt", srv, bucket, slices.Concat(keys.daemon, keys.reader)...)
 	p2 := lbtrun.Start(t, "backup", "--config", cfg2)
 	waitArchived(t, c, dsn, work2)
 	objectWorkload(t, c, dsn, 3)
@@ -233,6 +253,6 @@ func TestObjectStorage_NewHostContinuesTheArchive(t *testing.T) {
 	stopDaemon(t, p2)
 
 	loseHost(t, work2)
-	cfg3 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "reader"), "s3adopt", srv, bucket)
+	cfg3 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "reader"), "s3adopt", srv, bucket, keys.reader...)
 	restoreFromBucket(t, c, cfg3, target, "new_host_bucket", after)
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"lbt/catalog"
+	"lbt/ship"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 	"lbt/test/s3test"
@@ -481,4 +483,84 @@ func TestObjectStorage_UnreachableAtStart(t *testing.T) {
 	loseHost(t, work)
 	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3late", srv, bucket)
 	restoreFromBucket(t, c, cfg2, target, "late", cp)
+}
+
+// On a source with no changes, a basebackup taken while the daemon runs
+// reaches the bucket on the upload clock, with a catalog snapshot that
+// points at it, although no change seals a segment; the bucket alone then
+// restores the table from it, equal to the source.
+func TestObjectStorage_IdleSourceUploadsBasebackup(t *testing.T) {
+	c := pgtest.Shared(t)
+	srv, bucket := s3test.Bucket(t)
+	dsn, target, work := objectSource(t, c)
+	cfg := s3Config(t, c, dsn, work, "s3idle", srv, bucket)
+	p := startArchiving(t, c, dsn, work, cfg)
+	objectWorkload(t, c, dsn, 1)
+	cp := recordCheckpoint(t, c, dsn, "before the idle basebackup", map[string]string{"t": "t"})
+	waitConfirmed(t, c, dsn, "s3idle", syncMarker(t, c, dsn), p)
+
+	// From here on the source changes nothing.
+	lbtBasebackup(t, cfg, "t")
+	cat, err := catalog.OpenReadOnly(t.Context(), work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var base string
+	err = cat.DB().QueryRow(`SELECT path FROM basebackup ORDER BY id DESC LIMIT 1`).Scan(&base)
+	cat.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prefix = "pg/main/"
+	deadline := time.Now().Add(time.Minute)
+	for !snapshotPointsAt(t, client, bucket, prefix, base) {
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("no catalog snapshot in the bucket points at the basebackup %s taken on the idle source; lbt:\n%s", base, p.Output())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := client.StatObject(t.Context(), bucket, prefix+base, minio.StatObjectOptions{}); err != nil {
+		t.Errorf("a snapshot points at %s, which the bucket lacks: %v", base, err)
+	}
+	stopDaemon(t, p)
+	loseHost(t, work)
+	cfg2 := s3Config(t, c, dsn, filepath.Join(t.TempDir(), "fresh"), "s3idle", srv, bucket)
+	restoreFromBucket(t, c, cfg2, target, "idle", cp)
+	if code, out := lbtrun.Run(t, "verify", "--config", cfg2, "--read-data"); code != 0 {
+		t.Errorf("lbt verify --read-data from the bucket: exit %d:\n%s", code, out)
+	}
+}
+
+// snapshotPointsAt says whether the newest catalog snapshot in the bucket
+// lists the archive file name.
+func snapshotPointsAt(t *testing.T, client *minio.Client, bucket, prefix, name string) bool {
+	t.Helper()
+	ctx := t.Context()
+	newest := ""
+	for oi := range client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix + ship.SnapshotPrefix}) {
+		if oi.Err == nil && oi.Key > newest {
+			newest = oi.Key
+		}
+	}
+	if newest == "" {
+		return false
+	}
+	path := filepath.Join(t.TempDir(), "snapshot.db")
+	if err := client.FGetObject(ctx, bucket, newest, path, minio.GetObjectOptions{}); err != nil {
+		return false // deleted meanwhile: look again
+	}
+	files, err := catalog.SnapshotFiles(ctx, path)
+	if err != nil {
+		t.Fatalf("snapshot %s: %v", newest, err)
+	}
+	for _, f := range files {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }

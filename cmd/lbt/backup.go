@@ -120,7 +120,8 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		remote = s3
 		shipper := ship.New(ship.Options{Dir: cfg.ArchiveDir, Remote: remote, KeepLocal: cfg.KeepLocalCopies,
-			TempDir: filepath.Join(cfg.EffectiveTempDir(), "upload"), Logger: log.Named("upload"), Metrics: shipMetrics})
+			TempDir: filepath.Join(cfg.EffectiveTempDir(), "upload"), Interval: cfg.UploadInterval,
+			Logger: log.Named("upload"), Metrics: shipMetrics})
 		// A new host with an empty archiveDir continues the bucket's
 		// archive. A store that does not answer yet cannot say whether it
 		// holds one: the daemon begins one (Start warns of the store), and
@@ -138,6 +139,7 @@ func (cmd *backupCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		opts.SealInterval = cfg.UploadInterval
 		opts.Sealed = shipper.Sealed
+		opts.Quiet = shipper.Quiet
 		// Set whether or not local copies are kept now: an earlier run
 		// may have removed some.
 		opts.Remote = remote

@@ -27,22 +27,7 @@ import (
 // (default 200000).
 func BenchmarkObjectStorage(b *testing.B) {
 	ctx := context.Background()
-	srv, err := s3test.Start(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Stop() })
-	bucket, err := srv.CreateBucket(ctx, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	b.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(b.TempDir(), "none"))
-	store, err := storage.NewS3(storage.S3Config{Bucket: bucket, Prefix: "upload", Endpoint: srv.Endpoint(), Region: s3test.Region, ForcePathStyle: true})
-	if err != nil {
-		b.Fatal(err)
-	}
+	srv, bucket, store := benchStore(b, "bench", "upload")
 
 	// Upload throughput: one file, PutFile (multipart) against Local's Put.
 	size := envInt("LBT_BENCH_S3_MB", 128) << 20
@@ -60,7 +45,7 @@ func BenchmarkObjectStorage(b *testing.B) {
 	}
 	localPut := time.Since(t0)
 	t0 = time.Now()
-	if err := store.PutFile(ctx, "segments/00000001.lbs", file); err != nil {
+	if err := storage.PutFile(ctx, store, "segments/00000001.lbs", file); err != nil {
 		b.Fatal(err)
 	}
 	s3Put := time.Since(t0)
@@ -84,8 +69,16 @@ func BenchmarkObjectStorage(b *testing.B) {
 	c.Exec(b, dsn, `INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
 	c.Exec(b, dsn, fmt.Sprintf(`INSERT INTO noise SELECT g, (SELECT string_agg(md5(g::text || k::text), '') FROM generate_series(1, 10) k) FROM generate_series(1, %d) g`, rows))
 	c.Exec(b, dsn, `UPDATE t SET v = v || 'x' WHERE id % 3 = 0`)
-	marker := c.QueryString(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'done')`)
+	// The scheduler's first basebackups of t and noise, then a marker
+	// after them: once it is confirmed, the bucket holds both.
 	deadline := time.Now().Add(10 * time.Minute)
+	for n := int64(0); !inspTryQuery(work, `SELECT count(*) FROM basebackup`, &n) || n < 2; {
+		if p.Exited() || time.Now().After(deadline) {
+			b.Fatalf("no basebackups of t and noise; lbt:\n%s", p.Output())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	marker := c.QueryString(b, dsn, `SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'done')`)
 	for c.QueryString(b, dsn, fmt.Sprintf(`SELECT (confirmed_flush_lsn > '%s')::text FROM pg_replication_slots WHERE slot_name = 'bench_s3'`, marker)) != "true" {
 		if p.Exited() || time.Now().After(deadline) {
 			b.Fatalf("the bucket never covered the workload; lbt:\n%s", p.Output())
@@ -118,4 +111,29 @@ func BenchmarkObjectStorage(b *testing.B) {
 		c.QueryString(b, target, `SELECT md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM from_bucket`); a != bb {
 		b.Errorf("the two restores differ")
 	}
+}
+
+// benchStore starts versitygw with a bucket named after name, sets the AWS
+// variables that lbt processes inherit, and returns the server, the bucket
+// and a Store of it under prefix.
+func benchStore(b *testing.B, name, prefix string) (*s3test.Server, string, storage.Store) {
+	b.Helper()
+	ctx := context.Background()
+	srv, err := s3test.Start(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Stop() })
+	bucket, err := srv.CreateBucket(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	b.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	b.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(b.TempDir(), "none"))
+	store, err := storage.NewS3(storage.S3Config{Bucket: bucket, Prefix: prefix, Endpoint: srv.Endpoint(), Region: s3test.Region, ForcePathStyle: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv, bucket, store
 }
