@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"hash/maphash"
+	"sync"
 
 	"lbt/catalog"
 )
@@ -389,13 +390,42 @@ type baseMerger struct {
 	defCols  []int // for each restored column, its field in the basebackup, or -1
 	keyField []int // basebackup field of each key column
 	removals bool  // multiset mode: some basebackup rows are removed
+	shared   *mergeShared
 	key, row []byte
 	vals     []value
 	unesc    []byte
 }
 
+// mergeShared is what the mergers of jobs that read basebackup files at
+// once (fork) share. Lookups in the reduced changes need no lock: while
+// the files are read, the table's keys and cells do not change. What a
+// matching row changes (a slot's flags or count, the pending map, the
+// spilled candidates) is changed under mu. A row's unchanged TOAST values
+// are filled in only when the jobs are done (fillHeld), as a fill adds to
+// the arena that lookups read.
+type mergeShared struct {
+	mu    sync.Mutex
+	jobs  bool // forked: fills are held
+	fills []heldFill
+}
+
+// heldFill is a fill that waits for the jobs: the slot, and a copy of the
+// basebackup row's fields.
+type heldFill struct {
+	idx    uint32
+	fields [][]byte
+}
+
+// fork returns a merger for another job reading basebackup files beside
+// b: it shares b's state and has buffers of its own. Once b was forked,
+// fill-ins are held until finish.
+func (b *baseMerger) fork() *baseMerger {
+	b.shared.jobs = true
+	return &baseMerger{r: b.r, defCols: b.defCols, keyField: b.keyField, removals: b.removals, shared: b.shared}
+}
+
 func (r *reducer) merger(defCols []int) (*baseMerger, error) {
-	b := &baseMerger{r: r, defCols: defCols}
+	b := &baseMerger{r: r, defCols: defCols, shared: &mergeShared{}}
 	if r.keyed() {
 		for _, j := range r.keyCols {
 			if defCols[j] < 0 {
@@ -448,7 +478,13 @@ func (b *baseMerger) keep(fields [][]byte) (bool, error) {
 			return false, err
 		}
 		b.key = enc
-		if idx := r.t.get(enc); idx != 0 && r.t.slots[idx].count < 0 {
+		idx := r.t.get(enc)
+		if idx == 0 {
+			return true, nil
+		}
+		b.shared.mu.Lock()
+		defer b.shared.mu.Unlock()
+		if r.t.slots[idx].count < 0 {
 			r.t.slots[idx].count++
 			return false, nil
 		}
@@ -463,10 +499,12 @@ func (b *baseMerger) keep(fields [][]byte) (bool, error) {
 	if idx == 0 {
 		return true, nil
 	}
+	b.shared.mu.Lock()
+	defer b.shared.mu.Unlock()
 	r.t.slots[idx].flags |= fSeen
 	if len(r.pending) > 0 {
 		if cur, ok := r.pending[string(key)]; ok {
-			if err := b.fill(r.t.get([]byte(cur)), fields); err != nil {
+			if err := b.fillOrHold(r.t.get([]byte(cur)), fields); err != nil {
 				return false, err
 			}
 			delete(r.pending, string(key))
@@ -474,6 +512,32 @@ func (b *baseMerger) keep(fields [][]byte) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// fillOrHold fills in slot idx's unchanged TOAST values from a basebackup
+// row now, or, while jobs read files at once, holds a copy of the row's
+// fields for fillHeld. Called under shared.mu.
+func (b *baseMerger) fillOrHold(idx uint32, fields [][]byte) error {
+	if !b.shared.jobs {
+		return b.fill(idx, fields)
+	}
+	held := heldFill{idx: idx, fields: make([][]byte, len(fields))}
+	for i, f := range fields {
+		held.fields[i] = bytes.Clone(f)
+	}
+	b.shared.fills = append(b.shared.fills, held)
+	return nil
+}
+
+// fillHeld makes the fills that waited for the jobs.
+func (b *baseMerger) fillHeld() error {
+	for _, h := range b.shared.fills {
+		if err := b.fill(h.idx, h.fields); err != nil {
+			return err
+		}
+	}
+	b.shared.fills = nil
+	return nil
 }
 
 // touches reports whether keep could do anything with the row but keep it
@@ -497,7 +561,12 @@ func (b *baseMerger) touches(fields [][]byte) (bool, error) {
 		return r.t.get(key) != 0, nil
 	default:
 		i := r.t.get(key)
-		return i != 0 && r.t.slots[i].count < 0, nil
+		if i == 0 {
+			return false, nil
+		}
+		b.shared.mu.Lock()
+		defer b.shared.mu.Unlock()
+		return r.t.slots[i].count < 0, nil
 	}
 }
 
@@ -595,6 +664,9 @@ func hasBackslash(f []byte) bool { return bytes.IndexByte(f, '\\') >= 0 }
 // finish checks, after the basebackup was read, that everything the deltas
 // expected of it was there.
 func (b *baseMerger) finish() error {
+	if err := b.fillHeld(); err != nil {
+		return err
+	}
 	r := b.r
 	t := r.t
 	if r.sp != nil {

@@ -332,6 +332,8 @@ func (b *baseMerger) keepSpilled(fields [][]byte) (bool, error) {
 		}
 		e.row = b.row
 	}
+	b.shared.mu.Lock()
+	defer b.shared.mu.Unlock()
 	return false, sp.cands.add(&e)
 }
 
