@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -35,8 +36,9 @@ const ReasonFromArchive = "from archive"
 // changes, and one that no change touches (its checksum and row count
 // verified as it is read) becomes a chunk of the new basebackup by
 // reference, its file shared (format 5; purge keeps it while any kept
-// basebackup lists it). New chunks come first, so that chunk 0, the
-// basebackup's path, is always its own file.
+// basebackup lists it). opts.Jobs files are read and rewritten at once,
+// each job cutting what it keeps into chunks of its own. New chunks come
+// first, so that chunk 0, the basebackup's path, is always its own file.
 func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, table string) (catalog.Basebackup, error) {
 	if opts.TempDir == "" {
 		opts.TempDir = config.DefaultTempDir(cat.Dir())
@@ -47,14 +49,27 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, table s
 	started := time.Now()
 	ro := restore.NewOptions()
 	ro.Table, ro.Memory, ro.TempDir, ro.Logger = table, opts.Memory, opts.TempDir, opts.Logger
-	w := &chunkWriter{tempDir: opts.TempDir, per: opts.ChunkBytes, keys: cat.Keys()}
-	if w.per <= 0 {
-		w.per = DefaultChunkBytes
+	per := opts.ChunkBytes
+	if per <= 0 {
+		per = DefaultChunkBytes
 	}
-	defer w.remove()
-	syn, err := restore.Synthesize(ctx, cat, ro, w)
-	if err == nil {
-		err = w.close()
+	ws := make([]*chunkWriter, max(opts.Jobs, 1))
+	outs := make([]io.Writer, len(ws))
+	for j := range ws {
+		ws[j] = &chunkWriter{tempDir: opts.TempDir, per: per, keys: cat.Keys()}
+		defer ws[j].remove()
+		outs[j] = ws[j]
+	}
+	syn, err := restore.Synthesize(ctx, cat, ro, outs)
+	var files []*chunkFile
+	for j, w := range ws {
+		// A job that wrote nothing has no chunk, unless no job wrote a
+		// row: chunk 0, the basebackup's path, is a file of its own
+		// all the same, empty.
+		if err == nil && (len(w.files) > 0 || j == len(ws)-1 && len(files) == 0) {
+			err = w.close()
+		}
+		files = append(files, w.files...)
 	}
 	if err != nil {
 		return catalog.Basebackup{}, fmt.Errorf("basebackup of %s from archive: %w", table, err)
@@ -63,7 +78,7 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, table s
 	if err != nil {
 		return catalog.Basebackup{}, err
 	}
-	for k, f := range w.files {
+	for k, f := range files {
 		f.chunk.Path = catalog.ChunkName(syn.TableID, syn.LSN, k)
 	}
 	reason := ReasonFromArchive
@@ -74,7 +89,7 @@ func Synthesize(ctx context.Context, cat *catalog.Catalog, opts Options, table s
 		TableID: syn.TableID, LSN: syn.LSN, Path: catalog.BasebackupName(syn.TableID, syn.LSN),
 		Definition: syn.From.Definition, Sequences: syn.From.Sequences, Reason: reason, StartedAt: started,
 	}
-	b, err = storeBasebackup(ctx, cat, b, w.files, syn.Reused, catalog.SidecarTable{OID: oid})
+	b, err = storeBasebackup(ctx, cat, b, files, syn.Reused, catalog.SidecarTable{OID: oid})
 	if err != nil {
 		return b, fmt.Errorf("basebackup of %s from archive: %w", table, err)
 	}
@@ -117,14 +132,9 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if w.cur == nil {
-			f, err := createChunk(w.tempDir, 0, w.keys)
-			if f != nil {
-				w.files = append(w.files, f)
-			}
-			if err != nil {
+			if err := w.start(); err != nil {
 				return 0, err
 			}
-			w.cur = f
 		}
 		take := len(p)
 		if left := w.per - w.cur.chunk.RawBytes; int64(len(p)) >= left {
@@ -160,18 +170,26 @@ func (w *chunkWriter) write(p []byte) error {
 	return nil
 }
 
+// start begins a new chunk.
+func (w *chunkWriter) start() error {
+	f, err := createChunk(w.tempDir, 0, w.keys)
+	if f != nil {
+		w.files = append(w.files, f) // removed by remove, whatever happens
+	}
+	if err != nil {
+		return err
+	}
+	w.cur = f
+	return nil
+}
+
 // close finishes the last chunk; a table without rows still gets one,
 // empty.
 func (w *chunkWriter) close() error {
 	if w.cur == nil && len(w.files) == 0 {
-		f, err := createChunk(w.tempDir, 0, w.keys)
-		if f != nil {
-			w.files = append(w.files, f)
-		}
-		if err != nil {
+		if err := w.start(); err != nil {
 			return err
 		}
-		w.cur = f
 	}
 	if w.cur == nil {
 		return nil

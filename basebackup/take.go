@@ -47,7 +47,9 @@ type Options struct {
 	// for a plaintext archive.
 	Keys *crypt.Keys
 	// Jobs is how many connections copy a table's chunks at once, all
-	// under the one snapshot (basebackupJobs); 1 or less is one.
+	// under the one snapshot (basebackupJobs); 1 or less is one. A
+	// basebackup from the archive (Synthesize) rewrites as many files at
+	// once.
 	Jobs int
 	// ChunkBytes is about how much of a table's storage (its heap, as
 	// pg_relation_size counts it) one chunk file holds; 0 is

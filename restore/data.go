@@ -27,9 +27,8 @@ type dataSource struct {
 	// bases are the basebackup's files, opened with the plan, in the
 	// order of its Files; none: opened here
 	bases []io.ReadCloser
-	// reuse: a file of the basebackup that no change touches is not
-	// written but listed in reused (synthetic basebackups, format 5).
-	reuse  bool
+	// reused: the basebackup's files that no change touches, not written
+	// (synthetic basebackups, format 5: rewrite).
 	reused []catalog.Chunk
 
 	missingFields [][]byte // see missing
@@ -57,8 +56,20 @@ func (d *dataSource) write(ctx context.Context, w io.Writer) (*dataStats, error)
 			return nil, err
 		}
 	}
+	if err := d.writeChanged(ctx, rw); err != nil {
+		return nil, err
+	}
+	if err := rw.flush(); err != nil {
+		return nil, err
+	}
+	return rw.st, nil
+}
+
+// writeChanged writes the rows the deltas left behind, once the
+// basebackup was read.
+func (d *dataSource) writeChanged(ctx context.Context, rw *rowWriter) error {
 	n := 0
-	err := d.red.each(func(row []value) error {
+	return d.red.each(func(row []value) error {
 		if n++; n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -66,13 +77,6 @@ func (d *dataSource) write(ctx context.Context, w io.Writer) (*dataStats, error)
 		}
 		return rw.writeValues(row)
 	})
-	if err != nil {
-		return nil, err
-	}
-	if err := rw.flush(); err != nil {
-		return nil, err
-	}
-	return rw.st, nil
 }
 
 // writeBase streams the basebackup's files through the merger, checking
@@ -86,47 +90,12 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.pl.source.QualifiedName(), err)
 	}
-	identity := len(d.pl.shapes.def) == len(bb.Definition.Table.Columns)
-	for j, i := range d.pl.shapes.def {
-		if i != j {
-			identity = false
-		}
-	}
-	pass := merge.passAll()
-	var rows int64
 	for k, c := range bb.Files() {
 		var f io.ReadCloser
 		if k < len(d.bases) {
 			f = d.bases[k]
 		}
-		if d.reuse && identity {
-			touched, err := d.touched(ctx, merge, c, f)
-			if err != nil {
-				return err
-			}
-			if !touched {
-				d.reused = append(d.reused, catalog.Chunk{Path: c.Path, Rows: c.Rows, Bytes: c.Bytes, RawBytes: c.RawBytes, CRC: c.CRC})
-				continue
-			}
-			f = nil // read in part: opened again
-		}
-		err := readBaseFile(ctx, d.cat.Store(), d.cat.Keys(), bb, c, f, d.prog, func(line []byte, fields [][]byte) error {
-			rows++
-			if !pass {
-				keep, err := merge.keep(fields)
-				if err != nil {
-					return fmt.Errorf("%s: basebackup row %d: %w", d.pl.source.QualifiedName(), rows, err)
-				}
-				if !keep {
-					return nil
-				}
-			}
-			if identity {
-				return rw.writeLine(line, fields)
-			}
-			return rw.writeMapped(fields, d.pl.shapes.def, d.missing())
-		})
-		if err != nil {
+		if err := d.copyFile(ctx, merge, rw, c, f); err != nil {
 			return err
 		}
 	}
@@ -136,26 +105,41 @@ func (d *dataSource) writeBase(ctx context.Context, rw *rowWriter) error {
 	return nil
 }
 
-// errTouched stops the reading of a basebackup file at its first row that
-// a change touches.
-var errTouched = errors.New("a change touches the file")
-
-// touched reports whether a change touches any row of file c of the
-// basebackup (read from f when it is open already). A file reported
-// untouched was read whole, its checksum and row count checked: its rows
-// are the result's as they are, byte for byte.
-func (d *dataSource) touched(ctx context.Context, merge *baseMerger, c catalog.Chunk, f io.ReadCloser) (bool, error) {
-	err := readBaseFile(ctx, d.cat.Store(), d.cat.Keys(), d.pl.bb, c, f, d.prog, func(_ []byte, fields [][]byte) error {
-		t, err := merge.touches(fields)
-		if err == nil && t {
-			err = errTouched
-		}
-		return err
-	})
-	if errors.Is(err, errTouched) {
-		return true, nil
+// identity reports whether the basebackup's fields are the restored
+// columns in order.
+func (d *dataSource) identity() bool {
+	if len(d.pl.shapes.def) != len(d.pl.bb.Definition.Table.Columns) {
+		return false
 	}
-	return false, err
+	for j, i := range d.pl.shapes.def {
+		if i != j {
+			return false
+		}
+	}
+	return true
+}
+
+// copyFile writes to rw the rows of file c of the basebackup (read from f
+// when it is open already) that the merger keeps.
+func (d *dataSource) copyFile(ctx context.Context, merge *baseMerger, rw *rowWriter, c catalog.Chunk, f io.ReadCloser) error {
+	pass, identity := merge.passAll(), d.identity()
+	var rows int64
+	return readBaseFile(ctx, d.cat.Store(), d.cat.Keys(), d.pl.bb, c, f, d.prog, func(line []byte, fields [][]byte) error {
+		rows++
+		if !pass {
+			keep, err := merge.keep(fields)
+			if err != nil {
+				return fmt.Errorf("%s: basebackup file %s, row %d: %w", d.pl.source.QualifiedName(), c.Path, rows, err)
+			}
+			if !keep {
+				return nil
+			}
+		}
+		if identity {
+			return rw.writeLine(line, fields)
+		}
+		return rw.writeMapped(fields, d.pl.shapes.def, d.missing())
+	})
 }
 
 // readBaseFile reads one file of basebackup bb (from f when it is open
@@ -248,6 +232,10 @@ type rowWriter struct {
 	mapped  [][]byte
 	prog    *progress
 	sum     rowSum
+	// noSum: the rows' checksum is not wanted (a synthetic basebackup's
+	// files are checked by their CRCs and row counts); it is most of the
+	// CPU a row costs.
+	noSum bool
 }
 
 // counted counts a row written.
@@ -296,8 +284,10 @@ func (rw *rowWriter) writeLine(line []byte, fields [][]byte) error {
 	if rw.noting {
 		rw.noteFields(func(j int) []byte { return fields[j] })
 	}
-	if err := rw.sum.addFields(fields); err != nil {
-		return err
+	if !rw.noSum {
+		if err := rw.sum.addFields(fields); err != nil {
+			return err
+		}
 	}
 	rw.counted()
 	rw.w.Write(line)
@@ -342,8 +332,10 @@ func (rw *rowWriter) writeMapped(fields [][]byte, def []int, missing [][]byte) e
 		line = append(line, f...)
 	}
 	rw.mapped = mapped
-	if err := rw.sum.addFields(mapped); err != nil {
-		return err
+	if !rw.noSum {
+		if err := rw.sum.addFields(mapped); err != nil {
+			return err
+		}
 	}
 	line = append(line, '\n')
 	rw.line = line
@@ -377,7 +369,9 @@ func (rw *rowWriter) writeValues(row []value) error {
 	}
 	line = append(line, '\n')
 	rw.line = line
-	rw.sum.addValues(row)
+	if !rw.noSum {
+		rw.sum.addValues(row)
+	}
 	rw.counted()
 	_, err := rw.w.Write(line)
 	return err

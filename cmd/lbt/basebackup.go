@@ -21,7 +21,7 @@ type basebackupCmd struct {
 	Table       []string `short:"t" xor:"what" placeholder:"TABLE" help:"Table to back up, as a SQL name (schema.table, parts quoted as in SQL); repeat for several (default: none)."`
 	All         bool     `xor:"what" help:"Back up every table of the publication (default: false)."`
 	FromArchive bool     `name:"from-archive" help:"Build the basebackups from the archive alone: each table's newest basebackup with the changes after it, reading nothing from the source (default: false)."`
-	Jobs        int      `short:"j" placeholder:"N" help:"Connections copying one table's chunks at once, under the one snapshot (default: basebackupJobs, the number of cores up to 4)."`
+	Jobs        int      `short:"j" placeholder:"N" help:"Connections copying one table's chunks at once, under the one snapshot; with --from-archive, files rewritten at once (default: basebackupJobs, the number of cores up to 4)."`
 }
 
 func (cmd *basebackupCmd) Help() string {
@@ -178,6 +178,10 @@ func (cmd *basebackupCmd) fromArchive(ctx context.Context, g *Globals, cfg *conf
 	opts.Reason = basebackup.ReasonRequest
 	opts.ChunkBytes = int64(cfg.BasebackupChunkSize)
 	opts.Memory = int64(cfg.RestoreMemory)
+	opts.Jobs = cfg.BasebackupJobs
+	if cmd.Jobs > 0 {
+		opts.Jobs = cmd.Jobs
+	}
 	for _, t := range cmd.Table {
 		b, err := basebackup.Synthesize(ctx, cat, opts, t)
 		if errors.Is(err, restore.ErrNotSynthesizable) || errors.Is(err, restore.ErrNotRestorable) {
