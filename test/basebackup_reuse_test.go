@@ -47,11 +47,11 @@ func TestBasebackup_FromArchiveReusesUntouchedChunks(t *testing.T) {
 	// synthesize builds both tables' next basebackups from the archive and
 	// checks them; reuse says, per table, how many chunks must be reused
 	// (at least; -1: none may be).
-	synthesize := func(what string, memory int64, compareFresh bool, reuse map[string]int) map[string]catalog.Basebackup {
+	synthesize := func(what string, memory int64, jobs int, compareFresh bool, reuse map[string]int) map[string]catalog.Basebackup {
 		t.Helper()
 		waitArchived(t, c, dsn, dir)
 		m := moment{upTo: archivePosition(t, dir), want: map[string][]string{}}
-		synth.Memory = memory
+		synth.Memory, synth.Jobs = memory, jobs
 		out := map[string]catalog.Basebackup{}
 		for _, table := range []string{"big", "bag"} {
 			b, err := basebackup.Synthesize(ctx, cat, synth, table)
@@ -101,18 +101,29 @@ func TestBasebackup_FromArchiveReusesUntouchedChunks(t *testing.T) {
 		DELETE FROM big WHERE id > 29900;
 		INSERT INTO big (v, n) SELECT 'new' || g, g FROM generate_series(1, 2000) g;
 		INSERT INTO bag VALUES ('x', 1), ('x', 1);`)
-	synthesize("changes in the newest part", 0, true, map[string]int{"big": 10, "bag": 1})
+	synthesize("changes in the newest part", 0, 1, true, map[string]int{"big": 10, "bag": 1})
 
 	c.Exec(t, dsn, `
 		UPDATE big SET n = -n WHERE id % 1000 = 0;
 		INSERT INTO bag VALUES ('y', 2);`)
-	synthesize("changes spread over all of it, spilled", 128<<10, true, map[string]int{"bag": 2})
+	synthesize("changes spread over all of it, spilled", 128<<10, 1, true, map[string]int{"bag": 2})
+
+	// On 2 jobs, each job rewrites the files it reads.
+	c.Exec(t, dsn, `
+		UPDATE big SET n = n + 7 WHERE id % 500 = 250;
+		DELETE FROM big WHERE id % 1000 = 1;
+		INSERT INTO bag VALUES ('j', 4);`)
+	synthesize("changes spread over all of it, spilled, on 2 jobs", 128<<10, 2, true, map[string]int{"bag": 2})
+	c.Exec(t, dsn, `
+		UPDATE big SET v = 'j' || id WHERE id % 700 = 350;
+		INSERT INTO bag VALUES ('k', 5);`)
+	synthesize("changes spread over all of it, in memory, on 2 jobs", 0, 2, true, map[string]int{"bag": 2})
 
 	c.Exec(t, dsn, `
 		UPDATE big SET v = 'tail' WHERE id > 31500;
 		INSERT INTO big (v, n) SELECT 'newer' || g, g FROM generate_series(1, 500) g;
 		INSERT INTO bag VALUES ('z', 3);`)
-	last := synthesize("changes in the newest part, spilled", 128<<10, false, map[string]int{"big": 5, "bag": 2})
+	last := synthesize("changes in the newest part, spilled", 128<<10, 1, false, map[string]int{"big": 5, "bag": 2})
 
 	// Purge keeps the newest basebackup only: the files it reuses stay
 	// (among them the first file of the fresh basebackup it was built
