@@ -5,6 +5,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 
 	"lbt/basebackup"
 	"lbt/catalog"
+	"lbt/config"
 	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
@@ -92,6 +94,12 @@ func BenchmarkSyntheticScale(b *testing.B) {
 		token := token
 		return fmt.Sprintf(`UPDATE syn SET payload = 'spread %d ' || id WHERE id %% 100 = %d`, token, token%100)
 	})
+	profileSynthetic(b, ctx, os.Getenv("LBT_BENCH_CPUPROFILE_DIR"), dir, func() {
+		token++
+		c.Exec(b, dsn, fmt.Sprintf(`UPDATE syn SET payload = 'profiled %d ' || id WHERE id %% 100 = %d`, token, token%100))
+		c.Exec(b, dsn, fmt.Sprintf(`SELECT pg_logical_emit_message(true, 'lbt.test.sync', 'synth%d')`, token))
+		waitMessage(b, c, dsn, dir, fmt.Sprintf("synth%d", token), p)
+	})
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(b, time.Minute); code != 0 {
 		b.Fatalf("lbt exited %d:\n%s", code, p.Output())
@@ -104,6 +112,30 @@ func BenchmarkSyntheticScale(b *testing.B) {
 		fmt.Printf("scale: %s of text, 1%% of rows changed %s: lbt basebackup --from-archive %.1f s (peak RSS %.0f MiB), fresh lbt basebackup %.1f s; from-archive/fresh = %.2f (medians of %d); chunks reused %d of %d; heap blocks of the table the source read during --from-archive: %d\n",
 			size, s.name, ms, median(s.r.rss), mf, ms/mf, runs, s.r.reused, s.r.all, s.r.blocksRead)
 	}
+}
+
+// profileSynthetic writes a CPU profile (go tool pprof -top) of a
+// basebackup from the archive taken in this process after change, spread
+// over the table, when dir is not empty.
+func profileSynthetic(b *testing.B, ctx context.Context, dir, archive string, change func()) {
+	if dir == "" {
+		return
+	}
+	change()
+	cat, err := catalog.Open(ctx, archive)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cat.Close()
+	opts := basebackup.NewOptions()
+	opts.ArchiveDir, opts.ChunkBytes, opts.Jobs = archive, 16<<20, config.DefaultBasebackupJobs()
+	stop := startProfile(b, dir, "synthetic-spread.pprof")
+	t0 := time.Now()
+	if _, err := basebackup.Synthesize(ctx, cat, opts, "syn"); err != nil {
+		b.Fatal(err)
+	}
+	stop()
+	fmt.Printf("scale: profiled basebackup --from-archive (changes spread) %.1f s\n", time.Since(t0).Seconds())
 }
 
 // lastSyntheticChunks counts the chunks of the table's newest basebackup
