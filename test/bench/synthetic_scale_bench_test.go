@@ -25,7 +25,8 @@ import (
 // newest part of the table (updates of the last rows and as many new ones),
 // where the chunks that hold no changed row are reused by reference, and
 // with 1% changed spread over all of it, where every chunk is rewritten.
-// Each is repeated LBT_BENCH_SYNTH_RUNS times (3) and the medians printed,
+// Both use basebackupJobs' default (the number of cores, up to 4). Each
+// is repeated LBT_BENCH_SYNTH_RUNS times (3) and the medians printed,
 // with the chunks reused and the heap blocks of the table the source read
 // during the synthetic one. LBT_BENCH_SYNTH_MB sets the table's size (256 MB
 // of COPY text in rows of about 200 bytes), basebackupChunkSize is 16 MiB.
@@ -109,8 +110,8 @@ func BenchmarkSyntheticScale(b *testing.B) {
 		r    result
 	}{{"in the newest part", tail}, {"spread over all of it", spread}} {
 		ms, mf := median(s.r.synth), median(s.r.fresh)
-		fmt.Printf("scale: %s of text, 1%% of rows changed %s: lbt basebackup --from-archive %.1f s (peak RSS %.0f MiB), fresh lbt basebackup %.1f s; from-archive/fresh = %.2f (medians of %d); chunks reused %d of %d; heap blocks of the table the source read during --from-archive: %d\n",
-			size, s.name, ms, median(s.r.rss), mf, ms/mf, runs, s.r.reused, s.r.all, s.r.blocksRead)
+		fmt.Printf("scale: %s of text, 1%% of rows changed %s: lbt basebackup --from-archive %.1f s (peak RSS %.0f MiB), fresh lbt basebackup %.1f s, both on %d jobs; from-archive/fresh = %.2f (medians of %d); chunks reused %d of %d; heap blocks of the table the source read during --from-archive: %d; load average %s\n",
+			size, s.name, ms, median(s.r.rss), mf, config.DefaultBasebackupJobs(), ms/mf, runs, s.r.reused, s.r.all, s.r.blocksRead, loadAverage())
 	}
 }
 
