@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,17 +81,7 @@ func TestBasebackup_FromArchiveReusesUntouchedChunks(t *testing.T) {
 			checkRestores(t, dir, target, table, m.upTo, m.want[table], what+", restored from it")
 		}
 		if compareFresh {
-			// A fresh basebackup of the same moment: nothing was written since.
-			bases, err := basebackup.Take(ctx, cat, fresh, []string{"big", "bag"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range bases {
-				table := f.Definition.Table.Name
-				if got, want := sortedRows(readBasebackup(t, dir, out[table])), sortedRows(readBasebackup(t, dir, f)); !slices.Equal(got, want) {
-					t.Errorf("%s: %s from the archive differs from a fresh basebackup of the same moment: %s", what, table, diffRows(got, want))
-				}
-			}
+			sameAsFresh(t, cat, fresh, dir, what, out)
 		}
 		moments = append(moments, m)
 		return out
@@ -203,6 +194,25 @@ func startSynthetic(t *testing.T, c *pgtest.Cluster, dsn, dir string, tables ...
 		t.Fatal(err)
 	}
 	return d, cat, fresh, synth
+}
+
+// sameAsFresh takes fresh basebackups of the tables of synthesized, built
+// from the archive, at the same moment (nothing was written since), checks
+// that each holds the same rows, and returns them.
+func sameAsFresh(t *testing.T, cat *catalog.Catalog, fresh basebackup.Options, dir, what string, synthesized map[string]catalog.Basebackup) []catalog.Basebackup {
+	t.Helper()
+	tables := slices.Sorted(maps.Keys(synthesized))
+	bases, err := basebackup.Take(context.Background(), cat, fresh, tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range bases {
+		table := f.Definition.Table.Name
+		if got, want := sortedRows(readBasebackup(t, dir, synthesized[table])), sortedRows(readBasebackup(t, dir, f)); !slices.Equal(got, want) {
+			t.Errorf("%s: %s from the archive differs from a fresh basebackup of the same moment: %s", what, table, diffRows(got, want))
+		}
+	}
+	return bases
 }
 
 // syntheticOptions are the options of fresh basebackups in chunks of 16

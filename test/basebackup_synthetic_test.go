@@ -80,24 +80,8 @@ func TestBasebackup_FromArchive(t *testing.T) {
 		checkRestores(t, dir, target, table, upTo, sourceRows(t, dsn, table, columns[table]), "after the first from the archive")
 	}
 
-	// sameAsFresh takes a fresh basebackup of the same moment (nothing was
-	// written since) and compares the ones from the archive with it.
-	sameAsFresh := func(what string, synthesized map[string]catalog.Basebackup) []catalog.Basebackup {
-		t.Helper()
-		bases, err := basebackup.Take(ctx, cat, fresh, []string{"acc", "bag"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range bases {
-			table := b.Definition.Table.Name
-			if got, want := sortedRows(readBasebackup(t, dir, synthesized[table])), sortedRows(readBasebackup(t, dir, b)); !slices.Equal(got, want) {
-				t.Errorf("%s: %s from the archive differs from a fresh basebackup of the same moment: %s", what, table, diffRows(got, want))
-			}
-		}
-		return bases
-	}
 	second := synthesize("second")
-	sameAsFresh("second", second)
+	sameAsFresh(t, cat, fresh, dir, "second", second)
 
 	// On 2 jobs, with the changes in memory: rows whose TOASTed notes are
 	// unchanged, their keys changed or not, get them from whichever job
@@ -110,7 +94,7 @@ func TestBasebackup_FromArchive(t *testing.T) {
 		INSERT INTO bag VALUES ('w', 7), ('w', 7);`)
 	synth.Memory, synth.Jobs = 0, 2
 	third := synthesize("third, on 2 jobs")
-	bases := sameAsFresh("third, on 2 jobs", third)
+	bases := sameAsFresh(t, cat, fresh, dir, "third, on 2 jobs", third)
 
 	// Purge removes the older basebackups, chunks and all, and verify
 	// finds nothing left over.
