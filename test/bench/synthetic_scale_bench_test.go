@@ -63,6 +63,7 @@ func BenchmarkSyntheticScale(b *testing.B) {
 	token := 0
 	type result struct {
 		synth, fresh []float64
+		cpu          []float64 // of the --from-archive command
 		rss          []float64
 		reused, all  int
 		blocksRead   int64
@@ -79,6 +80,7 @@ func BenchmarkSyntheticScale(b *testing.B) {
 			r.blocksRead += blocks() - before
 			f := runCommand(b, "basebackup", "--config", cfg, "--table", "syn")
 			r.synth, r.fresh, r.rss = append(r.synth, s.took.Seconds()), append(r.fresh, f.took.Seconds()), append(r.rss, s.rss)
+			r.cpu = append(r.cpu, s.cpu.Seconds())
 			reused, all := lastSyntheticChunks(b, ctx, dir)
 			r.reused, r.all = r.reused+reused, r.all+all
 		}
@@ -110,8 +112,8 @@ func BenchmarkSyntheticScale(b *testing.B) {
 		r    result
 	}{{"in the newest part", tail}, {"spread over all of it", spread}} {
 		ms, mf := median(s.r.synth), median(s.r.fresh)
-		fmt.Printf("scale: %s of text, 1%% of rows changed %s: lbt basebackup --from-archive %.1f s (peak RSS %.0f MiB), fresh lbt basebackup %.1f s, both on %d jobs; from-archive/fresh = %.2f (medians of %d); chunks reused %d of %d; heap blocks of the table the source read during --from-archive: %d; load average %s\n",
-			size, s.name, ms, median(s.r.rss), mf, config.DefaultBasebackupJobs(), ms/mf, runs, s.r.reused, s.r.all, s.r.blocksRead, loadAverage())
+		fmt.Printf("scale: %s of text, 1%% of rows changed %s: lbt basebackup --from-archive %.1f s (%.1f s of CPU, peak RSS %.0f MiB), fresh lbt basebackup %.1f s, both on %d jobs; from-archive/fresh = %.2f (medians of %d); chunks reused %d of %d; heap blocks of the table the source read during --from-archive: %d; load average %s\n",
+			size, s.name, ms, median(s.r.cpu), median(s.r.rss), mf, config.DefaultBasebackupJobs(), ms/mf, runs, s.r.reused, s.r.all, s.r.blocksRead, loadAverage())
 	}
 }
 
