@@ -53,10 +53,24 @@ func BenchmarkSyntheticScale(b *testing.B) {
 	waitMessage(b, c, dsn, dir, "ready", p)
 	runCommand(b, "basebackup", "--config", cfg, "--table", "syn")
 
+	// blocks is the count of the table's heap blocks read once it settled:
+	// other sessions' statistics reach the view about a second after they
+	// end, later under load (the fresh basebackup before may still be
+	// coming in).
 	blocks := func() int64 {
-		time.Sleep(1500 * time.Millisecond) // other sessions' statistics reach the view within a second
-		var n int64
-		fmt.Sscan(c.QueryString(b, dsn, `SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) FROM pg_statio_user_tables WHERE relname = 'syn'`), &n)
+		read := func() (n int64) {
+			fmt.Sscan(c.QueryString(b, dsn, `SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) FROM pg_statio_user_tables WHERE relname = 'syn'`), &n)
+			return n
+		}
+		n := read()
+		for range 30 {
+			time.Sleep(1500 * time.Millisecond)
+			m := read()
+			if m == n {
+				break
+			}
+			n = m
+		}
 		return n
 	}
 	next := rows + 1
