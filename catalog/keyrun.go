@@ -261,7 +261,7 @@ func (w *runWriter) finish(level int) error {
 // its own seek so that no cursor stays open while the merge writes.
 type runReader struct {
 	ctx      context.Context
-	tx       queryer
+	pages    *pageStmts
 	id       int64
 	lastHash int64
 	lastLSN  int64
@@ -271,22 +271,45 @@ type runReader struct {
 	i        int
 }
 
+// pageStmts are the two seeks of runReader, prepared once for all the runs
+// of a merge: a merge reads a page for every 96 pairs, and parsing the SQL
+// again for each cost more than the seek.
+type pageStmts struct {
+	first, next *sql.Stmt
+}
+
+func preparePageStmts(ctx context.Context, tx queryer) (*pageStmts, error) {
+	first, err := tx.PrepareContext(ctx, `SELECT last_hash, last_lsn, pairs FROM key_run_page WHERE run_id = ? ORDER BY last_hash, last_lsn LIMIT 1`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog row-key runs: %w", err)
+	}
+	next, err := tx.PrepareContext(ctx, `SELECT last_hash, last_lsn, pairs FROM key_run_page WHERE run_id = ? AND (last_hash, last_lsn) > (?, ?) ORDER BY last_hash, last_lsn LIMIT 1`)
+	if err != nil {
+		first.Close()
+		return nil, fmt.Errorf("catalog row-key runs: %w", err)
+	}
+	return &pageStmts{first: first, next: next}, nil
+}
+
+func (p *pageStmts) close() {
+	p.first.Close()
+	p.next.Close()
+}
+
 // next returns the run's next pair, false at its end.
 func (r *runReader) next() (keyEntry, bool, error) {
 	for r.i == len(r.page) {
 		if r.done {
 			return keyEntry{}, false, nil
 		}
-		var q string
-		args := []any{r.id}
+		var row *sql.Row
 		if r.started {
-			q = `SELECT last_hash, last_lsn, pairs FROM key_run_page WHERE run_id = ? AND (last_hash, last_lsn) > (?, ?) ORDER BY last_hash, last_lsn LIMIT 1`
-			args = append(args, r.lastHash, r.lastLSN)
+			row = r.pages.next.QueryRowContext(r.ctx, r.id, r.lastHash, r.lastLSN)
 		} else {
-			q = `SELECT last_hash, last_lsn, pairs FROM key_run_page WHERE run_id = ? ORDER BY last_hash, last_lsn LIMIT 1`
+			row = r.pages.first.QueryRowContext(r.ctx, r.id)
 		}
 		var b []byte
-		err := r.tx.QueryRowContext(r.ctx, q, args...).Scan(&r.lastHash, &r.lastLSN, &b)
+		err := row.Scan(&r.lastHash, &r.lastLSN, &b)
 		if err == sql.ErrNoRows {
 			r.done = true
 			continue
@@ -376,6 +399,7 @@ func compactKeyRuns(ctx context.Context, tx queryer, table int64) error {
 // runMerger yields the pairs of several runs in order, each once. Memory
 // is a page per run.
 type runMerger struct {
+	pages   *pageStmts
 	readers []*runReader
 	heads   []keyEntry
 	live    []bool
@@ -383,12 +407,18 @@ type runMerger struct {
 	started bool
 }
 
+// newRunMerger prepares its statements on tx: close it when done.
 func newRunMerger(ctx context.Context, tx queryer, ids []int64) (*runMerger, error) {
-	m := &runMerger{readers: make([]*runReader, len(ids)), heads: make([]keyEntry, len(ids)), live: make([]bool, len(ids))}
+	pages, err := preparePageStmts(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	m := &runMerger{pages: pages, readers: make([]*runReader, len(ids)), heads: make([]keyEntry, len(ids)), live: make([]bool, len(ids))}
 	for i, id := range ids {
-		m.readers[i] = &runReader{ctx: ctx, tx: tx, id: id}
+		m.readers[i] = &runReader{ctx: ctx, pages: pages, id: id}
 		e, ok, err := m.readers[i].next()
 		if err != nil {
+			pages.close()
 			return nil, err
 		}
 		m.heads[i], m.live[i] = e, ok
@@ -424,6 +454,8 @@ func (m *runMerger) next() (keyEntry, bool, error) {
 	}
 }
 
+func (m *runMerger) close() { m.pages.close() }
+
 // each calls fn for each pair in order.
 func (m *runMerger) each(fn func(keyEntry) error) error {
 	for {
@@ -444,6 +476,7 @@ func mergeKeyRuns(ctx context.Context, tx queryer, table int64, ids []int64, lev
 	if err != nil {
 		return err
 	}
+	defer m.close()
 	w, err := newRunWriter(ctx, tx, table)
 	if err != nil {
 		return err
@@ -568,7 +601,9 @@ func (c *Catalog) EachRowKey(ctx context.Context, fn func(tableID, hash int64, c
 		if err != nil {
 			return err
 		}
-		if err := m.each(func(e keyEntry) error { return fn(t, e.hash, e.lsn) }); err != nil {
+		err = m.each(func(e keyEntry) error { return fn(t, e.hash, e.lsn) })
+		m.close()
+		if err != nil {
 			return err
 		}
 	}

@@ -262,8 +262,10 @@ func (d *daemon) session(ctx context.Context) error {
 	// pgproto3 reads the socket 8 KiB at a time; a backlog arrives faster
 	// than that, and each read is a system call. Reads over a Unix socket
 	// are also paced (paced.go).
+	var paced *pacedReader
 	rc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
-		return pgproto3.NewFrontend(bufio.NewReaderSize(&pacedReader{r: r, pause: readPause(w)}, replReadBuffer), w)
+		paced = &pacedReader{r: r, pause: readPause(w)}
+		return pgproto3.NewFrontend(bufio.NewReaderSize(paced, replReadBuffer), w)
 	}
 	repl, err := pgconn.ConnectConfig(ctx, rc)
 	if err != nil {
@@ -375,7 +377,7 @@ func (d *daemon) session(ctx context.Context) error {
 	if o.Ready != nil {
 		o.Ready()
 	}
-	return stream(ctx, d.log, o, repl, a, &durable, confirmed)
+	return stream(ctx, d.log, o, repl, paced, a, &durable, confirmed)
 }
 
 func (d *daemon) openCatalog(ctx context.Context, source catalog.Source) error {

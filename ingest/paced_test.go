@@ -2,8 +2,10 @@ package ingest
 
 import (
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestReadPause(t *testing.T) {
@@ -50,3 +52,42 @@ func TestReadPause(t *testing.T) {
 		})
 	}
 }
+
+// The reader's clock moves at each read of the connection, also one that
+// fails (a read deadline): a clock that stood still after a timeout would
+// set the next deadline in the past, and the reader would spin.
+func TestPacedReader_ClockMovesWithEachRead(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"data", nil},
+		{"timeout", os.ErrDeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &pacedReader{r: readerFunc(func(b []byte) (int, error) { return copy(b, "x"), tt.err })}
+			before := time.Now()
+			if got := p.now(); got.Before(before) {
+				t.Fatalf("before any read, now() = %v, earlier than %v", got, before)
+			}
+			p.Read(make([]byte, 8))
+			first := p.now()
+			if first.Before(before) {
+				t.Fatalf("after a read, now() = %v, earlier than %v", first, before)
+			}
+			if again := p.now(); !again.Equal(first) {
+				t.Fatalf("without a read, now() moved from %v to %v", first, again)
+			}
+			mid := time.Now()
+			p.Read(make([]byte, 8))
+			if second := p.now(); second.Before(mid) {
+				t.Fatalf("after a second read, now() = %v, earlier than %v before it", second, mid)
+			}
+		})
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(b []byte) (int, error) { return f(b) }

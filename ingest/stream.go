@@ -48,7 +48,8 @@ func (b *batch) ready(now time.Time) bool {
 
 // stream runs the reader in this goroutine and the archiver in another until
 // ctx ends or either fails, then confirms what is durable.
-func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgConn, a *archiver, durable *atomic.Uint64, confirmed uint64) error {
+// The reader's clock is paced's (the time of the last socket read).
+func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgConn, paced *pacedReader, a *archiver, durable *atomic.Uint64, confirmed uint64) error {
 	// A few batches may wait for the archiver: the socket holds only a
 	// couple of hundred messages, and the walsender stops when it is full.
 	batches := make(chan *batch, batchesQueued)
@@ -59,7 +60,7 @@ func stream(ctx context.Context, log hclog.Logger, o *Options, conn *pgconn.PgCo
 		defer close(done)
 		archErr <- a.loop(batches, free)
 	}()
-	r := &reader{log: log, o: o, conn: conn, out: batches, free: free, done: done, durable: durable, floor: confirmed}
+	r := &reader{log: log, o: o, conn: conn, clock: paced, out: batches, free: free, done: done, durable: durable, floor: confirmed}
 	o.Health.setStreaming(true)
 	defer o.Health.setStreaming(false)
 	watchCtx, stopWatch := context.WithCancel(ctx)
@@ -89,6 +90,7 @@ type reader struct {
 	log      hclog.Logger
 	o        *Options
 	conn     *pgconn.PgConn
+	clock    *pacedReader // now() for each message: a time read per socket read, not per message
 	out      chan<- *batch
 	free     chan *batch
 	done     <-chan struct{}
@@ -113,7 +115,7 @@ func (r *reader) run(ctx context.Context) error {
 			return errArchiverStopped
 		default:
 		}
-		now := time.Now()
+		now := r.clock.now()
 		if now.Sub(r.sentAt) >= r.o.StatusInterval || r.confirmable() != r.sent {
 			if err := r.sendStatus(); err != nil {
 				return err
