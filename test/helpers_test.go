@@ -16,6 +16,7 @@ import (
 	"lbt/crypt"
 	"lbt/ingest"
 	"lbt/schema"
+	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 	"lbt/test/s3test"
 )
@@ -23,7 +24,9 @@ import (
 // TestMain shares one PostgreSQL cluster, and one versitygw for the
 // object-storage tests, among the package's tests.
 func TestMain(m *testing.M) {
-	os.Exit(s3test.Main(mainFunc(func() int { return pgtest.Main(m) })))
+	code := s3test.Main(mainFunc(func() int { return pgtest.Main(m) }))
+	lbtrun.RemoveBinary()
+	os.Exit(code)
 }
 
 type mainFunc func() int

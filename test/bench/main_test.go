@@ -5,22 +5,26 @@ package bench
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"lbt/basebackup"
 	"lbt/catalog"
-	"os"
-	"path/filepath"
-	"runtime/pprof"
-	"strings"
-	"testing"
-
+	"lbt/test/lbtrun"
 	"lbt/test/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	lbtrun.RemoveBinary()
+	os.Exit(code)
+}
 
 // takeBasebackup takes a basebackup of table into the archive in dir while the
 // daemon writes it, and returns it with the time the dump took.

@@ -52,6 +52,15 @@ func Binary(t testing.TB) string {
 	return built.path
 }
 
+// RemoveBinary removes the binary Binary built, if it built one. TestMain
+// calls it after the tests, so that each test run does not leave a build
+// of lbt in the temporary directory.
+func RemoveBinary() {
+	if built.path != "" {
+		os.RemoveAll(filepath.Dir(built.path))
+	}
+}
+
 // WriteConfig writes an lbt config file for database dbname of cluster c.
 // Extra lines ("key: value") are added, and replace the test settings of
 // the same key (a short flush interval, metrics on a free port).
