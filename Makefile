@@ -54,7 +54,9 @@ bench:
 # A restore of a table larger than PostgreSQL's 1 GB string limit, checked
 # against the source's checksum, with timings against COPY, pg_dump and
 # pg_restore; LBT_BENCH_SCALE_MB sets the size (default 1280: 1.25 GB of
-# text in rows of 1 KB), LBT_BENCH_SCALE_RUNS the rounds (3). Then restore's
+# text in rows of 1 KB), LBT_BENCH_SCALE_RUNS the rounds (3; 0: the restore
+# alone), LBT_BENCH_SCALE_LOWDISK=1 the low-disk mode (chosen by itself
+# when the disk lacks room; see docs/RESTORE.md). Then restore's
 # peak RSS with LBT_BENCH_SPILL_KEYS touched keys (10 million here; make
 # bench runs 2 million).
 bench-scale:

@@ -232,10 +232,18 @@ type rowWriter struct {
 	mapped  [][]byte
 	prog    *progress
 	sum     rowSum
-	// noSum: the rows' checksum is not wanted (a synthetic basebackup's
-	// files are checked by their CRCs and row counts); it is most of the
-	// CPU a row costs.
+	// noSum: the rows are not hashed here and st.sum stays 0, because
+	// the checksum is not wanted (a synthetic basebackup's files are
+	// checked by their CRCs and row counts; it is most of the CPU a row
+	// costs) or because the writer's consumers compute it (a parallel
+	// restore's jobs, each on its own core: rowsHashedLater).
 	noSum bool
+}
+
+// rowsHashedLater is implemented by a writer of COPY text whose
+// consumers compute the rows' checksum themselves.
+type rowsHashedLater interface {
+	hashesRows()
 }
 
 // counted counts a row written.
@@ -248,6 +256,7 @@ func (rw *rowWriter) counted() {
 
 func newRowWriter(w io.Writer, td *tableDef, prog *progress) *rowWriter {
 	rw := &rowWriter{w: bufio.NewWriterSize(w, 256<<10), st: &dataStats{}, prog: prog}
+	_, rw.noSum = w.(rowsHashedLater)
 	for _, s := range td.sequences {
 		rw.seqIdx = append(rw.seqIdx, td.columns[s.col].copyIdx)
 		rw.seqDesc = append(rw.seqDesc, s.Increment < 0)

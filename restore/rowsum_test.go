@@ -1,6 +1,8 @@
 package restore
 
 import (
+	"bytes"
+	"context"
 	"crypto/md5"
 	"encoding/binary"
 	"strings"
@@ -9,13 +11,16 @@ import (
 	"lbt/catalog"
 )
 
+// null and txt are the values of the test rows.
+var null = value{kind: catalog.ValueNull}
+
+func txt(s string) value { return value{kind: catalog.ValueText, data: []byte(s)} }
+
 // The record text of a row, as PostgreSQL's record_out writes
 // ROW(...)::text: the expected strings are what the server prints (checked
 // by hand with psql; test/restore_checksum_test.go checks the sums against
 // a real server).
 func TestRowSum_RecordText(t *testing.T) {
-	null := value{kind: catalog.ValueNull}
-	txt := func(s string) value { return value{kind: catalog.ValueText, data: []byte(s)} }
 	tests := []struct {
 		row  []value
 		want string
@@ -173,4 +178,60 @@ func BenchmarkIndexSpecial(b *testing.B) {
 			}
 		}
 	})
+}
+
+// The checksum of a parallel restore is the sum of what its jobs hash from
+// the COPY text they take; it must be the one the producer would have
+// computed from the rows, in whatever blocks the text is cut.
+func TestBlockReader_SumEqualsTheProducers(t *testing.T) {
+	tests := []struct {
+		name string
+		rows [][]value
+	}{
+		{"escapes and NULLs", [][]value{
+			{txt("1"), txt("plain")},
+			{txt("2"), null},
+			{txt("3"), txt("")},
+			{txt(`\N`), txt("tab\there nl\nx cr\r back\\slash")},
+			{txt(`say "hi", (p)`), txt("ünïcödé \v\f")},
+			{null, null},
+		}},
+		{"a table without columns", [][]value{{}, {}, {}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var text bytes.Buffer
+			rw := newRowWriter(&text, &tableDef{}, startProgress(nil, "", 0))
+			for _, row := range tt.rows {
+				if err := rw.writeValues(row); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := rw.flush(); err != nil {
+				t.Fatal(err)
+			}
+			want := rw.st.sum
+			lines := bytes.SplitAfter(text.Bytes(), []byte("\n"))
+			for cut := range len(tt.rows) + 1 {
+				r := &blockReader{columns: len(tt.rows[0]) > 0}
+				for _, block := range [][]byte{bytes.Join(lines[:cut], nil), bytes.Join(lines[cut:], nil)} {
+					if err := r.hash(block); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if r.sum.sum != want {
+					t.Errorf("cut after %d rows: the jobs' sum %x, the producer's %x", cut, r.sum.sum, want)
+				}
+			}
+			if err := (&blockReader{columns: true}).hash([]byte("1\tx\n2\ty")); err == nil {
+				t.Error("a block that ends inside a row was hashed")
+			}
+
+			// Writing to the jobs, the producer leaves the hashing to them.
+			fan := &fanOut{ctx: context.Background(), out: make(chan []byte, 1), free: make(chan []byte)}
+			if rw := newRowWriter(fan, &tableDef{}, startProgress(nil, "", 0)); !rw.noSum {
+				t.Error("a row writer into the jobs hashes the rows itself")
+			}
+		})
+	}
 }

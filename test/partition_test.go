@@ -191,6 +191,11 @@ func testPartitionTree(t *testing.T, capture bool) {
 	last := cps[len(cps)-1]
 	res, err = restoreOne("measurements", restore.NewOptions(), "latest")
 	check("measurements, latest", "latest", res, err, last.tables["parent"])
+	// Loaded on two connections, whose jobs checksum the leaves' rows.
+	o = restore.NewOptions()
+	o.Jobs = 2
+	res, err = restoreOne("measurements", o, "latest_jobs2")
+	check("measurements, latest, 2 jobs", "latest_jobs2", res, err, last.tables["parent"])
 	var buf bytes.Buffer
 	o = restore.NewOptions()
 	o.Table, o.Until, o.SQL, o.Verify = "measurements", last.at, &buf, true
