@@ -76,14 +76,23 @@ type Options struct {
 }
 
 // snapshot is a catalog snapshot waiting for upload: pinned by the
-// archiver (Sealed, Quiet), then copied to path by Run (copyOut).
+// archiver (Sealed, Quiet), copied to path at once by the copier
+// (copyLoop), then uploaded by Run.
+//
+// Its file belongs to whoever holds the snapshot last: the copier while it
+// copies, Run once it has taken the snapshot (taken), and either of them
+// removes it when done with a snapshot that was replaced meanwhile. The
+// archiver never touches a file: it only ends the pin of a snapshot not
+// yet copied.
 type snapshot struct {
-	pin  *catalog.PinnedSnapshot // until copied; nil after
-	gone bool                    // replaced before it was copied: path was never written
-	path string
-	pos  catalog.Position
-	at   time.Time
-	keys *crypt.Keys // the archive's: nil when it is not encrypted
+	pin     *catalog.PinnedSnapshot // until the copier takes it; nil after
+	copied  chan struct{}           // closed when the copy is done or abandoned
+	copyErr error                   // why there is no copy, set before copied closes
+	taken   bool                    // Run has taken it for upload
+	path    string
+	pos     catalog.Position
+	at      time.Time
+	keys    *crypt.Keys // the archive's: nil when it is not encrypted
 }
 
 // Shipper uploads what the daemon seals. Sealed (in the archiver
@@ -95,12 +104,13 @@ type Shipper struct {
 
 	covered atomic.Uint64 // end LSN of the newest snapshot in the store
 
-	mu      sync.Mutex
-	pending *snapshot     // newest snapshot not yet uploaded; older ones are dropped
-	oldest  time.Time     // commit time in the oldest snapshot not yet uploaded
-	wake    chan struct{} // signalled when pending changes
-	seq     int
-	backlog backlog
+	mu       sync.Mutex
+	pending  *snapshot     // newest snapshot not yet uploaded; older ones are dropped
+	oldest   time.Time     // commit time in the oldest snapshot not yet uploaded
+	wake     chan struct{} // signalled when pending changes, for Run
+	copyWake chan struct{} // the same, for the copier
+	seq      int
+	backlog  backlog
 
 	// Used by Sealed and Quiet only, in the archiver goroutine.
 	snapAt  time.Time // when the last snapshot was taken
@@ -122,7 +132,7 @@ func New(o Options) *Shipper {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = time.Minute
 	}
-	return &Shipper{o: o, log: o.Logger, wake: make(chan struct{}, 1), refs: make(map[string][]string)}
+	return &Shipper{o: o, log: o.Logger, wake: make(chan struct{}, 1), copyWake: make(chan struct{}, 1), refs: make(map[string][]string)}
 }
 
 // Start lists the store once: what is there already need not be sent
@@ -271,40 +281,82 @@ func (s *Shipper) snapshot(ctx context.Context, cat *catalog.Catalog, pos catalo
 	s.seq++
 	path := filepath.Join(s.o.TempDir, fmt.Sprintf("snapshot-%016X-%d.db", pos.EndLSN, s.seq))
 	if old := s.pending; old != nil {
-		if old.pin != nil {
-			old.pin.Close()
-			old.pin, old.gone = nil, true
-		} else {
-			os.Remove(old.path)
-		}
+		abandon(old, errReplaced)
 	} else if s.oldest.IsZero() {
 		s.oldest = pos.CommitTime
 	}
-	s.pending = &snapshot{pin: pin, path: path, pos: pos, at: time.Now(), keys: cat.Keys()}
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	s.pending = &snapshot{pin: pin, copied: make(chan struct{}), path: path, pos: pos, at: time.Now(), keys: cat.Keys()}
+	for _, c := range []chan struct{}{s.wake, s.copyWake} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
+
+// abandon ends the pin of snap if the copier has not taken it yet, with
+// err as the reason it has no copy. It runs under s.mu.
+func abandon(snap *snapshot, err error) {
+	if snap.pin == nil {
+		return // being copied, or copied: the copier or Run owns the file
+	}
+	snap.pin.Close()
+	snap.pin, snap.copyErr = nil, err
+	close(snap.copied)
+}
+
+// errReplaced marks a snapshot replaced by a newer one before it was
+// copied.
+var errReplaced = fmt.Errorf("%w: replaced by a newer one before it was copied", errStale)
 
 // errCopy marks a snapshot that could not be copied out: the daemon stops,
 // as when a snapshot cannot be taken.
 var errCopy = errors.New("catalog snapshot not copied")
 
-// copyOut copies snap's pinned catalog to snap.path and ends the pin; it
-// does nothing when an earlier attempt copied it.
-func (s *Shipper) copyOut(ctx context.Context, snap *snapshot) error {
+// copyLoop copies each new snapshot out as soon as it is pinned, beside
+// Run's uploads: a pin held until Run is free (a long upload, a store
+// that is down) would keep SQLite from ever restarting the catalog's
+// write-ahead log, which would then grow with every commit.
+func (s *Shipper) copyLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.copyWake:
+		}
+		s.mu.Lock()
+		snap := s.pending
+		s.mu.Unlock()
+		if snap == nil || !s.copyPinned(ctx, snap) {
+			continue
+		}
+		s.mu.Lock()
+		if s.pending != snap && !snap.taken {
+			os.Remove(snap.path) // replaced while it was copied, and never taken
+		}
+		s.mu.Unlock()
+	}
+}
+
+// copyPinned copies snap out if its pin is still there, and says whether
+// it did: the copier and Run (for a snapshot it takes before the copier
+// does) race for the pin, and the other waits for copied.
+func (s *Shipper) copyPinned(ctx context.Context, snap *snapshot) bool {
 	s.mu.Lock()
-	pin, gone := snap.pin, snap.gone
+	pin := snap.pin
 	snap.pin = nil
 	s.mu.Unlock()
-	switch {
-	case gone:
-		return fmt.Errorf("%w: replaced by a newer one before it was copied", errStale)
-	case pin == nil:
-		return nil
+	if pin == nil {
+		return false
 	}
+	snap.copyErr = s.copyOut(ctx, pin, snap)
+	close(snap.copied)
+	return true
+}
+
+// copyOut copies the catalog pinned for snap to snap.path and ends the pin.
+func (s *Shipper) copyOut(ctx context.Context, pin *catalog.PinnedSnapshot, snap *snapshot) error {
 	defer pin.Close()
 	// The daemon empties tempDir at start: make the directory each time.
 	if err := os.MkdirAll(s.o.TempDir, 0o700); err != nil {
@@ -328,16 +380,19 @@ func (s *Shipper) copyOut(ctx context.Context, snap *snapshot) error {
 func (s *Shipper) closePending() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p := s.pending; p != nil && p.pin != nil {
-		p.pin.Close()
-		p.pin, p.gone = nil, true
+	if p := s.pending; p != nil {
+		abandon(p, errCopy)
 	}
 }
 
-// take returns the pending snapshot, leaving it pending until done.
+// take returns the pending snapshot, leaving it pending until done; from
+// now on its file is Run's.
 func (s *Shipper) take() *snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.pending != nil {
+		s.pending.taken = true
+	}
 	return s.pending
 }
 
@@ -357,11 +412,26 @@ func (s *Shipper) done(snap *snapshot) {
 // with backoff, or sooner with a newer snapshot; it is logged once per run
 // of failures, at warning level, and the store's recovery at info.
 func (s *Shipper) Run(ctx context.Context) error {
-	defer s.closePending()
+	copier, stopCopier := context.WithCancel(ctx)
+	copying := make(chan struct{})
+	go func() {
+		defer close(copying)
+		s.copyLoop(copier)
+	}()
+	defer func() {
+		stopCopier()
+		<-copying
+		s.closePending()
+	}()
 	backoff := time.Second
 	failing := s.inStore == nil // Start warned of it
+	var last *snapshot
 	for {
 		snap := s.take()
+		if last != nil && last != snap {
+			os.Remove(last.path) // replaced after a failed upload
+		}
+		last = snap
 		if snap != nil {
 			err := s.ship(ctx, snap)
 			switch {
@@ -425,8 +495,14 @@ var errStale = errors.New("stale snapshot")
 // ship uploads the files snap points at that the store lacks, then snap,
 // then removes what no kept snapshot points at.
 func (s *Shipper) ship(ctx context.Context, snap *snapshot) error {
-	if err := s.copyOut(ctx, snap); err != nil {
-		return err
+	s.copyPinned(ctx, snap)
+	select {
+	case <-snap.copied:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if snap.copyErr != nil {
+		return snap.copyErr
 	}
 	if s.inStore == nil {
 		if err := s.list(ctx); err != nil {

@@ -544,3 +544,144 @@ func TestShip_CopiesThePinnedMoment(t *testing.T) {
 		t.Errorf("the uploaded snapshot has probe %q, want the newer seal's", got)
 	}
 }
+
+// Seals that come while Run copies and uploads earlier snapshots never
+// stop it, and the store ends with the newest: the archiver leaves a
+// snapshot's file to the copier and Run (the review found a seal during
+// the copy removing the file being written, so that the copy failed and
+// the daemon stopped).
+func TestShip_SealsDuringCopiesAndUploads(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	dir, _ := goldenArchive(t)
+	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
+	s, cat, pos := startShipper(t, dir, bucket, false, catalog.Open)
+	defer cat.Close()
+	// A catalog large enough that each copy takes a while.
+	pad := strings.Repeat("x", 4000)
+	for i := range 5000 {
+		if err := cat.SetMeta(ctx, fmt.Sprintf("test.pad.%d", i), pad); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	var last string
+	for round := range 40 {
+		last = fmt.Sprint("seal ", round)
+		if err := cat.SetMeta(ctx, "test.probe", last); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Sealed(ctx, cat, pos); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(round%7) * 3 * time.Millisecond)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case err := <-ran:
+			t.Fatalf("Run ended while seals came: %v", err)
+		default:
+		}
+		s.mu.Lock()
+		idle := s.pending == nil
+		s.mu.Unlock()
+		if idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the last snapshot was not uploaded within a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	name, err := NewestSnapshot(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), catalog.CatalogFile)
+	if err := Fetch(ctx, bucket, nil, name, path); err != nil {
+		t.Fatal(err)
+	}
+	r, err := catalog.OpenReadOnly(ctx, filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got string
+	r.DB().QueryRow(`SELECT value FROM meta WHERE key = 'test.probe'`).Scan(&got)
+	if got != last {
+		t.Errorf("the newest snapshot in the store has probe %q, want %q", got, last)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(s.o.TempDir, "snapshot-*"))
+	if len(left) > 0 {
+		t.Errorf("snapshot files left behind: %v", left)
+	}
+}
+
+// gateStore holds every catalog snapshot's Put until open is closed, as a
+// slow or stopped store holds Run in one upload.
+type gateStore struct {
+	storage.Store
+	open chan struct{}
+}
+
+func (g *gateStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if strings.HasPrefix(name, SnapshotPrefix) {
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Store.Put(ctx, name, r, size)
+}
+
+// While Run is held in one long upload, the snapshots the archiver pins
+// meanwhile are copied out at once and their pins ended, so that SQLite
+// can restart the catalog's write-ahead log: before, each pin stayed until
+// Run was free, a new pin was taken before the old one ended, and the log
+// grew with every commit for as long as the upload lasted.
+func TestShip_PinsEndWhileAnUploadIsHeld(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	dir, _ := goldenArchive(t)
+	gate := &gateStore{Store: storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket")), open: make(chan struct{})}
+	s, cat, pos := startShipper(t, dir, gate, false, catalog.Open)
+	defer cat.Close()
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	if err := s.Sealed(ctx, cat, pos); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 4000)
+	for round := range 40 {
+		for i := range 200 {
+			if err := cat.SetMeta(ctx, fmt.Sprintf("test.pad.%d", i), fmt.Sprint(round, pad)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Sealed(ctx, cat, pos); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // the copier's turn
+	}
+	// 40 rounds of 200 commits of 4 KB pages: about 32 MiB written in all,
+	// against SQLite's checkpoint at about 4 MiB of log.
+	st, err := os.Stat(filepath.Join(dir, catalog.CatalogFile+"-wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 16<<20 {
+		t.Errorf("the catalog's write-ahead log grew to %d MiB while an upload was held", st.Size()>>20)
+	}
+	close(gate.open)
+	cancel()
+	if err := <-ran; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
