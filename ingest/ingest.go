@@ -353,7 +353,7 @@ func (d *daemon) session(ctx context.Context) error {
 	}
 	var durable atomic.Uint64
 	durable.Store(start)
-	a, err := newArchiver(ctx, d.log, o, d.cat, source.NewLookup(conn), published, epoch.ID, &durable)
+	a, err := newArchiver(ctx, d.log, o, d.cat, source.NewLookup(conn, o.Slot), published, epoch.ID, &durable)
 	if err != nil {
 		return err
 	}

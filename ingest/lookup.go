@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"lbt/schema"
@@ -50,6 +51,9 @@ func (a *archiver) awaitEnded() error {
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()
 	if err := a.lookup.AwaitEnded(ctx, a.tx.xid); err != nil {
+		if errors.Is(err, source.ErrSyncStandby) {
+			return fatalError{err}
+		}
 		return err
 	}
 	a.tx.ended = true

@@ -17,12 +17,19 @@ import (
 // It is not safe for concurrent use.
 type Lookup struct {
 	conn *pgx.Conn
+	slot string // the replication slot the stream comes from
 }
 
-// NewLookup asks on conn, which stays the caller's to close.
-func NewLookup(conn *pgx.Conn) *Lookup {
-	return &Lookup{conn: conn}
+// NewLookup asks on conn, which stays the caller's to close, for the
+// stream of replication slot slot.
+func NewLookup(conn *pgx.Conn, slot string) *Lookup {
+	return &Lookup{conn: conn, slot: slot}
 }
+
+// ErrSyncStandby says that the source waits for lbt's own replication
+// connection to confirm a commit that lbt waits to see end: a deadlock
+// that only the operator can end.
+var ErrSyncStandby = errors.New("the source waits for lbt to confirm its commits")
 
 // AwaitEnded waits until transaction xid, whose commit the stream has
 // shown, has ended on the source. The walsender sends a commit once its
@@ -32,17 +39,34 @@ func NewLookup(conn *pgx.Conn) *Lookup {
 // change at all). A backend holds the lock on its own transaction id until
 // after it has left that set (what the server's XactLockTableWait waits
 // for), so once the lock is gone every later snapshot sees the commit.
+//
+// A backend that waits for a synchronous standby holds the lock until the
+// standby confirms. When lbt's own walsender is that standby, lbt would
+// wait for ever for what waits for lbt: AwaitEnded then fails with
+// ErrSyncStandby, naming the setting to change.
 func (l *Lookup) AwaitEnded(ctx context.Context, xid uint32) error {
 	id := strconv.FormatUint(uint64(xid), 10)
 	for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
-		var running bool
-		err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
-			WHERE locktype = 'transactionid' AND transactionid::text = $1)`, id).Scan(&running)
+		var running, waitsForUs bool
+		var app string
+		err := l.conn.QueryRow(ctx, `SELECT count(*) > 0,
+				coalesce(bool_or(a.wait_event = 'SyncRep' AND r.sync_state IN ('sync', 'quorum')), false),
+				coalesce(max(r.application_name), '')
+			FROM pg_catalog.pg_locks l
+			LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+			LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = $2
+			LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid
+			WHERE l.locktype = 'transactionid' AND l.transactionid::text = $1 AND l.mode = 'ExclusiveLock' AND l.granted`,
+			id, l.slot).Scan(&running, &waitsForUs, &app)
 		if err != nil {
 			return fmt.Errorf("wait for transaction %s to end on the source: %w", id, err)
 		}
 		if !running {
 			return nil
+		}
+		if waitsForUs {
+			return fmt.Errorf("%w: transaction %s waits for a synchronous standby, and lbt's replication connection (slot %s, application_name %q) is one: leave it out of synchronous_standby_names on the source",
+				ErrSyncStandby, id, l.slot, app)
 		}
 		select {
 		case <-ctx.Done():

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 
 	"lbt/basebackup"
 	"lbt/catalog"
@@ -500,5 +501,43 @@ func TestBackup_WaitForSlotIsReportedAndStopsTheWatchdog(t *testing.T) {
 	}
 	if notify.count("STOPPING=1") != 1 {
 		t.Errorf("no STOPPING=1 on SIGTERM; got %v", notify.msgs)
+	}
+}
+
+// With synchronous_standby_names naming lbt's replication connection (or
+// '*'), a commit waits for lbt to confirm it, and lbt, before it looks a
+// table up for that commit, waits for the commit to end: neither would
+// move again. The daemon stops at once with one line that names the
+// setting, instead of waiting for ever while the source's commits hang.
+// A cluster of its own: the setting holds up every commit on it.
+func TestBackup_RefusesToBeTheSynchronousStandby(t *testing.T) {
+	c := ownCluster(t)
+	dsn := c.NewDatabase(t)
+	dir := t.TempDir()
+	c.Exec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY, v text)`)
+	cfg := writeConfig(t, c, dsn, dir, "lbt_sync")
+	p := lbtrun.Start(t, "backup", "--config", cfg)
+	waitArchived(t, c, dsn, dir)
+
+	c.Exec(t, dsn, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
+	c.Exec(t, dsn, `SELECT pg_reload_conf()`)
+	t.Cleanup(func() {
+		// Releases the commit left waiting.
+		c.Exec(t, dsn, `ALTER SYSTEM RESET synchronous_standby_names`)
+		c.Exec(t, dsn, `SELECT pg_reload_conf()`)
+	})
+	// The table's first change of the session: a Relation message, looked
+	// up on the source. Its commit waits for the standby, which is lbt.
+	go func() {
+		conn, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			return
+		}
+		defer conn.Close(context.Background())
+		conn.Exec(context.Background(), `INSERT INTO t VALUES (1, 'waits for lbt')`)
+	}()
+	code := p.Wait(t, time.Minute)
+	if out := p.Output(); code == 0 || !strings.Contains(out, "synchronous_standby_names") {
+		t.Errorf("lbt backup as the synchronous standby: exit %d, want a refusal naming synchronous_standby_names:\n%s", code, out)
 	}
 }

@@ -52,7 +52,7 @@ func TestSource_DescribeRelationInOneStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	l := source.NewLookup(conn)
+	l := source.NewLookup(conn, "")
 	ctx := context.Background()
 
 	// As the Relation message gives it: the generated column is not sent.
