@@ -140,9 +140,13 @@ func (r *reader) run(ctx context.Context) error {
 		}
 		// Moving the deadline costs a timer update: under load, do it once
 		// in a while rather than for every message.
+		// The deadline is set from the present, not from the last read:
+		// after a long hand-off that one is old, and a deadline from it
+		// could be past already.
 		if now.Sub(deadlineSet) >= readWait/2 {
-			r.conn.Conn().SetReadDeadline(now.Add(readWait))
-			deadlineSet = now
+			at := time.Now()
+			r.conn.Conn().SetReadDeadline(at.Add(readWait))
+			deadlineSet = at
 		}
 		msg, err := r.conn.ReceiveMessage(context.Background())
 		if err != nil {
