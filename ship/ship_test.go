@@ -485,25 +485,7 @@ func TestShip_CopiesThePinnedMoment(t *testing.T) {
 	bucket := storage.NewLocal(storage.OS{}, filepath.Join(t.TempDir(), "bucket"))
 	s, cat, pos := startShipper(t, dir, bucket, false, catalog.Open)
 	defer cat.Close()
-	probe := func(t *testing.T) string {
-		t.Helper()
-		name, err := NewestSnapshot(ctx, bucket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(t.TempDir(), catalog.CatalogFile)
-		if err := Fetch(ctx, bucket, nil, name, path); err != nil {
-			t.Fatal(err)
-		}
-		r, err := catalog.OpenReadOnly(ctx, filepath.Dir(path))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		var v string
-		r.DB().QueryRow(`SELECT value FROM meta WHERE key = 'test.probe'`).Scan(&v)
-		return v
-	}
+	probe := func(t *testing.T) string { return newestProbe(t, bucket) }
 
 	if err := cat.SetMeta(ctx, "test.probe", "sealed"); err != nil {
 		t.Fatal(err)
@@ -595,22 +577,7 @@ func TestShip_SealsDuringCopiesAndUploads(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	name, err := NewestSnapshot(ctx, bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), catalog.CatalogFile)
-	if err := Fetch(ctx, bucket, nil, name, path); err != nil {
-		t.Fatal(err)
-	}
-	r, err := catalog.OpenReadOnly(ctx, filepath.Dir(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var got string
-	r.DB().QueryRow(`SELECT value FROM meta WHERE key = 'test.probe'`).Scan(&got)
-	if got != last {
+	if got := newestProbe(t, bucket); got != last {
 		t.Errorf("the newest snapshot in the store has probe %q, want %q", got, last)
 	}
 	cancel()
@@ -684,4 +651,27 @@ func TestShip_PinsEndWhileAnUploadIsHeld(t *testing.T) {
 	if err := <-ran; err != nil {
 		t.Errorf("Run: %v", err)
 	}
+}
+
+// newestProbe fetches the newest catalog snapshot in bucket and returns
+// its meta value test.probe.
+func newestProbe(t *testing.T, bucket storage.Store) string {
+	t.Helper()
+	ctx := t.Context()
+	name, err := NewestSnapshot(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), catalog.CatalogFile)
+	if err := Fetch(ctx, bucket, nil, name, path); err != nil {
+		t.Fatal(err)
+	}
+	r, err := catalog.OpenReadOnly(ctx, filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var v string
+	r.DB().QueryRow(`SELECT value FROM meta WHERE key = 'test.probe'`).Scan(&v)
+	return v
 }
